@@ -1,0 +1,416 @@
+//! Parsing: attribute options and function items into plain models.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, FnArg, GenericArgument, Ident, ItemFn, Lit, LitStr, Meta, Pat, PathArguments, ReturnType, Token, Type};
+
+use crate::duration;
+
+/// Collects errors so that all of them are reported at once.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, err: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+
+    fn add(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// What a task or workflow returns.
+pub(crate) struct Output {
+    /// The success type (`T` of `T` or `Result<T, E>`).
+    pub(crate) ty: Type,
+    /// Whether the function returns a `Result`.
+    pub(crate) fallible: bool,
+    /// The return type as written, for the body function.
+    pub(crate) written: ReturnType,
+}
+
+/// One argument of a task.
+pub(crate) struct Arg {
+    pub(crate) ident: Ident,
+    pub(crate) mutable: bool,
+    pub(crate) ty: Type,
+}
+
+/// The options of `#[flux::task(...)]`.
+pub(crate) struct TaskOptions {
+    /// `name`: the literal (a template if it has placeholders).
+    pub(crate) name: Option<LitStr>,
+    pub(crate) retry_max_attempts: u32,
+    pub(crate) retry_delay: Option<Duration>,
+    pub(crate) retry_backoff: Option<f64>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// A parsed `#[flux::task]`.
+pub(crate) struct TaskDef {
+    pub(crate) item: ItemFn,
+    pub(crate) is_async: bool,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) output: Output,
+    pub(crate) options: TaskOptions,
+    /// The name, and whether it is a template over the arguments.
+    pub(crate) name: String,
+    pub(crate) templated: bool,
+}
+
+/// A parsed `#[flux::workflow]`.
+pub(crate) struct WorkflowDef {
+    pub(crate) item: ItemFn,
+    pub(crate) name: String,
+    pub(crate) input: Type,
+    pub(crate) output: Output,
+}
+
+const TASK_OPTIONS: &[&str] = &["name", "retry_max_attempts", "retry_delay", "retry_backoff", "timeout"];
+const WORKFLOW_OPTIONS: &[&str] = &["name"];
+
+fn parse_options(attr: TokenStream, known: &[&str], errors: &mut Errors) -> Vec<(Ident, Expr)> {
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    let mut seen: Vec<Ident> = Vec::new();
+    let mut out = Vec::new();
+    for meta in metas {
+        let Meta::NameValue(nv) = meta else {
+            errors.add(meta.span(), format!("expected `key = value`; options are: {}", known.join(", ")));
+            continue;
+        };
+        let Some(key) = nv.path.get_ident().cloned() else {
+            errors.add(nv.path.span(), format!("unknown option; options are: {}", known.join(", ")));
+            continue;
+        };
+        if !known.contains(&key.to_string().as_str()) {
+            errors.add(key.span(), format!("unknown option `{key}`; options are: {}", known.join(", ")));
+            continue;
+        }
+        if seen.contains(&key) {
+            errors.add(key.span(), format!("option `{key}` is given twice"));
+            continue;
+        }
+        seen.push(key.clone());
+        out.push((key, nv.value));
+    }
+    out
+}
+
+fn lit_str(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<LitStr> {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.clone()),
+        other => {
+            errors.add(other.span(), format!("`{key}` must be a string literal"));
+            None
+        }
+    }
+}
+
+fn duration_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<Duration> {
+    let parsed = match expr {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => duration::parse(&s.value()),
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => duration::parse(i.base10_digits()),
+        Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => duration::parse(f.base10_digits()),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => Err(format!("`{key}` cannot be negative")),
+        _ => Err(format!("`{key}` must be a duration such as \"30s\", \"1.5s\", \"2m\", or a number of seconds")),
+    };
+    parsed.map_err(|msg| errors.add(expr.span(), msg)).ok()
+}
+
+fn count_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<u32> {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.add(i.span(), format!("`{key}` must be a whole number from 0 to {}", u32::MAX));
+                None
+            }
+        },
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => {
+            errors.add(expr.span(), format!("`{key}` cannot be negative"));
+            None
+        }
+        other => {
+            errors.add(other.span(), format!("`{key}` must be a whole number"));
+            None
+        }
+    }
+}
+
+fn positive_number(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<f64> {
+    let value = match expr {
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => f.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match value {
+        Some(v) if v.is_finite() && v > 0.0 => Some(v),
+        _ => {
+            errors.add(expr.span(), format!("`{key}` must be a positive number"));
+            None
+        }
+    }
+}
+
+fn parse_fn(item: TokenStream, what: &str, errors: &mut Errors) -> syn::Result<ItemFn> {
+    let item: syn::Item = syn::parse2(item)?;
+    let syn::Item::Fn(f) = item else {
+        return Err(syn::Error::new(
+            item.span(),
+            format!("`#[flux::{what}]` applies to functions: write it on an `async fn`{}", if what == "task" { " or a plain `fn`" } else { "" }),
+        ));
+    };
+    let sig = &f.sig;
+    if let Some(c) = &sig.constness {
+        errors.add(c.span(), format!("a {what} cannot be a `const fn`"));
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.add(u.span(), format!("a {what} cannot be `unsafe`"));
+    }
+    if let Some(abi) = &sig.abi {
+        errors.add(abi.span(), format!("a {what} cannot have an `extern` ABI"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.add(sig.generics.span(), format!("a {what} cannot be generic: its values are recorded with concrete types"));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.add(v.span(), format!("a {what} cannot be variadic"));
+    }
+    Ok(f)
+}
+
+/// `T` and whether it is `Result<T, _>`, from a return type.
+fn parse_output(ret: &ReturnType) -> Output {
+    let written = ret.clone();
+    match ret {
+        ReturnType::Default => Output { ty: syn::parse_quote!(()), fallible: false, written },
+        ReturnType::Type(_, ty) => {
+            if let Type::Path(p) = &**ty {
+                if let Some(last) = p.path.segments.last() {
+                    if last.ident == "Result" {
+                        if let PathArguments::AngleBracketed(args) = &last.arguments {
+                            if let Some(GenericArgument::Type(t)) = args.args.first() {
+                                return Output { ty: t.clone(), fallible: true, written };
+                            }
+                        }
+                    }
+                }
+            }
+            Output { ty: (**ty).clone(), fallible: false, written }
+        }
+    }
+}
+
+fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
+    match ty {
+        Type::Reference(r) => errors.add(
+            r.span(),
+            format!("{what} must be owned so it can be recorded and replayed: use an owned type (`String`, not `&str`; `Vec<T>`, not `&[T]`)"),
+        ),
+        Type::ImplTrait(t) => errors.add(t.span(), format!("{what} cannot be `impl Trait`: use a concrete type")),
+        _ => {}
+    }
+}
+
+/// The placeholders of a name template (`"process_{item}"` gives `item`), or an error message.
+fn template_placeholders(template: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+            }
+            '{' => {
+                let mut inner = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => inner.push(c),
+                        None => return Err("unclosed `{` in the name template".to_string()),
+                    }
+                }
+                let name = inner.split(':').next().unwrap_or("").trim().to_string();
+                if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Err(format!("placeholder `{{{inner}}}` must name an argument of the task"));
+                }
+                names.push(name);
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+            }
+            '}' => return Err("unmatched `}` in the name template (write `}}` for a literal brace)".to_string()),
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+impl TaskDef {
+    pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<TaskDef> {
+        let mut errors = Errors::default();
+        let options = parse_options(attr, TASK_OPTIONS, &mut errors);
+        let item = parse_fn(item, "task", &mut errors)?;
+
+        let mut args = Vec::new();
+        for input in &item.sig.inputs {
+            match input {
+                FnArg::Receiver(r) => errors.add(r.span(), "a task cannot take `self`: make it a free function"),
+                FnArg::Typed(pt) => {
+                    let Pat::Ident(pi) = &*pt.pat else {
+                        errors.add(pt.pat.span(), "task arguments must be plain names (`order: Order`), not patterns");
+                        continue;
+                    };
+                    if pi.by_ref.is_some() || pi.subpat.is_some() {
+                        errors.add(pi.span(), "task arguments must be plain names (`order: Order`)");
+                        continue;
+                    }
+                    check_owned(&pt.ty, "a task argument", &mut errors);
+                    args.push(Arg { ident: pi.ident.clone(), mutable: pi.mutability.is_some(), ty: (*pt.ty).clone() });
+                }
+            }
+        }
+        let output = parse_output(&item.sig.output);
+        check_owned(&output.ty, "a task's output", &mut errors);
+
+        let mut opts = TaskOptions { name: None, retry_max_attempts: 0, retry_delay: None, retry_backoff: None, timeout: None };
+        for (key, value) in &options {
+            match key.to_string().as_str() {
+                "name" => opts.name = lit_str(value, key, &mut errors),
+                "retry_max_attempts" => opts.retry_max_attempts = count_option(value, key, &mut errors).unwrap_or(0),
+                "retry_delay" => opts.retry_delay = duration_option(value, key, &mut errors),
+                "retry_backoff" => opts.retry_backoff = positive_number(value, key, &mut errors),
+                "timeout" => opts.timeout = duration_option(value, key, &mut errors),
+                _ => {}
+            }
+        }
+
+        let (name, templated) = match &opts.name {
+            None => (item.sig.ident.to_string(), false),
+            Some(lit) => {
+                let text = lit.value();
+                if text.trim().is_empty() {
+                    errors.add(lit.span(), "a task name cannot be empty");
+                }
+                match template_placeholders(&text) {
+                    Ok(placeholders) => {
+                        for p in &placeholders {
+                            if !args.iter().any(|a| a.ident == p) {
+                                let known: Vec<String> = args.iter().map(|a| a.ident.to_string()).collect();
+                                errors.add(
+                                    lit.span(),
+                                    format!(
+                                        "the name template uses `{{{p}}}`, but the task has no argument `{p}` (arguments: {})",
+                                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                                    ),
+                                );
+                            }
+                        }
+                        let templated = !placeholders.is_empty() || text.contains("{{") || text.contains("}}");
+                        (text, templated)
+                    }
+                    Err(msg) => {
+                        errors.add(lit.span(), msg);
+                        (text, false)
+                    }
+                }
+            }
+        };
+        errors.finish()?;
+        let is_async = item.sig.asyncness.is_some();
+        Ok(TaskDef { item, is_async, args, output, options: opts, name, templated })
+    }
+}
+
+impl WorkflowDef {
+    pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<WorkflowDef> {
+        let mut errors = Errors::default();
+        let options = parse_options(attr, WORKFLOW_OPTIONS, &mut errors);
+        let item = parse_fn(item, "workflow", &mut errors)?;
+        if item.sig.asyncness.is_none() {
+            errors.add(item.sig.fn_token.span(), "a workflow must be an `async fn`");
+        }
+        let mut name = item.sig.ident.to_string();
+        for (key, value) in &options {
+            if key == "name" {
+                if let Some(lit) = lit_str(value, key, &mut errors) {
+                    if lit.value().trim().is_empty() {
+                        errors.add(lit.span(), "a workflow name cannot be empty");
+                    }
+                    name = lit.value();
+                }
+            }
+        }
+
+        const NEEDS_CTX: &str = "a workflow's first parameter must be `ExecutionContext<I>`, where `I` is its input type";
+        let mut input = None;
+        let mut params = item.sig.inputs.iter();
+        match params.next() {
+            None => errors.add(item.sig.paren_token.span.join(), NEEDS_CTX),
+            Some(FnArg::Receiver(r)) => errors.add(r.span(), "a workflow cannot take `self`"),
+            Some(FnArg::Typed(pt)) => match context_input(&pt.ty) {
+                Some(ty) => {
+                    check_owned(&ty, "a workflow's input", &mut errors);
+                    input = Some(ty);
+                }
+                None => errors.add(pt.ty.span(), NEEDS_CTX),
+            },
+        }
+        for extra in params {
+            errors.add(extra.span(), "a workflow takes only its `ExecutionContext<I>`: put further inputs into `I`");
+        }
+        let output = parse_output(&item.sig.output);
+        check_owned(&output.ty, "a workflow's output", &mut errors);
+        errors.finish()?;
+        let input = input.ok_or_else(|| syn::Error::new(Span::call_site(), NEEDS_CTX))?;
+        Ok(WorkflowDef { item, name, input, output })
+    }
+}
+
+/// `I` from `ExecutionContext<I>` (any path ending in `ExecutionContext`).
+fn context_input(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "ExecutionContext" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.first()? {
+        GenericArgument::Type(t) if args.args.len() == 1 => Some(t.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(template_placeholders("process_{item}").unwrap(), ["item"]);
+        assert_eq!(template_placeholders("{a}_{b:?}").unwrap(), ["a", "b"]);
+        assert!(template_placeholders("literal_{{x}}").unwrap().is_empty());
+        assert!(template_placeholders("x_{}").is_err());
+        assert!(template_placeholders("x_{0}").is_err());
+        assert!(template_placeholders("x_{a").is_err());
+        assert!(template_placeholders("x_}").is_err());
+    }
+}

@@ -1,0 +1,342 @@
+//! The running execution: [`ExecutionContext`] for the workflow body, the task-local handle task
+//! calls use to reach it, and [`Execution`], the result users get back.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, EventType, ExecutionState};
+use crate::identity::Occurrences;
+use crate::store::{Commit, Store, Write};
+
+tokio::task_local! {
+    static CURRENT: Arc<RunState>;
+}
+
+/// The execution the calling code runs in, if any.
+pub(crate) fn current() -> Option<Arc<RunState>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Runs `fut` with `run` as the current execution.
+pub(crate) async fn scope<F: Future>(run: Arc<RunState>, fut: F) -> F::Output {
+    CURRENT.scope(run, fut).await
+}
+
+/// What the log says about one task id.
+#[derive(Clone, Copy, Debug, Default)]
+struct TaskRecord {
+    started: bool,
+    /// Index in the log of its `TASK_COMPLETED` or `TASK_FAILED`.
+    outcome: Option<usize>,
+}
+
+/// What a task call should do, decided from the log.
+pub(crate) enum Lookup {
+    /// Never started: record `TASK_STARTED`, then run.
+    Fresh(Arc<str>),
+    /// Started before but never finished (a crash): run again without a second `TASK_STARTED`.
+    Restart(Arc<str>),
+    /// Finished: the recorded `TASK_COMPLETED` or `TASK_FAILED`.
+    Recorded(Arc<str>, Event),
+}
+
+struct RunInner {
+    events: Vec<Event>,
+    occurrences: Occurrences,
+    tasks: HashMap<Arc<str>, TaskRecord>,
+    /// Commits not waited for yet; checked whenever a later commit is awaited.
+    pending: Vec<Commit>,
+    /// Set when a write failed: the in-memory log is then ahead of storage and the run must stop.
+    broken: Option<Error>,
+}
+
+/// One execution being run: its log so far and the bookkeeping of task ids.
+pub(crate) struct RunState {
+    pub(crate) execution_id: Arc<str>,
+    pub(crate) workflow_name: Arc<str>,
+    /// `"{workflow_name}_{execution_id}"`, the source id of workflow events.
+    pub(crate) workflow_source: Arc<str>,
+    store: Arc<dyn Store>,
+    inner: Mutex<RunInner>,
+}
+
+impl RunState {
+    pub(crate) fn new(store: Arc<dyn Store>, execution_id: &str, workflow_name: &str, events: Vec<Event>) -> Self {
+        let mut tasks: HashMap<Arc<str>, TaskRecord> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            match e.kind {
+                EventType::TaskStarted => tasks.entry(e.source_id.clone()).or_default().started = true,
+                EventType::TaskCompleted | EventType::TaskFailed => {
+                    tasks.entry(e.source_id.clone()).or_default().outcome = Some(i);
+                }
+                _ => {}
+            }
+        }
+        RunState {
+            execution_id: Arc::from(execution_id),
+            workflow_name: Arc::from(workflow_name),
+            workflow_source: Arc::from(format!("{workflow_name}_{execution_id}")),
+            store,
+            inner: Mutex::new(RunInner {
+                events,
+                occurrences: Occurrences::default(),
+                tasks,
+                pending: Vec::new(),
+                broken: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RunInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives the call of `base_id` its occurrence id and says what the log knows of it.
+    pub(crate) fn lookup(&self, base_id: String) -> Lookup {
+        let mut inner = self.lock();
+        let id = inner.occurrences.next(base_id);
+        match inner.tasks.get(&id).copied() {
+            Some(TaskRecord { outcome: Some(i), .. }) => {
+                let event = inner.events[i].clone();
+                Lookup::Recorded(id, event)
+            }
+            Some(TaskRecord { started: true, .. }) => Lookup::Restart(id),
+            _ => Lookup::Fresh(id),
+        }
+    }
+
+    /// Appends an event to the log and queues its write in one batch after `extra` (an
+    /// execution row to create, or a state change). Returns the commit when `wait` is set; otherwise it is checked at the next wait.
+    pub(crate) fn record(
+        &self,
+        kind: EventType,
+        source_id: &Arc<str>,
+        name: &Arc<str>,
+        value: Arc<[u8]>,
+        extra: Option<Write>,
+        wait: bool,
+    ) -> Result<Option<Commit>> {
+        let mut inner = self.lock();
+        if let Some(e) = &inner.broken {
+            return Err(e.clone());
+        }
+        let seq = inner.events.len() as u64 + 1;
+        let event = Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time: SystemTime::now() };
+        if matches!(kind, EventType::TaskCompleted | EventType::TaskFailed) {
+            let index = inner.events.len();
+            inner.tasks.entry(source_id.clone()).or_default().outcome = Some(index);
+        } else if kind == EventType::TaskStarted {
+            inner.tasks.entry(source_id.clone()).or_default().started = true;
+        }
+        inner.events.push(event.clone());
+        let mut writes = Vec::with_capacity(1 + usize::from(extra.is_some()));
+        writes.extend(extra);
+        writes.push(Write::Append { execution_id: self.execution_id.clone(), event });
+        let commit = self.store.write(writes);
+        if wait {
+            Ok(Some(commit))
+        } else {
+            inner.pending.push(commit);
+            Ok(None)
+        }
+    }
+
+    /// Waits for `commit`, then checks every earlier commit that was not waited for. Any failure
+    /// marks the run broken: its later writes are refused so that the stored log never has gaps.
+    pub(crate) async fn durable(&self, commit: Option<Commit>) -> Result<()> {
+        let result = match commit {
+            Some(c) => c.await,
+            None => Ok(()),
+        };
+        let mut inner = self.lock();
+        let mut failure = result.err();
+        let mut still_pending = Vec::new();
+        for mut c in inner.pending.drain(..) {
+            match c.try_result() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => failure = failure.or(Some(e)),
+                None => still_pending.push(c),
+            }
+        }
+        inner.pending = still_pending;
+        if let Some(e) = failure {
+            let e = Error::new(
+                ErrorKind::Storage,
+                format!("execution `{}` could not be recorded; it stays in storage as it was", self.execution_id),
+            )
+            .with_cause(e.to_string());
+            inner.broken.get_or_insert(e.clone());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Records an event and waits for it to be durable.
+    pub(crate) async fn record_durable(
+        &self,
+        kind: EventType,
+        source_id: &Arc<str>,
+        name: &Arc<str>,
+        value: Arc<[u8]>,
+        extra: Option<Write>,
+    ) -> Result<()> {
+        let commit = self.record(kind, source_id, name, value, extra, true)?;
+        self.durable(commit).await
+    }
+
+    /// The error that stopped this run's writes, if any.
+    pub(crate) fn broken(&self) -> Option<Error> {
+        self.lock().broken.clone()
+    }
+
+    /// A copy of the log so far.
+    pub(crate) fn events(&self) -> Vec<Event> {
+        self.lock().events.clone()
+    }
+
+    /// Takes the log out (at the end of the run).
+    pub(crate) fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut self.lock().events)
+    }
+}
+
+/// The first parameter of every workflow: the input and what the body may ask of its execution.
+///
+/// ```
+/// use flux::prelude::*;
+///
+/// #[flux::workflow]
+/// async fn greet(ctx: ExecutionContext<String>) -> String {
+///     format!("{} says hi to {}", ctx.workflow_name(), ctx.input())
+/// }
+/// ```
+pub struct ExecutionContext<I> {
+    run: Arc<RunState>,
+    input: I,
+}
+
+impl<I> ExecutionContext<I> {
+    pub(crate) fn new(run: Arc<RunState>, input: I) -> Self {
+        ExecutionContext { run, input }
+    }
+
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.run.execution_id
+    }
+
+    /// The workflow name.
+    pub fn workflow_name(&self) -> &str {
+        &self.run.workflow_name
+    }
+
+    /// The workflow's input.
+    pub fn input(&self) -> &I {
+        &self.input
+    }
+
+    /// Consumes the context, returning the input.
+    pub fn into_input(self) -> I {
+        self.input
+    }
+
+    /// The log so far (a copy).
+    pub fn events(&self) -> Vec<Event> {
+        self.run.events()
+    }
+}
+
+impl<I: fmt::Debug> fmt::Debug for ExecutionContext<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutionContext")
+            .field("execution_id", &self.execution_id())
+            .field("workflow_name", &self.workflow_name())
+            .field("input", &self.input)
+            .finish()
+    }
+}
+
+/// One execution of a workflow, as returned by `run`, `replay` and `status`.
+///
+/// A workflow that failed is still an `Execution` (in state `FAILED`, with [`Execution::error`]);
+/// only a failure of the engine itself is an `Err` from `run`.
+#[derive(Clone, Debug)]
+pub struct Execution<I, O> {
+    pub(crate) execution_id: String,
+    pub(crate) workflow_name: String,
+    pub(crate) state: ExecutionState,
+    pub(crate) input: I,
+    pub(crate) output: Option<O>,
+    pub(crate) error: Option<Error>,
+    pub(crate) events: Vec<Event>,
+}
+
+impl<I, O> Execution<I, O> {
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// The workflow name.
+    pub fn workflow_name(&self) -> &str {
+        &self.workflow_name
+    }
+
+    /// The state.
+    pub fn state(&self) -> ExecutionState {
+        self.state
+    }
+
+    /// The input.
+    pub fn input(&self) -> &I {
+        &self.input
+    }
+
+    /// The output, once `COMPLETED`.
+    pub fn output(&self) -> Option<&O> {
+        self.output.as_ref()
+    }
+
+    /// Consumes the execution, returning the output.
+    pub fn into_output(self) -> Option<O> {
+        self.output
+    }
+
+    /// The error, once `FAILED`.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// The log.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// `COMPLETED`, `FAILED` or `CANCELLED`.
+    pub fn has_finished(&self) -> bool {
+        self.state.is_terminal()
+    }
+
+    /// `COMPLETED`.
+    pub fn has_succeeded(&self) -> bool {
+        self.state == ExecutionState::Completed
+    }
+
+    /// `FAILED`.
+    pub fn has_failed(&self) -> bool {
+        self.state == ExecutionState::Failed
+    }
+
+    /// `PAUSED`.
+    pub fn is_paused(&self) -> bool {
+        self.state == ExecutionState::Paused
+    }
+
+    /// `CANCELLED`.
+    pub fn is_cancelled(&self) -> bool {
+        self.state == ExecutionState::Cancelled
+    }
+}

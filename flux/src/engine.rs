@@ -1,0 +1,105 @@
+//! [`Engine`]: where executions are stored and run.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::config::{Config, DatabaseLocation};
+use crate::error::{Error, Result};
+use crate::store::{Durability, MemoryStore, Store, StoredExecution};
+
+/// Where executions live: a storage backend plus what the runtime needs around it.
+///
+/// Cloning is cheap and gives a handle to the same engine. Workflows run on the default engine
+/// (built from [`Config::load`] on first use) unless given one with `workflow.on(&engine)`.
+///
+/// ```no_run
+/// # async fn demo() -> flux::Result<()> {
+/// let engine = flux::Engine::open(".flux/flux.db")?;
+/// let memory = flux::Engine::in_memory();
+/// # let _ = (engine, memory); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("store", &self.store.describe()).finish()
+    }
+}
+
+static DEFAULT: Mutex<Option<Engine>> = Mutex::new(None);
+
+impl Engine {
+    /// Opens (or creates) the SQLite database at `path` with default durability.
+    #[cfg(feature = "sqlite")]
+    pub fn open(path: impl AsRef<Path>) -> Result<Engine> {
+        Engine::open_with(path, Durability::Default)
+    }
+
+    /// Opens (or creates) the SQLite database at `path` with the given durability.
+    #[cfg(feature = "sqlite")]
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Engine> {
+        Ok(Engine::with_store(crate::store::SqliteStore::open(path, durability)?))
+    }
+
+    /// An engine that keeps everything in memory: for tests.
+    pub fn in_memory() -> Engine {
+        Engine::with_store(MemoryStore::new())
+    }
+
+    /// An engine over any [`Store`].
+    pub fn with_store(store: impl Store) -> Engine {
+        Engine { store: Arc::new(store) }
+    }
+
+    /// Builds the engine a configuration describes.
+    pub fn from_config(config: &Config) -> Result<Engine> {
+        match config.database()? {
+            DatabaseLocation::Memory => Ok(Engine::in_memory()),
+            #[cfg(feature = "sqlite")]
+            DatabaseLocation::Sqlite(path) => Engine::open_with(&path, config.durability).map_err(|e| {
+                Error::new(e.kind(), format!("cannot open database `{}`", config.database_url)).with_cause(e.to_string())
+            }),
+            #[cfg(not(feature = "sqlite"))]
+            DatabaseLocation::Sqlite(_) => Err(Error::new(
+                crate::ErrorKind::Config,
+                format!("`{}` needs the `sqlite` feature of flux", config.database_url),
+            )),
+        }
+    }
+
+    /// The process-wide default engine, built from [`Config::load`] on first use.
+    ///
+    /// If it cannot be built, the error is returned and the next call tries again.
+    pub fn global() -> Result<Engine> {
+        let mut slot = DEFAULT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(engine) = &*slot {
+            return Ok(engine.clone());
+        }
+        let engine = Engine::from_config(&Config::load()?)?;
+        *slot = Some(engine.clone());
+        Ok(engine)
+    }
+
+    /// Makes `engine` the process-wide default (replacing any earlier one).
+    pub fn set_global(engine: Engine) {
+        *DEFAULT.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine);
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Loads an execution as stored, off the async threads.
+    pub(crate) async fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
+        let store = self.store.clone();
+        let id = execution_id.to_string();
+        match tokio::task::spawn_blocking(move || store.load(&id)).await {
+            Ok(result) => result,
+            Err(e) => Err(Error::new(crate::ErrorKind::Storage, format!("loading execution `{execution_id}` failed: {e}"))),
+        }
+    }
+}

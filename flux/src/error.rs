@@ -1,0 +1,202 @@
+//! The one public error type of flux, and its structured stored form.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Shorthand for `std::result::Result<T, flux::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in a form a program can match on.
+///
+/// The wire and storage name of each kind is its `snake_case` form (`"task_failed"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A task returned an error (or panicked) and no retry or fallback recovered it.
+    TaskFailed,
+    /// A task attempt ran past its `timeout`.
+    TaskTimeout,
+    /// The workflow body returned an error.
+    WorkflowFailed,
+    /// The storage backend failed (I/O error, locked database, full disk, ...).
+    Storage,
+    /// Stored data could not be read back (corrupt file, not a flux database).
+    Corrupt,
+    /// The database was written by a newer flux with a schema this version does not know.
+    SchemaTooNew,
+    /// Configuration could not be read or holds an invalid value.
+    Config,
+    /// A value could not be encoded to MessagePack.
+    Encode,
+    /// A stored value does not deserialize into the requested Rust type.
+    Decode,
+    /// No execution exists with the given id.
+    NotFound,
+    /// The execution exists but cannot do what was asked in its current state, or belongs to
+    /// another workflow.
+    InvalidState,
+    /// A task or workflow body panicked.
+    Panic,
+    /// A stored error whose kind this version of flux does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorKind {
+    /// The stable `snake_case` name of this kind, as stored and sent on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::TaskFailed => "task_failed",
+            ErrorKind::TaskTimeout => "task_timeout",
+            ErrorKind::WorkflowFailed => "workflow_failed",
+            ErrorKind::Storage => "storage",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::SchemaTooNew => "schema_too_new",
+            ErrorKind::Config => "config",
+            ErrorKind::Encode => "encode",
+            ErrorKind::Decode => "decode",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::InvalidState => "invalid_state",
+            ErrorKind::Panic => "panic",
+            ErrorKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every fallible flux operation, and the failure a workflow sees from a task.
+///
+/// It is plain data (kind, message, the chain of causes, and the task it concerns), so it can be
+/// stored in the event log and loaded again exactly: a failed execution always reloads.
+///
+/// ```
+/// use flux::{Error, ErrorKind};
+///
+/// let err = Error::new(ErrorKind::Config, "FLUX_HOME is empty");
+/// assert_eq!(err.kind(), ErrorKind::Config);
+/// assert_eq!(err.to_string(), "FLUX_HOME is empty");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    chain: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task_id: Option<String>,
+}
+
+impl Error {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), chain: Vec::new(), task_id: None }
+    }
+
+    /// An error of `kind` built from another error: its message, then each `source()` in turn
+    /// as the chain of causes.
+    pub fn from_std(kind: ErrorKind, err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = Vec::new();
+        let mut cause = err.source();
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        Error { kind, message: err.to_string(), chain, task_id: None }
+    }
+
+    /// Attaches the id of the task this error concerns.
+    pub fn with_task_id(mut self, task_id: impl Into<String>) -> Self {
+        self.task_id = Some(task_id.into());
+        self
+    }
+
+    /// Appends a cause to the chain.
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.chain.push(cause.into());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the causes.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The causes, outermost first.
+    pub fn chain(&self) -> &[String] {
+        &self.chain
+    }
+
+    /// The id of the task this error concerns, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_id.as_deref()
+    }
+
+    pub(crate) fn decode(what: impl fmt::Display, err: impl fmt::Display) -> Self {
+        Error::new(ErrorKind::Decode, format!("{what}: {err}"))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, &self.task_id) {
+            (ErrorKind::TaskFailed, Some(id)) => write!(f, "task `{id}` failed: {}", self.message)?,
+            _ => f.write_str(&self.message)?,
+        }
+        for cause in &self.chain {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("charge failed")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn chain_is_collected_from_sources() {
+        let err = Error::from_std(ErrorKind::TaskFailed, &Outer(std::io::Error::other("card declined")))
+            .with_task_id("charge_0123456789abcdef");
+        assert_eq!(err.chain(), ["card declined"]);
+        assert_eq!(err.to_string(), "task `charge_0123456789abcdef` failed: charge failed: card declined");
+    }
+
+    #[test]
+    fn unknown_kinds_still_load() {
+        let bytes = crate::value::to_msgpack(&serde_json_like()).expect("encode");
+        let err: Error = crate::value::from_msgpack(&bytes).expect("decode");
+        assert_eq!(err.kind(), ErrorKind::Unknown);
+        assert_eq!(err.message(), "from the future");
+    }
+
+    fn serde_json_like() -> std::collections::BTreeMap<&'static str, &'static str> {
+        [("kind", "quantum_decoherence"), ("message", "from the future")].into_iter().collect()
+    }
+}

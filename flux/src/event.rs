@@ -1,0 +1,286 @@
+//! Events, event types and execution states.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, Result};
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $wire:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in the order of the specification.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The wire name (`SCREAMING_SNAKE_CASE`), as stored and sent.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($wire => Ok($name::$variant),)*
+                    other => Err(Error::new(ErrorKind::Corrupt, format!("unknown {} `{other}`", $what))),
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// The type of an event in an execution's log.
+    ///
+    /// ```
+    /// use flux::EventType;
+    /// assert_eq!(EventType::TaskStarted.to_string(), "TASK_STARTED");
+    /// assert_eq!("WORKFLOW_COMPLETED".parse::<EventType>()?, EventType::WorkflowCompleted);
+    /// # Ok::<(), flux::Error>(())
+    /// ```
+    EventType, "event type" {
+        /// The execution was scheduled for a worker.
+        WorkflowScheduled = "WORKFLOW_SCHEDULED",
+        /// A worker claimed the execution.
+        WorkflowClaimed = "WORKFLOW_CLAIMED",
+        /// The workflow body started (written once per execution).
+        WorkflowStarted = "WORKFLOW_STARTED",
+        /// The workflow returned its output.
+        WorkflowCompleted = "WORKFLOW_COMPLETED",
+        /// The workflow returned an error; the value is the structured error.
+        WorkflowFailed = "WORKFLOW_FAILED",
+        /// The workflow paused.
+        WorkflowPaused = "WORKFLOW_PAUSED",
+        /// A resume was requested.
+        WorkflowResuming = "WORKFLOW_RESUMING",
+        /// The workflow resumed at its pause point.
+        WorkflowResumed = "WORKFLOW_RESUMED",
+        /// A resume was scheduled for a worker.
+        WorkflowResumeScheduled = "WORKFLOW_RESUME_SCHEDULED",
+        /// A worker claimed a resume.
+        WorkflowResumeClaimed = "WORKFLOW_RESUME_CLAIMED",
+        /// A cancellation was requested.
+        WorkflowCancelling = "WORKFLOW_CANCELLING",
+        /// The execution was cancelled.
+        WorkflowCancelled = "WORKFLOW_CANCELLED",
+        /// A task started its first attempt; the value is its arguments.
+        TaskStarted = "TASK_STARTED",
+        /// A task completed; the value is its output.
+        TaskCompleted = "TASK_COMPLETED",
+        /// A task failed for good; the value is the structured error.
+        TaskFailed = "TASK_FAILED",
+        /// A task was cancelled.
+        TaskCancelled = "TASK_CANCELLED",
+        /// A task paused.
+        TaskPaused = "TASK_PAUSED",
+        /// A paused task resumed.
+        TaskResumed = "TASK_RESUMED",
+        /// Progress reported by a task (never stored).
+        TaskProgress = "TASK_PROGRESS",
+        /// A retry attempt started.
+        TaskRetryStarted = "TASK_RETRY_STARTED",
+        /// A retry attempt succeeded.
+        TaskRetryCompleted = "TASK_RETRY_COMPLETED",
+        /// An attempt failed.
+        TaskRetryFailed = "TASK_RETRY_FAILED",
+        /// The fallback started.
+        TaskFallbackStarted = "TASK_FALLBACK_STARTED",
+        /// The fallback succeeded.
+        TaskFallbackCompleted = "TASK_FALLBACK_COMPLETED",
+        /// The fallback failed.
+        TaskFallbackFailed = "TASK_FALLBACK_FAILED",
+        /// The rollback started.
+        TaskRollbackStarted = "TASK_ROLLBACK_STARTED",
+        /// The rollback succeeded.
+        TaskRollbackCompleted = "TASK_ROLLBACK_COMPLETED",
+        /// The rollback failed.
+        TaskRollbackFailed = "TASK_ROLLBACK_FAILED",
+    }
+}
+
+wire_enum! {
+    /// The state of an execution.
+    ///
+    /// ```
+    /// use flux::ExecutionState;
+    /// assert_eq!(ExecutionState::Running.to_string(), "RUNNING");
+    /// assert!(ExecutionState::Completed.is_terminal());
+    /// ```
+    ExecutionState, "execution state" {
+        /// Created, not yet started.
+        Created = "CREATED",
+        /// Waiting for a worker.
+        Scheduled = "SCHEDULED",
+        /// Claimed by a worker.
+        Claimed = "CLAIMED",
+        /// Running.
+        Running = "RUNNING",
+        /// Finished with an output (final).
+        Completed = "COMPLETED",
+        /// Finished with an error (final).
+        Failed = "FAILED",
+        /// Waiting to be resumed.
+        Paused = "PAUSED",
+        /// A resume was requested.
+        Resuming = "RESUMING",
+        /// A resume waits for a worker.
+        ResumeScheduled = "RESUME_SCHEDULED",
+        /// A worker claimed the resume.
+        ResumeClaimed = "RESUME_CLAIMED",
+        /// A cancellation was requested; only a terminal state follows.
+        Cancelling = "CANCELLING",
+        /// Cancelled (final).
+        Cancelled = "CANCELLED",
+    }
+}
+
+impl ExecutionState {
+    /// `COMPLETED`, `FAILED` or `CANCELLED`: the execution will never change again.
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, ExecutionState::Completed | ExecutionState::Failed | ExecutionState::Cancelled)
+    }
+}
+
+/// One entry of an execution's log.
+///
+/// Cloning is cheap: the strings and the value are shared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub(crate) seq: u64,
+    pub(crate) kind: EventType,
+    pub(crate) source_id: Arc<str>,
+    pub(crate) name: Arc<str>,
+    pub(crate) value: Arc<[u8]>,
+    pub(crate) time: SystemTime,
+}
+
+impl Event {
+    /// Builds an event. `value` is MessagePack (see [`crate::value`]).
+    pub fn new(
+        seq: u64,
+        kind: EventType,
+        source_id: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+        value: impl Into<Arc<[u8]>>,
+        time: SystemTime,
+    ) -> Self {
+        Event { seq, kind, source_id: source_id.into(), name: name.into(), value: value.into(), time }
+    }
+
+    /// Position in the execution's log, from 1.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The event type.
+    pub fn kind(&self) -> EventType {
+        self.kind
+    }
+
+    /// The task id, or `"{workflow_name}_{execution_id}"` for workflow events.
+    pub fn source_id(&self) -> &str {
+        &self.source_id
+    }
+
+    /// The task or workflow name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value, decoded into `T`.
+    ///
+    /// ```
+    /// use flux::{Event, EventType};
+    /// let value = flux::value::to_msgpack("Hello")?;
+    /// let event = Event::new(2, EventType::TaskCompleted, "say_hello_0", "say_hello", value, std::time::SystemTime::now());
+    /// assert_eq!(event.value::<String>()?, "Hello");
+    /// # Ok::<(), flux::Error>(())
+    /// ```
+    pub fn value<T: DeserializeOwned>(&self) -> Result<T> {
+        crate::value::from_msgpack(&self.value)
+            .map_err(|e| Error::decode(format_args!("value of {} event #{}", self.kind, self.seq), e))
+    }
+
+    /// The raw MessagePack bytes of the value.
+    pub fn value_bytes(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// When the event was recorded (UTC).
+    pub fn time(&self) -> SystemTime {
+        self.time
+    }
+}
+
+/// Microseconds since the Unix epoch, as stored.
+pub(crate) fn to_micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The inverse of [`to_micros`]; negative values clamp to the epoch.
+pub(crate) fn from_micros(us: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_round_trip() {
+        assert_eq!(EventType::ALL.len(), 28);
+        for t in EventType::ALL {
+            assert_eq!(t.as_str().parse::<EventType>().unwrap(), *t);
+        }
+        assert_eq!(ExecutionState::ALL.len(), 12);
+        for s in ExecutionState::ALL {
+            assert_eq!(s.as_str().parse::<ExecutionState>().unwrap(), *s);
+        }
+        assert_eq!(EventType::TaskRetryStarted.as_str(), "TASK_RETRY_STARTED");
+        assert_eq!(ExecutionState::ResumeScheduled.as_str(), "RESUME_SCHEDULED");
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let err = "TASK_EXPLODED".parse::<EventType>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown event type `TASK_EXPLODED`");
+    }
+
+    #[test]
+    fn times_round_trip_at_microsecond_precision() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(from_micros(to_micros(t)), t);
+    }
+}

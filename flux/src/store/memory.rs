@@ -1,0 +1,100 @@
+//! An in-memory store: fast, isolated, nothing persisted. For tests and examples.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{Commit, Store, StoredExecution, Write};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A [`Store`] that keeps everything in memory, for tests.
+///
+/// ```
+/// let engine = flux::Engine::in_memory();
+/// # let _ = engine;
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    executions: Mutex<HashMap<String, StoredExecution>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, StoredExecution>> {
+        // A panic while holding the lock cannot leave a half-applied batch (see `apply`), so the
+        // data stays consistent even if the mutex is poisoned.
+        self.executions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply(map: &mut HashMap<String, StoredExecution>, writes: Vec<Write>) -> Result<()> {
+        // Check the whole batch first so that it applies atomically.
+        let mut created = Vec::new();
+        for w in &writes {
+            match w {
+                Write::CreateExecution { id, .. } => {
+                    if map.contains_key(&**id) || created.contains(id) {
+                        return Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` already exists")));
+                    }
+                    created.push(id.clone());
+                }
+                Write::Append { execution_id: id, .. } | Write::SetState { execution_id: id, .. } => {
+                    if !map.contains_key(&**id) && !created.contains(id) {
+                        return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
+                    }
+                }
+            }
+        }
+        for w in writes {
+            match w {
+                Write::CreateExecution { id, workflow_name, state, input, time } => {
+                    map.insert(
+                        id.to_string(),
+                        StoredExecution {
+                            id: id.to_string(),
+                            workflow_name: workflow_name.to_string(),
+                            state,
+                            input: input.to_vec(),
+                            output: None,
+                            parent_id: None,
+                            created_at: time,
+                            updated_at: time,
+                            events: Vec::new(),
+                        },
+                    );
+                }
+                Write::Append { execution_id, event } => {
+                    if let Some(e) = map.get_mut(&*execution_id) {
+                        e.events.push(event);
+                    }
+                }
+                Write::SetState { execution_id, state, output, time } => {
+                    if let Some(e) = map.get_mut(&*execution_id) {
+                        e.state = state;
+                        if let Some(o) = output {
+                            e.output = Some(o.to_vec());
+                        }
+                        e.updated_at = time;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn write(&self, writes: Vec<Write>) -> Commit {
+        Commit::ready(Self::apply(&mut self.lock(), writes))
+    }
+
+    fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
+        Ok(self.lock().get(execution_id).cloned())
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_string()
+    }
+}

@@ -1,0 +1,188 @@
+//! Where executions and their logs live.
+//!
+//! The engine reaches storage only through the [`Store`] trait: writes are queued in order and
+//! acknowledged once durable ([`Commit`]), reads load one execution whole. Two backends ship:
+//! [`MemoryStore`] (tests, nothing persisted) and, with the default `sqlite` feature,
+//! [`SqliteStore`] (one database file, WAL, one writer thread with group commit).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, ExecutionState};
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// How hard a commit tries to reach the disk before it is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Committed to the write-ahead log before the commit is acknowledged: survives the process
+    /// being killed at any instant (`kill -9`), but not necessarily a power loss or OS crash.
+    #[default]
+    Default,
+    /// Every commit is fsynced before it is acknowledged: also survives power loss.
+    Full,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "default" | "normal" => Ok(Durability::Default),
+            "full" => Ok(Durability::Full),
+            other => Err(Error::new(
+                ErrorKind::Config,
+                format!("unknown durability `{other}` (expected `default` or `full`)"),
+            )),
+        }
+    }
+}
+
+/// One change to storage. Writes are applied in the order they are submitted.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Insert a new execution row.
+    CreateExecution {
+        /// Execution id.
+        id: Arc<str>,
+        /// Workflow name.
+        workflow_name: Arc<str>,
+        /// Initial state.
+        state: ExecutionState,
+        /// The input, MessagePack.
+        input: Arc<[u8]>,
+        /// Creation time.
+        time: SystemTime,
+    },
+    /// Append one event to an execution's log.
+    Append {
+        /// Execution id.
+        execution_id: Arc<str>,
+        /// The event (its `seq` must be the next in the log).
+        event: Event,
+    },
+    /// Change an execution's state, optionally setting its output (or stored error).
+    SetState {
+        /// Execution id.
+        execution_id: Arc<str>,
+        /// New state.
+        state: ExecutionState,
+        /// Output (for COMPLETED) or structured error (for FAILED), MessagePack.
+        output: Option<Arc<[u8]>>,
+        /// Time of the change.
+        time: SystemTime,
+    },
+}
+
+/// An execution as stored: its row and its whole log.
+#[derive(Clone, Debug)]
+pub struct StoredExecution {
+    /// Execution id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow_name: String,
+    /// Current state.
+    pub state: ExecutionState,
+    /// The input, MessagePack.
+    pub input: Vec<u8>,
+    /// The output or stored error, MessagePack.
+    pub output: Option<Vec<u8>>,
+    /// The parent execution, for sub-workflows.
+    pub parent_id: Option<String>,
+    /// When the execution was created.
+    pub created_at: SystemTime,
+    /// When its row last changed.
+    pub updated_at: SystemTime,
+    /// The log, in order.
+    pub events: Vec<Event>,
+}
+
+/// A storage backend.
+///
+/// Implementations must apply the writes of one [`Store::write`] call atomically and in order,
+/// and calls in the order they were made; [`Commit`] resolves once those writes (and every write
+/// submitted before them) are durable.
+pub trait Store: Send + Sync + 'static {
+    /// Queues `writes` and returns a handle that resolves when they are durable.
+    fn write(&self, writes: Vec<Write>) -> Commit;
+
+    /// Loads one execution with its log, or `None` if no execution has this id.
+    fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>>;
+
+    /// A short description for messages (`sqlite:.flux/flux.db`).
+    fn describe(&self) -> String;
+}
+
+/// Resolves when a submitted batch of writes is durable (or failed).
+#[must_use = "a write is only known to be durable once its commit resolves"]
+#[derive(Debug)]
+pub struct Commit(CommitInner);
+
+#[derive(Debug)]
+enum CommitInner {
+    Ready(Option<Result<()>>),
+    Pending(oneshot::Receiver<Result<()>>),
+}
+
+impl Commit {
+    /// A commit that is already done.
+    pub fn ready(result: Result<()>) -> Self {
+        Commit(CommitInner::Ready(Some(result)))
+    }
+
+    /// A commit and the sender that completes it.
+    pub fn pending() -> (CommitSender, Self) {
+        let (tx, rx) = oneshot::channel();
+        (CommitSender(tx), Commit(CommitInner::Pending(rx)))
+    }
+
+    /// The result if the commit has finished, without waiting.
+    pub fn try_result(&mut self) -> Option<Result<()>> {
+        match &mut self.0 {
+            CommitInner::Ready(r) => r.take(),
+            CommitInner::Pending(rx) => match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(Err(writer_gone())),
+            },
+        }
+    }
+}
+
+fn writer_gone() -> Error {
+    Error::new(ErrorKind::Storage, "the storage writer stopped before confirming a commit")
+}
+
+impl Future for Commit {
+    type Output = Result<()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match &mut self.0 {
+            CommitInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Ok(()))),
+            CommitInner::Pending(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| Err(writer_gone()))),
+        }
+    }
+}
+
+/// Completes a pending [`Commit`].
+#[derive(Debug)]
+pub struct CommitSender(oneshot::Sender<Result<()>>);
+
+impl CommitSender {
+    /// Reports the outcome of the commit.
+    pub fn send(self, result: Result<()>) {
+        // The waiter may have gone away (its future dropped); nothing to do then.
+        let _ = self.0.send(result);
+    }
+}

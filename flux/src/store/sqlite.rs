@@ -1,0 +1,511 @@
+//! The SQLite store: one database file in WAL mode, one writer thread with group commit, and a
+//! small pool of read connections.
+//!
+//! The writer thread owns the only writing connection of this process. It blocks for the first
+//! queued batch, takes every other batch already waiting, and commits them all in one
+//! transaction, so concurrent tasks and executions share commits instead of paying one each. If
+//! that transaction fails, each batch is retried alone so that one bad batch cannot fail its
+//! neighbours. Other processes may use the same file: SQLite's locking (with a busy timeout)
+//! serialises their transactions.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+use super::{Commit, CommitSender, Durability, Store, StoredExecution, Write};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, ExecutionState, from_micros, to_micros};
+
+/// The schema version this build writes. Databases with a higher version are refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most batches committed in one transaction.
+const MAX_GROUP: usize = 4096;
+
+/// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the initial schema.
+    "CREATE TABLE executions (
+        id TEXT PRIMARY KEY,
+        workflow_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        input BLOB NOT NULL,
+        output BLOB,
+        parent_id TEXT,
+        worker TEXT,
+        claim_generation INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX executions_by_workflow ON executions (workflow_name, state);
+    CREATE TABLE events (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE workflows (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        metadata BLOB,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE task_cache (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER
+    );
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        workflow_name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        input BLOB,
+        next_run_at INTEGER,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL
+    );",
+];
+
+struct Job {
+    writes: Vec<Write>,
+    done: CommitSender,
+}
+
+/// A [`Store`] in one SQLite database file.
+///
+/// ```no_run
+/// use flux::store::{Durability, SqliteStore};
+/// let store = SqliteStore::open(".flux/flux.db", Durability::Default)?;
+/// # Ok::<(), flux::Error>(())
+/// ```
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn sql_error(path: &Path, context: &str, err: rusqlite::Error) -> Error {
+    let kind = match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => ErrorKind::Corrupt,
+        _ => ErrorKind::Storage,
+    };
+    let hint = if kind == ErrorKind::Corrupt { " (the file is not a flux database, or it is corrupt)" } else { "" };
+    Error::new(kind, format!("{context} `{}`{hint}: {err}", path.display()))
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directories if needed) the database at `path`, brings its
+    /// schema up to date, and starts the writer thread.
+    ///
+    /// Fails with [`ErrorKind::Corrupt`] if the file is not a SQLite database, and with
+    /// [`ErrorKind::SchemaTooNew`] if a newer flux wrote it; the file is left untouched then.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::new(ErrorKind::Storage, format!("cannot create directory `{}`: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = open_connection(&path)?;
+        let sync = match durability {
+            Durability::Default => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.execute_batch(&format!("PRAGMA synchronous = {sync};"))
+            .map_err(|e| sql_error(&path, "cannot configure database", e))?;
+        migrate(&mut conn, &path)?;
+
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let writer_path = path.clone();
+        let writer = std::thread::Builder::new()
+            .name("flux-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, &writer_path, receiver))
+            .map_err(|e| Error::new(ErrorKind::Storage, format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore { path, sender: Some(sender), writer: Some(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&mut conn);
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        result
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, "cannot open database", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error(path, "cannot configure database", e))?;
+    // Reading the journal mode is the first access to the file: a file that is not a database
+    // fails here, before anything is written to it.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| sql_error(path, "cannot open database", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::new(
+            ErrorKind::Storage,
+            format!("database `{}` cannot use WAL mode (journal mode is `{mode}`)", path.display()),
+        ));
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let err = |e| sql_error(path, "cannot migrate database", e);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS flux_schema (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        )",
+    )
+    .map_err(err)?;
+    let version: i64 =
+        tx.query_row("SELECT version FROM flux_schema WHERE id = 1", [], |r| r.get(0)).optional().map_err(err)?.unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorKind::SchemaTooNew,
+            format!(
+                "database `{}` has schema version {version}, newer than the {SCHEMA_VERSION} this flux understands; \
+                 upgrade flux to open it",
+                path.display()
+            ),
+        ));
+    }
+    if version < 0 {
+        return Err(Error::new(ErrorKind::Corrupt, format!("database `{}` has invalid schema version {version}", path.display())));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        tx.execute_batch(sql).map_err(|e| sql_error(path, &format!("migration {from} -> {} failed for", from + 1), e))?;
+    }
+    tx.execute("INSERT INTO flux_schema (id, version) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET version = ?1", [
+        SCHEMA_VERSION,
+    ])
+    .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>) {
+    let mut group: Vec<Job> = Vec::new();
+    while let Ok(first) = receiver.recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit(&conn, group.iter().flat_map(|j| &j.writes)) {
+            Ok(()) => {
+                for job in group.drain(..) {
+                    job.done.send(Ok(()));
+                }
+            }
+            Err(_) if group.len() > 1 => {
+                for job in group.drain(..) {
+                    let result = commit(&conn, &job.writes).map_err(|e| describe_write_error(path, e));
+                    job.done.send(result);
+                }
+            }
+            Err(e) => {
+                let err = describe_write_error(path, e);
+                for job in group.drain(..) {
+                    job.done.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+enum WriteError {
+    Sql(rusqlite::Error),
+    Rejected(Error),
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        WriteError::Sql(e)
+    }
+}
+
+fn describe_write_error(path: &Path, e: WriteError) -> Error {
+    match e {
+        WriteError::Sql(e) => sql_error(path, "cannot write to database", e),
+        WriteError::Rejected(e) => e,
+    }
+}
+
+fn commit<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> std::result::Result<(), WriteError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = apply(conn, writes);
+    match result {
+        Ok(()) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> std::result::Result<(), WriteError> {
+    for w in writes {
+        match w {
+            Write::CreateExecution { id, workflow_name, state, input, time } => {
+                let t = to_micros(*time);
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO executions (id, workflow_name, state, input, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                )?;
+                stmt.execute(params![&**id, &**workflow_name, state.as_str(), &**input, t]).map_err(|e| {
+                    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+                        WriteError::Rejected(Error::new(
+                            ErrorKind::InvalidState,
+                            format!("execution `{id}` already exists"),
+                        ))
+                    } else {
+                        WriteError::Sql(e)
+                    }
+                })?;
+            }
+            Write::Append { execution_id, event } => {
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO events (execution_id, seq, type, source_id, name, value, time)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+                stmt.execute(params![
+                    &**execution_id,
+                    seq,
+                    event.kind.as_str(),
+                    &*event.source_id,
+                    &*event.name,
+                    &*event.value,
+                    to_micros(event.time)
+                ])
+                .map_err(|e| {
+                    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+                        WriteError::Rejected(Error::new(
+                            ErrorKind::InvalidState,
+                            format!(
+                                "event #{} of execution `{execution_id}` was already written (is another process \
+                                 running this execution?)",
+                                event.seq
+                            ),
+                        ))
+                    } else {
+                        WriteError::Sql(e)
+                    }
+                })?;
+            }
+            Write::SetState { execution_id, state, output, time } => {
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
+                     WHERE id = ?1 AND state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')",
+                )?;
+                let changed =
+                    stmt.execute(params![&**execution_id, state.as_str(), output.as_deref(), to_micros(*time)])?;
+                if changed == 0 {
+                    let current: Option<String> = conn
+                        .query_row("SELECT state FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
+                        .optional()?;
+                    return Err(WriteError::Rejected(match current {
+                        None => Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")),
+                        Some(s) => Error::new(
+                            ErrorKind::InvalidState,
+                            format!("execution `{execution_id}` is already {s}; a finished execution never changes"),
+                        ),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn write(&self, writes: Vec<Write>) -> Commit {
+        let (done, commit) = Commit::pending();
+        let sent = self.sender.as_ref().map(|s| s.send(Job { writes, done }));
+        match sent {
+            Some(Ok(())) => commit,
+            _ => Commit::ready(Err(Error::new(ErrorKind::Storage, "the storage writer thread has stopped"))),
+        }
+    }
+
+    fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let err = |e| sql_error(path, "cannot read from database", e);
+            let tx = conn.transaction().map_err(err)?;
+            let row = tx
+                .query_row(
+                    "SELECT workflow_name, state, input, output, parent_id, created_at, updated_at
+                     FROM executions WHERE id = ?1",
+                    [execution_id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, Option<Vec<u8>>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, i64>(6)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(err)?;
+            let Some((workflow_name, state, input, output, parent_id, created_at, updated_at)) = row else {
+                return Ok(None);
+            };
+            let state: ExecutionState = state.parse().map_err(|e: Error| {
+                Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {}", e.message()))
+            })?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, type, source_id, name, value, time FROM events
+                     WHERE execution_id = ?1 ORDER BY seq",
+                )
+                .map_err(err)?;
+            let mut rows = stmt.query([execution_id]).map_err(err)?;
+            let mut events = Vec::new();
+            while let Some(r) = rows.next().map_err(err)? {
+                let seq: i64 = r.get(0).map_err(err)?;
+                let kind: String = r.get(1).map_err(err)?;
+                let kind = kind.parse().map_err(|e: Error| {
+                    Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` event #{seq}: {}", e.message()))
+                })?;
+                let source_id: String = r.get(2).map_err(err)?;
+                let name: String = r.get(3).map_err(err)?;
+                let value: Vec<u8> = r.get(4).map_err(err)?;
+                let time: i64 = r.get(5).map_err(err)?;
+                events.push(Event::new(u64::try_from(seq).unwrap_or(0), kind, source_id, name, value, from_micros(time)));
+            }
+            drop(rows);
+            drop(stmt);
+            tx.finish().map_err(err)?;
+            Ok(Some(StoredExecution {
+                id: execution_id.to_string(),
+                workflow_name,
+                state,
+                input,
+                output,
+                parent_id,
+                created_at: from_micros(created_at),
+                updated_at: from_micros(updated_at),
+                events,
+            }))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer commit what is pending and stop.
+        drop(self.sender.take());
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::event::EventType;
+
+    fn create(id: &str) -> Write {
+        Write::CreateExecution {
+            id: id.into(),
+            workflow_name: "wf".into(),
+            state: ExecutionState::Running,
+            input: Arc::from(&b"\xc0"[..]),
+            time: SystemTime::now(),
+        }
+    }
+
+    fn append(id: &str, seq: u64) -> Write {
+        Write::Append {
+            execution_id: id.into(),
+            event: Event::new(seq, EventType::TaskStarted, "t_1", "t", &b"\x90"[..], SystemTime::now()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_batch_does_not_fail_its_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        store.write(vec![create("a"), append("a", 1)]).await.unwrap();
+        // Queue three batches at once so that they share a group; the middle one repeats seq 1.
+        let c1 = store.write(vec![append("a", 2)]);
+        let c2 = store.write(vec![append("a", 1)]);
+        let c3 = store.write(vec![append("a", 3)]);
+        c1.await.unwrap();
+        let err = c2.await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+        c3.await.unwrap();
+        let loaded = store.load("a").unwrap().unwrap();
+        assert_eq!(loaded.events.iter().map(|e| e.seq()).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn terminal_states_are_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Full).unwrap();
+        let set = |s| Write::SetState { execution_id: "a".into(), state: s, output: None, time: SystemTime::now() };
+        store.write(vec![create("a")]).await.unwrap();
+        store.write(vec![set(ExecutionState::Completed)]).await.unwrap();
+        let err = store.write(vec![set(ExecutionState::Running)]).await.unwrap_err();
+        assert!(err.to_string().contains("already COMPLETED"), "{err}");
+        assert_eq!(store.load("a").unwrap().unwrap().state, ExecutionState::Completed);
+    }
+}
