@@ -1,0 +1,81 @@
+//! A workflow of steps that each append to a side-effect file: the program the crash tests kill.
+//!
+//! ```text
+//! crash_steps run <execution-id> <file> [steps]   # start (or continue) the execution
+//! crash_steps replay <execution-id>               # continue a crashed execution
+//! crash_steps status <execution-id>               # print its state without running anything
+//! ```
+//!
+//! Every step writes `start <i>` to the file, then `done <i>` when it finishes. With
+//! `FLUX_SLOW_STEP=<i>` set, step `i` sleeps for a minute between the two lines: a test kills the
+//! process there. Data lives where the default engine puts it (`FLUX_HOME`, default `.flux`).
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use flux::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The workflow input.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Job {
+    file: String,
+    steps: u32,
+}
+
+fn append(file: &str, line: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+    writeln!(f, "{line}")?;
+    f.sync_data()
+}
+
+#[flux::task]
+async fn step(i: u32, file: String) -> Result<u32, std::io::Error> {
+    append(&file, &format!("start {i}"))?;
+    if std::env::var("FLUX_SLOW_STEP").ok().and_then(|s| s.parse::<u32>().ok()) == Some(i) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    append(&file, &format!("done {i}"))?;
+    Ok(i * 10)
+}
+
+#[flux::workflow]
+async fn crash_steps(ctx: ExecutionContext<Job>) -> flux::Result<Vec<u32>> {
+    let job = ctx.input().clone();
+    let mut out = Vec::new();
+    for i in 1..=job.steps {
+        out.push(step(i, job.file.clone()).await?);
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["run", id, file, rest @ ..] => {
+            let steps = rest.first().and_then(|s| s.parse().ok()).unwrap_or(3);
+            crash_steps.run_with_id(*id, Job { file: file.to_string(), steps }).await
+        }
+        ["replay", id] => crash_steps.replay(id).await,
+        ["status", id] => crash_steps.status(id).await,
+        _ => {
+            eprintln!("usage: crash_steps run <id> <file> [steps] | replay <id> | status <id>");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(execution) => {
+            println!("state: {}", execution.state());
+            if let Some(output) = execution.output() {
+                println!("output: {output:?}");
+            }
+            println!("events: {}", execution.events().len());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Crash recovery with real processes: the `crash_steps` example is SIGKILLed in the middle of a
+//! task, then a new process replays the execution.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use flux::{Engine, EventType, ExecutionState};
+use flux_suite::example;
+
+fn command(home: &Path) -> Command {
+    let mut cmd = Command::new(example("crash_steps"));
+    cmd.env("FLUX_HOME", home).env_remove("FLUX_DATABASE_URL").env_remove("FLUX_SLOW_STEP").env_remove("FLUX_CONFIG");
+    cmd.current_dir(home);
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let Output { status, stdout, stderr } = cmd.output().expect("the example runs");
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    assert!(status.success(), "exit {status}\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&stderr));
+    stdout
+}
+
+fn lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// Starts the workflow with step `slow` sleeping, waits until that step has started, and kills
+/// the process with SIGKILL.
+fn kill_during_step(home: &Path, id: &str, file: &Path, slow: u32) {
+    let mut child = command(home)
+        .args(["run", id, file.to_str().expect("utf-8 path")])
+        .env("FLUX_SLOW_STEP", slow.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the example starts");
+    let marker = format!("start {slow}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines(file).contains(&marker) {
+        assert!(Instant::now() < deadline, "step {slow} never started");
+        assert!(child.try_wait().expect("wait").is_none(), "the process ended before step {slow} started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("reaped");
+    assert!(!status.success(), "the process was killed, not finished");
+}
+
+#[test]
+fn killed_during_task_2_replays_without_rerunning_task_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("effects.txt");
+    kill_during_step(dir.path(), "crash-2", &file, 2);
+    assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+
+    let stdout = run_ok(command(dir.path()).args(["replay", "crash-2"]));
+    assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+    assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
+    // Task 1 ran exactly once; task 2 ran again because its result was never recorded.
+    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+
+    // The stored log: one TASK_STARTED per task (none written twice), three completions.
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let stored = engine.store().load("crash-2").unwrap().expect("stored");
+    assert_eq!(stored.state, ExecutionState::Completed);
+    use EventType::*;
+    assert_eq!(flux_suite::kinds(&stored.events), [
+        WorkflowStarted,
+        TaskStarted,
+        TaskCompleted,
+        TaskStarted,
+        TaskCompleted,
+        TaskStarted,
+        TaskCompleted,
+        WorkflowCompleted
+    ]);
+    let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+}
+
+#[test]
+fn killed_inside_task_1_leaves_a_running_execution_that_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("effects.txt");
+    kill_during_step(dir.path(), "crash-1", &file, 1);
+
+    let status = run_ok(command(dir.path()).args(["status", "crash-1"]));
+    assert!(status.contains("state: RUNNING"), "{status}");
+
+    let stdout = run_ok(command(dir.path()).args(["replay", "crash-1"]));
+    assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+    assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
+    assert_eq!(lines(&file), ["start 1", "start 1", "done 1", "start 2", "done 2", "start 3", "done 3"]);
+
+    // Replaying the finished execution runs nothing and writes nothing.
+    let before = Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
+    let again = run_ok(command(dir.path()).args(["replay", "crash-1"]));
+    assert!(again.contains("output: [10, 20, 30]"), "{again}");
+    let after = Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
+    assert_eq!(before, after);
+    assert_eq!(lines(&file).len(), 7);
+}
+
+#[test]
+fn two_processes_share_one_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            let file = dir.path().join(format!("effects-{id}.txt"));
+            command(dir.path())
+                .args(["run", id, file.to_str().unwrap(), "300"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the example starts")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("finished");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+        assert!(stdout.contains("events: 602"), "{stdout}");
+    }
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    for id in ["a", "b"] {
+        let stored = engine.store().load(id).unwrap().expect("stored");
+        assert_eq!(stored.state, ExecutionState::Completed);
+        assert_eq!(stored.events.len(), 602);
+        assert_eq!(lines(&dir.path().join(format!("effects-{id}.txt"))).len(), 600);
+    }
+}

@@ -1,0 +1,394 @@
+//! Replay semantics (SPEC §2, §4): event sequences, recorded results, occurrence ids, failures.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::SystemTime;
+
+use flux::prelude::*;
+use flux::store::Write;
+use flux::{Error, ErrorKind, Event};
+use flux_suite::kinds;
+use EventType::*;
+
+#[flux::task]
+async fn say_hello(name: String) -> String {
+    format!("Hello, {name}")
+}
+
+#[flux::workflow]
+async fn hello_world(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    say_hello(ctx.input().clone()).await
+}
+
+#[tokio::test]
+async fn a_plain_run_records_the_documented_events() {
+    let engine = Engine::in_memory();
+    let execution = hello_world.on(&engine).run("World".to_string()).await.unwrap();
+    assert_eq!(execution.state(), ExecutionState::Completed);
+    assert_eq!(execution.output().map(String::as_str), Some("Hello, World"));
+    assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskCompleted, WorkflowCompleted]);
+
+    let events = execution.events();
+    let workflow_source = format!("hello_world_{}", execution.execution_id());
+    assert_eq!(events[0].source_id(), workflow_source);
+    assert_eq!(events[0].value::<String>().unwrap(), "World");
+    assert_eq!(events[1].source_id(), "say_hello_d5a59662e4644e1f");
+    assert_eq!(events[1].name(), "say_hello");
+    assert_eq!(events[1].value::<(String,)>().unwrap(), ("World".to_string(),));
+    assert_eq!(events[2].value::<String>().unwrap(), "Hello, World");
+    assert_eq!(events[3].source_id(), workflow_source);
+    assert_eq!(events[3].value::<String>().unwrap(), "Hello, World");
+    assert_eq!(events.iter().map(Event::seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+
+    // What is stored is what was returned.
+    let stored = engine.store().load(execution.execution_id()).unwrap().unwrap();
+    assert_eq!(stored.events, events);
+    assert_eq!(stored.state, ExecutionState::Completed);
+}
+
+#[tokio::test]
+async fn replaying_a_finished_execution_returns_it_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let first = hello_world.on(&engine).run("Ada".to_string()).await.unwrap();
+    drop(engine);
+
+    // A fresh engine, as in a new process.
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let again = hello_world.on(&engine).replay(first.execution_id()).await.unwrap();
+    assert_eq!(again.output(), first.output());
+    assert_eq!(again.state(), ExecutionState::Completed);
+    assert_eq!(again.events(), first.events());
+    let stored = engine.store().load(first.execution_id()).unwrap().unwrap();
+    assert_eq!(stored.events.len(), 4, "replay wrote no events");
+
+    // run_with_id on an existing id continues that execution instead of starting another.
+    let same = hello_world.on(&engine).run_with_id(first.execution_id(), "ignored".into()).await.unwrap();
+    assert_eq!(same.output().map(String::as_str), Some("Hello, Ada"));
+    assert_eq!(engine.store().load(first.execution_id()).unwrap().unwrap().events.len(), 4);
+}
+
+static ECHO_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task]
+async fn echo(word: String) -> String {
+    ECHO_RUNS.fetch_add(1, Ordering::SeqCst);
+    word
+}
+
+#[flux::workflow]
+async fn twice(ctx: ExecutionContext<String>) -> flux::Result<Vec<String>> {
+    let a = echo(ctx.input().clone()).await?;
+    let b = echo(ctx.input().clone()).await?;
+    Ok(vec![a, b])
+}
+
+#[tokio::test]
+async fn identical_calls_get_occurrence_ids_and_both_run() {
+    let engine = Engine::in_memory();
+    let before = ECHO_RUNS.load(Ordering::SeqCst);
+    let execution = twice.on(&engine).run("hi".to_string()).await.unwrap();
+    assert_eq!(ECHO_RUNS.load(Ordering::SeqCst) - before, 2);
+    assert_eq!(execution.output().unwrap(), &["hi", "hi"]);
+    let ids: Vec<&str> =
+        execution.events().iter().filter(|e| e.kind() == TaskStarted).map(|e| e.source_id()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0].starts_with("echo_") && ids[0].len() == "echo_".len() + 16, "{}", ids[0]);
+    assert_eq!(ids[1], format!("{}~1", ids[0]));
+}
+
+static STEP_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task]
+async fn add_one(x: u32) -> u32 {
+    STEP_RUNS.fetch_add(1, Ordering::SeqCst);
+    x + 1
+}
+
+#[flux::workflow]
+async fn count_up(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    let a = add_one(*ctx.input()).await?;
+    let b = add_one(a).await?;
+    add_one(b).await
+}
+
+/// Writes a log as a crashed process would leave it: the first task completed, the second
+/// started.
+fn crashed_log(engine: &Engine, id: &str) {
+    let now = SystemTime::now();
+    let (args1, t1) = flux::identity::encode_call("add_one", &(&1u32,)).unwrap();
+    let (args2, t2) = flux::identity::encode_call("add_one", &(&2u32,)).unwrap();
+    let source = format!("count_up_{id}");
+    let ev = |seq, kind, src: &str, name: &str, value: Vec<u8>| Write::Append {
+        execution_id: id.into(),
+        event: Event::new(seq, kind, src, name, value, now),
+    };
+    let input = flux::value::to_msgpack(&1u32).unwrap();
+    let commit = engine.store().write(vec![
+        Write::CreateExecution {
+            id: id.into(),
+            workflow_name: "count_up".into(),
+            state: ExecutionState::Running,
+            input: input.clone().into(),
+            time: now,
+        },
+        ev(1, WorkflowStarted, &source, "count_up", input),
+        ev(2, TaskStarted, &t1, "add_one", args1),
+        ev(3, TaskCompleted, &t1, "add_one", flux::value::to_msgpack(&2u32).unwrap()),
+        ev(4, TaskStarted, &t2, "add_one", args2),
+    ]);
+    futures_lite_block(commit).unwrap();
+}
+
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+}
+
+#[test]
+fn a_crashed_execution_replays_completed_tasks_and_reruns_the_rest() {
+    let engine = Engine::in_memory();
+    crashed_log(&engine, "crashed");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before = STEP_RUNS.load(Ordering::SeqCst);
+    let execution = rt.block_on(count_up.on(&engine).replay("crashed")).unwrap();
+    assert_eq!(execution.output(), Some(&4));
+    // Task 1 was replayed; tasks 2 and 3 ran.
+    assert_eq!(STEP_RUNS.load(Ordering::SeqCst) - before, 2);
+    // No second WORKFLOW_STARTED, no second TASK_STARTED for the task that had one.
+    assert_eq!(kinds(execution.events()), [
+        WorkflowStarted,
+        TaskStarted,
+        TaskCompleted,
+        TaskStarted,
+        TaskCompleted,
+        TaskStarted,
+        TaskCompleted,
+        WorkflowCompleted
+    ]);
+}
+
+#[flux::task]
+async fn refuse(amount: u32) -> Result<u32, std::io::Error> {
+    Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("cannot pay {amount}")))
+}
+
+#[flux::workflow]
+async fn pay(ctx: ExecutionContext<u32>) -> Result<u32, Error> {
+    refuse(*ctx.input()).await
+}
+
+#[derive(Debug)]
+struct NotEnough(u32);
+impl std::fmt::Display for NotEnough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "only {} left", self.0)
+    }
+}
+
+#[flux::workflow]
+async fn budget(ctx: ExecutionContext<u32>) -> Result<u32, NotEnough> {
+    if *ctx.input() < 10 { Err(NotEnough(*ctx.input())) } else { Ok(*ctx.input()) }
+}
+
+#[tokio::test]
+async fn a_failing_body_ends_failed_and_the_error_reloads_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.db");
+    let id = {
+        let engine = Engine::open(&path).unwrap();
+        let execution = budget.on(&engine).run(3).await.unwrap();
+        assert!(execution.has_failed());
+        assert_eq!(kinds(execution.events()), [WorkflowStarted, WorkflowFailed]);
+        let err = execution.error().unwrap();
+        assert_eq!(err.kind(), ErrorKind::WorkflowFailed);
+        assert_eq!(err.message(), "only 3 left");
+        execution.execution_id().to_string()
+    };
+    let engine = Engine::open(&path).unwrap();
+    let reloaded = budget.on(&engine).status(&id).await.unwrap();
+    assert_eq!(reloaded.state(), ExecutionState::Failed);
+    assert_eq!(reloaded.error().unwrap().message(), "only 3 left");
+    assert_eq!(reloaded.error().unwrap().kind(), ErrorKind::WorkflowFailed);
+    assert_eq!(reloaded.output(), None);
+    assert_eq!(reloaded.events()[1].value::<Error>().unwrap().message(), "only 3 left");
+}
+
+#[tokio::test]
+async fn a_failed_task_is_recorded_and_replayed_as_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let execution = pay.on(&engine).run(7).await.unwrap();
+    assert!(execution.has_failed());
+    assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskFailed, WorkflowFailed]);
+    let err = execution.error().unwrap();
+    assert_eq!(err.kind(), ErrorKind::TaskFailed);
+    assert_eq!(err.message(), "cannot pay 7");
+    assert!(err.task_id().unwrap().starts_with("refuse_"));
+    assert_eq!(err.to_string(), format!("task `{}` failed: cannot pay 7", err.task_id().unwrap()));
+
+    let reloaded = pay.on(&Engine::open(dir.path().join("flux.db")).unwrap()).status(execution.execution_id()).await;
+    assert_eq!(reloaded.unwrap().error(), Some(err));
+}
+
+#[tokio::test]
+async fn tasks_outside_a_workflow_just_run() {
+    assert_eq!(say_hello("you".into()).await.unwrap(), "Hello, you");
+    let err = refuse(5).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TaskFailed);
+    assert_eq!(err.message(), "cannot pay 5");
+}
+
+#[flux::task(name = "greet_{name}")]
+async fn templated(name: String, punctuation: char) -> String {
+    format!("Hi {name}{punctuation}")
+}
+
+#[flux::workflow]
+async fn greet_all(ctx: ExecutionContext<Vec<String>>) -> flux::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in ctx.input() {
+        out.push(templated(name.clone(), '!').await?);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn name_templates_fill_in_arguments() {
+    let engine = Engine::in_memory();
+    let execution = greet_all.on(&engine).run(vec!["x".into(), "y".into()]).await.unwrap();
+    assert_eq!(execution.output().unwrap(), &["Hi x!", "Hi y!"]);
+    let started: Vec<(&str, &str)> = execution
+        .events()
+        .iter()
+        .filter(|e| e.kind() == TaskStarted)
+        .map(|e| (e.name(), e.source_id()))
+        .collect();
+    assert_eq!(started[0].0, "greet_x");
+    assert_eq!(started[1].0, "greet_y");
+    let expected = flux::identity::task_id("greet_x", &flux::value::to_msgpack(&("x", '!')).unwrap());
+    assert_eq!(started[0].1, expected);
+}
+
+#[flux::workflow(name = "shared_name")]
+async fn typed_text(ctx: ExecutionContext<String>) -> String {
+    ctx.input().clone()
+}
+
+#[flux::workflow(name = "shared_name")]
+async fn typed_number(ctx: ExecutionContext<u64>) -> u64 {
+    *ctx.input()
+}
+
+#[tokio::test]
+async fn a_stored_input_of_another_type_is_a_clear_error_and_changes_nothing() {
+    let engine = Engine::in_memory();
+    let execution = typed_text.on(&engine).run("not a number".into()).await.unwrap();
+    let err = typed_number.on(&engine).replay(execution.execution_id()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    let msg = err.to_string();
+    assert!(msg.contains(execution.execution_id()) && msg.contains("u64") && msg.contains("shared_name"), "{msg}");
+    // The execution is intact.
+    let again = typed_text.on(&engine).replay(execution.execution_id()).await.unwrap();
+    assert_eq!(again.output().map(String::as_str), Some("not a number"));
+    assert_eq!(again.events().len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_ids_and_other_workflows_are_named_errors() {
+    let engine = Engine::in_memory();
+    let err = hello_world.on(&engine).replay("nope").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("nope"), "{err}");
+
+    let other = count_up.on(&engine).run(1).await.unwrap();
+    let err = hello_world.on(&engine).status(other.execution_id()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.to_string().contains("belongs to workflow `count_up`"), "{err}");
+}
+
+static FLAKY_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task(retry_max_attempts = 2, retry_delay = "1ms")]
+async fn flaky() -> Result<String, String> {
+    if FLAKY_RUNS.fetch_add(1, Ordering::SeqCst) == 0 { Err("not yet".to_string()) } else { Ok("ok".to_string()) }
+}
+
+#[flux::workflow]
+async fn retrying(_ctx: ExecutionContext<()>) -> flux::Result<String> {
+    flaky().await
+}
+
+#[tokio::test]
+async fn a_retried_task_records_its_attempts() {
+    let engine = Engine::in_memory();
+    let execution = retrying.on(&engine).run(()).await.unwrap();
+    assert_eq!(execution.output().map(String::as_str), Some("ok"));
+    assert_eq!(kinds(execution.events()), [
+        WorkflowStarted,
+        TaskStarted,
+        TaskRetryFailed,
+        TaskRetryStarted,
+        TaskRetryCompleted,
+        TaskCompleted,
+        WorkflowCompleted
+    ]);
+}
+
+#[flux::task(timeout = "50ms")]
+async fn too_slow() -> u32 {
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    1
+}
+
+#[flux::workflow]
+async fn impatient(_ctx: ExecutionContext<()>) -> flux::Result<u32> {
+    too_slow().await
+}
+
+#[tokio::test]
+async fn a_timed_out_task_fails_naming_the_task_and_the_limit() {
+    let engine = Engine::in_memory();
+    let execution = impatient.on(&engine).run(()).await.unwrap();
+    assert!(execution.has_failed());
+    let err = execution.error().unwrap();
+    assert_eq!(err.kind(), ErrorKind::TaskTimeout);
+    assert!(err.to_string().contains("too_slow_") && err.to_string().contains("50ms"), "{err}");
+    assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskFailed, WorkflowFailed]);
+}
+
+#[flux::task]
+fn blocking_sum(values: Vec<u64>) -> u64 {
+    values.iter().sum()
+}
+
+#[flux::task]
+async fn explode(x: u32) -> u32 {
+    if x > 0 {
+        panic!("boom {x}");
+    }
+    x
+}
+
+#[flux::workflow]
+async fn mixed(ctx: ExecutionContext<Vec<u64>>) -> flux::Result<u64> {
+    let sum = blocking_sum(ctx.input().clone()).await?;
+    match explode(1).await {
+        Err(e) if e.kind() == ErrorKind::Panic => Ok(sum),
+        other => Err(Error::new(ErrorKind::WorkflowFailed, format!("expected a panic, got {other:?}"))),
+    }
+}
+
+#[tokio::test]
+async fn blocking_tasks_run_and_panics_become_task_failures() {
+    let engine = Engine::in_memory();
+    let execution = mixed.on(&engine).run(vec![1, 2, 3]).await.unwrap();
+    assert_eq!(execution.output(), Some(&6), "{:?}", execution.error());
+    assert_eq!(kinds(execution.events()), [
+        WorkflowStarted,
+        TaskStarted,
+        TaskCompleted,
+        TaskStarted,
+        TaskFailed,
+        WorkflowCompleted
+    ]);
+    assert!(execution.events()[4].value::<Error>().unwrap().message().contains("boom 1"));
+}

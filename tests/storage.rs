@@ -1,0 +1,105 @@
+//! The SQLite event log under bad input: corrupt files, newer schemas, unusable URLs. Nothing
+//! already recorded may be lost or changed.
+
+use std::path::Path;
+use std::process::Command;
+
+use flux::prelude::*;
+use flux::{Config, Durability, ErrorKind};
+
+#[flux::task]
+async fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[flux::workflow]
+async fn doubler(ctx: ExecutionContext<u64>) -> flux::Result<u64> {
+    double(*ctx.input()).await
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.db");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&path, &garbage).unwrap();
+    let err = Engine::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("flux.db") && msg.contains("not a flux database"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage, "the file was not modified");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.db");
+    let id = {
+        let engine = Engine::open(&path).unwrap();
+        doubler.on(&engine).run(21).await.unwrap().execution_id().to_string()
+    };
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE flux_schema SET version = 99", []).unwrap();
+    }
+    let err = Engine::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+
+    // Put the version back: the execution recorded before is all there.
+    rusqlite::Connection::open(&path).unwrap().execute("UPDATE flux_schema SET version = 1", []).unwrap();
+    let engine = Engine::open(&path).unwrap();
+    let execution = doubler.on(&engine).status(&id).await.unwrap();
+    assert_eq!(execution.output(), Some(&42));
+    assert_eq!(execution.events().len(), 4);
+}
+
+#[test]
+fn database_urls_that_cannot_be_opened_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be.
+    std::fs::create_dir(dir.path().join("taken.db")).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("taken.db").display());
+    let config = Config::from_sources(None, [("FLUX_DATABASE_URL".to_string(), url.clone())]).unwrap();
+    let err = Engine::from_config(&config).unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+
+    let err = Config::from_sources(None, [("FLUX_DATABASE_URL".to_string(), "mysql://db".to_string())]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("mysql://db"), "{err}");
+}
+
+#[test]
+fn the_default_engine_reports_an_unusable_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), b"x").unwrap();
+    // A path below a regular file can never be created.
+    let url = format!("sqlite://{}/under/flux.db", dir.path().join("file").display());
+    let out = Command::new(flux_suite::example("hello_world"))
+        .env("FLUX_DATABASE_URL", &url)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&url) && stderr.contains("cannot create directory"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn full_durability_records_the_same_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(dir.path().join("flux.db"), Durability::Full).unwrap();
+    let execution = doubler.on(&engine).run(4).await.unwrap();
+    assert_eq!(execution.output(), Some(&8));
+    let stored = engine.store().load(execution.execution_id()).unwrap().unwrap();
+    assert_eq!(stored.events, execution.events());
+}
+
+#[test]
+fn missing_directories_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/flux.db");
+    Engine::open(&path).unwrap();
+    assert!(Path::new(&path).exists());
+}

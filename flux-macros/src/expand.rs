@@ -91,6 +91,22 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         let converted = convert(call_body, &def.output, kind);
         quote!(::flux::__private::run_blocking(move || #converted))
     };
+    // The arguments are recorded as an array in declaration order; the first attempt moves
+    // them in, later attempts (retries) decode them from the recorded encoding.
+    let (encoded_args, take_args, unpack_args) = if def.args.is_empty() {
+        (quote!([(); 0]), quote!(), quote!(let _ = __flux_bytes;))
+    } else {
+        (
+            quote!((#(&#arg_idents,)*)),
+            quote!(let mut __flux_args = ::core::option::Option::Some((#(#arg_idents,)*));),
+            quote! {
+                let (#(#arg_idents,)*) = match __flux_args.take() {
+                    ::core::option::Option::Some(__flux_a) => __flux_a,
+                    ::core::option::Option::None => ::flux::__private::decode_args::<(#(#arg_tys,)*)>(__flux_bytes)?,
+                };
+            },
+        )
+    };
     let companion_doc = format!("Companion of the flux task `{ident}`: its name and options.");
 
     quote! {
@@ -110,17 +126,12 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         #vis fn #ident(#(#arg_idents: #arg_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
             #asyncness fn __flux_task_body(#(#body_params),*) #ret #block
             #(#asserts)*
-            let __flux_call = ::flux::__private::TaskCall::begin(&#full_name, &(#(&#arg_idents,)*));
-            let mut __flux_args = ::core::option::Option::Some((#(#arg_idents,)*));
+            let __flux_call = ::flux::__private::TaskCall::begin(&#full_name, &#encoded_args);
+            #take_args
             async move {
                 __flux_call
                     .run(&#ident::OPTIONS, move |__flux_bytes: &[u8]| {
-                        let (#(#arg_idents,)*) = match __flux_args.take() {
-                            ::core::option::Option::Some(__flux_a) => __flux_a,
-                            ::core::option::Option::None => {
-                                ::flux::__private::decode_args::<(#(#arg_tys,)*)>(__flux_bytes)?
-                            }
-                        };
+                        #unpack_args
                         ::flux::Result::Ok(#attempt)
                     })
                     .await

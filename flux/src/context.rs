@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ExecutionState};
@@ -124,7 +123,7 @@ impl RunState {
             return Err(e.clone());
         }
         let seq = inner.events.len() as u64 + 1;
-        let event = Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time: SystemTime::now() };
+        let event = Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time: crate::event::now() };
         if matches!(kind, EventType::TaskCompleted | EventType::TaskFailed) {
             let index = inner.events.len();
             inner.tasks.entry(source_id.clone()).or_default().outcome = Some(index);

@@ -244,6 +244,12 @@ impl Event {
     }
 }
 
+/// The current time at the precision events are stored with (microseconds), so that an event
+/// kept in memory equals the same event loaded back.
+pub(crate) fn now() -> SystemTime {
+    from_micros(to_micros(SystemTime::now()))
+}
+
 /// Microseconds since the Unix epoch, as stored.
 pub(crate) fn to_micros(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))

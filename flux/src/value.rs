@@ -416,7 +416,7 @@ mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     use proptest::prelude::*;
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
     use super::*;
 

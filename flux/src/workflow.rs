@@ -6,7 +6,6 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use futures::FutureExt as _;
 use serde::Serialize;
@@ -228,7 +227,7 @@ async fn start<W: WorkflowDefinition>(engine: &Engine, id: String, input: W::Inp
         workflow_name: run.workflow_name.clone(),
         state: ExecutionState::Running,
         input: input_bytes.clone(),
-        time: SystemTime::now(),
+        time: crate::event::now(),
     };
     // The row and WORKFLOW_STARTED are one transaction, durable before the body runs.
     run.record_durable(
@@ -284,7 +283,7 @@ async fn drive<W: WorkflowDefinition>(run: Arc<RunState>, input: W::Input, input
         execution_id: run.execution_id.clone(),
         state,
         output: Some(stored.clone()),
-        time: SystemTime::now(),
+        time: crate::event::now(),
     };
     run.record_durable(kind, &run.workflow_source, &run.workflow_name, stored, Some(set_state)).await?;
     tracing::debug!(workflow = W::NAME, execution_id = %run.execution_id, state = %state, "execution finished");
