@@ -66,16 +66,19 @@ fn killed_during_task_2_replays_without_rerunning_task_1() {
     let stored = engine.store().load("crash-2").unwrap().expect("stored");
     assert_eq!(stored.state, ExecutionState::Completed);
     use EventType::*;
-    assert_eq!(flux_suite::kinds(&stored.events), [
-        WorkflowStarted,
-        TaskStarted,
-        TaskCompleted,
-        TaskStarted,
-        TaskCompleted,
-        TaskStarted,
-        TaskCompleted,
-        WorkflowCompleted
-    ]);
+    assert_eq!(
+        flux_suite::kinds(&stored.events),
+        [
+            WorkflowStarted,
+            TaskStarted,
+            TaskCompleted,
+            TaskStarted,
+            TaskCompleted,
+            TaskStarted,
+            TaskCompleted,
+            WorkflowCompleted
+        ]
+    );
     let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
     assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
 }
@@ -95,10 +98,12 @@ fn killed_inside_task_1_leaves_a_running_execution_that_completes() {
     assert_eq!(lines(&file), ["start 1", "start 1", "done 1", "start 2", "done 2", "start 3", "done 3"]);
 
     // Replaying the finished execution runs nothing and writes nothing.
-    let before = Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
+    let before =
+        Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
     let again = run_ok(command(dir.path()).args(["replay", "crash-1"]));
     assert!(again.contains("output: [10, 20, 30]"), "{again}");
-    let after = Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
+    let after =
+        Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
     assert_eq!(before, after);
     assert_eq!(lines(&file).len(), 7);
 }

@@ -3,11 +3,11 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
+use EventType::*;
 use flux::prelude::*;
 use flux::store::Write;
 use flux::{Error, ErrorKind, Event};
 use flux_suite::kinds;
-use EventType::*;
 
 #[flux::task]
 async fn say_hello(name: String) -> String {
@@ -89,8 +89,7 @@ async fn identical_calls_get_occurrence_ids_and_both_run() {
     let execution = twice.on(&engine).run("hi".to_string()).await.unwrap();
     assert_eq!(ECHO_RUNS.load(Ordering::SeqCst) - before, 2);
     assert_eq!(execution.output().unwrap(), &["hi", "hi"]);
-    let ids: Vec<&str> =
-        execution.events().iter().filter(|e| e.kind() == TaskStarted).map(|e| e.source_id()).collect();
+    let ids: Vec<&str> = execution.events().iter().filter(|e| e.kind() == TaskStarted).map(|e| e.source_id()).collect();
     assert_eq!(ids.len(), 2);
     assert!(ids[0].starts_with("echo_") && ids[0].len() == "echo_".len() + 16, "{}", ids[0]);
     assert_eq!(ids[1], format!("{}~1", ids[0]));
@@ -154,16 +153,19 @@ fn a_crashed_execution_replays_completed_tasks_and_reruns_the_rest() {
     // Task 1 was replayed; tasks 2 and 3 ran.
     assert_eq!(STEP_RUNS.load(Ordering::SeqCst) - before, 2);
     // No second WORKFLOW_STARTED, no second TASK_STARTED for the task that had one.
-    assert_eq!(kinds(execution.events()), [
-        WorkflowStarted,
-        TaskStarted,
-        TaskCompleted,
-        TaskStarted,
-        TaskCompleted,
-        TaskStarted,
-        TaskCompleted,
-        WorkflowCompleted
-    ]);
+    assert_eq!(
+        kinds(execution.events()),
+        [
+            WorkflowStarted,
+            TaskStarted,
+            TaskCompleted,
+            TaskStarted,
+            TaskCompleted,
+            TaskStarted,
+            TaskCompleted,
+            WorkflowCompleted
+        ]
+    );
 }
 
 #[flux::task]
@@ -256,12 +258,8 @@ async fn name_templates_fill_in_arguments() {
     let engine = Engine::in_memory();
     let execution = greet_all.on(&engine).run(vec!["x".into(), "y".into()]).await.unwrap();
     assert_eq!(execution.output().unwrap(), &["Hi x!", "Hi y!"]);
-    let started: Vec<(&str, &str)> = execution
-        .events()
-        .iter()
-        .filter(|e| e.kind() == TaskStarted)
-        .map(|e| (e.name(), e.source_id()))
-        .collect();
+    let started: Vec<(&str, &str)> =
+        execution.events().iter().filter(|e| e.kind() == TaskStarted).map(|e| (e.name(), e.source_id())).collect();
     assert_eq!(started[0].0, "greet_x");
     assert_eq!(started[1].0, "greet_y");
     let expected = flux::identity::task_id("greet_x", &flux::value::to_msgpack(&("x", '!')).unwrap());
@@ -322,15 +320,18 @@ async fn a_retried_task_records_its_attempts() {
     let engine = Engine::in_memory();
     let execution = retrying.on(&engine).run(()).await.unwrap();
     assert_eq!(execution.output().map(String::as_str), Some("ok"));
-    assert_eq!(kinds(execution.events()), [
-        WorkflowStarted,
-        TaskStarted,
-        TaskRetryFailed,
-        TaskRetryStarted,
-        TaskRetryCompleted,
-        TaskCompleted,
-        WorkflowCompleted
-    ]);
+    assert_eq!(
+        kinds(execution.events()),
+        [
+            WorkflowStarted,
+            TaskStarted,
+            TaskRetryFailed,
+            TaskRetryStarted,
+            TaskRetryCompleted,
+            TaskCompleted,
+            WorkflowCompleted
+        ]
+    );
 }
 
 #[flux::task(timeout = "50ms")]
@@ -382,13 +383,58 @@ async fn blocking_tasks_run_and_panics_become_task_failures() {
     let engine = Engine::in_memory();
     let execution = mixed.on(&engine).run(vec![1, 2, 3]).await.unwrap();
     assert_eq!(execution.output(), Some(&6), "{:?}", execution.error());
-    assert_eq!(kinds(execution.events()), [
-        WorkflowStarted,
-        TaskStarted,
-        TaskCompleted,
-        TaskStarted,
-        TaskFailed,
-        WorkflowCompleted
-    ]);
+    assert_eq!(
+        kinds(execution.events()),
+        [WorkflowStarted, TaskStarted, TaskCompleted, TaskStarted, TaskFailed, WorkflowCompleted]
+    );
     assert!(execution.events()[4].value::<Error>().unwrap().message().contains("boom 1"));
+}
+
+static SPLIT_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task(retry_max_attempts = 3, retry_delay = "1ms", retry_backoff = 1.5)]
+async fn split(text: String, parts: Vec<usize>) -> Result<Vec<String>, String> {
+    // Fails twice: the retries get their arguments back from the recorded encoding.
+    if SPLIT_RUNS.fetch_add(1, Ordering::SeqCst) < 2 {
+        return Err(format!("flaky on {text}"));
+    }
+    Ok(parts.iter().map(|&n| text.chars().take(n).collect()).collect())
+}
+
+#[flux::workflow]
+async fn splitter(ctx: ExecutionContext<String>) -> flux::Result<Vec<String>> {
+    split(ctx.input().clone(), vec![1, 3]).await
+}
+
+#[tokio::test]
+async fn retries_receive_the_same_arguments() {
+    let engine = Engine::in_memory();
+    let execution = splitter.on(&engine).run("flux".to_string()).await.unwrap();
+    assert_eq!(execution.output().unwrap(), &["f", "flu"]);
+    assert_eq!(
+        kinds(execution.events()),
+        [
+            WorkflowStarted,
+            TaskStarted,
+            TaskRetryFailed,
+            TaskRetryStarted,
+            TaskRetryFailed,
+            TaskRetryStarted,
+            TaskRetryCompleted,
+            TaskCompleted,
+            WorkflowCompleted
+        ]
+    );
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Started {
+        current_attempt: u32,
+        max_attempts: u32,
+        current_delay: f64,
+        backoff: f64,
+    }
+    let started: Vec<Started> =
+        execution.events().iter().filter(|e| e.kind() == TaskRetryStarted).map(|e| e.value().unwrap()).collect();
+    assert_eq!(started[0], Started { current_attempt: 1, max_attempts: 3, current_delay: 0.001, backoff: 1.5 });
+    assert_eq!(started[1].current_attempt, 2);
+    assert!((started[1].current_delay - 0.0015).abs() < 1e-9, "{:?}", started[1]);
 }

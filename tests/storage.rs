@@ -103,3 +103,28 @@ fn missing_directories_are_created() {
     Engine::open(&path).unwrap();
     assert!(Path::new(&path).exists());
 }
+
+#[test]
+fn the_default_engine_follows_flux_toml_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flux.toml"), "[flux]\nhome = \"from-file\"\ndurability = \"full\"\n").unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(flux_suite::example("hello_world"));
+        cmd.current_dir(dir.path()).env_remove("FLUX_HOME").env_remove("FLUX_DATABASE_URL").env_remove("FLUX_CONFIG");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[]);
+    assert!(dir.path().join("from-file/flux.db").exists());
+    run(&[("FLUX_HOME", "from-env")]);
+    assert!(dir.path().join("from-env/flux.db").exists());
+
+    std::fs::write(dir.path().join("flux.toml"), "[flux]\ndurability = \"sometimes\"\n").unwrap();
+    let out = Command::new(flux_suite::example("hello_world")).current_dir(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown durability `sometimes`"), "{stderr}");
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let bad = || {
-        format!("invalid duration `{text}`: expected a number of seconds or a duration such as \"30s\", \"1.5s\", \"2m\" or \"1h 30m\"")
+        format!(
+            "invalid duration `{text}`: expected a number of seconds or a duration such as \"30s\", \"1.5s\", \"2m\" or \"1h 30m\""
+        )
     };
     if t.is_empty() {
         return Err(bad());

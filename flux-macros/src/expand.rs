@@ -4,7 +4,6 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::Type;
 
 use crate::model::{Output, TaskDef, WorkflowDef};
 
@@ -12,13 +11,6 @@ fn duration_tokens(d: std::time::Duration) -> TokenStream {
     let secs = d.as_secs();
     let nanos = d.subsec_nanos();
     quote!(::core::time::Duration::new(#secs, #nanos))
-}
-
-/// `const _: () = { assert_storable::<T>(); };` pointing at the type.
-fn assert_storable(ty: &Type) -> TokenStream {
-    quote_spanned! {ty.span()=>
-        const _: () = ::flux::__private::assert_storable::<#ty>();
-    }
 }
 
 /// Converts the body's result into `flux::Result<T>`.
@@ -30,7 +22,7 @@ fn convert(result: TokenStream, output: &Output, kind: TokenStream) -> TokenStre
                 ::core::result::Result::Err(__flux_err) => {
                     #[allow(unused_imports)]
                     use ::flux::__private::{ViaDisplay as _, ViaFluxError as _, ViaStdError as _};
-                    ::core::result::Result::Err((&&&::flux::__private::ErrorWrap(__flux_err)).into_flux_error(#kind))
+                    ::core::result::Result::Err((&&&::flux::__private::ErrorWrap(__flux_err)).to_flux_error(#kind))
                 }
             }
         }
@@ -54,7 +46,6 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         let (ident, ty) = (&a.ident, &a.ty);
         if a.mutable { quote!(mut #ident: #ty) } else { quote!(#ident: #ty) }
     });
-    let asserts = arg_tys.iter().map(|t| assert_storable(t)).chain(std::iter::once(assert_storable(out_ty)));
     let asyncness = &item.sig.asyncness;
 
     let o = &def.options;
@@ -92,21 +83,33 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         quote!(::flux::__private::run_blocking(move || #converted))
     };
     // The arguments are recorded as an array in declaration order; the first attempt moves
-    // them in, later attempts (retries) decode them from the recorded encoding.
-    let (encoded_args, take_args, unpack_args) = if def.args.is_empty() {
-        (quote!([(); 0]), quote!(), quote!(let _ = __flux_bytes;))
+    // them in, later attempts (retries) read them back from the recorded encoding. Each
+    // argument is encoded and decoded by its own call, spanned at its type, so that a type that
+    // cannot be stored is reported once, at that type.
+    let n = u32::try_from(def.args.len()).unwrap_or(u32::MAX);
+    let encode = def.args.iter().map(|a| {
+        let (ident, ty) = (&a.ident, &a.ty);
+        quote_spanned!(ty.span()=> .arg::<#ty>(&#ident))
+    });
+    let encoded_args = quote!(::flux::__private::Args::new(#n) #(#encode)*);
+    let (take_args, unpack_args) = if def.args.is_empty() {
+        (quote!(), quote!(let _ = __flux_bytes;))
     } else {
+        let decode = arg_tys.iter().map(|ty| quote_spanned!(ty.span()=> __flux_reader.read::<#ty>()?));
         (
-            quote!((#(&#arg_idents,)*)),
             quote!(let mut __flux_args = ::core::option::Option::Some((#(#arg_idents,)*));),
             quote! {
                 let (#(#arg_idents,)*) = match __flux_args.take() {
                     ::core::option::Option::Some(__flux_a) => __flux_a,
-                    ::core::option::Option::None => ::flux::__private::decode_args::<(#(#arg_tys,)*)>(__flux_bytes)?,
+                    ::core::option::Option::None => {
+                        let mut __flux_reader = ::flux::__private::ArgsReader::new(__flux_bytes, #n)?;
+                        (#(#decode,)*)
+                    }
                 };
             },
         )
     };
+    let codec = quote_spanned!(out_ty.span()=> ::flux::__private::codec::<#out_ty>());
     let companion_doc = format!("Companion of the flux task `{ident}`: its name and options.");
 
     quote! {
@@ -125,12 +128,11 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         #(#attrs)*
         #vis fn #ident(#(#arg_idents: #arg_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
             #asyncness fn __flux_task_body(#(#body_params),*) #ret #block
-            #(#asserts)*
-            let __flux_call = ::flux::__private::TaskCall::begin(&#full_name, &#encoded_args);
+            let __flux_call = ::flux::__private::TaskCall::begin(&#full_name, #encoded_args);
             #take_args
             async move {
                 __flux_call
-                    .run(&#ident::OPTIONS, move |__flux_bytes: &[u8]| {
+                    .run(#codec, &#ident::OPTIONS, move |__flux_bytes: &[u8]| {
                         #unpack_args
                         ::flux::Result::Ok(#attempt)
                     })
@@ -153,7 +155,6 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
     body_fn.sig.ident = body_ident.clone();
     body_fn.vis = syn::Visibility::Inherited;
     body_fn.attrs.retain(|a| !a.path().is_ident("doc"));
-    let asserts = [assert_storable(in_ty), assert_storable(out_ty)];
     let converted =
         convert(quote!(#body_ident(__flux_ctx).await), &def.output, quote!(::flux::__private::Kind::WorkflowFailed));
 
@@ -174,7 +175,6 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
             type Output = #out_ty;
             const NAME: &'static str = #name;
             fn body(__flux_ctx: ::flux::ExecutionContext<#in_ty>) -> ::flux::__private::BoxFuture<::flux::Result<#out_ty>> {
-                #(#asserts)*
                 ::std::boxed::Box::pin(async move { #converted })
             }
         }

@@ -6,6 +6,8 @@
 //! the model. On error the original item is emitted unchanged next to the errors, so that the
 //! rest of the crate still type-checks and editors keep working.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 use proc_macro::TokenStream;
 
 mod duration;

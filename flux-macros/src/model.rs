@@ -6,7 +6,10 @@ use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, FnArg, GenericArgument, Ident, ItemFn, Lit, LitStr, Meta, Pat, PathArguments, ReturnType, Token, Type};
+use syn::{
+    Expr, ExprLit, FnArg, GenericArgument, Ident, ItemFn, Lit, LitStr, Meta, Pat, PathArguments, ReturnType, Token,
+    Type,
+};
 
 use crate::duration;
 
@@ -24,6 +27,11 @@ impl Errors {
 
     fn add(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
+    }
+
+    /// An error covering all of `tokens` (on stable Rust a `Span` alone covers one token).
+    fn add_spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
     }
 
     fn finish(self) -> syn::Result<()> {
@@ -93,11 +101,11 @@ fn parse_options(attr: TokenStream, known: &[&str], errors: &mut Errors) -> Vec<
     let mut out = Vec::new();
     for meta in metas {
         let Meta::NameValue(nv) = meta else {
-            errors.add(meta.span(), format!("expected `key = value`; options are: {}", known.join(", ")));
+            errors.add_spanned(&meta, format!("expected `key = value`; options are: {}", known.join(", ")));
             continue;
         };
         let Some(key) = nv.path.get_ident().cloned() else {
-            errors.add(nv.path.span(), format!("unknown option; options are: {}", known.join(", ")));
+            errors.add_spanned(&nv.path, format!("unknown option; options are: {}", known.join(", ")));
             continue;
         };
         if !known.contains(&key.to_string().as_str()) {
@@ -118,24 +126,42 @@ fn lit_str(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<LitStr> {
     match expr {
         Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.clone()),
         other => {
-            errors.add(other.span(), format!("`{key}` must be a string literal"));
+            errors.add_spanned(other, format!("`{key}` must be a string literal"));
             None
         }
     }
 }
 
+/// Whether `expr` is a negative number, written as `-1` (a unary minus, or one literal when it
+/// ends the attribute).
+fn is_negative(expr: &Expr) -> bool {
+    match expr {
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Neg(_)),
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_digits().starts_with('-'),
+        Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => f.base10_digits().starts_with('-'),
+        _ => false,
+    }
+}
+
 fn duration_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<Duration> {
+    if is_negative(expr) {
+        errors.add_spanned(expr, format!("`{key}` cannot be negative"));
+        return None;
+    }
     let parsed = match expr {
         Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => duration::parse(&s.value()),
         Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => duration::parse(i.base10_digits()),
         Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => duration::parse(f.base10_digits()),
-        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => Err(format!("`{key}` cannot be negative")),
         _ => Err(format!("`{key}` must be a duration such as \"30s\", \"1.5s\", \"2m\", or a number of seconds")),
     };
-    parsed.map_err(|msg| errors.add(expr.span(), msg)).ok()
+    parsed.map_err(|msg| errors.add_spanned(expr, msg)).ok()
 }
 
 fn count_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<u32> {
+    if is_negative(expr) {
+        errors.add_spanned(expr, format!("`{key}` cannot be negative"));
+        return None;
+    }
     match expr {
         Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u32>() {
             Ok(n) => Some(n),
@@ -144,12 +170,8 @@ fn count_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<u32> {
                 None
             }
         },
-        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => {
-            errors.add(expr.span(), format!("`{key}` cannot be negative"));
-            None
-        }
         other => {
-            errors.add(other.span(), format!("`{key}` must be a whole number"));
+            errors.add_spanned(other, format!("`{key}` must be a whole number"));
             None
         }
     }
@@ -164,7 +186,7 @@ fn positive_number(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<f64>
     match value {
         Some(v) if v.is_finite() && v > 0.0 => Some(v),
         _ => {
-            errors.add(expr.span(), format!("`{key}` must be a positive number"));
+            errors.add_spanned(expr, format!("`{key}` must be a positive number"));
             None
         }
     }
@@ -173,9 +195,13 @@ fn positive_number(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<f64>
 fn parse_fn(item: TokenStream, what: &str, errors: &mut Errors) -> syn::Result<ItemFn> {
     let item: syn::Item = syn::parse2(item)?;
     let syn::Item::Fn(f) = item else {
-        return Err(syn::Error::new(
-            item.span(),
-            format!("`#[flux::{what}]` applies to functions: write it on an `async fn`{}", if what == "task" { " or a plain `fn`" } else { "" }),
+        let head = item_head(&item);
+        return Err(syn::Error::new_spanned(
+            head,
+            format!(
+                "`#[flux::{what}]` applies to functions: write it on an `async fn`{}",
+                if what == "task" { " or a plain `fn`" } else { "" }
+            ),
         ));
     };
     let sig = &f.sig;
@@ -186,15 +212,42 @@ fn parse_fn(item: TokenStream, what: &str, errors: &mut Errors) -> syn::Result<I
         errors.add(u.span(), format!("a {what} cannot be `unsafe`"));
     }
     if let Some(abi) = &sig.abi {
-        errors.add(abi.span(), format!("a {what} cannot have an `extern` ABI"));
+        errors.add_spanned(abi, format!("a {what} cannot have an `extern` ABI"));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.add(sig.generics.span(), format!("a {what} cannot be generic: its values are recorded with concrete types"));
+        errors.add_spanned(
+            &sig.generics,
+            format!("a {what} cannot be generic: its values are recorded with concrete types"),
+        );
     }
     if let Some(v) = &sig.variadic {
         errors.add(v.span(), format!("a {what} cannot be variadic"));
     }
     Ok(f)
+}
+
+/// The tokens naming an item (`struct Fetch`), for errors about the item as a whole.
+fn item_head(item: &syn::Item) -> TokenStream {
+    use quote::quote;
+    match item {
+        syn::Item::Struct(i) => {
+            let (k, n) = (&i.struct_token, &i.ident);
+            quote!(#k #n)
+        }
+        syn::Item::Enum(i) => {
+            let (k, n) = (&i.enum_token, &i.ident);
+            quote!(#k #n)
+        }
+        syn::Item::Trait(i) => {
+            let (k, n) = (&i.trait_token, &i.ident);
+            quote!(#k #n)
+        }
+        syn::Item::Impl(i) => {
+            let (k, t) = (&i.impl_token, &i.self_ty);
+            quote!(#k #t)
+        }
+        other => quote!(#other),
+    }
 }
 
 /// `T` and whether it is `Result<T, _>`, from a return type.
@@ -203,16 +256,13 @@ fn parse_output(ret: &ReturnType) -> Output {
     match ret {
         ReturnType::Default => Output { ty: syn::parse_quote!(()), fallible: false, written },
         ReturnType::Type(_, ty) => {
-            if let Type::Path(p) = &**ty {
-                if let Some(last) = p.path.segments.last() {
-                    if last.ident == "Result" {
-                        if let PathArguments::AngleBracketed(args) = &last.arguments {
-                            if let Some(GenericArgument::Type(t)) = args.args.first() {
-                                return Output { ty: t.clone(), fallible: true, written };
-                            }
-                        }
-                    }
-                }
+            if let Type::Path(p) = &**ty
+                && let Some(last) = p.path.segments.last()
+                && last.ident == "Result"
+                && let PathArguments::AngleBracketed(args) = &last.arguments
+                && let Some(GenericArgument::Type(t)) = args.args.first()
+            {
+                return Output { ty: t.clone(), fallible: true, written };
             }
             Output { ty: (**ty).clone(), fallible: false, written }
         }
@@ -221,11 +271,11 @@ fn parse_output(ret: &ReturnType) -> Output {
 
 fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
     match ty {
-        Type::Reference(r) => errors.add(
-            r.span(),
+        Type::Reference(r) => errors.add_spanned(
+            r,
             format!("{what} must be owned so it can be recorded and replayed: use an owned type (`String`, not `&str`; `Vec<T>`, not `&[T]`)"),
         ),
-        Type::ImplTrait(t) => errors.add(t.span(), format!("{what} cannot be `impl Trait`: use a concrete type")),
+        Type::ImplTrait(t) => errors.add_spanned(t, format!("{what} cannot be `impl Trait`: use a concrete type")),
         _ => {}
     }
 }
@@ -249,7 +299,10 @@ fn template_placeholders(template: &str) -> Result<Vec<String>, String> {
                     }
                 }
                 let name = inner.split(':').next().unwrap_or("").trim().to_string();
-                if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit()) {
+                if name.is_empty()
+                    || !name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    || name.starts_with(|c: char| c.is_ascii_digit())
+                {
                     return Err(format!("placeholder `{{{inner}}}` must name an argument of the task"));
                 }
                 names.push(name);
@@ -273,14 +326,15 @@ impl TaskDef {
         let mut args = Vec::new();
         for input in &item.sig.inputs {
             match input {
-                FnArg::Receiver(r) => errors.add(r.span(), "a task cannot take `self`: make it a free function"),
+                FnArg::Receiver(r) => errors.add_spanned(r, "a task cannot take `self`: make it a free function"),
                 FnArg::Typed(pt) => {
                     let Pat::Ident(pi) = &*pt.pat else {
-                        errors.add(pt.pat.span(), "task arguments must be plain names (`order: Order`), not patterns");
+                        errors
+                            .add_spanned(&pt.pat, "task arguments must be plain names (`order: Order`), not patterns");
                         continue;
                     };
                     if pi.by_ref.is_some() || pi.subpat.is_some() {
-                        errors.add(pi.span(), "task arguments must be plain names (`order: Order`)");
+                        errors.add_spanned(pi, "task arguments must be plain names (`order: Order`)");
                         continue;
                     }
                     check_owned(&pt.ty, "a task argument", &mut errors);
@@ -291,7 +345,8 @@ impl TaskDef {
         let output = parse_output(&item.sig.output);
         check_owned(&output.ty, "a task's output", &mut errors);
 
-        let mut opts = TaskOptions { name: None, retry_max_attempts: 0, retry_delay: None, retry_backoff: None, timeout: None };
+        let mut opts =
+            TaskOptions { name: None, retry_max_attempts: 0, retry_delay: None, retry_backoff: None, timeout: None };
         for (key, value) in &options {
             match key.to_string().as_str() {
                 "name" => opts.name = lit_str(value, key, &mut errors),
@@ -350,32 +405,33 @@ impl WorkflowDef {
         }
         let mut name = item.sig.ident.to_string();
         for (key, value) in &options {
-            if key == "name" {
-                if let Some(lit) = lit_str(value, key, &mut errors) {
-                    if lit.value().trim().is_empty() {
-                        errors.add(lit.span(), "a workflow name cannot be empty");
-                    }
-                    name = lit.value();
+            if key == "name"
+                && let Some(lit) = lit_str(value, key, &mut errors)
+            {
+                if lit.value().trim().is_empty() {
+                    errors.add(lit.span(), "a workflow name cannot be empty");
                 }
+                name = lit.value();
             }
         }
 
-        const NEEDS_CTX: &str = "a workflow's first parameter must be `ExecutionContext<I>`, where `I` is its input type";
+        const NEEDS_CTX: &str =
+            "a workflow's first parameter must be `ExecutionContext<I>`, where `I` is its input type";
         let mut input = None;
         let mut params = item.sig.inputs.iter();
         match params.next() {
             None => errors.add(item.sig.paren_token.span.join(), NEEDS_CTX),
-            Some(FnArg::Receiver(r)) => errors.add(r.span(), "a workflow cannot take `self`"),
+            Some(FnArg::Receiver(r)) => errors.add_spanned(r, "a workflow cannot take `self`"),
             Some(FnArg::Typed(pt)) => match context_input(&pt.ty) {
                 Some(ty) => {
                     check_owned(&ty, "a workflow's input", &mut errors);
                     input = Some(ty);
                 }
-                None => errors.add(pt.ty.span(), NEEDS_CTX),
+                None => errors.add_spanned(&pt.ty, NEEDS_CTX),
             },
         }
         for extra in params {
-            errors.add(extra.span(), "a workflow takes only its `ExecutionContext<I>`: put further inputs into `I`");
+            errors.add_spanned(extra, "a workflow takes only its `ExecutionContext<I>`: put further inputs into `I`");
         }
         let output = parse_output(&item.sig.output);
         check_owned(&output.ty, "a workflow's output", &mut errors);

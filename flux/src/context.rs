@@ -45,6 +45,8 @@ pub(crate) enum Lookup {
 struct RunInner {
     events: Vec<Event>,
     occurrences: Occurrences,
+    /// What the log held when the run began. Events recorded during the run are not added:
+    /// the occurrence counter gives every call a new id, so they are never looked up again.
     tasks: HashMap<Arc<str>, TaskRecord>,
     /// Commits not waited for yet; checked whenever a later commit is awaited.
     pending: Vec<Commit>,
@@ -123,13 +125,8 @@ impl RunState {
             return Err(e.clone());
         }
         let seq = inner.events.len() as u64 + 1;
-        let event = Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time: crate::event::now() };
-        if matches!(kind, EventType::TaskCompleted | EventType::TaskFailed) {
-            let index = inner.events.len();
-            inner.tasks.entry(source_id.clone()).or_default().outcome = Some(index);
-        } else if kind == EventType::TaskStarted {
-            inner.tasks.entry(source_id.clone()).or_default().started = true;
-        }
+        let event =
+            Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time: crate::event::now() };
         inner.events.push(event.clone());
         let mut writes = Vec::with_capacity(1 + usize::from(extra.is_some()));
         writes.extend(extra);

@@ -60,7 +60,8 @@ impl Engine {
             DatabaseLocation::Memory => Ok(Engine::in_memory()),
             #[cfg(feature = "sqlite")]
             DatabaseLocation::Sqlite(path) => Engine::open_with(&path, config.durability).map_err(|e| {
-                Error::new(e.kind(), format!("cannot open database `{}`", config.database_url)).with_cause(e.to_string())
+                Error::new(e.kind(), format!("cannot open database `{}`", config.database_url))
+                    .with_cause(e.to_string())
             }),
             #[cfg(not(feature = "sqlite"))]
             DatabaseLocation::Sqlite(_) => Err(Error::new(
@@ -99,7 +100,9 @@ impl Engine {
         let id = execution_id.to_string();
         match tokio::task::spawn_blocking(move || store.load(&id)).await {
             Ok(result) => result,
-            Err(e) => Err(Error::new(crate::ErrorKind::Storage, format!("loading execution `{execution_id}` failed: {e}"))),
+            Err(e) => {
+                Err(Error::new(crate::ErrorKind::Storage, format!("loading execution `{execution_id}` failed: {e}")))
+            }
         }
     }
 }

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use futures::FutureExt as _;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::context::{self, Lookup, RunState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventType;
-use crate::value;
+use crate::value::{self, Storable};
 
 /// The longest wait between two attempts.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
@@ -128,21 +127,22 @@ pub struct TaskCall {
 }
 
 impl TaskCall {
-    /// Starts a call of the task whose full name is `full_name`, with `args` (a tuple of the
-    /// arguments): computes its id and looks it up in the current execution's log.
-    pub fn begin<A: Serialize + ?Sized>(full_name: &str, args: &A) -> TaskCall {
+    /// Starts a call of the task whose full name is `full_name` with the encoded `args`:
+    /// computes its id and looks it up in the current execution's log.
+    pub fn begin(full_name: &str, args: Args) -> TaskCall {
         let name: Arc<str> = Arc::from(full_name);
         let Some(run) = context::current() else {
             return TaskCall { name, state: State::Direct };
         };
-        let (bytes, base) = match crate::identity::encode_call(full_name, args) {
-            Ok(pair) => pair,
+        let bytes = match args.finish() {
+            Ok(bytes) => bytes,
             Err(e) => {
                 let e = Error::new(ErrorKind::Encode, format!("the arguments of task `{full_name}` cannot be encoded"))
                     .with_cause(e.to_string());
                 return TaskCall { name, state: State::Invalid(e) };
             }
         };
+        let base = crate::identity::task_id(full_name, &bytes);
         let state = match run.lookup(base) {
             Lookup::Recorded(id, event) => State::Recorded(id, event),
             Lookup::Fresh(task_id) => State::Run { run, task_id, args: bytes.into(), fresh: true },
@@ -152,10 +152,9 @@ impl TaskCall {
     }
 
     /// Runs the call. `attempt` produces one attempt; it receives the encoded arguments, which it
-    /// decodes for every attempt after the first (see [`decode_args`]).
-    pub async fn run<T, F, Fut>(self, options: &TaskOptions, mut attempt: F) -> Result<T>
+    /// decodes for every attempt after the first (see [`ArgsReader`]).
+    pub async fn run<T, F, Fut>(self, codec: Codec<T>, options: &TaskOptions, mut attempt: F) -> Result<T>
     where
-        T: Serialize + DeserializeOwned,
         F: FnMut(&[u8]) -> Result<Fut>,
         Fut: Future<Output = Result<T>>,
     {
@@ -164,25 +163,31 @@ impl TaskCall {
             State::Direct => attempt(&[])?.await,
             State::Invalid(e) => Err(e),
             State::Recorded(task_id, event) => match event.kind() {
-                EventType::TaskCompleted => value::from_msgpack(event.value_bytes()).map_err(|e| {
+                EventType::TaskCompleted => (codec.decode)(event.value_bytes()).map_err(|e| {
                     Error::new(
                         ErrorKind::Decode,
-                        format!("the recorded output of task `{task_id}` does not fit `{}`", std::any::type_name::<T>()),
+                        format!(
+                            "the recorded output of task `{task_id}` does not fit `{}`",
+                            std::any::type_name::<T>()
+                        ),
                     )
                     .with_task_id(&*task_id)
                     .with_cause(e.to_string())
                 }),
                 _ => Err(event.value::<Error>().unwrap_or_else(|e| {
-                    Error::new(ErrorKind::TaskFailed, format!("task `{task_id}` failed (its recorded error cannot be read)"))
-                        .with_cause(e.to_string())
-                        .with_task_id(&*task_id)
+                    Error::new(
+                        ErrorKind::TaskFailed,
+                        format!("task `{task_id}` failed (its recorded error cannot be read)"),
+                    )
+                    .with_cause(e.to_string())
+                    .with_task_id(&*task_id)
                 })),
             },
             State::Run { run, task_id, args, fresh } => {
                 if fresh {
                     run.record(EventType::TaskStarted, &task_id, &name, args.clone(), None, false)?;
                 }
-                execute(&run, &task_id, &name, &args, options, &mut attempt).await
+                execute(&run, &task_id, &name, &args, codec, options, &mut attempt).await
             }
         }
     }
@@ -193,11 +198,11 @@ async fn execute<T, F, Fut>(
     task_id: &Arc<str>,
     name: &Arc<str>,
     args: &[u8],
+    codec: Codec<T>,
     options: &TaskOptions,
     attempt: &mut F,
 ) -> Result<T>
 where
-    T: Serialize + DeserializeOwned,
     F: FnMut(&[u8]) -> Result<Fut>,
     Fut: Future<Output = Result<T>>,
 {
@@ -207,13 +212,17 @@ where
     let failure = loop {
         if k > 0 {
             tokio::time::sleep(delay).await;
-            let started =
-                RetryStarted { current_attempt: k, max_attempts: max, current_delay: delay.as_secs_f64(), backoff: options.retry_backoff };
+            let started = RetryStarted {
+                current_attempt: k,
+                max_attempts: max,
+                current_delay: delay.as_secs_f64(),
+                backoff: options.retry_backoff,
+            };
             run.record(EventType::TaskRetryStarted, task_id, name, value::to_msgpack(&started)?.into(), None, false)?;
         }
         match one_attempt(task_id, args, options, attempt).await {
             Ok(output) => {
-                let bytes: Arc<[u8]> = value::to_msgpack(&output)
+                let bytes: Arc<[u8]> = (codec.encode)(&output)
                     .map_err(|e| {
                         Error::new(ErrorKind::Encode, format!("the output of task `{task_id}` cannot be encoded"))
                             .with_cause(e.to_string())
@@ -221,7 +230,14 @@ where
                     })?
                     .into();
                 if k > 0 {
-                    run.record(EventType::TaskRetryCompleted, task_id, name, retry_completed(k, max, &bytes), None, false)?;
+                    run.record(
+                        EventType::TaskRetryCompleted,
+                        task_id,
+                        name,
+                        retry_completed(k, max, &bytes),
+                        None,
+                        false,
+                    )?;
                 }
                 run.record_durable(EventType::TaskCompleted, task_id, name, bytes, None).await?;
                 return Ok(output);
@@ -229,7 +245,14 @@ where
             Err(e) => {
                 if max > 0 {
                     let failed = RetryFailed { current_attempt: k, max_attempts: max, error: &e };
-                    run.record(EventType::TaskRetryFailed, task_id, name, value::to_msgpack(&failed)?.into(), None, false)?;
+                    run.record(
+                        EventType::TaskRetryFailed,
+                        task_id,
+                        name,
+                        value::to_msgpack(&failed)?.into(),
+                        None,
+                        false,
+                    )?;
                 }
                 if k >= max {
                     break e;
@@ -247,7 +270,11 @@ where
 
 fn next_delay(delay: Duration, backoff: f64) -> Duration {
     let next = delay.as_secs_f64() * backoff;
-    if next.is_finite() && next > 0.0 { Duration::from_secs_f64(next.min(MAX_RETRY_DELAY.as_secs_f64())) } else { delay }
+    if next.is_finite() && next > 0.0 {
+        Duration::from_secs_f64(next.min(MAX_RETRY_DELAY.as_secs_f64()))
+    } else {
+        delay
+    }
 }
 
 async fn one_attempt<T, F, Fut>(task_id: &str, args: &[u8], options: &TaskOptions, attempt: &mut F) -> Result<T>
@@ -287,9 +314,88 @@ pub(crate) fn panic_error(payload: Box<dyn Any + Send>) -> Error {
     Error::new(ErrorKind::Panic, format!("panicked: {message}"))
 }
 
-/// Decodes the arguments of a retried attempt.
-pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A> {
-    value::from_msgpack(bytes)
+/// How a task's output is encoded and decoded.
+///
+/// Generated code gets one from [`codec`], called with the span of the task's return type, so a
+/// type that cannot be stored is reported once, there; the call path itself needs no bound.
+pub struct Codec<T> {
+    encode: fn(&T) -> Result<Vec<u8>>,
+    decode: fn(&[u8]) -> Result<T>,
+}
+
+impl<T> Clone for Codec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Codec<T> {}
+
+/// The codec of a storable type.
+pub const fn codec<T: Storable>() -> Codec<T> {
+    Codec { encode: value::to_msgpack::<T>, decode: value::from_msgpack::<T> }
+}
+
+/// The arguments of a call, encoded one by one as a MessagePack array in declaration order.
+///
+/// Produces the same bytes as encoding the tuple of the arguments.
+pub struct Args {
+    bytes: Vec<u8>,
+    error: Option<Error>,
+}
+
+impl Args {
+    /// Starts an array of `len` arguments.
+    pub fn new(len: u32) -> Self {
+        let mut bytes = Vec::with_capacity(32);
+        let _ = rmp::encode::write_array_len(&mut bytes, len);
+        Args { bytes, error: None }
+    }
+
+    /// Appends one argument.
+    pub fn arg<T: Storable>(mut self, value: &T) -> Self {
+        if self.error.is_none()
+            && let Err(e) = value::append_msgpack(&mut self.bytes, value)
+        {
+            self.error = Some(e);
+        }
+        self
+    }
+
+    fn finish(self) -> Result<Vec<u8>> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.bytes),
+        }
+    }
+}
+
+/// Reads recorded arguments back one by one, for attempts after the first.
+pub struct ArgsReader<'a> {
+    de: rmp_serde::Deserializer<rmp_serde::decode::ReadReader<&'a [u8]>>,
+}
+
+impl<'a> ArgsReader<'a> {
+    /// Opens an encoded argument array that must hold `len` arguments.
+    pub fn new(bytes: &'a [u8], len: u32) -> Result<Self> {
+        let mut rest = bytes;
+        let found = rmp::decode::read_array_len(&mut rest)
+            .map_err(|e| Error::decode("recorded task arguments are not an array", e))?;
+        if found != len {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!("recorded task arguments hold {found} values, the task takes {len}"),
+            ));
+        }
+        Ok(ArgsReader { de: rmp_serde::Deserializer::new(rest) })
+    }
+
+    /// Reads the next argument.
+    pub fn read<T: Storable>(&mut self) -> Result<T> {
+        T::deserialize(&mut self.de).map_err(|e| {
+            Error::decode(format_args!("recorded task argument does not fit `{}`", std::any::type_name::<T>()), e)
+        })
+    }
 }
 
 /// Runs a blocking task body on the blocking thread pool.

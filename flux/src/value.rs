@@ -15,6 +15,20 @@ use serde::ser::{self, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// A value flux can record and read back: `Serialize + DeserializeOwned`.
+///
+/// Task arguments and outputs and workflow inputs and outputs must be `Storable`; it is
+/// implemented for every such type, so deriving `Serialize` and `Deserialize` is enough.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in the flux event log",
+    label = "must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    note = "task arguments and outputs, and workflow inputs and outputs, are recorded as MessagePack: \
+            derive `Serialize` and `Deserialize` for `{Self}`, and use owned types (`String`, not `&str`)"
+)]
+pub trait Storable: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> Storable for T {}
+
 /// Encodes `value` as canonical MessagePack.
 ///
 /// ```
@@ -49,9 +63,8 @@ pub fn append_msgpack<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Re
 /// # Ok::<(), flux::Error>(())
 /// ```
 pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| {
-        Error::decode(format_args!("stored value does not fit `{}`", std::any::type_name::<T>()), e)
-    })
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| Error::decode(format_args!("stored value does not fit `{}`", std::any::type_name::<T>()), e))
 }
 
 /// Appends a MessagePack string header and bytes.
@@ -116,8 +129,8 @@ impl Seq<'_> {
             Some(n) if n == self.count => Ok(()),
             Some(n) => Err(EncodeError(format!("sequence declared {n} items but wrote {}", self.count))),
             None => {
-                let count = u32::try_from(self.count)
-                    .map_err(|_| EncodeError("sequence longer than 2^32 items".into()))?;
+                let count =
+                    u32::try_from(self.count).map_err(|_| EncodeError("sequence longer than 2^32 items".into()))?;
                 insert_header(self.out, self.start, |h| {
                     let _ = encode::write_array_len(h, count);
                 });
@@ -465,10 +478,7 @@ mod tests {
     #[test]
     fn maps_are_sorted_by_encoded_key() {
         let m: HashMap<&str, u8> = [("b", 2), ("a", 1), ("c", 3)].into_iter().collect();
-        assert_eq!(
-            to_msgpack(&m).unwrap(),
-            [0x83, 0xa1, b'a', 1, 0xa1, b'b', 2, 0xa1, b'c', 3]
-        );
+        assert_eq!(to_msgpack(&m).unwrap(), [0x83, 0xa1, b'a', 1, 0xa1, b'b', 2, 0xa1, b'c', 3]);
     }
 
     #[test]

@@ -8,15 +8,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::FutureExt as _;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::context::{self, Execution, ExecutionContext, RunState};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
 use crate::store::{StoredExecution, Write};
-use crate::value;
+use crate::value::{self, Storable};
 
 /// A boxed, sendable future: the type of a workflow body.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -24,9 +22,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// What `#[flux::workflow]` implements for a workflow: its name, types and body.
 pub trait WorkflowDefinition: Send + Sync + 'static {
     /// The input type (the `I` of `ExecutionContext<I>`).
-    type Input: Serialize + DeserializeOwned + Send + 'static;
+    type Input: Storable + Send + 'static;
     /// The output type.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
+    type Output: Storable + Send + 'static;
     /// The workflow name.
     const NAME: &'static str;
     /// Runs the body once over `ctx`.
@@ -214,7 +212,11 @@ fn to_execution<W: WorkflowDefinition>(stored: StoredExecution) -> Result<Execut
 }
 
 /// Creates a new execution (row and `WORKFLOW_STARTED`, durable before the body runs) and runs it.
-async fn start<W: WorkflowDefinition>(engine: &Engine, id: String, input: W::Input) -> Result<Execution<W::Input, W::Output>> {
+async fn start<W: WorkflowDefinition>(
+    engine: &Engine,
+    id: String,
+    input: W::Input,
+) -> Result<Execution<W::Input, W::Output>> {
     let input_bytes: Arc<[u8]> = value::to_msgpack(&input)
         .map_err(|e| {
             Error::new(ErrorKind::Encode, format!("the input of workflow `{}` cannot be encoded", W::NAME))
@@ -243,7 +245,10 @@ async fn start<W: WorkflowDefinition>(engine: &Engine, id: String, input: W::Inp
 }
 
 /// Continues a stored execution, or returns it as stored when there is nothing to run.
-async fn resume_stored<W: WorkflowDefinition>(engine: &Engine, stored: StoredExecution) -> Result<Execution<W::Input, W::Output>> {
+async fn resume_stored<W: WorkflowDefinition>(
+    engine: &Engine,
+    stored: StoredExecution,
+) -> Result<Execution<W::Input, W::Output>> {
     check_workflow::<W>(&stored)?;
     if stored.state.is_terminal() || stored.state == ExecutionState::Paused {
         return to_execution::<W>(stored);
@@ -255,7 +260,11 @@ async fn resume_stored<W: WorkflowDefinition>(engine: &Engine, stored: StoredExe
 }
 
 /// Runs the body over `run`'s log and records how it ended.
-async fn drive<W: WorkflowDefinition>(run: Arc<RunState>, input: W::Input, input_bytes: &[u8]) -> Result<Execution<W::Input, W::Output>> {
+async fn drive<W: WorkflowDefinition>(
+    run: Arc<RunState>,
+    input: W::Input,
+    input_bytes: &[u8],
+) -> Result<Execution<W::Input, W::Output>> {
     let ctx = ExecutionContext::new(run.clone(), input);
     let body = AssertUnwindSafe(W::body(ctx)).catch_unwind();
     let outcome = match context::scope(run.clone(), body).await {
@@ -271,8 +280,9 @@ async fn drive<W: WorkflowDefinition>(run: Arc<RunState>, input: W::Input, input
         Ok(output) => match value::to_msgpack(&output) {
             Ok(bytes) => (ExecutionState::Completed, EventType::WorkflowCompleted, bytes, Some(output), None),
             Err(e) => {
-                let err = Error::new(ErrorKind::Encode, format!("the output of workflow `{}` cannot be encoded", W::NAME))
-                    .with_cause(e.message().to_string());
+                let err =
+                    Error::new(ErrorKind::Encode, format!("the output of workflow `{}` cannot be encoded", W::NAME))
+                        .with_cause(e.message().to_string());
                 (ExecutionState::Failed, EventType::WorkflowFailed, value::to_msgpack(&err)?, None, Some(err))
             }
         },

@@ -9,8 +9,8 @@
 //! serialises their transactions.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Mutex;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -195,8 +195,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         )",
     )
     .map_err(err)?;
-    let version: i64 =
-        tx.query_row("SELECT version FROM flux_schema WHERE id = 1", [], |r| r.get(0)).optional().map_err(err)?.unwrap_or(0);
+    let version: i64 = tx
+        .query_row("SELECT version FROM flux_schema WHERE id = 1", [], |r| r.get(0))
+        .optional()
+        .map_err(err)?
+        .unwrap_or(0);
     if version > SCHEMA_VERSION {
         return Err(Error::new(
             ErrorKind::SchemaTooNew,
@@ -208,14 +211,19 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         ));
     }
     if version < 0 {
-        return Err(Error::new(ErrorKind::Corrupt, format!("database `{}` has invalid schema version {version}", path.display())));
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("database `{}` has invalid schema version {version}", path.display()),
+        ));
     }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
-        tx.execute_batch(sql).map_err(|e| sql_error(path, &format!("migration {from} -> {} failed for", from + 1), e))?;
+        tx.execute_batch(sql)
+            .map_err(|e| sql_error(path, &format!("migration {from} -> {} failed for", from + 1), e))?;
     }
-    tx.execute("INSERT INTO flux_schema (id, version) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET version = ?1", [
-        SCHEMA_VERSION,
-    ])
+    tx.execute(
+        "INSERT INTO flux_schema (id, version) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET version = ?1",
+        [SCHEMA_VERSION],
+    )
     .map_err(err)?;
     tx.commit().map_err(err)
 }
@@ -421,7 +429,14 @@ impl Store for SqliteStore {
                 let name: String = r.get(3).map_err(err)?;
                 let value: Vec<u8> = r.get(4).map_err(err)?;
                 let time: i64 = r.get(5).map_err(err)?;
-                events.push(Event::new(u64::try_from(seq).unwrap_or(0), kind, source_id, name, value, from_micros(time)));
+                events.push(Event::new(
+                    u64::try_from(seq).unwrap_or(0),
+                    kind,
+                    source_id,
+                    name,
+                    value,
+                    from_micros(time),
+                ));
             }
             drop(rows);
             drop(stmt);
