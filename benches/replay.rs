@@ -1,1 +1,105 @@
-fn main() {}
+//! `replay`: re-running a 1,000-task execution from a fresh engine, reported per recorded step.
+//!
+//! - `recorded_tasks`: the log holds all 1,000 completed tasks but no final event (a crash just
+//!   before the end); the body runs again and every call is answered from the log.
+//! - `finished`: the execution is complete and is returned as stored.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use flux::prelude::*;
+use flux::store::Write;
+use flux::{Event, EventType};
+
+#[flux::task]
+async fn step(i: u32) -> u32 {
+    i
+}
+
+#[flux::workflow]
+async fn steps(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
+    let mut sum = 0u64;
+    for i in 0..*ctx.input() {
+        sum += u64::from(step(i).await?);
+    }
+    Ok(sum)
+}
+
+/// Writes the log a process killed just before `WORKFLOW_COMPLETED` leaves behind.
+fn recorded_log(id: &str, n: u32) -> Vec<Write> {
+    let now = std::time::SystemTime::now();
+    let input = flux::value::to_msgpack(&n).expect("encode");
+    let mut writes = vec![Write::CreateExecution {
+        id: id.into(),
+        workflow_name: "steps".into(),
+        state: ExecutionState::Running,
+        input: input.clone().into(),
+        time: now,
+    }];
+    let source = format!("steps_{id}");
+    let mut seq = 1;
+    let mut push = |kind, src: &str, name: &str, value: Vec<u8>| {
+        writes.push(Write::Append { execution_id: id.into(), event: Event::new(seq, kind, src, name, value, now) });
+        seq += 1;
+    };
+    push(EventType::WorkflowStarted, &source, "steps", input);
+    for i in 0..n {
+        let (args, task_id) = flux::identity::encode_call("step", &(&i,)).expect("encode");
+        push(EventType::TaskStarted, &task_id, "step", args);
+        push(EventType::TaskCompleted, &task_id, "step", flux::value::to_msgpack(&i).expect("encode"));
+    }
+    writes
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let n = 1_000u32;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flux.db");
+    let mut group = c.benchmark_group("replay");
+    group.sample_size(20).measurement_time(Duration::from_secs(10));
+
+    let mut counter = 0u64;
+    group.bench_function(BenchmarkId::new("recorded_tasks", n), |b| {
+        b.iter_custom(|iters| {
+            // Prepare one crashed execution per iteration, then replay each from a fresh engine.
+            let writer = Engine::open(&path).expect("engine");
+            let ids: Vec<String> = (0..iters)
+                .map(|_| {
+                    counter += 1;
+                    let id = format!("crashed-{counter}");
+                    rt.block_on(writer.store().write(recorded_log(&id, n))).expect("write");
+                    id
+                })
+                .collect();
+            drop(writer);
+            let engine = Engine::open(&path).expect("engine");
+            let start = Instant::now();
+            for id in &ids {
+                let execution = rt.block_on(steps.on(&engine).replay(id)).expect("replay");
+                assert!(execution.has_succeeded());
+            }
+            start.elapsed() / n
+        });
+    });
+
+    let finished = {
+        let engine = Engine::open(&path).expect("engine");
+        rt.block_on(steps.on(&engine).run(n)).expect("run").execution_id().to_string()
+    };
+    group.bench_function(BenchmarkId::new("finished", n), |b| {
+        let engine = Engine::open(&path).expect("engine");
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let execution = rt.block_on(steps.on(&engine).replay(&finished)).expect("replay");
+                assert!(execution.has_succeeded());
+            }
+            start.elapsed() / n
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
