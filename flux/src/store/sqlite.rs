@@ -9,8 +9,9 @@
 //! serialises their transactions.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -102,6 +103,7 @@ pub struct SqliteStore {
     sender: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+    transactions: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -143,16 +145,30 @@ impl SqliteStore {
 
         let (sender, receiver) = mpsc::channel::<Job>();
         let writer_path = path.clone();
+        let transactions = Arc::new(AtomicU64::new(0));
+        let counter = transactions.clone();
         let writer = std::thread::Builder::new()
             .name("flux-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, &writer_path, receiver))
+            .spawn(move || writer_loop(conn, &writer_path, receiver, &counter))
             .map_err(|e| Error::new(ErrorKind::Storage, format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { path, sender: Some(sender), writer: Some(writer), readers: Mutex::new(Vec::new()) })
+        Ok(SqliteStore {
+            path,
+            sender: Some(sender),
+            writer: Some(writer),
+            readers: Mutex::new(Vec::new()),
+            transactions,
+        })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many write transactions this store has committed. With group commit this grows more
+    /// slowly than the number of [`Store::write`] calls when writers are concurrent.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -228,7 +244,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.commit().map_err(err)
 }
 
-fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, transactions: &AtomicU64) {
     let mut group: Vec<Job> = Vec::new();
     while let Ok(first) = receiver.recv() {
         group.push(first);
@@ -240,6 +256,7 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>) {
         }
         match commit(&conn, group.iter().flat_map(|j| &j.writes)) {
             Ok(()) => {
+                transactions.fetch_add(1, Ordering::Relaxed);
                 for job in group.drain(..) {
                     job.done.send(Ok(()));
                 }
@@ -247,6 +264,9 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>) {
             Err(_) if group.len() > 1 => {
                 for job in group.drain(..) {
                     let result = commit(&conn, &job.writes).map_err(|e| describe_write_error(path, e));
+                    if result.is_ok() {
+                        transactions.fetch_add(1, Ordering::Relaxed);
+                    }
                     job.done.send(result);
                 }
             }
@@ -472,7 +492,6 @@ impl Drop for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::SystemTime;
 
     use super::*;
@@ -510,6 +529,35 @@ mod tests {
         c3.await.unwrap();
         let loaded = store.load("a").unwrap().unwrap();
         assert_eq!(loaded.events.iter().map(|e| e.seq()).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn concurrent_writers_share_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap());
+        let (writers, per_writer) = (8u64, 200u64);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for w in 0..writers {
+            rt.block_on(store.write(vec![create(&format!("e{w}"))])).unwrap();
+        }
+        let before = store.transactions();
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let store = store.clone();
+                s.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    for seq in 1..=per_writer {
+                        rt.block_on(store.write(vec![append(&format!("e{w}"), seq)])).unwrap();
+                    }
+                });
+            }
+        });
+        let batches = writers * per_writer;
+        let transactions = store.transactions() - before;
+        assert!(transactions < batches, "{batches} concurrent batches took {transactions} transactions");
+        for w in 0..writers {
+            assert_eq!(store.load(&format!("e{w}")).unwrap().unwrap().events.len() as u64, per_writer);
+        }
     }
 
     #[tokio::test]
