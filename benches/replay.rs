@@ -10,20 +10,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flux::prelude::*;
 use flux::store::Write;
 use flux::{Event, EventType};
-
-#[flux::task]
-async fn step(i: u32) -> u32 {
-    i
-}
-
-#[flux::workflow]
-async fn steps(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
-    let mut sum = 0u64;
-    for i in 0..*ctx.input() {
-        sum += u64::from(step(i).await?);
-    }
-    Ok(sum)
-}
+use flux_suite::steps;
 
 /// Writes the log a process killed just before `WORKFLOW_COMPLETED` leaves behind.
 fn recorded_log(id: &str, n: u32) -> Vec<Write> {

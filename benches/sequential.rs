@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flux::Durability;
 use flux::prelude::*;
-
-#[flux::task]
-async fn step(i: u32) -> u32 {
-    i
-}
-
-#[flux::workflow]
-async fn steps(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
-    let mut sum = 0u64;
-    for i in 0..*ctx.input() {
-        sum += u64::from(step(i).await?);
-    }
-    Ok(sum)
-}
+use flux_suite::steps;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");

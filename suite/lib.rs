@@ -18,3 +18,19 @@ pub fn example(name: &str) -> PathBuf {
     assert!(path.exists(), "example `{name}` is not built at {}; run the tests with cargo test", path.display());
     path
 }
+
+/// A trivial task: the unit of work of the benchmarks.
+#[flux::task]
+pub async fn step(i: u32) -> u32 {
+    i
+}
+
+/// Runs `step(0)`, `step(1)`, ... `step(n - 1)` one after another and sums the results.
+#[flux::workflow]
+pub async fn steps(ctx: flux::ExecutionContext<u32>) -> flux::Result<u64> {
+    let mut sum = 0u64;
+    for i in 0..*ctx.input() {
+        sum += u64::from(step(i).await?);
+    }
+    Ok(sum)
+}

@@ -1,8 +1,8 @@
 //! Attribute macros of flux: `#[task]` and `#[workflow]`.
 //!
 //! Use them through the `flux` crate (`#[flux::task]`, `#[flux::workflow]`), which documents
-//! them. This crate only dispatches: [`model`] parses an item and its options into plain data,
-//! collecting every error with the span of the token at fault; [`expand`] generates code from
+//! them. This crate only dispatches: `model` parses an item and its options into plain data,
+//! collecting every error with the span of the token at fault; `expand` generates code from
 //! the model. On error the original item is emitted unchanged next to the errors, so that the
 //! rest of the crate still type-checks and editors keep working.
 

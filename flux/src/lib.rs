@@ -94,7 +94,20 @@ pub use workflow::{Workflow, WorkflowDefinition};
 /// assert_eq!(greet::NAME, "greet_{name}");
 /// ```
 ///
-/// See the crate documentation for the options.
+/// Options (all optional):
+///
+/// | option | meaning | default |
+/// |---|---|---|
+/// | `name` | the task name; `{arg}` placeholders are filled from the arguments (`Display`) | the function name |
+/// | `retry_max_attempts` | extra attempts after the first | 0 |
+/// | `retry_delay` | wait before the first retry: `"30s"`, `"1.5s"`, `"2m"` or seconds | 1 s |
+/// | `retry_backoff` | multiplier applied to the delay after each failed retry (capped at 600 s) | 2 |
+/// | `timeout` | limit for each attempt (`0`: none) | none |
+///
+/// The call's id is fixed when the task function is *called*, from the current execution, so
+/// create the call inside the workflow (`let f = say_hello(x);` may then be awaited anywhere);
+/// a task function first called inside a `tokio::spawn`ed future runs as a plain function,
+/// without being recorded.
 pub use flux_macros::task;
 
 /// Turns an async function taking `ExecutionContext<I>` into a [`Workflow`].
