@@ -43,6 +43,18 @@ fn kill_during_step(home: &Path, id: &str, file: &Path, slow: u32) {
         assert!(child.try_wait().expect("wait").is_none(), "the process ended before step {slow} started");
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Wait until the step's TASK_STARTED is stored too, so that the replay below is a restart
+    // of a started task, not a first start.
+    let engine = Engine::open(home.join("flux.db")).expect("engine");
+    loop {
+        let stored = engine.store().load(id).expect("load");
+        let started = stored.map_or(0, |s| s.events.iter().filter(|e| e.kind() == EventType::TaskStarted).count());
+        if started == slow as usize {
+            break;
+        }
+        assert!(Instant::now() < deadline, "TASK_STARTED of step {slow} was never stored");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("reaped");
     assert!(!status.success(), "the process was killed, not finished");

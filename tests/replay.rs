@@ -95,6 +95,8 @@ async fn identical_calls_get_occurrence_ids_and_both_run() {
     assert_eq!(ids[1], format!("{}~1", ids[0]));
 }
 
+/// Counts `add_one` runs; only `a_crashed_execution_replays_...` runs `count_up`, so that
+/// parallel tests do not disturb the count.
 static STEP_RUNS: AtomicU32 = AtomicU32::new(0);
 
 #[flux::task]
@@ -297,10 +299,10 @@ async fn unknown_ids_and_other_workflows_are_named_errors() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.to_string().contains("nope"), "{err}");
 
-    let other = count_up.on(&engine).run(1).await.unwrap();
+    let other = budget.on(&engine).run(50).await.unwrap();
     let err = hello_world.on(&engine).status(other.execution_id()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState);
-    assert!(err.to_string().contains("belongs to workflow `count_up`"), "{err}");
+    assert!(err.to_string().contains("belongs to workflow `budget`"), "{err}");
 }
 
 static FLAKY_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -437,4 +439,103 @@ async fn retries_receive_the_same_arguments() {
     assert_eq!(started[0], Started { current_attempt: 1, max_attempts: 3, current_delay: 0.001, backoff: 1.5 });
     assert_eq!(started[1].current_attempt, 2);
     assert!((started[1].current_delay - 0.0015).abs() < 1e-9, "{:?}", started[1]);
+}
+
+/// A store that refuses one chosen `write` call (counted from 1) as a failing disk would.
+struct FailingStore {
+    inner: flux::store::MemoryStore,
+    fail_at: u32,
+    calls: AtomicU32,
+}
+
+impl flux::store::Store for FailingStore {
+    fn write(&self, writes: Vec<Write>) -> flux::store::Commit {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return flux::store::Commit::ready(Err(Error::new(ErrorKind::Storage, "disk I/O error (injected)")));
+        }
+        self.inner.write(writes)
+    }
+    fn load(&self, id: &str) -> flux::Result<Option<flux::store::StoredExecution>> {
+        self.inner.load(id)
+    }
+    fn describe(&self) -> String {
+        "failing".into()
+    }
+}
+
+static LINE_RUNS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+#[flux::task]
+async fn line(i: u32) -> u32 {
+    LINE_RUNS.lock().unwrap().push(i);
+    i * 10
+}
+
+#[flux::workflow]
+async fn three_lines(_ctx: ExecutionContext<()>) -> flux::Result<Vec<u32>> {
+    Ok(vec![line(1).await?, line(2).await?, line(3).await?])
+}
+
+#[tokio::test]
+async fn a_failed_write_stops_the_run_without_a_gap_and_the_execution_replays() {
+    // Writes: 1 = row + WORKFLOW_STARTED, 2 = TASK_STARTED(1), 3 = TASK_COMPLETED(1),
+    // 4 = TASK_STARTED(2): refused.
+    let engine = Engine::with_store(FailingStore {
+        inner: flux::store::MemoryStore::new(),
+        fail_at: 4,
+        calls: AtomicU32::new(0),
+    });
+    let err = three_lines.on(&engine).run_with_id("broken", ()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage);
+    assert!(err.to_string().contains("disk I/O error (injected)"), "{err}");
+
+    let stored = engine.store().load("broken").unwrap().unwrap();
+    assert_eq!(stored.state, ExecutionState::Running);
+    assert_eq!(kinds(&stored.events), [WorkflowStarted, TaskStarted, TaskCompleted]);
+    assert_eq!(stored.events.iter().map(Event::seq).collect::<Vec<_>>(), [1, 2, 3]);
+
+    let execution = three_lines.on(&engine).replay("broken").await.unwrap();
+    assert_eq!(execution.output().unwrap(), &[10, 20, 30]);
+    let stored = engine.store().load("broken").unwrap().unwrap();
+    assert_eq!(stored.events.iter().map(Event::seq).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    // Task 1 ran once; task 2 ran in the broken run (unrecorded) and again on replay.
+    assert_eq!(*LINE_RUNS.lock().unwrap(), [1, 2, 2, 3]);
+}
+
+static GATE_ENTERED: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+static GATE_OPEN: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+static GATE_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task]
+async fn gated() -> u32 {
+    GATE_RUNS.fetch_add(1, Ordering::SeqCst);
+    GATE_ENTERED.get_or_init(Default::default).notify_one();
+    GATE_OPEN.get_or_init(Default::default).notified().await;
+    7
+}
+
+#[flux::workflow]
+async fn gate(_ctx: ExecutionContext<()>) -> flux::Result<u32> {
+    gated().await
+}
+
+#[tokio::test]
+async fn an_execution_is_not_run_twice_at_once() {
+    let engine = Engine::in_memory();
+    let first = tokio::spawn({
+        let engine = engine.clone();
+        async move { gate.on(&engine).run_with_id("once", ()).await }
+    });
+    GATE_ENTERED.get_or_init(Default::default).notified().await;
+    let err = gate.on(&engine).replay("once").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.to_string().contains("already running"), "{err}");
+    let err = gate.on(&engine).run_with_id("once", ()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    GATE_OPEN.get_or_init(Default::default).notify_one();
+    let execution = first.await.unwrap().unwrap();
+    assert_eq!(execution.output(), Some(&7));
+    assert_eq!(GATE_RUNS.load(Ordering::SeqCst), 1);
+    // Once finished it can be loaded again.
+    assert_eq!(gate.on(&engine).replay("once").await.unwrap().output(), Some(&7));
 }

@@ -37,6 +37,9 @@ pub enum DatabaseLocation {
     Memory,
 }
 
+/// The environment variables [`Config::load`] reads.
+const ENV_KEYS: [&str; 3] = ["FLUX_HOME", "FLUX_DATABASE_URL", "FLUX_DURABILITY"];
+
 #[derive(Debug, Default, Deserialize)]
 struct FileConfig {
     #[serde(default)]
@@ -62,7 +65,17 @@ impl Config {
                 return Err(Error::new(ErrorKind::Config, format!("cannot read `{}`: {e}", path.display())));
             }
         };
-        Config::from_sources(text.as_deref().map(|t| (path.as_path(), t)), std::env::vars())
+        // Only flux's own variables are read, so that unrelated non-UTF-8 variables are harmless.
+        let mut env = Vec::new();
+        for key in ENV_KEYS {
+            if let Some(value) = std::env::var_os(key) {
+                let value = value.into_string().map_err(|raw| {
+                    Error::new(ErrorKind::Config, format!("{key} is not valid UTF-8: {}", raw.to_string_lossy()))
+                })?;
+                env.push((key.to_string(), value));
+            }
+        }
+        Config::from_sources(text.as_deref().map(|t| (path.as_path(), t)), env)
     }
 
     /// Builds a configuration from a file's text (with its path, for messages) and environment

@@ -44,6 +44,8 @@ pub(crate) enum Lookup {
 
 struct RunInner {
     events: Vec<Event>,
+    /// The `seq` of the next event: one more than the last event of the log.
+    next_seq: u64,
     occurrences: Occurrences,
     /// What the log held when the run began. Events recorded during the run are not added:
     /// the occurrence counter gives every call a new id, so they are never looked up again.
@@ -82,6 +84,7 @@ impl RunState {
             workflow_source: Arc::from(format!("{workflow_name}_{execution_id}")),
             store,
             inner: Mutex::new(RunInner {
+                next_seq: events.last().map_or(1, |e| e.seq + 1),
                 events,
                 occurrences: Occurrences::default(),
                 tasks,
@@ -100,10 +103,10 @@ impl RunState {
         let mut inner = self.lock();
         let id = inner.occurrences.next(base_id);
         match inner.tasks.get(&id).copied() {
-            Some(TaskRecord { outcome: Some(i), .. }) => {
-                let event = inner.events[i].clone();
-                Lookup::Recorded(id, event)
-            }
+            Some(TaskRecord { outcome: Some(i), .. }) => match inner.events.get(i) {
+                Some(event) => Lookup::Recorded(id.clone(), event.clone()),
+                None => Lookup::Restart(id),
+            },
             Some(TaskRecord { started: true, .. }) => Lookup::Restart(id),
             _ => Lookup::Fresh(id),
         }
@@ -121,10 +124,10 @@ impl RunState {
         wait: bool,
     ) -> Result<Option<Commit>> {
         let mut inner = self.lock();
-        if let Some(e) = &inner.broken {
-            return Err(e.clone());
-        }
-        let seq = inner.events.len() as u64 + 1;
+        // A write that was not waited for may have failed since: stop before queuing more.
+        self.settle_pending(&mut inner, None)?;
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
         let event =
             Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time: crate::event::now() };
         inner.events.push(event.clone());
@@ -140,34 +143,47 @@ impl RunState {
         }
     }
 
-    /// Waits for `commit`, then checks every earlier commit that was not waited for. Any failure
-    /// marks the run broken: its later writes are refused so that the stored log never has gaps.
+    /// Checks the commits that were not waited for (and `failure`, the outcome of one that was).
+    /// The first failure marks the run broken: its later writes are refused, so the stored log
+    /// ends at its last durable event, without gaps, and the execution can be replayed from it.
+    fn settle_pending(&self, inner: &mut RunInner, failure: Option<Error>) -> Result<()> {
+        if let Some(e) = &inner.broken {
+            return Err(e.clone());
+        }
+        let mut failure = failure;
+        inner.pending.retain_mut(|c| match c.try_result() {
+            Some(Ok(())) => false,
+            Some(Err(e)) => {
+                failure.get_or_insert(e);
+                false
+            }
+            None => true,
+        });
+        match failure {
+            None => Ok(()),
+            Some(e) => {
+                let e = Error::new(
+                    ErrorKind::Storage,
+                    format!(
+                        "execution `{}` stopped: an event could not be stored; its stored log ends at the last \
+                         event that was, and it can be replayed from there",
+                        self.execution_id
+                    ),
+                )
+                .with_cause(e.to_string());
+                inner.broken = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for `commit`, then checks every earlier commit that was not waited for.
     pub(crate) async fn durable(&self, commit: Option<Commit>) -> Result<()> {
         let result = match commit {
             Some(c) => c.await,
             None => Ok(()),
         };
-        let mut inner = self.lock();
-        let mut failure = result.err();
-        let mut still_pending = Vec::new();
-        for mut c in inner.pending.drain(..) {
-            match c.try_result() {
-                Some(Ok(())) => {}
-                Some(Err(e)) => failure = failure.or(Some(e)),
-                None => still_pending.push(c),
-            }
-        }
-        inner.pending = still_pending;
-        if let Some(e) = failure {
-            let e = Error::new(
-                ErrorKind::Storage,
-                format!("execution `{}` could not be recorded; it stays in storage as it was", self.execution_id),
-            )
-            .with_cause(e.to_string());
-            inner.broken.get_or_insert(e.clone());
-            return Err(e);
-        }
-        Ok(())
+        self.settle_pending(&mut self.lock(), result.err())
     }
 
     /// Records an event and waits for it to be durable.

@@ -1,5 +1,6 @@
 //! [`Engine`]: where executions are stored and run.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +22,20 @@ use crate::store::{Durability, MemoryStore, Store, StoredExecution};
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn Store>,
+    /// Executions being run by this engine right now.
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Marks an execution as being run by this engine until dropped.
+pub(crate) struct LocalClaim {
+    running: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for LocalClaim {
+    fn drop(&mut self) {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -51,7 +66,7 @@ impl Engine {
 
     /// An engine over any [`Store`].
     pub fn with_store(store: impl Store) -> Engine {
-        Engine { store: Arc::new(store) }
+        Engine { store: Arc::new(store), running: Arc::default() }
     }
 
     /// Builds the engine a configuration describes.
@@ -92,6 +107,19 @@ impl Engine {
     /// The storage backend.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Claims `execution_id` for a run in this engine; refused while another run of it is going
+    /// on here, so that one execution is never driven twice at once by the same engine.
+    pub(crate) fn claim_local(&self, execution_id: &str) -> Result<LocalClaim> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !running.insert(execution_id.to_string()) {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidState,
+                format!("execution `{execution_id}` is already running; wait for it instead of running it again"),
+            ));
+        }
+        Ok(LocalClaim { running: self.running.clone(), id: execution_id.to_string() })
     }
 
     /// Loads an execution as stored, off the async threads.

@@ -40,7 +40,7 @@ pub struct TaskOptions {
     pub retry_delay: Duration,
     /// Multiplier applied to the delay after each failed retry (default 2).
     pub retry_backoff: f64,
-    /// Limit for each attempt; `None` waits forever (default).
+    /// Limit for each attempt; `None` (or zero) waits forever (default).
     pub timeout: Option<Duration>,
 }
 
@@ -283,7 +283,7 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let fut = AssertUnwindSafe(attempt(args).map_err(|e| e.with_task_id(task_id))?).catch_unwind();
-    let outcome = match options.timeout {
+    let outcome = match options.timeout.filter(|limit| !limit.is_zero()) {
         None => fut.await,
         Some(limit) => match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,

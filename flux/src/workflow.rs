@@ -110,6 +110,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
     pub async fn run(&self, input: W::Input) -> Result<Execution<W::Input, W::Output>> {
         let engine = self.engine()?;
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let _claim = engine.claim_local(&id)?;
         start::<W>(&engine, id, input).await
     }
 
@@ -121,6 +122,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
         if id.is_empty() {
             return Err(Error::new(ErrorKind::InvalidState, "an execution id cannot be empty"));
         }
+        let _claim = engine.claim_local(&id)?;
         match engine.load(&id).await? {
             Some(stored) => resume_stored::<W>(&engine, stored).await,
             None => start::<W>(&engine, id, input).await,
@@ -131,6 +133,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
     /// left running by a crash is run again over its log, replaying every recorded task.
     pub async fn replay(&self, id: &str) -> Result<Execution<W::Input, W::Output>> {
         let engine = self.engine()?;
+        let _claim = engine.claim_local(id)?;
         let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
         resume_stored::<W>(&engine, stored).await
     }

@@ -30,8 +30,10 @@ impl MemoryStore {
     }
 
     fn apply(map: &mut HashMap<String, StoredExecution>, writes: Vec<Write>) -> Result<()> {
-        // Check the whole batch first so that it applies atomically.
+        // Check the whole batch first so that it applies atomically, with the rules of the
+        // SQLite store: new ids only, events in sequence, terminal states final.
         let mut created = Vec::new();
+        let mut next_seq: HashMap<&str, u64> = HashMap::new();
         for w in &writes {
             match w {
                 Write::CreateExecution { id, .. } => {
@@ -40,11 +42,29 @@ impl MemoryStore {
                     }
                     created.push(id.clone());
                 }
-                Write::Append { execution_id: id, .. } | Write::SetState { execution_id: id, .. } => {
-                    if !map.contains_key(&**id) && !created.contains(id) {
+                Write::Append { execution_id: id, event } => {
+                    let stored = map.get(&**id).map(|e| e.events.last().map_or(0, |l| l.seq));
+                    if stored.is_none() && !created.contains(id) {
                         return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
                     }
+                    let expected = next_seq.entry(id).or_insert(stored.unwrap_or(0) + 1);
+                    if event.seq != *expected {
+                        return Err(super::out_of_sequence(id, event.seq, *expected - 1));
+                    }
+                    *expected += 1;
                 }
+                Write::SetState { execution_id: id, .. } => match map.get(&**id) {
+                    Some(e) if e.state.is_terminal() => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidState,
+                            format!("execution `{id}` is already {}; a finished execution never changes", e.state),
+                        ));
+                    }
+                    None if !created.contains(id) => {
+                        return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
+                    }
+                    _ => {}
+                },
             }
         }
         for w in writes {

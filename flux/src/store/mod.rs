@@ -20,6 +20,17 @@ mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+/// The error for an event that does not directly follow the stored log.
+pub(crate) fn out_of_sequence(execution_id: &str, seq: u64, last: u64) -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        format!(
+            "event #{seq} of execution `{execution_id}` does not follow the stored log (its last event is #{last}); \
+             another run of this execution may have written in between"
+        ),
+    )
+}
+
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -113,7 +124,9 @@ pub struct StoredExecution {
 ///
 /// Implementations must apply the writes of one [`Store::write`] call atomically and in order,
 /// and calls in the order they were made; [`Commit`] resolves once those writes (and every write
-/// submitted before them) are durable.
+/// submitted before them) are durable. They must refuse (and not apply) a batch that creates an
+/// existing execution, appends an event whose `seq` is not one more than the last stored event of
+/// its execution, or changes the state of a finished execution.
 pub trait Store: Send + Sync + 'static {
     /// Queues `writes` and returns a handle that resolves when they are durable.
     fn write(&self, writes: Vec<Write>) -> Commit;
@@ -169,7 +182,9 @@ impl Future for Commit {
     type Output = Result<()>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         match &mut self.0 {
-            CommitInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Ok(()))),
+            CommitInner::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| {
+                Err(Error::new(ErrorKind::InvalidState, "a commit was polled again after it finished"))
+            })),
             CommitInner::Pending(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| Err(writer_gone()))),
         }
     }

@@ -261,7 +261,9 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, tra
                     job.done.send(Ok(()));
                 }
             }
-            Err(_) if group.len() > 1 => {
+            // One batch was refused (a duplicate id, an event out of sequence): it belongs to
+            // that batch alone, so the others are committed without it, each on its own.
+            Err(WriteError::Rejected(_)) if group.len() > 1 => {
                 for job in group.drain(..) {
                     let result = commit(&conn, &job.writes).map_err(|e| describe_write_error(path, e));
                     if result.is_ok() {
@@ -270,6 +272,8 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, tra
                     job.done.send(result);
                 }
             }
+            // The database itself failed (locked past the busy timeout, I/O, full disk): the
+            // whole group fails together rather than waiting out the timeout once per batch.
             Err(e) => {
                 let err = describe_write_error(path, e);
                 for job in group.drain(..) {
@@ -299,6 +303,10 @@ fn describe_write_error(path: &Path, e: WriteError) -> Error {
 }
 
 fn commit<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> std::result::Result<(), WriteError> {
+    if !conn.is_autocommit() {
+        // A transaction left open by a failed ROLLBACK would swallow every later commit.
+        conn.execute_batch("ROLLBACK")?;
+    }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = apply(conn, writes);
     match result {
@@ -337,12 +345,15 @@ fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> 
                 })?;
             }
             Write::Append { execution_id, event } => {
+                // The event must follow the stored log exactly: no gap, no second writer's
+                // event in between. One primary-key seek for the current last event.
                 let mut stmt = conn.prepare_cached(
                     "INSERT INTO events (execution_id, seq, type, source_id, name, value, time)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                     WHERE ?2 = 1 + COALESCE((SELECT MAX(seq) FROM events WHERE execution_id = ?1), 0)",
                 )?;
                 let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-                stmt.execute(params![
+                let inserted = stmt.execute(params![
                     &**execution_id,
                     seq,
                     event.kind.as_str(),
@@ -350,21 +361,19 @@ fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> 
                     &*event.name,
                     &*event.value,
                     to_micros(event.time)
-                ])
-                .map_err(|e| {
-                    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-                        WriteError::Rejected(Error::new(
-                            ErrorKind::InvalidState,
-                            format!(
-                                "event #{} of execution `{execution_id}` was already written (is another process \
-                                 running this execution?)",
-                                event.seq
-                            ),
-                        ))
-                    } else {
-                        WriteError::Sql(e)
-                    }
-                })?;
+                ])?;
+                if inserted == 0 {
+                    let last: i64 = conn.query_row(
+                        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE execution_id = ?1",
+                        [&**execution_id],
+                        |r| r.get(0),
+                    )?;
+                    return Err(WriteError::Rejected(super::out_of_sequence(
+                        execution_id,
+                        event.seq,
+                        u64::try_from(last).unwrap_or(0),
+                    )));
+                }
             }
             Write::SetState { execution_id, state, output, time } => {
                 let mut stmt = conn.prepare_cached(
@@ -515,20 +524,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bad_batch_does_not_fail_its_neighbours() {
+    async fn a_refused_batch_does_not_fail_other_executions() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
-        store.write(vec![create("a"), append("a", 1)]).await.unwrap();
-        // Queue three batches at once so that they share a group; the middle one repeats seq 1.
+        store.write(vec![create("a"), append("a", 1), create("b"), append("b", 1)]).await.unwrap();
+        // Queued together so that they share a group; the middle one repeats a's seq 1.
         let c1 = store.write(vec![append("a", 2)]);
         let c2 = store.write(vec![append("a", 1)]);
-        let c3 = store.write(vec![append("a", 3)]);
+        let c3 = store.write(vec![append("b", 2)]);
         c1.await.unwrap();
         let err = c2.await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+        assert!(err.to_string().contains("does not follow the stored log (its last event is #2)"), "{err}");
         c3.await.unwrap();
-        let loaded = store.load("a").unwrap().unwrap();
-        assert_eq!(loaded.events.iter().map(|e| e.seq()).collect::<Vec<_>>(), [1, 2, 3]);
+        let seqs = |id| store.load(id).unwrap().unwrap().events.iter().map(|e| e.seq()).collect::<Vec<_>>();
+        assert_eq!(seqs("a"), [1, 2]);
+        assert_eq!(seqs("b"), [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn events_must_follow_the_stored_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        store.write(vec![create("a"), append("a", 1)]).await.unwrap();
+        let gap = store.write(vec![append("a", 3)]).await.unwrap_err();
+        assert!(gap.to_string().contains("event #3"), "{gap}");
+        let first = store.write(vec![append("a", 1)]).await.unwrap_err();
+        assert!(first.to_string().contains("event #1"), "{first}");
+        store.write(vec![append("a", 2)]).await.unwrap();
+        assert_eq!(store.load("a").unwrap().unwrap().events.len(), 2);
     }
 
     #[test]
