@@ -1,11 +1,40 @@
 //! Code generation from the models. Generated code reaches the runtime only through
 //! `::flux::__private` (and the public `::flux` types).
+//!
+//! Locals of generated code use `Span::mixed_site()`, so they can never clash with the user's
+//! argument names. Of the function's attributes, documentation, `cfg` and lint levels go to the
+//! generated public items (and `cfg` to every generated item); all others (`#[inline]`,
+//! `#[tracing::instrument]`, ...) go to the function holding the user's body.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::Attribute;
 use syn::spanned::Spanned;
 
 use crate::model::{Output, TaskDef, WorkflowDef};
+
+/// An identifier only generated code can see.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// Splits attributes into those for the public items and those for the body function.
+fn split_attrs(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&Attribute>) {
+    const PUBLIC: &[&str] = &["doc", "allow", "warn", "deny", "forbid", "expect", "deprecated"];
+    let mut public = Vec::new();
+    let mut body = Vec::new();
+    let mut cfg = Vec::new();
+    for attr in attrs {
+        if attr.path().is_ident("cfg") {
+            cfg.push(attr);
+        } else if PUBLIC.iter().any(|p| attr.path().is_ident(p)) {
+            public.push(attr);
+        } else {
+            body.push(attr);
+        }
+    }
+    (public, body, cfg)
+}
 
 fn duration_tokens(d: std::time::Duration) -> TokenStream {
     let secs = d.as_secs();
@@ -16,13 +45,14 @@ fn duration_tokens(d: std::time::Duration) -> TokenStream {
 /// Converts the body's result into `flux::Result<T>`.
 fn convert(result: TokenStream, output: &Output, kind: TokenStream) -> TokenStream {
     if output.fallible {
+        let (ok, err) = (local("__flux_ok"), local("__flux_err"));
         quote! {
             match #result {
-                ::core::result::Result::Ok(__flux_ok) => ::core::result::Result::Ok(__flux_ok),
-                ::core::result::Result::Err(__flux_err) => {
+                ::core::result::Result::Ok(#ok) => ::core::result::Result::Ok(#ok),
+                ::core::result::Result::Err(#err) => {
                     #[allow(unused_imports)]
                     use ::flux::__private::{ViaDisplay as _, ViaFluxError as _, ViaStdError as _};
-                    ::core::result::Result::Err((&&&::flux::__private::ErrorWrap(__flux_err)).to_flux_error(#kind))
+                    ::core::result::Result::Err((&&&::flux::__private::ErrorWrap(#err)).to_flux_error(#kind))
                 }
             }
         }
@@ -31,23 +61,7 @@ fn convert(result: TokenStream, output: &Output, kind: TokenStream) -> TokenStre
     }
 }
 
-pub(crate) fn task(def: &TaskDef) -> TokenStream {
-    let item = &def.item;
-    let attrs = &item.attrs;
-    let vis = &item.vis;
-    let ident = &item.sig.ident;
-    let block = &item.block;
-    let ret = &def.output.written;
-    let out_ty = &def.output.ty;
-    let name = &def.name;
-    let arg_idents: Vec<_> = def.args.iter().map(|a| &a.ident).collect();
-    let arg_tys: Vec<_> = def.args.iter().map(|a| &a.ty).collect();
-    let body_params = def.args.iter().map(|a| {
-        let (ident, ty) = (&a.ident, &a.ty);
-        if a.mutable { quote!(mut #ident: #ty) } else { quote!(#ident: #ty) }
-    });
-    let asyncness = &item.sig.asyncness;
-
+fn options_tokens(def: &TaskDef) -> TokenStream {
     let o = &def.options;
     let mut options = quote!(::flux::TaskOptions::new());
     if o.retry_max_attempts > 0 {
@@ -65,23 +79,37 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         let d = duration_tokens(d);
         options = quote!(#options.timeout(#d));
     }
+    options
+}
+
+pub(crate) fn task(def: &TaskDef) -> TokenStream {
+    let item = &def.item;
+    let (public_attrs, body_attrs, cfg_attrs) = split_attrs(&item.attrs);
+    let vis = &item.vis;
+    let ident = &item.sig.ident;
+    let block = &item.block;
+    let ret = &def.output.written;
+    let out_ty = &def.output.ty;
+    let name = &def.name;
+    let asyncness = &item.sig.asyncness;
+    let arg_idents: Vec<_> = def.args.iter().map(|a| &a.ident).collect();
+    let arg_tys: Vec<_> = def.args.iter().map(|a| &a.ty).collect();
+    let body_params = def.args.iter().map(|a| {
+        let (ident, ty) = (&a.ident, &a.ty);
+        if a.mutable { quote!(mut #ident: #ty) } else { quote!(#ident: #ty) }
+    });
+    let options = options_tokens(def);
+    let body_fn = local("__flux_task_body");
+    let (call, args, bytes, reader, taken) =
+        (local("__flux_call"), local("__flux_args"), local("__flux_bytes"), local("__flux_reader"), local("__flux_a"));
 
     let full_name = if def.templated {
-        let lit = o.name.as_ref().map_or_else(|| quote!(#name), |l| quote!(#l));
+        let lit = def.options.name.as_ref().map_or_else(|| quote!(#name), |l| quote!(#l));
         quote!(::std::format!(#lit))
     } else {
         quote!(#ident::NAME)
     };
 
-    let kind = quote!(::flux::__private::Kind::TaskFailed);
-    let call_body = quote!(__flux_task_body(#(#arg_idents),*));
-    let attempt = if def.is_async {
-        let converted = convert(quote!(#call_body.await), &def.output, kind);
-        quote!(async move { #converted })
-    } else {
-        let converted = convert(call_body, &def.output, kind);
-        quote!(::flux::__private::run_blocking(move || #converted))
-    };
     // The arguments are recorded as an array in declaration order; the first attempt moves
     // them in, later attempts (retries) read them back from the recorded encoding. Each
     // argument is encoded and decoded by its own call, spanned at its type, so that a type that
@@ -93,16 +121,16 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
     });
     let encoded_args = quote!(::flux::__private::Args::new(#n) #(#encode)*);
     let (take_args, unpack_args) = if def.args.is_empty() {
-        (quote!(), quote!(let _ = __flux_bytes;))
+        (quote!(), quote!(let _ = #bytes;))
     } else {
-        let decode = arg_tys.iter().map(|ty| quote_spanned!(ty.span()=> __flux_reader.read::<#ty>()?));
+        let decode = arg_tys.iter().map(|ty| quote_spanned!(ty.span()=> #reader.read::<#ty>()?));
         (
-            quote!(let mut __flux_args = ::core::option::Option::Some((#(#arg_idents,)*));),
+            quote!(let mut #args = ::core::option::Option::Some((#(#arg_idents,)*));),
             quote! {
-                let (#(#arg_idents,)*) = match __flux_args.take() {
-                    ::core::option::Option::Some(__flux_a) => __flux_a,
+                let (#(#arg_idents,)*) = match #args.take() {
+                    ::core::option::Option::Some(#taken) => #taken,
                     ::core::option::Option::None => {
-                        let mut __flux_reader = ::flux::__private::ArgsReader::new(__flux_bytes, #n)?;
+                        let mut #reader = ::flux::__private::ArgsReader::new(#bytes, #n)?;
                         (#(#decode,)*)
                     }
                 };
@@ -110,13 +138,25 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         )
     };
     let codec = quote_spanned!(out_ty.span()=> ::flux::__private::codec::<#out_ty>());
-    let companion_doc = format!("Companion of the flux task `{ident}`: its name and options.");
+
+    let kind = quote!(::flux::__private::Kind::TaskFailed);
+    let call_body = quote!(#body_fn(#(#arg_idents),*));
+    let attempt = if def.is_async {
+        let converted = convert(quote!(#call_body.await), &def.output, kind);
+        quote!(async move { #converted })
+    } else {
+        let converted = convert(call_body, &def.output, kind);
+        quote!(::flux::__private::run_blocking(move || #converted))
+    };
+    let companion_doc = format!("Companion of the flux task `{name}`: its name and options.");
 
     quote! {
+        #(#cfg_attrs)*
         #[doc = #companion_doc]
         #[allow(non_camel_case_types)]
         #vis enum #ident {}
 
+        #(#cfg_attrs)*
         #[allow(dead_code)]
         impl #ident {
             /// The task name (the template, when the name has placeholders).
@@ -125,14 +165,16 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
             pub const OPTIONS: ::flux::TaskOptions = #options;
         }
 
-        #(#attrs)*
+        #(#cfg_attrs)*
+        #(#public_attrs)*
         #vis fn #ident(#(#arg_idents: #arg_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
-            #asyncness fn __flux_task_body(#(#body_params),*) #ret #block
-            let __flux_call = ::flux::__private::TaskCall::begin(&#full_name, #encoded_args);
+            #(#body_attrs)*
+            #asyncness fn #body_fn(#(#body_params),*) #ret #block
+            let #call = ::flux::__private::TaskCall::begin(|| (#full_name, #encoded_args));
             #take_args
             async move {
-                __flux_call
-                    .run(#codec, &#ident::OPTIONS, move |__flux_bytes: &[u8]| {
+                #call
+                    .run(#codec, &#ident::OPTIONS, move |#bytes: &[u8]| {
                         #unpack_args
                         ::flux::Result::Ok(#attempt)
                     })
@@ -144,41 +186,46 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
 
 pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
     let item = &def.item;
-    let attrs = &item.attrs;
+    let (public_attrs, body_attrs, cfg_attrs) = split_attrs(&item.attrs);
     let vis = &item.vis;
     let ident = &item.sig.ident;
     let name = &def.name;
     let in_ty = &def.input;
     let out_ty = &def.output.ty;
-    let body_ident = format_ident!("__flux_workflow_{}", ident);
+    let body_ident = format_ident!("__flux_workflow_{}", def.name_ident());
     let mut body_fn = item.clone();
     body_fn.sig.ident = body_ident.clone();
     body_fn.vis = syn::Visibility::Inherited;
-    body_fn.attrs.retain(|a| !a.path().is_ident("doc"));
+    body_fn.attrs = body_attrs.into_iter().chain(cfg_attrs.iter().copied()).cloned().collect();
+    let ctx = local("__flux_ctx");
     let converted =
-        convert(quote!(#body_ident(__flux_ctx).await), &def.output, quote!(::flux::__private::Kind::WorkflowFailed));
+        convert(quote!(#body_ident(#ctx).await), &def.output, quote!(::flux::__private::Kind::WorkflowFailed));
 
     quote! {
-        #(#attrs)*
+        #(#cfg_attrs)*
+        #(#public_attrs)*
         #[allow(non_camel_case_types)]
         #[derive(Clone, Copy, Debug)]
         #vis struct #ident;
 
+        #(#cfg_attrs)*
         #[allow(dead_code)]
         impl #ident {
             /// The workflow name.
             pub const NAME: &'static str = #name;
         }
 
+        #(#cfg_attrs)*
         impl ::flux::WorkflowDefinition for #ident {
             type Input = #in_ty;
             type Output = #out_ty;
             const NAME: &'static str = #name;
-            fn body(__flux_ctx: ::flux::ExecutionContext<#in_ty>) -> ::flux::__private::BoxFuture<::flux::Result<#out_ty>> {
+            fn body(#ctx: ::flux::ExecutionContext<#in_ty>) -> ::flux::__private::BoxFuture<::flux::Result<#out_ty>> {
                 ::std::boxed::Box::pin(async move { #converted })
             }
         }
 
+        #(#cfg_attrs)*
         impl ::core::ops::Deref for #ident {
             type Target = ::flux::Workflow<#ident>;
             fn deref(&self) -> &Self::Target {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt as _;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -328,17 +329,22 @@ impl TaskDef {
             match input {
                 FnArg::Receiver(r) => errors.add_spanned(r, "a task cannot take `self`: make it a free function"),
                 FnArg::Typed(pt) => {
-                    let Pat::Ident(pi) = &*pt.pat else {
-                        errors
-                            .add_spanned(&pt.pat, "task arguments must be plain names (`order: Order`), not patterns");
-                        continue;
+                    let (ident, mutable) = match &*pt.pat {
+                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                            (pi.ident.clone(), pi.mutability.is_some())
+                        }
+                        // `_: T` is an argument like any other; it just has no name to use.
+                        Pat::Wild(w) => (Ident::new(&format!("__flux_arg{}", args.len()), w.span()), false),
+                        other => {
+                            errors.add_spanned(
+                                other,
+                                "task arguments must be plain names (`order: Order`), not patterns",
+                            );
+                            continue;
+                        }
                     };
-                    if pi.by_ref.is_some() || pi.subpat.is_some() {
-                        errors.add_spanned(pi, "task arguments must be plain names (`order: Order`)");
-                        continue;
-                    }
                     check_owned(&pt.ty, "a task argument", &mut errors);
-                    args.push(Arg { ident: pi.ident.clone(), mutable: pi.mutability.is_some(), ty: (*pt.ty).clone() });
+                    args.push(Arg { ident, mutable, ty: (*pt.ty).clone() });
                 }
             }
         }
@@ -359,7 +365,7 @@ impl TaskDef {
         }
 
         let (name, templated) = match &opts.name {
-            None => (item.sig.ident.to_string(), false),
+            None => (item.sig.ident.unraw().to_string(), false),
             Some(lit) => {
                 let text = lit.value();
                 if text.trim().is_empty() {
@@ -396,6 +402,11 @@ impl TaskDef {
 }
 
 impl WorkflowDef {
+    /// The function's name without `r#`, for generated identifiers.
+    pub(crate) fn name_ident(&self) -> String {
+        self.item.sig.ident.unraw().to_string()
+    }
+
     pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<WorkflowDef> {
         let mut errors = Errors::default();
         let options = parse_options(attr, WORKFLOW_OPTIONS, &mut errors);
@@ -403,7 +414,7 @@ impl WorkflowDef {
         if item.sig.asyncness.is_none() {
             errors.add(item.sig.fn_token.span(), "a workflow must be an `async fn`");
         }
-        let mut name = item.sig.ident.to_string();
+        let mut name = item.sig.ident.unraw().to_string();
         for (key, value) in &options {
             if key == "name"
                 && let Some(lit) = lit_str(value, key, &mut errors)

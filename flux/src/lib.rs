@@ -112,6 +112,14 @@ pub use flux_macros::task;
 
 /// Turns an async function taking `ExecutionContext<I>` into a [`Workflow`].
 ///
+/// The function's name becomes a value (a unit struct that dereferences to [`Workflow`]) in
+/// its module, so a `let` binding of the same name in that module does not compile: name the
+/// binding differently (`let report_run = report.run(..)`). Likewise a task's name is also a
+/// type (its companion, holding `NAME` and `OPTIONS`), so it cannot share its name with a module
+/// or an imported type in the same scope. A return type counts as fallible when its last path
+/// segment is `Result` (`Result<T, E>`, `flux::Result<T>`, `io::Result<T>`); other aliases are
+/// recorded as plain values.
+///
 /// ```
 /// use flux::prelude::*;
 ///

@@ -117,38 +117,40 @@ enum State {
     /// The log holds the outcome.
     Recorded(Arc<str>, crate::event::Event),
     /// Run it, recording `TASK_STARTED` first when `fresh`.
-    Run { run: Arc<RunState>, task_id: Arc<str>, args: Arc<[u8]>, fresh: bool },
+    Run { run: Arc<RunState>, name: Arc<str>, task_id: Arc<str>, args: Arc<[u8]>, fresh: bool },
 }
 
 /// One call of a task. Created by generated code; not for direct use.
 pub struct TaskCall {
-    name: Arc<str>,
     state: State,
 }
 
 impl TaskCall {
-    /// Starts a call of the task whose full name is `full_name` with the encoded `args`:
-    /// computes its id and looks it up in the current execution's log.
-    pub fn begin(full_name: &str, args: Args) -> TaskCall {
-        let name: Arc<str> = Arc::from(full_name);
+    /// Starts a call of a task. Inside a workflow, `make` gives the task's full name and its
+    /// encoded arguments, from which the call's id is computed and looked up in the execution's
+    /// log; outside one nothing is encoded and the task will simply run.
+    pub fn begin<N: AsRef<str>>(make: impl FnOnce() -> (N, Args)) -> TaskCall {
         let Some(run) = context::current() else {
-            return TaskCall { name, state: State::Direct };
+            return TaskCall { state: State::Direct };
         };
+        let (full_name, args) = make();
+        let full_name = full_name.as_ref();
         let bytes = match args.finish() {
             Ok(bytes) => bytes,
             Err(e) => {
                 let e = Error::new(ErrorKind::Encode, format!("the arguments of task `{full_name}` cannot be encoded"))
                     .with_cause(e.to_string());
-                return TaskCall { name, state: State::Invalid(e) };
+                return TaskCall { state: State::Invalid(e) };
             }
         };
         let base = crate::identity::task_id(full_name, &bytes);
+        let name: Arc<str> = Arc::from(full_name);
         let state = match run.lookup(base) {
             Lookup::Recorded(id, event) => State::Recorded(id, event),
-            Lookup::Fresh(task_id) => State::Run { run, task_id, args: bytes.into(), fresh: true },
-            Lookup::Restart(task_id) => State::Run { run, task_id, args: bytes.into(), fresh: false },
+            Lookup::Fresh(task_id) => State::Run { run, name, task_id, args: bytes.into(), fresh: true },
+            Lookup::Restart(task_id) => State::Run { run, name, task_id, args: bytes.into(), fresh: false },
         };
-        TaskCall { name, state }
+        TaskCall { state }
     }
 
     /// Runs the call. `attempt` produces one attempt; it receives the encoded arguments, which it
@@ -158,8 +160,7 @@ impl TaskCall {
         F: FnMut(&[u8]) -> Result<Fut>,
         Fut: Future<Output = Result<T>>,
     {
-        let TaskCall { name, state } = self;
-        match state {
+        match self.state {
             State::Direct => attempt(&[])?.await,
             State::Invalid(e) => Err(e),
             State::Recorded(task_id, event) => match event.kind() {
@@ -183,7 +184,7 @@ impl TaskCall {
                     .with_task_id(&*task_id)
                 })),
             },
-            State::Run { run, task_id, args, fresh } => {
+            State::Run { run, name, task_id, args, fresh } => {
                 if fresh {
                     run.record(EventType::TaskStarted, &task_id, &name, args.clone(), None, false)?;
                 }

@@ -6,6 +6,10 @@
 //! id) does not depend on hash-map iteration order. Enums are externally tagged: a unit variant is
 //! its name, any other variant a one-entry map `{name: content}`. Decoding uses `rmp-serde`, which
 //! reads this form back into the same Rust types.
+//!
+//! As in most self-describing formats, `None`, `()` and `Some(None)` all encode as `nil`, so an
+//! `Option<Option<T>>` recorded as `Some(None)` reads back as `None`: use an enum when the
+//! difference matters to a workflow.
 
 use std::fmt;
 
