@@ -188,10 +188,21 @@ fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, "cannot open database", e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error(path, "cannot configure database", e))?;
     // Reading the journal mode is the first access to the file: a file that is not a database
-    // fails here, before anything is written to it.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| sql_error(path, "cannot open database", e))?;
+    // fails here, before anything is written to it. Switching a new file to WAL needs an
+    // exclusive lock, and SQLite answers BUSY at once (without its busy handler) while another
+    // process holds the file, so that step is retried until the busy timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Ok(mode) => break mode,
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(sql_error(path, "cannot open database", e)),
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::new(
             ErrorKind::Storage,
@@ -581,6 +592,23 @@ mod tests {
         assert!(transactions < batches, "{batches} concurrent batches took {transactions} transactions");
         for w in 0..writers {
             assert_eq!(store.load(&format!("e{w}")).unwrap().unwrap().events.len() as u64, per_writer);
+        }
+    }
+
+    #[test]
+    fn many_openers_of_a_new_file_all_succeed() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("fresh-{round}.db"));
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| {
+                        barrier.wait();
+                        SqliteStore::open(&path, Durability::Default).unwrap();
+                    });
+                }
+            });
         }
     }
 

@@ -1,0 +1,161 @@
+//! The task call path: identity and replay lookup, then the error chain (attempts with retry
+//! and timeout, then fallback or rollback), then the record of the outcome.
+//!
+//! Generated code calls [`TaskCall::begin`] when the task function is *called* (so ids follow
+//! call order even in concurrent groups) and [`TaskCall::run`] when the returned future is
+//! awaited.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::context::{self, Lookup, Progress, RunState};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, EventType};
+
+mod args;
+mod chain;
+mod options;
+
+pub use args::{Args, ArgsReader, Codec, codec};
+pub use options::{MAX_RETRY_DELAY, TaskOptions};
+
+/// What one attempt, fallback or rollback of a call receives.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// The recorded arguments (empty outside a workflow, where the first attempt owns them).
+    pub args: &'a [u8],
+    /// The call's task id.
+    pub task_id: &'a str,
+    /// The task's full name.
+    pub task_name: &'a str,
+}
+
+/// The type of an absent fallback or rollback.
+pub type NoHandler<T> = fn(&Call<'_>) -> Result<std::future::Ready<Result<T>>>;
+
+/// The fallback and rollback of a call, if the task has them.
+pub struct Handlers<B, C> {
+    /// Runs when every attempt failed; its output becomes the task's.
+    pub fallback: Option<B>,
+    /// Runs when the task failed for good and has no fallback.
+    pub rollback: Option<C>,
+}
+
+enum State {
+    /// Outside a workflow: run the body once, record nothing.
+    Direct { name: Arc<str>, task_id: String },
+    /// The arguments could not be encoded.
+    Invalid(Error),
+    /// The log holds the outcome.
+    Recorded(Arc<str>, Event),
+    /// Run it, recording `TASK_STARTED` first when `fresh`.
+    Run { run: Arc<RunState>, name: Arc<str>, task_id: Arc<str>, args: Arc<[u8]>, progress: Option<Progress> },
+}
+
+/// One call of a task. Created by generated code; not for direct use.
+pub struct TaskCall {
+    state: State,
+}
+
+impl TaskCall {
+    /// Starts a call of a task: `make` gives the task's full name and its encoded arguments, from
+    /// which the call's id is computed. Inside a workflow the id is looked up in the execution's
+    /// log; outside one the task will simply run.
+    pub fn begin<N: AsRef<str>>(make: impl FnOnce() -> (N, Args)) -> TaskCall {
+        let (full_name, args) = make();
+        let full_name = full_name.as_ref();
+        let Some(run) = context::current() else {
+            // Outside a workflow the id is still computed, for tasks that ask for their metadata.
+            let task_id = args.finish().map(|bytes| crate::identity::task_id(full_name, &bytes)).unwrap_or_default();
+            return TaskCall { state: State::Direct { name: Arc::from(full_name), task_id } };
+        };
+        let bytes = match args.finish() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let e = Error::new(ErrorKind::Encode, format!("the arguments of task `{full_name}` cannot be encoded"))
+                    .with_cause(e.to_string());
+                return TaskCall { state: State::Invalid(e) };
+            }
+        };
+        let base = crate::identity::task_id(full_name, &bytes);
+        let name: Arc<str> = Arc::from(full_name);
+        let state = match run.lookup(base) {
+            Lookup::Recorded(id, event) => State::Recorded(id, event),
+            Lookup::Fresh(task_id) => State::Run { run, name, task_id, args: bytes.into(), progress: None },
+            Lookup::Restart(task_id, p) => State::Run { run, name, task_id, args: bytes.into(), progress: Some(p) },
+        };
+        TaskCall { state }
+    }
+
+    /// Runs the call. `attempt` produces one attempt; it receives the [`Call`], whose recorded
+    /// arguments it decodes for every attempt after the first (see [`ArgsReader`]).
+    pub async fn run<T, A, AF, B, BF, C, CF>(
+        self,
+        codec: Codec<T>,
+        options: &TaskOptions,
+        mut attempt: A,
+        handlers: Handlers<B, C>,
+    ) -> Result<T>
+    where
+        A: FnMut(&Call<'_>) -> Result<AF>,
+        AF: Future<Output = Result<T>>,
+        B: FnMut(&Call<'_>) -> Result<BF>,
+        BF: Future<Output = Result<T>>,
+        C: FnMut(&Call<'_>) -> Result<CF>,
+        CF: Future<Output = Result<()>>,
+    {
+        match self.state {
+            State::Direct { name, task_id } => attempt(&Call { args: &[], task_id: &task_id, task_name: &name })?.await,
+            State::Invalid(e) => Err(e),
+            State::Recorded(task_id, event) => match event.kind() {
+                EventType::TaskCompleted => (codec.decode)(event.value_bytes()).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!(
+                            "the recorded output of task `{task_id}` does not fit `{}`",
+                            std::any::type_name::<T>()
+                        ),
+                    )
+                    .with_task_id(&*task_id)
+                    .with_cause(e.to_string())
+                }),
+                _ => Err(event.value::<Error>().unwrap_or_else(|e| {
+                    Error::new(
+                        ErrorKind::TaskFailed,
+                        format!("task `{task_id}` failed (its recorded error cannot be read)"),
+                    )
+                    .with_cause(e.to_string())
+                    .with_task_id(&*task_id)
+                })),
+            },
+            State::Run { run, name, task_id, args, progress } => {
+                if progress.is_none() {
+                    run.record(EventType::TaskStarted, &task_id, &name, args.clone(), None, false)?;
+                }
+                let call = Call { args: &args, task_id: &task_id, task_name: &name };
+                let chain = chain::Chain { run: &run, task_id: &task_id, name: &name, call, codec, options };
+                chain.execute(progress.unwrap_or_default(), &mut attempt, handlers).await
+            }
+        }
+    }
+}
+
+/// Turns a panic payload into an error.
+pub(crate) fn panic_error(payload: Box<dyn Any + Send>) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_string());
+    Error::new(ErrorKind::Panic, format!("panicked: {message}"))
+}
+
+/// Runs a blocking task body on the blocking thread pool.
+pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(panic_error(e.into_panic())),
+        Err(e) => Err(Error::new(ErrorKind::TaskFailed, format!("blocking task did not finish: {e}"))),
+    }
+}
