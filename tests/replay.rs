@@ -461,6 +461,12 @@ impl flux::store::Store for FailingStore {
     fn describe(&self) -> String {
         "failing".into()
     }
+    fn cache_get(&self, key: &str, now: SystemTime) -> flux::Result<Option<Vec<u8>>> {
+        self.inner.cache_get(key, now)
+    }
+    fn cache_clear(&self, task_name: Option<&str>) -> flux::Result<u64> {
+        self.inner.cache_clear(task_name)
+    }
 }
 
 static LINE_RUNS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());

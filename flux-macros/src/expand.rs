@@ -8,10 +8,10 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::Attribute;
 use syn::spanned::Spanned;
+use syn::{Attribute, ReturnType};
 
-use crate::model::{Output, TaskDef, WorkflowDef};
+use crate::model::{Injected, Output, TaskDef, WorkflowDef};
 
 /// An identifier only generated code can see.
 fn local(name: &str) -> Ident {
@@ -79,7 +79,91 @@ fn options_tokens(def: &TaskDef) -> TokenStream {
         let d = duration_tokens(d);
         options = quote!(#options.timeout(#d));
     }
+    if o.cache {
+        options = quote!(#options.cache(true));
+    }
+    if let Some(d) = o.cache_ttl {
+        let d = duration_tokens(d);
+        options = quote!(#options.cache_ttl(#d));
+    }
     options
+}
+
+/// Builds the injected parameters from the call information `call_info`.
+fn injections(def: &TaskDef, call_info: &Ident) -> TokenStream {
+    let lets = def.args.iter().filter_map(|a| {
+        let ident = &a.ident;
+        match a.injected? {
+            Injected::Metadata => Some(quote!(let #ident = ::flux::__private::metadata(#call_info);)),
+        }
+    });
+    quote!(#(#lets)*)
+}
+
+/// A fallback or rollback: reads the recorded arguments, calls `path` with the task's
+/// parameters, and resolves its result whether `path` is async or not.
+fn handler(def: &TaskDef, path: &syn::Path, rollback: bool) -> TokenStream {
+    let call_info = local("__flux_info");
+    let reader = local("__flux_reader");
+    let value = local("__flux_value");
+    let recorded: Vec<_> = def.args.iter().filter(|a| a.injected.is_none()).collect();
+    let n = u32::try_from(recorded.len()).unwrap_or(u32::MAX);
+    let idents = recorded.iter().map(|a| &a.ident);
+    let reads = recorded.iter().map(|a| {
+        let ty = &a.ty;
+        quote_spanned!(ty.span()=> #reader.read::<#ty>()?)
+    });
+    let inject = injections(def, &call_info);
+    let params = def.args.iter().map(|a| &a.ident);
+    let ret_ty = match &def.output.written {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    // The call is spanned at the path: a function with other parameters or another return
+    // type than the task's is reported there.
+    let called = quote_spanned!(path.span()=> #path(#(#params),*));
+    let finish = if rollback {
+        quote! {{
+            #[allow(unused_imports)]
+            use ::flux::__private::{ViaRollbackResult as _, ViaRollbackValue as _};
+            (&&::flux::__private::RollbackOutcome(#value)).outcome()
+        }}
+    } else {
+        convert(quote!(#value), &def.output, quote!(::flux::__private::Kind::TaskFailed))
+    };
+    let typed = if rollback { quote!() } else { quote_spanned!(path.span()=> : #ret_ty) };
+    // Hygienic, but located at the path, so that the awaited expression is reported there.
+    let fut = Ident::new("__flux_fut", Span::mixed_site().located_at(path.span()));
+    let awaited = quote_spanned!(path.span()=> #fut.await);
+    let body = if def.is_async {
+        quote! {
+            ::flux::Result::Ok(async move {
+                let #fut = {
+                    #[allow(unused_imports)]
+                    use ::flux::__private::{ViaFuture as _, ViaValue as _};
+                    (&&::flux::__private::MaybeAsync(::core::cell::Cell::new(::core::option::Option::Some(#called))))
+                        .resolve()
+                };
+                let #value #typed = #awaited;
+                #finish
+            })
+        }
+    } else {
+        quote! {
+            ::flux::Result::Ok(::flux::__private::run_blocking(move || {
+                let #value #typed = #called;
+                #finish
+            }))
+        }
+    };
+    quote! {
+        ::core::option::Option::Some(move |#call_info: &::flux::__private::Call<'_>| {
+            let mut #reader = ::flux::__private::ArgsReader::new(#call_info.args, #n)?;
+            let (#(#idents,)*) = (#(#reads,)*);
+            #inject
+            #body
+        })
+    }
 }
 
 pub(crate) fn task(def: &TaskDef) -> TokenStream {
@@ -92,16 +176,25 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
     let out_ty = &def.output.ty;
     let name = &def.name;
     let asyncness = &item.sig.asyncness;
-    let arg_idents: Vec<_> = def.args.iter().map(|a| &a.ident).collect();
-    let arg_tys: Vec<_> = def.args.iter().map(|a| &a.ty).collect();
+    // Recorded arguments (what the caller passes) and every parameter of the body, in order.
+    let recorded: Vec<_> = def.args.iter().filter(|a| a.injected.is_none()).collect();
+    let rec_idents: Vec<_> = recorded.iter().map(|a| &a.ident).collect();
+    let rec_tys: Vec<_> = recorded.iter().map(|a| &a.ty).collect();
+    let all_idents: Vec<_> = def.args.iter().map(|a| &a.ident).collect();
     let body_params = def.args.iter().map(|a| {
         let (ident, ty) = (&a.ident, &a.ty);
         if a.mutable { quote!(mut #ident: #ty) } else { quote!(#ident: #ty) }
     });
     let options = options_tokens(def);
     let body_fn = local("__flux_task_body");
-    let (call, args, bytes, reader, taken) =
-        (local("__flux_call"), local("__flux_args"), local("__flux_bytes"), local("__flux_reader"), local("__flux_a"));
+    let (call, args, reader, taken, call_info, opts) = (
+        local("__flux_call"),
+        local("__flux_args"),
+        local("__flux_reader"),
+        local("__flux_a"),
+        local("__flux_info"),
+        local("__flux_options"),
+    );
 
     let full_name = if def.templated {
         let lit = def.options.name.as_ref().map_or_else(|| quote!(#name), |l| quote!(#l));
@@ -114,33 +207,34 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
     // them in, later attempts (retries) read them back from the recorded encoding. Each
     // argument is encoded and decoded by its own call, spanned at its type, so that a type that
     // cannot be stored is reported once, at that type.
-    let n = u32::try_from(def.args.len()).unwrap_or(u32::MAX);
-    let encode = def.args.iter().map(|a| {
+    let n = u32::try_from(recorded.len()).unwrap_or(u32::MAX);
+    let encode = recorded.iter().map(|a| {
         let (ident, ty) = (&a.ident, &a.ty);
         quote_spanned!(ty.span()=> .arg::<#ty>(&#ident))
     });
     let encoded_args = quote!(::flux::__private::Args::new(#n) #(#encode)*);
-    let (take_args, unpack_args) = if def.args.is_empty() {
-        (quote!(), quote!(let _ = #bytes;))
+    let (take_args, unpack_args) = if recorded.is_empty() {
+        (quote!(), quote!())
     } else {
-        let decode = arg_tys.iter().map(|ty| quote_spanned!(ty.span()=> #reader.read::<#ty>()?));
+        let decode = rec_tys.iter().map(|ty| quote_spanned!(ty.span()=> #reader.read::<#ty>()?));
         (
-            quote!(let mut #args = ::core::option::Option::Some((#(#arg_idents,)*));),
+            quote!(let mut #args = ::core::option::Option::Some((#(#rec_idents,)*));),
             quote! {
-                let (#(#arg_idents,)*) = match #args.take() {
+                let (#(#rec_idents,)*) = match #args.take() {
                     ::core::option::Option::Some(#taken) => #taken,
                     ::core::option::Option::None => {
-                        let mut #reader = ::flux::__private::ArgsReader::new(#bytes, #n)?;
+                        let mut #reader = ::flux::__private::ArgsReader::new(#call_info.args, #n)?;
                         (#(#decode,)*)
                     }
                 };
             },
         )
     };
+    let inject = injections(def, &call_info);
     let codec = quote_spanned!(out_ty.span()=> ::flux::__private::codec::<#out_ty>());
 
     let kind = quote!(::flux::__private::Kind::TaskFailed);
-    let call_body = quote!(#body_fn(#(#arg_idents),*));
+    let call_body = quote!(#body_fn(#(#all_idents),*));
     let attempt = if def.is_async {
         let converted = convert(quote!(#call_body.await), &def.output, kind);
         quote!(async move { #converted })
@@ -148,13 +242,25 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         let converted = convert(call_body, &def.output, kind);
         quote!(::flux::__private::run_blocking(move || #converted))
     };
-    let companion_doc = format!("Companion of the flux task `{name}`: its name and options.");
+    let fallback = match &def.options.fallback {
+        Some(path) => handler(def, path, false),
+        None => quote!(::core::option::Option::None::<::flux::__private::NoHandler<#out_ty>>),
+    };
+    let rollback = match &def.options.rollback {
+        Some(path) => handler(def, path, true),
+        None => quote!(::core::option::Option::None::<::flux::__private::NoHandler<()>>),
+    };
+    let companion_doc = format!(
+        "Companion of the flux task `{name}`: its name and options, and `with_options(..).call(..)` to call it with other options."
+    );
 
     quote! {
         #(#cfg_attrs)*
         #[doc = #companion_doc]
         #[allow(non_camel_case_types)]
-        #vis enum #ident {}
+        #vis struct #ident {
+            options: ::flux::TaskOptions,
+        }
 
         #(#cfg_attrs)*
         #[allow(dead_code)]
@@ -163,23 +269,40 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
             pub const NAME: &'static str = #name;
             /// The options given in the attribute.
             pub const OPTIONS: ::flux::TaskOptions = #options;
+
+            /// The task with other options, for the calls made through it.
+            pub fn with_options(options: ::flux::TaskOptions) -> Self {
+                #ident { options }
+            }
+
+            /// Calls the task with this value's options.
+            pub fn call(self, #(#rec_idents: #rec_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
+                #(#body_attrs)*
+                #asyncness fn #body_fn(#(#body_params),*) #ret #block
+                let #opts = self.options;
+                let #call = ::flux::__private::TaskCall::begin(|| (#full_name, #encoded_args));
+                #take_args
+                async move {
+                    #call
+                        .run(
+                            #codec,
+                            &#opts,
+                            move |#call_info: &::flux::__private::Call<'_>| {
+                                #unpack_args
+                                #inject
+                                ::flux::Result::Ok(#attempt)
+                            },
+                            ::flux::__private::Handlers { fallback: #fallback, rollback: #rollback },
+                        )
+                        .await
+                }
+            }
         }
 
         #(#cfg_attrs)*
         #(#public_attrs)*
-        #vis fn #ident(#(#arg_idents: #arg_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
-            #(#body_attrs)*
-            #asyncness fn #body_fn(#(#body_params),*) #ret #block
-            let #call = ::flux::__private::TaskCall::begin(|| (#full_name, #encoded_args));
-            #take_args
-            async move {
-                #call
-                    .run(#codec, &#ident::OPTIONS, move |#bytes: &[u8]| {
-                        #unpack_args
-                        ::flux::Result::Ok(#attempt)
-                    })
-                    .await
-            }
+        #vis fn #ident(#(#rec_idents: #rec_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
+            #ident::with_options(#ident::OPTIONS).call(#(#rec_idents),*)
         }
     }
 }

@@ -50,11 +50,20 @@ pub(crate) struct Output {
     pub(crate) written: ReturnType,
 }
 
-/// One argument of a task.
+/// One parameter of a task.
 pub(crate) struct Arg {
     pub(crate) ident: Ident,
     pub(crate) mutable: bool,
     pub(crate) ty: Type,
+    /// Filled by flux rather than passed by the caller (and not part of the task id).
+    pub(crate) injected: Option<Injected>,
+}
+
+/// Parameters flux fills in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Injected {
+    /// `TaskMetadata`, with `metadata = true`.
+    Metadata,
 }
 
 /// The options of `#[flux::task(...)]`.
@@ -65,6 +74,11 @@ pub(crate) struct TaskOptions {
     pub(crate) retry_delay: Option<Duration>,
     pub(crate) retry_backoff: Option<f64>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) fallback: Option<syn::Path>,
+    pub(crate) rollback: Option<syn::Path>,
+    pub(crate) cache: bool,
+    pub(crate) cache_ttl: Option<Duration>,
+    pub(crate) metadata: bool,
 }
 
 /// A parsed `#[flux::task]`.
@@ -87,7 +101,18 @@ pub(crate) struct WorkflowDef {
     pub(crate) output: Output,
 }
 
-const TASK_OPTIONS: &[&str] = &["name", "retry_max_attempts", "retry_delay", "retry_backoff", "timeout"];
+const TASK_OPTIONS: &[&str] = &[
+    "name",
+    "retry_max_attempts",
+    "retry_delay",
+    "retry_backoff",
+    "timeout",
+    "fallback",
+    "rollback",
+    "cache",
+    "cache_ttl",
+    "metadata",
+];
 const WORKFLOW_OPTIONS: &[&str] = &["name"];
 
 fn parse_options(attr: TokenStream, known: &[&str], errors: &mut Errors) -> Vec<(Ident, Expr)> {
@@ -176,6 +201,34 @@ fn count_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<u32> {
             None
         }
     }
+}
+
+fn bool_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> bool {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => b.value,
+        other => {
+            errors.add_spanned(other, format!("`{key}` must be `true` or `false`"));
+            false
+        }
+    }
+}
+
+fn path_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<syn::Path> {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
+        other => {
+            errors.add_spanned(
+                other,
+                format!("`{key}` must name a function taking the task's arguments (`{key} = my_{key}`)"),
+            );
+            None
+        }
+    }
+}
+
+/// Whether `ty` is (a path ending in) `name`.
+fn is_named(ty: &Type, name: &str) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name))
 }
 
 fn positive_number(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<f64> {
@@ -343,16 +396,26 @@ impl TaskDef {
                             continue;
                         }
                     };
-                    check_owned(&pt.ty, "a task argument", &mut errors);
-                    args.push(Arg { ident, mutable, ty: (*pt.ty).clone() });
+                    args.push(Arg { ident, mutable, ty: (*pt.ty).clone(), injected: None });
                 }
             }
         }
         let output = parse_output(&item.sig.output);
         check_owned(&output.ty, "a task's output", &mut errors);
 
-        let mut opts =
-            TaskOptions { name: None, retry_max_attempts: 0, retry_delay: None, retry_backoff: None, timeout: None };
+        let mut opts = TaskOptions {
+            name: None,
+            retry_max_attempts: 0,
+            retry_delay: None,
+            retry_backoff: None,
+            timeout: None,
+            fallback: None,
+            rollback: None,
+            cache: false,
+            cache_ttl: None,
+            metadata: false,
+        };
+        let mut metadata_key = None;
         for (key, value) in &options {
             match key.to_string().as_str() {
                 "name" => opts.name = lit_str(value, key, &mut errors),
@@ -360,8 +423,41 @@ impl TaskDef {
                 "retry_delay" => opts.retry_delay = duration_option(value, key, &mut errors),
                 "retry_backoff" => opts.retry_backoff = positive_number(value, key, &mut errors),
                 "timeout" => opts.timeout = duration_option(value, key, &mut errors),
+                "fallback" => opts.fallback = path_option(value, key, &mut errors),
+                "rollback" => opts.rollback = path_option(value, key, &mut errors),
+                "cache" => opts.cache = bool_option(value, key, &mut errors),
+                "cache_ttl" => opts.cache_ttl = duration_option(value, key, &mut errors),
+                "metadata" => {
+                    opts.metadata = bool_option(value, key, &mut errors);
+                    metadata_key = Some(key.clone());
+                }
                 _ => {}
             }
+        }
+        // Injected parameters: recognised by type, and only when their option asks for them.
+        for arg in &mut args {
+            if is_named(&arg.ty, "TaskMetadata") {
+                if opts.metadata {
+                    arg.injected = Some(Injected::Metadata);
+                } else {
+                    errors.add_spanned(
+                        &arg.ty,
+                        "a `TaskMetadata` parameter is filled in by flux: add `metadata = true` to the task's options",
+                    );
+                }
+            }
+        }
+        let metadata_params = args.iter().filter(|a| a.injected == Some(Injected::Metadata)).count();
+        if opts.metadata && metadata_params == 0 {
+            let span = metadata_key.as_ref().map_or_else(Span::call_site, Ident::span);
+            errors.add(span, "`metadata = true` needs a parameter of type `TaskMetadata` to fill in");
+        }
+        if metadata_params > 1 {
+            errors.add_spanned(&item.sig.inputs, "a task can take only one `TaskMetadata` parameter");
+        }
+        // Everything else is a recorded argument and must be storable.
+        for arg in args.iter().filter(|a| a.injected.is_none()) {
+            check_owned(&arg.ty, "a task argument", &mut errors);
         }
 
         let (name, templated) = match &opts.name {
@@ -374,8 +470,9 @@ impl TaskDef {
                 match template_placeholders(&text) {
                     Ok(placeholders) => {
                         for p in &placeholders {
-                            if !args.iter().any(|a| a.ident == p) {
-                                let known: Vec<String> = args.iter().map(|a| a.ident.to_string()).collect();
+                            if !args.iter().any(|a| a.ident == p && a.injected.is_none()) {
+                                let known: Vec<String> =
+                                    args.iter().filter(|a| a.injected.is_none()).map(|a| a.ident.to_string()).collect();
                                 errors.add(
                                     lit.span(),
                                     format!(

@@ -30,14 +30,33 @@ struct TaskRecord {
     started: bool,
     /// Index in the log of its `TASK_COMPLETED` or `TASK_FAILED`.
     outcome: Option<usize>,
+    progress: Progress,
+}
+
+/// How far a started but unfinished task got before its process stopped, so that a restart
+/// continues its error chain instead of beginning it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// `TASK_RETRY_FAILED` events: attempts that failed (the next attempt has this number).
+    pub(crate) failed_attempts: u32,
+    /// `TASK_RETRY_STARTED` events: retries whose wait is over and which were started.
+    pub(crate) started_retries: u32,
+    /// Index in the log of the last event holding the task's error (`TASK_RETRY_FAILED`,
+    /// `TASK_FALLBACK_STARTED` or `TASK_ROLLBACK_STARTED`, each with an `error` field).
+    pub(crate) last_failure: Option<usize>,
+    pub(crate) fallback_started: bool,
+    pub(crate) rollback_started: bool,
+    /// The rollback finished (`TASK_ROLLBACK_COMPLETED` or `_FAILED`); only `TASK_FAILED` is left.
+    pub(crate) rollback_finished: bool,
 }
 
 /// What a task call should do, decided from the log.
 pub(crate) enum Lookup {
     /// Never started: record `TASK_STARTED`, then run.
     Fresh(Arc<str>),
-    /// Started before but never finished (a crash): run again without a second `TASK_STARTED`.
-    Restart(Arc<str>),
+    /// Started before but never finished (a crash): continue from where the log ends, without
+    /// writing again what it already holds.
+    Restart(Arc<str>, Progress),
     /// Finished: the recorded `TASK_COMPLETED` or `TASK_FAILED`.
     Recorded(Arc<str>, Event),
 }
@@ -70,11 +89,28 @@ impl RunState {
     pub(crate) fn new(store: Arc<dyn Store>, execution_id: &str, workflow_name: &str, events: Vec<Event>) -> Self {
         let mut tasks: HashMap<Arc<str>, TaskRecord> = HashMap::new();
         for (i, e) in events.iter().enumerate() {
+            if !e.kind.as_str().starts_with("TASK_") {
+                continue;
+            }
+            let record = tasks.entry(e.source_id.clone()).or_default();
+            let p = &mut record.progress;
             match e.kind {
-                EventType::TaskStarted => tasks.entry(e.source_id.clone()).or_default().started = true,
-                EventType::TaskCompleted | EventType::TaskFailed => {
-                    tasks.entry(e.source_id.clone()).or_default().outcome = Some(i);
+                EventType::TaskStarted => record.started = true,
+                EventType::TaskCompleted | EventType::TaskFailed => record.outcome = Some(i),
+                EventType::TaskRetryFailed => {
+                    p.failed_attempts += 1;
+                    p.last_failure = Some(i);
                 }
+                EventType::TaskRetryStarted => p.started_retries += 1,
+                EventType::TaskFallbackStarted => {
+                    p.fallback_started = true;
+                    p.last_failure = Some(i);
+                }
+                EventType::TaskRollbackStarted => {
+                    p.rollback_started = true;
+                    p.last_failure = Some(i);
+                }
+                EventType::TaskRollbackCompleted | EventType::TaskRollbackFailed => p.rollback_finished = true,
                 _ => {}
             }
         }
@@ -105,9 +141,9 @@ impl RunState {
         match inner.tasks.get(&id).copied() {
             Some(TaskRecord { outcome: Some(i), .. }) => match inner.events.get(i) {
                 Some(event) => Lookup::Recorded(id.clone(), event.clone()),
-                None => Lookup::Restart(id),
+                None => Lookup::Restart(id, Progress::default()),
             },
-            Some(TaskRecord { started: true, .. }) => Lookup::Restart(id),
+            Some(TaskRecord { started: true, progress, .. }) => Lookup::Restart(id, progress),
             _ => Lookup::Fresh(id),
         }
     }
@@ -202,6 +238,16 @@ impl RunState {
     /// The error that stopped this run's writes, if any.
     pub(crate) fn broken(&self) -> Option<Error> {
         self.lock().broken.clone()
+    }
+
+    /// The event at `index` of the log.
+    pub(crate) fn event(&self, index: usize) -> Option<Event> {
+        self.lock().events.get(index).cloned()
+    }
+
+    /// The engine's store.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// A copy of the log so far.

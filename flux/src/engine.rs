@@ -109,6 +109,16 @@ impl Engine {
         &self.store
     }
 
+    /// Removes every cached task result (see the `cache` task option). Returns how many.
+    pub fn clear_cache(&self) -> Result<u64> {
+        self.store.cache_clear(None)
+    }
+
+    /// Removes the cached results of the task named `task_name`. Returns how many.
+    pub fn clear_task_cache(&self, task_name: &str) -> Result<u64> {
+        self.store.cache_clear(Some(task_name))
+    }
+
     /// Claims `execution_id` for a run in this engine; refused while another run of it is going
     /// on here, so that one execution is never driven twice at once by the same engine.
     pub(crate) fn claim_local(&self, execution_id: &str) -> Result<LocalClaim> {

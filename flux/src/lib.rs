@@ -80,8 +80,25 @@ pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventType, ExecutionState};
 pub use store::Durability;
+pub use task::Call;
 pub use task::{MAX_RETRY_DELAY, TaskOptions};
 pub use value::Storable;
+
+/// What a task with `metadata = true` receives in its `TaskMetadata` parameter.
+///
+/// ```
+/// #[flux::task(metadata = true)]
+/// async fn whoami(x: u32, meta: flux::TaskMetadata) -> String {
+///     format!("{} ({}) got {x}", meta.task_name, meta.task_id)
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskMetadata {
+    /// The call's task id (`name_<16 hex>`, with `~n` for repeats in one execution).
+    pub task_id: String,
+    /// The task's full name (after filling its name template).
+    pub task_name: String,
+}
 pub use workflow::{Workflow, WorkflowDefinition};
 
 /// Turns a function into a durable task.
@@ -102,7 +119,24 @@ pub use workflow::{Workflow, WorkflowDefinition};
 /// | `retry_max_attempts` | extra attempts after the first | 0 |
 /// | `retry_delay` | wait before the first retry: `"30s"`, `"1.5s"`, `"2m"` or seconds | 1 s |
 /// | `retry_backoff` | multiplier applied to the delay after each failed retry (capped at 600 s) | 2 |
-/// | `timeout` | limit for each attempt (`0`: none) | none |
+/// | `timeout` | limit for each attempt (`0`: none); an async attempt is dropped, a blocking one is no longer waited for | none |
+/// | `fallback` | a function (async or not) with the task's parameters and return type, used when every attempt failed | none |
+/// | `rollback` | a function (async or not) with the task's parameters, run when the task fails for good and has no fallback; returning `Err` records `TASK_ROLLBACK_FAILED` | none |
+/// | `cache` | reuse a result recorded by any execution (any process) for the same task id without `~n` | `false` |
+/// | `cache_ttl` | how long a cached result stays valid (implies `cache = true`) | forever |
+/// | `metadata` | fill the task's `TaskMetadata` parameter (not an argument of the call) | `false` |
+///
+/// Events of one call, in order: `TASK_STARTED {args}`; with retries, each failed attempt
+/// `TASK_RETRY_FAILED {current_attempt, max_attempts, error}`, each retry
+/// `TASK_RETRY_STARTED {current_attempt, max_attempts, current_delay, backoff}` after its wait,
+/// and a successful retry `TASK_RETRY_COMPLETED {current_attempt, max_attempts, output}`; then
+/// `TASK_COMPLETED {output}`. When every attempt failed: `TASK_FALLBACK_STARTED {error}` and
+/// `TASK_FALLBACK_COMPLETED {output}` + `TASK_COMPLETED`, or `TASK_FALLBACK_FAILED {error}` +
+/// `TASK_FAILED`; without a fallback, `TASK_ROLLBACK_STARTED {error}`, `TASK_ROLLBACK_COMPLETED`
+/// or `TASK_ROLLBACK_FAILED {error}`, then `TASK_FAILED {error}`. A call restarted after a crash
+/// continues this chain where its log stops.
+///
+/// `task::with_options(TaskOptions { .. }).call(args)` calls the task with other options.
 ///
 /// The call's id is fixed when the task function is *called*, from the current execution, so
 /// create the call inside the workflow (`let f = say_hello(x);` may then be awaited anywhere);
@@ -141,7 +175,7 @@ pub mod prelude {
 pub mod __private {
     use std::fmt::Display;
 
-    pub use crate::task::{Args, ArgsReader, Codec, TaskCall, codec, run_blocking};
+    pub use crate::task::{Args, ArgsReader, Call, Codec, Handlers, NoHandler, TaskCall, codec, run_blocking};
     pub use crate::workflow::BoxFuture;
     pub use serde;
 
@@ -186,5 +220,77 @@ pub mod __private {
     pub use crate::error::ErrorKind as Kind;
     pub use crate::task::TaskOptions;
     pub use crate::workflow::{Workflow, WorkflowDefinition};
-    pub use crate::{ExecutionContext, Result};
+    pub use crate::{ExecutionContext, Result, TaskMetadata};
+
+    /// The metadata of a call.
+    pub fn metadata(call: &Call<'_>) -> TaskMetadata {
+        TaskMetadata { task_id: call.task_id.to_string(), task_name: call.task_name.to_string() }
+    }
+
+    /// The result of a fallback or rollback function, which may be async or not.
+    pub struct MaybeAsync<V>(pub std::cell::Cell<Option<V>>);
+
+    impl<V> MaybeAsync<V> {
+        #[allow(clippy::expect_used)]
+        fn take(&self) -> V {
+            // Generated code resolves each value exactly once.
+            self.0.take().expect("a fallback or rollback result is resolved once")
+        }
+    }
+
+    /// An async function's result: await the future.
+    pub trait ViaFuture {
+        /// The future to await.
+        type Fut;
+        /// Resolves.
+        fn resolve(&self) -> Self::Fut;
+    }
+    impl<F: std::future::Future> ViaFuture for &MaybeAsync<F> {
+        type Fut = F;
+        fn resolve(&self) -> F {
+            self.take()
+        }
+    }
+
+    /// A plain function's result: ready now.
+    pub trait ViaValue {
+        /// The future to await.
+        type Fut;
+        /// Resolves.
+        fn resolve(&self) -> Self::Fut;
+    }
+    impl<V> ViaValue for MaybeAsync<V> {
+        type Fut = std::future::Ready<V>;
+        fn resolve(&self) -> Self::Fut {
+            std::future::ready(self.take())
+        }
+    }
+
+    /// A rollback's result: an `Err` means the rollback failed, anything else that it worked.
+    pub struct RollbackOutcome<V>(pub V);
+
+    /// A rollback returning `Result`.
+    pub trait ViaRollbackResult {
+        /// The outcome.
+        fn outcome(&self) -> Result<()>;
+    }
+    impl<T, E: Display> ViaRollbackResult for &RollbackOutcome<std::result::Result<T, E>> {
+        fn outcome(&self) -> Result<()> {
+            match &self.0 {
+                Ok(_) => Ok(()),
+                Err(e) => Err(Error::new(ErrorKind::TaskFailed, e.to_string())),
+            }
+        }
+    }
+
+    /// A rollback returning anything else.
+    pub trait ViaRollbackValue {
+        /// The outcome.
+        fn outcome(&self) -> Result<()>;
+    }
+    impl<V> ViaRollbackValue for RollbackOutcome<V> {
+        fn outcome(&self) -> Result<()> {
+            Ok(())
+        }
+    }
 }

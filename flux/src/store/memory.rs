@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use super::{Commit, Store, StoredExecution, Write};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,6 +16,14 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     executions: Mutex<HashMap<String, StoredExecution>>,
+    cache: Mutex<HashMap<String, CacheEntry>>,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    task_name: String,
+    value: Vec<u8>,
+    expires_at: Option<SystemTime>,
 }
 
 impl MemoryStore {
@@ -29,7 +38,7 @@ impl MemoryStore {
         self.executions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn apply(map: &mut HashMap<String, StoredExecution>, writes: Vec<Write>) -> Result<()> {
+    fn apply(&self, map: &mut HashMap<String, StoredExecution>, writes: Vec<Write>) -> Result<()> {
         // Check the whole batch first so that it applies atomically, with the rules of the
         // SQLite store: new ids only, events in sequence, terminal states final.
         let mut created = Vec::new();
@@ -53,6 +62,7 @@ impl MemoryStore {
                     }
                     *expected += 1;
                 }
+                Write::CachePut { .. } => {}
                 Write::SetState { execution_id: id, .. } => match map.get(&**id) {
                     Some(e) if e.state.is_terminal() => {
                         return Err(Error::new(
@@ -90,6 +100,10 @@ impl MemoryStore {
                         e.events.push(event);
                     }
                 }
+                Write::CachePut { key, task_name, value, expires_at } => {
+                    let entry = CacheEntry { task_name: task_name.to_string(), value: value.to_vec(), expires_at };
+                    self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), entry);
+                }
                 Write::SetState { execution_id, state, output, time } => {
                     if let Some(e) = map.get_mut(&*execution_id) {
                         e.state = state;
@@ -107,7 +121,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn write(&self, writes: Vec<Write>) -> Commit {
-        Commit::ready(Self::apply(&mut self.lock(), writes))
+        Commit::ready(self.apply(&mut self.lock(), writes))
     }
 
     fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
@@ -116,5 +130,17 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         "memory".to_string()
+    }
+
+    fn cache_get(&self, key: &str, now: SystemTime) -> Result<Option<Vec<u8>>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(cache.get(key).filter(|e| e.expires_at.is_none_or(|t| t > now)).map(|e| e.value.clone()))
+    }
+
+    fn cache_clear(&self, task_name: Option<&str>) -> Result<u64> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let before = cache.len();
+        cache.retain(|_, e| task_name.is_some_and(|n| n != e.task_name));
+        Ok((before - cache.len()) as u64)
     }
 }

@@ -84,6 +84,17 @@ pub enum Write {
         /// The event (its `seq` must be the next in the log).
         event: Event,
     },
+    /// Store (or replace) a task result in the cache shared by all executions.
+    CachePut {
+        /// The task id without its `~n` suffix.
+        key: Arc<str>,
+        /// The task's full name (for clearing one task's entries).
+        task_name: Arc<str>,
+        /// The output, MessagePack.
+        value: Arc<[u8]>,
+        /// When the entry stops being valid; `None` keeps it until cleared.
+        expires_at: Option<SystemTime>,
+    },
     /// Change an execution's state, optionally setting its output (or stored error).
     SetState {
         /// Execution id.
@@ -136,6 +147,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short description for messages (`sqlite:.flux/flux.db`).
     fn describe(&self) -> String;
+
+    /// A cached task result that is still valid at `now`.
+    fn cache_get(&self, key: &str, now: SystemTime) -> Result<Option<Vec<u8>>>;
+
+    /// Removes cached results: all of them, or those of one task name. Returns how many.
+    fn cache_clear(&self, task_name: Option<&str>) -> Result<u64>;
 }
 
 /// Resolves when a submitted batch of writes is durable (or failed).

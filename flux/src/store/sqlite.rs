@@ -71,10 +71,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE task_cache (
         key TEXT PRIMARY KEY,
+        task_name TEXT NOT NULL,
         value BLOB NOT NULL,
         created_at INTEGER NOT NULL,
         expires_at INTEGER
     );
+    CREATE INDEX task_cache_by_name ON task_cache (task_name);
     CREATE TABLE schedules (
         name TEXT PRIMARY KEY,
         workflow_name TEXT NOT NULL,
@@ -386,6 +388,19 @@ fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> 
                     )));
                 }
             }
+            Write::CachePut { key, task_name, value, expires_at } => {
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO task_cache (key, task_name, value, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET task_name = ?2, value = ?3, created_at = ?4, expires_at = ?5",
+                )?;
+                stmt.execute(params![
+                    &**key,
+                    &**task_name,
+                    &**value,
+                    to_micros(std::time::SystemTime::now()),
+                    expires_at.map(to_micros)
+                ])?;
+            }
             Write::SetState { execution_id, state, output, time } => {
                 let mut stmt = conn.prepare_cached(
                     "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
@@ -497,6 +512,31 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
+    }
+
+    fn cache_get(&self, key: &str, now: std::time::SystemTime) -> Result<Option<Vec<u8>>> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT value FROM task_cache WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+                )
+                .map_err(|e| sql_error(path, "cannot read the task cache of", e))?;
+            stmt.query_row(params![key, to_micros(now)], |r| r.get(0))
+                .optional()
+                .map_err(|e| sql_error(path, "cannot read the task cache of", e))
+        })
+    }
+
+    fn cache_clear(&self, task_name: Option<&str>) -> Result<u64> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let changed = match task_name {
+                Some(name) => conn.execute("DELETE FROM task_cache WHERE task_name = ?1", [name]),
+                None => conn.execute("DELETE FROM task_cache", []),
+            };
+            changed.map(|n| n as u64).map_err(|e| sql_error(path, "cannot clear the task cache of", e))
+        })
     }
 }
 

@@ -1,0 +1,6 @@
+#[flux::task(cache = "yes")]
+async fn lookup(key: String) -> String {
+    key
+}
+
+fn main() {}

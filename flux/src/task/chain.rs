@@ -1,0 +1,264 @@
+//! The error chain of one call (SPEC §5): attempts with retries and timeouts, then the fallback
+//! or the rollback, each step recorded in order. A call restarted after a crash continues from
+//! the [`Progress`] its log shows instead of beginning again.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::FutureExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::{Call, Codec, Handlers, TaskOptions, panic_error};
+use crate::context::{Progress, RunState};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::EventType;
+use crate::store::Write;
+use crate::{identity, value};
+
+#[derive(Serialize)]
+struct RetryFailed {
+    current_attempt: u32,
+    max_attempts: u32,
+    error: Error,
+}
+
+#[derive(Serialize)]
+struct RetryStarted {
+    current_attempt: u32,
+    max_attempts: u32,
+    current_delay: f64,
+    backoff: f64,
+}
+
+#[derive(Serialize)]
+struct Failure<'a> {
+    error: &'a Error,
+}
+
+/// The `error` field of a recorded failure event.
+#[derive(Deserialize)]
+struct RecordedFailure {
+    error: Error,
+}
+
+/// A map of `fields` followed by `output`, whose encoding is spliced in as it is.
+fn with_output(fields: &[(&str, u32)], output: &[u8]) -> Arc<[u8]> {
+    let mut buf = Vec::with_capacity(16 + 20 * fields.len() + output.len());
+    let _ = rmp::encode::write_map_len(&mut buf, u32::try_from(fields.len() + 1).unwrap_or(u32::MAX));
+    for (key, n) in fields {
+        value::append_str(&mut buf, key);
+        let _ = rmp::encode::write_uint(&mut buf, u64::from(*n));
+    }
+    value::append_str(&mut buf, "output");
+    buf.extend_from_slice(output);
+    buf.into()
+}
+
+/// One call being executed.
+pub(super) struct Chain<'a, T> {
+    pub(super) run: &'a RunState,
+    pub(super) task_id: &'a Arc<str>,
+    pub(super) name: &'a Arc<str>,
+    pub(super) call: Call<'a>,
+    pub(super) codec: Codec<T>,
+    pub(super) options: &'a TaskOptions,
+}
+
+impl<T> Chain<'_, T> {
+    fn record(&self, kind: EventType, value: Arc<[u8]>) -> Result<()> {
+        self.run.record(kind, self.task_id, self.name, value, None, false).map(|_| ())
+    }
+
+    fn record_value(&self, kind: EventType, value: &impl Serialize) -> Result<()> {
+        self.record(kind, value::to_msgpack(value)?.into())
+    }
+
+    fn encode_output(&self, output: &T) -> Result<Arc<[u8]>> {
+        (self.codec.encode)(output).map(Arc::from).map_err(|e| {
+            Error::new(ErrorKind::Encode, format!("the output of task `{}` cannot be encoded", self.task_id))
+                .with_cause(e.to_string())
+                .with_task_id(&**self.task_id)
+        })
+    }
+
+    /// Records `TASK_COMPLETED` (with the cache entry, for a cached task, in the same
+    /// transaction) and waits until it is durable.
+    async fn complete(&self, output: Arc<[u8]>) -> Result<()> {
+        let cache = self.options.cache.then(|| Write::CachePut {
+            key: Arc::from(identity::base_id(self.task_id)),
+            task_name: self.name.clone(),
+            value: output.clone(),
+            expires_at: self.options.cache_ttl.map(|ttl| SystemTime::now() + ttl),
+        });
+        self.run.record_durable(EventType::TaskCompleted, self.task_id, self.name, output, cache).await
+    }
+
+    /// A valid cached result of this call, if the task is cached and one exists.
+    fn cached(&self) -> Result<Option<(T, Arc<[u8]>)>> {
+        if !self.options.cache {
+            return Ok(None);
+        }
+        let Some(bytes) = self.run.store().cache_get(identity::base_id(self.task_id), SystemTime::now())? else {
+            return Ok(None);
+        };
+        // An entry that no longer fits the output type (the task changed) is ignored and replaced.
+        Ok((self.codec.decode)(&bytes).ok().map(|v| (v, Arc::from(bytes))))
+    }
+
+    /// Records `TASK_FAILED` and waits until it is durable.
+    async fn fail(&self, error: Error) -> Result<T> {
+        self.run
+            .record_durable(EventType::TaskFailed, self.task_id, self.name, value::to_msgpack(&error)?.into(), None)
+            .await?;
+        Err(error)
+    }
+
+    /// The error of the last failed attempt, as the log recorded it.
+    fn recorded_failure(&self, progress: &Progress) -> Error {
+        progress
+            .last_failure
+            .and_then(|i| self.run.event(i))
+            .and_then(|e| e.value::<RecordedFailure>().ok())
+            .map(|r| r.error)
+            .unwrap_or_else(|| {
+                Error::new(ErrorKind::TaskFailed, format!("task `{}` failed before its process stopped", self.task_id))
+                    .with_task_id(&**self.task_id)
+            })
+    }
+
+    pub(super) async fn execute<A, AF, B, BF, C, CF>(
+        &self,
+        progress: Progress,
+        attempt: &mut A,
+        handlers: Handlers<B, C>,
+    ) -> Result<T>
+    where
+        A: FnMut(&Call<'_>) -> Result<AF>,
+        AF: Future<Output = Result<T>>,
+        B: FnMut(&Call<'_>) -> Result<BF>,
+        BF: Future<Output = Result<T>>,
+        C: FnMut(&Call<'_>) -> Result<CF>,
+        CF: Future<Output = Result<()>>,
+    {
+        let options = self.options;
+        if progress == Progress::default()
+            && let Some((output, bytes)) = self.cached()?
+        {
+            self.run.record_durable(EventType::TaskCompleted, self.task_id, self.name, bytes, None).await?;
+            return Ok(output);
+        }
+        let max = options.retry_max_attempts;
+        let mut k = progress.failed_attempts;
+        let resumed_failure = progress.fallback_started || progress.rollback_started || k > max;
+        let failure = if resumed_failure {
+            self.recorded_failure(&progress)
+        } else {
+            loop {
+                if k > 0 && progress.started_retries < k {
+                    let delay = options.delay_before(k);
+                    tokio::time::sleep(delay).await;
+                    let started = RetryStarted {
+                        current_attempt: k,
+                        max_attempts: max,
+                        current_delay: delay.as_secs_f64(),
+                        backoff: options.retry_backoff,
+                    };
+                    self.record_value(EventType::TaskRetryStarted, &started)?;
+                }
+                match guarded(self.task_id, options.timeout, attempt(&self.call)).await {
+                    Ok(output) => {
+                        let bytes = self.encode_output(&output)?;
+                        if k > 0 {
+                            let done = with_output(&[("current_attempt", k), ("max_attempts", max)], &bytes);
+                            self.record(EventType::TaskRetryCompleted, done)?;
+                        }
+                        self.complete(bytes).await?;
+                        return Ok(output);
+                    }
+                    Err(error) => {
+                        if max > 0 {
+                            let failed = RetryFailed { current_attempt: k, max_attempts: max, error };
+                            self.record_value(EventType::TaskRetryFailed, &failed)?;
+                            if k >= max {
+                                break failed.error;
+                            }
+                        } else {
+                            break error;
+                        }
+                        k += 1;
+                    }
+                }
+            }
+        };
+
+        let Handlers { fallback, rollback } = handlers;
+        if let Some(mut fallback) = fallback {
+            if !progress.fallback_started {
+                self.record_value(EventType::TaskFallbackStarted, &Failure { error: &failure })?;
+            }
+            return match guarded(self.task_id, None, fallback(&self.call)).await {
+                Ok(output) => {
+                    let bytes = self.encode_output(&output)?;
+                    self.record(EventType::TaskFallbackCompleted, with_output(&[], &bytes))?;
+                    self.complete(bytes).await?;
+                    Ok(output)
+                }
+                Err(error) => {
+                    self.record_value(EventType::TaskFallbackFailed, &Failure { error: &error })?;
+                    self.fail(failure.with_cause(format!("fallback failed: {}", plain(&error)))).await
+                }
+            };
+        }
+        let mut failure = failure;
+        if let Some(mut rollback) = rollback
+            && !progress.rollback_finished
+        {
+            if !progress.rollback_started {
+                self.record_value(EventType::TaskRollbackStarted, &Failure { error: &failure })?;
+            }
+            match guarded(self.task_id, None, rollback(&self.call)).await {
+                Ok(()) => self.record_value(EventType::TaskRollbackCompleted, &())?,
+                Err(error) => {
+                    self.record_value(EventType::TaskRollbackFailed, &Failure { error: &error })?;
+                    failure = failure.with_cause(format!("rollback failed: {}", plain(&error)));
+                }
+            }
+        }
+        self.fail(failure).await
+    }
+}
+
+/// An error's message and causes, without the "task `id` failed" prefix of its `Display`.
+fn plain(error: &Error) -> String {
+    std::iter::once(error.message()).chain(error.chain().iter().map(String::as_str)).collect::<Vec<_>>().join(": ")
+}
+
+/// Runs one attempt (or fallback, or rollback): panics become errors, a timeout drops it, and
+/// errors are tagged with the task id.
+async fn guarded<T, F>(task_id: &str, timeout: Option<std::time::Duration>, made: Result<F>) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    let fut = AssertUnwindSafe(made.map_err(|e| e.with_task_id(task_id))?).catch_unwind();
+    let outcome = match timeout.filter(|limit| !limit.is_zero()) {
+        None => fut.await,
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::TaskTimeout,
+                    format!("task `{task_id}` timed out after {}", humantime::format_duration(limit)),
+                )
+                .with_task_id(task_id));
+            }
+        },
+    };
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if e.task_id().is_some() => Err(e),
+        Ok(Err(e)) => Err(e.with_task_id(task_id)),
+        Err(panic) => Err(panic_error(panic).with_task_id(task_id)),
+    }
+}
