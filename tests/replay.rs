@@ -467,6 +467,18 @@ impl flux::store::Store for FailingStore {
     fn cache_clear(&self, task_name: Option<&str>) -> flux::Result<u64> {
         self.inner.cache_clear(task_name)
     }
+    fn secret_put(&self, name: &str, nonce: &[u8], sealed: &[u8]) -> flux::Result<()> {
+        self.inner.secret_put(name, nonce, sealed)
+    }
+    fn secret_get(&self, name: &str) -> flux::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.inner.secret_get(name)
+    }
+    fn secret_list(&self) -> flux::Result<Vec<String>> {
+        self.inner.secret_list()
+    }
+    fn secret_remove(&self, name: &str) -> flux::Result<bool> {
+        self.inner.secret_remove(name)
+    }
 }
 
 static LINE_RUNS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());

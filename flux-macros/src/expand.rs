@@ -95,6 +95,10 @@ fn injections(def: &TaskDef, call_info: &Ident) -> TokenStream {
         let ident = &a.ident;
         match a.injected? {
             Injected::Metadata => Some(quote!(let #ident = ::flux::__private::metadata(#call_info);)),
+            Injected::Secrets => {
+                let names = &def.options.secret_requests;
+                Some(quote!(let #ident = ::flux::__private::secrets(#call_info, &[#(#names),*])?;))
+            }
         }
     });
     quote!(#(#lets)*)
@@ -315,6 +319,7 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
     let name = &def.name;
     let in_ty = &def.input;
     let out_ty = &def.output.ty;
+    let secret_requests = &def.secret_requests;
     let body_ident = format_ident!("__flux_workflow_{}", def.name_ident());
     let mut body_fn = item.clone();
     body_fn.sig.ident = body_ident.clone();
@@ -343,6 +348,7 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
             type Input = #in_ty;
             type Output = #out_ty;
             const NAME: &'static str = #name;
+            const SECRET_REQUESTS: &'static [&'static str] = &[#(#secret_requests),*];
             fn body(#ctx: ::flux::ExecutionContext<#in_ty>) -> ::flux::__private::BoxFuture<::flux::Result<#out_ty>> {
                 ::std::boxed::Box::pin(async move { #converted })
             }

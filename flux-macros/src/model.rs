@@ -64,6 +64,8 @@ pub(crate) struct Arg {
 pub(crate) enum Injected {
     /// `TaskMetadata`, with `metadata = true`.
     Metadata,
+    /// `Secrets`, with `secret_requests = [..]`.
+    Secrets,
 }
 
 /// The options of `#[flux::task(...)]`.
@@ -79,6 +81,8 @@ pub(crate) struct TaskOptions {
     pub(crate) cache: bool,
     pub(crate) cache_ttl: Option<Duration>,
     pub(crate) metadata: bool,
+    /// `secret_requests`: the names, checked to be non-empty and distinct.
+    pub(crate) secret_requests: Vec<String>,
 }
 
 /// A parsed `#[flux::task]`.
@@ -97,6 +101,7 @@ pub(crate) struct TaskDef {
 pub(crate) struct WorkflowDef {
     pub(crate) item: ItemFn,
     pub(crate) name: String,
+    pub(crate) secret_requests: Vec<String>,
     pub(crate) input: Type,
     pub(crate) output: Output,
 }
@@ -112,8 +117,9 @@ const TASK_OPTIONS: &[&str] = &[
     "cache",
     "cache_ttl",
     "metadata",
+    "secret_requests",
 ];
-const WORKFLOW_OPTIONS: &[&str] = &["name"];
+const WORKFLOW_OPTIONS: &[&str] = &["name", "secret_requests"];
 
 fn parse_options(attr: TokenStream, known: &[&str], errors: &mut Errors) -> Vec<(Ident, Expr)> {
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
@@ -224,6 +230,31 @@ fn path_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<syn::Pat
             None
         }
     }
+}
+
+/// `["A", "B"]`: non-empty, distinct secret names.
+fn names_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Vec<String> {
+    let Expr::Array(array) = expr else {
+        errors.add_spanned(expr, format!("`{key}` must be a list of secret names (`{key} = [\"API_KEY\"]`)"));
+        return Vec::new();
+    };
+    let mut names: Vec<String> = Vec::new();
+    for element in &array.elems {
+        match element {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+                let name = s.value();
+                if name.is_empty() || name.chars().any(char::is_control) {
+                    errors.add(s.span(), "a secret name must be a non-empty string of printable characters");
+                } else if names.contains(&name) {
+                    errors.add(s.span(), format!("secret `{name}` is requested twice"));
+                } else {
+                    names.push(name);
+                }
+            }
+            other => errors.add_spanned(other, "a secret name must be a string literal"),
+        }
+    }
+    names
 }
 
 /// Whether `ty` is (a path ending in) `name`.
@@ -414,8 +445,10 @@ impl TaskDef {
             cache: false,
             cache_ttl: None,
             metadata: false,
+            secret_requests: Vec::new(),
         };
         let mut metadata_key = None;
+        let mut secrets_key = None;
         for (key, value) in &options {
             match key.to_string().as_str() {
                 "name" => opts.name = lit_str(value, key, &mut errors),
@@ -431,7 +464,30 @@ impl TaskDef {
                     opts.metadata = bool_option(value, key, &mut errors);
                     metadata_key = Some(key.clone());
                 }
+                "secret_requests" => {
+                    opts.secret_requests = names_option(value, key, &mut errors);
+                    secrets_key = Some(key.clone());
+                }
                 _ => {}
+            }
+        }
+        for arg in &mut args {
+            if is_named(&arg.ty, "Secrets") {
+                if secrets_key.is_some() {
+                    arg.injected = Some(Injected::Secrets);
+                } else {
+                    errors.add_spanned(
+                        &arg.ty,
+                        "a `Secrets` parameter is filled in by flux: name the secrets with `secret_requests = [\"NAME\"]`",
+                    );
+                }
+            }
+        }
+        if let Some(key) = &secrets_key {
+            match args.iter().filter(|a| a.injected == Some(Injected::Secrets)).count() {
+                0 => errors.add(key.span(), "`secret_requests` needs a parameter of type `Secrets` to fill in"),
+                1 => {}
+                _ => errors.add_spanned(&item.sig.inputs, "a task can take only one `Secrets` parameter"),
             }
         }
         // Injected parameters: recognised by type, and only when their option asks for them.
@@ -512,6 +568,7 @@ impl WorkflowDef {
             errors.add(item.sig.fn_token.span(), "a workflow must be an `async fn`");
         }
         let mut name = item.sig.ident.unraw().to_string();
+        let mut secret_requests = Vec::new();
         for (key, value) in &options {
             if key == "name"
                 && let Some(lit) = lit_str(value, key, &mut errors)
@@ -520,6 +577,8 @@ impl WorkflowDef {
                     errors.add(lit.span(), "a workflow name cannot be empty");
                 }
                 name = lit.value();
+            } else if key == "secret_requests" {
+                secret_requests = names_option(value, key, &mut errors);
             }
         }
 
@@ -545,7 +604,7 @@ impl WorkflowDef {
         check_owned(&output.ty, "a workflow's output", &mut errors);
         errors.finish()?;
         let input = input.ok_or_else(|| syn::Error::new(Span::call_site(), NEEDS_CTX))?;
-        Ok(WorkflowDef { item, name, input, output })
+        Ok(WorkflowDef { item, name, secret_requests, input, output })
     }
 }
 

@@ -5,6 +5,9 @@
 //! home = ".flux"                          # FLUX_HOME
 //! database_url = "sqlite://.flux/flux.db" # FLUX_DATABASE_URL
 //! durability = "default"                  # FLUX_DURABILITY: "default" or "full"
+//!
+//! [flux.security]
+//! encryption_key = "..."                  # FLUX_SECURITY__ENCRYPTION_KEY (secrets at rest)
 //! ```
 //!
 //! Environment variables win over the file. Nested keys use `__` (`FLUX_SECURITY__ENCRYPTION_KEY`).
@@ -18,7 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
 /// Where the default engine keeps its data.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// The flux home directory (default `.flux`).
     pub home: PathBuf,
@@ -26,6 +29,20 @@ pub struct Config {
     pub database_url: String,
     /// How hard commits try to reach the disk.
     pub durability: Durability,
+    /// The key secrets are encrypted with (`[flux.security] encryption_key`,
+    /// `FLUX_SECURITY__ENCRYPTION_KEY`); without one, a key file in `home` is used.
+    pub encryption_key: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("home", &self.home)
+            .field("database_url", &self.database_url)
+            .field("durability", &self.durability)
+            .field("encryption_key", &self.encryption_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Where a database URL points.
@@ -38,19 +55,26 @@ pub enum DatabaseLocation {
 }
 
 /// The environment variables [`Config::load`] reads.
-const ENV_KEYS: [&str; 3] = ["FLUX_HOME", "FLUX_DATABASE_URL", "FLUX_DURABILITY"];
+const ENV_KEYS: [&str; 4] = ["FLUX_HOME", "FLUX_DATABASE_URL", "FLUX_DURABILITY", "FLUX_SECURITY__ENCRYPTION_KEY"];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 struct FileConfig {
     #[serde(default)]
     flux: FileSection,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 struct FileSection {
     home: Option<PathBuf>,
     database_url: Option<String>,
     durability: Option<String>,
+    #[serde(default)]
+    security: SecuritySection,
+}
+
+#[derive(Default, Deserialize)]
+struct SecuritySection {
+    encryption_key: Option<String>,
 }
 
 impl Config {
@@ -107,6 +131,7 @@ impl Config {
                 "FLUX_HOME" => section.home = Some(PathBuf::from(value)),
                 "FLUX_DATABASE_URL" => section.database_url = Some(value),
                 "FLUX_DURABILITY" => section.durability = Some(value),
+                "FLUX_SECURITY__ENCRYPTION_KEY" => section.security.encryption_key = Some(value),
                 _ => {}
             }
         }
@@ -120,7 +145,8 @@ impl Config {
             Some(d) => d.parse()?,
             None => Durability::Default,
         };
-        let config = Config { home, database_url, durability };
+        let encryption_key = section.security.encryption_key.filter(|k| !k.is_empty());
+        let config = Config { home, database_url, durability, encryption_key };
         config.database()?;
         Ok(config)
     }

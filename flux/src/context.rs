@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ExecutionState};
 use crate::identity::Occurrences;
-use crate::store::{Commit, Store, Write};
+use crate::secrets::Secrets;
+use crate::store::{Commit, Write};
 
 tokio::task_local! {
     static CURRENT: Arc<RunState>;
@@ -81,12 +83,12 @@ pub(crate) struct RunState {
     pub(crate) workflow_name: Arc<str>,
     /// `"{workflow_name}_{execution_id}"`, the source id of workflow events.
     pub(crate) workflow_source: Arc<str>,
-    store: Arc<dyn Store>,
+    engine: Engine,
     inner: Mutex<RunInner>,
 }
 
 impl RunState {
-    pub(crate) fn new(store: Arc<dyn Store>, execution_id: &str, workflow_name: &str, events: Vec<Event>) -> Self {
+    pub(crate) fn new(engine: Engine, execution_id: &str, workflow_name: &str, events: Vec<Event>) -> Self {
         let mut tasks: HashMap<Arc<str>, TaskRecord> = HashMap::new();
         for (i, e) in events.iter().enumerate() {
             if !e.kind.as_str().starts_with("TASK_") {
@@ -118,7 +120,7 @@ impl RunState {
             execution_id: Arc::from(execution_id),
             workflow_name: Arc::from(workflow_name),
             workflow_source: Arc::from(format!("{workflow_name}_{execution_id}")),
-            store,
+            engine,
             inner: Mutex::new(RunInner {
                 next_seq: events.last().map_or(1, |e| e.seq + 1),
                 events,
@@ -170,7 +172,7 @@ impl RunState {
         let mut writes = Vec::with_capacity(1 + usize::from(extra.is_some()));
         writes.extend(extra);
         writes.push(Write::Append { execution_id: self.execution_id.clone(), event });
-        let commit = self.store.write(writes);
+        let commit = self.engine.store().write(writes);
         if wait {
             Ok(Some(commit))
         } else {
@@ -245,9 +247,9 @@ impl RunState {
         self.lock().events.get(index).cloned()
     }
 
-    /// The engine's store.
-    pub(crate) fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The engine this execution runs on.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// A copy of the log so far.
@@ -274,11 +276,17 @@ impl RunState {
 pub struct ExecutionContext<I> {
     run: Arc<RunState>,
     input: I,
+    secrets: Secrets,
 }
 
 impl<I> ExecutionContext<I> {
-    pub(crate) fn new(run: Arc<RunState>, input: I) -> Self {
-        ExecutionContext { run, input }
+    pub(crate) fn new(run: Arc<RunState>, input: I, secrets: Secrets) -> Self {
+        ExecutionContext { run, input, secrets }
+    }
+
+    /// The secrets the workflow asked for with `#[flux::workflow(secret_requests = [..])]`.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// The execution id.

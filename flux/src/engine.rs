@@ -2,10 +2,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::{Config, DatabaseLocation};
 use crate::error::{Error, Result};
+use crate::secrets::{self, KeySource, Keyring};
 use crate::store::{Durability, MemoryStore, Store, StoredExecution};
 
 /// Where executions live: a storage backend plus what the runtime needs around it.
@@ -21,9 +22,16 @@ use crate::store::{Durability, MemoryStore, Store, StoredExecution};
 /// ```
 #[derive(Clone)]
 pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Arc<dyn Store>,
     /// Executions being run by this engine right now.
     running: Arc<Mutex<HashSet<String>>>,
+    /// Where the key of the secrets comes from; the key is loaded on first use.
+    key_source: KeySource,
+    keyring: OnceLock<Keyring>,
 }
 
 /// Marks an execution as being run by this engine until dropped.
@@ -40,7 +48,10 @@ impl Drop for LocalClaim {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("store", &self.store.describe()).finish()
+        f.debug_struct("Engine")
+            .field("store", &self.inner.store.describe())
+            .field("key", &self.inner.key_source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,20 +64,35 @@ impl Engine {
         Engine::open_with(path, Durability::Default)
     }
 
-    /// Opens (or creates) the SQLite database at `path` with the given durability.
+    /// Opens (or creates) the SQLite database at `path` with the given durability. Secrets are
+    /// encrypted with the key in `encryption.key` next to the database (created on first use).
     #[cfg(feature = "sqlite")]
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Engine> {
-        Ok(Engine::with_store(crate::store::SqliteStore::open(path, durability)?))
+        let path = path.as_ref();
+        let home = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let store = crate::store::SqliteStore::open(path, durability)?;
+        Ok(Engine::build(Arc::new(store), KeySource::File(home.join(secrets::KEY_FILE))))
     }
 
-    /// An engine that keeps everything in memory: for tests.
+    /// An engine that keeps everything in memory: for tests. Its secrets key is random.
     pub fn in_memory() -> Engine {
         Engine::with_store(MemoryStore::new())
     }
 
-    /// An engine over any [`Store`].
+    /// An engine over any [`Store`]. Its secrets key is random (see
+    /// [`Engine::with_encryption_key`]).
     pub fn with_store(store: impl Store) -> Engine {
-        Engine { store: Arc::new(store), running: Arc::default() }
+        Engine::build(Arc::new(store), KeySource::Ephemeral)
+    }
+
+    /// The same storage, with secrets encrypted under a key derived from `key` (any string;
+    /// keep it secret). Other handles to this engine keep their key.
+    pub fn with_encryption_key(&self, key: impl Into<String>) -> Engine {
+        Engine::build(self.inner.store.clone(), KeySource::Passphrase(key.into()))
+    }
+
+    fn build(store: Arc<dyn Store>, key_source: KeySource) -> Engine {
+        Engine { inner: Arc::new(Inner { store, running: Arc::default(), key_source, keyring: OnceLock::new() }) }
     }
 
     /// Builds the engine a configuration describes.
@@ -106,35 +132,44 @@ impl Engine {
 
     /// The storage backend.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        &self.inner.store
+    }
+
+    /// The cipher of this engine's secrets, loading (or creating) its key on first use.
+    pub(crate) fn keyring(&self) -> Result<&Keyring> {
+        if let Some(k) = self.inner.keyring.get() {
+            return Ok(k);
+        }
+        let loaded = Keyring::load(&self.inner.key_source)?;
+        Ok(self.inner.keyring.get_or_init(|| loaded))
     }
 
     /// Removes every cached task result (see the `cache` task option). Returns how many.
     pub fn clear_cache(&self) -> Result<u64> {
-        self.store.cache_clear(None)
+        self.inner.store.cache_clear(None)
     }
 
     /// Removes the cached results of the task named `task_name`. Returns how many.
     pub fn clear_task_cache(&self, task_name: &str) -> Result<u64> {
-        self.store.cache_clear(Some(task_name))
+        self.inner.store.cache_clear(Some(task_name))
     }
 
     /// Claims `execution_id` for a run in this engine; refused while another run of it is going
     /// on here, so that one execution is never driven twice at once by the same engine.
     pub(crate) fn claim_local(&self, execution_id: &str) -> Result<LocalClaim> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
         if !running.insert(execution_id.to_string()) {
             return Err(Error::new(
                 crate::ErrorKind::InvalidState,
                 format!("execution `{execution_id}` is already running; wait for it instead of running it again"),
             ));
         }
-        Ok(LocalClaim { running: self.running.clone(), id: execution_id.to_string() })
+        Ok(LocalClaim { running: self.inner.running.clone(), id: execution_id.to_string() })
     }
 
     /// Loads an execution as stored, off the async threads.
     pub(crate) async fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
-        let store = self.store.clone();
+        let store = self.inner.store.clone();
         let id = execution_id.to_string();
         match tokio::task::spawn_blocking(move || store.load(&id)).await {
             Ok(result) => result,

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     InvalidState,
     /// A task or workflow body panicked.
     Panic,
+    /// A task or workflow asked for secrets that are not set.
+    MissingSecret,
     /// A stored error whose kind this version of flux does not know.
     #[serde(other)]
     Unknown,
@@ -60,6 +62,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::InvalidState => "invalid_state",
             ErrorKind::Panic => "panic",
+            ErrorKind::MissingSecret => "missing_secret",
             ErrorKind::Unknown => "unknown",
         }
     }

@@ -69,6 +69,7 @@ mod engine;
 mod error;
 mod event;
 pub mod identity;
+pub mod secrets;
 pub mod store;
 mod task;
 pub mod value;
@@ -125,6 +126,7 @@ pub use workflow::{Workflow, WorkflowDefinition};
 /// | `cache` | reuse a result recorded by any execution (any process) for the same task id without `~n` | `false` |
 /// | `cache_ttl` | how long a cached result stays valid (implies `cache = true`) | forever |
 /// | `metadata` | fill the task's `TaskMetadata` parameter (not an argument of the call) | `false` |
+/// | `secret_requests` | fill the task's [`secrets::Secrets`] parameter with these secrets; a missing one fails the attempt, naming it | none |
 ///
 /// Events of one call, in order: `TASK_STARTED {args}`; with retries, each failed attempt
 /// `TASK_RETRY_FAILED {current_attempt, max_attempts, error}`, each retry
@@ -221,6 +223,15 @@ pub mod __private {
     pub use crate::task::TaskOptions;
     pub use crate::workflow::{Workflow, WorkflowDefinition};
     pub use crate::{ExecutionContext, Result, TaskMetadata};
+
+    /// The secrets a task asked for; an error lists those that are not set.
+    pub fn secrets(call: &Call<'_>, requested: &[&str]) -> Result<crate::secrets::Secrets> {
+        let requester = format!("task `{}`", if call.task_id.is_empty() { call.task_name } else { call.task_id });
+        match call.engine {
+            Some(engine) => crate::secrets::fetch(engine, requested, &requester),
+            None => crate::secrets::fetch(&crate::Engine::global()?, requested, &requester),
+        }
+    }
 
     /// The metadata of a call.
     pub fn metadata(call: &Call<'_>) -> TaskMetadata {

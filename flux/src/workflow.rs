@@ -27,6 +27,8 @@ pub trait WorkflowDefinition: Send + Sync + 'static {
     type Output: Storable + Send + 'static;
     /// The workflow name.
     const NAME: &'static str;
+    /// The secrets the workflow asks for (`secret_requests`), given to it in its context.
+    const SECRET_REQUESTS: &'static [&'static str] = &[];
     /// Runs the body once over `ctx`.
     fn body(ctx: ExecutionContext<Self::Input>) -> BoxFuture<Result<Self::Output>>;
 }
@@ -226,7 +228,7 @@ async fn start<W: WorkflowDefinition>(
                 .with_cause(e.message().to_string())
         })?
         .into();
-    let run = Arc::new(RunState::new(engine.store().clone(), &id, W::NAME, Vec::new()));
+    let run = Arc::new(RunState::new(engine.clone(), &id, W::NAME, Vec::new()));
     let create = Write::CreateExecution {
         id: run.execution_id.clone(),
         workflow_name: run.workflow_name.clone(),
@@ -258,7 +260,7 @@ async fn resume_stored<W: WorkflowDefinition>(
     }
     let input = decode_input::<W>(&stored.id, &stored.input)?;
     tracing::debug!(workflow = W::NAME, execution_id = %stored.id, events = stored.events.len(), "continuing execution");
-    let run = Arc::new(RunState::new(engine.store().clone(), &stored.id, W::NAME, stored.events));
+    let run = Arc::new(RunState::new(engine.clone(), &stored.id, W::NAME, stored.events));
     drive::<W>(run, input, &stored.input).await
 }
 
@@ -268,11 +270,18 @@ async fn drive<W: WorkflowDefinition>(
     input: W::Input,
     input_bytes: &[u8],
 ) -> Result<Execution<W::Input, W::Output>> {
-    let ctx = ExecutionContext::new(run.clone(), input);
-    let body = AssertUnwindSafe(W::body(ctx)).catch_unwind();
-    let outcome = match context::scope(run.clone(), body).await {
-        Ok(result) => result,
-        Err(panic) => Err(crate::task::panic_error(panic)),
+    let requester = format!("workflow `{}`", W::NAME);
+    let outcome = match crate::secrets::fetch(run.engine(), W::SECRET_REQUESTS, &requester) {
+        // Without the secrets it asked for, the body does not run and the workflow fails.
+        Err(e) => Err(e),
+        Ok(secrets) => {
+            let ctx = ExecutionContext::new(run.clone(), input, secrets);
+            let body = AssertUnwindSafe(W::body(ctx)).catch_unwind();
+            match context::scope(run.clone(), body).await {
+                Ok(result) => result,
+                Err(panic) => Err(crate::task::panic_error(panic)),
+            }
+        }
     };
     if let Some(broken) = run.broken() {
         // The log in storage stopped at the last durable event: the execution stays RUNNING

@@ -17,7 +17,11 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct MemoryStore {
     executions: Mutex<HashMap<String, StoredExecution>>,
     cache: Mutex<HashMap<String, CacheEntry>>,
+    secrets: Mutex<std::collections::BTreeMap<String, Sealed>>,
 }
+
+/// A secret's nonce and ciphertext.
+type Sealed = (Vec<u8>, Vec<u8>);
 
 #[derive(Debug)]
 struct CacheEntry {
@@ -135,6 +139,26 @@ impl Store for MemoryStore {
     fn cache_get(&self, key: &str, now: SystemTime) -> Result<Option<Vec<u8>>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         Ok(cache.get(key).filter(|e| e.expires_at.is_none_or(|t| t > now)).map(|e| e.value.clone()))
+    }
+
+    fn secret_put(&self, name: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<()> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), (nonce.to_vec(), ciphertext.to_vec()));
+        Ok(())
+    }
+
+    fn secret_get(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.secrets.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned())
+    }
+
+    fn secret_list(&self) -> Result<Vec<String>> {
+        Ok(self.secrets.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect())
+    }
+
+    fn secret_remove(&self, name: &str) -> Result<bool> {
+        Ok(self.secrets.lock().unwrap_or_else(|p| p.into_inner()).remove(name).is_some())
     }
 
     fn cache_clear(&self, task_name: Option<&str>) -> Result<u64> {

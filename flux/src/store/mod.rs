@@ -153,6 +153,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes cached results: all of them, or those of one task name. Returns how many.
     fn cache_clear(&self, task_name: Option<&str>) -> Result<u64>;
+
+    /// Stores (or replaces) an encrypted secret.
+    fn secret_put(&self, name: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<()>;
+
+    /// The nonce and ciphertext of a secret.
+    fn secret_get(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+
+    /// The names of all secrets, sorted.
+    fn secret_list(&self) -> Result<Vec<String>>;
+
+    /// Removes a secret; returns whether it existed.
+    fn secret_remove(&self, name: &str) -> Result<bool>;
 }
 
 /// Resolves when a submitted batch of writes is durable (or failed).

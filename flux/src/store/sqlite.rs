@@ -528,6 +528,49 @@ impl Store for SqliteStore {
         })
     }
 
+    fn secret_put(&self, name: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<()> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            conn.execute(
+                "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET nonce = ?2, ciphertext = ?3, updated_at = ?4",
+                params![name, nonce, ciphertext, to_micros(std::time::SystemTime::now())],
+            )
+            .map(|_| ())
+            .map_err(|e| sql_error(path, "cannot store a secret in", e))
+        })
+    }
+
+    fn secret_get(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            conn.query_row("SELECT nonce, ciphertext FROM secrets WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| sql_error(path, "cannot read a secret from", e))
+        })
+    }
+
+    fn secret_list(&self) -> Result<Vec<String>> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let err = |e| sql_error(path, "cannot list the secrets of", e);
+            let mut stmt = conn.prepare("SELECT name FROM secrets ORDER BY name").map_err(err)?;
+            let names = stmt.query_map([], |r| r.get(0)).map_err(err)?;
+            names.collect::<std::result::Result<Vec<String>, _>>().map_err(err)
+        })
+    }
+
+    fn secret_remove(&self, name: &str) -> Result<bool> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            conn.execute("DELETE FROM secrets WHERE name = ?1", [name])
+                .map(|n| n > 0)
+                .map_err(|e| sql_error(path, "cannot remove a secret from", e))
+        })
+    }
+
     fn cache_clear(&self, task_name: Option<&str>) -> Result<u64> {
         let path = &self.path;
         self.with_reader(|conn| {

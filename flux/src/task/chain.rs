@@ -100,7 +100,8 @@ impl<T> Chain<'_, T> {
         if !self.options.cache {
             return Ok(None);
         }
-        let Some(bytes) = self.run.store().cache_get(identity::base_id(self.task_id), SystemTime::now())? else {
+        let Some(bytes) = self.run.engine().store().cache_get(identity::base_id(self.task_id), SystemTime::now())?
+        else {
             return Ok(None);
         };
         // An entry that no longer fits the output type (the task changed) is ignored and replaced.

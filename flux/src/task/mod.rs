@@ -29,6 +29,8 @@ pub struct Call<'a> {
     pub task_id: &'a str,
     /// The task's full name.
     pub task_name: &'a str,
+    /// The engine of the execution (`None` outside a workflow).
+    pub engine: Option<&'a crate::Engine>,
 }
 
 /// The type of an absent fallback or rollback.
@@ -106,7 +108,9 @@ impl TaskCall {
         CF: Future<Output = Result<()>>,
     {
         match self.state {
-            State::Direct { name, task_id } => attempt(&Call { args: &[], task_id: &task_id, task_name: &name })?.await,
+            State::Direct { name, task_id } => {
+                attempt(&Call { args: &[], task_id: &task_id, task_name: &name, engine: None })?.await
+            }
             State::Invalid(e) => Err(e),
             State::Recorded(task_id, event) => match event.kind() {
                 EventType::TaskCompleted => (codec.decode)(event.value_bytes()).map_err(|e| {
@@ -133,7 +137,7 @@ impl TaskCall {
                 if progress.is_none() {
                     run.record(EventType::TaskStarted, &task_id, &name, args.clone(), None, false)?;
                 }
-                let call = Call { args: &args, task_id: &task_id, task_name: &name };
+                let call = Call { args: &args, task_id: &task_id, task_name: &name, engine: Some(run.engine()) };
                 let chain = chain::Chain { run: &run, task_id: &task_id, name: &name, call, codec, options };
                 chain.execute(progress.unwrap_or_default(), &mut attempt, handlers).await
             }

@@ -1,0 +1,315 @@
+//! Secrets: named values kept encrypted in the engine's database.
+//!
+//! Values are encrypted with XChaCha20-Poly1305 under a 256-bit key, with a random nonce per
+//! value and the secret's name as associated data (a ciphertext cannot be moved to another
+//! name). The key comes from configuration (`[flux.security] encryption_key` in `flux.toml`, or
+//! `FLUX_SECURITY__ENCRYPTION_KEY`; any string, stretched with blake3's key derivation), or else
+//! from a key file `encryption.key` in the flux home (next to the database), created on first
+//! use with mode 0600. Values never appear in events, logs or `Debug` output.
+//!
+//! Tasks receive secrets through `secret_requests = ["API_KEY"]` and a [`Secrets`] parameter:
+//!
+//! ```
+//! use flux::secrets::Secrets;
+//!
+//! #[flux::task(secret_requests = ["API_KEY"])]
+//! async fn call_api(path: String, secrets: Secrets) -> Result<usize, String> {
+//!     let key = secrets.get("API_KEY").ok_or("no key")?;
+//!     Ok(path.len() + key.len())
+//! }
+//!
+//! # async fn demo() -> flux::Result<()> {
+//! let engine = flux::Engine::in_memory();
+//! flux::secrets::set(&engine, "API_KEY", "s3cr3t")?;
+//! assert_eq!(flux::secrets::list(&engine)?, ["API_KEY"]);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
+use chacha20poly1305::{AeadCore, XChaCha20Poly1305, XNonce};
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The name of the key file in the flux home.
+pub const KEY_FILE: &str = "encryption.key";
+
+const KEY_CONTEXT: &str = "flux 2026-11 secrets encryption key v1";
+
+/// Where an engine's secret key comes from.
+#[derive(Clone)]
+pub(crate) enum KeySource {
+    /// A configured string, stretched into a key.
+    Passphrase(String),
+    /// A key file, created when missing.
+    File(PathBuf),
+    /// A random key that lives as long as the engine (in-memory engines).
+    Ephemeral,
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Passphrase(_) => f.write_str("Passphrase(<redacted>)"),
+            KeySource::File(p) => f.debug_tuple("File").field(p).finish(),
+            KeySource::Ephemeral => f.write_str("Ephemeral"),
+        }
+    }
+}
+
+/// The cipher of an engine's secrets.
+pub(crate) struct Keyring {
+    cipher: XChaCha20Poly1305,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keyring(<redacted>)")
+    }
+}
+
+impl Keyring {
+    pub(crate) fn load(source: &KeySource) -> Result<Keyring> {
+        let key: [u8; 32] = match source {
+            KeySource::Passphrase(p) if p.is_empty() => {
+                return Err(Error::new(ErrorKind::Config, "the configured encryption key is empty"));
+            }
+            KeySource::Passphrase(p) => blake3::derive_key(KEY_CONTEXT, p.as_bytes()),
+            KeySource::File(path) => key_file(path)?,
+            KeySource::Ephemeral => XChaCha20Poly1305::generate_key(&mut OsRng).into(),
+        };
+        Ok(Keyring { cipher: XChaCha20Poly1305::new(&key.into()) })
+    }
+
+    fn encrypt(&self, name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: value.as_bytes(), aad: name.as_bytes() })
+            .map_err(|_| Error::new(ErrorKind::Storage, format!("secret `{name}` could not be encrypted")))?;
+        Ok((nonce.to_vec(), sealed))
+    }
+
+    fn decrypt(&self, name: &str, nonce: &[u8], sealed: &[u8]) -> Result<String> {
+        let refused = || {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("secret `{name}` cannot be decrypted: it was stored under another key, or it is damaged"),
+            )
+        };
+        if nonce.len() != 24 {
+            return Err(refused());
+        }
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: name.as_bytes() })
+            .map_err(|_| refused())?;
+        String::from_utf8(plain).map_err(|_| refused())
+    }
+}
+
+/// Reads the key file at `path`, creating it (mode 0600) with a random key if it is missing.
+///
+/// A new file is written under a temporary name and published with a hard link, which fails if
+/// another process published first; then that process's key is used, so all processes agree.
+fn key_file(path: &Path) -> Result<[u8; 32]> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => return parse_key(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::new(ErrorKind::Config, format!("cannot read key file `{}`: {e}", path.display())));
+        }
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io = |what: &str, e: std::io::Error| {
+        Error::new(ErrorKind::Config, format!("cannot {what} key file `{}`: {e}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("create the directory of the", e))?;
+    let key: [u8; 32] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
+    let tmp = dir.join(format!(".{KEY_FILE}.{}.{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        writeln!(file, "{}", hex(&key))?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("write the", e));
+    }
+    let published = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match published {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path).map_err(|e| io("read the", e))?;
+            parse_key(path, &text)
+        }
+        Err(e) => Err(io("create the", e)),
+    }
+}
+
+fn parse_key(path: &Path, text: &str) -> Result<[u8; 32]> {
+    let text = text.trim();
+    let bad = || {
+        Error::new(
+            ErrorKind::Config,
+            format!("key file `{}` does not hold a key (64 hexadecimal digits)", path.display()),
+        )
+    };
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(bad());
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(key)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            format!("invalid secret name {name:?}: use 1 to 256 printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Stores (or replaces) the secret `name`.
+pub fn set(engine: &Engine, name: &str, value: &str) -> Result<()> {
+    check_name(name)?;
+    let (nonce, sealed) = engine.keyring()?.encrypt(name, value)?;
+    engine.store().secret_put(name, &nonce, &sealed)
+}
+
+/// The value of the secret `name`, if it is set.
+pub fn get(engine: &Engine, name: &str) -> Result<Option<String>> {
+    match engine.store().secret_get(name)? {
+        Some((nonce, sealed)) => Ok(Some(engine.keyring()?.decrypt(name, &nonce, &sealed)?)),
+        None => Ok(None),
+    }
+}
+
+/// The names of all secrets, sorted.
+pub fn list(engine: &Engine) -> Result<Vec<String>> {
+    engine.store().secret_list()
+}
+
+/// Removes the secret `name`; returns whether it existed.
+pub fn remove(engine: &Engine, name: &str) -> Result<bool> {
+    engine.store().secret_remove(name)
+}
+
+/// The secrets a task or workflow asked for. `Debug` shows only their names.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    values: BTreeMap<String, String>,
+}
+
+impl Secrets {
+    /// The value of `name`, if it was requested and is set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The names held.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// How many secrets are held.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.values.keys().map(|k| (k, "<redacted>"))).finish()
+    }
+}
+
+/// Fetches the requested secrets; an error lists every one that is not set.
+pub(crate) fn fetch(engine: &Engine, requested: &[&str], requester: &str) -> Result<Secrets> {
+    let mut values = BTreeMap::new();
+    let mut missing = Vec::new();
+    for name in requested {
+        match get(engine, name)? {
+            Some(v) => {
+                values.insert((*name).to_string(), v);
+            }
+            None => missing.push(*name),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::MissingSecret,
+            format!("{requester} needs secrets that are not set: {}", missing.join(", ")),
+        ));
+    }
+    Ok(Secrets { values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_are_bound_to_their_name() {
+        let ring = Keyring::load(&KeySource::Passphrase("pass".into())).unwrap();
+        let (nonce, sealed) = ring.encrypt("A", "value-1").unwrap();
+        assert!(!sealed.windows(7).any(|w| w == b"value-1"));
+        assert_eq!(ring.decrypt("A", &nonce, &sealed).unwrap(), "value-1");
+        assert_eq!(ring.decrypt("B", &nonce, &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
+        let other = Keyring::load(&KeySource::Passphrase("other".into())).unwrap();
+        assert!(other.decrypt("A", &nonce, &sealed).is_err());
+    }
+
+    #[test]
+    fn key_files_are_created_once_private_and_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("home").join(KEY_FILE);
+        let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| key_file(&path).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]), "every opener got the same key");
+        assert_eq!(key_file(&path).unwrap(), keys[0]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files are left behind");
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(key_file(&path).unwrap_err().to_string().contains("does not hold a key"));
+    }
+
+    #[test]
+    fn debug_output_hides_values() {
+        let secrets = Secrets { values: [("TOKEN".to_string(), "hunter2".to_string())].into_iter().collect() };
+        let shown = format!("{secrets:?}");
+        assert!(shown.contains("TOKEN") && !shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{:?}", KeySource::Passphrase("hunter2".into())).contains("hunter2"));
+    }
+}
