@@ -63,7 +63,10 @@ fn convert(result: TokenStream, output: &Output, kind: TokenStream) -> TokenStre
 
 fn options_tokens(def: &TaskDef) -> TokenStream {
     let o = &def.options;
-    let mut options = quote!(::flux::TaskOptions::new());
+    let mut options = match &o.output_storage {
+        Some(storage) => quote!(::flux::TaskOptions::stored_in(#storage)),
+        None => quote!(::flux::TaskOptions::new()),
+    };
     if o.retry_max_attempts > 0 {
         let n = o.retry_max_attempts;
         options = quote!(#options.retry_max_attempts(#n));
@@ -320,6 +323,10 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
     let in_ty = &def.input;
     let out_ty = &def.output.ty;
     let secret_requests = &def.secret_requests;
+    let output_storage = match &def.output_storage {
+        Some(storage) => quote!(::core::option::Option::Some(#storage)),
+        None => quote!(::core::option::Option::None),
+    };
     let body_ident = format_ident!("__flux_workflow_{}", def.name_ident());
     let mut body_fn = item.clone();
     body_fn.sig.ident = body_ident.clone();
@@ -349,6 +356,7 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
             type Output = #out_ty;
             const NAME: &'static str = #name;
             const SECRET_REQUESTS: &'static [&'static str] = &[#(#secret_requests),*];
+            const OUTPUT_STORAGE: ::core::option::Option<&'static str> = #output_storage;
             fn body(#ctx: ::flux::ExecutionContext<#in_ty>) -> ::flux::__private::BoxFuture<::flux::Result<#out_ty>> {
                 ::std::boxed::Box::pin(async move { #converted })
             }

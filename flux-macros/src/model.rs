@@ -83,6 +83,8 @@ pub(crate) struct TaskOptions {
     pub(crate) metadata: bool,
     /// `secret_requests`: the names, checked to be non-empty and distinct.
     pub(crate) secret_requests: Vec<String>,
+    /// `output_storage`: the name of an output storage (`None` keeps outputs inline).
+    pub(crate) output_storage: Option<String>,
 }
 
 /// A parsed `#[flux::task]`.
@@ -102,6 +104,7 @@ pub(crate) struct WorkflowDef {
     pub(crate) item: ItemFn,
     pub(crate) name: String,
     pub(crate) secret_requests: Vec<String>,
+    pub(crate) output_storage: Option<String>,
     pub(crate) input: Type,
     pub(crate) output: Output,
 }
@@ -118,8 +121,9 @@ const TASK_OPTIONS: &[&str] = &[
     "cache_ttl",
     "metadata",
     "secret_requests",
+    "output_storage",
 ];
-const WORKFLOW_OPTIONS: &[&str] = &["name", "secret_requests"];
+const WORKFLOW_OPTIONS: &[&str] = &["name", "secret_requests", "output_storage"];
 
 fn parse_options(attr: TokenStream, known: &[&str], errors: &mut Errors) -> Vec<(Ident, Expr)> {
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
@@ -229,6 +233,19 @@ fn path_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<syn::Pat
             );
             None
         }
+    }
+}
+
+/// `"file"`: the name of an output storage; `"inline"` means the default (in the log).
+fn storage_option(expr: &Expr, key: &Ident, errors: &mut Errors) -> Option<String> {
+    let lit = lit_str(expr, key, errors)?;
+    match lit.value().as_str() {
+        "" => {
+            errors.add(lit.span(), format!("`{key}` must name an output storage (`\"file\"`) or be `\"inline\"`"));
+            None
+        }
+        "inline" => None,
+        name => Some(name.to_string()),
     }
 }
 
@@ -446,6 +463,7 @@ impl TaskDef {
             cache_ttl: None,
             metadata: false,
             secret_requests: Vec::new(),
+            output_storage: None,
         };
         let mut metadata_key = None;
         let mut secrets_key = None;
@@ -468,6 +486,7 @@ impl TaskDef {
                     opts.secret_requests = names_option(value, key, &mut errors);
                     secrets_key = Some(key.clone());
                 }
+                "output_storage" => opts.output_storage = storage_option(value, key, &mut errors),
                 _ => {}
             }
         }
@@ -569,6 +588,7 @@ impl WorkflowDef {
         }
         let mut name = item.sig.ident.unraw().to_string();
         let mut secret_requests = Vec::new();
+        let mut output_storage = None;
         for (key, value) in &options {
             if key == "name"
                 && let Some(lit) = lit_str(value, key, &mut errors)
@@ -579,6 +599,8 @@ impl WorkflowDef {
                 name = lit.value();
             } else if key == "secret_requests" {
                 secret_requests = names_option(value, key, &mut errors);
+            } else if key == "output_storage" {
+                output_storage = storage_option(value, key, &mut errors);
             }
         }
 
@@ -604,7 +626,7 @@ impl WorkflowDef {
         check_owned(&output.ty, "a workflow's output", &mut errors);
         errors.finish()?;
         let input = input.ok_or_else(|| syn::Error::new(Span::call_site(), NEEDS_CTX))?;
-        Ok(WorkflowDef { item, name, secret_requests, input, output })
+        Ok(WorkflowDef { item, name, secret_requests, output_storage, input, output })
     }
 }
 

@@ -1,11 +1,14 @@
 //! [`Engine`]: where executions are stored and run.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::config::{Config, DatabaseLocation};
 use crate::error::{Error, Result};
+use crate::output::{self, FileOutputStorage, OutputStorage};
 use crate::secrets::{self, KeySource, Keyring};
 use crate::store::{Durability, MemoryStore, Store, StoredExecution};
 
@@ -32,6 +35,8 @@ struct Inner {
     /// Where the key of the secrets comes from; the key is loaded on first use.
     key_source: KeySource,
     keyring: OnceLock<Keyring>,
+    /// Output storages by name (`output_storage = "file"`).
+    outputs: RwLock<HashMap<String, Arc<dyn OutputStorage>>>,
 }
 
 /// Marks an execution as being run by this engine until dropped.
@@ -71,7 +76,7 @@ impl Engine {
         let path = path.as_ref();
         let home = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let store = crate::store::SqliteStore::open(path, durability)?;
-        Ok(Engine::build(Arc::new(store), KeySource::File(home.join(secrets::KEY_FILE))))
+        Ok(Engine::build(Arc::new(store), KeySource::File(home.join(secrets::KEY_FILE)), Some(home)))
     }
 
     /// An engine that keeps everything in memory: for tests. Its secrets key is random.
@@ -82,17 +87,67 @@ impl Engine {
     /// An engine over any [`Store`]. Its secrets key is random (see
     /// [`Engine::with_encryption_key`]).
     pub fn with_store(store: impl Store) -> Engine {
-        Engine::build(Arc::new(store), KeySource::Ephemeral)
+        Engine::build(Arc::new(store), KeySource::Ephemeral, None)
     }
 
     /// The same storage, with secrets encrypted under a key derived from `key` (any string;
     /// keep it secret). Other handles to this engine keep their key.
     pub fn with_encryption_key(&self, key: impl Into<String>) -> Engine {
-        Engine::build(self.inner.store.clone(), KeySource::Passphrase(key.into()))
+        let outputs = self.inner.outputs.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let engine = Engine::build(self.inner.store.clone(), KeySource::Passphrase(key.into()), None);
+        *engine.inner.outputs.write().unwrap_or_else(|p| p.into_inner()) = outputs;
+        engine
     }
 
-    fn build(store: Arc<dyn Store>, key_source: KeySource) -> Engine {
-        Engine { inner: Arc::new(Inner { store, running: Arc::default(), key_source, keyring: OnceLock::new() }) }
+    /// An engine; with a `home`, the `"file"` output storage keeps outputs in `home/outputs`.
+    fn build(store: Arc<dyn Store>, key_source: KeySource, home: Option<&Path>) -> Engine {
+        let mut outputs: HashMap<String, Arc<dyn OutputStorage>> = HashMap::new();
+        if let Some(home) = home {
+            outputs.insert("file".to_string(), Arc::new(FileOutputStorage::new(home.join("outputs"))));
+        }
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                running: Arc::default(),
+                key_source,
+                keyring: OnceLock::new(),
+                outputs: RwLock::new(outputs),
+            }),
+        }
+    }
+
+    /// Makes `storage` available as `output_storage = "<name>"` (replacing one of that name).
+    pub fn register_output_storage(&self, name: impl Into<String>, storage: impl OutputStorage) {
+        self.inner.outputs.write().unwrap_or_else(|p| p.into_inner()).insert(name.into(), Arc::new(storage));
+    }
+
+    fn output_storage(&self, name: &str) -> Result<Arc<dyn OutputStorage>> {
+        let outputs = self.inner.outputs.read().unwrap_or_else(|p| p.into_inner());
+        outputs.get(name).cloned().ok_or_else(|| {
+            let mut known: Vec<&str> = outputs.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            Error::new(
+                crate::ErrorKind::Config,
+                format!(
+                    "no output storage named `{name}` in this engine (known: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
+        })
+    }
+
+    /// Keeps `value` in the named output storage and returns what to record instead.
+    pub(crate) fn store_output(&self, storage: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let reference = self.output_storage(storage)?.put(value)?;
+        output::encode_reference(storage, &reference)
+    }
+
+    /// The value a recorded output stands for: itself, or what its reference points to.
+    pub(crate) fn resolve_output<'a>(&self, recorded: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+        match output::reference_of(recorded) {
+            None => Ok(Cow::Borrowed(recorded)),
+            Some((storage, reference)) => Ok(Cow::Owned(self.output_storage(&storage)?.get(&reference)?)),
+        }
     }
 
     /// Builds the engine a configuration describes.

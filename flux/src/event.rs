@@ -229,8 +229,24 @@ impl Event {
     /// # Ok::<(), flux::Error>(())
     /// ```
     pub fn value<T: DeserializeOwned>(&self) -> Result<T> {
+        if let Some((storage, reference)) = crate::output::reference_of(&self.value) {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "the value of {} event #{} is kept in output storage `{storage}` (reference `{reference}`); \
+                     replay and `Execution::output` read it back",
+                    self.kind, self.seq
+                ),
+            ));
+        }
         crate::value::from_msgpack(&self.value)
             .map_err(|e| Error::decode(format_args!("value of {} event #{}", self.kind, self.seq), e))
+    }
+
+    /// Where the value is kept, when it is an output moved to an output storage:
+    /// `(storage name, reference)`.
+    pub fn output_reference(&self) -> Option<(String, String)> {
+        crate::output::reference_of(&self.value)
     }
 
     /// The raw MessagePack bytes of the value.

@@ -69,6 +69,7 @@ mod engine;
 mod error;
 mod event;
 pub mod identity;
+pub mod output;
 pub mod secrets;
 pub mod store;
 mod task;
@@ -127,6 +128,7 @@ pub use workflow::{Workflow, WorkflowDefinition};
 /// | `cache_ttl` | how long a cached result stays valid (implies `cache = true`) | forever |
 /// | `metadata` | fill the task's `TaskMetadata` parameter (not an argument of the call) | `false` |
 /// | `secret_requests` | fill the task's [`secrets::Secrets`] parameter with these secrets; a missing one fails the attempt, naming it | none |
+/// | `output_storage` | `"file"` (or any storage registered on the engine) keeps the output out of the log, see [`output`] | inline |
 ///
 /// Events of one call, in order: `TASK_STARTED {args}`; with retries, each failed attempt
 /// `TASK_RETRY_FAILED {current_attempt, max_attempts, error}`, each retry

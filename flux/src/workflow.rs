@@ -29,6 +29,8 @@ pub trait WorkflowDefinition: Send + Sync + 'static {
     const NAME: &'static str;
     /// The secrets the workflow asks for (`secret_requests`), given to it in its context.
     const SECRET_REQUESTS: &'static [&'static str] = &[];
+    /// Where the output is kept (`output_storage`): `None` in the log, or an output storage name.
+    const OUTPUT_STORAGE: Option<&'static str> = None;
     /// Runs the body once over `ctx`.
     fn body(ctx: ExecutionContext<Self::Input>) -> BoxFuture<Result<Self::Output>>;
 }
@@ -145,7 +147,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let engine = self.engine()?;
         let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
         check_workflow::<W>(&stored)?;
-        to_execution::<W>(stored)
+        to_execution::<W>(&engine, stored)
     }
 }
 
@@ -178,12 +180,15 @@ fn decode_input<W: WorkflowDefinition>(id: &str, bytes: &[u8]) -> Result<W::Inpu
 }
 
 /// Builds the user's view of a stored execution.
-fn to_execution<W: WorkflowDefinition>(stored: StoredExecution) -> Result<Execution<W::Input, W::Output>> {
+fn to_execution<W: WorkflowDefinition>(
+    engine: &Engine,
+    stored: StoredExecution,
+) -> Result<Execution<W::Input, W::Output>> {
     let input = decode_input::<W>(&stored.id, &stored.input)?;
     let (mut output, mut error) = (None, None);
     match (stored.state, &stored.output) {
         (ExecutionState::Completed, Some(bytes)) => {
-            output = Some(value::from_msgpack(bytes).map_err(|e| {
+            output = Some(value::from_msgpack(&engine.resolve_output(bytes)?).map_err(|e| {
                 Error::new(
                     ErrorKind::Decode,
                     format!(
@@ -256,7 +261,7 @@ async fn resume_stored<W: WorkflowDefinition>(
 ) -> Result<Execution<W::Input, W::Output>> {
     check_workflow::<W>(&stored)?;
     if stored.state.is_terminal() || stored.state == ExecutionState::Paused {
-        return to_execution::<W>(stored);
+        return to_execution::<W>(engine, stored);
     }
     let input = decode_input::<W>(&stored.id, &stored.input)?;
     tracing::debug!(workflow = W::NAME, execution_id = %stored.id, events = stored.events.len(), "continuing execution");
@@ -289,7 +294,10 @@ async fn drive<W: WorkflowDefinition>(
         return Err(broken);
     }
     let (state, kind, stored, output, error) = match outcome {
-        Ok(output) => match value::to_msgpack(&output) {
+        Ok(output) => match value::to_msgpack(&output).and_then(|bytes| match W::OUTPUT_STORAGE {
+            None => Ok(bytes),
+            Some(storage) => run.engine().store_output(storage, &bytes),
+        }) {
             Ok(bytes) => (ExecutionState::Completed, EventType::WorkflowCompleted, bytes, Some(output), None),
             Err(e) => {
                 let err =

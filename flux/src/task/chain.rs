@@ -75,12 +75,17 @@ impl<T> Chain<'_, T> {
         self.record(kind, value::to_msgpack(value)?.into())
     }
 
+    /// The output as it is recorded: inline, or a reference to where the output storage keeps it.
     fn encode_output(&self, output: &T) -> Result<Arc<[u8]>> {
-        (self.codec.encode)(output).map(Arc::from).map_err(|e| {
+        let bytes = (self.codec.encode)(output).map_err(|e| {
             Error::new(ErrorKind::Encode, format!("the output of task `{}` cannot be encoded", self.task_id))
                 .with_cause(e.to_string())
                 .with_task_id(&**self.task_id)
-        })
+        })?;
+        match &self.options.output_storage {
+            None => Ok(bytes.into()),
+            Some(storage) => Ok(self.run.engine().store_output(storage, &bytes)?.into()),
+        }
     }
 
     /// Records `TASK_COMPLETED` (with the cache entry, for a cached task, in the same

@@ -50,7 +50,7 @@ enum State {
     /// The arguments could not be encoded.
     Invalid(Error),
     /// The log holds the outcome.
-    Recorded(Arc<str>, Event),
+    Recorded(Arc<str>, Event, crate::Engine),
     /// Run it, recording `TASK_STARTED` first when `fresh`.
     Run { run: Arc<RunState>, name: Arc<str>, task_id: Arc<str>, args: Arc<[u8]>, progress: Option<Progress> },
 }
@@ -83,7 +83,7 @@ impl TaskCall {
         let base = crate::identity::task_id(full_name, &bytes);
         let name: Arc<str> = Arc::from(full_name);
         let state = match run.lookup(base) {
-            Lookup::Recorded(id, event) => State::Recorded(id, event),
+            Lookup::Recorded(id, event) => State::Recorded(id, event, run.engine().clone()),
             Lookup::Fresh(task_id) => State::Run { run, name, task_id, args: bytes.into(), progress: None },
             Lookup::Restart(task_id, p) => State::Run { run, name, task_id, args: bytes.into(), progress: Some(p) },
         };
@@ -112,8 +112,8 @@ impl TaskCall {
                 attempt(&Call { args: &[], task_id: &task_id, task_name: &name, engine: None })?.await
             }
             State::Invalid(e) => Err(e),
-            State::Recorded(task_id, event) => match event.kind() {
-                EventType::TaskCompleted => (codec.decode)(event.value_bytes()).map_err(|e| {
+            State::Recorded(task_id, event, engine) => match event.kind() {
+                EventType::TaskCompleted => (codec.decode)(&engine.resolve_output(event.value_bytes())?).map_err(|e| {
                     Error::new(
                         ErrorKind::Decode,
                         format!(

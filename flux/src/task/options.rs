@@ -1,5 +1,6 @@
 //! [`TaskOptions`]: retries, timeout and cache of a task.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The longest wait between two attempts.
@@ -30,6 +31,9 @@ pub struct TaskOptions {
     pub cache: bool,
     /// How long a cached result stays valid; `None` keeps it until cleared.
     pub cache_ttl: Option<Duration>,
+    /// Where the output is kept: `None` in the log (inline), or the name of one of the engine's
+    /// output storages (`"file"`), with only a reference in the log.
+    pub output_storage: Option<Cow<'static, str>>,
 }
 
 impl Default for TaskOptions {
@@ -48,6 +52,7 @@ impl TaskOptions {
             timeout: None,
             cache: false,
             cache_ttl: None,
+            output_storage: None,
         }
     }
 
@@ -85,6 +90,26 @@ impl TaskOptions {
     pub const fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache = true;
         self.cache_ttl = Some(ttl);
+        self
+    }
+
+    /// The defaults, with outputs kept in the engine's output storage `name` (usable in
+    /// constants, where [`TaskOptions::output_storage`] is not).
+    pub const fn stored_in(name: &'static str) -> Self {
+        TaskOptions {
+            retry_max_attempts: 0,
+            retry_delay: Duration::from_secs(1),
+            retry_backoff: 2.0,
+            timeout: None,
+            cache: false,
+            cache_ttl: None,
+            output_storage: Some(Cow::Borrowed(name)),
+        }
+    }
+
+    /// Keeps the output in the engine's output storage of this name (`"file"`).
+    pub fn output_storage(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.output_storage = Some(name.into());
         self
     }
 
