@@ -649,3 +649,38 @@ fn a_restart_continues_the_error_chain_where_it_stopped() {
         [TaskRollbackStarted, TaskRollbackCompleted, TaskFailed, WorkflowFailed]
     );
 }
+
+// 14, for the failures that the tests above check in memory: a timeout and a missing secret.
+#[flux::task(timeout = "50ms")]
+async fn too_slow_on_disk() -> u32 {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    1
+}
+
+#[flux::workflow]
+async fn wf_slow_on_disk(_ctx: ExecutionContext<()>) -> flux::Result<u32> {
+    too_slow_on_disk().await
+}
+
+#[flux::task(secret_requests = ["NOT_SET_ANYWHERE"])]
+async fn needs_secret(secrets: flux::secrets::Secrets) -> usize {
+    secrets.len()
+}
+
+#[flux::workflow]
+async fn wf_needs_secret(_ctx: ExecutionContext<()>) -> flux::Result<usize> {
+    needs_secret().await
+}
+
+#[tokio::test]
+async fn timeout_and_missing_secret_failures_reload_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let execution = run_and_reload(&dir, &wf_slow_on_disk, ()).await;
+    let err = execution.error().unwrap();
+    assert_eq!(err.kind(), ErrorKind::TaskTimeout);
+    assert!(err.message().ends_with("timed out after 50ms"), "{err}");
+    let execution = run_and_reload(&dir, &wf_needs_secret, ()).await;
+    let err = execution.error().unwrap();
+    assert_eq!(err.kind(), ErrorKind::MissingSecret);
+    assert!(err.message().ends_with("needs secrets that are not set: NOT_SET_ANYWHERE"), "{err}");
+}
