@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Call, Codec, Handlers, TaskOptions, panic_error};
+use super::{Call, Codec, Handlers, Step, TaskOptions, panic_error};
 use crate::context::{Progress, RunState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventType;
@@ -134,20 +134,12 @@ impl<T> Chain<'_, T> {
             })
     }
 
-    pub(super) async fn execute<A, AF, B, BF, C, CF>(
+    pub(super) async fn execute<A: Step<T>, B: Step<T>, C: Step<()>>(
         &self,
         progress: Progress,
         attempt: &mut A,
         handlers: Handlers<B, C>,
-    ) -> Result<T>
-    where
-        A: FnMut(&Call<'_>) -> Result<AF>,
-        AF: Future<Output = Result<T>>,
-        B: FnMut(&Call<'_>) -> Result<BF>,
-        BF: Future<Output = Result<T>>,
-        C: FnMut(&Call<'_>) -> Result<CF>,
-        CF: Future<Output = Result<()>>,
-    {
+    ) -> Result<T> {
         let options = self.options;
         if progress == Progress::default()
             && let Some((output, bytes)) = self.cached()?
@@ -173,7 +165,7 @@ impl<T> Chain<'_, T> {
                     };
                     self.record_value(EventType::TaskRetryStarted, &started)?;
                 }
-                match guarded(self.task_id, options.timeout, attempt(&self.call)).await {
+                match guarded(self.task_id, options.timeout, attempt.start(&self.call)).await {
                     Ok(output) => {
                         let bytes = self.encode_output(&output)?;
                         if k > 0 {
@@ -204,7 +196,7 @@ impl<T> Chain<'_, T> {
             if !progress.fallback_started {
                 self.record_value(EventType::TaskFallbackStarted, &Failure { error: &failure })?;
             }
-            return match guarded(self.task_id, None, fallback(&self.call)).await {
+            return match guarded(self.task_id, None, fallback.start(&self.call)).await {
                 Ok(output) => {
                     let bytes = self.encode_output(&output)?;
                     self.record(EventType::TaskFallbackCompleted, with_output(&[], &bytes))?;
@@ -224,7 +216,7 @@ impl<T> Chain<'_, T> {
             if !progress.rollback_started {
                 self.record_value(EventType::TaskRollbackStarted, &Failure { error: &failure })?;
             }
-            match guarded(self.task_id, None, rollback(&self.call)).await {
+            match guarded(self.task_id, None, rollback.start(&self.call)).await {
                 Ok(()) => self.record_value(EventType::TaskRollbackCompleted, &())?,
                 Err(error) => {
                     self.record_value(EventType::TaskRollbackFailed, &Failure { error: &error })?;

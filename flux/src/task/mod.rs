@@ -33,6 +33,26 @@ pub struct Call<'a> {
     pub engine: Option<&'a crate::Engine>,
 }
 
+/// One step of a call (an attempt, the fallback or the rollback): given the [`Call`], it
+/// makes a future of the step's outcome. Implemented by every closure of that shape.
+pub trait Step<O> {
+    /// The future of one run of the step.
+    type Fut: Future<Output = Result<O>>;
+    /// Starts the step.
+    fn start(&mut self, call: &Call<'_>) -> Result<Self::Fut>;
+}
+
+impl<O, F, Fut> Step<O> for F
+where
+    F: FnMut(&Call<'_>) -> Result<Fut>,
+    Fut: Future<Output = Result<O>>,
+{
+    type Fut = Fut;
+    fn start(&mut self, call: &Call<'_>) -> Result<Fut> {
+        self(call)
+    }
+}
+
 /// The type of an absent fallback or rollback.
 pub type NoHandler<T> = fn(&Call<'_>) -> Result<std::future::Ready<Result<T>>>;
 
@@ -92,24 +112,16 @@ impl TaskCall {
 
     /// Runs the call. `attempt` produces one attempt; it receives the [`Call`], whose recorded
     /// arguments it decodes for every attempt after the first (see [`ArgsReader`]).
-    pub async fn run<T, A, AF, B, BF, C, CF>(
+    pub async fn run<T, A: Step<T>, B: Step<T>, C: Step<()>>(
         self,
         codec: Codec<T>,
         options: &TaskOptions,
         mut attempt: A,
         handlers: Handlers<B, C>,
-    ) -> Result<T>
-    where
-        A: FnMut(&Call<'_>) -> Result<AF>,
-        AF: Future<Output = Result<T>>,
-        B: FnMut(&Call<'_>) -> Result<BF>,
-        BF: Future<Output = Result<T>>,
-        C: FnMut(&Call<'_>) -> Result<CF>,
-        CF: Future<Output = Result<()>>,
-    {
+    ) -> Result<T> {
         match self.state {
             State::Direct { name, task_id } => {
-                attempt(&Call { args: &[], task_id: &task_id, task_name: &name, engine: None })?.await
+                attempt.start(&Call { args: &[], task_id: &task_id, task_name: &name, engine: None })?.await
             }
             State::Invalid(e) => Err(e),
             State::Recorded(task_id, event, engine) => match event.kind() {
