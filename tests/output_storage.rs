@@ -133,13 +133,21 @@ async fn wf_numbered(ctx: ExecutionContext<String>) -> flux::Result<String> {
 #[tokio::test]
 async fn users_can_plug_in_their_own_output_storage() {
     let engine = Engine::in_memory();
-    let err = wf_numbered.on(&engine).run("a".into()).await.unwrap().error().cloned().unwrap();
+    // Without the storage the output cannot be kept: the run stops (an engine error, not a task
+    // failure) and the execution stays RUNNING, with no outcome recorded for the call.
+    let err = wf_numbered.on(&engine).run_with_id("plug", "b".into()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage);
     assert!(err.to_string().contains("no output storage named `numbered`"), "{err}");
+    let stored = engine.store().load("plug").unwrap().unwrap();
+    assert_eq!(stored.state, ExecutionState::Running);
+    assert_eq!(kinds(&stored.events), [WorkflowStarted, TaskStarted]);
 
+    // Once the storage exists, the execution replays to the end.
     let storage = Numbered::default();
     engine.register_output_storage("numbered", storage.clone());
-    let execution = wf_numbered.on(&engine).run("b".into()).await.unwrap();
+    let execution = wf_numbered.on(&engine).replay("plug").await.unwrap();
     assert_eq!(execution.output().map(String::as_str), Some("hello b"));
+    assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskCompleted, WorkflowCompleted]);
     assert_eq!(execution.events()[2].output_reference(), Some(("numbered".to_string(), "n0".to_string())));
     assert_eq!(storage.0.lock().unwrap().len(), 1);
 }

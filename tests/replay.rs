@@ -557,3 +557,45 @@ async fn an_execution_is_not_run_twice_at_once() {
     // Once finished it can be loaded again.
     assert_eq!(gate.on(&engine).replay("once").await.unwrap().output(), Some(&7));
 }
+
+static SECOND_TRY_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task(retry_max_attempts = 1, retry_delay = 0)]
+async fn second_try(x: u32) -> Result<u32, String> {
+    if SECOND_TRY_RUNS.fetch_add(1, Ordering::SeqCst) == 0 { Err("first try".into()) } else { Ok(x) }
+}
+
+#[flux::workflow]
+async fn wf_second_try(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    second_try(*ctx.input()).await
+}
+
+#[tokio::test]
+async fn a_finishing_step_is_stored_with_the_outcome_or_not_at_all() {
+    // Writes: 1 = row + WORKFLOW_STARTED, 2 = TASK_STARTED, 3 = TASK_RETRY_FAILED,
+    // 4 = TASK_RETRY_STARTED, 5 = TASK_RETRY_COMPLETED with TASK_COMPLETED: refused.
+    let engine = Engine::with_store(FailingStore {
+        inner: flux::store::MemoryStore::new(),
+        fail_at: 5,
+        calls: AtomicU32::new(0),
+    });
+    wf_second_try.on(&engine).run_with_id("pair", 4).await.unwrap_err();
+    let stored = engine.store().load("pair").unwrap().unwrap();
+    assert_eq!(kinds(&stored.events), [WorkflowStarted, TaskStarted, TaskRetryFailed, TaskRetryStarted]);
+    // The replay runs retry 1 again without a second TASK_RETRY_STARTED.
+    let execution = wf_second_try.on(&engine).replay("pair").await.unwrap();
+    assert_eq!(execution.output(), Some(&4));
+    assert_eq!(
+        kinds(execution.events()),
+        [
+            WorkflowStarted,
+            TaskStarted,
+            TaskRetryFailed,
+            TaskRetryStarted,
+            TaskRetryCompleted,
+            TaskCompleted,
+            WorkflowCompleted
+        ]
+    );
+    assert_eq!(SECOND_TRY_RUNS.load(Ordering::SeqCst), 3);
+}

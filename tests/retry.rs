@@ -548,6 +548,8 @@ async fn with_options_overrides_the_attribute_and_metadata_is_filled_in() {
 
 // Restarting a call whose process stopped in the middle of its error chain.
 static RESUMED_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+/// Held by the tests that count `resumable` runs, so that they never overlap.
+static RESUMED_COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 static RESUMED_ROLLBACKS: AtomicU32 = AtomicU32::new(0);
 
 fn resumed_rollback(_x: u32) {
@@ -608,6 +610,7 @@ fn stopped_log(engine: &Engine, id: &str, x: u32, chain: &[EventType]) {
 
 #[test]
 fn a_restart_continues_the_error_chain_where_it_stopped() {
+    let _counters = RESUMED_COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
     let engine = Engine::in_memory();
     let rt = tokio::runtime::Runtime::new().unwrap();
 
@@ -640,9 +643,10 @@ fn a_restart_continues_the_error_chain_where_it_stopped() {
         &[TaskStarted, TaskRetryFailed, TaskRetryStarted, TaskRetryFailed, TaskRetryStarted, TaskRetryFailed],
     );
     let before = RESUMED_ATTEMPTS.load(Ordering::SeqCst);
+    let rollbacks = RESUMED_ROLLBACKS.load(Ordering::SeqCst);
     let execution = rt.block_on(wf_resumable.on(&engine).replay("exhausted")).unwrap();
     assert_eq!(RESUMED_ATTEMPTS.load(Ordering::SeqCst) - before, 0);
-    assert_eq!(RESUMED_ROLLBACKS.load(Ordering::SeqCst), 1);
+    assert_eq!(RESUMED_ROLLBACKS.load(Ordering::SeqCst) - rollbacks, 1);
     assert_eq!(execution.error().unwrap().message(), "attempt 2 failed");
     assert_eq!(
         kinds(&execution.events()[7..]),
@@ -683,4 +687,160 @@ async fn timeout_and_missing_secret_failures_reload_from_disk() {
     let err = execution.error().unwrap();
     assert_eq!(err.kind(), ErrorKind::MissingSecret);
     assert!(err.message().ends_with("needs secrets that are not set: NOT_SET_ANYWHERE"), "{err}");
+}
+
+// Review follow-ups: the cache key, the cache with output storage and fallbacks, sync tasks
+// with async handlers, clearing by template name, a restart after TASK_ROLLBACK_STARTED.
+static FETCHES: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task(name = "fetch_{url}", cache = true)]
+async fn fetch_page(url: String) -> String {
+    FETCHES.fetch_add(1, Ordering::SeqCst);
+    format!("body of {url}")
+}
+
+#[flux::workflow]
+async fn wf_fetch_pages(ctx: ExecutionContext<Vec<String>>) -> flux::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for url in ctx.input() {
+        out.push(fetch_page(url.clone()).await?);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_tilde_in_a_filled_name_does_not_merge_cache_entries() {
+    let engine = Engine::in_memory();
+    let urls = vec!["http://h/~alice/a".to_string(), "http://h/~bob/b".to_string()];
+    let execution = wf_fetch_pages.on(&engine).run(urls).await.unwrap();
+    assert_eq!(execution.output().unwrap(), &["body of http://h/~alice/a", "body of http://h/~bob/b"]);
+    // Entries are named by the template, so clearing by `NAME` clears them all.
+    assert_eq!(engine.clear_task_cache(fetch_page::NAME).unwrap(), 2);
+    wf_fetch_pages.on(&engine).run(vec!["http://h/~alice/a".to_string()]).await.unwrap();
+    assert_eq!(engine.clear_cache().unwrap(), 1);
+    assert_eq!(FETCHES.load(Ordering::SeqCst), 3);
+}
+
+static STORED_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task(cache = true, output_storage = "file")]
+async fn stored_and_cached(n: u32) -> Vec<u32> {
+    STORED_RUNS.fetch_add(1, Ordering::SeqCst);
+    (0..n).collect()
+}
+
+#[flux::workflow]
+async fn wf_stored_and_cached(ctx: ExecutionContext<u32>) -> flux::Result<usize> {
+    Ok(stored_and_cached(*ctx.input()).await?.len())
+}
+
+#[tokio::test]
+async fn the_cache_reads_outputs_kept_in_output_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    for _ in 0..3 {
+        let execution = wf_stored_and_cached.on(&engine).run(1000).await.unwrap();
+        assert_eq!(execution.output(), Some(&1000));
+        assert!(execution.events()[2].output_reference().is_some());
+    }
+    assert_eq!(STORED_RUNS.load(Ordering::SeqCst), 1);
+}
+
+static DEGRADED_RUNS: AtomicU32 = AtomicU32::new(0);
+
+fn degraded(_x: u32) -> Result<String, String> {
+    Ok("DEGRADED".into())
+}
+
+#[flux::task(cache = true, fallback = degraded)]
+async fn cached_with_fallback(x: u32) -> Result<String, String> {
+    if DEGRADED_RUNS.fetch_add(1, Ordering::SeqCst) == 0 { Err("down".into()) } else { Ok(format!("fresh {x}")) }
+}
+
+#[flux::workflow]
+async fn wf_cached_with_fallback(ctx: ExecutionContext<u32>) -> flux::Result<String> {
+    cached_with_fallback(*ctx.input()).await
+}
+
+#[tokio::test]
+async fn a_fallback_output_is_not_cached() {
+    let engine = Engine::in_memory();
+    let first = wf_cached_with_fallback.on(&engine).run(1).await.unwrap();
+    assert_eq!(first.output().map(String::as_str), Some("DEGRADED"));
+    let second = wf_cached_with_fallback.on(&engine).run(1).await.unwrap();
+    assert_eq!(second.output().map(String::as_str), Some("fresh 1"));
+    let third = wf_cached_with_fallback.on(&engine).run(1).await.unwrap();
+    assert_eq!(third.output().map(String::as_str), Some("fresh 1"));
+    assert_eq!(DEGRADED_RUNS.load(Ordering::SeqCst), 2, "the third run was served from the cache");
+}
+
+static ASYNC_UNDONE: AtomicU32 = AtomicU32::new(0);
+
+async fn async_fallback(x: u32) -> Result<u32, String> {
+    tokio::task::yield_now().await;
+    Ok(x + 1000)
+}
+
+async fn async_undo(_x: u32) -> Result<(), String> {
+    tokio::task::yield_now().await;
+    ASYNC_UNDONE.fetch_add(1, Ordering::SeqCst);
+    Err("undo failed".into())
+}
+
+#[flux::task(fallback = async_fallback)]
+fn sync_with_async_fallback(x: u32) -> Result<u32, String> {
+    Err(format!("sync failure {x}"))
+}
+
+#[flux::task(rollback = async_undo)]
+fn sync_with_async_rollback(x: u32) -> Result<u32, String> {
+    Err(format!("sync failure {x}"))
+}
+
+#[flux::workflow]
+async fn wf_sync_handlers(ctx: ExecutionContext<u32>) -> flux::Result<(u32, String)> {
+    let a = sync_with_async_fallback(*ctx.input()).await?;
+    let b = sync_with_async_rollback(*ctx.input()).await.unwrap_err();
+    Ok((a, b.to_string()))
+}
+
+#[tokio::test]
+async fn blocking_tasks_may_have_async_fallbacks_and_rollbacks() {
+    let execution = wf_sync_handlers.on(&Engine::in_memory()).run(5).await.unwrap();
+    let (a, b) = execution.output().unwrap();
+    assert_eq!(*a, 1005);
+    assert!(b.ends_with("failed: sync failure 5: rollback failed: undo failed"), "{b}");
+    assert_eq!(ASYNC_UNDONE.load(Ordering::SeqCst), 1, "the async rollback ran");
+    assert!(kinds(execution.events()).contains(&TaskRollbackFailed));
+}
+
+#[test]
+fn a_restart_after_the_rollback_started_runs_the_rollback_once_more() {
+    let _counters = RESUMED_COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
+    let engine = Engine::in_memory();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    stopped_log(
+        &engine,
+        "rolling-back",
+        0,
+        &[
+            TaskStarted,
+            TaskRetryFailed,
+            TaskRetryStarted,
+            TaskRetryFailed,
+            TaskRetryStarted,
+            TaskRetryFailed,
+            TaskRollbackStarted,
+        ],
+    );
+    let attempts = RESUMED_ATTEMPTS.load(Ordering::SeqCst);
+    let rollbacks = RESUMED_ROLLBACKS.load(Ordering::SeqCst);
+    let execution = rt.block_on(wf_resumable.on(&engine).replay("rolling-back")).unwrap();
+    assert_eq!(RESUMED_ATTEMPTS.load(Ordering::SeqCst), attempts, "no attempt runs again");
+    assert_eq!(RESUMED_ROLLBACKS.load(Ordering::SeqCst) - rollbacks, 1);
+    // TASK_ROLLBACK_STARTED is not written a second time.
+    assert_eq!(
+        kinds(&execution.events()[7..]),
+        [TaskRollbackStarted, TaskRollbackCompleted, TaskFailed, WorkflowFailed]
+    );
 }

@@ -94,7 +94,9 @@ async fn a_missing_secret_fails_the_task_naming_every_missing_one() {
 
 #[tokio::test]
 async fn secrets_can_be_replaced_and_removed() {
-    let engine = Engine::in_memory().with_encryption_key("a configured key");
+    let engine = Engine::in_memory()
+        .with_encryption_key("1111111111111111111111111111111111111111111111111111111111111111")
+        .unwrap();
     secrets::set(&engine, "K", "one").unwrap();
     secrets::set(&engine, "K", "two").unwrap();
     assert_eq!(secrets::get(&engine, "K").unwrap().as_deref(), Some("two"));
@@ -108,10 +110,47 @@ async fn secrets_can_be_replaced_and_removed() {
 #[tokio::test]
 async fn a_secret_stored_under_another_key_is_refused_not_misread() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap().with_encryption_key("first");
+    let engine = Engine::open(dir.path().join("flux.db"))
+        .unwrap()
+        .with_encryption_key("1111111111111111111111111111111111111111111111111111111111111111")
+        .unwrap();
     secrets::set(&engine, "K", "value").unwrap();
-    let other = engine.with_encryption_key("second");
+    let other = engine.with_encryption_key("2222222222222222222222222222222222222222222222222222222222222222").unwrap();
+    assert!(Engine::in_memory().with_encryption_key("a password").is_err());
     let err = secrets::get(&other, "K").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
     assert!(err.to_string().contains("stored under another key"), "{err}");
+}
+
+#[tokio::test]
+async fn the_configured_key_is_the_one_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = |k: &str, v: String| (k.to_string(), v);
+    let config = flux::Config::from_sources(
+        None,
+        [
+            env("FLUX_HOME", dir.path().display().to_string()),
+            env(
+                "FLUX_SECURITY__ENCRYPTION_KEY",
+                "1111111111111111111111111111111111111111111111111111111111111111".to_string(),
+            ),
+        ],
+    )
+    .unwrap();
+    assert!(!format!("{config:?}").contains("1111"), "Debug hides the key");
+    let engine = Engine::from_config(&config).unwrap();
+    secrets::set(&engine, "K", "value").unwrap();
+    assert!(!dir.path().join(secrets::KEY_FILE).exists(), "no key file when a key is configured");
+    // The same key reads it; another does not.
+    let same = Engine::open(dir.path().join("flux.db"))
+        .unwrap()
+        .with_encryption_key("1111111111111111111111111111111111111111111111111111111111111111")
+        .unwrap();
+    assert_eq!(secrets::get(&same, "K").unwrap().as_deref(), Some("value"));
+    let other = Engine::open(dir.path().join("flux.db")).unwrap();
+    assert_eq!(secrets::get(&other, "K").unwrap_err().kind(), ErrorKind::Corrupt);
+
+    let err = flux::Config::from_sources(None, [env("FLUX_SECURITY__ENCRYPTION_KEY", "hunter2".into())]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(!err.to_string().contains("hunter2"), "{err}");
 }

@@ -141,27 +141,31 @@ fn handler(def: &TaskDef, path: &syn::Path, rollback: bool) -> TokenStream {
     let typed = if rollback { quote!() } else { quote_spanned!(path.span()=> : #ret_ty) };
     // Hygienic, but located at the path, so that the awaited expression is reported there.
     let fut = Ident::new("__flux_fut", Span::mixed_site().located_at(path.span()));
+    let made_ident = local("__flux_made");
     let awaited = quote_spanned!(path.span()=> #fut.await);
-    let body = if def.is_async {
-        quote! {
-            ::flux::Result::Ok(async move {
-                let #fut = {
-                    #[allow(unused_imports)]
-                    use ::flux::__private::{ViaFuture as _, ViaValue as _};
-                    (&&::flux::__private::MaybeAsync(::core::cell::Cell::new(::core::option::Option::Some(#called))))
-                        .resolve()
-                };
-                let #value #typed = #awaited;
-                #finish
-            })
-        }
+    // The handler may be async or not, whatever the task is. A blocking task's handler is
+    // called on the blocking pool; if it returned a future, that future is awaited here.
+    let made = if def.is_async {
+        quote!(::flux::__private::MaybeAsync(::core::cell::Cell::new(::core::option::Option::Some(#called))))
     } else {
         quote! {
-            ::flux::Result::Ok(::flux::__private::run_blocking(move || {
-                let #value #typed = #called;
-                #finish
-            }))
+            ::flux::__private::run_blocking(move || {
+                ::flux::Result::Ok(::flux::__private::MaybeAsync(::core::cell::Cell::new(::core::option::Option::Some(#called))))
+            })
+            .await?
         }
+    };
+    let body = quote! {
+        ::flux::Result::Ok(async move {
+            let #made_ident = #made;
+            let #fut = {
+                #[allow(unused_imports)]
+                use ::flux::__private::{ViaFuture as _, ViaValue as _};
+                (&&#made_ident).resolve()
+            };
+            let #value #typed = #awaited;
+            #finish
+        })
     };
     quote! {
         ::core::option::Option::Some(move |#call_info: &::flux::__private::Call<'_>| {
@@ -287,7 +291,7 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
                 #(#body_attrs)*
                 #asyncness fn #body_fn(#(#body_params),*) #ret #block
                 let #opts = self.options;
-                let #call = ::flux::__private::TaskCall::begin(|| (#full_name, #encoded_args));
+                let #call = ::flux::__private::TaskCall::begin(#ident::NAME, || (#full_name, #encoded_args));
                 #take_args
                 async move {
                     #call

@@ -430,6 +430,9 @@ impl TaskDef {
             match input {
                 FnArg::Receiver(r) => errors.add_spanned(r, "a task cannot take `self`: make it a free function"),
                 FnArg::Typed(pt) => {
+                    if let Some(attr) = pt.attrs.first() {
+                        errors.add_spanned(attr, "attributes on task parameters are not supported");
+                    }
                     let (ident, mutable) = match &*pt.pat {
                         Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
                             (pi.ident.clone(), pi.mutability.is_some())
@@ -507,6 +510,19 @@ impl TaskDef {
                 0 => errors.add(key.span(), "`secret_requests` needs a parameter of type `Secrets` to fill in"),
                 1 => {}
                 _ => errors.add_spanned(&item.sig.inputs, "a task can take only one `Secrets` parameter"),
+            }
+        }
+        if let Some(ttl) = opts.cache_ttl
+            && let Some((key, value)) = options.iter().find(|(k, _)| k == "cache_ttl")
+        {
+            if ttl.is_zero() {
+                errors.add_spanned(value, format!("`{key}` must be longer than zero"));
+            }
+            if options
+                .iter()
+                .any(|(k, v)| k == "cache" && matches!(v, Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) if !b.value))
+            {
+                errors.add(key.span(), "`cache_ttl` turns the cache on; it contradicts `cache = false`");
             }
         }
         // Injected parameters: recognised by type, and only when their option asks for them.

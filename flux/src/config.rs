@@ -146,6 +146,9 @@ impl Config {
             None => Durability::Default,
         };
         let encryption_key = section.security.encryption_key.filter(|k| !k.is_empty());
+        if let Some(key) = &encryption_key {
+            crate::secrets::parse_configured_key(key)?;
+        }
         let config = Config { home, database_url, durability, encryption_key };
         config.database()?;
         Ok(config)

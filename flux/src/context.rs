@@ -48,8 +48,6 @@ pub(crate) struct Progress {
     pub(crate) last_failure: Option<usize>,
     pub(crate) fallback_started: bool,
     pub(crate) rollback_started: bool,
-    /// The rollback finished (`TASK_ROLLBACK_COMPLETED` or `_FAILED`); only `TASK_FAILED` is left.
-    pub(crate) rollback_finished: bool,
 }
 
 /// What a task call should do, decided from the log.
@@ -112,7 +110,6 @@ impl RunState {
                     p.rollback_started = true;
                     p.last_failure = Some(i);
                 }
-                EventType::TaskRollbackCompleted | EventType::TaskRollbackFailed => p.rollback_finished = true,
                 _ => {}
             }
         }
@@ -137,7 +134,7 @@ impl RunState {
     }
 
     /// Gives the call of `base_id` its occurrence id and says what the log knows of it.
-    pub(crate) fn lookup(&self, base_id: String) -> Lookup {
+    pub(crate) fn lookup(&self, base_id: Arc<str>) -> Lookup {
         let mut inner = self.lock();
         let id = inner.occurrences.next(base_id);
         match inner.tasks.get(&id).copied() {
@@ -151,7 +148,8 @@ impl RunState {
     }
 
     /// Appends an event to the log and queues its write in one batch after `extra` (an
-    /// execution row to create, or a state change). Returns the commit when `wait` is set; otherwise it is checked at the next wait.
+    /// execution row to create, a state change, a cache entry). Returns the commit when `wait`
+    /// is set; otherwise it is checked at the next wait.
     pub(crate) fn record(
         &self,
         kind: EventType,
@@ -161,17 +159,32 @@ impl RunState {
         extra: Option<Write>,
         wait: bool,
     ) -> Result<Option<Commit>> {
+        self.record_all([(kind, value)], source_id, name, extra, wait)
+    }
+
+    /// Like [`RunState::record`], for several events of one source written in one transaction:
+    /// either all of them are stored or none is.
+    pub(crate) fn record_all<const N: usize>(
+        &self,
+        events: [(EventType, Arc<[u8]>); N],
+        source_id: &Arc<str>,
+        name: &Arc<str>,
+        extra: Option<Write>,
+        wait: bool,
+    ) -> Result<Option<Commit>> {
         let mut inner = self.lock();
         // A write that was not waited for may have failed since: stop before queuing more.
         self.settle_pending(&mut inner, None)?;
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        let event =
-            Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time: crate::event::now() };
-        inner.events.push(event.clone());
-        let mut writes = Vec::with_capacity(1 + usize::from(extra.is_some()));
+        let mut writes = Vec::with_capacity(N + usize::from(extra.is_some()));
         writes.extend(extra);
-        writes.push(Write::Append { execution_id: self.execution_id.clone(), event });
+        let time = crate::event::now();
+        for (kind, value) in events {
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            let event = Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time };
+            inner.events.push(event.clone());
+            writes.push(Write::Append { execution_id: self.execution_id.clone(), event });
+        }
         let commit = self.engine.store().write(writes);
         if wait {
             Ok(Some(commit))
@@ -235,6 +248,17 @@ impl RunState {
     ) -> Result<()> {
         let commit = self.record(kind, source_id, name, value, extra, true)?;
         self.durable(commit).await
+    }
+
+    /// Stops the run: nothing more is recorded, the stored log ends at its last durable event
+    /// and the execution can be replayed once the cause (`error`) is fixed.
+    pub(crate) fn abort(&self, error: Error) -> Error {
+        let e = Error::new(
+            ErrorKind::Storage,
+            format!("execution `{}` stopped; it can be replayed from its stored log", self.execution_id),
+        )
+        .with_cause(error.to_string());
+        self.lock().broken.get_or_insert(e).clone()
     }
 
     /// The error that stopped this run's writes, if any.

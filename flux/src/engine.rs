@@ -90,13 +90,15 @@ impl Engine {
         Engine::build(Arc::new(store), KeySource::Ephemeral, None)
     }
 
-    /// The same storage, with secrets encrypted under a key derived from `key` (any string;
-    /// keep it secret). Other handles to this engine keep their key.
-    pub fn with_encryption_key(&self, key: impl Into<String>) -> Engine {
+    /// The same storage, with secrets encrypted under `key`: 32 random bytes written as 64
+    /// hexadecimal digits (`openssl rand -hex 32` makes one). Other handles to this engine keep
+    /// their key.
+    pub fn with_encryption_key(&self, key: &str) -> Result<Engine> {
+        let key = secrets::parse_configured_key(key)?;
         let outputs = self.inner.outputs.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let engine = Engine::build(self.inner.store.clone(), KeySource::Passphrase(key.into()), None);
+        let engine = Engine::build(self.inner.store.clone(), KeySource::Configured(key), None);
         *engine.inner.outputs.write().unwrap_or_else(|p| p.into_inner()) = outputs;
-        engine
+        Ok(engine)
     }
 
     /// An engine; with a `home`, the `"file"` output storage keeps outputs in `home/outputs`.
@@ -153,12 +155,26 @@ impl Engine {
     /// Builds the engine a configuration describes.
     pub fn from_config(config: &Config) -> Result<Engine> {
         match config.database()? {
-            DatabaseLocation::Memory => Ok(Engine::in_memory()),
+            DatabaseLocation::Memory => {
+                let key = match &config.encryption_key {
+                    Some(key) => KeySource::Configured(secrets::parse_configured_key(key)?),
+                    None => KeySource::Ephemeral,
+                };
+                Ok(Engine::build(Arc::new(MemoryStore::new()), key, None))
+            }
             #[cfg(feature = "sqlite")]
-            DatabaseLocation::Sqlite(path) => Engine::open_with(&path, config.durability).map_err(|e| {
-                Error::new(e.kind(), format!("cannot open database `{}`", config.database_url))
-                    .with_cause(e.to_string())
-            }),
+            DatabaseLocation::Sqlite(path) => {
+                let store = crate::store::SqliteStore::open(&path, config.durability).map_err(|e| {
+                    Error::new(e.kind(), format!("cannot open database `{}`", config.database_url))
+                        .with_cause(e.to_string())
+                })?;
+                // Secrets and stored outputs live in the flux home, whatever the database path.
+                let key = match &config.encryption_key {
+                    Some(key) => KeySource::Configured(secrets::parse_configured_key(key)?),
+                    None => KeySource::File(config.home.join(secrets::KEY_FILE)),
+                };
+                Ok(Engine::build(Arc::new(store), key, Some(&config.home)))
+            }
             #[cfg(not(feature = "sqlite"))]
             DatabaseLocation::Sqlite(_) => Err(Error::new(
                 crate::ErrorKind::Config,

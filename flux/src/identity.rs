@@ -57,8 +57,7 @@ pub(crate) struct Occurrences {
 
 impl Occurrences {
     /// The id of the next call with `base` id: `base` the first time, then `base~1`, `base~2`...
-    pub(crate) fn next(&mut self, base: String) -> Arc<str> {
-        let base: Arc<str> = Arc::from(base);
+    pub(crate) fn next(&mut self, base: Arc<str>) -> Arc<str> {
         let n = self.seen.entry(base.clone()).or_insert(0);
         let id = if *n == 0 { base } else { Arc::from(format!("{base}~{n}")) };
         *n += 1;
@@ -66,9 +65,13 @@ impl Occurrences {
     }
 }
 
-/// The id without its occurrence suffix (`a_0123~2` gives `a_0123`).
+/// The id without its occurrence suffix (`a_0123~2` gives `a_0123`). Only a trailing `~` and
+/// digits are a suffix: a `~` filled into a name template stays part of the id.
 pub fn base_id(task_id: &str) -> &str {
-    task_id.split_once('~').map_or(task_id, |(base, _)| base)
+    match task_id.rsplit_once('~') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => task_id,
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +116,8 @@ mod tests {
         assert_eq!(&*occ.next("t_1".into()), "t_1~2");
         assert_eq!(base_id("t_1~2"), "t_1");
         assert_eq!(base_id("t_1"), "t_1");
+        assert_eq!(base_id("fetch_h/~al_0123456789abcdef"), "fetch_h/~al_0123456789abcdef");
+        assert_eq!(base_id("fetch_h/~al_0123456789abcdef~3"), "fetch_h/~al_0123456789abcdef");
     }
 
     proptest! {

@@ -122,13 +122,13 @@ pub use workflow::{Workflow, WorkflowDefinition};
 /// | `retry_delay` | wait before the first retry: `"30s"`, `"1.5s"`, `"2m"` or seconds | 1 s |
 /// | `retry_backoff` | multiplier applied to the delay after each failed retry (capped at 600 s) | 2 |
 /// | `timeout` | limit for each attempt (`0`: none); an async attempt is dropped, a blocking one is no longer waited for | none |
-/// | `fallback` | a function (async or not) with the task's parameters and return type, used when every attempt failed | none |
+/// | `fallback` | a function (async or not) with the task's parameters and return type, used when every attempt failed; to fall back to another task, call that task from such a function | none |
 /// | `rollback` | a function (async or not) with the task's parameters, run when the task fails for good and has no fallback; returning `Err` records `TASK_ROLLBACK_FAILED` | none |
 /// | `cache` | reuse a result recorded by any execution (any process) for the same task id without `~n` | `false` |
 /// | `cache_ttl` | how long a cached result stays valid (implies `cache = true`) | forever |
 /// | `metadata` | fill the task's `TaskMetadata` parameter (not an argument of the call) | `false` |
 /// | `secret_requests` | fill the task's [`secrets::Secrets`] parameter with these secrets; a missing one fails the attempt, naming it | none |
-/// | `output_storage` | `"file"` (or any storage registered on the engine) keeps the output out of the log, see [`output`] | inline |
+/// | `output_storage` | `"file"` (or any storage registered on the engine) keeps the output out of the log, see [`output`]; if the storage fails, the run stops with an error and the execution can be replayed | inline |
 ///
 /// Events of one call, in order: `TASK_STARTED {args}`; with retries, each failed attempt
 /// `TASK_RETRY_FAILED {current_attempt, max_attempts, error}`, each retry
@@ -137,8 +137,9 @@ pub use workflow::{Workflow, WorkflowDefinition};
 /// `TASK_COMPLETED {output}`. When every attempt failed: `TASK_FALLBACK_STARTED {error}` and
 /// `TASK_FALLBACK_COMPLETED {output}` + `TASK_COMPLETED`, or `TASK_FALLBACK_FAILED {error}` +
 /// `TASK_FAILED`; without a fallback, `TASK_ROLLBACK_STARTED {error}`, `TASK_ROLLBACK_COMPLETED`
-/// or `TASK_ROLLBACK_FAILED {error}`, then `TASK_FAILED {error}`. A call restarted after a crash
-/// continues this chain where its log stops.
+/// or `TASK_ROLLBACK_FAILED {error}`, then `TASK_FAILED {error}`. The step that finishes a call
+/// is stored in one transaction with its `TASK_COMPLETED` or `TASK_FAILED`, and a call restarted
+/// after a crash continues this chain where its log stops. A fallback's output is not cached.
 ///
 /// `task::with_options(TaskOptions { .. }).call(args)` calls the task with other options.
 ///

@@ -72,7 +72,14 @@ impl OutputStorage for FileOutputStorage {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(value)?;
             file.sync_all()?;
-            std::fs::rename(&tmp, &path)
+            std::fs::rename(&tmp, &path)?;
+            // The new name (and a new directory's entry in its parent) must reach the disk before
+            // the reference to it is recorded.
+            sync_dir(&self.dir)?;
+            match self.dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+                _ => Ok(()),
+            }
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -90,6 +97,15 @@ impl OutputStorage for FileOutputStorage {
             return Err(Error::new(ErrorKind::Corrupt, format!("stored output `{}` is damaged", path.display())));
         }
         Ok(bytes)
+    }
+}
+
+/// Flushes a directory's entries to disk (a no-op where directories cannot be opened).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(d) => d.sync_all(),
+        Err(_) if cfg!(not(unix)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

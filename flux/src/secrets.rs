@@ -3,9 +3,12 @@
 //! Values are encrypted with XChaCha20-Poly1305 under a 256-bit key, with a random nonce per
 //! value and the secret's name as associated data (a ciphertext cannot be moved to another
 //! name). The key comes from configuration (`[flux.security] encryption_key` in `flux.toml`, or
-//! `FLUX_SECURITY__ENCRYPTION_KEY`; any string, stretched with blake3's key derivation), or else
-//! from a key file `encryption.key` in the flux home (next to the database), created on first
-//! use with mode 0600. Values never appear in events, logs or `Debug` output.
+//! `FLUX_SECURITY__ENCRYPTION_KEY`: 32 random bytes as 64 hexadecimal digits, such as the output
+//! of `openssl rand -hex 32`; a password is refused, since a guessable key would let anyone with
+//! a copy of the database test guesses offline), or else from a key file `encryption.key` in the
+//! flux home (for [`Engine::open`](crate::Engine::open), the database's directory), created on
+//! first use with mode 0600 and refused if other users can read it. Values never appear in
+//! events, logs or `Debug` output.
 //!
 //! Tasks receive secrets through `secret_requests = ["API_KEY"]` and a [`Secrets`] parameter:
 //!
@@ -39,13 +42,11 @@ use crate::error::{Error, ErrorKind, Result};
 /// The name of the key file in the flux home.
 pub const KEY_FILE: &str = "encryption.key";
 
-const KEY_CONTEXT: &str = "flux 2026-11 secrets encryption key v1";
-
 /// Where an engine's secret key comes from.
 #[derive(Clone)]
 pub(crate) enum KeySource {
-    /// A configured string, stretched into a key.
-    Passphrase(String),
+    /// A configured key.
+    Configured([u8; 32]),
     /// A key file, created when missing.
     File(PathBuf),
     /// A random key that lives as long as the engine (in-memory engines).
@@ -55,7 +56,7 @@ pub(crate) enum KeySource {
 impl fmt::Debug for KeySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeySource::Passphrase(_) => f.write_str("Passphrase(<redacted>)"),
+            KeySource::Configured(_) => f.write_str("Configured(<redacted>)"),
             KeySource::File(p) => f.debug_tuple("File").field(p).finish(),
             KeySource::Ephemeral => f.write_str("Ephemeral"),
         }
@@ -76,10 +77,7 @@ impl fmt::Debug for Keyring {
 impl Keyring {
     pub(crate) fn load(source: &KeySource) -> Result<Keyring> {
         let key: [u8; 32] = match source {
-            KeySource::Passphrase(p) if p.is_empty() => {
-                return Err(Error::new(ErrorKind::Config, "the configured encryption key is empty"));
-            }
-            KeySource::Passphrase(p) => blake3::derive_key(KEY_CONTEXT, p.as_bytes()),
+            KeySource::Configured(key) => *key,
             KeySource::File(path) => key_file(path)?,
             KeySource::Ephemeral => XChaCha20Poly1305::generate_key(&mut OsRng).into(),
         };
@@ -158,21 +156,50 @@ fn key_file(path: &Path) -> Result<[u8; 32]> {
 }
 
 fn parse_key(path: &Path, text: &str) -> Result<[u8; 32]> {
-    let text = text.trim();
-    let bad = || {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o600);
+        if mode & 0o077 != 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "key file `{}` can be read by other users (mode {:o}); make it private with `chmod 600`",
+                    path.display(),
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
+    decode_hex_key(text).ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
             format!("key file `{}` does not hold a key (64 hexadecimal digits)", path.display()),
         )
-    };
+    })
+}
+
+fn decode_hex_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
     if text.len() != 64 || !text.is_ascii() {
-        return Err(bad());
+        return None;
     }
     let mut key = [0u8; 32];
     for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
-    Ok(key)
+    Some(key)
+}
+
+/// Reads a configured key: 32 bytes as 64 hexadecimal digits.
+pub(crate) fn parse_configured_key(text: &str) -> Result<[u8; 32]> {
+    decode_hex_key(text).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            "the encryption key (`[flux.security] encryption_key`, `FLUX_SECURITY__ENCRYPTION_KEY`) must be 32 \
+             random bytes written as 64 hexadecimal digits, for example the output of `openssl rand -hex 32`",
+        )
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -275,12 +302,12 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_are_bound_to_their_name() {
-        let ring = Keyring::load(&KeySource::Passphrase("pass".into())).unwrap();
+        let ring = Keyring::load(&KeySource::Configured([7; 32])).unwrap();
         let (nonce, sealed) = ring.encrypt("A", "value-1").unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"value-1"));
         assert_eq!(ring.decrypt("A", &nonce, &sealed).unwrap(), "value-1");
         assert_eq!(ring.decrypt("B", &nonce, &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
-        let other = Keyring::load(&KeySource::Passphrase("other".into())).unwrap();
+        let other = Keyring::load(&KeySource::Configured([8; 32])).unwrap();
         assert!(other.decrypt("A", &nonce, &sealed).is_err());
     }
 
@@ -301,8 +328,28 @@ mod tests {
         }
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary files are left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = key_file(&path).unwrap_err().to_string();
+            assert!(err.contains("can be read by other users (mode 644)"), "{err}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         std::fs::write(&path, "not a key").unwrap();
         assert!(key_file(&path).unwrap_err().to_string().contains("does not hold a key"));
+    }
+
+    #[test]
+    fn configured_keys_must_be_random_bytes() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        assert_eq!(parse_configured_key(hex).unwrap()[1], 0x11);
+        let almost = format!("{}zz", &hex[..62]);
+        for weak in ["hunter2", "", &hex[..62], almost.as_str()] {
+            let err = parse_configured_key(weak).unwrap_err().to_string();
+            assert!(err.contains("64 hexadecimal digits"), "{err}");
+            assert!(weak.is_empty() || !err.contains(weak), "the error must not echo the key: {err}");
+        }
     }
 
     #[test]
@@ -310,6 +357,6 @@ mod tests {
         let secrets = Secrets { values: [("TOKEN".to_string(), "hunter2".to_string())].into_iter().collect() };
         let shown = format!("{secrets:?}");
         assert!(shown.contains("TOKEN") && !shown.contains("hunter2"), "{shown}");
-        assert!(!format!("{:?}", KeySource::Passphrase("hunter2".into())).contains("hunter2"));
+        assert_eq!(format!("{:?}", KeySource::Configured([0xab; 32])), "Configured(<redacted>)");
     }
 }

@@ -294,11 +294,16 @@ async fn drive<W: WorkflowDefinition>(
         return Err(broken);
     }
     let (state, kind, stored, output, error) = match outcome {
-        Ok(output) => match value::to_msgpack(&output).and_then(|bytes| match W::OUTPUT_STORAGE {
-            None => Ok(bytes),
-            Some(storage) => run.engine().store_output(storage, &bytes),
-        }) {
-            Ok(bytes) => (ExecutionState::Completed, EventType::WorkflowCompleted, bytes, Some(output), None),
+        Ok(output) => match value::to_msgpack(&output) {
+            Ok(bytes) => {
+                let recorded = match W::OUTPUT_STORAGE {
+                    None => bytes,
+                    // An output storage that fails stops the run: the execution stays RUNNING
+                    // and can be replayed once the storage works.
+                    Some(storage) => run.engine().store_output(storage, &bytes).map_err(|e| run.abort(e))?,
+                };
+                (ExecutionState::Completed, EventType::WorkflowCompleted, recorded, Some(output), None)
+            }
             Err(e) => {
                 let err =
                     Error::new(ErrorKind::Encode, format!("the output of workflow `{}` cannot be encoded", W::NAME))

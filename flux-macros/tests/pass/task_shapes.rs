@@ -48,6 +48,37 @@ mod billing {
     }
 }
 
+mod handlers {
+    pub fn offline(x: u32) -> Result<u32, String> {
+        Ok(x)
+    }
+
+    pub async fn undo(_x: u32) {}
+
+    pub fn nothing_fallback() -> u32 {
+        0
+    }
+}
+
+mod chained {
+    /// Fallbacks and rollbacks named by `crate::` and `super::` paths, async handlers for a
+    /// blocking task, and a task without arguments with a fallback.
+    #[flux::task(fallback = crate::handlers::offline, rollback = super::handlers::undo)]
+    pub async fn charge(x: u32) -> Result<u32, String> {
+        Err(format!("{x}"))
+    }
+
+    #[flux::task(rollback = crate::handlers::undo)]
+    pub fn blocking_charge(x: u32) -> Result<u32, String> {
+        Ok(x)
+    }
+
+    #[flux::task(fallback = crate::handlers::nothing_fallback, timeout = "1s")]
+    pub async fn nothing() -> u32 {
+        1
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     // A task declared inside a function body.
@@ -69,4 +100,7 @@ async fn main() {
     let execution = uses_local.on(&engine).run(41).await.expect("run");
     assert_eq!(execution.output(), Some(&42));
     assert_eq!(execution.events()[1].name(), "local_41");
+    assert_eq!(chained::charge(2).await, Err(flux::Error::new(flux::ErrorKind::TaskFailed, "2")));
+    assert_eq!(chained::blocking_charge(3).await, Ok(3));
+    assert_eq!(chained::nothing().await, Ok(1));
 }

@@ -15,7 +15,7 @@ use crate::context::{Progress, RunState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventType;
 use crate::store::Write;
-use crate::{identity, value};
+use crate::value;
 
 #[derive(Serialize)]
 struct RetryFailed {
@@ -59,11 +59,24 @@ fn with_output(fields: &[(&str, u32)], output: &[u8]) -> Arc<[u8]> {
 /// One call being executed.
 pub(super) struct Chain<'a, T> {
     pub(super) run: &'a RunState,
+    /// The task's declared name (its template), which names its cache entries.
+    pub(super) task: &'static str,
+    /// The call's id without `~n`: the key of its cache entry.
+    pub(super) base: &'a Arc<str>,
     pub(super) task_id: &'a Arc<str>,
     pub(super) name: &'a Arc<str>,
     pub(super) call: Call<'a>,
     pub(super) codec: Codec<T>,
     pub(super) options: &'a TaskOptions,
+}
+
+/// How a finished call ends: the step that finished it (if any) and the call's final event are
+/// stored in one transaction, so that a restart never sees one without the other.
+enum Finish {
+    /// `TASK_COMPLETED`, after the step event (`TASK_RETRY_COMPLETED`, `TASK_FALLBACK_COMPLETED`).
+    Completed { step: Option<(EventType, Arc<[u8]>)>, output: Arc<[u8]>, cache: bool },
+    /// `TASK_FAILED`, after the step event (`TASK_FALLBACK_FAILED`, `TASK_ROLLBACK_*`).
+    Failed { step: Option<(EventType, Arc<[u8]>)>, error: Error },
 }
 
 impl<T> Chain<'_, T> {
@@ -75,29 +88,50 @@ impl<T> Chain<'_, T> {
         self.record(kind, value::to_msgpack(value)?.into())
     }
 
-    /// The output as it is recorded: inline, or a reference to where the output storage keeps it.
-    fn encode_output(&self, output: &T) -> Result<Arc<[u8]>> {
-        let bytes = (self.codec.encode)(output).map_err(|e| {
-            Error::new(ErrorKind::Encode, format!("the output of task `{}` cannot be encoded", self.task_id))
+    /// Encodes the output as it is recorded: inline, or a reference to where the output
+    /// storage keeps it. The outer error stops the run (the output storage failed: nothing is
+    /// recorded and the execution can be replayed); the inner one fails the attempt (the output
+    /// cannot be encoded).
+    fn encode_output(&self, output: &T) -> Result<std::result::Result<Arc<[u8]>, Error>> {
+        let bytes = match (self.codec.encode)(output) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Ok(Err(Error::new(
+                    ErrorKind::Encode,
+                    format!("the output of task `{}` cannot be encoded", self.task_id),
+                )
                 .with_cause(e.to_string())
-                .with_task_id(&**self.task_id)
-        })?;
+                .with_task_id(&**self.task_id)));
+            }
+        };
         match &self.options.output_storage {
-            None => Ok(bytes.into()),
-            Some(storage) => Ok(self.run.engine().store_output(storage, &bytes)?.into()),
+            None => Ok(Ok(bytes.into())),
+            Some(storage) => match self.run.engine().store_output(storage, &bytes) {
+                Ok(reference) => Ok(Ok(reference.into())),
+                Err(e) => Err(self.run.abort(e)),
+            },
         }
     }
 
-    /// Records `TASK_COMPLETED` (with the cache entry, for a cached task, in the same
-    /// transaction) and waits until it is durable.
-    async fn complete(&self, output: Arc<[u8]>) -> Result<()> {
-        let cache = self.options.cache.then(|| Write::CachePut {
-            key: Arc::from(identity::base_id(self.task_id)),
-            task_name: self.name.clone(),
-            value: output.clone(),
-            expires_at: self.options.cache_ttl.map(|ttl| SystemTime::now() + ttl),
-        });
-        self.run.record_durable(EventType::TaskCompleted, self.task_id, self.name, output, cache).await
+    /// Records how the call ended and waits until it is durable.
+    async fn finish(&self, finish: Finish) -> Result<()> {
+        let (step, last, extra) = match finish {
+            Finish::Completed { step, output, cache } => {
+                let entry = (cache && self.options.cache).then(|| Write::CachePut {
+                    key: self.base.clone(),
+                    task_name: Arc::from(self.task),
+                    value: output.clone(),
+                    expires_at: self.options.cache_ttl.map(|ttl| SystemTime::now() + ttl),
+                });
+                (step, (EventType::TaskCompleted, output), entry)
+            }
+            Finish::Failed { step, error } => (step, (EventType::TaskFailed, value::to_msgpack(&error)?.into()), None),
+        };
+        let commit = match step {
+            Some(step) => self.run.record_all([step, last], self.task_id, self.name, extra, true)?,
+            None => self.run.record_all([last], self.task_id, self.name, extra, true)?,
+        };
+        self.run.durable(commit).await
     }
 
     /// A valid cached result of this call, if the task is cached and one exists.
@@ -105,20 +139,14 @@ impl<T> Chain<'_, T> {
         if !self.options.cache {
             return Ok(None);
         }
-        let Some(bytes) = self.run.engine().store().cache_get(identity::base_id(self.task_id), SystemTime::now())?
-        else {
+        let engine = self.run.engine();
+        let Some(bytes) = engine.store().cache_get(self.base, SystemTime::now())? else {
             return Ok(None);
         };
-        // An entry that no longer fits the output type (the task changed) is ignored and replaced.
-        Ok((self.codec.decode)(&bytes).ok().map(|v| (v, Arc::from(bytes))))
-    }
-
-    /// Records `TASK_FAILED` and waits until it is durable.
-    async fn fail(&self, error: Error) -> Result<T> {
-        self.run
-            .record_durable(EventType::TaskFailed, self.task_id, self.name, value::to_msgpack(&error)?.into(), None)
-            .await?;
-        Err(error)
+        // An entry that no longer fits the output type (the task changed), or whose stored output
+        // is gone, is ignored and replaced.
+        let value = engine.resolve_output(&bytes).ok().and_then(|v| (self.codec.decode)(&v).ok());
+        Ok(value.map(|v| (v, Arc::from(bytes))))
     }
 
     /// The error of the last failed attempt, as the log recorded it.
@@ -144,7 +172,7 @@ impl<T> Chain<'_, T> {
         if progress == Progress::default()
             && let Some((output, bytes)) = self.cached()?
         {
-            self.run.record_durable(EventType::TaskCompleted, self.task_id, self.name, bytes, None).await?;
+            self.finish(Finish::Completed { step: None, output: bytes, cache: false }).await?;
             return Ok(output);
         }
         let max = options.retry_max_attempts;
@@ -165,14 +193,19 @@ impl<T> Chain<'_, T> {
                     };
                     self.record_value(EventType::TaskRetryStarted, &started)?;
                 }
-                match guarded(self.task_id, options.timeout, attempt.start(&self.call)).await {
-                    Ok(output) => {
-                        let bytes = self.encode_output(&output)?;
-                        if k > 0 {
-                            let done = with_output(&[("current_attempt", k), ("max_attempts", max)], &bytes);
-                            self.record(EventType::TaskRetryCompleted, done)?;
-                        }
-                        self.complete(bytes).await?;
+                let outcome = match guarded(self.task_id, options.timeout, attempt.start(&self.call)).await {
+                    Ok(output) => self.encode_output(&output)?.map(|bytes| (output, bytes)),
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok((output, bytes)) => {
+                        let step = (k > 0).then(|| {
+                            (
+                                EventType::TaskRetryCompleted,
+                                with_output(&[("current_attempt", k), ("max_attempts", max)], &bytes),
+                            )
+                        });
+                        self.finish(Finish::Completed { step, output: bytes, cache: true }).await?;
                         return Ok(output);
                     }
                     Err(error) => {
@@ -196,35 +229,43 @@ impl<T> Chain<'_, T> {
             if !progress.fallback_started {
                 self.record_value(EventType::TaskFallbackStarted, &Failure { error: &failure })?;
             }
-            return match guarded(self.task_id, None, fallback.start(&self.call)).await {
-                Ok(output) => {
-                    let bytes = self.encode_output(&output)?;
-                    self.record(EventType::TaskFallbackCompleted, with_output(&[], &bytes))?;
-                    self.complete(bytes).await?;
+            let outcome = match guarded(self.task_id, None, fallback.start(&self.call)).await {
+                Ok(output) => self.encode_output(&output)?.map(|bytes| (output, bytes)),
+                Err(error) => Err(error),
+            };
+            return match outcome {
+                Ok((output, bytes)) => {
+                    // A fallback's output is the call's, but not the task's: it is not cached.
+                    let step = Some((EventType::TaskFallbackCompleted, with_output(&[], &bytes)));
+                    self.finish(Finish::Completed { step, output: bytes, cache: false }).await?;
                     Ok(output)
                 }
                 Err(error) => {
-                    self.record_value(EventType::TaskFallbackFailed, &Failure { error: &error })?;
-                    self.fail(failure.with_cause(format!("fallback failed: {}", plain(&error)))).await
+                    let step =
+                        Some((EventType::TaskFallbackFailed, value::to_msgpack(&Failure { error: &error })?.into()));
+                    let error = failure.with_cause(format!("fallback failed: {}", plain(&error)));
+                    self.finish(Finish::Failed { step, error: error.clone() }).await?;
+                    Err(error)
                 }
             };
         }
         let mut failure = failure;
-        if let Some(mut rollback) = rollback
-            && !progress.rollback_finished
-        {
+        let mut step = None;
+        if let Some(mut rollback) = rollback {
             if !progress.rollback_started {
                 self.record_value(EventType::TaskRollbackStarted, &Failure { error: &failure })?;
             }
-            match guarded(self.task_id, None, rollback.start(&self.call)).await {
-                Ok(()) => self.record_value(EventType::TaskRollbackCompleted, &())?,
+            step = Some(match guarded(self.task_id, None, rollback.start(&self.call)).await {
+                Ok(()) => (EventType::TaskRollbackCompleted, value::to_msgpack(&())?.into()),
                 Err(error) => {
-                    self.record_value(EventType::TaskRollbackFailed, &Failure { error: &error })?;
+                    let recorded = value::to_msgpack(&Failure { error: &error })?.into();
                     failure = failure.with_cause(format!("rollback failed: {}", plain(&error)));
+                    (EventType::TaskRollbackFailed, recorded)
                 }
-            }
+            });
         }
-        self.fail(failure).await
+        self.finish(Finish::Failed { step, error: failure.clone() }).await?;
+        Err(failure)
     }
 }
 

@@ -72,7 +72,15 @@ enum State {
     /// The log holds the outcome.
     Recorded(Arc<str>, Event, crate::Engine),
     /// Run it, recording `TASK_STARTED` first when `fresh`.
-    Run { run: Arc<RunState>, name: Arc<str>, task_id: Arc<str>, args: Arc<[u8]>, progress: Option<Progress> },
+    Run {
+        run: Arc<RunState>,
+        task: &'static str,
+        name: Arc<str>,
+        base: Arc<str>,
+        task_id: Arc<str>,
+        args: Arc<[u8]>,
+        progress: Option<Progress>,
+    },
 }
 
 /// One call of a task. Created by generated code; not for direct use.
@@ -84,7 +92,9 @@ impl TaskCall {
     /// Starts a call of a task: `make` gives the task's full name and its encoded arguments, from
     /// which the call's id is computed. Inside a workflow the id is looked up in the execution's
     /// log; outside one the task will simply run.
-    pub fn begin<N: AsRef<str>>(make: impl FnOnce() -> (N, Args)) -> TaskCall {
+    ///
+    /// `task` is the task's declared name (its template, if it has one).
+    pub fn begin<N: AsRef<str>>(task: &'static str, make: impl FnOnce() -> (N, Args)) -> TaskCall {
         let (full_name, args) = make();
         let full_name = full_name.as_ref();
         let Some(run) = context::current() else {
@@ -100,13 +110,16 @@ impl TaskCall {
                 return TaskCall { state: State::Invalid(e) };
             }
         };
-        let base = crate::identity::task_id(full_name, &bytes);
+        let base: Arc<str> = Arc::from(crate::identity::task_id(full_name, &bytes));
         let name: Arc<str> = Arc::from(full_name);
-        let state = match run.lookup(base) {
-            Lookup::Recorded(id, event) => State::Recorded(id, event, run.engine().clone()),
-            Lookup::Fresh(task_id) => State::Run { run, name, task_id, args: bytes.into(), progress: None },
-            Lookup::Restart(task_id, p) => State::Run { run, name, task_id, args: bytes.into(), progress: Some(p) },
+        let (task_id, progress) = match run.lookup(base.clone()) {
+            Lookup::Recorded(id, event) => {
+                return TaskCall { state: State::Recorded(id, event, run.engine().clone()) };
+            }
+            Lookup::Fresh(task_id) => (task_id, None),
+            Lookup::Restart(task_id, p) => (task_id, Some(p)),
         };
+        let state = State::Run { run, task, name, base, task_id, args: bytes.into(), progress };
         TaskCall { state }
     }
 
@@ -145,12 +158,13 @@ impl TaskCall {
                     .with_task_id(&*task_id)
                 })),
             },
-            State::Run { run, name, task_id, args, progress } => {
+            State::Run { run, task, name, base, task_id, args, progress } => {
                 if progress.is_none() {
                     run.record(EventType::TaskStarted, &task_id, &name, args.clone(), None, false)?;
                 }
                 let call = Call { args: &args, task_id: &task_id, task_name: &name, engine: Some(run.engine()) };
-                let chain = chain::Chain { run: &run, task_id: &task_id, name: &name, call, codec, options };
+                let chain =
+                    chain::Chain { run: &run, task, base: &base, task_id: &task_id, name: &name, call, codec, options };
                 chain.execute(progress.unwrap_or_default(), &mut attempt, handlers).await
             }
         }

@@ -1,0 +1,6 @@
+#[flux::task(cache = false, cache_ttl = "1h")]
+async fn lookup(key: String) -> String {
+    key
+}
+
+fn main() {}
