@@ -259,6 +259,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 
 fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, transactions: &AtomicU64) {
     let mut group: Vec<Job> = Vec::new();
+    let mut seqs = LastSeqs::default();
     while let Ok(first) = receiver.recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -267,7 +268,7 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, tra
                 Err(_) => break,
             }
         }
-        match commit(&conn, group.iter().flat_map(|j| &j.writes)) {
+        match commit(&conn, &mut seqs, group.iter().flat_map(|j| &j.writes)) {
             Ok(()) => {
                 transactions.fetch_add(1, Ordering::Relaxed);
                 for job in group.drain(..) {
@@ -278,7 +279,7 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, tra
             // that batch alone, so the others are committed without it, each on its own.
             Err(WriteError::Rejected(_)) if group.len() > 1 => {
                 for job in group.drain(..) {
-                    let result = commit(&conn, &job.writes).map_err(|e| describe_write_error(path, e));
+                    let result = commit(&conn, &mut seqs, &job.writes).map_err(|e| describe_write_error(path, e));
                     if result.is_ok() {
                         transactions.fetch_add(1, Ordering::Relaxed);
                     }
@@ -294,6 +295,60 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, tra
                 }
             }
         }
+    }
+}
+
+/// The last event seq of each execution this writer appended to, so that checking that an
+/// event follows its log needs no query in the common case. Changes made inside a transaction
+/// are kept apart until it commits. Entries go when an execution finishes.
+#[derive(Default)]
+struct LastSeqs {
+    known: std::collections::HashMap<Arc<str>, i64>,
+    in_transaction: Vec<(Arc<str>, Option<i64>)>,
+}
+
+impl LastSeqs {
+    fn last(&mut self, conn: &Connection, execution_id: &Arc<str>) -> rusqlite::Result<i64> {
+        if let Some(pending) = self.in_transaction.iter().rev().find(|(id, _)| id == execution_id) {
+            if let Some(seq) = pending.1 {
+                return Ok(seq);
+            }
+        } else if let Some(seq) = self.known.get(execution_id) {
+            return Ok(*seq);
+        }
+        self.stored_last(conn, execution_id)
+    }
+
+    /// The last seq in the database (one backward seek on the primary key).
+    fn stored_last(&self, conn: &Connection, execution_id: &str) -> rusqlite::Result<i64> {
+        let mut stmt =
+            conn.prepare_cached("SELECT seq FROM events WHERE execution_id = ?1 ORDER BY seq DESC LIMIT 1")?;
+        Ok(stmt.query_row([execution_id], |r| r.get(0)).optional()?.unwrap_or(0))
+    }
+
+    fn wrote(&mut self, execution_id: &Arc<str>, seq: i64) {
+        self.in_transaction.push((execution_id.clone(), Some(seq)));
+    }
+
+    fn finished(&mut self, execution_id: &Arc<str>) {
+        self.in_transaction.push((execution_id.clone(), None));
+    }
+
+    fn committed(&mut self) {
+        for (id, seq) in self.in_transaction.drain(..) {
+            match seq {
+                Some(seq) => {
+                    self.known.insert(id, seq);
+                }
+                None => {
+                    self.known.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn rolled_back(&mut self) {
+        self.in_transaction.clear();
     }
 }
 
@@ -315,29 +370,35 @@ fn describe_write_error(path: &Path, e: WriteError) -> Error {
     }
 }
 
-fn commit<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> std::result::Result<(), WriteError> {
+fn commit<'a>(
+    conn: &Connection,
+    seqs: &mut LastSeqs,
+    writes: impl IntoIterator<Item = &'a Write>,
+) -> std::result::Result<(), WriteError> {
     if !conn.is_autocommit() {
         // A transaction left open by a failed ROLLBACK would swallow every later commit.
         conn.execute_batch("ROLLBACK")?;
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = apply(conn, writes);
+    let result = apply(conn, seqs, writes).and_then(|()| conn.execute_batch("COMMIT").map_err(WriteError::from));
     match result {
-        Ok(()) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e.into())
-            }
-        },
+        Ok(()) => {
+            seqs.committed();
+            Ok(())
+        }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
+            seqs.rolled_back();
             Err(e)
         }
     }
 }
 
-fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> std::result::Result<(), WriteError> {
+fn apply<'a>(
+    conn: &Connection,
+    seqs: &mut LastSeqs,
+    writes: impl IntoIterator<Item = &'a Write>,
+) -> std::result::Result<(), WriteError> {
     for w in writes {
         match w {
             Write::CreateExecution { id, workflow_name, state, input, time } => {
@@ -358,15 +419,27 @@ fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> 
                 })?;
             }
             Write::Append { execution_id, event } => {
-                // The event must follow the stored log exactly: no gap, no second writer's
-                // event in between. One primary-key seek for the current last event.
+                // The event must follow the stored log exactly: no gap, no second writer's event
+                // in between.
+                let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+                let last = seqs.last(conn, execution_id)?;
+                if seq != last + 1 {
+                    // The remembered value may be stale (another process continued this
+                    // execution): only the stored log decides.
+                    let stored = seqs.stored_last(conn, execution_id)?;
+                    if seq != stored + 1 {
+                        return Err(WriteError::Rejected(super::out_of_sequence(
+                            execution_id,
+                            event.seq,
+                            u64::try_from(stored).unwrap_or(0),
+                        )));
+                    }
+                }
                 let mut stmt = conn.prepare_cached(
                     "INSERT INTO events (execution_id, seq, type, source_id, name, value, time)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-                     WHERE ?2 = 1 + COALESCE((SELECT MAX(seq) FROM events WHERE execution_id = ?1), 0)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
-                let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-                let inserted = stmt.execute(params![
+                stmt.execute(params![
                     &**execution_id,
                     seq,
                     event.kind.as_str(),
@@ -375,18 +448,7 @@ fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> 
                     &*event.value,
                     to_micros(event.time)
                 ])?;
-                if inserted == 0 {
-                    let last: i64 = conn.query_row(
-                        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE execution_id = ?1",
-                        [&**execution_id],
-                        |r| r.get(0),
-                    )?;
-                    return Err(WriteError::Rejected(super::out_of_sequence(
-                        execution_id,
-                        event.seq,
-                        u64::try_from(last).unwrap_or(0),
-                    )));
-                }
+                seqs.wrote(execution_id, seq);
             }
             Write::CachePut { key, task_name, value, expires_at } => {
                 let mut stmt = conn.prepare_cached(
@@ -408,6 +470,9 @@ fn apply<'a>(conn: &Connection, writes: impl IntoIterator<Item = &'a Write>) -> 
                 )?;
                 let changed =
                     stmt.execute(params![&**execution_id, state.as_str(), output.as_deref(), to_micros(*time)])?;
+                if state.is_terminal() {
+                    seqs.finished(execution_id);
+                }
                 if changed == 0 {
                     let current: Option<String> = conn
                         .query_row("SELECT state FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
@@ -647,6 +712,23 @@ mod tests {
         assert!(first.to_string().contains("event #1"), "{first}");
         store.write(vec![append("a", 2)]).await.unwrap();
         assert_eq!(store.load("a").unwrap().unwrap().events.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn another_writer_of_the_same_log_is_seen() {
+        // Two stores on one file, as two processes: each remembers the last seq it wrote, and
+        // defers to the database when that memory is out of date.
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        let b = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        a.write(vec![create("x"), append("x", 1), append("x", 2)]).await.unwrap();
+        b.write(vec![append("x", 3)]).await.unwrap();
+        a.write(vec![append("x", 4)]).await.unwrap();
+        let err = a.write(vec![append("x", 4)]).await.unwrap_err();
+        assert!(err.to_string().contains("its last event is #4"), "{err}");
+        let err = b.write(vec![append("x", 6)]).await.unwrap_err();
+        assert!(err.to_string().contains("event #6"), "{err}");
+        assert_eq!(a.load("x").unwrap().unwrap().events.len(), 4);
     }
 
     #[test]
