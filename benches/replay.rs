@@ -7,35 +7,18 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use flux::EventType;
 use flux::prelude::*;
-use flux::store::Write;
-use flux::{Event, EventType};
-use flux_suite::steps;
+use flux_suite::{StoppedLog, steps};
 
-/// Writes the log a process killed just before `WORKFLOW_COMPLETED` leaves behind.
-fn recorded_log(id: &str, n: u32) -> Vec<Write> {
-    let now = std::time::SystemTime::now();
-    let input = flux::value::to_msgpack(&n).expect("encode");
-    let mut writes = vec![Write::CreateExecution {
-        id: id.into(),
-        workflow_name: "steps".into(),
-        state: ExecutionState::Running,
-        input: input.clone().into(),
-        time: now,
-    }];
-    let source = format!("steps_{id}");
-    let mut seq = 1;
-    let mut push = |kind, src: &str, name: &str, value: Vec<u8>| {
-        writes.push(Write::Append { execution_id: id.into(), event: Event::new(seq, kind, src, name, value, now) });
-        seq += 1;
-    };
-    push(EventType::WorkflowStarted, &source, "steps", input);
+/// The log a process killed just before `WORKFLOW_COMPLETED` leaves behind.
+fn recorded_log(id: &str, n: u32) -> Vec<flux::store::Write> {
+    let mut log = StoppedLog::new("steps", id, &n);
     for i in 0..n {
-        let (args, task_id) = flux::identity::encode_call("step", &(&i,)).expect("encode");
-        push(EventType::TaskStarted, &task_id, "step", args);
-        push(EventType::TaskCompleted, &task_id, "step", flux::value::to_msgpack(&i).expect("encode"));
+        let task_id = log.task_started("step", &(i,));
+        log.event(EventType::TaskCompleted, &task_id, "step", &i);
     }
-    writes
+    log.into_writes()
 }
 
 fn bench(c: &mut Criterion) {

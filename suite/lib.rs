@@ -34,3 +34,71 @@ pub async fn steps(ctx: flux::ExecutionContext<u32>) -> flux::Result<u64> {
     }
     Ok(sum)
 }
+
+/// The log a process leaves behind when it stops in the middle of an execution, built event by
+/// event, for tests and benchmarks of replay.
+///
+/// ```text
+/// let mut log = StoppedLog::new("count_up", "crashed", &1u32);
+/// let t1 = log.task_started("add_one", &(1u32,));
+/// log.event(EventType::TaskCompleted, &t1, "add_one", &2u32);
+/// log.store(&engine);
+/// ```
+pub struct StoppedLog {
+    id: String,
+    writes: Vec<flux::store::Write>,
+    next_seq: u64,
+    time: std::time::SystemTime,
+}
+
+impl StoppedLog {
+    /// A RUNNING execution of `workflow` with its row and `WORKFLOW_STARTED`.
+    pub fn new<I: serde::Serialize>(workflow: &str, id: &str, input: &I) -> Self {
+        let time = std::time::SystemTime::now();
+        let input = flux::value::to_msgpack(input).expect("the input encodes");
+        let mut log = StoppedLog {
+            id: id.to_string(),
+            writes: vec![flux::store::Write::CreateExecution {
+                id: id.into(),
+                workflow_name: workflow.into(),
+                state: flux::ExecutionState::Running,
+                input: input.clone().into(),
+                time,
+            }],
+            next_seq: 1,
+            time,
+        };
+        log.push(EventType::WorkflowStarted, &format!("{workflow}_{id}"), workflow, input);
+        log
+    }
+
+    /// Appends `TASK_STARTED` of a call of `task` with `args` (a tuple); returns the call's id.
+    pub fn task_started<A: serde::Serialize>(&mut self, task: &str, args: &A) -> String {
+        let (bytes, task_id) = flux::identity::encode_call(task, args).expect("the arguments encode");
+        self.push(EventType::TaskStarted, &task_id, task, bytes);
+        task_id
+    }
+
+    /// Appends an event of the call `task_id` with `value`.
+    pub fn event<V: serde::Serialize>(&mut self, kind: EventType, task_id: &str, task: &str, value: &V) -> &mut Self {
+        self.push(kind, task_id, task, flux::value::to_msgpack(value).expect("the value encodes"));
+        self
+    }
+
+    fn push(&mut self, kind: EventType, source: &str, name: &str, value: Vec<u8>) {
+        let event = Event::new(self.next_seq, kind, source, name, value, self.time);
+        self.writes.push(flux::store::Write::Append { execution_id: self.id.as_str().into(), event });
+        self.next_seq += 1;
+    }
+
+    /// The writes that store this log.
+    pub fn into_writes(self) -> Vec<flux::store::Write> {
+        self.writes
+    }
+
+    /// Stores the log in `engine` (from synchronous code).
+    pub fn store(self, engine: &flux::Engine) {
+        let commit = engine.store().write(self.writes);
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(commit).expect("stored");
+    }
+}

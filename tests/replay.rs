@@ -7,7 +7,7 @@ use EventType::*;
 use flux::prelude::*;
 use flux::store::Write;
 use flux::{Error, ErrorKind, Event};
-use flux_suite::kinds;
+use flux_suite::{StoppedLog, kinds};
 
 #[flux::task]
 async fn say_hello(name: String) -> String {
@@ -112,36 +112,14 @@ async fn count_up(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
     add_one(b).await
 }
 
-/// Writes a log as a crashed process would leave it: the first task completed, the second
+/// Stores a log as a crashed process would leave it: the first task completed, the second
 /// started.
 fn crashed_log(engine: &Engine, id: &str) {
-    let now = SystemTime::now();
-    let (args1, t1) = flux::identity::encode_call("add_one", &(&1u32,)).unwrap();
-    let (args2, t2) = flux::identity::encode_call("add_one", &(&2u32,)).unwrap();
-    let source = format!("count_up_{id}");
-    let ev = |seq, kind, src: &str, name: &str, value: Vec<u8>| Write::Append {
-        execution_id: id.into(),
-        event: Event::new(seq, kind, src, name, value, now),
-    };
-    let input = flux::value::to_msgpack(&1u32).unwrap();
-    let commit = engine.store().write(vec![
-        Write::CreateExecution {
-            id: id.into(),
-            workflow_name: "count_up".into(),
-            state: ExecutionState::Running,
-            input: input.clone().into(),
-            time: now,
-        },
-        ev(1, WorkflowStarted, &source, "count_up", input),
-        ev(2, TaskStarted, &t1, "add_one", args1),
-        ev(3, TaskCompleted, &t1, "add_one", flux::value::to_msgpack(&2u32).unwrap()),
-        ev(4, TaskStarted, &t2, "add_one", args2),
-    ]);
-    futures_lite_block(commit).unwrap();
-}
-
-fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    let mut log = StoppedLog::new("count_up", id, &1u32);
+    let t1 = log.task_started("add_one", &(1u32,));
+    log.event(TaskCompleted, &t1, "add_one", &2u32);
+    log.task_started("add_one", &(2u32,));
+    log.store(engine);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use EventType::*;
 use flux::prelude::*;
 use flux::{Error, ErrorKind, TaskMetadata, TaskOptions};
-use flux_suite::kinds;
+use flux_suite::{StoppedLog, kinds};
 
 /// Runs `wf` on a SQLite engine in `dir`, then loads it again in a fresh engine and checks
 /// that state, events and error came back intact.
@@ -569,43 +569,34 @@ async fn wf_resumable(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
 
 /// Stores the log of a process that stopped after `chain` (events of one `resumable(x)` call).
 fn stopped_log(engine: &Engine, id: &str, x: u32, chain: &[EventType]) {
-    use flux::store::Write;
-    let now = std::time::SystemTime::now();
-    let (args, task_id) = flux::identity::encode_call("resumable", &(&x,)).unwrap();
-    let input = flux::value::to_msgpack(&x).unwrap();
-    let mut writes = vec![Write::CreateExecution {
-        id: id.into(),
-        workflow_name: "wf_resumable".into(),
-        state: ExecutionState::Running,
-        input: input.clone().into(),
-        time: now,
-    }];
-    let source = format!("wf_resumable_{id}");
-    let mut events = vec![(WorkflowStarted, source.as_str(), "wf_resumable", input)];
+    #[derive(serde::Serialize)]
+    struct RetryFailed {
+        current_attempt: u32,
+        max_attempts: u32,
+        error: Error,
+    }
+    let mut log = StoppedLog::new("wf_resumable", id, &x);
+    let mut task_id = String::new();
     let mut failed = 0u32;
     for kind in chain {
-        let value = match kind {
-            TaskStarted => args.clone(),
+        match kind {
+            TaskStarted => task_id = log.task_started("resumable", &(x,)),
             TaskRetryFailed => {
-                #[derive(serde::Serialize)]
-                struct F {
-                    current_attempt: u32,
-                    max_attempts: u32,
-                    error: Error,
-                }
+                let error = Error::new(ErrorKind::TaskFailed, format!("attempt {failed} failed"));
+                log.event(
+                    *kind,
+                    &task_id,
+                    "resumable",
+                    &RetryFailed { current_attempt: failed, max_attempts: 2, error },
+                );
                 failed += 1;
-                let error = Error::new(ErrorKind::TaskFailed, format!("attempt {} failed", failed - 1));
-                flux::value::to_msgpack(&F { current_attempt: failed - 1, max_attempts: 2, error }).unwrap()
             }
-            _ => flux::value::to_msgpack(&()).unwrap(),
-        };
-        events.push((*kind, task_id.as_str(), "resumable", value));
+            _ => {
+                log.event(*kind, &task_id, "resumable", &());
+            }
+        }
     }
-    for (i, (kind, src, name, value)) in events.into_iter().enumerate() {
-        let event = flux::Event::new(i as u64 + 1, kind, src, name, value, now);
-        writes.push(Write::Append { execution_id: id.into(), event });
-    }
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(engine.store().write(writes)).unwrap();
+    log.store(engine);
 }
 
 #[test]
