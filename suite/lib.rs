@@ -63,6 +63,7 @@ impl StoppedLog {
                 workflow_name: workflow.into(),
                 state: flux::ExecutionState::Running,
                 input: input.clone().into(),
+                parent_id: None,
                 time,
             }],
             next_seq: 1,

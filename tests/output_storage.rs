@@ -67,6 +67,7 @@ async fn a_large_output_is_kept_out_of_the_log_and_read_back() {
         workflow_name: crashed.workflow_name.clone().into(),
         state: ExecutionState::Running,
         input: crashed.input.clone().into(),
+        parent_id: None,
         time: std::time::SystemTime::now(),
     }];
     // Everything up to big_blob's TASK_COMPLETED, as a process killed right after it leaves.

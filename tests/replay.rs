@@ -436,6 +436,9 @@ impl flux::store::Store for FailingStore {
     fn load(&self, id: &str) -> flux::Result<Option<flux::store::StoredExecution>> {
         self.inner.load(id)
     }
+    fn state(&self, id: &str) -> flux::Result<Option<ExecutionState>> {
+        self.inner.state(id)
+    }
     fn describe(&self) -> String {
         "failing".into()
     }

@@ -261,6 +261,29 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         Some(path) => handler(def, path, true),
         None => quote!(::core::option::Option::None::<::flux::__private::NoHandler<()>>),
     };
+    // `name::map(items)`, for tasks taking one (recorded) argument.
+    let map = match rec_tys.as_slice() {
+        [item_ty] => {
+            let items = local("__flux_items");
+            let item = local("__flux_item");
+            let items_ty = format_ident!("__FluxItems", span = Span::mixed_site());
+            quote! {
+                /// Calls the task once per item, concurrently, and returns the outputs in item
+                /// order (a failure cancels the calls still running and is returned). Bound the
+                /// concurrency with `.max_concurrency(n)`; `.all_results()` returns every outcome.
+                /// Inside a workflow the group is a task named `map` wrapping the calls.
+                pub fn map<#items_ty>(#items: #items_ty) -> ::flux::Parallel<
+                    impl ::core::iter::Iterator<Item = impl ::core::future::Future<Output = ::flux::Result<#out_ty>>>,
+                >
+                where
+                    #items_ty: ::core::iter::IntoIterator<Item = #item_ty>,
+                {
+                    ::flux::__private::map(#ident::NAME, #items.into_iter().map(|#item| #ident(#item)))
+                }
+            }
+        }
+        _ => quote!(),
+    };
     let companion_doc = format!(
         "Companion of the flux task `{name}`: its name and options, and `with_options(..).call(..)` to call it with other options."
     );
@@ -285,6 +308,8 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
             pub fn with_options(options: ::flux::TaskOptions) -> Self {
                 #ident { options }
             }
+
+            #map
 
             /// Calls the task with this value's options.
             pub fn call(self, #(#rec_idents: #rec_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {

@@ -2,11 +2,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use crate::config::{Config, DatabaseLocation};
+use crate::context::RunState;
 use crate::error::{Error, Result};
 use crate::output::{self, FileOutputStorage, OutputStorage};
 use crate::secrets::{self, KeySource, Keyring};
@@ -30,8 +30,8 @@ pub struct Engine {
 
 struct Inner {
     store: Arc<dyn Store>,
-    /// Executions being run by this engine right now.
-    running: Arc<Mutex<HashSet<String>>>,
+    /// Executions being run by this engine right now, with their run once it exists.
+    running: Arc<Mutex<Running>>,
     /// Where the key of the secrets comes from; the key is loaded on first use.
     key_source: KeySource,
     keyring: OnceLock<Keyring>,
@@ -39,10 +39,21 @@ struct Inner {
     outputs: RwLock<HashMap<String, Arc<dyn OutputStorage>>>,
 }
 
+type Running = HashMap<String, Weak<RunState>>;
+
 /// Marks an execution as being run by this engine until dropped.
 pub(crate) struct LocalClaim {
-    running: Arc<Mutex<HashSet<String>>>,
+    running: Arc<Mutex<Running>>,
     id: String,
+}
+
+impl LocalClaim {
+    /// Makes `run` reachable through [`Engine::local_run`] while the claim lasts.
+    pub(crate) fn attach(&self, run: &Arc<RunState>) {
+        if let Some(slot) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&self.id) {
+            *slot = Arc::downgrade(run);
+        }
+    }
 }
 
 impl Drop for LocalClaim {
@@ -229,13 +240,32 @@ impl Engine {
     /// on here, so that one execution is never driven twice at once by the same engine.
     pub(crate) fn claim_local(&self, execution_id: &str) -> Result<LocalClaim> {
         let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-        if !running.insert(execution_id.to_string()) {
+        if running.contains_key(execution_id) {
             return Err(Error::new(
                 crate::ErrorKind::InvalidState,
                 format!("execution `{execution_id}` is already running; wait for it instead of running it again"),
             ));
         }
+        running.insert(execution_id.to_string(), Weak::new());
         Ok(LocalClaim { running: self.inner.running.clone(), id: execution_id.to_string() })
+    }
+
+    /// The run of `execution_id` going on in this engine, if any.
+    pub(crate) fn local_run(&self, execution_id: &str) -> Option<Arc<RunState>> {
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).and_then(Weak::upgrade)
+    }
+
+    /// The stored state of an execution, read off the async threads.
+    pub(crate) async fn state(&self, execution_id: &str) -> Result<Option<crate::ExecutionState>> {
+        let store = self.inner.store.clone();
+        let id = execution_id.to_string();
+        match tokio::task::spawn_blocking(move || store.state(&id)).await {
+            Ok(result) => result,
+            Err(e) => Err(Error::new(
+                crate::ErrorKind::Storage,
+                format!("reading the state of execution `{execution_id}` failed: {e}"),
+            )),
+        }
     }
 
     /// Loads an execution as stored, off the async threads.

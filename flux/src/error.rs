@@ -41,6 +41,8 @@ pub enum ErrorKind {
     Panic,
     /// A task or workflow asked for secrets that are not set.
     MissingSecret,
+    /// The execution was cancelled while the task (or the workflow) was running.
+    Cancelled,
     /// A stored error whose kind this version of flux does not know.
     #[serde(other)]
     Unknown,
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::InvalidState => "invalid_state",
             ErrorKind::Panic => "panic",
             ErrorKind::MissingSecret => "missing_secret",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::Unknown => "unknown",
         }
     }

@@ -63,6 +63,8 @@
 #[allow(unused_extern_crates)]
 extern crate self as flux;
 
+mod builtins;
+mod compose;
 mod config;
 mod context;
 mod engine;
@@ -76,15 +78,21 @@ mod task;
 pub mod value;
 mod workflow;
 
+pub use builtins::{choice, now, pause, pause_with, progress, randint, randrange, sleep, uuid4};
+pub use compose::{AllResults, Parallel, parallel};
 pub use config::{Config, DatabaseLocation};
+pub use context::PROGRESS_QUEUE;
 pub use context::{Execution, ExecutionContext};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventType, ExecutionState};
 pub use store::Durability;
 pub use task::Call;
+pub use task::ROLLBACK_LIMIT;
 pub use task::{MAX_RETRY_DELAY, TaskOptions};
+pub use uuid::Uuid;
 pub use value::Storable;
+pub use workflow::{ExecutionHandle, ExecutionStream, Joined};
 
 /// What a task with `metadata = true` receives in its `TaskMetadata` parameter.
 ///
@@ -180,9 +188,11 @@ pub mod prelude {
 pub mod __private {
     use std::fmt::Display;
 
+    pub use crate::compose::{group, limited, map, semaphore};
     pub use crate::task::{Args, ArgsReader, Call, Codec, Handlers, NoHandler, TaskCall, codec, run_blocking};
     pub use crate::workflow::BoxFuture;
     pub use serde;
+    pub use tokio;
 
     use crate::error::{Error, ErrorKind};
 

@@ -9,11 +9,14 @@ use std::sync::Arc;
 
 use futures::FutureExt as _;
 
-use crate::context::{self, Execution, ExecutionContext, RunState};
-use crate::engine::Engine;
+use std::time::Duration;
+
+use crate::context::{self, CancelRequest, Execution, ExecutionContext, PauseRequest, RunState, Stop, Subscription};
+use crate::engine::{Engine, LocalClaim};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
 use crate::store::{StoredExecution, Write};
+use crate::task::{Args, ArgsReader, Call, Handlers, NoHandler, TaskCall, TaskOptions};
 use crate::value::{self, Storable};
 
 /// A boxed, sendable future: the type of a workflow body.
@@ -113,9 +116,48 @@ impl<W: WorkflowDefinition> Workflow<W> {
     /// workflow that fails returns `Ok` with an execution in state `FAILED`.
     pub async fn run(&self, input: W::Input) -> Result<Execution<W::Input, W::Output>> {
         let engine = self.engine()?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let _claim = engine.claim_local(&id)?;
-        start::<W>(&engine, id, input).await
+        let id = new_execution_id();
+        let claim = engine.claim_local(&id)?;
+        let (run, bytes) = create::<W>(&engine, &claim, &id, &input, None)?;
+        begin(&run, bytes.clone()).await?;
+        drive::<W>(run, input, bytes).await
+    }
+
+    /// Starts a new execution in the background and returns at once (once the execution is
+    /// stored) with a handle: its id, [`ExecutionHandle::cancel`], and `.await` for the result.
+    ///
+    /// Needs a Tokio runtime (the execution runs as a spawned task).
+    pub async fn start(&self, input: W::Input) -> Result<ExecutionHandle<W>> {
+        let engine = self.engine()?;
+        let id = new_execution_id();
+        let claim = engine.claim_local(&id)?;
+        let (run, bytes) = create::<W>(&engine, &claim, &id, &input, None)?;
+        begin(&run, bytes.clone()).await?;
+        let join = tokio::spawn(async move {
+            let _claim = claim;
+            drive::<W>(run, input, bytes).await
+        });
+        Ok(ExecutionHandle { execution_id: id, workflow: self.on(&engine), join })
+    }
+
+    /// Starts a new execution in the background and streams its events: each durable event as
+    /// it is recorded, and the ephemeral `TASK_PROGRESS` events of `flux::progress`, ending with
+    /// the final (or paused) event.
+    ///
+    /// Progress events wait in a queue of [`crate::PROGRESS_QUEUE`] per stream; when a reader falls
+    /// that far behind, newer progress events are dropped (durable ones never are).
+    pub async fn stream(&self, input: W::Input) -> Result<ExecutionStream<W>> {
+        let engine = self.engine()?;
+        let id = new_execution_id();
+        let claim = engine.claim_local(&id)?;
+        let (run, bytes) = create::<W>(&engine, &claim, &id, &input, None)?;
+        let events = run.subscribe();
+        let join = tokio::spawn(async move {
+            let _claim = claim;
+            begin(&run, bytes.clone()).await?;
+            drive::<W>(run, input, bytes).await
+        });
+        Ok(ExecutionStream { execution_id: id, events, join: Some(join), ended: false })
     }
 
     /// Runs with a caller-chosen execution id. If an execution with that id exists, it is
@@ -126,10 +168,14 @@ impl<W: WorkflowDefinition> Workflow<W> {
         if id.is_empty() {
             return Err(Error::new(ErrorKind::InvalidState, "an execution id cannot be empty"));
         }
-        let _claim = engine.claim_local(&id)?;
+        let claim = engine.claim_local(&id)?;
         match engine.load(&id).await? {
-            Some(stored) => resume_stored::<W>(&engine, stored).await,
-            None => start::<W>(&engine, id, input).await,
+            Some(stored) => resume_stored::<W>(&engine, &claim, stored).await,
+            None => {
+                let (run, bytes) = create::<W>(&engine, &claim, &id, &input, None)?;
+                begin(&run, bytes.clone()).await?;
+                drive::<W>(run, input, bytes).await
+            }
         }
     }
 
@@ -137,9 +183,103 @@ impl<W: WorkflowDefinition> Workflow<W> {
     /// left running by a crash is run again over its log, replaying every recorded task.
     pub async fn replay(&self, id: &str) -> Result<Execution<W::Input, W::Output>> {
         let engine = self.engine()?;
-        let _claim = engine.claim_local(id)?;
+        let claim = engine.claim_local(id)?;
         let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
-        resume_stored::<W>(&engine, stored).await
+        resume_stored::<W>(&engine, &claim, stored).await
+    }
+
+    /// Resumes a paused execution with `input`: the body replays up to the pause it stopped at,
+    /// which returns `input`, and goes on (to its end or to its next pause).
+    ///
+    /// If `input` does not fit the type the pause asks for, the error says so and the execution
+    /// stays `PAUSED`, unchanged.
+    pub async fn resume<R: serde::Serialize>(&self, id: &str, input: R) -> Result<Execution<W::Input, W::Output>> {
+        let engine = self.engine()?;
+        let claim = engine.claim_local(id)?;
+        let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
+        check_workflow::<W>(&stored)?;
+        if stored.state != ExecutionState::Paused {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "execution `{id}` is not paused (it is {}); only a paused execution can be resumed",
+                    stored.state
+                ),
+            ));
+        }
+        let resume_input: Arc<[u8]> = value::to_msgpack(&input)
+            .map_err(|e| {
+                Error::new(ErrorKind::Encode, format!("the resume input of execution `{id}` cannot be encoded"))
+                    .with_cause(e.message().to_string())
+            })?
+            .into();
+        let input = decode_input::<W>(&stored.id, &stored.input)?;
+        let run = Arc::new(
+            RunState::new(engine.clone(), &stored.id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
+        );
+        claim.attach(&run);
+        run.set_resume_input(resume_input);
+        tracing::debug!(workflow = W::NAME, execution_id = %id, "resuming execution");
+        drive::<W>(run, input, stored.input.into()).await
+    }
+
+    /// Cancels an execution and returns it as it then is.
+    ///
+    /// - Running in this process: `WORKFLOW_CANCELLING` is recorded, the running task records
+    ///   `TASK_CANCELLED` and runs its rollback (at most [`crate::ROLLBACK_LIMIT`]), and the
+    ///   execution ends `CANCELLED`; this waits for that end.
+    /// - Paused (or not yet claimed): it is cancelled at once.
+    /// - Running in another process: its state becomes `CANCELLING`; that process notices within
+    ///   a fraction of a second and finishes the cancellation (a replay finishes it too, if that
+    ///   process is gone). The execution is returned in state `CANCELLING`.
+    ///
+    /// Cancelling a finished execution is an error that says so.
+    pub async fn cancel(&self, id: &str) -> Result<Execution<W::Input, W::Output>> {
+        let engine = self.engine()?;
+        if let Some(run) = engine.local_run(id) {
+            if *run.workflow_name != *W::NAME {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!("execution `{id}` belongs to workflow `{}`, not `{}`", run.workflow_name, W::NAME),
+                ));
+            }
+            if let CancelRequest::Requested(commit) = run.request_cancel(false)? {
+                run.durable(Some(commit)).await?;
+            }
+            // Finished, paused or cancelled: wait for the driver to be done, then look at storage.
+            run.wait_closed().await;
+        }
+        let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
+        check_workflow::<W>(&stored)?;
+        match stored.state {
+            state if state.is_terminal() => Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "execution `{id}` has already finished ({state}); only a running or paused execution can be \
+                     cancelled"
+                ),
+            )),
+            ExecutionState::Cancelling => to_execution::<W>(&engine, stored),
+            ExecutionState::Running
+            | ExecutionState::Resuming
+            | ExecutionState::Claimed
+            | ExecutionState::ResumeClaimed => {
+                let request = Write::SetState {
+                    execution_id: Arc::from(id),
+                    state: ExecutionState::Cancelling,
+                    output: None,
+                    time: crate::event::now(),
+                };
+                engine.store().write(vec![request]).await?;
+                let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
+                to_execution::<W>(&engine, stored)
+            }
+            _ => {
+                let claim = engine.claim_local(id)?;
+                let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
+                finish_cancelled::<W>(&engine, &claim, stored).await
+            }
+        }
     }
 
     /// The execution as stored, without running anything.
@@ -148,6 +288,256 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
         check_workflow::<W>(&stored)?;
         to_execution::<W>(&engine, stored)
+    }
+
+    /// Calls this workflow from inside another workflow: a sub-workflow. It gets its own
+    /// execution, linked to the parent's (its `parent_id`), and the call is a task in the parent's
+    /// log: when the parent replays, the recorded output is returned and the child is not run
+    /// again. A child left unfinished by a crash is continued, not started again.
+    ///
+    /// Outside a workflow it simply runs the workflow and returns its output. A child that
+    /// fails, is cancelled or pauses makes the call fail (a paused child cannot be resumed through
+    /// its parent).
+    ///
+    /// ```
+    /// use flux::prelude::*;
+    ///
+    /// #[flux::workflow]
+    /// async fn child(ctx: ExecutionContext<u32>) -> u32 {
+    ///     ctx.input() * 2
+    /// }
+    ///
+    /// #[flux::workflow]
+    /// async fn parent(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    ///     child.call(*ctx.input()).await
+    /// }
+    /// ```
+    pub fn call(&self, input: W::Input) -> impl Future<Output = Result<W::Output>> + Send + 'static {
+        let workflow = self.clone();
+        let task = TaskCall::begin(W::NAME, || (W::NAME, Args::new(1).arg(&input)));
+        let mut input = Some(input);
+        async move {
+            let attempt = move |call: &Call<'_>| -> Result<BoxFuture<Result<W::Output>>> {
+                let input = match input.take() {
+                    Some(input) => input,
+                    None => ArgsReader::new(call.args, 1)?.read::<W::Input>()?,
+                };
+                let (Some(engine), Some(parent)) = (call.engine, context::current()) else {
+                    // Outside a workflow: an execution of its own.
+                    let workflow = workflow.clone();
+                    return Ok(Box::pin(async move { output_of::<W>(workflow.run(input).await?) }));
+                };
+                let child_id = child_execution_id(&parent.execution_id, call.task_id);
+                Ok(Box::pin(run_child::<W>(engine.clone(), child_id, parent.execution_id.clone(), input)))
+            };
+            let handlers = Handlers { fallback: None::<NoHandler<W::Output>>, rollback: None::<NoHandler<()>> };
+            task.run(crate::task::codec::<W::Output>(), &TaskOptions::new(), attempt, handlers).await
+        }
+    }
+}
+
+/// A new random execution id (32 hexadecimal digits).
+fn new_execution_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The id of the child execution started by the call `task_id` of execution `parent`: the same
+/// on every replay of the parent.
+fn child_execution_id(parent: &str, task_id: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(parent.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(task_id.as_bytes());
+    let hash = hasher.finalize();
+    let hex = hash.to_hex();
+    hex[..32].to_string()
+}
+
+/// The output of a finished execution, or why there is none.
+fn output_of<W: WorkflowDefinition>(execution: Execution<W::Input, W::Output>) -> Result<W::Output> {
+    let id = execution.execution_id.clone();
+    match execution.state {
+        ExecutionState::Completed => execution.output.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Decode,
+                format!("execution `{id}` of workflow `{}` completed without output", W::NAME),
+            )
+        }),
+        ExecutionState::Paused => Err(Error::new(
+            ErrorKind::InvalidState,
+            format!("sub-workflow `{}` (execution `{id}`) paused; a sub-workflow cannot wait for a resume", W::NAME),
+        )),
+        state => {
+            let kind =
+                if state == ExecutionState::Cancelled { ErrorKind::Cancelled } else { ErrorKind::WorkflowFailed };
+            let mut error = Error::new(kind, format!("sub-workflow `{}` (execution `{id}`) ended {state}", W::NAME));
+            if let Some(cause) = execution.error {
+                error = error.with_cause(cause.to_string());
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Marks a child execution `CANCELLING` if its parent stops awaiting it before it ends (the
+/// parent was cancelled), so that it is not left running without an owner.
+struct ChildGuard {
+    engine: Engine,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let request = Write::SetState {
+                execution_id: Arc::from(self.id.as_str()),
+                state: ExecutionState::Cancelling,
+                output: None,
+                time: crate::event::now(),
+            };
+            // Refused harmlessly if the child finished or was never created.
+            drop(self.engine.store().write(vec![request]));
+        }
+    }
+}
+
+/// Runs (or continues, or returns as stored) the child execution `id` of a parent.
+async fn run_child<W: WorkflowDefinition>(
+    engine: Engine,
+    id: String,
+    parent: Arc<str>,
+    input: W::Input,
+) -> Result<W::Output> {
+    let claim = engine.claim_local(&id)?;
+    let mut guard = ChildGuard { engine: engine.clone(), id: id.clone(), armed: true };
+    let execution = match engine.load(&id).await? {
+        Some(stored) => resume_stored::<W>(&engine, &claim, stored).await?,
+        None => {
+            let (run, bytes) = create::<W>(&engine, &claim, &id, &input, Some(parent))?;
+            begin(&run, bytes.clone()).await?;
+            drive::<W>(run, input, bytes).await?
+        }
+    };
+    guard.armed = false;
+    output_of::<W>(execution)
+}
+
+/// The background task running an execution of `W`.
+type Running<W> =
+    tokio::task::JoinHandle<Result<Execution<<W as WorkflowDefinition>::Input, <W as WorkflowDefinition>::Output>>>;
+
+/// A running execution started by [`Workflow::start`]: `.await` it for the result.
+pub struct ExecutionHandle<W: WorkflowDefinition> {
+    execution_id: String,
+    workflow: Workflow<W>,
+    join: Running<W>,
+}
+
+impl<W: WorkflowDefinition> ExecutionHandle<W> {
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// Cancels the execution (see [`Workflow::cancel`]) and waits until it has stopped.
+    pub async fn cancel(&self) -> Result<Execution<W::Input, W::Output>> {
+        self.workflow.cancel(&self.execution_id).await
+    }
+
+    /// Whether the execution has stopped running here (finished, paused or stopped by an error).
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+}
+
+impl<W: WorkflowDefinition> std::fmt::Debug for ExecutionHandle<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionHandle").field("workflow", &W::NAME).field("execution_id", &self.execution_id).finish()
+    }
+}
+
+impl<W: WorkflowDefinition> std::future::IntoFuture for ExecutionHandle<W> {
+    type Output = Result<Execution<W::Input, W::Output>>;
+    type IntoFuture = Joined<Execution<W::Input, W::Output>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Joined(self.join)
+    }
+}
+
+/// The result of an execution running in the background.
+#[derive(Debug)]
+pub struct Joined<T>(tokio::task::JoinHandle<Result<T>>);
+
+impl<T> Future for Joined<T> {
+    type Output = Result<T>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<T>> {
+        Pin::new(&mut self.0).poll(cx).map(|joined| match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(crate::task::panic_error(e.into_panic())),
+            Err(e) => Err(Error::new(ErrorKind::Cancelled, format!("the execution's task was stopped: {e}"))),
+        })
+    }
+}
+
+/// The events of an execution started by [`Workflow::stream`], as a [`futures::Stream`].
+///
+/// Yields each event in log order (with the ephemeral `TASK_PROGRESS` events in between) and
+/// ends after the final or paused event. If the engine fails, the last item is the error.
+/// [`ExecutionStream::execution`] waits for the end and returns the execution.
+pub struct ExecutionStream<W: WorkflowDefinition> {
+    execution_id: String,
+    events: Subscription,
+    join: Option<Running<W>>,
+    ended: bool,
+}
+
+impl<W: WorkflowDefinition> ExecutionStream<W> {
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// Waits for the execution to stop and returns it (the events not taken are skipped).
+    pub async fn execution(mut self) -> Result<Execution<W::Input, W::Output>> {
+        match self.join.take() {
+            Some(join) => Joined(join).await,
+            None => Err(Error::new(ErrorKind::InvalidState, "the stream's execution was taken already")),
+        }
+    }
+}
+
+impl<W: WorkflowDefinition> std::fmt::Debug for ExecutionStream<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionStream").field("workflow", &W::NAME).field("execution_id", &self.execution_id).finish()
+    }
+}
+
+impl<W: WorkflowDefinition> futures::Stream for ExecutionStream<W> {
+    type Item = Result<crate::Event>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.events.poll_next(cx) {
+            Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(event))),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {}
+        }
+        // Every event was taken: report an engine failure, if the run ended with one.
+        let Some(join) = self.join.as_mut() else {
+            self.ended = true;
+            return Poll::Ready(None);
+        };
+        let result = std::task::ready!(Pin::new(join).poll(cx));
+        self.join = None;
+        self.ended = true;
+        Poll::Ready(match result {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(Err(e)),
+            Err(e) => Some(Err(Error::new(ErrorKind::Panic, format!("the execution's task failed: {e}")))),
+        })
     }
 }
 
@@ -201,7 +591,7 @@ fn to_execution<W: WorkflowDefinition>(
                 .with_cause(e.message().to_string())
             })?);
         }
-        (ExecutionState::Failed, Some(bytes)) => {
+        (ExecutionState::Failed | ExecutionState::Cancelled, Some(bytes)) => {
             // A stored error always loads: if it cannot be read as an Error it is reported as one.
             error = Some(value::from_msgpack::<Error>(bytes).unwrap_or_else(|e| {
                 Error::new(ErrorKind::Unknown, "the stored error of this execution cannot be read")
@@ -217,83 +607,244 @@ fn to_execution<W: WorkflowDefinition>(
         input,
         output,
         error,
+        parent_id: stored.parent_id,
         events: stored.events,
     })
 }
 
-/// Creates a new execution (row and `WORKFLOW_STARTED`, durable before the body runs) and runs it.
-async fn start<W: WorkflowDefinition>(
+/// A new execution's run and encoded input, attached to `claim`.
+fn create<W: WorkflowDefinition>(
     engine: &Engine,
-    id: String,
-    input: W::Input,
-) -> Result<Execution<W::Input, W::Output>> {
-    let input_bytes: Arc<[u8]> = value::to_msgpack(&input)
+    claim: &LocalClaim,
+    id: &str,
+    input: &W::Input,
+    parent: Option<Arc<str>>,
+) -> Result<(Arc<RunState>, Arc<[u8]>)> {
+    let input_bytes: Arc<[u8]> = value::to_msgpack(input)
         .map_err(|e| {
             Error::new(ErrorKind::Encode, format!("the input of workflow `{}` cannot be encoded", W::NAME))
                 .with_cause(e.message().to_string())
         })?
         .into();
-    let run = Arc::new(RunState::new(engine.clone(), &id, W::NAME, Vec::new()));
+    let run = Arc::new(RunState::new(engine.clone(), id, W::NAME, Vec::new()).with_parent(parent.as_deref()));
+    claim.attach(&run);
+    Ok((run, input_bytes))
+}
+
+/// Stores a new execution: its row and `WORKFLOW_STARTED` in one transaction, durable before the
+/// body runs.
+async fn begin(run: &Arc<RunState>, input: Arc<[u8]>) -> Result<()> {
     let create = Write::CreateExecution {
         id: run.execution_id.clone(),
         workflow_name: run.workflow_name.clone(),
         state: ExecutionState::Running,
-        input: input_bytes.clone(),
+        input: input.clone(),
+        parent_id: run.parent_id.clone(),
         time: crate::event::now(),
     };
-    // The row and WORKFLOW_STARTED are one transaction, durable before the body runs.
-    run.record_durable(
-        EventType::WorkflowStarted,
-        &run.workflow_source,
-        &run.workflow_name,
-        input_bytes.clone(),
-        Some(create),
-    )
-    .await?;
-    tracing::debug!(workflow = W::NAME, execution_id = %id, "execution started");
-    drive::<W>(run, input, &input_bytes).await
+    let started = run
+        .record_durable(EventType::WorkflowStarted, &run.workflow_source, &run.workflow_name, input, Some(create))
+        .await;
+    if started.is_err() {
+        run.close();
+    }
+    started?;
+    tracing::debug!(workflow = %run.workflow_name, execution_id = %run.execution_id, "execution started");
+    Ok(())
 }
 
 /// Continues a stored execution, or returns it as stored when there is nothing to run.
 async fn resume_stored<W: WorkflowDefinition>(
     engine: &Engine,
+    claim: &LocalClaim,
     stored: StoredExecution,
 ) -> Result<Execution<W::Input, W::Output>> {
     check_workflow::<W>(&stored)?;
     if stored.state.is_terminal() || stored.state == ExecutionState::Paused {
         return to_execution::<W>(engine, stored);
     }
+    if stored.state == ExecutionState::Cancelling {
+        // Its cancellation was asked for while no process ran it (or the one that did is gone).
+        return finish_cancelled::<W>(engine, claim, stored).await;
+    }
     let input = decode_input::<W>(&stored.id, &stored.input)?;
     tracing::debug!(workflow = W::NAME, execution_id = %stored.id, events = stored.events.len(), "continuing execution");
-    let run = Arc::new(RunState::new(engine.clone(), &stored.id, W::NAME, stored.events));
-    drive::<W>(run, input, &stored.input).await
+    let run = Arc::new(
+        RunState::new(engine.clone(), &stored.id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
+    );
+    claim.attach(&run);
+    drive::<W>(run, input, stored.input.into()).await
+}
+
+/// Ends the cancellation of an execution nobody runs: `WORKFLOW_CANCELLING` (unless the log has
+/// it already) and `WORKFLOW_CANCELLED`, state `CANCELLED`, in one transaction.
+async fn finish_cancelled<W: WorkflowDefinition>(
+    engine: &Engine,
+    claim: &LocalClaim,
+    stored: StoredExecution,
+) -> Result<Execution<W::Input, W::Output>> {
+    let input = decode_input::<W>(&stored.id, &stored.input)?;
+    let asked = stored.events.iter().rev().any(|e| e.kind() == EventType::WorkflowCancelling);
+    let run = Arc::new(
+        RunState::new(engine.clone(), &stored.id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
+    );
+    claim.attach(&run);
+    let _closed = CloseOnDrop(&run);
+    let error = cancelled_workflow(&run.execution_id);
+    let recorded: Arc<[u8]> = value::to_msgpack(&error)?.into();
+    let mut events = Vec::with_capacity(2);
+    if !asked {
+        events.push((EventType::WorkflowCancelling, &run.workflow_source, &run.workflow_name, Arc::from(context::NIL)));
+    }
+    events.push((EventType::WorkflowCancelled, &run.workflow_source, &run.workflow_name, recorded.clone()));
+    let set_state = Write::SetState {
+        execution_id: run.execution_id.clone(),
+        state: ExecutionState::Cancelled,
+        output: Some(recorded),
+        time: crate::event::now(),
+    };
+    let commit = run.record_batch(events, Some(set_state))?;
+    run.durable(Some(commit)).await?;
+    tracing::debug!(workflow = W::NAME, execution_id = %run.execution_id, "execution cancelled");
+    Ok(Execution {
+        execution_id: run.execution_id.to_string(),
+        workflow_name: W::NAME.to_string(),
+        state: ExecutionState::Cancelled,
+        input,
+        output: None,
+        error: Some(error),
+        parent_id: run.parent_id.as_deref().map(str::to_string),
+        events: run.take_events(),
+    })
+}
+
+/// The error of a cancelled execution.
+fn cancelled_workflow(id: &str) -> Error {
+    Error::new(ErrorKind::Cancelled, format!("execution `{id}` was cancelled"))
+}
+
+/// Closes a run (listeners, waiters) however the driver leaves.
+struct CloseOnDrop<'a>(&'a RunState);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// How long a cancelled body may take to wind down (its running task's rollback included)
+/// before it is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(15);
+
+/// How often a running execution checks storage for a cancellation asked for by another
+/// process.
+const CANCEL_POLL: Duration = Duration::from_millis(250);
+
+/// How the body stopped.
+enum Ending<O> {
+    /// It returned (or panicked).
+    Returned(Result<O>),
+    /// It reached a pause.
+    Paused(PauseRequest),
+    /// A resume input did not fit its pause.
+    Rejected(Error),
+}
+
+/// Resolves once storage says the execution is `CANCELLING` (asked for by another process).
+async fn cancel_requested_in_store(run: &RunState) {
+    loop {
+        tokio::time::sleep(CANCEL_POLL).await;
+        if let Ok(Some(ExecutionState::Cancelling)) = run.engine().state(&run.execution_id).await {
+            return;
+        }
+    }
+}
+
+/// Polls the body until it returns or is told to stop (pause, rejected resume); a cancelled body
+/// is given [`CANCEL_GRACE`] to record its cancellation.
+async fn run_body<O>(run: &Arc<RunState>, body: BoxFuture<Result<O>>) -> Ending<O> {
+    let body = context::scope(run.clone(), AssertUnwindSafe(body).catch_unwind());
+    let mut body = std::pin::pin!(body);
+    let returned = |r: std::result::Result<Result<O>, Box<dyn std::any::Any + Send>>| {
+        Ending::Returned(r.unwrap_or_else(|panic| Err(crate::task::panic_error(panic))))
+    };
+    let watch = cancel_requested_in_store(run);
+    let mut watch = std::pin::pin!(watch);
+    let mut watching = true;
+    loop {
+        let notified = run.stop_notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        match run.stop() {
+            Stop::Pause(pause) => return Ending::Paused(pause),
+            Stop::Rejected(e) => return Ending::Rejected(e),
+            Stop::Cancel => {
+                return match tokio::time::timeout(CANCEL_GRACE, body.as_mut()).await {
+                    Ok(r) => returned(r),
+                    Err(_) => Ending::Returned(Err(cancelled_workflow(&run.execution_id))),
+                };
+            }
+            Stop::None => {}
+        }
+        tokio::select! {
+            r = body.as_mut() => return returned(r),
+            _ = notified => {}
+            _ = watch.as_mut(), if watching => {
+                watching = false;
+                match run.request_cancel(true) {
+                    Ok(CancelRequest::Requested(commit)) => {
+                        // A failure marks the run broken; it is reported when the run ends.
+                        let _ = run.durable(Some(commit)).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(execution_id = %run.execution_id, error = %e, "cannot record the cancellation"),
+                }
+            }
+        }
+    }
 }
 
 /// Runs the body over `run`'s log and records how it ended.
 async fn drive<W: WorkflowDefinition>(
     run: Arc<RunState>,
     input: W::Input,
-    input_bytes: &[u8],
+    input_bytes: Arc<[u8]>,
 ) -> Result<Execution<W::Input, W::Output>> {
+    let _closed = CloseOnDrop(&run);
     let requester = format!("workflow `{}`", W::NAME);
-    let outcome = match crate::secrets::fetch(run.engine(), W::SECRET_REQUESTS, &requester) {
+    let ending = match crate::secrets::fetch(run.engine(), W::SECRET_REQUESTS, &requester) {
         // Without the secrets it asked for, the body does not run and the workflow fails.
-        Err(e) => Err(e),
-        Ok(secrets) => {
-            let ctx = ExecutionContext::new(run.clone(), input, secrets);
-            let body = AssertUnwindSafe(W::body(ctx)).catch_unwind();
-            match context::scope(run.clone(), body).await {
-                Ok(result) => result,
-                Err(panic) => Err(crate::task::panic_error(panic)),
-            }
-        }
+        Err(e) => Ending::Returned(Err(e)),
+        Ok(secrets) => run_body(&run, W::body(ExecutionContext::new(run.clone(), input, secrets))).await,
     };
     if let Some(broken) = run.broken() {
         // The log in storage stopped at the last durable event: the execution stays RUNNING
         // there and can be replayed once storage works again.
         return Err(broken);
     }
-    let (state, kind, stored, output, error) = match outcome {
+    let outcome = match ending {
+        Ending::Rejected(e) => return Err(e),
+        Ending::Paused(pause) => match run.record_pause(&pause)? {
+            Some(commit) => {
+                run.durable(Some(commit)).await?;
+                tracing::debug!(workflow = W::NAME, execution_id = %run.execution_id, pause = %pause.name, "execution paused");
+                return Ok(Execution {
+                    execution_id: run.execution_id.to_string(),
+                    workflow_name: W::NAME.to_string(),
+                    state: ExecutionState::Paused,
+                    input: decode_input::<W>(&run.execution_id, &input_bytes)?,
+                    output: None,
+                    error: None,
+                    parent_id: run.parent_id.as_deref().map(str::to_string),
+                    events: run.take_events(),
+                });
+            }
+            // Cancelled before the pause was recorded.
+            None => Err(cancelled_workflow(&run.execution_id)),
+        },
+        Ending::Returned(outcome) => outcome,
+    };
+    let (kind, recorded, state, output, error) = match outcome {
         Ok(output) => match value::to_msgpack(&output) {
             Ok(bytes) => {
                 let recorded = match W::OUTPUT_STORAGE {
@@ -302,33 +853,37 @@ async fn drive<W: WorkflowDefinition>(
                     // and can be replayed once the storage works.
                     Some(storage) => run.engine().store_output(storage, &bytes).map_err(|e| run.abort(e))?,
                 };
-                (ExecutionState::Completed, EventType::WorkflowCompleted, recorded, Some(output), None)
+                (EventType::WorkflowCompleted, recorded, ExecutionState::Completed, Some(output), None)
             }
             Err(e) => {
                 let err =
                     Error::new(ErrorKind::Encode, format!("the output of workflow `{}` cannot be encoded", W::NAME))
                         .with_cause(e.message().to_string());
-                (ExecutionState::Failed, EventType::WorkflowFailed, value::to_msgpack(&err)?, None, Some(err))
+                (EventType::WorkflowFailed, value::to_msgpack(&err)?, ExecutionState::Failed, None, Some(err))
             }
         },
-        Err(err) => (ExecutionState::Failed, EventType::WorkflowFailed, value::to_msgpack(&err)?, None, Some(err)),
+        Err(err) => (EventType::WorkflowFailed, value::to_msgpack(&err)?, ExecutionState::Failed, None, Some(err)),
     };
-    let stored: Arc<[u8]> = stored.into();
-    let set_state = Write::SetState {
-        execution_id: run.execution_id.clone(),
-        state,
-        output: Some(stored.clone()),
-        time: crate::event::now(),
-    };
-    run.record_durable(kind, &run.workflow_source, &run.workflow_name, stored, Some(set_state)).await?;
+    let cancel_error = cancelled_workflow(&run.execution_id);
+    let (commit, state) = run.record_end(|cancelled| {
+        if cancelled {
+            // Once its cancellation is recorded, an execution ends cancelled, whatever its body did.
+            Ok((EventType::WorkflowCancelled, value::to_msgpack(&cancel_error)?.into(), ExecutionState::Cancelled))
+        } else {
+            Ok((kind, recorded.into(), state))
+        }
+    })?;
+    run.durable(Some(commit)).await?;
     tracing::debug!(workflow = W::NAME, execution_id = %run.execution_id, state = %state, "execution finished");
+    let (output, error) = if state == ExecutionState::Cancelled { (None, Some(cancel_error)) } else { (output, error) };
     Ok(Execution {
         execution_id: run.execution_id.to_string(),
         workflow_name: W::NAME.to_string(),
         state,
-        input: decode_input::<W>(&run.execution_id, input_bytes)?,
+        input: decode_input::<W>(&run.execution_id, &input_bytes)?,
         output,
         error,
+        parent_id: run.parent_id.as_deref().map(str::to_string),
         events: run.take_events(),
     })
 }

@@ -67,12 +67,9 @@ impl MemoryStore {
                     *expected += 1;
                 }
                 Write::CachePut { .. } => {}
-                Write::SetState { execution_id: id, .. } => match map.get(&**id) {
-                    Some(e) if e.state.is_terminal() => {
-                        return Err(Error::new(
-                            ErrorKind::InvalidState,
-                            format!("execution `{id}` is already {}; a finished execution never changes", e.state),
-                        ));
+                Write::SetState { execution_id: id, state, .. } => match map.get(&**id) {
+                    Some(e) if !super::transition_allowed(e.state, *state) => {
+                        return Err(super::transition_refused(id, e.state, *state));
                     }
                     None if !created.contains(id) => {
                         return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
@@ -83,7 +80,7 @@ impl MemoryStore {
         }
         for w in writes {
             match w {
-                Write::CreateExecution { id, workflow_name, state, input, time } => {
+                Write::CreateExecution { id, workflow_name, state, input, parent_id, time } => {
                     map.insert(
                         id.to_string(),
                         StoredExecution {
@@ -92,7 +89,7 @@ impl MemoryStore {
                             state,
                             input: input.to_vec(),
                             output: None,
-                            parent_id: None,
+                            parent_id: parent_id.map(|p| p.to_string()),
                             created_at: time,
                             updated_at: time,
                             events: Vec::new(),
@@ -130,6 +127,10 @@ impl Store for MemoryStore {
 
     fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
         Ok(self.lock().get(execution_id).cloned())
+    }
+
+    fn state(&self, execution_id: &str) -> Result<Option<crate::event::ExecutionState>> {
+        Ok(self.lock().get(execution_id).map(|e| e.state))
     }
 
     fn describe(&self) -> String {

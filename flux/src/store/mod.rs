@@ -20,6 +20,27 @@ mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+/// Whether an execution in state `from` may move to `to`: a finished execution never changes, and
+/// a cancelling one only finishes.
+pub(crate) fn transition_allowed(from: ExecutionState, to: ExecutionState) -> bool {
+    !from.is_terminal() && (from != ExecutionState::Cancelling || to.is_terminal() || to == from)
+}
+
+/// The error for a refused state change.
+pub(crate) fn transition_refused(execution_id: &str, from: ExecutionState, to: ExecutionState) -> Error {
+    if from.is_terminal() {
+        Error::new(
+            ErrorKind::InvalidState,
+            format!("execution `{execution_id}` is already {from}; a finished execution never changes"),
+        )
+    } else {
+        Error::new(
+            ErrorKind::InvalidState,
+            format!("execution `{execution_id}` is {from}; it cannot become {to}, only finish"),
+        )
+    }
+}
+
 /// The error for an event that does not directly follow the stored log.
 pub(crate) fn out_of_sequence(execution_id: &str, seq: u64, last: u64) -> Error {
     Error::new(
@@ -74,6 +95,8 @@ pub enum Write {
         state: ExecutionState,
         /// The input, MessagePack.
         input: Arc<[u8]>,
+        /// The execution that started this one as a sub-workflow.
+        parent_id: Option<Arc<str>>,
         /// Creation time.
         time: SystemTime,
     },
@@ -137,13 +160,18 @@ pub struct StoredExecution {
 /// and calls in the order they were made; [`Commit`] resolves once those writes (and every write
 /// submitted before them) are durable. They must refuse (and not apply) a batch that creates an
 /// existing execution, appends an event whose `seq` is not one more than the last stored event of
-/// its execution, or changes the state of a finished execution.
+/// its execution, changes the state of a finished execution, or moves a `CANCELLING` execution to
+/// anything but a finished state.
 pub trait Store: Send + Sync + 'static {
     /// Queues `writes` and returns a handle that resolves when they are durable.
     fn write(&self, writes: Vec<Write>) -> Commit;
 
     /// Loads one execution with its log, or `None` if no execution has this id.
     fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>>;
+
+    /// The current state of one execution, or `None` if no execution has this id. Cheaper than
+    /// [`Store::load`]: running executions poll it to notice a cancellation asked for elsewhere.
+    fn state(&self, execution_id: &str) -> Result<Option<ExecutionState>>;
 
     /// A short description for messages (`sqlite:.flux/flux.db`).
     fn describe(&self) -> String;

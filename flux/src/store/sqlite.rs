@@ -401,22 +401,23 @@ fn apply<'a>(
 ) -> std::result::Result<(), WriteError> {
     for w in writes {
         match w {
-            Write::CreateExecution { id, workflow_name, state, input, time } => {
+            Write::CreateExecution { id, workflow_name, state, input, parent_id, time } => {
                 let t = to_micros(*time);
                 let mut stmt = conn.prepare_cached(
-                    "INSERT INTO executions (id, workflow_name, state, input, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    "INSERT INTO executions (id, workflow_name, state, input, parent_id, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 )?;
-                stmt.execute(params![&**id, &**workflow_name, state.as_str(), &**input, t]).map_err(|e| {
-                    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-                        WriteError::Rejected(Error::new(
-                            ErrorKind::InvalidState,
-                            format!("execution `{id}` already exists"),
-                        ))
-                    } else {
-                        WriteError::Sql(e)
-                    }
-                })?;
+                stmt.execute(params![&**id, &**workflow_name, state.as_str(), &**input, parent_id.as_deref(), t])
+                    .map_err(|e| {
+                        if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+                            WriteError::Rejected(Error::new(
+                                ErrorKind::InvalidState,
+                                format!("execution `{id}` already exists"),
+                            ))
+                        } else {
+                            WriteError::Sql(e)
+                        }
+                    })?;
             }
             Write::Append { execution_id, event } => {
                 // The event must follow the stored log exactly: no gap, no second writer's event
@@ -466,7 +467,8 @@ fn apply<'a>(
             Write::SetState { execution_id, state, output, time } => {
                 let mut stmt = conn.prepare_cached(
                     "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
-                     WHERE id = ?1 AND state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')",
+                     WHERE id = ?1 AND state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')
+                       AND (state <> 'CANCELLING' OR ?2 IN ('COMPLETED', 'FAILED', 'CANCELLED', 'CANCELLING'))",
                 )?;
                 let changed =
                     stmt.execute(params![&**execution_id, state.as_str(), output.as_deref(), to_micros(*time)])?;
@@ -479,10 +481,13 @@ fn apply<'a>(
                         .optional()?;
                     return Err(WriteError::Rejected(match current {
                         None => Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")),
-                        Some(s) => Error::new(
-                            ErrorKind::InvalidState,
-                            format!("execution `{execution_id}` is already {s}; a finished execution never changes"),
-                        ),
+                        Some(s) => match s.parse::<ExecutionState>() {
+                            Ok(from) => super::transition_refused(execution_id, from, *state),
+                            Err(_) => Error::new(
+                                ErrorKind::Corrupt,
+                                format!("execution `{execution_id}` has an unknown state `{s}`"),
+                            ),
+                        },
                     }));
                 }
             }
@@ -499,6 +504,26 @@ impl Store for SqliteStore {
             Some(Ok(())) => commit,
             _ => Commit::ready(Err(Error::new(ErrorKind::Storage, "the storage writer thread has stopped"))),
         }
+    }
+
+    fn state(&self, execution_id: &str) -> Result<Option<ExecutionState>> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT state FROM executions WHERE id = ?1")
+                .map_err(|e| sql_error(path, "cannot read from database", e))?;
+            let state: Option<String> = stmt
+                .query_row([execution_id], |r| r.get(0))
+                .optional()
+                .map_err(|e| sql_error(path, "cannot read from database", e))?;
+            state
+                .map(|s| {
+                    s.parse().map_err(|e: Error| {
+                        Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {}", e.message()))
+                    })
+                })
+                .transpose()
+        })
     }
 
     fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
@@ -671,6 +696,7 @@ mod tests {
             workflow_name: "wf".into(),
             state: ExecutionState::Running,
             input: Arc::from(&b"\xc0"[..]),
+            parent_id: None,
             time: SystemTime::now(),
         }
     }

@@ -51,6 +51,12 @@ impl Args {
         self
     }
 
+    /// Appends a string argument.
+    pub(crate) fn arg_str(mut self, value: &str) -> Self {
+        crate::value::append_str(&mut self.bytes, value);
+        self
+    }
+
     pub(crate) fn finish(self) -> Result<Vec<u8>> {
         match self.error {
             Some(e) => Err(e),

@@ -11,7 +11,7 @@ use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{Call, Codec, Handlers, Step, TaskOptions, panic_error};
-use crate::context::{Progress, RunState};
+use crate::context::{self, Progress, RunState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventType;
 use crate::store::Write;
@@ -169,6 +169,7 @@ impl<T> Chain<'_, T> {
         handlers: Handlers<B, C>,
     ) -> Result<T> {
         let options = self.options;
+        let Handlers { fallback, mut rollback } = handlers;
         if progress == Progress::default()
             && let Some((output, bytes)) = self.cached()?
         {
@@ -184,7 +185,9 @@ impl<T> Chain<'_, T> {
             loop {
                 if k > 0 && progress.started_retries < k {
                     let delay = options.delay_before(k);
-                    tokio::time::sleep(delay).await;
+                    if self.run.or_cancelled(tokio::time::sleep(delay)).await.is_none() {
+                        return self.cancelled(rollback.take()).await;
+                    }
                     let started = RetryStarted {
                         current_attempt: k,
                         max_attempts: max,
@@ -193,7 +196,15 @@ impl<T> Chain<'_, T> {
                     };
                     self.record_value(EventType::TaskRetryStarted, &started)?;
                 }
-                let outcome = match guarded(self.task_id, options.timeout, attempt.start(&self.call)).await {
+                let running = context::in_task(
+                    self.task_id,
+                    self.name,
+                    guarded(self.task_id, options.timeout, attempt.start(&self.call)),
+                );
+                let Some(outcome) = self.run.or_cancelled(running).await else {
+                    return self.cancelled(rollback.take()).await;
+                };
+                let outcome = match outcome {
                     Ok(output) => self.encode_output(&output)?.map(|bytes| (output, bytes)),
                     Err(error) => Err(error),
                 };
@@ -224,12 +235,16 @@ impl<T> Chain<'_, T> {
             }
         };
 
-        let Handlers { fallback, rollback } = handlers;
         if let Some(mut fallback) = fallback {
             if !progress.fallback_started {
                 self.record_value(EventType::TaskFallbackStarted, &Failure { error: &failure })?;
             }
-            let outcome = match guarded(self.task_id, None, fallback.start(&self.call)).await {
+            let running =
+                context::in_task(self.task_id, self.name, guarded(self.task_id, None, fallback.start(&self.call)));
+            let Some(outcome) = self.run.or_cancelled(running).await else {
+                return self.cancelled(rollback.take()).await;
+            };
+            let outcome = match outcome {
                 Ok(output) => self.encode_output(&output)?.map(|bytes| (output, bytes)),
                 Err(error) => Err(error),
             };
@@ -267,7 +282,34 @@ impl<T> Chain<'_, T> {
         self.finish(Finish::Failed { step, error: failure.clone() }).await?;
         Err(failure)
     }
+
+    /// The execution is being cancelled while this call runs: `TASK_CANCELLED`, then the
+    /// rollback (if any, bounded by [`ROLLBACK_LIMIT`]) with its events; retries and fallback are
+    /// skipped. The call has no outcome in the log, so a replay would run it again.
+    async fn cancelled<C: Step<()>>(&self, rollback: Option<C>) -> Result<T> {
+        let error = context::cancelled_error(self.task_id);
+        let failure = value::to_msgpack(&Failure { error: &error })?;
+        let commit = match rollback {
+            None => self.run.record(EventType::TaskCancelled, self.task_id, self.name, failure.into(), None, true)?,
+            Some(mut rollback) => {
+                self.record(EventType::TaskCancelled, failure.clone().into())?;
+                self.record(EventType::TaskRollbackStarted, failure.into())?;
+                let step = match guarded(self.task_id, Some(ROLLBACK_LIMIT), rollback.start(&self.call)).await {
+                    Ok(()) => (EventType::TaskRollbackCompleted, value::to_msgpack(&())?.into()),
+                    Err(error) => {
+                        (EventType::TaskRollbackFailed, value::to_msgpack(&Failure { error: &error })?.into())
+                    }
+                };
+                self.run.record_all([step], self.task_id, self.name, None, true)?
+            }
+        };
+        self.run.durable(commit).await?;
+        Err(error)
+    }
 }
+
+/// How long the rollback of a cancelled task may run.
+pub const ROLLBACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An error's message and causes, without the "task `id` failed" prefix of its `Display`.
 fn plain(error: &Error) -> String {

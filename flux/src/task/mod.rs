@@ -18,6 +18,7 @@ mod chain;
 mod options;
 
 pub use args::{Args, ArgsReader, Codec, codec};
+pub use chain::ROLLBACK_LIMIT;
 pub use options::{MAX_RETRY_DELAY, TaskOptions};
 
 /// What one attempt, fallback or rollback of a call receives.
@@ -159,6 +160,12 @@ impl TaskCall {
                 })),
             },
             State::Run { run, task, name, base, task_id, args, progress } => {
+                if run.is_cancelled() {
+                    return Err(context::cancelled_error(&task_id));
+                }
+                if context::is_replay_only() {
+                    return Err(context::replay_only_error(&task_id));
+                }
                 if progress.is_none() {
                     run.record(EventType::TaskStarted, &task_id, &name, args.clone(), None, false)?;
                 }
