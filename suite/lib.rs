@@ -86,6 +86,17 @@ impl StoppedLog {
         self
     }
 
+    /// Appends an event with an already encoded value (copied from another log).
+    pub fn raw(&mut self, kind: EventType, source: &str, name: &str, value: Vec<u8>) -> &mut Self {
+        self.push(kind, source, name, value);
+        self
+    }
+
+    /// Stores the log in `engine` (from async code).
+    pub async fn commit(self, engine: &flux::Engine) {
+        engine.store().write(self.writes).await.expect("stored");
+    }
+
     fn push(&mut self, kind: EventType, source: &str, name: &str, value: Vec<u8>) {
         let event = Event::new(self.next_seq, kind, source, name, value, self.time);
         self.writes.push(flux::store::Write::Append { execution_id: self.id.as_str().into(), event });

@@ -93,6 +93,10 @@ where
 
 /// Runs task calls (or any futures of `flux::Result`) concurrently: `flux::parallel(calls)`.
 ///
+/// (`task::map(items)` is the same group with one call per item, except that a failed item
+/// does not cancel the others: every item runs, then the first failure in item order is
+/// returned.)
+///
 /// Await it for the outputs in the order given. The first failure (in time) cancels the calls
 /// still running and is returned; [`Parallel::all_results`] returns every slot as a `Result`
 /// instead. [`Parallel::max_concurrency`] bounds how many run at once. Inside a workflow the
@@ -115,7 +119,7 @@ pub fn parallel<I>(calls: I) -> Parallel<I::IntoIter>
 where
     I: IntoIterator,
 {
-    Parallel { name: "parallel", label: None, calls: calls.into_iter(), max_concurrency: usize::MAX }
+    Parallel { name: "parallel", label: None, calls: calls.into_iter(), max_concurrency: usize::MAX, fail_fast: true }
 }
 
 /// A group of concurrent calls; see [`parallel`].
@@ -127,6 +131,9 @@ pub struct Parallel<I> {
     label: Option<&'static str>,
     calls: I,
     max_concurrency: usize,
+    /// Whether the first failure cancels the calls still running (`parallel`), or every call
+    /// runs to its end before the first failure in item order is returned (`map`).
+    fail_fast: bool,
 }
 
 impl<I> Parallel<I> {
@@ -155,7 +162,7 @@ pub fn map<I>(task: &'static str, calls: I) -> Parallel<I::IntoIter>
 where
     I: IntoIterator,
 {
-    Parallel { name: "map", label: Some(task), calls: calls.into_iter(), max_concurrency: usize::MAX }
+    Parallel { name: "map", label: Some(task), calls: calls.into_iter(), max_concurrency: usize::MAX, fail_fast: false }
 }
 
 impl<I, F, T> IntoFuture for Parallel<I>
@@ -169,18 +176,31 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         let args = self.args();
-        let Parallel { name, calls, max_concurrency, .. } = self;
+        let Parallel { name, calls, max_concurrency, fail_fast, .. } = self;
         Box::pin(composite(name, args, codec::<Vec<T>>(), async move {
             let mut slots: Vec<Option<T>> = Vec::new();
+            let mut failure: Option<(usize, Error)> = None;
             let mut running = futures::stream::iter(calls.enumerate().map(|(i, call)| call.map(move |r| (i, r))))
                 .buffer_unordered(max_concurrency);
             while let Some((i, result)) = running.next().await {
-                // The first failure drops the stream, and with it every call still running.
-                let output = result?;
-                if slots.len() <= i {
-                    slots.resize_with(i + 1, || None);
+                match result {
+                    Ok(output) => {
+                        if slots.len() <= i {
+                            slots.resize_with(i + 1, || None);
+                        }
+                        slots[i] = Some(output);
+                    }
+                    // The first failure drops the stream, and with it every call still running.
+                    Err(e) if fail_fast => return Err(e),
+                    Err(e) => {
+                        if failure.as_ref().is_none_or(|(first, _)| i < *first) {
+                            failure = Some((i, e));
+                        }
+                    }
                 }
-                slots[i] = Some(output);
+            }
+            if let Some((_, e)) = failure {
+                return Err(e);
             }
             slots
                 .into_iter()

@@ -243,11 +243,19 @@ impl<W: WorkflowDefinition> Workflow<W> {
                     format!("execution `{id}` belongs to workflow `{}`, not `{}`", run.workflow_name, W::NAME),
                 ));
             }
-            if let CancelRequest::Requested(commit) = run.request_cancel(false)? {
-                run.durable(Some(commit)).await?;
+            match run.request_cancel(false)? {
+                CancelRequest::Requested(commit) => {
+                    run.durable(Some(commit)).await?;
+                    run.wait_closed().await;
+                    return self.status(id).await;
+                }
+                CancelRequest::AlreadyRequested => {
+                    run.wait_closed().await;
+                    return self.status(id).await;
+                }
+                // It recorded its end (finished or paused) already: storage decides below.
+                CancelRequest::Finished => run.wait_closed().await,
             }
-            // Finished, paused or cancelled: wait for the driver to be done, then look at storage.
-            run.wait_closed().await;
         }
         let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
         check_workflow::<W>(&stored)?;
