@@ -41,3 +41,47 @@ fn secrets_example_injects_and_names_missing_secrets() {
     assert!(out.contains("needs secrets that are not set: WEATHER_API_KEY"), "{out}");
     assert!(dir.path().join(".flux/encryption.key").exists());
 }
+
+#[test]
+fn composition_examples_print_their_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("parallel", dir.path());
+    assert!(out.contains("output: user 7: 21 orders; stock 10, 20, (sku 3 is discontinued), 40, 50"), "{out}");
+    let out = run("pipeline", dir.path());
+    assert!(out.contains("output: 49") && out.contains("add_three  input 4"), "{out}");
+    let out = run("map", dir.path());
+    assert!(out.contains("output: 333833500") && out.contains("events: 2004"), "{out}");
+}
+
+#[test]
+fn pause_resume_example_pauses_then_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("pause_resume", dir.path());
+    assert!(out.contains("paused at `manager_approval`, showing: 120 EUR, due in 30 days"), "{out}");
+    assert!(out.contains("output: booked: 120 EUR, due in 30 days"), "{out}");
+}
+
+#[test]
+fn cancel_example_rolls_back_the_running_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("cancel", dir.path());
+    assert!(out.contains("(rollback: released the reservation of order 42)"), "{out}");
+    assert!(out.contains("state: CANCELLED") && out.contains("TASK_CANCELLED"), "{out}");
+    assert!(!out.contains("queued for later"), "{out}");
+}
+
+#[test]
+fn progress_example_streams_progress_that_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("progress", dir.path());
+    assert!(out.contains("progress: frame 5/5") && out.contains("stored events: 4 (no progress)"), "{out}");
+}
+
+#[test]
+fn builtins_and_subworkflow_examples_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("builtins", dir.path());
+    assert!(out.contains("COMPLETED") && out.contains("dice="), "{out}");
+    let out = run("subworkflow", dir.path());
+    assert!(out.contains(r#"output: ["reserved 7", "packed 7", "notified 7"]"#), "{out}");
+}
