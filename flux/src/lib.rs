@@ -37,7 +37,16 @@
 //!   simply runs. Options: `name` (a template over the arguments), `retry_max_attempts`,
 //!   `retry_delay`, `retry_backoff`, `timeout`.
 //! - [`macro@workflow`] turns a function taking [`ExecutionContext<I>`] into a [`Workflow`] value
-//!   with `run`, `run_with_id`, `replay`, `status` and `on(&engine)`.
+//!   with `run`, `run_with_id`, `replay`, `resume`, `cancel`, `start`, `stream`, `status`, `call`
+//!   and `on(&engine)`.
+//! - Composition: [`parallel()`] / [`macro@parallel`], `task::map(items)`, [`macro@pipeline`] and
+//!   [`Graph`] run groups of calls, each a task in the log; `child.call(input)` runs a
+//!   sub-workflow.
+//! - Built-ins: [`now`], [`uuid4`], [`randint`], [`randrange`], [`choice`] (recorded), [`sleep`]
+//!   (a durable timer), [`pause`] / [`pause_with`] (resumed by `workflow.resume(id, input)`),
+//!   [`progress`] (streamed by `workflow.stream(input)`).
+//! - Cancellation: `workflow.start(input)` gives an [`ExecutionHandle`]; `workflow.cancel(id)`
+//!   works from anywhere.
 //! - [`Engine`] holds the storage: [`Engine::open`] (SQLite), [`Engine::in_memory`] (tests), or the
 //!   default engine configured by `FLUX_HOME`, `FLUX_DATABASE_URL` and `flux.toml` ([`Config`]).
 //! - [`Event`], [`EventType`] and [`ExecutionState`] are the log's vocabulary; [`Execution`] is
@@ -70,6 +79,7 @@ mod context;
 mod engine;
 mod error;
 mod event;
+mod graph;
 pub mod identity;
 pub mod output;
 pub mod secrets;
@@ -86,6 +96,7 @@ pub use context::{Execution, ExecutionContext};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventType, ExecutionState};
+pub use graph::{Graph, GraphError};
 pub use store::Durability;
 pub use task::Call;
 pub use task::ROLLBACK_LIMIT;

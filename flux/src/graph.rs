@@ -1,0 +1,737 @@
+//! [`Graph`] (SPEC §6): a DAG of tasks that is itself a task in the log.
+//!
+//! Nodes are tasks (any `Fn(A) -> impl Future<Output = flux::Result<B>>`, so a `#[flux::task]`
+//! function), edges say whose output feeds whom, optionally under a condition on that output.
+//! Inside a workflow, running the graph records a task named after the graph whose
+//! `TASK_STARTED` and `TASK_COMPLETED` wrap the events of the nodes that ran. Values pass between
+//! nodes as MessagePack (see [`crate::value`]), so nodes of different types can be joined: here
+//! `total` takes the pair of its two upstream outputs, which run concurrently.
+//!
+//! ```
+//! use flux::prelude::*;
+//! use flux::Graph;
+//!
+//! #[flux::task]
+//! async fn lines(text: String) -> Vec<String> {
+//!     text.lines().map(str::to_string).collect()
+//! }
+//!
+//! #[flux::task]
+//! async fn count(lines: Vec<String>) -> usize {
+//!     lines.len()
+//! }
+//!
+//! #[flux::task]
+//! async fn longest(lines: Vec<String>) -> String {
+//!     lines.into_iter().max_by_key(String::len).unwrap_or_default()
+//! }
+//!
+//! #[flux::task]
+//! async fn total(parts: (usize, String)) -> String {
+//!     format!("{} lines, the longest is {:?}", parts.0, parts.1)
+//! }
+//!
+//! #[flux::workflow]
+//! async fn report(ctx: ExecutionContext<String>) -> flux::Result<String> {
+//!     let graph = Graph::new("report")
+//!         .add_node("lines", lines)
+//!         .add_node("count", count)
+//!         .add_node("longest", longest)
+//!         .add_node("total", total)
+//!         .add_edge("lines", "count")
+//!         .add_edge("lines", "longest")
+//!         .add_edge("count", "total")
+//!         .add_edge("longest", "total")
+//!         .start_with("lines")
+//!         .end_with("total")
+//!         .validate()?;
+//!     graph.run(ctx.input().clone()).await
+//! }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+
+use crate::compose::composite;
+use crate::error::{Error, ErrorKind, Result};
+use crate::task::{Args, codec};
+use crate::value::{self, Storable};
+use crate::workflow::BoxFuture;
+
+/// A node's task, type-erased: decodes its input, makes the call, encodes the output.
+type NodeFn = Arc<dyn Fn(&[u8]) -> Result<BoxFuture<Result<Vec<u8>>>> + Send + Sync>;
+
+/// An edge's condition, type-erased: decodes the upstream output and tests it.
+type CondFn = Arc<dyn Fn(&[u8]) -> Result<bool> + Send + Sync>;
+
+#[derive(Clone)]
+struct Node {
+    name: String,
+    call: NodeFn,
+}
+
+#[derive(Clone)]
+struct Edge {
+    from: String,
+    to: String,
+    cond: Option<CondFn>,
+}
+
+impl Edge {
+    fn label(&self) -> String {
+        format!("`{}` -> `{}`", self.from, self.to)
+    }
+}
+
+#[derive(Clone)]
+struct Inner {
+    name: String,
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+    start: Option<String>,
+    ends: Vec<String>,
+}
+
+/// A directed acyclic graph of tasks, run as one task: `flux::Graph`.
+///
+/// Build it with [`Graph::new`], [`add_node`](Graph::add_node), [`add_edge`](Graph::add_edge) /
+/// [`add_edge_if`](Graph::add_edge_if), [`start_with`](Graph::start_with) and
+/// [`end_with`](Graph::end_with); check it with [`validate`](Graph::validate); run it inside a
+/// workflow with [`run`](Graph::run), where it is a task named after the graph wrapping the
+/// events of its nodes.
+///
+/// ```no_run
+/// use flux::prelude::*;
+/// use flux::Graph;
+///
+/// #[flux::task]
+/// async fn get_name(id: u32) -> String {
+///     if id == 1 { "Joe".to_string() } else { format!("user {id}") }
+/// }
+///
+/// #[flux::task]
+/// async fn say_hello(name: String) -> String {
+///     format!("Hello, {name}")
+/// }
+///
+/// #[flux::task]
+/// async fn shout(name: String) -> String {
+///     format!("HELLO, {}!", name.to_uppercase())
+/// }
+///
+/// #[flux::workflow]
+/// async fn greet(ctx: ExecutionContext<u32>) -> flux::Result<String> {
+///     let graph = Graph::new("greeting")
+///         .add_node("get_name", get_name)
+///         .add_node("say_hello", say_hello)
+///         .add_node("shout", shout)
+///         .add_edge_if("get_name", "say_hello", |name: &String| name.len() <= 3)
+///         .add_edge_if("get_name", "shout", |name: &String| name.len() > 3)
+///         .start_with("get_name")
+///         .end_with("say_hello")
+///         .end_with("shout")
+///         .validate()?;
+///     graph.run(*ctx.input()).await
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> flux::Result<()> {
+///     let execution = greet.run(1).await?;
+///     assert_eq!(execution.output().map(String::as_str), Some("Hello, Joe"));
+///     // WORKFLOW_STARTED, TASK_STARTED greeting, TASK_STARTED get_name, TASK_COMPLETED get_name,
+///     // TASK_STARTED say_hello, TASK_COMPLETED say_hello, TASK_COMPLETED greeting,
+///     // WORKFLOW_COMPLETED; `shout` never starts.
+///     Ok(())
+/// }
+/// ```
+///
+/// How a graph runs:
+///
+/// - The start node receives the graph's input.
+/// - A node runs once every upstream node is decided (ran or was skipped) and at least one of its
+///   incoming edges is active: its upstream ran and the edge's condition (if any) holds for that
+///   upstream's output. Its input is the output of that upstream; when several incoming edges are
+///   active, it is the array of their outputs in the order the edges were added, so the node can
+///   take a tuple or a `Vec`.
+/// - A node whose incoming edges are all inactive is skipped, and so are the nodes fed only by
+///   skipped nodes.
+/// - Nodes that become ready together run concurrently; their calls are made in the order the
+///   nodes were added, so their task ids are the same in every run.
+/// - The first node that fails fails the graph (the nodes still running are dropped).
+/// - The graph's output is the output of the end node that ran (the first one given to
+///   [`Graph::end_with`] if several ran); when every end node was skipped, the graph fails with
+///   [`ErrorKind::InvalidState`].
+///
+/// Values pass between nodes as MessagePack (see [`crate::value`]), so adjacent nodes need not
+/// share a Rust type, only a compatible encoding; a value that does not fit is an
+/// [`ErrorKind::Decode`] error naming the node (or edge, or graph) and the expected type.
+///
+/// A `Graph` is cheap to clone (its parts are shared) and `Send + Sync`, so it can be built once
+/// (in a `static` `LazyLock`, say) and run by many executions. [`validate`](Graph::validate)
+/// rejects what cannot run:
+///
+/// ```
+/// use flux::{Graph, GraphError};
+///
+/// #[flux::task]
+/// async fn inc(x: u32) -> u32 {
+///     x + 1
+/// }
+///
+/// let looping = Graph::new("looping")
+///     .add_node("a", inc)
+///     .add_node("b", inc)
+///     .add_edge("a", "b")
+///     .add_edge("b", "a")
+///     .start_with("a")
+///     .end_with("b");
+/// let err = looping.validate().unwrap_err();
+/// assert!(matches!(&err, GraphError::Cycle { path, .. } if path == &["a", "b", "a"]));
+/// assert_eq!(err.to_string(), "graph `looping` has a cycle: `a` -> `b` -> `a`");
+/// ```
+#[derive(Clone)]
+#[must_use = "a graph does nothing until it is run"]
+pub struct Graph {
+    inner: Arc<Inner>,
+}
+
+/// Why a [`Graph`] is not a valid DAG of tasks; see [`Graph::validate`].
+///
+/// Converts into a [`flux::Error`](crate::Error) of kind [`ErrorKind::Config`], so
+/// `graph.validate()?` works in a workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// [`Graph::start_with`] was never called.
+    MissingStart {
+        /// The graph's name.
+        graph: String,
+    },
+    /// [`Graph::end_with`] was never called.
+    MissingEnd {
+        /// The graph's name.
+        graph: String,
+    },
+    /// An edge, the start or an end names a node that was never added.
+    UnknownNode {
+        /// The graph's name.
+        graph: String,
+        /// The unknown name.
+        node: String,
+        /// Where it was named: `` the edge `a` -> `b` ``, `start_with` or `end_with`.
+        context: String,
+    },
+    /// Two nodes were added with the same name.
+    DuplicateNode {
+        /// The graph's name.
+        graph: String,
+        /// The name added twice.
+        node: String,
+    },
+    /// Some nodes cannot be reached from the start node.
+    Unreachable {
+        /// The graph's name.
+        graph: String,
+        /// The unreachable nodes, in the order they were added.
+        nodes: Vec<String>,
+    },
+    /// The edges form a cycle.
+    Cycle {
+        /// The graph's name.
+        graph: String,
+        /// The nodes of the cycle, in edge order, the first repeated at the end (`a`, `b`, `a`).
+        path: Vec<String>,
+    },
+}
+
+/// Writes `` `a`, `b` `` (or with `sep` between the names).
+fn names(f: &mut fmt::Formatter<'_>, names: &[String], sep: &str) -> fmt::Result {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            f.write_str(sep)?;
+        }
+        write!(f, "`{name}`")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for GraphError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GraphError::MissingStart { graph } => {
+                write!(f, "graph `{graph}` has no start node: call `start_with(node)`")
+            }
+            GraphError::MissingEnd { graph } => {
+                write!(f, "graph `{graph}` has no end node: call `end_with(node)`")
+            }
+            GraphError::UnknownNode { graph, node, context } => {
+                write!(f, "graph `{graph}` has no node `{node}` (named by {context})")
+            }
+            GraphError::DuplicateNode { graph, node } => {
+                write!(f, "graph `{graph}` has two nodes named `{node}`")
+            }
+            GraphError::Unreachable { graph, nodes } => {
+                write!(f, "graph `{graph}`: ")?;
+                names(f, nodes, ", ")?;
+                let verb = if nodes.len() == 1 { "is" } else { "are" };
+                write!(f, " {verb} not reachable from the start node")
+            }
+            GraphError::Cycle { graph, path } => {
+                write!(f, "graph `{graph}` has a cycle: ")?;
+                names(f, path, " -> ")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GraphError {}
+
+impl From<GraphError> for Error {
+    fn from(e: GraphError) -> Self {
+        Error::new(ErrorKind::Config, e.to_string())
+    }
+}
+
+/// A valid graph in indices: what [`Graph::run`] walks.
+struct Plan {
+    start: usize,
+    ends: Vec<usize>,
+    /// Per edge: (from, to).
+    edges: Vec<(usize, usize)>,
+    /// Per node: its incoming edges, in the order they were added.
+    incoming: Vec<Vec<usize>>,
+    /// Per node: the nodes its outgoing edges lead to, in the order the edges were added.
+    downstream: Vec<Vec<usize>>,
+}
+
+/// Where a node stands during a run.
+enum NodeState {
+    Pending,
+    Running,
+    Ran(Vec<u8>),
+    Skipped,
+}
+
+impl Graph {
+    /// An empty graph named `name`; inside a workflow it runs as a task of that name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Graph {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                nodes: Vec::new(),
+                edges: Vec::new(),
+                start: None,
+                ends: Vec::new(),
+            }),
+        }
+    }
+
+    /// The graph's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Adds the node `name`, which runs `task`: a `#[flux::task]` function or any
+    /// `Fn(A) -> impl Future<Output = flux::Result<B>>`.
+    ///
+    /// Its input (the graph's input for the start node, else the output of its upstream nodes)
+    /// is decoded into `A`; a value that does not fit fails the graph with a `Decode` error
+    /// naming the node and `A`. Adding two nodes of the same name is rejected by
+    /// [`validate`](Graph::validate).
+    pub fn add_node<A, B, F, Fut>(self, name: impl Into<String>, task: F) -> Self
+    where
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<B>> + Send + 'static,
+        A: Storable + Send + 'static,
+        B: Storable + Send + 'static,
+    {
+        let name = name.into();
+        let node: Arc<str> = Arc::from(name.as_str());
+        let graph: Arc<str> = Arc::from(self.inner.name.as_str());
+        let call: NodeFn = Arc::new(move |input: &[u8]| {
+            let arg: A = rmp_serde::from_slice(input).map_err(|e| {
+                Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "the input of node `{node}` of graph `{graph}` does not fit `{}`",
+                        std::any::type_name::<A>()
+                    ),
+                )
+                .with_cause(e.to_string())
+            })?;
+            let call = task(arg);
+            let (node, graph) = (node.clone(), graph.clone());
+            Ok(Box::pin(async move {
+                let output = call.await?;
+                value::to_msgpack(&output).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Encode,
+                        format!("the output of node `{node}` of graph `{graph}` cannot be encoded"),
+                    )
+                    .with_cause(e.to_string())
+                })
+            }) as BoxFuture<Result<Vec<u8>>>)
+        });
+        self.edit(|inner| inner.nodes.push(Node { name, call }))
+    }
+
+    /// Adds an edge: the output of `from` feeds `to`.
+    pub fn add_edge(self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        let edge = Edge { from: from.into(), to: to.into(), cond: None };
+        self.edit(|inner| inner.edges.push(edge))
+    }
+
+    /// Adds an edge that is active only when `cond` holds for the output of `from` (decoded into
+    /// `T`, so the closure's parameter type must be written: `|n: &u32| *n > 10`).
+    ///
+    /// An output that does not decode into `T` fails the graph with a `Decode` error naming the
+    /// edge and `T`.
+    pub fn add_edge_if<T, C>(self, from: impl Into<String>, to: impl Into<String>, cond: C) -> Self
+    where
+        T: Storable,
+        C: Fn(&T) -> bool + Send + Sync + 'static,
+    {
+        let (from, to) = (from.into(), to.into());
+        let label = format!("`{from}` -> `{to}`");
+        let graph = self.inner.name.clone();
+        let cond: CondFn = Arc::new(move |output: &[u8]| {
+            let value: T = rmp_serde::from_slice(output).map_err(|e| {
+                Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "the condition of the edge {label} of graph `{graph}` expects `{}`, which the output does not fit",
+                        std::any::type_name::<T>()
+                    ),
+                )
+                .with_cause(e.to_string())
+            })?;
+            Ok(cond(&value))
+        });
+        let edge = Edge { from, to, cond: Some(cond) };
+        self.edit(|inner| inner.edges.push(edge))
+    }
+
+    /// Makes `node` the start node, which receives the graph's input (a later call replaces an
+    /// earlier one).
+    pub fn start_with(self, node: impl Into<String>) -> Self {
+        let node = node.into();
+        self.edit(|inner| inner.start = Some(node))
+    }
+
+    /// Adds `node` to the end nodes, whose output is the graph's. Call it once per possible end
+    /// (two conditional branches, say): the graph returns the output of the first end node given
+    /// here that ran.
+    pub fn end_with(self, node: impl Into<String>) -> Self {
+        let node = node.into();
+        self.edit(|inner| {
+            if !inner.ends.contains(&node) {
+                inner.ends.push(node);
+            }
+        })
+    }
+
+    /// Checks that the graph is a DAG that can run, and returns it.
+    ///
+    /// Rejects, in this order: a node added twice ([`GraphError::DuplicateNode`]), no start node
+    /// ([`GraphError::MissingStart`]), no end node ([`GraphError::MissingEnd`]), a start, end or
+    /// edge naming a node that was not added ([`GraphError::UnknownNode`]), a cycle
+    /// ([`GraphError::Cycle`]), and nodes that cannot be reached from the start node
+    /// ([`GraphError::Unreachable`]). [`run`](Graph::run) checks the same before running.
+    pub fn validate(self) -> std::result::Result<Graph, GraphError> {
+        self.plan()?;
+        Ok(self)
+    }
+
+    fn plan(&self) -> std::result::Result<Plan, GraphError> {
+        let inner = &*self.inner;
+        let graph = || inner.name.clone();
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(inner.nodes.len());
+        for (i, node) in inner.nodes.iter().enumerate() {
+            if index.insert(&node.name, i).is_some() {
+                return Err(GraphError::DuplicateNode { graph: graph(), node: node.name.clone() });
+            }
+        }
+        let find = |node: &str, context: &dyn Fn() -> String| {
+            index.get(node).copied().ok_or_else(|| GraphError::UnknownNode {
+                graph: graph(),
+                node: node.to_string(),
+                context: context(),
+            })
+        };
+        let start = inner.start.as_deref().ok_or_else(|| GraphError::MissingStart { graph: graph() })?;
+        if inner.ends.is_empty() {
+            return Err(GraphError::MissingEnd { graph: graph() });
+        }
+        let start = find(start, &|| "`start_with`".to_string())?;
+        let ends =
+            inner.ends.iter().map(|end| find(end, &|| "`end_with`".to_string())).collect::<Result<Vec<_>, _>>()?;
+        let mut edges = Vec::with_capacity(inner.edges.len());
+        let mut incoming = vec![Vec::new(); inner.nodes.len()];
+        let mut downstream = vec![Vec::new(); inner.nodes.len()];
+        for (e, edge) in inner.edges.iter().enumerate() {
+            let context = || format!("the edge {}", edge.label());
+            let (from, to) = (find(&edge.from, &context)?, find(&edge.to, &context)?);
+            edges.push((from, to));
+            incoming[to].push(e);
+            downstream[from].push(to);
+        }
+        if let Some(cycle) = find_cycle(&downstream) {
+            let path = cycle.into_iter().map(|i| inner.nodes[i].name.clone()).collect();
+            return Err(GraphError::Cycle { graph: graph(), path });
+        }
+        let mut reached = vec![false; inner.nodes.len()];
+        let mut stack = vec![start];
+        reached[start] = true;
+        while let Some(i) = stack.pop() {
+            for &j in &downstream[i] {
+                if !reached[j] {
+                    reached[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        let unreachable: Vec<String> =
+            inner.nodes.iter().zip(&reached).filter(|(_, reached)| !**reached).map(|(n, _)| n.name.clone()).collect();
+        if !unreachable.is_empty() {
+            return Err(GraphError::Unreachable { graph: graph(), nodes: unreachable });
+        }
+        Ok(Plan { start, ends, edges, incoming, downstream })
+    }
+
+    /// Runs the graph on `input` and returns the output of the end node that ran, decoded into
+    /// `O`.
+    ///
+    /// Validates first (an invalid graph is an error of kind [`ErrorKind::Config`], and nothing
+    /// is recorded). Inside a workflow the run is a task named after the graph, with the nodes'
+    /// calls inside it; on replay, finished nodes answer from the log. Outside a workflow the
+    /// nodes simply run.
+    pub fn run<I, O>(&self, input: I) -> impl Future<Output = Result<O>> + Send + use<I, O>
+    where
+        I: Storable,
+        O: Storable + Send + 'static,
+    {
+        let graph = self.clone();
+        let prepared = self.plan().map_err(Error::from).and_then(|plan| {
+            let input = value::to_msgpack(&input).map_err(|e| {
+                Error::new(ErrorKind::Encode, format!("the input of graph `{}` cannot be encoded", graph.name()))
+                    .with_cause(e.to_string())
+            })?;
+            Ok((plan, input))
+        });
+        async move {
+            let (plan, input) = prepared?;
+            composite(&graph.inner.name, Args::new(0), codec::<O>(), graph.execute::<O>(plan, input)).await
+        }
+    }
+
+    /// The body of [`Graph::run`]: walks the plan, running nodes as they become ready.
+    async fn execute<O: Storable>(&self, plan: Plan, input: Vec<u8>) -> Result<O> {
+        let inner = &*self.inner;
+        let mut states: Vec<NodeState> = inner.nodes.iter().map(|_| NodeState::Pending).collect();
+        let mut running = FuturesUnordered::new();
+        let call =
+            |i: usize, input: &[u8]| -> Result<_> { Ok((inner.nodes[i].call)(input)?.map(move |result| (i, result))) };
+        states[plan.start] = NodeState::Running;
+        running.push(call(plan.start, &input)?);
+        while let Some((done, result)) = running.next().await {
+            // The first failure returns, dropping the nodes still running.
+            states[done] = NodeState::Ran(result?);
+            let mut ready = self.settle(&plan, &mut states, done)?;
+            ready.sort_unstable_by_key(|(i, _)| *i);
+            for (i, input) in ready {
+                running.push(call(i, &input)?);
+            }
+        }
+        let output = plan.ends.iter().find_map(|&i| match &states[i] {
+            NodeState::Ran(output) => Some((i, output)),
+            _ => None,
+        });
+        let Some((end, output)) = output else {
+            let ends: Vec<String> = plan.ends.iter().map(|&i| format!("`{}`", inner.nodes[i].name)).collect();
+            let ends = match ends.as_slice() {
+                [end] => format!("its end node {end} was skipped"),
+                _ => format!("its end nodes {} were all skipped", ends.join(", ")),
+            };
+            return Err(Error::new(ErrorKind::InvalidState, format!("graph `{}` has no output: {ends}", inner.name)));
+        };
+        value::from_msgpack(output).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "the output of graph `{}` (from its end node `{}`) does not fit `{}`",
+                    inner.name,
+                    inner.nodes[end].name,
+                    std::any::type_name::<O>()
+                ),
+            )
+            .with_cause(e.to_string())
+        })
+    }
+
+    /// Decides what follows node `done` having run: nodes whose upstream nodes are all decided
+    /// either become ready (returned with their input) or are skipped, and skipping propagates.
+    fn settle(&self, plan: &Plan, states: &mut [NodeState], done: usize) -> Result<Vec<(usize, Vec<u8>)>> {
+        let inner = &*self.inner;
+        let mut ready = Vec::new();
+        let mut queue: VecDeque<usize> = plan.downstream[done].iter().copied().collect();
+        'nodes: while let Some(node) = queue.pop_front() {
+            if !matches!(states[node], NodeState::Pending) {
+                continue;
+            }
+            let mut active: Vec<&[u8]> = Vec::new();
+            for &e in &plan.incoming[node] {
+                let (from, _) = plan.edges[e];
+                match &states[from] {
+                    NodeState::Pending | NodeState::Running => continue 'nodes,
+                    NodeState::Skipped => {}
+                    NodeState::Ran(output) => {
+                        let holds = match &inner.edges[e].cond {
+                            Some(cond) => cond(output)?,
+                            None => true,
+                        };
+                        if holds {
+                            active.push(output);
+                        }
+                    }
+                }
+            }
+            match active.as_slice() {
+                [] => {
+                    states[node] = NodeState::Skipped;
+                    queue.extend(plan.downstream[node].iter().copied());
+                }
+                [single] => {
+                    ready.push((node, single.to_vec()));
+                    states[node] = NodeState::Running;
+                }
+                several => {
+                    let mut input = Vec::with_capacity(5 + several.iter().map(|o| o.len()).sum::<usize>());
+                    let len = u32::try_from(several.len()).map_err(|_| {
+                        Error::new(ErrorKind::Encode, format!("node `{}` has too many inputs", inner.nodes[node].name))
+                    })?;
+                    // Writing into a Vec cannot fail.
+                    let _ = rmp::encode::write_array_len(&mut input, len);
+                    for output in several {
+                        input.extend_from_slice(output);
+                    }
+                    ready.push((node, input));
+                    states[node] = NodeState::Running;
+                }
+            }
+        }
+        Ok(ready)
+    }
+}
+
+/// The first cycle found by a depth-first search over the nodes in order (successors in edge
+/// order), as a path of node indices whose last is its first.
+fn find_cycle(downstream: &[Vec<usize>]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut marks = vec![Mark::New; downstream.len()];
+    for root in 0..downstream.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        // The current path: (node, index of its next successor to visit).
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        marks[root] = Mark::OnPath;
+        while let Some((node, next)) = path.last_mut() {
+            let node = *node;
+            match downstream[node].get(*next) {
+                Some(&succ) => {
+                    *next += 1;
+                    match marks[succ] {
+                        Mark::New => {
+                            marks[succ] = Mark::OnPath;
+                            path.push((succ, 0));
+                        }
+                        Mark::OnPath => {
+                            let from = path.iter().position(|&(n, _)| n == succ).unwrap_or(0);
+                            let mut cycle: Vec<usize> = path[from..].iter().map(|&(n, _)| n).collect();
+                            cycle.push(succ);
+                            return Some(cycle);
+                        }
+                        Mark::Done => {}
+                    }
+                }
+                None => {
+                    marks[node] = Mark::Done;
+                    path.pop();
+                }
+            }
+        }
+    }
+    None
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        let nodes: Vec<&str> = inner.nodes.iter().map(|n| n.name.as_str()).collect();
+        let edges: Vec<String> = inner
+            .edges
+            .iter()
+            .map(|e| match e.cond {
+                Some(_) => format!("{} -> {} (if)", e.from, e.to),
+                None => format!("{} -> {}", e.from, e.to),
+            })
+            .collect();
+        f.debug_struct("Graph")
+            .field("name", &inner.name)
+            .field("nodes", &nodes)
+            .field("edges", &edges)
+            .field("start", &inner.start)
+            .field("end", &inner.ends)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn inc(x: u32) -> Result<u32> {
+        Ok(x + 1)
+    }
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn graph_is_send_sync_and_debug_lists_nodes_and_edges() {
+        assert_send_sync::<Graph>();
+        let g = Graph::new("g").add_node("a", inc).add_node("b", inc).add_edge_if("a", "b", |x: &u32| *x > 1);
+        let debug = format!("{g:?}");
+        assert!(debug.contains(r#"nodes: ["a", "b"]"#) && debug.contains("a -> b (if)"), "{debug}");
+    }
+
+    #[test]
+    fn cycles_are_found_with_their_path() {
+        assert_eq!(find_cycle(&[vec![1], vec![2], vec![]]), None);
+        assert_eq!(find_cycle(&[vec![1], vec![2], vec![1]]), Some(vec![1, 2, 1]));
+        assert_eq!(find_cycle(&[vec![0]]), Some(vec![0, 0]));
+        // A diamond is not a cycle.
+        assert_eq!(find_cycle(&[vec![1, 2], vec![3], vec![3], vec![]]), None);
+    }
+
+    #[tokio::test]
+    async fn outside_a_workflow_the_nodes_simply_run() {
+        let g = Graph::new("g").add_node("a", inc).add_node("b", inc).add_edge("a", "b").start_with("a").end_with("b");
+        assert_eq!(g.run::<u32, u32>(1).await, Ok(3));
+    }
+}
