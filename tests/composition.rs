@@ -320,3 +320,41 @@ async fn a_ten_thousand_item_map_completes() {
     let again = big_map.on(&engine).replay(execution.execution_id()).await.unwrap();
     assert_eq!(again.output(), execution.output());
 }
+
+#[flux::task]
+async fn inc(x: u32) -> u32 {
+    x + 1
+}
+
+#[flux::workflow]
+async fn nested_groups(_ctx: ExecutionContext<()>) -> flux::Result<u32> {
+    let ((piped, two), three) =
+        flux::parallel!(flux::parallel!(flux::pipeline!(1 => inc, inc), inc(2)), inc(3)).await?;
+    Ok(piped + two + three)
+}
+
+#[test]
+fn groups_nested_in_groups_run_on_a_small_stack() {
+    // A 1 MiB thread (half the default of test threads): a group's future must not hold its
+    // body inline at every level.
+    let handle = std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let engine = Engine::in_memory();
+                nested_groups.on(&engine).run(()).await.unwrap()
+            })
+        })
+        .unwrap();
+    let execution = handle.join().expect("no stack overflow");
+    assert_eq!(execution.output(), Some(&10));
+    let groups: Vec<&str> = execution
+        .events()
+        .iter()
+        .filter(|e| e.kind() == TaskStarted)
+        .map(|e| e.name())
+        .filter(|n| *n != "inc")
+        .collect();
+    assert_eq!(groups, ["parallel", "parallel", "pipeline"]);
+}

@@ -140,3 +140,19 @@ fn a_parent_killed_after_its_child_finished_replays_without_running_the_child_ag
     let call = stored.events.iter().filter(|e| e.name() == "fulfil").map(|e| e.kind()).collect::<Vec<_>>();
     assert_eq!(call, vec![TaskStarted, TaskCompleted], "the child call was recorded once");
 }
+
+#[flux::workflow]
+async fn child_beside_a_pause(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    let (tripled, approved) = flux::parallel!(child.call(*ctx.input()), flux::pause::<bool>("approve")).await?;
+    Ok(if approved { tripled } else { 0 })
+}
+
+#[tokio::test]
+async fn a_child_dropped_by_a_pause_is_continued_by_the_resume() {
+    let engine = Engine::in_memory();
+    let paused = child_beside_a_pause.on(&engine).run(8).await.unwrap();
+    assert!(paused.is_paused());
+    let done = child_beside_a_pause.on(&engine).resume(paused.execution_id(), true).await.unwrap();
+    assert_eq!(done.state(), ExecutionState::Completed, "{:?}", done.error());
+    assert_eq!(done.output(), Some(&24));
+}

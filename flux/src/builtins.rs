@@ -159,6 +159,9 @@ pub async fn sleep(duration: Duration) -> Result<()> {
             (task_id, tokio::time::Instant::now() + duration)
         }
         Lookup::Restart(task_id, _) => {
+            if context::is_replay_only() {
+                return Err(context::replay_only_error(&task_id));
+            }
             let started = run.started_time(&task_id).unwrap_or_else(SystemTime::now);
             let left = (started + duration).duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
             (task_id, tokio::time::Instant::now() + left)
@@ -217,6 +220,9 @@ pub async fn pause_with<T: Storable, U: Storable>(name: &str, output: U) -> Resu
             };
         }
         Lookup::Fresh(task_id) => (task_id, true),
+        Lookup::Restart(task_id, _) if context::is_replay_only() => {
+            return Err(context::replay_only_error(&task_id));
+        }
         Lookup::Restart(task_id, _) => match run.take_resume_input() {
             Some(input) => return resumed(&run, &task_id, &task_name, name, input).await,
             None => (task_id, false),

@@ -31,7 +31,9 @@ where
     };
     let args: Arc<[u8]> = args.finish()?.into();
     let name: Arc<str> = Arc::from(name);
-    let body = AssertUnwindSafe(body).catch_unwind();
+    // Boxed: a group's future would otherwise hold its body inline, and groups nested in groups
+    // would grow geometrically (megabytes of stack at a few levels).
+    let body = Box::pin(AssertUnwindSafe(body).catch_unwind());
     let settle = |r: std::result::Result<Result<T>, Box<dyn std::any::Any + Send>>| {
         r.unwrap_or_else(|panic| Err(crate::task::panic_error(panic)))
     };
@@ -68,7 +70,12 @@ where
             run.record(EventType::TaskStarted, &task_id, &name, args, None, false)?;
             task_id
         }
-        Lookup::Restart(task_id, _) => task_id,
+        Lookup::Restart(task_id, _) => {
+            if context::is_replay_only() {
+                return Err(context::replay_only_error(&task_id));
+            }
+            task_id
+        }
     };
     let outcome = settle(body.await);
     let (kind, recorded) = match &outcome {
@@ -255,8 +262,12 @@ where
 
 /// Runs the group of a `parallel!` or `pipeline!` as a task.
 #[doc(hidden)]
-pub async fn group<T: Storable, F: Future<Output = Result<T>>>(name: &'static str, body: F) -> Result<T> {
-    composite(name, Args::new(0), codec::<T>(), body).await
+pub fn group<T: Storable, F: Future<Output = Result<T>>>(
+    name: &'static str,
+    body: F,
+) -> impl Future<Output = Result<T>> {
+    // Boxed here too, so that the group's own future stays small wherever it is nested.
+    Box::pin(composite(name, Args::new(0), codec::<T>(), body))
 }
 
 /// Waits for a permit of `limit` (if any), then runs `call`.

@@ -336,7 +336,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
                     return Ok(Box::pin(async move { output_of::<W>(workflow.run(input).await?) }));
                 };
                 let child_id = child_execution_id(&parent.execution_id, call.task_id);
-                Ok(Box::pin(run_child::<W>(engine.clone(), child_id, parent.execution_id.clone(), input)))
+                Ok(Box::pin(run_child::<W>(engine.clone(), child_id, parent, input)))
             };
             let handlers = Handlers { fallback: None::<NoHandler<W::Output>>, rollback: None::<NoHandler<()>> };
             task.run(crate::task::codec::<W::Output>(), &TaskOptions::new(), attempt, handlers).await
@@ -387,17 +387,20 @@ fn output_of<W: WorkflowDefinition>(execution: Execution<W::Input, W::Output>) -
     }
 }
 
-/// Marks a child execution `CANCELLING` if its parent stops awaiting it before it ends (the
-/// parent was cancelled), so that it is not left running without an owner.
+/// Marks a child execution `CANCELLING` if its parent is cancelled while awaiting it, so that it
+/// is not left running without an owner. Dropped for any other reason (the parent paused, or
+/// stopped on an engine error), the child stays as it is: its id is derived from the parent's,
+/// so the parent's resume or replay continues it.
 struct ChildGuard {
     engine: Engine,
     id: String,
+    parent: Arc<RunState>,
     armed: bool,
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        if self.armed {
+        if self.armed && self.parent.is_cancelled() {
             let request = Write::SetState {
                 execution_id: Arc::from(self.id.as_str()),
                 state: ExecutionState::Cancelling,
@@ -414,19 +417,24 @@ impl Drop for ChildGuard {
 async fn run_child<W: WorkflowDefinition>(
     engine: Engine,
     id: String,
-    parent: Arc<str>,
+    parent: Arc<RunState>,
     input: W::Input,
 ) -> Result<W::Output> {
     let claim = engine.claim_local(&id)?;
-    let mut guard = ChildGuard { engine: engine.clone(), id: id.clone(), armed: true };
-    let execution = match engine.load(&id).await? {
-        Some(stored) => resume_stored::<W>(&engine, &claim, stored).await?,
-        None => {
-            let (run, bytes) = create::<W>(&engine, &claim, &id, &input, Some(parent))?;
-            begin(&run, bytes.clone()).await?;
-            drive::<W>(run, input, bytes).await?
+    let mut guard = ChildGuard { engine: engine.clone(), id: id.clone(), parent: parent.clone(), armed: true };
+    let ran = async {
+        match engine.load(&id).await? {
+            Some(stored) => resume_stored::<W>(&engine, &claim, stored).await,
+            None => {
+                let (run, bytes) = create::<W>(&engine, &claim, &id, &input, Some(parent.execution_id.clone()))?;
+                begin(&run, bytes.clone()).await?;
+                drive::<W>(run, input, bytes).await
+            }
         }
     };
+    // The engine could not run the child (storage failed): the parent stops too, without
+    // recording the call as failed, and both can be replayed once storage works.
+    let execution = ran.await.map_err(|e| parent.abort(e))?;
     guard.armed = false;
     output_of::<W>(execution)
 }
