@@ -439,6 +439,9 @@ impl flux::store::Store for FailingStore {
     fn state(&self, id: &str) -> flux::Result<Option<ExecutionState>> {
         self.inner.state(id)
     }
+    fn list(&self, states: &[ExecutionState]) -> flux::Result<Vec<flux::store::ExecutionRow>> {
+        self.inner.list(states)
+    }
     fn describe(&self) -> String {
         "failing".into()
     }

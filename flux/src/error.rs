@@ -43,6 +43,9 @@ pub enum ErrorKind {
     MissingSecret,
     /// The execution was cancelled while the task (or the workflow) was running.
     Cancelled,
+    /// Another holder got there first: the execution is claimed by someone else, or a claim
+    /// generation is stale.
+    Conflict,
     /// A stored error whose kind this version of flux does not know.
     #[serde(other)]
     Unknown,
@@ -66,6 +69,7 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::MissingSecret => "missing_secret",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Unknown => "unknown",
         }
     }

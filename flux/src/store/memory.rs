@@ -67,6 +67,20 @@ impl MemoryStore {
                     *expected += 1;
                 }
                 Write::CachePut { .. } => {}
+                Write::Claim { execution_id: id, generation, .. } => match map.get(&**id) {
+                    Some(e) if e.claim_generation + 1 != *generation => {
+                        return Err(super::stale_generation(id, *generation, e.claim_generation));
+                    }
+                    None => return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`"))),
+                    _ => {}
+                },
+                Write::Fence { execution_id: id, generation } => match map.get(&**id) {
+                    Some(e) if e.claim_generation != *generation => {
+                        return Err(super::stale_generation(id, *generation, e.claim_generation));
+                    }
+                    None => return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`"))),
+                    _ => {}
+                },
                 Write::SetState { execution_id: id, state, .. } => match map.get(&**id) {
                     Some(e) if !super::transition_allowed(e.state, *state) => {
                         return Err(super::transition_refused(id, e.state, *state));
@@ -92,6 +106,8 @@ impl MemoryStore {
                             parent_id: parent_id.map(|p| p.to_string()),
                             created_at: time,
                             updated_at: time,
+                            worker: None,
+                            claim_generation: 0,
                             events: Vec::new(),
                         },
                     );
@@ -105,6 +121,13 @@ impl MemoryStore {
                     let entry = CacheEntry { task_name: task_name.to_string(), value: value.to_vec(), expires_at };
                     self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), entry);
                 }
+                Write::Claim { execution_id, worker, generation } => {
+                    if let Some(e) = map.get_mut(&*execution_id) {
+                        e.worker = worker.map(|w| w.to_string());
+                        e.claim_generation = generation;
+                    }
+                }
+                Write::Fence { .. } => {}
                 Write::SetState { execution_id, state, output, time } => {
                     if let Some(e) = map.get_mut(&*execution_id) {
                         e.state = state;
@@ -127,6 +150,24 @@ impl Store for MemoryStore {
 
     fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
         Ok(self.lock().get(execution_id).cloned())
+    }
+
+    fn list(&self, states: &[super::ExecutionState]) -> Result<Vec<super::ExecutionRow>> {
+        let mut rows: Vec<super::ExecutionRow> = self
+            .lock()
+            .values()
+            .filter(|e| states.contains(&e.state))
+            .map(|e| super::ExecutionRow {
+                id: e.id.clone(),
+                workflow_name: e.workflow_name.clone(),
+                state: e.state,
+                worker: e.worker.clone(),
+                claim_generation: e.claim_generation,
+                updated_at: e.updated_at,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(rows)
     }
 
     fn state(&self, execution_id: &str) -> Result<Option<crate::event::ExecutionState>> {

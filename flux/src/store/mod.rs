@@ -118,6 +118,25 @@ pub enum Write {
         /// When the entry stops being valid; `None` keeps it until cleared.
         expires_at: Option<SystemTime>,
     },
+    /// Hands an execution to a worker (or takes it back, with `worker: None`) under a new claim
+    /// generation. Refused unless `generation` is one more than the stored generation, so that
+    /// two claims never get the same generation.
+    Claim {
+        /// Execution id.
+        execution_id: Arc<str>,
+        /// The worker now holding the execution.
+        worker: Option<Arc<str>>,
+        /// The new claim generation.
+        generation: u64,
+    },
+    /// Applies the rest of the batch only if the execution's claim generation is still
+    /// `generation`: a worker that lost its claim cannot write.
+    Fence {
+        /// Execution id.
+        execution_id: Arc<str>,
+        /// The generation the writer holds.
+        generation: u64,
+    },
     /// Change an execution's state, optionally setting its output (or stored error).
     SetState {
         /// Execution id.
@@ -150,8 +169,40 @@ pub struct StoredExecution {
     pub created_at: SystemTime,
     /// When its row last changed.
     pub updated_at: SystemTime,
+    /// The worker holding the execution (server mode).
+    pub worker: Option<String>,
+    /// How many times the execution has been claimed or taken back (server mode).
+    pub claim_generation: u64,
     /// The log, in order.
     pub events: Vec<Event>,
+}
+
+/// An execution's row, without its log: what [`Store::list`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionRow {
+    /// Execution id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow_name: String,
+    /// Current state.
+    pub state: ExecutionState,
+    /// The worker holding the execution (server mode).
+    pub worker: Option<String>,
+    /// The claim generation (server mode).
+    pub claim_generation: u64,
+    /// When its row last changed.
+    pub updated_at: SystemTime,
+}
+
+/// The error for a claim or fence whose generation does not match the stored one.
+pub(crate) fn stale_generation(execution_id: &str, generation: u64, stored: u64) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "claim generation {generation} of execution `{execution_id}` is stale (the execution is at generation \
+             {stored}); another worker holds it now"
+        ),
+    )
 }
 
 /// A storage backend.
@@ -168,6 +219,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Loads one execution with its log, or `None` if no execution has this id.
     fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>>;
+
+    /// The executions in any of `states`, oldest change first.
+    fn list(&self, states: &[ExecutionState]) -> Result<Vec<ExecutionRow>>;
 
     /// The current state of one execution, or `None` if no execution has this id. Cheaper than
     /// [`Store::load`]: running executions poll it to notice a cancellation asked for elsewhere.
@@ -256,5 +310,84 @@ impl CommitSender {
     pub fn send(self, result: Result<()>) {
         // The waiter may have gone away (its future dropped); nothing to do then.
         let _ = self.0.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+
+    fn create(id: &str, state: ExecutionState) -> Write {
+        Write::CreateExecution {
+            id: id.into(),
+            workflow_name: "wf".into(),
+            state,
+            input: Arc::from(&[0xc0u8][..]),
+            parent_id: None,
+            time: SystemTime::now(),
+        }
+    }
+
+    fn append(id: &str, seq: u64) -> Write {
+        let event = Event::new(seq, EventType::WorkflowClaimed, "wf_x", "wf", vec![0xc0], crate::event::now());
+        Write::Append { execution_id: id.into(), event }
+    }
+
+    fn claim(id: &str, worker: Option<&str>, generation: u64) -> Write {
+        Write::Claim { execution_id: id.into(), worker: worker.map(Arc::from), generation }
+    }
+
+    fn fence(id: &str, generation: u64) -> Write {
+        Write::Fence { execution_id: id.into(), generation }
+    }
+
+    /// Claims take generations one at a time, and a fence with an old generation refuses its
+    /// whole batch.
+    async fn generations_fence_stale_writers(store: &dyn Store) {
+        store.write(vec![create("x", ExecutionState::Scheduled), append("x", 1)]).await.unwrap();
+        store.write(vec![claim("x", Some("w1"), 1), append("x", 2)]).await.unwrap();
+        let stored = store.load("x").unwrap().unwrap();
+        assert_eq!((stored.worker.as_deref(), stored.claim_generation), (Some("w1"), 1));
+        // A second claim must move to generation 2, not take 1 again.
+        let err = store.write(vec![claim("x", Some("w2"), 1)]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        store.write(vec![fence("x", 1), append("x", 3)]).await.unwrap();
+        store.write(vec![claim("x", None, 2)]).await.unwrap();
+        let err = store.write(vec![fence("x", 1), append("x", 4)]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("stale"), "{err}");
+        let stored = store.load("x").unwrap().unwrap();
+        assert_eq!(stored.events.len(), 3, "the refused batch wrote nothing");
+        assert_eq!((stored.worker, stored.claim_generation), (None, 2));
+        let err = store.write(vec![fence("nope", 0)]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    }
+
+    async fn lists_by_state(store: &dyn Store) {
+        store.write(vec![create("a", ExecutionState::Scheduled)]).await.unwrap();
+        store.write(vec![create("b", ExecutionState::Running)]).await.unwrap();
+        store.write(vec![create("c", ExecutionState::Completed)]).await.unwrap();
+        let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.list(&[ExecutionState::Scheduled]).unwrap()), ["a"]);
+        let mut both = ids(store.list(&[ExecutionState::Running, ExecutionState::Scheduled]).unwrap());
+        both.sort();
+        assert_eq!(both, ["a", "b"]);
+        assert!(store.list(&[]).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_store_fences_and_lists() {
+        generations_fence_stale_writers(&MemoryStore::new()).await;
+        lists_by_state(&MemoryStore::new()).await;
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn sqlite_store_fences_and_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        generations_fence_stale_writers(&SqliteStore::open(dir.path().join("a.db"), Durability::Default).unwrap())
+            .await;
+        lists_by_state(&SqliteStore::open(dir.path().join("b.db"), Durability::Default).unwrap()).await;
     }
 }

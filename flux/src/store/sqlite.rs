@@ -464,6 +464,23 @@ fn apply<'a>(
                     expires_at.map(to_micros)
                 ])?;
             }
+            Write::Claim { execution_id, worker, generation } => {
+                let generation = i64::try_from(*generation).unwrap_or(i64::MAX);
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE executions SET worker = ?2, claim_generation = ?3 WHERE id = ?1 AND claim_generation = ?3 - 1",
+                )?;
+                if stmt.execute(params![&**execution_id, worker.as_deref(), generation])? == 0 {
+                    return Err(WriteError::Rejected(generation_mismatch(conn, execution_id, generation)?));
+                }
+            }
+            Write::Fence { execution_id, generation } => {
+                let generation = i64::try_from(*generation).unwrap_or(i64::MAX);
+                let mut stmt = conn.prepare_cached("SELECT claim_generation FROM executions WHERE id = ?1")?;
+                let stored: Option<i64> = stmt.query_row([&**execution_id], |r| r.get(0)).optional()?;
+                if stored != Some(generation) {
+                    return Err(WriteError::Rejected(generation_mismatch(conn, execution_id, generation)?));
+                }
+            }
             Write::SetState { execution_id, state, output, time } => {
                 let mut stmt = conn.prepare_cached(
                     "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
@@ -494,6 +511,21 @@ fn apply<'a>(
         }
     }
     Ok(())
+}
+
+/// Why a claim or fence for `generation` was refused.
+fn generation_mismatch(conn: &Connection, execution_id: &str, generation: i64) -> rusqlite::Result<Error> {
+    let stored: Option<i64> = conn
+        .query_row("SELECT claim_generation FROM executions WHERE id = ?1", [execution_id], |r| r.get(0))
+        .optional()?;
+    Ok(match stored {
+        None => Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")),
+        Some(stored) => super::stale_generation(
+            execution_id,
+            u64::try_from(generation).unwrap_or(0),
+            u64::try_from(stored).unwrap_or(0),
+        ),
+    })
 }
 
 impl Store for SqliteStore {
@@ -533,7 +565,8 @@ impl Store for SqliteStore {
             let tx = conn.transaction().map_err(err)?;
             let row = tx
                 .query_row(
-                    "SELECT workflow_name, state, input, output, parent_id, created_at, updated_at
+                    "SELECT workflow_name, state, input, output, parent_id, created_at, updated_at, worker,
+                            claim_generation
                      FROM executions WHERE id = ?1",
                     [execution_id],
                     |r| {
@@ -545,12 +578,16 @@ impl Store for SqliteStore {
                             r.get::<_, Option<String>>(4)?,
                             r.get::<_, i64>(5)?,
                             r.get::<_, i64>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                            r.get::<_, i64>(8)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(err)?;
-            let Some((workflow_name, state, input, output, parent_id, created_at, updated_at)) = row else {
+            let Some((workflow_name, state, input, output, parent_id, created_at, updated_at, worker, generation)) =
+                row
+            else {
                 return Ok(None);
             };
             let state: ExecutionState = state.parse().map_err(|e: Error| {
@@ -595,8 +632,43 @@ impl Store for SqliteStore {
                 parent_id,
                 created_at: from_micros(created_at),
                 updated_at: from_micros(updated_at),
+                worker,
+                claim_generation: u64::try_from(generation).unwrap_or(0),
                 events,
             }))
+        })
+    }
+
+    fn list(&self, states: &[ExecutionState]) -> Result<Vec<super::ExecutionRow>> {
+        let path = &self.path;
+        self.with_reader(|conn| {
+            let err = |e| sql_error(path, "cannot read from database", e);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, workflow_name, state, worker, claim_generation, updated_at FROM executions
+                     WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY updated_at, id",
+                )
+                .map_err(err)?;
+            let wanted =
+                format!("[{}]", states.iter().map(|s| format!("\"{}\"", s.as_str())).collect::<Vec<_>>().join(","));
+            let mut rows = stmt.query([wanted]).map_err(err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(err)? {
+                let id: String = r.get(0).map_err(err)?;
+                let state: String = r.get(2).map_err(err)?;
+                let state = state
+                    .parse()
+                    .map_err(|e: Error| Error::new(ErrorKind::Corrupt, format!("execution `{id}`: {}", e.message())))?;
+                out.push(super::ExecutionRow {
+                    workflow_name: r.get(1).map_err(err)?,
+                    state,
+                    worker: r.get(3).map_err(err)?,
+                    claim_generation: u64::try_from(r.get::<_, i64>(4).map_err(err)?).unwrap_or(0),
+                    updated_at: from_micros(r.get(5).map_err(err)?),
+                    id,
+                });
+            }
+            Ok(out)
         })
     }
 
