@@ -5,15 +5,26 @@
 //! home = ".flux"                          # FLUX_HOME
 //! database_url = "sqlite://.flux/flux.db" # FLUX_DATABASE_URL
 //! durability = "default"                  # FLUX_DURABILITY: "default" or "full"
+//! server_host = "localhost"               # FLUX_SERVER_HOST: where `flux start server` listens
+//! server_port = 8000                      # FLUX_SERVER_PORT
+//! max_body_bytes = 2097152                # FLUX_MAX_BODY_BYTES: largest HTTP request body
+//!
+//! [flux.workers]
+//! bootstrap_token = "..."                 # FLUX_WORKERS__BOOTSTRAP_TOKEN: workers register with it
+//! server_url = "http://localhost:8000"    # FLUX_WORKERS__SERVER_URL: what workers and the CLI call
+//! lease_timeout = "30s"                   # FLUX_WORKERS__LEASE_TIMEOUT: a silent worker loses its claims
+//! heartbeat_interval = "5s"               # FLUX_WORKERS__HEARTBEAT_INTERVAL
 //!
 //! [flux.security]
 //! encryption_key = "..."                  # FLUX_SECURITY__ENCRYPTION_KEY (secrets at rest)
+//! admin_token = "..."                     # FLUX_SECURITY__ADMIN_TOKEN: guards /admin endpoints
 //! ```
 //!
 //! Environment variables win over the file. Nested keys use `__` (`FLUX_SECURITY__ENCRYPTION_KEY`).
 //! The file is `flux.toml` in the working directory, or the one `FLUX_CONFIG` names.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -32,6 +43,69 @@ pub struct Config {
     /// The key secrets are encrypted with (`[flux.security] encryption_key`,
     /// `FLUX_SECURITY__ENCRYPTION_KEY`); without one, a key file in `home` is used.
     pub encryption_key: Option<String>,
+    /// The host `flux start server` listens on (default `localhost`).
+    pub server_host: String,
+    /// The port `flux start server` listens on (default 8000).
+    pub server_port: u16,
+    /// The largest request body the server reads, in bytes (default 2 MiB).
+    pub max_body_bytes: usize,
+    /// The token that guards the `/admin` endpoints (`[flux.security] admin_token`); without
+    /// one, a server generates a token and prints it once.
+    pub admin_token: Option<String>,
+    /// Server mode: workers and the connection to the server.
+    pub workers: WorkersConfig,
+}
+
+/// `[flux.workers]`: how workers find the server and how long their claims last.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WorkersConfig {
+    /// The token a worker presents to register; without one, a server generates a token and
+    /// prints it once.
+    pub bootstrap_token: Option<String>,
+    /// The server that workers and the `flux` CLI talk to (default `http://localhost:8000`).
+    pub server_url: String,
+    /// How long a worker keeps a claim without being heard from (default 30 s).
+    pub lease_timeout: Duration,
+    /// How often a worker renews its claims when it has nothing else to send (default 5 s).
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            bootstrap_token: None,
+            server_url: "http://localhost:8000".to_string(),
+            lease_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkersConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkersConfig")
+            .field("bootstrap_token", &self.bootstrap_token.as_ref().map(|_| "<redacted>"))
+            .field("server_url", &self.server_url)
+            .field("lease_timeout", &self.lease_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            home: PathBuf::from(".flux"),
+            database_url: "sqlite://.flux/flux.db".to_string(),
+            durability: Durability::Default,
+            encryption_key: None,
+            server_host: "localhost".to_string(),
+            server_port: 8000,
+            max_body_bytes: 2 * 1024 * 1024,
+            admin_token: None,
+            workers: WorkersConfig::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -41,6 +115,11 @@ impl std::fmt::Debug for Config {
             .field("database_url", &self.database_url)
             .field("durability", &self.durability)
             .field("encryption_key", &self.encryption_key.as_ref().map(|_| "<redacted>"))
+            .field("server_host", &self.server_host)
+            .field("server_port", &self.server_port)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -55,7 +134,20 @@ pub enum DatabaseLocation {
 }
 
 /// The environment variables [`Config::load`] reads.
-const ENV_KEYS: [&str; 4] = ["FLUX_HOME", "FLUX_DATABASE_URL", "FLUX_DURABILITY", "FLUX_SECURITY__ENCRYPTION_KEY"];
+const ENV_KEYS: [&str; 12] = [
+    "FLUX_HOME",
+    "FLUX_DATABASE_URL",
+    "FLUX_DURABILITY",
+    "FLUX_SERVER_HOST",
+    "FLUX_SERVER_PORT",
+    "FLUX_MAX_BODY_BYTES",
+    "FLUX_SECURITY__ENCRYPTION_KEY",
+    "FLUX_SECURITY__ADMIN_TOKEN",
+    "FLUX_WORKERS__BOOTSTRAP_TOKEN",
+    "FLUX_WORKERS__SERVER_URL",
+    "FLUX_WORKERS__LEASE_TIMEOUT",
+    "FLUX_WORKERS__HEARTBEAT_INTERVAL",
+];
 
 #[derive(Default, Deserialize)]
 struct FileConfig {
@@ -68,13 +160,58 @@ struct FileSection {
     home: Option<PathBuf>,
     database_url: Option<String>,
     durability: Option<String>,
+    server_host: Option<String>,
+    server_port: Option<u16>,
+    max_body_bytes: Option<usize>,
     #[serde(default)]
     security: SecuritySection,
+    #[serde(default)]
+    workers: WorkersSection,
 }
 
 #[derive(Default, Deserialize)]
 struct SecuritySection {
     encryption_key: Option<String>,
+    admin_token: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct WorkersSection {
+    bootstrap_token: Option<String>,
+    server_url: Option<String>,
+    lease_timeout: Option<DurationValue>,
+    heartbeat_interval: Option<DurationValue>,
+}
+
+/// A duration written as `"30s"` or as a number of seconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn parse(self, key: &str) -> Result<Duration> {
+        match self {
+            DurationValue::Seconds(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+            DurationValue::Seconds(s) => {
+                Err(Error::new(ErrorKind::Config, format!("{key} must be a positive number of seconds, not {s}")))
+            }
+            DurationValue::Text(t) => match humantime::parse_duration(t.trim()) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(Error::new(ErrorKind::Config, format!("{key} must be longer than zero"))),
+                Err(e) => Err(Error::new(ErrorKind::Config, format!("invalid {key} `{t}`: {e}"))),
+            },
+        }
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(key: &str, value: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e| Error::new(ErrorKind::Config, format!("invalid {key} `{value}`: {e}")))
 }
 
 impl Config {
@@ -131,7 +268,17 @@ impl Config {
                 "FLUX_HOME" => section.home = Some(PathBuf::from(value)),
                 "FLUX_DATABASE_URL" => section.database_url = Some(value),
                 "FLUX_DURABILITY" => section.durability = Some(value),
+                "FLUX_SERVER_HOST" => section.server_host = Some(value),
+                "FLUX_SERVER_PORT" => section.server_port = Some(parse_env(&key, &value)?),
+                "FLUX_MAX_BODY_BYTES" => section.max_body_bytes = Some(parse_env(&key, &value)?),
                 "FLUX_SECURITY__ENCRYPTION_KEY" => section.security.encryption_key = Some(value),
+                "FLUX_SECURITY__ADMIN_TOKEN" => section.security.admin_token = Some(value),
+                "FLUX_WORKERS__BOOTSTRAP_TOKEN" => section.workers.bootstrap_token = Some(value),
+                "FLUX_WORKERS__SERVER_URL" => section.workers.server_url = Some(value),
+                "FLUX_WORKERS__LEASE_TIMEOUT" => section.workers.lease_timeout = Some(DurationValue::Text(value)),
+                "FLUX_WORKERS__HEARTBEAT_INTERVAL" => {
+                    section.workers.heartbeat_interval = Some(DurationValue::Text(value))
+                }
                 _ => {}
             }
         }
@@ -149,7 +296,34 @@ impl Config {
         if let Some(key) = &encryption_key {
             crate::secrets::parse_configured_key(key)?;
         }
-        let config = Config { home, database_url, durability, encryption_key };
+        let defaults = WorkersConfig::default();
+        let workers = WorkersConfig {
+            bootstrap_token: section.workers.bootstrap_token.filter(|t| !t.is_empty()),
+            server_url: section.workers.server_url.unwrap_or(defaults.server_url),
+            lease_timeout: match section.workers.lease_timeout {
+                Some(d) => d.parse("flux.workers.lease_timeout")?,
+                None => defaults.lease_timeout,
+            },
+            heartbeat_interval: match section.workers.heartbeat_interval {
+                Some(d) => d.parse("flux.workers.heartbeat_interval")?,
+                None => defaults.heartbeat_interval,
+            },
+        };
+        let max_body_bytes = section.max_body_bytes.unwrap_or(2 * 1024 * 1024);
+        if max_body_bytes == 0 {
+            return Err(Error::new(ErrorKind::Config, "flux.max_body_bytes must be more than zero"));
+        }
+        let config = Config {
+            home,
+            database_url,
+            durability,
+            encryption_key,
+            server_host: section.server_host.unwrap_or_else(|| "localhost".to_string()),
+            server_port: section.server_port.unwrap_or(8000),
+            max_body_bytes,
+            admin_token: section.security.admin_token.filter(|t| !t.is_empty()),
+            workers,
+        };
         config.database()?;
         Ok(config)
     }
@@ -209,5 +383,27 @@ mod tests {
         assert!(err.to_string().contains("sometimes"), "{err}");
         let err = Config::from_sources(Some((Path::new("cfg/flux.toml"), "[flux]\nhome = 3\n")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("cfg/flux.toml"), "{err}");
+        let err = Config::from_sources(None, env(&[("FLUX_SERVER_PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("FLUX_SERVER_PORT") && err.to_string().contains("eighty"), "{err}");
+        let err = Config::from_sources(None, env(&[("FLUX_WORKERS__LEASE_TIMEOUT", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("lease_timeout") && err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn server_sections_nest_and_the_environment_wins() {
+        let file = "[flux]\nserver_port = 9000\n[flux.workers]\nbootstrap_token = \"from-file\"\nlease_timeout = 12\n\
+                    [flux.security]\nadmin_token = \"admin-file\"\n";
+        let c = Config::from_sources(
+            Some((Path::new("flux.toml"), file)),
+            env(&[("FLUX_WORKERS__BOOTSTRAP_TOKEN", "from-env"), ("FLUX_WORKERS__HEARTBEAT_INTERVAL", "250ms")]),
+        )
+        .unwrap();
+        assert_eq!(c.server_port, 9000);
+        assert_eq!(c.workers.bootstrap_token.as_deref(), Some("from-env"));
+        assert_eq!(c.workers.lease_timeout, Duration::from_secs(12));
+        assert_eq!(c.workers.heartbeat_interval, Duration::from_millis(250));
+        assert_eq!(c.admin_token.as_deref(), Some("admin-file"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("from-env") && !shown.contains("admin-file"), "{shown}");
     }
 }
