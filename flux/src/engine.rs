@@ -112,6 +112,26 @@ impl Engine {
         Ok(engine)
     }
 
+    /// An engine over `store` that shares this engine's secrets key and output storages.
+    #[cfg(feature = "server")]
+    pub(crate) fn with_store_sharing(&self, store: Arc<dyn Store>) -> Engine {
+        let outputs = self.inner.outputs.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                running: Arc::default(),
+                key_source: self.inner.key_source.clone(),
+                keyring: OnceLock::new(),
+                outputs: RwLock::new(outputs),
+            }),
+        };
+        // The same key, even when it is an in-memory one.
+        if let Ok(keyring) = self.keyring() {
+            let _ = engine.inner.keyring.set(keyring.clone());
+        }
+        engine
+    }
+
     /// An engine; with a `home`, the `"file"` output storage keeps outputs in `home/outputs`.
     fn build(store: Arc<dyn Store>, key_source: KeySource, home: Option<&Path>) -> Engine {
         let mut outputs: HashMap<String, Arc<dyn OutputStorage>> = HashMap::new();

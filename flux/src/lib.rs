@@ -51,6 +51,9 @@
 //!   default engine configured by `FLUX_HOME`, `FLUX_DATABASE_URL` and `flux.toml` ([`Config`]).
 //! - [`Event`], [`EventType`] and [`ExecutionState`] are the log's vocabulary; [`Execution`] is
 //!   what a run returns.
+//! - Server mode (feature `server`): `flux::server::Server::new().register(wf).serve(addr)` runs
+//!   workflows over HTTP, and `flux::worker::Worker::new(url).register(wf).run()` turns any
+//!   binary into a worker for it.
 //! - [`store`] is the storage trait with its SQLite and in-memory backends; [`value`] the
 //!   canonical MessagePack encoding every stored value uses.
 //!
@@ -64,6 +67,11 @@
 //! ## Features
 //!
 //! - `sqlite` (default): the SQLite store, with SQLite bundled.
+//! - `server`: server mode. [`server::Server`] serves the HTTP/SSE API (run, resume, status,
+//!   cancel, stream, secrets, `/openapi.json`, `/docs`) and hands executions to remote
+//!   [`worker::Worker`]s, which claim them, replay their logs and send what they record back as
+//!   checkpoints.
+//! - `cli`: the `flux` command-line tool (`flux start server`, `flux workflow run ...`).
 #![warn(missing_docs)]
 // Library code never unwraps: data from files, the database or the network gets an error.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -88,9 +96,16 @@ mod task;
 pub mod value;
 mod workflow;
 
+#[cfg(feature = "server")]
+mod erased;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod worker;
+
 pub use builtins::{choice, now, pause, pause_with, progress, randint, randrange, sleep, uuid4};
 pub use compose::{AllResults, Parallel, parallel};
-pub use config::{Config, DatabaseLocation};
+pub use config::{Config, DatabaseLocation, WorkersConfig};
 pub use context::PROGRESS_QUEUE;
 pub use context::{Execution, ExecutionContext};
 pub use engine::Engine;

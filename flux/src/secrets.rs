@@ -64,6 +64,7 @@ impl fmt::Debug for KeySource {
 }
 
 /// The cipher of an engine's secrets.
+#[derive(Clone)]
 pub(crate) struct Keyring {
     cipher: XChaCha20Poly1305,
 }

@@ -197,30 +197,14 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let engine = self.engine()?;
         let claim = engine.claim_local(id)?;
         let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
-        check_workflow::<W>(&stored)?;
-        if stored.state != ExecutionState::Paused {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                format!(
-                    "execution `{id}` is not paused (it is {}); only a paused execution can be resumed",
-                    stored.state
-                ),
-            ));
-        }
         let resume_input: Arc<[u8]> = value::to_msgpack(&input)
             .map_err(|e| {
                 Error::new(ErrorKind::Encode, format!("the resume input of execution `{id}` cannot be encoded"))
                     .with_cause(e.message().to_string())
             })?
             .into();
-        let input = decode_input::<W>(&stored.id, &stored.input)?;
-        let run = Arc::new(
-            RunState::new(engine.clone(), &stored.id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
-        );
-        claim.attach(&run);
-        run.set_resume_input(resume_input);
-        tracing::debug!(workflow = W::NAME, execution_id = %id, "resuming execution");
-        drive::<W>(run, input, stored.input.into()).await
+        let (run, input, input_bytes) = prepare_resume::<W>(&engine, &claim, stored, resume_input)?;
+        drive::<W>(run, input, input_bytes).await
     }
 
     /// Cancels an execution and returns it as it then is.
@@ -344,8 +328,37 @@ impl<W: WorkflowDefinition> Workflow<W> {
     }
 }
 
+/// A run ready to be driven: the run, the workflow's input and its encoded form.
+pub(crate) type Prepared<I> = (Arc<RunState>, I, Arc<[u8]>);
+
+/// Checks that `stored` is a paused execution of `W` and makes the run that resumes it with
+/// `resume_input`.
+pub(crate) fn prepare_resume<W: WorkflowDefinition>(
+    engine: &Engine,
+    claim: &LocalClaim,
+    stored: StoredExecution,
+    resume_input: Arc<[u8]>,
+) -> Result<Prepared<W::Input>> {
+    let id = stored.id.as_str();
+    check_workflow::<W>(&stored)?;
+    if stored.state != ExecutionState::Paused {
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            format!("execution `{id}` is not paused (it is {}); only a paused execution can be resumed", stored.state),
+        ));
+    }
+    let input = decode_input::<W>(&stored.id, &stored.input)?;
+    let run = Arc::new(
+        RunState::new(engine.clone(), &stored.id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
+    );
+    claim.attach(&run);
+    run.set_resume_input(resume_input);
+    tracing::debug!(workflow = W::NAME, execution_id = %id, "resuming execution");
+    Ok((run, input, stored.input.into()))
+}
+
 /// A new random execution id (32 hexadecimal digits).
-fn new_execution_id() -> String {
+pub(crate) fn new_execution_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
@@ -557,11 +570,11 @@ impl<W: WorkflowDefinition> futures::Stream for ExecutionStream<W> {
     }
 }
 
-fn not_found(engine: &Engine, id: &str) -> Error {
+pub(crate) fn not_found(engine: &Engine, id: &str) -> Error {
     Error::new(ErrorKind::NotFound, format!("no execution `{id}` in {}", engine.store().describe()))
 }
 
-fn check_workflow<W: WorkflowDefinition>(stored: &StoredExecution) -> Result<()> {
+pub(crate) fn check_workflow<W: WorkflowDefinition>(stored: &StoredExecution) -> Result<()> {
     if stored.workflow_name != W::NAME {
         return Err(Error::new(
             ErrorKind::InvalidState,
@@ -571,7 +584,7 @@ fn check_workflow<W: WorkflowDefinition>(stored: &StoredExecution) -> Result<()>
     Ok(())
 }
 
-fn decode_input<W: WorkflowDefinition>(id: &str, bytes: &[u8]) -> Result<W::Input> {
+pub(crate) fn decode_input<W: WorkflowDefinition>(id: &str, bytes: &[u8]) -> Result<W::Input> {
     value::from_msgpack(bytes).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
@@ -586,7 +599,7 @@ fn decode_input<W: WorkflowDefinition>(id: &str, bytes: &[u8]) -> Result<W::Inpu
 }
 
 /// Builds the user's view of a stored execution.
-fn to_execution<W: WorkflowDefinition>(
+pub(crate) fn to_execution<W: WorkflowDefinition>(
     engine: &Engine,
     stored: StoredExecution,
 ) -> Result<Execution<W::Input, W::Output>> {
@@ -629,7 +642,7 @@ fn to_execution<W: WorkflowDefinition>(
 }
 
 /// A new execution's run and encoded input, attached to `claim`.
-fn create<W: WorkflowDefinition>(
+pub(crate) fn create<W: WorkflowDefinition>(
     engine: &Engine,
     claim: &LocalClaim,
     id: &str,
@@ -649,7 +662,7 @@ fn create<W: WorkflowDefinition>(
 
 /// Stores a new execution: its row and `WORKFLOW_STARTED` in one transaction, durable before the
 /// body runs.
-async fn begin(run: &Arc<RunState>, input: Arc<[u8]>) -> Result<()> {
+pub(crate) async fn begin(run: &Arc<RunState>, input: Arc<[u8]>) -> Result<()> {
     let create = Write::CreateExecution {
         id: run.execution_id.clone(),
         workflow_name: run.workflow_name.clone(),
@@ -670,7 +683,7 @@ async fn begin(run: &Arc<RunState>, input: Arc<[u8]>) -> Result<()> {
 }
 
 /// Continues a stored execution, or returns it as stored when there is nothing to run.
-async fn resume_stored<W: WorkflowDefinition>(
+pub(crate) async fn resume_stored<W: WorkflowDefinition>(
     engine: &Engine,
     claim: &LocalClaim,
     stored: StoredExecution,
@@ -694,7 +707,7 @@ async fn resume_stored<W: WorkflowDefinition>(
 
 /// Ends the cancellation of an execution nobody runs: `WORKFLOW_CANCELLING` (unless the log has
 /// it already) and `WORKFLOW_CANCELLED`, state `CANCELLED`, in one transaction.
-async fn finish_cancelled<W: WorkflowDefinition>(
+pub(crate) async fn finish_cancelled<W: WorkflowDefinition>(
     engine: &Engine,
     claim: &LocalClaim,
     stored: StoredExecution,
@@ -821,7 +834,7 @@ async fn run_body<O>(run: &Arc<RunState>, body: BoxFuture<Result<O>>) -> Ending<
 }
 
 /// Runs the body over `run`'s log and records how it ended.
-async fn drive<W: WorkflowDefinition>(
+pub(crate) async fn drive<W: WorkflowDefinition>(
     run: Arc<RunState>,
     input: W::Input,
     input_bytes: Arc<[u8]>,

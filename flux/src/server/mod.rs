@@ -1,0 +1,328 @@
+//! Server mode (feature `server`): the HTTP/SSE API of SPEC §11 and the dispatcher that hands
+//! executions to remote workers.
+//!
+//! ```no_run
+//! use flux::prelude::*;
+//!
+//! #[flux::workflow]
+//! async fn hello_world(ctx: ExecutionContext<String>) -> String {
+//!     format!("Hello, {}", ctx.input())
+//! }
+//!
+//! # async fn demo() -> flux::Result<()> {
+//! flux::server::Server::new().register(hello_world).serve("127.0.0.1:8000").await
+//! # }
+//! ```
+
+mod api;
+mod auth;
+mod hub;
+mod openapi;
+pub(crate) mod wire;
+mod workers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::erased::{ErasedWorkflow, erase};
+use crate::error::{Error, ErrorKind, Result};
+use crate::workflow::WorkflowDefinition;
+
+use self::hub::Hub;
+use self::workers::{Claims, Pending, WorkerEntry};
+
+/// How often keep-alives go to SSE streams.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// How long a disconnected worker keeps its claims, to allow for a quick reconnect.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
+
+/// A flux server, being configured: workflows it runs in process, tokens, limits.
+///
+/// Clients run workflows over HTTP (SPEC §11). Workflows registered here run in the server's
+/// process; any other workflow in the catalog was advertised by a connected
+/// [`Worker`](crate::worker::Worker), and its executions are handed to such a worker.
+pub struct Server {
+    config: Option<Config>,
+    engine: Option<Engine>,
+    local: Vec<Arc<dyn ErasedWorkflow>>,
+    bootstrap_token: Option<String>,
+    admin_token: Option<String>,
+    lease_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("engine", &self.engine)
+            .field("workflows", &self.local.iter().map(|w| w.name()).collect::<Vec<_>>())
+            .field("lease_timeout", &self.lease_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+impl Server {
+    /// A server configured by `flux.toml` and `FLUX_*` variables ([`Config::load`]), read when it
+    /// starts.
+    pub fn new() -> Server {
+        Server {
+            config: None,
+            engine: None,
+            local: Vec::new(),
+            bootstrap_token: None,
+            admin_token: None,
+            lease_timeout: None,
+        }
+    }
+
+    /// A server configured by `config`.
+    pub fn from_config(config: Config) -> Server {
+        Server { config: Some(config), ..Server::new() }
+    }
+
+    /// Stores executions in `engine` instead of the configured database.
+    pub fn engine(mut self, engine: &Engine) -> Server {
+        self.engine = Some(engine.clone());
+        self
+    }
+
+    /// Runs `workflow` in this process: it is in the catalog and its executions never wait for a
+    /// worker.
+    pub fn register<W: WorkflowDefinition>(mut self, workflow: W) -> Server {
+        self.local.retain(|w| w.name() != W::NAME);
+        self.local.push(erase(workflow));
+        self
+    }
+
+    /// The token workers register with (instead of the configured or a generated one).
+    pub fn bootstrap_token(mut self, token: impl Into<String>) -> Server {
+        self.bootstrap_token = Some(token.into());
+        self
+    }
+
+    /// The token that guards `/admin` (instead of the configured or a generated one).
+    pub fn admin_token(mut self, token: impl Into<String>) -> Server {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// How long a worker keeps its claims without being heard from.
+    pub fn lease_timeout(mut self, timeout: Duration) -> Server {
+        self.lease_timeout = Some(timeout);
+        self
+    }
+
+    /// Starts serving on `addr` (port 0 picks a free port) and returns at once.
+    pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> Result<RunningServer> {
+        let config = match self.config {
+            Some(c) => c,
+            None => Config::load()?,
+        };
+        let engine = match self.engine {
+            Some(e) => e,
+            None => Engine::from_config(&config)?,
+        };
+        let (bootstrap_token, generated_bootstrap) =
+            token_or_generated(self.bootstrap_token.or(config.workers.bootstrap_token.clone()))?;
+        let (admin_token, generated_admin) = token_or_generated(self.admin_token.or(config.admin_token.clone()))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Config, format!("cannot listen: {e}")))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("cannot read the listening address: {e}")))?;
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            engine,
+            local: self.local.iter().map(|w| (w.name(), w.clone())).collect(),
+            catalog: Mutex::new(
+                self.local.iter().map(|w| (w.name().to_string(), CatalogEntry::in_process())).collect(),
+            ),
+            workers: Mutex::new(HashMap::new()),
+            claims: Mutex::new(Claims::default()),
+            claim_lock: tokio::sync::Mutex::new(()),
+            pending: Mutex::new(Pending::default()),
+            hub: Hub::default(),
+            bootstrap_token: auth::Token::new(&bootstrap_token),
+            admin_token: auth::Token::new(&admin_token),
+            lease_timeout: self.lease_timeout.unwrap_or(config.workers.lease_timeout),
+            max_body_bytes: config.max_body_bytes,
+            wake: Notify::new(),
+            shutdown,
+        });
+        workers::restore(&shared).await?;
+        let router = api::router(shared.clone());
+        let mut stop = shared.shutdown.subscribe();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        let server = tokio::spawn(async move { serve.await });
+        let dispatcher = tokio::spawn(workers::dispatcher(shared.clone()));
+        tracing::info!(address = %local_addr, "flux server listening");
+        Ok(RunningServer {
+            local_addr,
+            shared,
+            bootstrap_token,
+            admin_token,
+            generated_bootstrap,
+            generated_admin,
+            server,
+            dispatcher,
+        })
+    }
+
+    /// Serves on `addr` until Ctrl-C. A generated token is printed once, on standard output.
+    pub async fn serve(self, addr: impl tokio::net::ToSocketAddrs) -> Result<()> {
+        use std::io::Write as _;
+        let running = self.bind(addr).await?;
+        let (bootstrap, admin) = running.generated_tokens();
+        let mut out = std::io::stdout().lock();
+        // The operator needs the generated tokens once; they are never logged.
+        let _ = writeln!(out, "flux server listening on {}", running.url());
+        if let Some(token) = bootstrap {
+            let _ = writeln!(out, "bootstrap token: {token}");
+        }
+        if let Some(token) = admin {
+            let _ = writeln!(out, "admin token: {token}");
+        }
+        let _ = out.flush();
+        drop(out);
+        let _ = tokio::signal::ctrl_c().await;
+        running.shutdown().await
+    }
+}
+
+/// The configured token, or a new random one (and whether it was generated).
+fn token_or_generated(token: Option<String>) -> Result<(String, bool)> {
+    match token.filter(|t| !t.is_empty()) {
+        Some(t) => Ok((t, false)),
+        None => Ok((auth::random_token()?, true)),
+    }
+}
+
+/// A workflow in the catalog.
+#[derive(Clone, Debug)]
+pub(crate) struct CatalogEntry {
+    pub(crate) version: u32,
+    pub(crate) in_process: bool,
+    /// The workers that registered it.
+    pub(crate) workers: BTreeSet<String>,
+}
+
+impl CatalogEntry {
+    fn in_process() -> CatalogEntry {
+        CatalogEntry { version: 1, in_process: true, workers: BTreeSet::new() }
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    /// Workflows run in this process.
+    pub(crate) local: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
+    pub(crate) catalog: Mutex<BTreeMap<String, CatalogEntry>>,
+    pub(crate) workers: Mutex<HashMap<String, WorkerEntry>>,
+    pub(crate) claims: Mutex<Claims>,
+    /// Serializes claims, take-backs and the server's own writes to remote executions.
+    pub(crate) claim_lock: tokio::sync::Mutex<()>,
+    pub(crate) pending: Mutex<Pending>,
+    pub(crate) hub: Hub,
+    pub(crate) bootstrap_token: auth::Token,
+    pub(crate) admin_token: auth::Token,
+    pub(crate) lease_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
+    /// Wakes the dispatcher (new work, a worker connected).
+    pub(crate) wake: Notify,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A server that is listening.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    bootstrap_token: String,
+    admin_token: String,
+    generated_bootstrap: bool,
+    generated_admin: bool,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Its base URL, `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr())
+    }
+
+    /// The bootstrap token workers register with.
+    pub fn bootstrap_token(&self) -> &str {
+        &self.bootstrap_token
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The tokens this server generated because none was configured: `(bootstrap, admin)`, each
+    /// `Some` only if generated. Show them to the operator once.
+    pub fn generated_tokens(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.generated_bootstrap.then_some(self.bootstrap_token.as_str()),
+            self.generated_admin.then_some(self.admin_token.as_str()),
+        )
+    }
+
+    /// The engine it stores executions in.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Stops accepting requests, ends open streams and waits for the server to stop.
+    pub async fn shutdown(self) -> Result<()> {
+        self.shared.shutdown.send_replace(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after [`RunningServer::shutdown`] from elsewhere, or an
+    /// error).
+    pub async fn wait(self) -> Result<()> {
+        let served = self.server.await;
+        self.shared.shutdown.send_replace(true);
+        let _ = self.dispatcher.await;
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::new(ErrorKind::Storage, format!("the server stopped: {e}"))),
+            Err(e) => Err(Error::new(ErrorKind::Panic, format!("the server task failed: {e}"))),
+        }
+    }
+}

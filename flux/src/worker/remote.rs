@@ -1,0 +1,351 @@
+//! The store a worker's engine writes to: the log of each claimed execution lives on the
+//! server, so its writes become checkpoints (batched, in order, acknowledged once the server
+//! stored them); everything else (secrets, the task cache, sub-workflows) stays in the worker's
+//! local store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::context::Subscription;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{EventType, ExecutionState};
+use crate::server::wire::{self, Checkpoint, WireWrite};
+use crate::store::{Commit, CommitSender, ExecutionRow, Store, StoredExecution, Write};
+
+/// An execution this worker holds.
+struct Held {
+    generation: u64,
+    state: ExecutionState,
+    /// Whether anything was written for it since the claim.
+    wrote: bool,
+    /// The run's events: the progress in it goes out in order with the writes.
+    events: Option<Subscription>,
+}
+
+impl Held {
+    /// The progress sent since the last write, in order (the durable events in the stream are
+    /// the writes themselves).
+    fn take_progress(&mut self) -> Vec<WireWrite> {
+        let Some(events) = &mut self.events else {
+            return Vec::new();
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut progress = Vec::new();
+        while let std::task::Poll::Ready(Some(event)) = events.poll_next(&mut cx) {
+            if event.kind() == EventType::TaskProgress {
+                progress.push(WireWrite::progress(&event));
+            }
+        }
+        progress
+    }
+}
+
+/// Writes waiting to be sent.
+pub(crate) struct Outgoing {
+    pub(crate) execution_id: Arc<str>,
+    pub(crate) generation: u64,
+    pub(crate) writes: Vec<WireWrite>,
+    pub(crate) done: CommitSender,
+}
+
+pub(crate) struct RemoteStore {
+    local: Arc<dyn Store>,
+    held: Mutex<HashMap<String, Held>>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl RemoteStore {
+    pub(crate) fn new(local: Arc<dyn Store>) -> (RemoteStore, mpsc::UnboundedReceiver<Outgoing>) {
+        let (outbox, rx) = mpsc::unbounded_channel();
+        (RemoteStore { local, held: Mutex::new(HashMap::new()), outbox }, rx)
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts routing the writes of `id` to the server under `generation`.
+    pub(crate) fn hold(&self, id: &str, generation: u64, state: ExecutionState) {
+        self.held().insert(id.to_string(), Held { generation, state, wrote: false, events: None });
+    }
+
+    /// Sends the progress in `events` with the writes of `id`, in the order it was sent.
+    pub(crate) fn attach(&self, id: &str, events: Subscription) {
+        if let Some(h) = self.held().get_mut(id) {
+            h.events = Some(events);
+        }
+    }
+
+    /// Sends the progress of every held execution that no write has carried yet.
+    pub(crate) fn flush_progress(&self) {
+        let mut held = self.held();
+        for (id, h) in held.iter_mut() {
+            let progress = h.take_progress();
+            if progress.is_empty() {
+                continue;
+            }
+            let (done, commit) = Commit::pending();
+            drop(commit);
+            let outgoing =
+                Outgoing { execution_id: Arc::from(id.as_str()), generation: h.generation, writes: progress, done };
+            if self.outbox.send(outgoing).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops routing the writes of `id`; returns whether anything was written for it.
+    pub(crate) fn release(&self, id: &str) -> bool {
+        self.held().remove(id).is_some_and(|h| h.wrote)
+    }
+
+    /// The server asked for the cancellation of `id`: the run notices through [`Store::state`].
+    pub(crate) fn mark_cancelling(&self, id: &str) -> bool {
+        match self.held().get_mut(id) {
+            Some(h) if !h.state.is_terminal() => {
+                h.state = ExecutionState::Cancelling;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The executions held, with their generations (for heartbeats).
+    pub(crate) fn generations(&self) -> Vec<(String, u64)> {
+        self.held().iter().map(|(id, h)| (id.clone(), h.generation)).collect()
+    }
+
+    /// Sends writes for a held execution directly (not through the engine).
+    pub(crate) fn send(&self, id: &str, writes: Vec<WireWrite>) -> Commit {
+        let Some(generation) = self.held().get(id).map(|h| h.generation) else {
+            return Commit::ready(Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` is not held"))));
+        };
+        let (done, commit) = Commit::pending();
+        let outgoing = Outgoing { execution_id: Arc::from(id), generation, writes, done };
+        if let Err(e) = self.outbox.send(outgoing) {
+            e.0.done.send(Err(stopped()));
+        }
+        commit
+    }
+}
+
+fn stopped() -> Error {
+    Error::new(ErrorKind::Storage, "the worker stopped sending checkpoints")
+}
+
+/// The execution a write belongs to, if any.
+fn execution_of(w: &Write) -> Option<&Arc<str>> {
+    match w {
+        Write::CreateExecution { id, .. } => Some(id),
+        Write::Append { execution_id, .. }
+        | Write::SetState { execution_id, .. }
+        | Write::Claim { execution_id, .. }
+        | Write::Fence { execution_id, .. } => Some(execution_id),
+        Write::CachePut { .. } => None,
+    }
+}
+
+impl Store for RemoteStore {
+    fn write(&self, writes: Vec<Write>) -> Commit {
+        let remote_id = writes.iter().filter_map(execution_of).find(|id| self.held().contains_key(&***id)).cloned();
+        let Some(id) = remote_id else {
+            return self.local.write(writes);
+        };
+        let (remote, local): (Vec<Write>, Vec<Write>) =
+            writes.into_iter().partition(|w| execution_of(w).is_some_and(|e| *e == id));
+        if !local.is_empty() {
+            // Cache entries: kept here, best effort, before the checkpoint is acknowledged.
+            drop(self.local.write(local));
+        }
+        let progress;
+        let generation = {
+            let mut held = self.held();
+            let Some(h) = held.get_mut(&*id) else {
+                return Commit::ready(Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!("execution `{id}` is not held"),
+                )));
+            };
+            h.wrote = true;
+            progress = h.take_progress();
+            for w in &remote {
+                if let Write::SetState { state, .. } = w
+                    && h.state != ExecutionState::Cancelling
+                {
+                    h.state = *state;
+                }
+            }
+            h.generation
+        };
+        let mut wire = progress;
+        wire.extend(remote.iter().filter_map(WireWrite::from_write));
+        let (done, commit) = Commit::pending();
+        if let Err(e) = self.outbox.send(Outgoing { execution_id: id, generation, writes: wire, done }) {
+            e.0.done.send(Err(stopped()));
+        }
+        commit
+    }
+
+    fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
+        self.local.load(execution_id)
+    }
+
+    fn list(&self, states: &[ExecutionState]) -> Result<Vec<ExecutionRow>> {
+        self.local.list(states)
+    }
+
+    fn state(&self, execution_id: &str) -> Result<Option<ExecutionState>> {
+        if let Some(h) = self.held().get(execution_id) {
+            return Ok(Some(h.state));
+        }
+        self.local.state(execution_id)
+    }
+
+    fn describe(&self) -> String {
+        format!("worker store (local: {})", self.local.describe())
+    }
+
+    fn cache_get(&self, key: &str, now: SystemTime) -> Result<Option<Vec<u8>>> {
+        self.local.cache_get(key, now)
+    }
+
+    fn cache_clear(&self, task_name: Option<&str>) -> Result<u64> {
+        self.local.cache_clear(task_name)
+    }
+
+    fn secret_put(&self, name: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<()> {
+        self.local.secret_put(name, nonce, ciphertext)
+    }
+
+    fn secret_get(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.local.secret_get(name)
+    }
+
+    fn secret_list(&self) -> Result<Vec<String>> {
+        self.local.secret_list()
+    }
+
+    fn secret_remove(&self, name: &str) -> Result<bool> {
+        self.local.secret_remove(name)
+    }
+}
+
+/// Where checkpoints go.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) worker: String,
+    pub(crate) session: Arc<Mutex<String>>,
+}
+
+impl Endpoint {
+    pub(crate) fn url(&self, what: &str, execution_id: &str) -> String {
+        format!("{}/workers/{}/{what}/{execution_id}", self.base, self.worker)
+    }
+
+    pub(crate) fn session(&self) -> String {
+        self.session.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends one checkpoint, retrying network failures and server errors for up to `patience`.
+    pub(crate) async fn checkpoint(&self, id: &str, checkpoint: &Checkpoint, patience: Duration) -> Result<()> {
+        let body = crate::value::to_msgpack(checkpoint)?;
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let sent = self
+                .client
+                .post(self.url("checkpoint", id))
+                .bearer_auth(self.session())
+                .header(reqwest::header::CONTENT_TYPE, wire::MSGPACK)
+                .body(body.clone())
+                .send()
+                .await;
+            let retry = match sent {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
+                    return Err(Error::new(ErrorKind::Conflict, detail_of(r).await));
+                }
+                Ok(r) if r.status().is_server_error() || r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                    // A restarted server forgets sessions: the worker registers again meanwhile.
+                    detail_of(r).await
+                }
+                Ok(r) => {
+                    return Err(Error::new(
+                        ErrorKind::Storage,
+                        format!("the server refused a checkpoint: {}", detail_of(r).await),
+                    ));
+                }
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(Error::new(
+                    ErrorKind::Storage,
+                    format!("cannot send a checkpoint of execution `{id}` to {}: {retry}", self.base),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// The `detail` of an error answer, or its status.
+pub(crate) async fn detail_of(response: reqwest::Response) -> String {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+        .unwrap_or(text);
+    format!("{detail} (HTTP {})", status.as_u16())
+}
+
+/// The writes of one execution sent in one checkpoint, with the commits they complete.
+struct Group {
+    id: Arc<str>,
+    generation: u64,
+    writes: Vec<WireWrite>,
+    dones: Vec<CommitSender>,
+}
+
+/// Sends queued writes as checkpoints until the store is dropped: everything queued while a
+/// checkpoint is on its way goes in the next one, one request per execution at a time.
+pub(crate) async fn uploader(endpoint: Endpoint, mut rx: mpsc::UnboundedReceiver<Outgoing>, patience: Duration) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        // Group by execution, keeping the order of each execution's writes.
+        let mut groups: Vec<Group> = Vec::new();
+        for o in batch {
+            match groups.iter_mut().find(|g| g.id == o.execution_id && g.generation == o.generation) {
+                Some(g) => {
+                    g.writes.extend(o.writes);
+                    g.dones.push(o.done);
+                }
+                None => groups.push(Group {
+                    id: o.execution_id,
+                    generation: o.generation,
+                    writes: o.writes,
+                    dones: vec![o.done],
+                }),
+            }
+        }
+        let sends = groups.into_iter().map(|Group { id, generation, writes, dones }| {
+            let endpoint = endpoint.clone();
+            async move {
+                let result = endpoint.checkpoint(&id, &Checkpoint { generation, writes }, patience).await;
+                for done in dones {
+                    done.send(result.clone());
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+}
