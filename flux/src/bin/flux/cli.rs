@@ -1,0 +1,305 @@
+//! The command line surface: clap definitions only, no behaviour.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Shown after `flux --help`.
+const EXAMPLES: &str = "\
+Examples:
+  flux start server --port 8000                 # the HTTP API, storing executions in .flux/flux.db
+  flux start worker w1 --token <bootstrap token> # runs the demo workflows built into this binary
+  flux workflow list
+  flux workflow run hello_world World            # input `World` is sent as the JSON string \"World\"
+  flux workflow run countdown 50 --mode stream
+  flux workflow status hello_world <execution id> --detailed --format json
+  flux secrets set API_KEY s3cr3t --admin-token <admin token>
+
+The server URL defaults to FLUX_WORKERS__SERVER_URL (or [flux.workers] server_url in flux.toml,
+else http://localhost:8000); the admin token to FLUX_SECURITY__ADMIN_TOKEN (or [flux.security]
+admin_token). Logs go to standard error; RUST_LOG sets their filter.";
+
+/// Shown after `flux start worker --help`: how a program of one's own becomes a worker.
+const WORKER_HELP: &str = "\
+Demo workflows in this binary:
+  hello_world  (input: a string)   returns \"Hello, <input>\" through the task say_hello
+  approval     (input: a string)   pauses at \"approval\"; `flux workflow resume approval ID <answer>`
+                                   completes it with \"<input> -> <answer>\"
+  countdown    (input: a number n) runs n steps of ~100 ms each, reporting progress; try
+                                   `--mode stream`, or `--mode async` then `flux workflow cancel`
+
+Your own workflows: a worker runs compiled Rust code, so a program of your own becomes a worker
+by registering its workflows and calling run() from its main:
+
+    use flux::prelude::*;
+
+    #[flux::workflow]
+    async fn my_workflow(ctx: ExecutionContext<String>) -> String {
+        format!(\"Hello, {}\", ctx.input())
+    }
+
+    #[tokio::main]
+    async fn main() -> flux::Result<()> {
+        flux::worker::Worker::new(\"http://localhost:8000\")
+            .name(\"my-worker\")
+            .register(my_workflow)
+            .run()
+            .await
+    }
+
+(with flux's `server` feature). The bootstrap token comes from FLUX_WORKERS__BOOTSTRAP_TOKEN
+unless given with .bootstrap_token(..).";
+
+/// What an INPUT argument accepts, repeated in each command that takes one.
+const INPUT_HELP: &str = "The input as JSON text: `42`, `'{\"n\": 1}'`, `'\"text\"'`. Text that is not valid JSON is \
+                          sent as a JSON string, so `World` is the same as `'\"World\"'` (quote a number to send it \
+                          as a string: `'\"50\"'`)";
+
+/// `flux`: run a flux server or worker, and drive workflows and secrets over its HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "flux", version, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalOptions {
+    /// The flux server to talk to [default: FLUX_WORKERS__SERVER_URL, flux.toml, or
+    /// http://localhost:8000]
+    #[arg(long, global = true, value_name = "URL")]
+    pub server_url: Option<String>,
+    /// The token of the /admin endpoints (secrets) [default: FLUX_SECURITY__ADMIN_TOKEN or
+    /// flux.toml]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// How to print results: an aligned table, or the server's JSON
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Readable, aligned tables and key-value views.
+    Table,
+    /// The server's JSON, pretty-printed (streams: one JSON object per line).
+    Json,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a flux server or a worker (runs until Ctrl-C)
+    #[command(subcommand)]
+    Start(StartCommand),
+    /// List, run, resume, inspect and cancel workflows on a server
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+    /// Manage the server's secrets (needs the admin token)
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+/// `flux start ...`
+#[derive(Debug, Subcommand)]
+pub enum StartCommand {
+    /// Start the HTTP API server
+    ///
+    /// Prints `flux server listening on http://ADDR`, and the bootstrap and admin tokens it
+    /// generated when none is configured (FLUX_WORKERS__BOOTSTRAP_TOKEN,
+    /// FLUX_SECURITY__ADMIN_TOKEN), then serves until Ctrl-C. Executions are stored in
+    /// FLUX_DATABASE_URL (default .flux/flux.db).
+    Server {
+        /// The host to listen on [default: FLUX_SERVER_HOST, flux.toml, or localhost]
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// The port to listen on; 0 picks a free one [default: FLUX_SERVER_PORT, flux.toml, or 8000]
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+    },
+    /// Start a worker that runs the demo workflows built into this binary
+    ///
+    /// Connects to the server (--server-url), registers with the bootstrap token and runs the
+    /// executions the server hands it until Ctrl-C.
+    #[command(after_long_help = WORKER_HELP)]
+    Worker {
+        /// The worker's name, unique among the server's workers
+        name: String,
+        /// The server's bootstrap token [default: FLUX_WORKERS__BOOTSTRAP_TOKEN or flux.toml]
+        #[arg(long, value_name = "BOOTSTRAP_TOKEN")]
+        token: Option<String>,
+    },
+}
+
+/// `flux workflow ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// List the workflows the server knows (those its workers registered)
+    List,
+    /// Show one workflow
+    Show {
+        /// The workflow's name
+        name: String,
+    },
+    /// Run a workflow
+    Run {
+        /// The workflow's name
+        name: String,
+        #[arg(help = INPUT_HELP)]
+        input: String,
+        /// sync: wait until it finishes or pauses; async: return at once; stream: print its
+        /// events as they happen
+        #[arg(long, value_enum, default_value_t = RunMode::Sync)]
+        mode: RunMode,
+        /// Include the execution's events
+        #[arg(long)]
+        detailed: bool,
+    },
+    /// Resume a paused execution with an input (what its pause returns)
+    Resume {
+        /// The workflow's name
+        name: String,
+        /// The paused execution
+        execution_id: String,
+        #[arg(help = INPUT_HELP)]
+        input: String,
+        /// sync: wait until it finishes or pauses again; async: return at once; stream: print
+        /// its events as they happen
+        #[arg(long, value_enum, default_value_t = RunMode::Sync)]
+        mode: RunMode,
+        /// Include the execution's events
+        #[arg(long)]
+        detailed: bool,
+    },
+    /// Show an execution's state, input and output
+    Status {
+        /// The workflow's name
+        name: String,
+        /// The execution
+        execution_id: String,
+        /// Include the execution's events
+        #[arg(long)]
+        detailed: bool,
+    },
+    /// Cancel a running or paused execution
+    Cancel {
+        /// The workflow's name
+        name: String,
+        /// The execution
+        execution_id: String,
+        /// async: ask and return at once (state CANCELLING); sync: wait until it is CANCELLED
+        #[arg(long, value_enum, default_value_t = CancelMode::Async)]
+        mode: CancelMode,
+    },
+}
+
+/// How `run` and `resume` wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunMode {
+    /// Wait for a terminal or paused state.
+    Sync,
+    /// Return as soon as the execution is scheduled.
+    Async,
+    /// Print the execution's events (and progress) as they happen.
+    Stream,
+}
+
+impl RunMode {
+    /// The mode's segment in the API path.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Sync => "sync",
+            RunMode::Async => "async",
+            RunMode::Stream => "stream",
+        }
+    }
+}
+
+/// How `cancel` waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CancelMode {
+    /// Wait until the execution is CANCELLED.
+    Sync,
+    /// Return at once.
+    Async,
+}
+
+impl CancelMode {
+    /// The mode's value in the API query.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelMode::Sync => "sync",
+            CancelMode::Async => "async",
+        }
+    }
+}
+
+/// `flux secrets ...`
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// List the secrets' names (never their values)
+    List,
+    /// Store a secret (replacing one of the same name)
+    Set {
+        /// The secret's name
+        name: String,
+        /// Its value
+        value: String,
+    },
+    /// Print a secret's value
+    Get {
+        /// The secret's name
+        name: String,
+    },
+    /// Remove a secret
+    Remove {
+        /// The secret's name
+        name: String,
+    },
+}
+
+impl Command {
+    /// The log filter used when RUST_LOG is not set: long-running commands say what they do.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Start(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere_and_modes_default() {
+        let cli = Cli::try_parse_from(["flux", "workflow", "run", "hello_world", "World", "--format", "json"])
+            .expect("parses");
+        assert_eq!(cli.global.format, Format::Json);
+        match cli.command {
+            Command::Workflow(WorkflowCommand::Run { name, input, mode, detailed }) => {
+                assert_eq!(
+                    (name.as_str(), input.as_str(), mode, detailed),
+                    ("hello_world", "World", RunMode::Sync, false)
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["flux", "--server-url", "http://h:1", "workflow", "cancel", "c", "id"])
+            .expect("parses");
+        assert_eq!(cli.global.server_url.as_deref(), Some("http://h:1"));
+        assert!(matches!(cli.command, Command::Workflow(WorkflowCommand::Cancel { mode: CancelMode::Async, .. })));
+        assert!(Cli::try_parse_from(["flux", "workflow", "cancel", "c", "id", "--mode", "stream"]).is_err());
+    }
+}
