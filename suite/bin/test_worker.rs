@@ -1,0 +1,121 @@
+//! `flux-test-worker`: a worker process for the integration tests of server mode
+//! (`tests/workers.rs`), configured by environment variables.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `FLUX_TEST_SERVER` | the server's URL (required) |
+//! | `FLUX_TEST_WORKER_NAME` | the worker's name (default: host name and process id) |
+//! | `FLUX_WORKERS__BOOTSTRAP_TOKEN` | the bootstrap token (read by the worker from its configuration) |
+//! | `FLUX_TEST_SIDE_EFFECTS` | a file every task run appends lines to (`step 1 start`, `step 1 done`) |
+//! | `FLUX_TEST_SLOW_STEP` | `n`: step `n` sleeps 60 s after writing its start line |
+//! | `FLUX_TEST_HEARTBEAT_MS` | how often claims are renewed (default: the configured interval) |
+//!
+//! Workflows: `hello_world(String) -> String`, `three_steps(String) -> String` (three calls of
+//! `step`, `"a"` gives `"a:1:2:3"`), `approval(String) -> String` (pauses at `approval` and
+//! joins the input with the answer), `sleeper(u64)` (one task sleeping that many milliseconds).
+//! Logs go to standard error (`RUST_LOG`, default `info`).
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use flux::prelude::*;
+
+/// Appends one line to the side-effect file, if there is one. Each line is a single `write` on
+/// a file opened with `O_APPEND`, so a process killed right after it keeps the line.
+fn side_effect(line: &str) {
+    let Some(path) = std::env::var_os("FLUX_TEST_SIDE_EFFECTS") else {
+        return;
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open the side-effect file {}: {e}", path.to_string_lossy()));
+    file.write_all(format!("{line}\n").as_bytes()).expect("the side-effect line is written");
+    file.flush().expect("the side-effect file is flushed");
+}
+
+/// Whether step `n` is the slow one (`FLUX_TEST_SLOW_STEP`).
+fn is_slow(n: u32) -> bool {
+    std::env::var("FLUX_TEST_SLOW_STEP").ok().and_then(|v| v.trim().parse::<u32>().ok()) == Some(n)
+}
+
+#[flux::task]
+async fn say_hello(name: String) -> String {
+    side_effect("say_hello start");
+    let greeting = format!("Hello, {name}");
+    side_effect("say_hello done");
+    greeting
+}
+
+#[flux::workflow]
+async fn hello_world(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    say_hello(ctx.input().clone()).await
+}
+
+#[flux::task]
+async fn step(n: u32, input: String) -> String {
+    side_effect(&format!("step {n} start"));
+    if is_slow(n) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    side_effect(&format!("step {n} done"));
+    format!("{input}:{n}")
+}
+
+#[flux::workflow]
+async fn three_steps(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    let one = step(1, ctx.input().clone()).await?;
+    let two = step(2, one).await?;
+    step(3, two).await
+}
+
+#[flux::workflow]
+async fn approval(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    let answer: String = flux::pause("approval").await?;
+    Ok(format!("{}:{answer}", ctx.input()))
+}
+
+#[flux::task]
+async fn sleep_for(millis: u64) -> u64 {
+    side_effect("sleep_for start");
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    side_effect("sleep_for done");
+    millis
+}
+
+#[flux::workflow]
+async fn sleeper(ctx: ExecutionContext<u64>) -> flux::Result<u64> {
+    sleep_for(*ctx.input()).await
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let Ok(server) = std::env::var("FLUX_TEST_SERVER") else {
+        eprintln!("flux-test-worker: set FLUX_TEST_SERVER to the server's URL");
+        return ExitCode::from(2);
+    };
+    let mut worker = flux::worker::Worker::new(server)
+        .register(hello_world)
+        .register(three_steps)
+        .register(approval)
+        .register(sleeper);
+    if let Ok(name) = std::env::var("FLUX_TEST_WORKER_NAME") {
+        worker = worker.name(name);
+    }
+    if let Some(ms) = std::env::var("FLUX_TEST_HEARTBEAT_MS").ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        worker = worker.heartbeat_interval(Duration::from_millis(ms));
+    }
+    match worker.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flux-test-worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1215 @@
+//! Server mode (SPEC §11) over real HTTP: a server on 127.0.0.1 with an ephemeral port per test,
+//! clients written with reqwest, workers run in process. Runs (sync, async, stream), the SSE wire
+//! format parsed by hand, pause and resume, cancellation, authentication of the worker and admin
+//! endpoints, secrets that never reach logs or disk in clear, and the 4xx answers to bad input.
+
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use flux::prelude::*;
+use flux::secrets::Secrets;
+use flux::server::{RunningServer, Server};
+use flux::worker::Worker;
+use futures::StreamExt as _;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const BOOTSTRAP: &str = "bootstrap-token-for-tests";
+const ADMIN: &str = "admin-token-for-tests";
+
+/// How long any wait for the server may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Workflows
+// ---------------------------------------------------------------------------------------------
+
+#[flux::task]
+async fn say_hello(name: String) -> String {
+    format!("Hello, {name}")
+}
+
+#[flux::workflow]
+async fn hello_world(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    say_hello(ctx.input().clone()).await
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Step {
+    done: u32,
+    of: u32,
+}
+
+/// Sends three progress values, then doubles its input.
+#[flux::task]
+async fn crunch(n: u32) -> u32 {
+    for done in 1..=3 {
+        flux::progress(Step { done, of: 3 }).await;
+    }
+    n * 2
+}
+
+#[flux::workflow]
+async fn crunching(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    crunch(*ctx.input()).await
+}
+
+/// Pauses for a `String` decision, showing a question while paused.
+#[flux::workflow]
+async fn approval(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    let decision = flux::pause_with::<String, String>("approval", format!("approve {}?", ctx.input())).await?;
+    Ok(format!("{}: {decision}", ctx.input()))
+}
+
+/// Sleeps for the given number of seconds: long enough to be cancelled.
+#[flux::task]
+async fn nap(seconds: u64) -> u64 {
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    seconds
+}
+
+#[flux::workflow]
+async fn long_nap(ctx: ExecutionContext<u64>) -> flux::Result<u64> {
+    nap(*ctx.input()).await
+}
+
+/// Uses a secret without ever returning or recording it.
+#[flux::task(secret_requests = ["API_TOKEN"])]
+async fn token_info(label: String, secrets: Secrets) -> Result<String, String> {
+    let token = secrets.get("API_TOKEN").ok_or("no API_TOKEN")?;
+    Ok(format!("{label}: a {}-character token", token.len()))
+}
+
+#[flux::workflow]
+async fn uses_secret(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    token_info(ctx.input().clone()).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the flux crate logs (at TRACE) while this test binary runs.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once for the binary) a global subscriber writing flux's logs into [`LOGS`]: a global
+/// one, so that the server's spawned tasks on every runtime thread are captured too.
+fn capture_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("flux=trace"))
+            .with_writer(|| LogSink)
+            .with_ansi(false)
+            .finish()
+            .try_init()
+            .expect("no other global subscriber in this test binary");
+    });
+}
+
+fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+/// Binds `server` on an ephemeral port with the test tokens.
+async fn bind(server: Server) -> (RunningServer, String) {
+    capture_logs();
+    let running = server.bootstrap_token(BOOTSTRAP).admin_token(ADMIN).bind("127.0.0.1:0").await.unwrap();
+    let url = running.url();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    (running, url)
+}
+
+async fn shutdown(running: RunningServer) {
+    tokio::time::timeout(PATIENCE, running.shutdown())
+        .await
+        .expect("the server did not shut down within 30 s")
+        .expect("the server shut down cleanly");
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(PATIENCE).build().unwrap()
+}
+
+/// The status and the JSON body of a response (`Value::Null` if the body is not JSON).
+async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "not_json": text }));
+    (status, body)
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+    answer(client.get(url).send().await.unwrap()).await
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, Value) {
+    answer(client.post(url).json(body).send().await.unwrap()).await
+}
+
+/// The `detail` of an error answer (which must be a JSON object with a string `detail`).
+fn detail(body: &Value) -> &str {
+    body.get("detail").and_then(Value::as_str).unwrap_or_else(|| panic!("no `detail` in {body}"))
+}
+
+fn state(summary: &Value) -> &str {
+    summary["state"].as_str().unwrap_or_else(|| panic!("no state in {summary}"))
+}
+
+fn execution_id(summary: &Value) -> String {
+    let id = summary["execution_id"].as_str().unwrap_or_else(|| panic!("no execution_id in {summary}"));
+    assert!(!id.is_empty());
+    id.to_string()
+}
+
+/// The `type` of each event of a detailed summary.
+fn types(summary: &Value) -> Vec<String> {
+    summary["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events in {summary}"))
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether `needles` occur in `haystack` in this order (not necessarily next to each other).
+fn in_order(haystack: &[String], needles: &[&str]) -> bool {
+    let mut rest = haystack.iter();
+    needles.iter().all(|n| rest.any(|h| h == n))
+}
+
+/// `2026-11-22T10:00:00.123456Z`: ISO 8601 in UTC.
+fn is_iso8601_utc(time: &str) -> bool {
+    let Some(rest) = time.strip_suffix('Z') else { return false };
+    let Some((date, clock)) = rest.split_once('T') else { return false };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let date: Vec<&str> = date.split('-').collect();
+    let (clock, fraction) = clock.split_once('.').unwrap_or((clock, "0"));
+    let clock: Vec<&str> = clock.split(':').collect();
+    date.len() == 3
+        && digits(date[0], 4)
+        && digits(date[1], 2)
+        && digits(date[2], 2)
+        && clock.len() == 3
+        && clock.iter().all(|c| digits(c, 2))
+        && !fraction.is_empty()
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks the shape of every event of a detailed summary: exactly `id`, `type`, `source_id`,
+/// `name`, `value`, `time`; distinct non-empty ids; times in ISO 8601 UTC.
+fn check_event_shapes(summary: &Value) {
+    let events = summary["events"].as_array().unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for event in events {
+        let keys: Vec<&str> = event.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ["id", "name", "source_id", "time", "type", "value"], "{event}");
+        let id = event["id"].as_str().unwrap_or_else(|| panic!("event id is not a string: {event}"));
+        assert!(!id.is_empty() && ids.insert(id.to_string()), "event ids are distinct and non-empty: {summary}");
+        let time = event["time"].as_str().unwrap();
+        assert!(is_iso8601_utc(time), "`{time}` is not ISO 8601 UTC");
+        assert!(!event["source_id"].as_str().unwrap().is_empty());
+    }
+}
+
+/// Checks a summary without events: exactly the six keys of the wire shape, with these values.
+fn check_summary(summary: &Value, workflow: &str, id: &str, input: &Value, output: &Value, expected_state: &str) {
+    assert_eq!(
+        summary,
+        &json!({
+            "workflow_id": workflow,
+            "workflow_name": workflow,
+            "execution_id": id,
+            "input": input,
+            "output": output,
+            "state": expected_state,
+        })
+    );
+}
+
+/// Polls `GET status?detailed=true` until `done` holds, and returns that summary.
+async fn poll_status(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, summary) = get(client, &format!("{url}/workflows/{workflow}/status/{id}?detailed=true")).await;
+        assert_eq!(status, StatusCode::OK, "{summary}");
+        if done(&summary) {
+            return summary;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {summary}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `workflow` is in the server's catalog (a worker registered it).
+async fn wait_for_workflow(client: &reqwest::Client, url: &str, workflow: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = get(client, &format!("{url}/workflows/{workflow}")).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["source"], "worker", "{body}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "workflow `{workflow}` never appeared: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One SSE message: its `event:` name and its `data:` parsed as JSON.
+#[derive(Debug)]
+struct Message {
+    event: String,
+    data: Value,
+}
+
+/// Reads an SSE response to its end and parses the wire format by hand: blocks separated by a
+/// blank line, `event:` and `data:` fields, `:` comments (keep-alives) ignored. Every block with
+/// an event must have exactly one `data:` line holding one JSON object.
+async fn read_sse(response: reqwest::Response) -> Vec<Message> {
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let mut bytes = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, bytes.next()).await {
+            Ok(Some(chunk)) => chunk.unwrap(),
+            Ok(None) => break,
+            Err(_) => panic!("the stream did not end within 30 s; received so far: {messages:?}"),
+        };
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        buffer = buffer.replace("\r\n", "\n");
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut event = None;
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if line.is_empty() || line.starts_with(':') {
+                    continue;
+                }
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => event = Some(value.to_string()),
+                    "data" => data.push(value.to_string()),
+                    other => panic!("unexpected SSE field `{other}` in {block:?}"),
+                }
+            }
+            match event {
+                None => assert!(data.is_empty(), "a data block without an event name: {block:?}"),
+                Some(event) => {
+                    assert_eq!(data.len(), 1, "one data line per event: {block:?}");
+                    let data: Value = serde_json::from_str(&data[0]).unwrap();
+                    assert!(data.is_object(), "{data}");
+                    messages.push(Message { event, data });
+                }
+            }
+        }
+    }
+    assert!(buffer.trim().is_empty(), "the stream ended in the middle of a block: {buffer:?}");
+    messages
+}
+
+fn names(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.event.as_str()).collect()
+}
+
+/// A temporary directory with a database file in it.
+fn engine_on_disk() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    (dir, engine)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Sync, async and detailed runs
+// ---------------------------------------------------------------------------------------------
+
+/// Checks the detailed events of a completed `hello_world("World")`: the types given, and the
+/// sources, names and values of the workflow and task events.
+fn check_hello_events(summary: &Value, id: &str, expected: &[&str]) {
+    assert_eq!(types(summary), expected, "{summary}");
+    check_event_shapes(summary);
+    let workflow_source = format!("hello_world_{id}");
+    for event in summary["events"].as_array().unwrap() {
+        let kind = event["type"].as_str().unwrap();
+        if kind.starts_with("WORKFLOW_") {
+            assert_eq!(event["source_id"], workflow_source.as_str(), "{event}");
+            assert_eq!(event["name"], "hello_world", "{event}");
+        } else {
+            let source = event["source_id"].as_str().unwrap();
+            let hex = source.strip_prefix("say_hello_").unwrap_or_else(|| panic!("task id `{source}`"));
+            assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "task id `{source}`");
+            assert_eq!(event["name"], "say_hello", "{event}");
+        }
+        match kind {
+            "WORKFLOW_SCHEDULED" | "WORKFLOW_STARTED" => assert_eq!(event["value"], "World", "{event}"),
+            "TASK_STARTED" => assert_eq!(event["value"], json!(["World"]), "{event}"),
+            "TASK_COMPLETED" | "WORKFLOW_COMPLETED" => assert_eq!(event["value"], "Hello, World", "{event}"),
+            "WORKFLOW_CLAIMED" => assert_eq!(event["value"], "w", "{event}"),
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    let task_events: Vec<&Value> =
+        summary["events"].as_array().unwrap().iter().filter(|e| e["name"] == "say_hello").collect();
+    assert_eq!(task_events[0]["source_id"], task_events[1]["source_id"]);
+}
+
+/// Runs `hello_world("World")` on the server at `url` in every mode and checks the answers;
+/// `events` is the exact event sequence of one completed execution.
+async fn hello_world_runs(url: &str, events: &[&str], async_states: &[&str]) {
+    let http = client();
+    let world = json!("World");
+    let hello = json!("Hello, World");
+
+    // Sync: the summary once it completed, exactly the wire shape.
+    let (status, summary) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &world).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    let id = execution_id(&summary);
+    check_summary(&summary, "hello_world", &id, &world, &hello, "COMPLETED");
+    // Status says the same.
+    let (status, stored) = get(&http, &format!("{url}/workflows/hello_world/status/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored, summary);
+
+    // Async: at once, then poll until it completes.
+    let (status, summary) = post(&http, &format!("{url}/workflows/hello_world/run/async"), &world).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    let async_id = execution_id(&summary);
+    assert_ne!(async_id, id);
+    assert!(async_states.contains(&state(&summary)), "async run answered {summary}");
+    if state(&summary) != "COMPLETED" {
+        assert_eq!(summary["output"], Value::Null, "{summary}");
+    }
+    let done =
+        poll_status(&http, url, "hello_world", &async_id, "the async run to complete", |s| state(s) == "COMPLETED")
+            .await;
+    check_hello_events(&done, &async_id, events);
+    let (_, done) = get(&http, &format!("{url}/workflows/hello_world/status/{async_id}")).await;
+    check_summary(&done, "hello_world", &async_id, &world, &hello, "COMPLETED");
+
+    // Detailed: the events are added, and only then.
+    let (status, detailed) = post(&http, &format!("{url}/workflows/hello_world/run/sync?detailed=true"), &world).await;
+    assert_eq!(status, StatusCode::OK, "{detailed}");
+    let detailed_id = execution_id(&detailed);
+    check_hello_events(&detailed, &detailed_id, events);
+    let mut without_events = detailed.clone();
+    without_events.as_object_mut().unwrap().remove("events");
+    check_summary(&without_events, "hello_world", &detailed_id, &world, &hello, "COMPLETED");
+    for flag in ["true", "True", "1"] {
+        let (status, again) =
+            get(&http, &format!("{url}/workflows/hello_world/status/{detailed_id}?detailed={flag}")).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again, detailed, "detailed={flag}");
+    }
+    for flag in ["false", "False", "0"] {
+        let (status, plain) =
+            get(&http, &format!("{url}/workflows/hello_world/status/{detailed_id}?detailed={flag}")).await;
+        assert_eq!(status, StatusCode::OK, "{plain}");
+        assert_eq!(plain, without_events, "detailed={flag}");
+    }
+    for flag in ["True", "1"] {
+        let (status, run) = post(&http, &format!("{url}/workflows/hello_world/run/sync?detailed={flag}"), &world).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        check_hello_events(&run, &execution_id(&run), events);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_async_and_detailed_runs_in_process() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine).register(hello_world)).await;
+    hello_world_runs(
+        &url,
+        &["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED", "WORKFLOW_COMPLETED"],
+        &["RUNNING", "COMPLETED"],
+    )
+    .await;
+    shutdown(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_async_and_detailed_runs_on_a_worker() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(hello_world).run());
+    let http = client();
+    wait_for_workflow(&http, &url, "hello_world").await;
+    let (_, shown) = get(&http, &format!("{url}/workflows/hello_world")).await;
+    assert_eq!(shown["name"], "hello_world");
+    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["workers"], json!(["w"]));
+    hello_world_runs(
+        &url,
+        &[
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED",
+        ],
+        &["SCHEDULED", "CLAIMED", "RUNNING", "COMPLETED"],
+    )
+    .await;
+    worker.abort();
+    shutdown(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_a_worker_cannot_read_fails_the_execution_with_the_reason() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(hello_world).run());
+    let http = client();
+    wait_for_workflow(&http, &url, "hello_world").await;
+    // The server cannot check the type of a worker's workflow: the worker fails the execution.
+    let (status, failed) =
+        post(&http, &format!("{url}/workflows/hello_world/run/sync?detailed=true"), &json!({"bad": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    assert_eq!(types(&failed), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_FAILED"], "{failed}");
+    let message = failed["output"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("does not fit") && message.contains("String"), "{failed}");
+    worker.abort();
+    shutdown(running).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. SSE streams
+// ---------------------------------------------------------------------------------------------
+
+/// Checks a stream of `crunching(21)`: the state events named `state_names` (lowercase), then
+/// three progress events, then completed, each `data:` as the wire shapes say.
+fn check_crunching_stream(messages: &[Message], leading_states: &[&str]) {
+    let mut expected: Vec<String> = leading_states.iter().map(|s| format!("crunching.execution.{s}")).collect();
+    expected.extend(["task.progress"; 3].map(String::from));
+    expected.push("crunching.execution.completed".to_string());
+    assert_eq!(names(messages), expected, "{messages:#?}");
+
+    let id = execution_id(&messages[0].data);
+    for (message, leading) in messages.iter().zip(leading_states) {
+        check_summary(&message.data, "crunching", &id, &json!(21), &Value::Null, &leading.to_ascii_uppercase());
+    }
+    let progress = &messages[leading_states.len()..leading_states.len() + 3];
+    let task_id = progress[0].data["task_id"].as_str().unwrap().to_string();
+    assert!(task_id.starts_with("crunch_"), "{task_id}");
+    for (i, message) in progress.iter().enumerate() {
+        let data = message.data.as_object().unwrap();
+        let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["execution_id", "name", "task_id", "time", "value"], "{data:?}");
+        assert_eq!(data["execution_id"], id.as_str());
+        assert_eq!(data["task_id"], task_id.as_str());
+        assert_eq!(data["name"], "crunch");
+        assert_eq!(data["value"], json!({ "done": i + 1, "of": 3 }));
+        assert!(is_iso8601_utc(data["time"].as_str().unwrap()), "{data:?}");
+    }
+    check_summary(&messages.last().unwrap().data, "crunching", &id, &json!(21), &json!(42), "COMPLETED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_in_process_sends_state_changes_and_progress_then_ends() {
+    let engine = Engine::in_memory();
+    let (running, url) = bind(Server::new().engine(&engine).register(crunching).register(approval)).await;
+    let http = client();
+
+    let response = http.post(format!("{url}/workflows/crunching/run/stream")).json(&21).send().await.unwrap();
+    let messages = read_sse(response).await;
+    check_crunching_stream(&messages, &["running"]);
+    // Progress is never stored, and the task of the progress events is the one in the log.
+    let id = execution_id(&messages[0].data);
+    let (_, stored) = get(&http, &format!("{url}/workflows/crunching/status/{id}?detailed=true")).await;
+    assert_eq!(types(&stored), ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED", "WORKFLOW_COMPLETED"]);
+    assert_eq!(stored["events"][1]["source_id"], messages[1].data["task_id"]);
+
+    // A pausing workflow's stream ends at the pause, with the pause output.
+    let response = http.post(format!("{url}/workflows/approval/run/stream")).json(&"order 1").send().await.unwrap();
+    let messages = read_sse(response).await;
+    assert_eq!(names(&messages), ["approval.execution.running", "approval.execution.paused"], "{messages:#?}");
+    let id = execution_id(&messages[0].data);
+    check_summary(&messages[0].data, "approval", &id, &json!("order 1"), &Value::Null, "RUNNING");
+    check_summary(&messages[1].data, "approval", &id, &json!("order 1"), &json!("approve order 1?"), "PAUSED");
+    shutdown(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_on_a_worker_sends_scheduled_claimed_running_progress_completed() {
+    let engine = Engine::in_memory();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(
+        Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(crunching).register(approval).run(),
+    );
+    let http = client();
+    wait_for_workflow(&http, &url, "crunching").await;
+
+    let response = http.post(format!("{url}/workflows/crunching/run/stream")).json(&21).send().await.unwrap();
+    let messages = read_sse(response).await;
+    check_crunching_stream(&messages, &["scheduled", "claimed", "running"]);
+
+    let response = http.post(format!("{url}/workflows/approval/run/stream")).json(&"order 2").send().await.unwrap();
+    let messages = read_sse(response).await;
+    assert_eq!(
+        names(&messages),
+        [
+            "approval.execution.scheduled",
+            "approval.execution.claimed",
+            "approval.execution.running",
+            "approval.execution.paused"
+        ],
+        "{messages:#?}"
+    );
+    let id = execution_id(&messages[0].data);
+    check_summary(&messages[3].data, "approval", &id, &json!("order 2"), &json!("approve order 2?"), "PAUSED");
+    worker.abort();
+    shutdown(running).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Pause, resume, cancel
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_in_process() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine).register(approval)).await;
+    let http = client();
+    let input = json!("order 7");
+
+    // run/sync stops at the pause, with its output.
+    let (status, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &input).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let id = execution_id(&paused);
+    check_summary(&paused, "approval", &id, &input, &json!("approve order 7?"), "PAUSED");
+
+    // A resume input of the wrong type: 422 naming the problem; still paused.
+    let resume_url = format!("{url}/workflows/approval/resume/{id}/sync");
+    let (status, refused) = post(&http, &resume_url, &json!(42)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let why = detail(&refused);
+    assert!(why.contains("approval") && why.contains("String"), "{why}");
+    let (_, still) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    check_summary(&still, "approval", &id, &input, &json!("approve order 7?"), "PAUSED");
+
+    // The right input completes it.
+    let (status, done) = post(&http, &resume_url, &json!("yes")).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    check_summary(&done, "approval", &id, &input, &json!("order 7: yes"), "COMPLETED");
+    let (_, detailed) = get(&http, &format!("{url}/workflows/approval/status/{id}?detailed=true")).await;
+    assert_eq!(
+        types(&detailed),
+        [
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_PAUSED",
+            "WORKFLOW_PAUSED",
+            "WORKFLOW_RESUMING",
+            "WORKFLOW_RESUMED",
+            "TASK_RESUMED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ]
+    );
+
+    // Resuming again: 400, it is not paused.
+    let (status, again) = post(&http, &resume_url, &json!("yes")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert!(detail(&again).contains("not paused"), "{again}");
+
+    // Async resume answers at once; the execution then completes.
+    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 8")).await;
+    let id = execution_id(&paused);
+    let (status, resumed) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("no")).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert!(["RESUMING", "RUNNING", "COMPLETED"].contains(&state(&resumed)), "{resumed}");
+    let done = poll_status(&http, &url, "approval", &id, "the resume to complete", |s| state(s) == "COMPLETED").await;
+    assert_eq!(done["output"], "order 8: no");
+    shutdown(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_on_a_worker() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(approval).run());
+    let http = client();
+    wait_for_workflow(&http, &url, "approval").await;
+    let input = json!("order 9");
+
+    let (status, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &input).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let id = execution_id(&paused);
+    check_summary(&paused, "approval", &id, &input, &json!("approve order 9?"), "PAUSED");
+
+    // Async resume: RESUME_SCHEDULED at once, then the worker completes it.
+    let (status, scheduled) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("yes")).await;
+    assert_eq!(status, StatusCode::OK, "{scheduled}");
+    assert_eq!(state(&scheduled), "RESUME_SCHEDULED", "{scheduled}");
+    assert_eq!(scheduled["execution_id"], id.as_str());
+    let done = poll_status(&http, &url, "approval", &id, "the resume to complete", |s| state(s) == "COMPLETED").await;
+    assert_eq!(done["output"], "order 9: yes");
+    let kinds = types(&done);
+    assert!(
+        in_order(
+            &kinds,
+            &[
+                "WORKFLOW_SCHEDULED",
+                "WORKFLOW_CLAIMED",
+                "WORKFLOW_STARTED",
+                "TASK_STARTED",
+                "TASK_PAUSED",
+                "WORKFLOW_PAUSED",
+                "WORKFLOW_RESUME_SCHEDULED",
+                "WORKFLOW_RESUME_CLAIMED",
+                "WORKFLOW_RESUMED",
+                "TASK_RESUMED",
+                "TASK_COMPLETED",
+                "WORKFLOW_COMPLETED"
+            ]
+        ),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| *k == "WORKFLOW_STARTED").count(), 1, "{kinds:?}");
+    check_event_shapes(&done);
+
+    // Resuming again: 400.
+    let (status, again) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("yes")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert!(detail(&again).contains("not paused"), "{again}");
+
+    // A resume input of the wrong type is refused (the worker finds out): it stays PAUSED, and
+    // the right input then completes it.
+    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 10")).await;
+    assert_eq!(state(&paused), "PAUSED", "{paused}");
+    let id = execution_id(&paused);
+    let (status, answer) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!(42)).await;
+    match status {
+        StatusCode::OK => {
+            assert_eq!(state(&answer), "RESUME_SCHEDULED", "{answer}");
+            poll_status(&http, &url, "approval", &id, "the refused resume to leave it PAUSED", |s| {
+                state(s) == "PAUSED" && types(s).last().map(String::as_str) != Some("WORKFLOW_RESUME_SCHEDULED")
+            })
+            .await;
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => assert!(!detail(&answer).is_empty()),
+        other => panic!("a wrong resume input answered {other}: {answer}"),
+    }
+    let (_, still) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    check_summary(&still, "approval", &id, &json!("order 10"), &json!("approve order 10?"), "PAUSED");
+    let (status, resumed) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("ok")).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    let done =
+        poll_status(&http, &url, "approval", &id, "the second resume to complete", |s| state(s) == "COMPLETED").await;
+    assert_eq!(done["output"], "order 10: ok");
+    worker.abort();
+    shutdown(running).await;
+}
+
+/// A sync resume of a worker-run execution with an input its pause refuses must answer (422, or
+/// the PAUSED summary), not wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sync_resume_on_a_worker_answers() {
+    let engine = Engine::in_memory();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(approval).run());
+    let http = client();
+    wait_for_workflow(&http, &url, "approval").await;
+    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 11")).await;
+    assert_eq!(state(&paused), "PAUSED", "{paused}");
+    let id = execution_id(&paused);
+
+    let request = http.post(format!("{url}/workflows/approval/resume/{id}/sync")).json(&42).send();
+    let response = tokio::time::timeout(Duration::from_secs(15), request)
+        .await
+        .expect("a sync resume with a refused input never answered (waited 15 s)")
+        .unwrap();
+    let (status, body) = answer(response).await;
+    // The worker's refusal comes back as the in-process one does: 422 naming the pause's type.
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let reason = detail(&body);
+    assert!(reason.contains("approval") && reason.contains("String") && reason.contains("PAUSED"), "{reason}");
+    let (_, still) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    assert_eq!(state(&still), "PAUSED", "{still}");
+    worker.abort();
+    shutdown(running).await;
+}
+
+/// Starts `long_nap(30)` with run/async and waits until its task runs.
+async fn start_long_nap(http: &reqwest::Client, url: &str) -> String {
+    let (status, started) = post(http, &format!("{url}/workflows/long_nap/run/async"), &json!(30)).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let id = execution_id(&started);
+    poll_status(http, url, "long_nap", &id, "the task to start", |s| types(s).iter().any(|t| t == "TASK_STARTED"))
+        .await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_in_process_running_and_paused() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine).register(long_nap).register(approval)).await;
+    let http = client();
+
+    let id = start_long_nap(&http, &url).await;
+    let began = Instant::now();
+    let (status, cancelled) =
+        get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync&detailed=true")).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert!(began.elapsed() < Duration::from_secs(20), "the cancel waited for the 30 s task");
+    assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
+    assert_eq!(
+        types(&cancelled),
+        ["WORKFLOW_STARTED", "TASK_STARTED", "WORKFLOW_CANCELLING", "TASK_CANCELLED", "WORKFLOW_CANCELLED"]
+    );
+    check_event_shapes(&cancelled);
+    assert!(cancelled["output"].to_string().to_lowercase().contains("cancel"), "{cancelled}");
+    let (_, stored) = get(&http, &format!("{url}/workflows/long_nap/status/{id}")).await;
+    assert_eq!(state(&stored), "CANCELLED");
+
+    // Cancelling again: 400, it has finished.
+    let (status, again) = get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert!(detail(&again).contains("already finished"), "{again}");
+
+    // Async cancel (the default mode) answers at once; the execution then ends CANCELLED.
+    let id = start_long_nap(&http, &url).await;
+    let (status, cancelling) = get(&http, &format!("{url}/workflows/long_nap/cancel/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{cancelling}");
+    assert!(["CANCELLING", "CANCELLED"].contains(&state(&cancelling)), "{cancelling}");
+    let done = poll_status(&http, &url, "long_nap", &id, "the async cancel", |s| state(s) == "CANCELLED").await;
+    assert!(in_order(&types(&done), &["WORKFLOW_CANCELLING", "TASK_CANCELLED", "WORKFLOW_CANCELLED"]));
+
+    // A paused execution is cancelled at once.
+    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 12")).await;
+    assert_eq!(state(&paused), "PAUSED");
+    let id = execution_id(&paused);
+    let (status, cancelled) =
+        get(&http, &format!("{url}/workflows/approval/cancel/{id}?mode=sync&detailed=true")).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
+    assert_eq!(types(&cancelled).last().map(String::as_str), Some("WORKFLOW_CANCELLED"));
+    let (status, resume) = post(&http, &format!("{url}/workflows/approval/resume/{id}/sync"), &json!("yes")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a cancelled execution cannot be resumed: {resume}");
+    shutdown(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_a_worker_running_and_paused() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(
+        Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(long_nap).register(approval).run(),
+    );
+    let http = client();
+    wait_for_workflow(&http, &url, "long_nap").await;
+
+    let id = start_long_nap(&http, &url).await;
+    let began = Instant::now();
+    let (status, cancelled) =
+        get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync&detailed=true")).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert!(began.elapsed() < Duration::from_secs(20), "the cancel waited for the 30 s task");
+    assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
+    let kinds = types(&cancelled);
+    assert!(
+        in_order(
+            &kinds,
+            &[
+                "WORKFLOW_SCHEDULED",
+                "WORKFLOW_CLAIMED",
+                "WORKFLOW_STARTED",
+                "TASK_STARTED",
+                "WORKFLOW_CANCELLING",
+                "TASK_CANCELLED",
+                "WORKFLOW_CANCELLED"
+            ]
+        ),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("WORKFLOW_CANCELLED"), "{kinds:?}");
+    check_event_shapes(&cancelled);
+    let (status, again) = get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert!(detail(&again).contains("already finished"), "{again}");
+
+    // A paused one (no worker holds it) is cancelled at once.
+    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 13")).await;
+    assert_eq!(state(&paused), "PAUSED", "{paused}");
+    let id = execution_id(&paused);
+    let (status, cancelled) =
+        get(&http, &format!("{url}/workflows/approval/cancel/{id}?mode=sync&detailed=true")).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
+    assert!(in_order(&types(&cancelled), &["WORKFLOW_PAUSED", "WORKFLOW_CANCELLING", "WORKFLOW_CANCELLED"]));
+    worker.abort();
+    shutdown(running).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Authentication and secrets
+// ---------------------------------------------------------------------------------------------
+
+/// Sends a request with an optional bearer token and expects 401 with a JSON `detail`.
+async fn expect_401(http: &reqwest::Client, method: reqwest::Method, url: &str, token: Option<&str>, body: &Value) {
+    let mut request = http.request(method.clone(), url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+    let (status, answer) = answer(response).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {url} with {token:?}: {answer}");
+    assert_eq!(content_type.as_deref(), Some("application/json"), "{method} {url}");
+    assert!(!detail(&answer).is_empty());
+}
+
+async fn register_worker(http: &reqwest::Client, url: &str, name: &str) -> String {
+    let registration = json!({ "name": name, "workflows": [{ "name": "remote_only", "version": 1 }] });
+    let response = http.post(format!("{url}/workers/register")).bearer_auth(BOOTSTRAP).json(&registration).send().await;
+    let (status, registered) = answer(response.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    assert_eq!(registered["name"], name);
+    let token = registered["session_token"].as_str().unwrap().to_string();
+    assert!(!token.is_empty() && token != BOOTSTRAP && token != ADMIN);
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_and_admin_endpoints_need_the_right_token() {
+    use reqwest::Method;
+    let engine = Engine::in_memory();
+    let (running, url) = bind(Server::new().engine(&engine).register(hello_world)).await;
+    let http = client();
+    let w1 = register_worker(&http, &url, "w1").await;
+    let w2 = register_worker(&http, &url, "w2").await;
+    assert_ne!(w1, w2);
+    let (_, catalog) = get(&http, &format!("{url}/workflows")).await;
+    assert_eq!(catalog, json!([{ "name": "hello_world", "version": 1 }, { "name": "remote_only", "version": 1 }]));
+
+    let registration = json!({ "name": "w3", "workflows": [] });
+    for token in [None, Some("wrong"), Some(w1.as_str()), Some(ADMIN)] {
+        expect_401(&http, Method::POST, &format!("{url}/workers/register"), token, &registration).await;
+    }
+    let session_endpoints = |name: &str| {
+        [
+            (Method::GET, format!("{url}/workers/{name}/connect")),
+            (Method::POST, format!("{url}/workers/{name}/claim/0123456789abcdef")),
+            (Method::POST, format!("{url}/workers/{name}/checkpoint/0123456789abcdef")),
+            (Method::POST, format!("{url}/workers/{name}/progress/0123456789abcdef")),
+        ]
+    };
+    let progress = json!({ "task_id": "t_1", "name": "t", "value": 1 });
+    for (method, endpoint) in session_endpoints("w1") {
+        for token in [None, Some("wrong"), Some(BOOTSTRAP), Some(ADMIN), Some(w2.as_str())] {
+            expect_401(&http, method.clone(), &endpoint, token, &progress).await;
+        }
+    }
+    // A session token is only for its own worker name, registered or not.
+    for (method, endpoint) in session_endpoints("w2").into_iter().chain(session_endpoints("ghost")) {
+        expect_401(&http, method, &endpoint, Some(&w1), &progress).await;
+    }
+    // The right session token gets past authentication (to answers about the unknown execution).
+    let response = http.post(format!("{url}/workers/w1/claim/0123456789abcdef")).bearer_auth(&w1).send().await;
+    let (status, body) = answer(response.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let response =
+        http.post(format!("{url}/workers/w1/progress/0123456789abcdef")).bearer_auth(&w1).json(&progress).send().await;
+    let (status, body) = answer(response.unwrap()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Registering again replaces the session token.
+    let renewed = register_worker(&http, &url, "w1").await;
+    expect_401(&http, Method::POST, &format!("{url}/workers/w1/claim/0123456789abcdef"), Some(&w1), &json!(null)).await;
+    let response = http.post(format!("{url}/workers/w1/claim/0123456789abcdef")).bearer_auth(&renewed).send().await;
+    assert_eq!(response.unwrap().status(), StatusCode::NOT_FOUND);
+
+    let secret = json!({ "name": "X", "value": "y" });
+    let admin_endpoints = [
+        (Method::GET, format!("{url}/admin/secrets")),
+        (Method::POST, format!("{url}/admin/secrets")),
+        (Method::GET, format!("{url}/admin/secrets/X")),
+        (Method::DELETE, format!("{url}/admin/secrets/X")),
+    ];
+    for (method, endpoint) in admin_endpoints {
+        for token in [None, Some("wrong"), Some(BOOTSTRAP), Some(renewed.as_str())] {
+            expect_401(&http, method.clone(), &endpoint, token, &secret).await;
+        }
+    }
+    // Nothing was stored by the refused requests.
+    let (status, list) =
+        answer(http.get(format!("{url}/admin/secrets")).bearer_auth(ADMIN).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([]));
+    shutdown(running).await;
+}
+
+const SECRET_VALUE: &str = "sk-live-5a1f0c9e-never-in-clear";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_through_the_admin_api_never_reach_logs_or_disk_in_clear() {
+    let (dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine).register(uses_secret)).await;
+    let http = client();
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(ADMIN);
+
+    let response = admin(http.post(format!("{url}/admin/secrets")))
+        .json(&json!({ "name": "API_TOKEN", "value": SECRET_VALUE }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!body.to_string().contains(SECRET_VALUE), "{body}");
+
+    // Listing names it and never shows the value.
+    let response = admin(http.get(format!("{url}/admin/secrets"))).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(SECRET_VALUE), "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!(["API_TOKEN"]));
+
+    // Getting it by name returns it.
+    let (status, got) = answer(admin(http.get(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["value"], SECRET_VALUE);
+    assert_eq!(got["name"], "API_TOKEN");
+
+    // A workflow run over HTTP uses it; it is in neither its answer nor its events.
+    let (status, run) = post(&http, &format!("{url}/workflows/uses_secret/run/sync?detailed=true"), &json!("k")).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["output"], format!("k: a {}-character token", SECRET_VALUE.len()));
+    assert!(!run.to_string().contains(SECRET_VALUE), "{run}");
+
+    // The files of the engine (database, write-ahead log, key) never hold it in clear.
+    let check_files = || {
+        let mut seen = 0;
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            seen += 1;
+            assert!(
+                !bytes.windows(SECRET_VALUE.len()).any(|w| w == SECRET_VALUE.as_bytes()),
+                "{} holds the secret in clear",
+                entry.display()
+            );
+        }
+        assert!(seen >= 1);
+    };
+    assert!(dir.path().join("flux.db").exists());
+    check_files();
+
+    // Deleting removes it.
+    let (status, removed) =
+        answer(admin(http.delete(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    let (status, gone) = answer(admin(http.get(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+    assert!(detail(&gone).contains("API_TOKEN"), "{gone}");
+    let (status, gone) =
+        answer(admin(http.delete(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+    let (_, list) = answer(admin(http.get(format!("{url}/admin/secrets"))).send().await.unwrap()).await;
+    assert_eq!(list, json!([]));
+    shutdown(running).await;
+    drop(engine);
+    check_files();
+
+    // The logs (flux at TRACE) show the server at work, never the value.
+    let logs = captured_logs();
+    assert!(logs.contains("flux server listening"), "the log capture works");
+    assert!(!logs.contains(SECRET_VALUE), "the secret appears in the logs");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Bad input, the catalog, the documentation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_4xx_with_a_detail() {
+    let engine = Engine::in_memory();
+    let (running, url) = bind(Server::new().engine(&engine).register(hello_world).register(approval)).await;
+    let http = client();
+
+    // Malformed JSON.
+    let response = http
+        .post(format!("{url}/workflows/hello_world/run/sync"))
+        .header("content-type", "application/json")
+        .body("{\"not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(detail(&body).contains("JSON"), "{body}");
+
+    // An input of the wrong type.
+    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &json!({ "a": 1 })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(detail(&body).contains("hello_world") && detail(&body).contains("String"), "{body}");
+    for mode in ["async", "stream"] {
+        let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/{mode}"), &json!(7)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "run/{mode}: {body}");
+    }
+
+    // An unknown workflow.
+    let (status, body) = post(&http, &format!("{url}/workflows/nope/run/sync"), &json!("World")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(detail(&body).contains("nope"), "{body}");
+
+    // An unknown execution, for status, cancel and resume.
+    let missing = "00000000000000000000000000000000";
+    for (status, body) in [
+        get(&http, &format!("{url}/workflows/hello_world/status/{missing}")).await,
+        get(&http, &format!("{url}/workflows/hello_world/cancel/{missing}")).await,
+        get(&http, &format!("{url}/workflows/hello_world/cancel/{missing}?mode=sync")).await,
+        post(&http, &format!("{url}/workflows/approval/resume/{missing}/sync"), &json!("yes")).await,
+    ] {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(detail(&body).contains(missing), "{body}");
+    }
+    // An execution asked for under another workflow's name is unknown there too.
+    let (_, done) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    let id = execution_id(&done);
+    let (status, body) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Unknown modes and flags.
+    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/fast"), &json!("World")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(detail(&body).contains("fast"), "{body}");
+    let (status, body) = post(&http, &format!("{url}/workflows/approval/resume/{id}/fast"), &json!("x")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = get(&http, &format!("{url}/workflows/hello_world/cancel/{id}?mode=now")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(detail(&body).contains("now"), "{body}");
+    let (status, body) = get(&http, &format!("{url}/workflows/hello_world/status/{id}?detailed=maybe")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Unknown routes and methods.
+    let (status, body) = get(&http, &format!("{url}/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(!detail(&body).is_empty());
+    let (status, body) = answer(http.delete(format!("{url}/workflows")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert!(!detail(&body).is_empty());
+
+    // Odd bytes are never a 500.
+    let response = http
+        .post(format!("{url}/workflows/hello_world/run/sync"))
+        .header("content-type", "application/json")
+        .body(vec![0xff, 0xfe, 0x00, 0x22])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // The catalog.
+    let (status, list) = get(&http, &format!("{url}/workflows")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([{ "name": "approval", "version": 1 }, { "name": "hello_world", "version": 1 }]));
+    let (status, shown) = get(&http, &format!("{url}/workflows/hello_world")).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["name"], "hello_world");
+    assert_eq!(shown["version"], 1);
+    let (status, body) = get(&http, &format!("{url}/workflows/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(detail(&body).contains("nope"), "{body}");
+
+    // The documentation.
+    let response = http.get(format!("{url}/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let openapi: Value = response.json().await.unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"].get("/workflows/{name}/run/{mode}").is_some(), "{}", openapi["paths"]);
+    let response = http.get(format!("{url}/docs")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = response.text().await.unwrap();
+    assert!(html.to_ascii_lowercase().contains("<html"), "{html}");
+    shutdown(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_get_413_with_a_json_detail() {
+    let engine = Engine::in_memory();
+    let config = flux::Config { max_body_bytes: 1024, ..Default::default() };
+    let (running, url) = bind(Server::from_config(config).engine(&engine).register(hello_world)).await;
+    let http = client();
+    let big = json!("x".repeat(2000));
+
+    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(!detail(&body).is_empty());
+    let response = http
+        .post(format!("{url}/admin/secrets"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "BIG", "value": "x".repeat(2000) }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(!detail(&body).is_empty());
+    let registration = json!({ "name": "w", "workflows": [{ "name": "x".repeat(2000) }] });
+    let response =
+        http.post(format!("{url}/workers/register")).bearer_auth(BOOTSTRAP).json(&registration).send().await.unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(!detail(&body).is_empty());
+    // A body without a length (chunked) over the limit too.
+    let chunks = futures::stream::iter(
+        (0..4).map(|i| Ok::<_, std::io::Error>(if i == 0 { "\"".to_string() } else { "y".repeat(600) })),
+    );
+    let response = http
+        .post(format!("{url}/workflows/hello_world/run/sync"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(!detail(&body).is_empty());
+
+    // Under the limit all is well.
+    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["output"], "Hello, World");
+    shutdown(running).await;
+}

@@ -1,0 +1,933 @@
+//! Server mode with real worker processes (SPEC §11): a flux server inside the test process on
+//! 127.0.0.1 (an ephemeral port, its own SQLite file) and `flux-test-worker` processes that
+//! register with it, claim its executions, run them and checkpoint their events. Workers are
+//! killed with SIGKILL, leases run out, the server restarts under them; and a worker made by
+//! hand with reqwest shows the fencing of stale claims.
+//!
+//! Each test has its own temporary directory, database and server; deadlines are generous
+//! (tests run in parallel on small machines).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const BOOTSTRAP: &str = "workers-test-bootstrap-token";
+const ADMIN: &str = "workers-test-admin-token";
+const LEASE: Duration = Duration::from_secs(3);
+/// How long anything may take before a test gives up.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// How often polling loops look again.
+const POLL: Duration = Duration::from_millis(50);
+/// Every workflow the test worker registers.
+const WORKFLOWS: [&str; 4] = ["approval", "hello_world", "sleeper", "three_steps"];
+
+// ---------------------------------------------------------------------------------------------
+// The server and the worker processes
+// ---------------------------------------------------------------------------------------------
+
+/// A server on `addr` storing executions in `db`, with no workflow of its own.
+async fn start_server(db: &Path, addr: &str) -> flux::server::RunningServer {
+    let engine = flux::Engine::open(db).expect("the database opens");
+    flux::server::Server::new()
+        .engine(&engine)
+        .bootstrap_token(BOOTSTRAP)
+        .admin_token(ADMIN)
+        .lease_timeout(LEASE)
+        .bind(addr)
+        .await
+        .expect("the server starts")
+}
+
+/// A `flux-test-worker` process, killed (and reaped) when dropped. Its log (standard error) is
+/// kept in a file and printed when the test fails.
+struct WorkerProcess {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts a worker named `name` for the server at `url`; its side effects go to
+    /// `dir/side-effects.txt`, its log to `dir/worker-{name}.log`.
+    fn spawn(url: &str, name: &str, dir: &Path, extra: &[(&str, &str)]) -> WorkerProcess {
+        let log = dir.join(format!("worker-{name}.log"));
+        let stderr = std::fs::File::create(&log).expect("the worker log is created");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flux-test-worker"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FLUX_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .current_dir(dir)
+            .env("FLUX_HOME", dir.join(format!("home-{name}")))
+            .env("FLUX_TEST_SERVER", url)
+            .env("FLUX_TEST_WORKER_NAME", name)
+            .env("FLUX_WORKERS__BOOTSTRAP_TOKEN", BOOTSTRAP)
+            .env("FLUX_TEST_SIDE_EFFECTS", side_effects_path(dir))
+            .env("FLUX_TEST_HEARTBEAT_MS", "500")
+            .env("RUST_LOG", "info,flux=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("the test worker starts (built by cargo test)");
+        WorkerProcess { name: name.to_string(), child, log }
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix), then reaps the process.
+    fn kill(&mut self) {
+        self.child.kill().expect("the worker is killed");
+        let status = self.child.wait().expect("the worker is reaped");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt as _;
+            assert_eq!(status.signal(), Some(9), "worker `{}` ended by SIGKILL: {status}", self.name);
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("----- log of worker `{}` -----\n{log}----- end of log -----", self.name);
+        }
+    }
+}
+
+fn side_effects_path(dir: &Path) -> PathBuf {
+    dir.join("side-effects.txt")
+}
+
+/// The lines the tasks appended so far.
+fn side_effects(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(side_effects_path(dir)).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------------
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("an HTTP client")
+}
+
+/// Sends a request (bounded by [`DEADLINE`]) and reads its JSON answer (`null` if it has none).
+async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let exchange = async {
+        let response = request.send().await.expect("the request reaches the server");
+        let status = response.status();
+        let text = response.text().await.expect("the answer is read");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("a JSON answer ({e}): {text}"))
+        };
+        (status, body)
+    };
+    tokio::time::timeout(DEADLINE, exchange).await.expect("the server answers within the deadline")
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
+    send(client.get(url)).await
+}
+
+async fn post(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
+    send(client.post(url).json(body)).await
+}
+
+/// `GET /workflows/{name}/status/{id}?detailed=true`.
+async fn status(client: &reqwest::Client, url: &str, workflow: &str, id: &str) -> Value {
+    let (code, body) = get(client, format!("{url}/workflows/{workflow}/status/{id}?detailed=true")).await;
+    assert_eq!(code, StatusCode::OK, "status of {id}: {body}");
+    body
+}
+
+/// Polls the status of an execution (there is no event to await for it) until `done` holds.
+async fn wait_status(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let summary = status(client, url, workflow, id).await;
+        if done(&summary) {
+            return summary;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}; last status: {summary:#}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `GET /workflows` until it lists every workflow of the test worker, and checks that
+/// `worker` is among those that registered each one.
+async fn wait_catalog(client: &reqwest::Client, url: &str, worker: &str) {
+    let start = Instant::now();
+    loop {
+        let (code, list) = get(client, format!("{url}/workflows")).await;
+        assert_eq!(code, StatusCode::OK, "{list}");
+        let names: Vec<&str> = list.as_array().expect("a list").iter().filter_map(|w| w["name"].as_str()).collect();
+        let mut registered = WORKFLOWS.iter().all(|w| names.contains(w));
+        if registered {
+            for workflow in WORKFLOWS {
+                let (code, entry) = get(client, format!("{url}/workflows/{workflow}")).await;
+                assert_eq!(code, StatusCode::OK, "{entry}");
+                registered &= entry["workers"].as_array().is_some_and(|w| w.iter().any(|n| n == worker));
+            }
+        }
+        if registered {
+            for entry in list.as_array().expect("a list") {
+                assert_eq!(entry["version"], 1, "{list}");
+            }
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "worker `{worker}` did not register in time; the catalog is {list}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The event types of a detailed summary.
+fn types(summary: &Value) -> Vec<String> {
+    events(summary).iter().map(|e| e["type"].as_str().expect("a type").to_string()).collect()
+}
+
+fn events(summary: &Value) -> &Vec<Value> {
+    summary["events"].as_array().unwrap_or_else(|| panic!("a detailed summary: {summary:#}"))
+}
+
+/// The events of one type.
+fn of_type<'a>(summary: &'a Value, kind: &str) -> Vec<&'a Value> {
+    events(summary).iter().filter(|e| e["type"] == kind).collect()
+}
+
+/// Checks that event ids are `{execution_id}-1`, `-2`, ... without a gap.
+fn assert_sequential(summary: &Value) {
+    let id = summary["execution_id"].as_str().expect("an execution id");
+    for (i, event) in events(summary).iter().enumerate() {
+        assert_eq!(event["id"], format!("{id}-{}", i + 1), "{summary:#}");
+    }
+}
+
+/// Parses the event times the server sends (`2026-11-22T10:00:00.123456Z`).
+fn parse_time(text: &str) -> SystemTime {
+    fn fail<T>(text: &str) -> T {
+        panic!("not an RFC 3339 UTC time: {text}")
+    }
+    let (date, time) = text.strip_suffix('Z').and_then(|t| t.split_once('T')).unwrap_or_else(|| fail(text));
+    let date: Vec<i64> = date.split('-').map(|p| p.parse().unwrap_or_else(|_| fail(text))).collect();
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let hms: Vec<u64> = hms.split(':').map(|p| p.parse().unwrap_or_else(|_| fail(text))).collect();
+    let (y, m, d) = (date[0], date[1], date[2]);
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).unwrap_or_else(|_| fail(text));
+    let nanos: u64 = format!("{fraction:0<9}")[..9].parse().unwrap_or_else(|_| fail(text));
+    UNIX_EPOCH + Duration::from_secs(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]) + Duration::from_nanos(nanos)
+}
+
+fn event_time(event: &Value) -> SystemTime {
+    parse_time(event["time"].as_str().expect("a time"))
+}
+
+/// `later - earlier`, or zero.
+fn since(earlier: SystemTime, later: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or_default()
+}
+
+/// Reads an SSE answer to its end (bounded by [`DEADLINE`]): `(event name, data)` pairs.
+/// `first` is told the data of the first event as soon as it arrives.
+async fn read_sse(response: reqwest::Response, first: tokio::sync::oneshot::Sender<Value>) -> Vec<(String, Value)> {
+    let mut first = Some(first);
+    let mut seen = Vec::new();
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("the stream continues")));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let name = block.lines().find_map(|l| l.strip_prefix("event:")).map(|n| n.trim().to_string());
+                let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
+                if let (Some(name), Some(data)) = (name, data) {
+                    let data: Value = serde_json::from_str(data).expect("SSE data is JSON");
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(data.clone());
+                    }
+                    seen.push((name, data));
+                }
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read).await.expect("the stream ends within the deadline");
+    seen
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A real worker runs an execution
+// ---------------------------------------------------------------------------------------------
+
+/// A worker process registers (the catalog lists its workflows, naming it), is offered the
+/// execution over its connection, claims it, runs it and checkpoints its events: `run/sync`
+/// answers with the output and exactly the events of a claimed run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_registers_claims_runs_and_checkpoints() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+
+    // Before any worker: nothing in the catalog, and hello_world is unknown.
+    let (code, list) = get(&client, format!("{url}/workflows")).await;
+    assert_eq!((code, list), (StatusCode::OK, json!([])));
+    let (code, body) = post(&client, format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+
+    let _worker = WorkerProcess::spawn(&url, "w-hello", tmp.path(), &[]);
+    wait_catalog(&client, &url, "w-hello").await;
+    let (_, entry) = get(&client, format!("{url}/workflows/hello_world")).await;
+    assert_eq!(entry["name"], "hello_world");
+    assert_eq!(entry["version"], 1);
+    assert_eq!(entry["workers"], json!(["w-hello"]));
+
+    let (code, run) =
+        post(&client, format!("{url}/workflows/hello_world/run/sync?detailed=true"), &json!("World")).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "COMPLETED", "{run:#}");
+    assert_eq!(run["output"], "Hello, World");
+    assert_eq!(run["input"], "World");
+    assert_eq!(run["workflow_name"], "hello_world");
+    assert_eq!(run["workflow_id"], "hello_world");
+    assert_eq!(
+        types(&run),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ],
+        "{run:#}"
+    );
+    assert_sequential(&run);
+    let id = run["execution_id"].as_str().expect("an execution id");
+    let events = events(&run);
+    let workflow_source = format!("hello_world_{id}");
+    for i in [0, 1, 2, 5] {
+        assert_eq!(events[i]["source_id"], workflow_source.as_str(), "{run:#}");
+        assert_eq!(events[i]["name"], "hello_world");
+    }
+    assert_eq!(events[1]["value"], "w-hello", "the claim names the worker");
+    assert_eq!(events[3]["name"], "say_hello");
+    assert!(events[3]["source_id"].as_str().is_some_and(|s| s.starts_with("say_hello_")), "{run:#}");
+    assert_eq!(events[3]["source_id"], events[4]["source_id"]);
+    assert_eq!(events[4]["value"], "Hello, World");
+    assert_eq!(events[5]["value"], "Hello, World");
+    for pair in events.windows(2) {
+        assert!(event_time(&pair[0]) <= event_time(&pair[1]), "times in order: {run:#}");
+    }
+
+    // What the worker checkpointed is what the server stored.
+    let stored = status(&client, &url, "hello_world", id).await;
+    assert_eq!(stored, run);
+    assert_eq!(side_effects(tmp.path()), ["say_hello start", "say_hello done"]);
+
+    server.shutdown().await.expect("the server stops");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A worker killed during a task
+// ---------------------------------------------------------------------------------------------
+
+/// A worker is SIGKILLed while task 2 of 3 runs; the server notices, takes the execution back
+/// and offers it to a second worker, which replays task 1 from the log, runs task 2 again and
+/// finishes. Task 1 ran once; every task completed exactly once in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_execution_is_finished_by_another_worker() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let mut first = WorkerProcess::spawn(&url, "w-first", tmp.path(), &[("FLUX_TEST_SLOW_STEP", "2")]);
+    wait_catalog(&client, &url, "w-first").await;
+
+    // A streamed run: its first event names the execution, its end is awaited below.
+    let response = tokio::time::timeout(
+        DEADLINE,
+        client.post(format!("{url}/workflows/three_steps/run/stream?detailed=true")).json(&json!("a")).send(),
+    )
+    .await
+    .expect("the server answers")
+    .expect("the run is accepted");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let stream = tokio::spawn(read_sse(response, first_tx));
+    let opened = tokio::time::timeout(DEADLINE, first_rx).await.expect("a first event").expect("a first event");
+    let id = opened["execution_id"].as_str().expect("an execution id").to_string();
+
+    // Task 2 has started on the first worker, and the server stored its TASK_STARTED.
+    let start = Instant::now();
+    while !side_effects(tmp.path()).iter().any(|l| l == "step 2 start") {
+        assert!(start.elapsed() < DEADLINE, "step 2 never started: {:?}", side_effects(tmp.path()));
+        tokio::time::sleep(POLL).await;
+    }
+    wait_status(&client, &url, "three_steps", &id, "TASK_STARTED of step 2", |s| of_type(s, "TASK_STARTED").len() == 2)
+        .await;
+    let killed_at = SystemTime::now();
+    let killed = Instant::now();
+    first.kill();
+
+    let _second = WorkerProcess::spawn(&url, "w-second", tmp.path(), &[]);
+    let seen = stream.await.expect("the stream reader");
+    let finished = killed.elapsed();
+    let (last_name, last) = seen.last().expect("the stream sent events");
+    assert_eq!(last_name, "three_steps.execution.completed", "{seen:#?}");
+    assert_eq!(last["output"], "a:1:2:3", "{last:#}");
+
+    let done = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    assert_eq!(done["output"], "a:1:2:3");
+    assert_eq!(last["events"], done["events"], "the stream saw every stored event");
+
+    // Task 1 ran once, task 2 twice (killed the first time), task 3 once.
+    assert_eq!(
+        side_effects(tmp.path()),
+        ["step 1 start", "step 1 done", "step 2 start", "step 2 start", "step 2 done", "step 3 start", "step 3 done"]
+    );
+
+    // The log, in the order the spec promises: the first run up to task 2's start, the
+    // take-back (scheduled again), the second claim, then task 2's completion (no second
+    // WORKFLOW_STARTED, no second TASK_STARTED for task 2), task 3 and the end.
+    assert_eq!(
+        types(&done),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "TASK_STARTED",
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "TASK_COMPLETED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ],
+        "{done:#}"
+    );
+    assert_sequential(&done);
+    let claims: Vec<&Value> = of_type(&done, "WORKFLOW_CLAIMED").iter().map(|e| &e["value"]).collect();
+    assert_eq!(claims, [&json!("w-first"), &json!("w-second")]);
+    let started: Vec<&str> = of_type(&done, "TASK_STARTED").iter().map(|e| e["source_id"].as_str().unwrap()).collect();
+    let completed: Vec<&str> =
+        of_type(&done, "TASK_COMPLETED").iter().map(|e| e["source_id"].as_str().unwrap()).collect();
+    assert_eq!(started.len(), 3);
+    assert_eq!(completed, started, "exactly one TASK_COMPLETED per task id, in call order");
+    for (task_id, output) in started.iter().zip(["a:1", "a:1:2", "a:1:2:3"]) {
+        assert!(task_id.starts_with("step_"), "{task_id}");
+        let completion = of_type(&done, "TASK_COMPLETED").into_iter().find(|e| e["source_id"] == *task_id).unwrap();
+        assert_eq!(completion["value"], output);
+    }
+    let scheduled = of_type(&done, "WORKFLOW_SCHEDULED");
+    assert_eq!(scheduled[1]["value"], "a", "the execution is scheduled again with its input");
+
+    let taken_back = since(killed_at, event_time(scheduled[1]));
+    let reclaimed = since(killed_at, event_time(of_type(&done, "WORKFLOW_CLAIMED")[1]));
+    eprintln!(
+        "takeover after SIGKILL: taken back after {taken_back:?}, claimed by the second worker after \
+         {reclaimed:?}, completed after {finished:?}"
+    );
+    assert!(reclaimed < DEADLINE);
+
+    server.shutdown().await.expect("the server stops");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Stale claims, by hand
+// ---------------------------------------------------------------------------------------------
+
+/// Bytes as a MessagePack binary string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Bin(Vec<u8>);
+
+impl Serialize for Bin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Bin;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a binary string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bin, E> {
+                Ok(Bin(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bin, E> {
+                Ok(Bin(v))
+            }
+        }
+        d.deserialize_byte_buf(Visit)
+    }
+}
+
+/// The answer to a claim (`ClaimResponse` of the worker protocol).
+#[derive(Debug, Deserialize)]
+struct ClaimAnswer {
+    generation: u64,
+    execution: ClaimedExecution,
+    resume_input: Option<Bin>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClaimedExecution {
+    id: String,
+    workflow_name: String,
+    state: String,
+    input: Bin,
+    output: Option<Bin>,
+    parent_id: Option<String>,
+    claim_generation: u64,
+    events: Vec<WireEvent>,
+}
+
+/// An event of the worker protocol.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct WireEvent {
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    source_id: String,
+    name: String,
+    value: Bin,
+    /// Microseconds since the Unix epoch.
+    time: i64,
+}
+
+/// A checkpoint of the worker protocol.
+#[derive(Debug, Serialize)]
+struct Checkpoint {
+    generation: u64,
+    writes: Vec<WireWrite>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum WireWrite {
+    Append { event: WireEvent },
+    SetState { state: String, output: Option<Bin>, time: i64 },
+}
+
+fn micros_now() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_micros()).expect("in range")
+}
+
+/// A worker made by hand: its session token and the requests of the protocol.
+struct HandWorker<'a> {
+    client: &'a reqwest::Client,
+    url: &'a str,
+    name: &'static str,
+    session: String,
+}
+
+impl<'a> HandWorker<'a> {
+    async fn register(client: &'a reqwest::Client, url: &'a str, name: &'static str) -> HandWorker<'a> {
+        let registration = json!({"name": name, "workflows": [{"name": "three_steps", "version": 1}]});
+        let (code, body) =
+            send(client.post(format!("{url}/workers/register")).bearer_auth(BOOTSTRAP).json(&registration)).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert_eq!(body["name"], name);
+        let session = body["session_token"].as_str().expect("a session token").to_string();
+        assert!(!session.is_empty() && session != BOOTSTRAP);
+        HandWorker { client, url, name, session }
+    }
+
+    /// `POST /workers/{name}/claim/{id}`: the decoded answer, or the error status and detail.
+    async fn claim(&self, id: &str) -> Result<ClaimAnswer, (StatusCode, Value)> {
+        let request =
+            self.client.post(format!("{}/workers/{}/claim/{id}", self.url, self.name)).bearer_auth(&self.session);
+        let response = tokio::time::timeout(DEADLINE, request.send()).await.expect("an answer").expect("sent");
+        let status = response.status();
+        if status != StatusCode::OK {
+            let text = response.text().await.expect("the answer is read");
+            return Err((status, serde_json::from_str(&text).unwrap_or(Value::String(text))));
+        }
+        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string());
+        assert_eq!(content_type.as_deref(), Some("application/msgpack"));
+        let bytes = response.bytes().await.expect("the claim is read");
+        Ok(flux::value::from_msgpack::<ClaimAnswer>(&bytes).expect("a MessagePack claim answer"))
+    }
+
+    /// `POST /workers/{name}/checkpoint/{id}` with a MessagePack body.
+    async fn checkpoint(&self, id: &str, checkpoint: &Checkpoint) -> (StatusCode, Value) {
+        let body = flux::value::to_msgpack(checkpoint).expect("the checkpoint encodes");
+        send(
+            self.client
+                .post(format!("{}/workers/{}/checkpoint/{id}", self.url, self.name))
+                .bearer_auth(&self.session)
+                .header("content-type", "application/msgpack")
+                .body(body),
+        )
+        .await
+    }
+}
+
+/// The hand-made `WORKFLOW_STARTED` of a `three_steps` execution, as event `seq`.
+fn started_event(id: &str, seq: u64) -> WireEvent {
+    WireEvent {
+        seq,
+        kind: "WORKFLOW_STARTED".into(),
+        source_id: format!("three_steps_{id}"),
+        name: "three_steps".into(),
+        value: Bin(flux::value::to_msgpack("a").unwrap()),
+        time: micros_now(),
+    }
+}
+
+/// A worker driven by hand claims an execution (a second claim is refused), stops renewing
+/// its lease and loses the claim: the server schedules the execution again and it can be
+/// claimed under a newer generation. A checkpoint under the old generation is refused with 409
+/// and changes nothing; one under the new generation is stored if its seq follows the log, and
+/// refused with 400 if not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_claim_cannot_write() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+
+    // Registration needs the bootstrap token.
+    let registration = json!({"name": "intruder", "workflows": [{"name": "three_steps", "version": 1}]});
+    let (code, body) =
+        send(client.post(format!("{url}/workers/register")).bearer_auth("wrong").json(&registration)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["detail"].is_string());
+
+    let worker = HandWorker::register(&client, &url, "hand-1").await;
+    let (_, list) = get(&client, format!("{url}/workflows")).await;
+    assert_eq!(list, json!([{"name": "three_steps", "version": 1}]));
+
+    let (code, run) = post(&client, format!("{url}/workflows/three_steps/run/async"), &json!("a")).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "SCHEDULED", "{run}");
+    let id = run["execution_id"].as_str().expect("an execution id").to_string();
+
+    // The claim: the log so far (with the claim's own event) and generation 1.
+    let claim = worker.claim(&id).await.expect("the first claim succeeds");
+    assert_eq!(claim.generation, 1);
+    assert_eq!(claim.execution.claim_generation, 1);
+    assert_eq!(claim.execution.id, id);
+    assert_eq!(claim.execution.workflow_name, "three_steps");
+    assert_eq!(claim.execution.state, "CLAIMED");
+    assert_eq!(flux::value::from_msgpack::<String>(&claim.execution.input.0).unwrap(), "a");
+    assert_eq!((&claim.execution.output, &claim.execution.parent_id, &claim.resume_input), (&None, &None, &None));
+    let kinds: Vec<&str> = claim.execution.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"]);
+    assert_eq!(claim.execution.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(flux::value::from_msgpack::<String>(&claim.execution.events[1].value.0).unwrap(), "hand-1");
+
+    // A second claim of the same execution, by the same worker or another one: 409.
+    let (code, detail) = worker.claim(&id).await.expect_err("a second claim is refused");
+    assert_eq!(code, StatusCode::CONFLICT, "{detail}");
+    assert!(detail["detail"].as_str().is_some_and(|d| d.contains("already claimed")), "{detail}");
+    let other = HandWorker::register(&client, &url, "hand-2").await;
+    let (code, detail) = other.claim(&id).await.expect_err("a claim by another worker is refused");
+    assert_eq!(code, StatusCode::CONFLICT, "{detail}");
+
+    // One heartbeat (an empty checkpoint) renews the lease; then the worker goes silent.
+    let silent = Instant::now();
+    let (code, body) = worker.checkpoint(&id, &Checkpoint { generation: 1, writes: Vec::new() }).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["seq"], 2);
+    let taken_back = wait_status(&client, &url, "three_steps", &id, "the take-back of the expired claim", |s| {
+        s["state"] == "SCHEDULED" && of_type(s, "WORKFLOW_SCHEDULED").len() == 2
+    })
+    .await;
+    let expired_after = silent.elapsed();
+    assert!(expired_after >= LEASE, "the lease lasted {expired_after:?}");
+    assert_eq!(types(&taken_back), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_SCHEDULED"]);
+    eprintln!("the claim was taken back {expired_after:?} after the last heartbeat");
+
+    // The worker that lost the claim cannot write any more, even before anyone claims again.
+    let late =
+        Checkpoint { generation: claim.generation, writes: vec![WireWrite::Append { event: started_event(&id, 4) }] };
+    let (code, body) = worker.checkpoint(&id, &late).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(status(&client, &url, "three_steps", &id).await, taken_back, "the late checkpoint changed nothing");
+
+    // Claimed again (offered again: the same hand-made worker takes it), under a newer generation.
+    let again = worker.claim(&id).await.expect("the execution can be claimed again");
+    assert!(again.generation > claim.generation, "generation {} after {}", again.generation, claim.generation);
+    assert_eq!(again.execution.claim_generation, again.generation);
+    let kinds: Vec<&str> = again.execution.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"]);
+    eprintln!("claim generations: {} then {}", claim.generation, again.generation);
+    // The new holder heartbeats (renewing its lease changes nothing in the log).
+    let renew = Checkpoint { generation: again.generation, writes: Vec::new() };
+    let (code, body) = worker.checkpoint(&id, &renew).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["seq"], 4);
+
+    // The old generation cannot write: 409 with a detail, and the log is unchanged.
+    let before = status(&client, &url, "three_steps", &id).await;
+    let stale = Checkpoint {
+        generation: claim.generation,
+        writes: vec![
+            WireWrite::Append { event: started_event(&id, 5) },
+            WireWrite::SetState { state: "RUNNING".into(), output: None, time: micros_now() },
+        ],
+    };
+    let (code, body) = worker.checkpoint(&id, &stale).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let detail = body["detail"].as_str().expect("a detail");
+    assert!(detail.contains(&format!("generation {}", claim.generation)), "{detail}");
+    let heartbeat = Checkpoint { generation: claim.generation, writes: Vec::new() };
+    assert_eq!(worker.checkpoint(&id, &heartbeat).await.0, StatusCode::CONFLICT, "a stale heartbeat is refused too");
+    assert_eq!(status(&client, &url, "three_steps", &id).await, before, "the stale checkpoint changed nothing");
+    assert_eq!(before["state"], "CLAIMED");
+
+    // Another worker cannot write under the holder's generation either.
+    let (code, body) = other.checkpoint(&id, &Checkpoint { generation: again.generation, writes: Vec::new() }).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+
+    // The new generation, with the next seq: stored.
+    let next = again.execution.events.last().expect("events").seq + 1;
+    assert_eq!(next, 5);
+    let current = Checkpoint {
+        generation: again.generation,
+        writes: vec![
+            WireWrite::Append { event: started_event(&id, next) },
+            WireWrite::SetState { state: "RUNNING".into(), output: None, time: micros_now() },
+        ],
+    };
+    let (code, body) = worker.checkpoint(&id, &current).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["seq"], next);
+    let running = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(running["state"], "RUNNING", "{running:#}");
+    assert_eq!(types(&running).last().map(String::as_str), Some("WORKFLOW_STARTED"));
+    assert_eq!(events(&running).last().unwrap()["value"], "a");
+    assert_sequential(&running);
+
+    // The new generation with a seq that does not follow the log (a repeat, a gap): 400, and
+    // nothing stored.
+    for seq in [next, next + 2] {
+        let wrong = Checkpoint {
+            generation: again.generation,
+            writes: vec![WireWrite::Append { event: started_event(&id, seq) }],
+        };
+        let (code, body) = worker.checkpoint(&id, &wrong).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "seq {seq}: {body}");
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+        assert_eq!(status(&client, &url, "three_steps", &id).await, running, "seq {seq} changed the log");
+    }
+
+    server.shutdown().await.expect("the server stops");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Pause, resume and cancel over HTTP
+// ---------------------------------------------------------------------------------------------
+
+/// An execution run by a worker pauses (`run/sync` answers PAUSED), is resumed with
+/// `resume/sync` (COMPLETED with the joined output); another one is cancelled while its task
+/// sleeps (`cancel?mode=sync` answers CANCELLED, the task is cancelled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_run_executions_pause_resume_and_cancel() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let _worker = WorkerProcess::spawn(&url, "w-pause", tmp.path(), &[]);
+    wait_catalog(&client, &url, "w-pause").await;
+
+    // Pause.
+    let (code, paused) =
+        post(&client, format!("{url}/workflows/approval/run/sync?detailed=true"), &json!("order-7")).await;
+    assert_eq!(code, StatusCode::OK, "{paused}");
+    assert_eq!(paused["state"], "PAUSED", "{paused:#}");
+    assert_eq!(paused["output"], Value::Null);
+    assert_eq!(
+        types(&paused),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_PAUSED",
+            "WORKFLOW_PAUSED"
+        ],
+        "{paused:#}"
+    );
+    let id = paused["execution_id"].as_str().expect("an execution id").to_string();
+
+    // Resume.
+    let (code, resumed) =
+        post(&client, format!("{url}/workflows/approval/resume/{id}/sync?detailed=true"), &json!("yes")).await;
+    assert_eq!(code, StatusCode::OK, "{resumed}");
+    assert_eq!(resumed["state"], "COMPLETED", "{resumed:#}");
+    assert_eq!(resumed["output"], "order-7:yes");
+    assert_eq!(
+        types(&resumed),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_PAUSED",
+            "WORKFLOW_PAUSED",
+            "WORKFLOW_RESUME_SCHEDULED",
+            "WORKFLOW_RESUME_CLAIMED",
+            "WORKFLOW_RESUMING",
+            "WORKFLOW_RESUMED",
+            "TASK_RESUMED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ],
+        "{resumed:#}"
+    );
+    assert_sequential(&resumed);
+    assert_eq!(of_type(&resumed, "TASK_COMPLETED")[0]["value"], "yes");
+    let (code, body) = post(&client, format!("{url}/workflows/approval/resume/{id}/sync"), &json!("again")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "a finished execution cannot be resumed: {body}");
+
+    // Cancel.
+    let (code, run) = post(&client, format!("{url}/workflows/sleeper/run/async"), &json!(30_000)).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    let id = run["execution_id"].as_str().expect("an execution id").to_string();
+    wait_status(&client, &url, "sleeper", &id, "the sleeping task to start", |s| {
+        !of_type(s, "TASK_STARTED").is_empty()
+    })
+    .await;
+    let asked = Instant::now();
+    let (code, cancelled) = get(&client, format!("{url}/workflows/sleeper/cancel/{id}?mode=sync&detailed=true")).await;
+    let took = asked.elapsed();
+    assert_eq!(code, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "CANCELLED", "{cancelled:#}");
+    assert!(took < Duration::from_secs(20), "the sleeping task was interrupted ({took:?})");
+    let stored = status(&client, &url, "sleeper", &id).await;
+    assert_eq!(stored["state"], "CANCELLED");
+    let kinds = types(&stored);
+    let position = |kind: &str| kinds.iter().position(|k| k == kind).unwrap_or_else(|| panic!("no {kind}: {kinds:?}"));
+    assert!(position("WORKFLOW_CANCELLING") < position("TASK_CANCELLED"), "{kinds:?}");
+    assert!(position("TASK_STARTED") < position("TASK_CANCELLED"), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("WORKFLOW_CANCELLED"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "TASK_COMPLETED" || k == "WORKFLOW_COMPLETED"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| k.starts_with("WORKFLOW_CANCEL")).count(), 2, "{kinds:?}");
+    assert_sequential(&stored);
+    assert_eq!(
+        side_effects(tmp.path()).iter().filter(|l| l.starts_with("sleep_for")).collect::<Vec<_>>(),
+        ["sleep_for start"]
+    );
+    let (code, body) = get(&client, format!("{url}/workflows/sleeper/cancel/{id}?mode=sync")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "a finished execution cannot be cancelled: {body}");
+    eprintln!("cancel?mode=sync of a worker-run task took {took:?}");
+
+    server.shutdown().await.expect("the server stops");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The server restarts under a worker
+// ---------------------------------------------------------------------------------------------
+
+/// The server stops while a worker runs; a new server on the same database and port comes up.
+/// The worker reconnects on its own (registering again) and runs a new execution; the earlier
+/// execution is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reconnects_to_a_restarted_server() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let db = tmp.path().join("flux.db");
+    let server = start_server(&db, "127.0.0.1:0").await;
+    let url = server.url();
+    let addr = server.local_addr();
+    let client = client();
+    let _worker = WorkerProcess::spawn(&url, "w-reconnect", tmp.path(), &[]);
+    wait_catalog(&client, &url, "w-reconnect").await;
+    let (code, before) = post(&client, format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    assert_eq!(code, StatusCode::OK, "{before}");
+    assert_eq!(before["state"], "COMPLETED", "{before:#}");
+    let first_id = before["execution_id"].as_str().expect("an execution id").to_string();
+
+    tokio::time::timeout(DEADLINE, server.shutdown())
+        .await
+        .expect("the server stops within the deadline although a worker is connected")
+        .expect("the server stops");
+    let stopped = Instant::now();
+    // A new client: the old one's pooled connections went with the old server.
+    let client = self::client();
+    assert!(client.get(format!("{url}/workflows")).send().await.is_err(), "nothing listens any more");
+
+    // The same port, as soon as it is free again.
+    let server = loop {
+        let engine = flux::Engine::open(&db).expect("the database opens again");
+        let bound = flux::server::Server::new()
+            .engine(&engine)
+            .bootstrap_token(BOOTSTRAP)
+            .admin_token(ADMIN)
+            .lease_timeout(LEASE)
+            .bind(addr)
+            .await;
+        match bound {
+            Ok(server) => break server,
+            Err(e) => {
+                assert!(stopped.elapsed() < Duration::from_secs(10), "port {} stays busy: {e}", addr.port());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(server.url(), url);
+
+    // The new server knows the worker only once it registered again.
+    wait_catalog(&client, &url, "w-reconnect").await;
+    let reconnected = stopped.elapsed();
+    eprintln!("the worker registered with the restarted server {reconnected:?} after the restart");
+
+    let (code, after) =
+        post(&client, format!("{url}/workflows/hello_world/run/sync?detailed=true"), &json!("Again")).await;
+    assert_eq!(code, StatusCode::OK, "{after}");
+    assert_eq!(after["state"], "COMPLETED", "{after:#}");
+    assert_eq!(after["output"], "Hello, Again");
+    assert_eq!(of_type(&after, "WORKFLOW_CLAIMED")[0]["value"], "w-reconnect");
+    assert_eq!(
+        types(&after),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ]
+    );
+
+    // The execution of the first server is in the same database.
+    let old = status(&client, &url, "hello_world", &first_id).await;
+    assert_eq!(old["state"], "COMPLETED");
+    assert_eq!(old["output"], "Hello, World");
+
+    server.shutdown().await.expect("the server stops");
+}
