@@ -67,10 +67,10 @@
 //! ## Features
 //!
 //! - `sqlite` (default): the SQLite store, with SQLite bundled.
-//! - `server`: server mode. [`server::Server`] serves the HTTP/SSE API (run, resume, status,
+//! - `server`: server mode. `flux::server::Server` serves the HTTP/SSE API (run, resume, status,
 //!   cancel, stream, secrets, `/openapi.json`, `/docs`) and hands executions to remote
-//!   [`worker::Worker`]s, which claim them, replay their logs and send what they record back as
-//!   checkpoints.
+//!   `flux::worker::Worker`s, which claim them, replay their logs and send what they record back
+//!   as checkpoints.
 //! - `cli`: the `flux` command-line tool (`flux start server`, `flux workflow run ...`).
 #![warn(missing_docs)]
 // Library code never unwraps: data from files, the database or the network gets an error.
