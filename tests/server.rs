@@ -1,7 +1,8 @@
 //! Server mode (SPEC §11) over real HTTP: a server on 127.0.0.1 with an ephemeral port per test,
 //! clients written with reqwest, workers run in process. Runs (sync, async, stream), the SSE wire
 //! format parsed by hand, pause and resume, cancellation, authentication of the worker and admin
-//! endpoints, secrets that never reach logs or disk in clear, and the 4xx answers to bad input.
+//! endpoints, secrets that never reach logs or disk in clear, the 4xx answers to bad input, and
+//! a database shared with another engine.
 
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -84,6 +85,24 @@ async fn token_info(label: String, secrets: Secrets) -> Result<String, String> {
 #[flux::workflow]
 async fn uses_secret(ctx: ExecutionContext<String>) -> flux::Result<String> {
     token_info(ctx.input().clone()).await
+}
+
+/// Opened by the test: `wait_for_gate` returns.
+static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Told by `wait_for_gate` once it has begun.
+static GATE_REACHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Waits for the test to open [`GATE`].
+#[flux::task]
+async fn wait_for_gate(label: String) -> String {
+    GATE_REACHED.notify_one();
+    GATE.notified().await;
+    format!("{label} passed")
+}
+
+#[flux::workflow]
+async fn gated(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    wait_for_gate(ctx.input().clone()).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1165,6 +1184,54 @@ async fn bad_input_gets_the_right_4xx_with_a_detail() {
     shutdown(running).await;
 }
 
+/// Workflow names travel in URLs, SSE event names and logs: a worker registering one with
+/// whitespace or control characters is refused (422) and nothing of that registration is kept;
+/// a stream run of such a name answers 404 like any unknown name. Other names, Unicode ones
+/// too, are registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_names_with_whitespace_or_control_characters_are_refused() {
+    let engine = Engine::in_memory();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let http = client();
+    let register = |names: &[&str]| {
+        let workflows: Vec<Value> = names.iter().map(|n| json!({ "name": n, "version": 1 })).collect();
+        http.post(format!("{url}/workers/register"))
+            .bearer_auth(BOOTSTRAP)
+            .json(&json!({ "name": "w-names", "workflows": workflows }))
+            .send()
+    };
+
+    for bad in [
+        "a\nb",
+        "a\rb",
+        "tab\there",
+        "two words",
+        " leading",
+        "trailing ",
+        "nul\0",
+        "bell\u{7}",
+        "nbsp\u{a0}",
+        "line\u{2028}separator",
+        "",
+    ] {
+        let (status, body) = answer(register(&["fine", bad]).await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {body}");
+        assert!(detail(&body).contains("invalid workflow name"), "{bad:?}: {body}");
+    }
+    let (_, catalog) = get(&http, &format!("{url}/workflows")).await;
+    assert_eq!(catalog, json!([]), "a refused registration registered nothing");
+    let response = http.post(format!("{url}/workflows/a%0Ab/run/stream")).json(&json!("x")).send().await.unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(detail(&body).contains("not registered"), "{body}");
+
+    let (status, body) = answer(register(&["fine", "ünïcode-名前.v2"]).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, catalog) = get(&http, &format!("{url}/workflows")).await;
+    assert_eq!(catalog, json!([{ "name": "fine", "version": 1 }, { "name": "ünïcode-名前.v2", "version": 1 }]));
+    shutdown(running).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_get_413_with_a_json_detail() {
     let engine = Engine::in_memory();
@@ -1211,5 +1278,46 @@ async fn bodies_over_the_limit_get_413_with_a_json_detail() {
     let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["output"], "Hello, World");
+    shutdown(running).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. A database shared with other engines
+// ---------------------------------------------------------------------------------------------
+
+/// A server started on a database where another engine (of another process, say) is running an
+/// execution leaves it alone: no worker ever claimed it, so it is not the server's to take back.
+/// The run finishes undisturbed, and the server shows its log as that engine wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_leaves_alone_the_runs_of_other_engines_on_its_database() {
+    let (dir, engine) = engine_on_disk();
+    let id = "run-of-another-engine";
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        async move { gated.on(&engine).run_with_id(id, "x".to_string()).await }
+    });
+    tokio::time::timeout(PATIENCE, GATE_REACHED.notified()).await.expect("the task begins");
+
+    let server_engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let (running, url) = bind(Server::new().engine(&server_engine)).await;
+    let http = client();
+    let during = poll_status(&http, &url, "gated", id, "TASK_STARTED", |s| types(s).len() >= 2).await;
+    assert_eq!(state(&during), "RUNNING", "{during}");
+    assert_eq!(types(&during), ["WORKFLOW_STARTED", "TASK_STARTED"], "{during}");
+
+    GATE.notify_one();
+    let done = tokio::time::timeout(PATIENCE, run).await.expect("the run ends").unwrap().expect("the run succeeds");
+    assert_eq!(done.state(), ExecutionState::Completed, "{:?}", done.error());
+    assert_eq!(done.output().map(String::as_str), Some("x passed"));
+    let (status, stored) = get(&http, &format!("{url}/workflows/gated/status/{id}?detailed=true")).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(state(&stored), "COMPLETED", "{stored}");
+    assert_eq!(stored["output"], "x passed");
+    assert_eq!(
+        types(&stored),
+        ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED", "WORKFLOW_COMPLETED"],
+        "{stored}"
+    );
+    check_event_shapes(&stored);
     shutdown(running).await;
 }

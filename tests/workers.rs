@@ -1,14 +1,16 @@
 //! Server mode with real worker processes (SPEC §11): a flux server inside the test process on
 //! 127.0.0.1 (an ephemeral port, its own SQLite file) and `flux-test-worker` processes that
 //! register with it, claim its executions, run them and checkpoint their events. Workers are
-//! killed with SIGKILL, leases run out, the server restarts under them; and a worker made by
-//! hand with reqwest shows the fencing of stale claims.
+//! killed with SIGKILL or paused with SIGSTOP, cut off from the server by a proxy, leases run
+//! out, the server restarts under them; and workers made by hand with reqwest show the fencing
+//! of stale claims, cancellations and reconnections, and the server's answers to bad times.
 //!
 //! Each test has its own temporary directory, database and server; deadlines are generous
 //! (tests run in parallel on small machines).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
@@ -19,6 +21,9 @@ use serde_json::{Value, json};
 const BOOTSTRAP: &str = "workers-test-bootstrap-token";
 const ADMIN: &str = "workers-test-admin-token";
 const LEASE: Duration = Duration::from_secs(3);
+/// How long the server keeps the claims of a worker whose connection dropped (before it comes
+/// back or renews them).
+const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 /// How long anything may take before a test gives up.
 const DEADLINE: Duration = Duration::from_secs(60);
 /// How often polling loops look again.
@@ -32,6 +37,7 @@ const WORKFLOWS: [&str; 4] = ["approval", "hello_world", "sleeper", "three_steps
 
 /// A server on `addr` storing executions in `db`, with no workflow of its own.
 async fn start_server(db: &Path, addr: &str) -> flux::server::RunningServer {
+    capture_logs();
     let engine = flux::Engine::open(db).expect("the database opens");
     flux::server::Server::new()
         .engine(&engine)
@@ -92,6 +98,34 @@ impl WorkerProcess {
             assert_eq!(status.signal(), Some(9), "worker `{}` ended by SIGKILL: {status}", self.name);
         }
     }
+
+    /// What the worker logged so far.
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls the worker's log (a file: there is no event to await) until it contains `needle`.
+    async fn wait_log(&self, what: &str, needle: &str) {
+        let start = Instant::now();
+        while !self.log_text().contains(needle) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what} (`{needle}`) in the log of `{}`",
+                self.name
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the worker with kill(1).
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} of worker `{}`: {status}", self.name);
+    }
 }
 
 impl Drop for WorkerProcess {
@@ -112,6 +146,141 @@ fn side_effects_path(dir: &Path) -> PathBuf {
 /// The lines the tasks appended so far.
 fn side_effects(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(side_effects_path(dir)).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// A directory `name` inside `dir`, for a worker of its own (its side effects and log).
+fn subdirectory(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path).expect("the directory is created");
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server's log
+// ---------------------------------------------------------------------------------------------
+
+/// What the in-process servers of this test binary log (flux at INFO): some moments (a
+/// connection seen gone, a write refused) show nowhere else.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once for the binary) a global subscriber writing flux's logs into [`LOGS`].
+fn capture_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("flux=info"))
+            .with_writer(|| LogSink)
+            .with_ansi(false)
+            .finish()
+            .try_init()
+            .expect("no other global subscriber in this test binary");
+    });
+}
+
+/// Polls the server log until one line contains all of `needles`.
+async fn wait_server_log(what: &str, needles: &[&str]) {
+    let start = Instant::now();
+    loop {
+        let logs = String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        if logs.lines().any(|line| needles.iter().all(|n| line.contains(n))) {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what} ({needles:?}) in the server log");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A network between the workers and the server
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP proxy in front of the server for worker processes: cutting it is a network outage.
+struct Proxy {
+    url: String,
+    addr: std::net::SocketAddr,
+    links: Arc<Mutex<Links>>,
+}
+
+struct Links {
+    /// Whether new connections go through (if not, they are closed at once).
+    up: bool,
+    /// The proxy is gone: its thread stops.
+    closed: bool,
+    /// Both ends of every connection made through the proxy.
+    open: Vec<std::net::TcpStream>,
+}
+
+impl Proxy {
+    /// A proxy to `target` on an ephemeral port, forwarding bytes both ways with threads.
+    fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("the proxy listens");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let links = Arc::new(Mutex::new(Links { up: true, closed: false, open: Vec::new() }));
+        let shared = links.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let mut links = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if links.closed {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if !links.up {
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else { continue };
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { continue };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+                links.open.extend([client, server]);
+            }
+        });
+        Proxy { url: format!("http://{addr}"), addr, links }
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes every connection through the proxy, and refuses new ones until [`Proxy::restore`].
+    fn cut(&self) {
+        let mut links = self.links();
+        links.up = false;
+        for stream in links.open.drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    fn restore(&self) {
+        self.links().up = true;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.links().closed = true;
+        // Wakes the thread waiting for a connection, so that it sees `closed`.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,7 +732,23 @@ impl<'a> HandWorker<'a> {
         assert_eq!(body["name"], name);
         let session = body["session_token"].as_str().expect("a session token").to_string();
         assert!(!session.is_empty() && session != BOOTSTRAP);
+        // The worker learns the lease, to renew its claims well within it.
+        assert_eq!(body["lease_timeout_ms"], u64::try_from(LEASE.as_millis()).unwrap(), "{body}");
         HandWorker { client, url, name, session }
+    }
+
+    /// `GET /workers/{name}/connect`: the open SSE connection on which offers and cancellations
+    /// arrive.
+    async fn connect(&self) -> reqwest::Response {
+        let request = self.client.get(format!("{}/workers/{}/connect", self.url, self.name)).bearer_auth(&self.session);
+        let response = tokio::time::timeout(DEADLINE, request.send()).await.expect("an answer").expect("sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        response
+    }
+
+    /// An empty checkpoint: renews the claim of `id` under `generation`.
+    async fn heartbeat(&self, id: &str, generation: u64) -> (StatusCode, Value) {
+        self.checkpoint(id, &Checkpoint { generation, writes: Vec::new() }).await
     }
 
     /// `POST /workers/{name}/claim/{id}`: the decoded answer, or the error status and detail.
@@ -598,14 +783,58 @@ impl<'a> HandWorker<'a> {
 
 /// The hand-made `WORKFLOW_STARTED` of a `three_steps` execution, as event `seq`.
 fn started_event(id: &str, seq: u64) -> WireEvent {
+    workflow_event(id, seq, "WORKFLOW_STARTED", "a")
+}
+
+/// A hand-made workflow event of a `three_steps` execution, with a string value.
+fn workflow_event(id: &str, seq: u64, kind: &str, value: &str) -> WireEvent {
     WireEvent {
         seq,
-        kind: "WORKFLOW_STARTED".into(),
+        kind: kind.into(),
         source_id: format!("three_steps_{id}"),
         name: "three_steps".into(),
-        value: Bin(flux::value::to_msgpack("a").unwrap()),
+        value: Bin(flux::value::to_msgpack(value).unwrap()),
         time: micros_now(),
     }
+}
+
+/// What a worker writes when it has stopped a cancelled `three_steps` execution whose last
+/// event is `last`: `WORKFLOW_CANCELLING`, `WORKFLOW_CANCELLED` and the state.
+fn cancelled_writes(id: &str, last: u64) -> Vec<WireWrite> {
+    let why = "cancelled on request";
+    vec![
+        WireWrite::Append { event: workflow_event(id, last + 1, "WORKFLOW_CANCELLING", "") },
+        WireWrite::Append { event: workflow_event(id, last + 2, "WORKFLOW_CANCELLED", why) },
+        WireWrite::SetState {
+            state: "CANCELLED".into(),
+            output: Some(Bin(flux::value::to_msgpack(why).unwrap())),
+            time: micros_now(),
+        },
+    ]
+}
+
+/// Reads an open SSE answer until its next event (keep-alives skipped): `(event name, data)`,
+/// or `None` if none came `within`.
+async fn next_sse_event(
+    response: &mut reqwest::Response,
+    text: &mut String,
+    within: Duration,
+) -> Option<(String, Value)> {
+    let read = async {
+        loop {
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let name = block.lines().find_map(|l| l.strip_prefix("event:")).map(|n| n.trim().to_string());
+                let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
+                if let (Some(name), Some(data)) = (name, data) {
+                    return Some((name, serde_json::from_str(data).expect("SSE data is JSON")));
+                }
+            }
+            let chunk = response.chunk().await.expect("the stream continues")?;
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(within, read).await.ok().flatten()
 }
 
 /// A worker driven by hand claims an execution (a second claim is refused), stops renewing
@@ -733,18 +962,286 @@ async fn a_stale_claim_cannot_write() {
     assert_eq!(events(&running).last().unwrap()["value"], "a");
     assert_sequential(&running);
 
-    // The new generation with a seq that does not follow the log (a repeat, a gap): 400, and
-    // nothing stored.
-    for seq in [next, next + 2] {
-        let wrong = Checkpoint {
-            generation: again.generation,
-            writes: vec![WireWrite::Append { event: started_event(&id, seq) }],
-        };
-        let (code, body) = worker.checkpoint(&id, &wrong).await;
-        assert_eq!(code, StatusCode::BAD_REQUEST, "seq {seq}: {body}");
-        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
-        assert_eq!(status(&client, &url, "three_steps", &id).await, running, "seq {seq} changed the log");
+    // The same checkpoint again (its answer lost, say): stored already, so it is acknowledged
+    // and nothing is written twice.
+    let (code, body) = worker.checkpoint(&id, &current).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["seq"], next);
+    assert_eq!(status(&client, &url, "three_steps", &id).await, running, "a resend changed the log");
+
+    // The new generation with a seq that leaves a gap: 400, and nothing stored.
+    let seq = next + 2;
+    let wrong =
+        Checkpoint { generation: again.generation, writes: vec![WireWrite::Append { event: started_event(&id, seq) }] };
+    let (code, body) = worker.checkpoint(&id, &wrong).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "seq {seq}: {body}");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert_eq!(status(&client, &url, "three_steps", &id).await, running, "seq {seq} changed the log");
+
+    server.shutdown().await.expect("the server stops");
+}
+
+/// Registers the hand-made worker `name`, starts `three_steps("a")` with run/async and claims
+/// it: the execution id and the claim.
+async fn claimed_by_hand(worker: &HandWorker<'_>) -> (String, ClaimAnswer) {
+    let (code, run) = post(worker.client, format!("{}/workflows/three_steps/run/async", worker.url), &json!("a")).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    let id = run["execution_id"].as_str().expect("an execution id").to_string();
+    let claim = worker.claim(&id).await.expect("the claim succeeds");
+    assert_eq!(claim.execution.events.last().map(|e| e.seq), Some(2));
+    (id, claim)
+}
+
+/// Checks, for about `window`, that the stored execution stays as `expected`: for what must not
+/// happen (a take-back) there is no event to wait for.
+async fn stays_the_same(client: &reqwest::Client, url: &str, id: &str, expected: &Value, window: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < window {
+        let now = status(client, url, "three_steps", id).await;
+        assert_eq!(&now, expected, "the execution changed after {:?}", start.elapsed());
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// An execution is cancelled right after a worker claimed it, before its first checkpoint.
+/// That checkpoint (WORKFLOW_STARTED, state RUNNING) is still accepted: the event is stored, the
+/// state stays CANCELLING and the answer tells the worker to stop. The worker records the end,
+/// and a sync cancel answers CANCELLED without waiting for the lease to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_after_a_cancellation_is_stored_and_answered_with_it() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let worker = HandWorker::register(&client, &url, "hand-cancel").await;
+    let (id, claim) = claimed_by_hand(&worker).await;
+
+    let asked = Instant::now();
+    let cancel =
+        tokio::spawn(send(client.get(format!("{url}/workflows/three_steps/cancel/{id}?mode=sync&detailed=true"))));
+    wait_status(&client, &url, "three_steps", &id, "CANCELLING", |s| s["state"] == "CANCELLING").await;
+
+    let first = Checkpoint {
+        generation: claim.generation,
+        writes: vec![
+            WireWrite::Append { event: started_event(&id, 3) },
+            WireWrite::SetState { state: "RUNNING".into(), output: None, time: micros_now() },
+        ],
+    };
+    let (code, body) = worker.checkpoint(&id, &first).await;
+    assert_eq!((code, &body), (StatusCode::OK, &json!({"seq": 3, "cancelling": true})), "{body}");
+    let stored = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(stored["state"], "CANCELLING", "{stored:#}");
+    assert_eq!(types(&stored), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED"]);
+
+    let end = Checkpoint { generation: claim.generation, writes: cancelled_writes(&id, 3) };
+    let (code, body) = worker.checkpoint(&id, &end).await;
+    assert_eq!((code, &body), (StatusCode::OK, &json!({"seq": 5, "cancelling": true})), "{body}");
+    let (code, cancelled) = cancel.await.expect("the cancel request");
+    let took = asked.elapsed();
+    assert_eq!(code, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "CANCELLED", "{cancelled:#}");
+    assert_eq!(cancelled["output"], "cancelled on request");
+    assert_eq!(
+        types(&cancelled),
+        ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED", "WORKFLOW_CANCELLING", "WORKFLOW_CANCELLED"]
+    );
+    assert_sequential(&cancelled);
+    assert!(took < LEASE, "the cancel waited {took:?}, as if for the lease");
+    assert_eq!(status(&client, &url, "three_steps", &id).await, cancelled);
+
+    server.shutdown().await.expect("the server stops");
+}
+
+/// A cancellation asked for while the holder's connection is down: every answer to its
+/// heartbeats says so, and its next connection starts with `execution_cancelled` for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_away_during_a_cancellation_hears_of_it() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let worker = HandWorker::register(&client, &url, "hand-away").await;
+    let connection = worker.connect().await;
+    let (id, claim) = claimed_by_hand(&worker).await;
+    let g = claim.generation;
+    let started = Checkpoint {
+        generation: g,
+        writes: vec![
+            WireWrite::Append { event: started_event(&id, 3) },
+            WireWrite::SetState { state: "RUNNING".into(), output: None, time: micros_now() },
+        ],
+    };
+    let (code, body) = worker.checkpoint(&id, &started).await;
+    assert_eq!((code, &body), (StatusCode::OK, &json!({"seq": 3, "cancelling": false})), "{body}");
+
+    // The connection drops; meanwhile the execution is cancelled.
+    drop(connection);
+    let (code, cancelling) = get(&client, format!("{url}/workflows/three_steps/cancel/{id}")).await;
+    assert_eq!(code, StatusCode::OK, "{cancelling}");
+    assert_eq!(cancelling["state"], "CANCELLING", "{cancelling}");
+
+    // The worker's heartbeats tell it.
+    for _ in 0..2 {
+        let (code, body) = worker.heartbeat(&id, g).await;
+        assert_eq!((code, &body), (StatusCode::OK, &json!({"seq": 3, "cancelling": true})), "{body}");
+    }
+    // So does its next connection, first thing.
+    let mut connection = worker.connect().await;
+    let mut text = String::new();
+    let (event, data) = next_sse_event(&mut connection, &mut text, Duration::from_secs(5))
+        .await
+        .expect("the new connection tells of the cancellation");
+    assert_eq!(event, "execution_cancelled", "{data}");
+    assert_eq!(data["execution_id"], id.as_str(), "{data}");
+
+    // The worker stops the run and records it.
+    let (code, body) = worker.checkpoint(&id, &Checkpoint { generation: g, writes: cancelled_writes(&id, 3) }).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let done = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(done["state"], "CANCELLED", "{done:#}");
+    assert_eq!(
+        types(&done),
+        ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED", "WORKFLOW_CANCELLING", "WORKFLOW_CANCELLED"]
+    );
+
+    server.shutdown().await.expect("the server stops");
+}
+
+/// A worker's connection drops and the server sees it go (cutting its claims' leases to a short
+/// grace); the worker connects again at once and keeps its claims: they are not taken back when
+/// the grace would have run out, and its next heartbeat and checkpoint are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_reconnects_keeps_its_claims() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let worker = HandWorker::register(&client, &url, "hand-back").await;
+    let connection = worker.connect().await;
+    let (id, claim) = claimed_by_hand(&worker).await;
+
+    drop(connection);
+    wait_server_log("the server to see the connection go", &["worker disconnected", "worker=hand-back"]).await;
+    let _connection = worker.connect().await;
+    let claimed = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(types(&claimed), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"]);
+    assert_eq!(claimed["state"], "CLAIMED");
+    // No heartbeat for longer than the grace and a sweep of the server: the claim holds.
+    stays_the_same(&client, &url, &id, &claimed, DISCONNECT_GRACE + Duration::from_millis(500)).await;
+    let (code, body) = worker.heartbeat(&id, claim.generation).await;
+    assert_eq!((code, &body), (StatusCode::OK, &json!({"seq": 2, "cancelling": false})), "{body}");
+    let started =
+        Checkpoint { generation: claim.generation, writes: vec![WireWrite::Append { event: started_event(&id, 3) }] };
+    let (code, body) = worker.checkpoint(&id, &started).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        types(&status(&client, &url, "three_steps", &id).await),
+        ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED"]
+    );
+
+    server.shutdown().await.expect("the server stops");
+}
+
+/// The lease of a claim runs out while storage refuses writes (another process's trigger makes
+/// every new event fail): the take-back fails, and is tried again until storage accepts it. The
+/// execution is then scheduled again and claimed by another worker, and the old holder is
+/// fenced off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_back_that_storage_refuses_is_tried_again() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let db = tmp.path().join("flux.db");
+    let server = start_server(&db, "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let worker = HandWorker::register(&client, &url, "hand-refused").await;
+    let (id, claim) = claimed_by_hand(&worker).await;
+
+    let other_process = rusqlite::Connection::open(&db).expect("the database opens");
+    other_process
+        .execute_batch(
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON events
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .expect("the trigger is created");
+    // The lease runs out; taking the claim back needs an event, which storage refuses.
+    wait_server_log("the refused take-back", &["cannot take back an expired claim", &format!("execution_id={id}")])
+        .await;
+    let refused = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(types(&refused), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"]);
+    assert_eq!(refused["state"], "CLAIMED");
+    other_process.execute_batch("DROP TRIGGER refuse_events").expect("the trigger is dropped");
+
+    let taken_back = wait_status(&client, &url, "three_steps", &id, "the take-back once storage accepts it", |s| {
+        s["state"] != "CLAIMED"
+    })
+    .await;
+    assert_eq!(taken_back["state"], "SCHEDULED", "{taken_back:#}");
+    assert_eq!(types(&taken_back), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_SCHEDULED"]);
+    assert_sequential(&taken_back);
+    let (code, body) = worker.heartbeat(&id, claim.generation).await;
+    assert_eq!(code, StatusCode::CONFLICT, "the old holder is fenced off: {body}");
+    let other = HandWorker::register(&client, &url, "hand-next").await;
+    let again = other.claim(&id).await.expect("another worker claims it");
+    assert!(again.generation > claim.generation, "generation {} after {}", again.generation, claim.generation);
+    let kinds: Vec<&str> = again.execution.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"]);
+
+    server.shutdown().await.expect("the server stops");
+}
+
+/// Event times are microseconds since 1970 and must be shown as RFC 3339: a checkpoint with a
+/// time before 1970 or after 9999 is refused (422) and stores nothing, the last microsecond of
+/// 9999 is fine; and a time past 9999 already in the database (from an older server) is shown
+/// as its microseconds instead of failing the status request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_times_outside_the_years_1970_to_9999_are_refused() {
+    const LAST_OF_9999: i64 = 253_402_300_799_999_999;
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let db = tmp.path().join("flux.db");
+    let server = start_server(&db, "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let worker = HandWorker::register(&client, &url, "hand-times").await;
+    let (id, claim) = claimed_by_hand(&worker).await;
+    let claimed = status(&client, &url, "three_steps", &id).await;
+
+    let at = |time: i64| {
+        let mut event = started_event(&id, 3);
+        event.time = time;
+        event
+    };
+    for time in [i64::MAX, LAST_OF_9999 + 1, -1, i64::MIN] {
+        for writes in [
+            vec![WireWrite::Append { event: at(time) }],
+            vec![
+                WireWrite::Append { event: started_event(&id, 3) },
+                WireWrite::SetState { state: "RUNNING".into(), output: None, time },
+            ],
+        ] {
+            let (code, body) = worker.checkpoint(&id, &Checkpoint { generation: claim.generation, writes }).await;
+            assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "time {time}: {body}");
+            assert!(body["detail"].as_str().is_some_and(|d| d.contains(&time.to_string())), "{body}");
+            assert_eq!(status(&client, &url, "three_steps", &id).await, claimed, "time {time} changed the log");
+        }
+    }
+
+    let last = Checkpoint { generation: claim.generation, writes: vec![WireWrite::Append { event: at(LAST_OF_9999) }] };
+    let (code, body) = worker.checkpoint(&id, &last).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let stored = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(types(&stored), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED"]);
+    assert_eq!(events(&stored)[2]["time"], "9999-12-31T23:59:59.999999Z");
+
+    // A time past 9999 written into the database behind the server's back.
+    let other_process = rusqlite::Connection::open(&db).expect("the database opens");
+    let changed = other_process
+        .execute("UPDATE events SET time = ?1 WHERE execution_id = ?2 AND seq = 3", rusqlite::params![i64::MAX, id])
+        .expect("the event is updated");
+    assert_eq!(changed, 1);
+    let shown = status(&client, &url, "three_steps", &id).await;
+    assert_eq!(events(&shown)[2]["time"], i64::MAX.to_string(), "{shown:#}");
+    assert_eq!(events(&shown)[..2], events(&stored)[..2]);
 
     server.shutdown().await.expect("the server stops");
 }
@@ -928,6 +1425,228 @@ async fn a_worker_reconnects_to_a_restarted_server() {
     let old = status(&client, &url, "hello_world", &first_id).await;
     assert_eq!(old["state"], "COMPLETED");
     assert_eq!(old["output"], "Hello, World");
+
+    server.shutdown().await.expect("the server stops");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Leases: learned from the server, renewed in time, and lost
+// ---------------------------------------------------------------------------------------------
+
+/// The workers are configured to renew their claims every 5 s, but the server's lease is 3 s:
+/// they learn the lease when they register and renew well within it, so a 4 s task is neither
+/// taken back nor run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_renew_their_claims_within_the_server_s_lease() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let slow = [("FLUX_TEST_HEARTBEAT_MS", "5000")];
+    let _a = WorkerProcess::spawn(&url, "w-lease-a", tmp.path(), &slow);
+    let _b = WorkerProcess::spawn(&url, "w-lease-b", tmp.path(), &slow);
+    wait_catalog(&client, &url, "w-lease-a").await;
+    wait_catalog(&client, &url, "w-lease-b").await;
+
+    let (code, run) = post(&client, format!("{url}/workflows/sleeper/run/sync?detailed=true"), &json!(4000)).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "COMPLETED", "{run:#}");
+    assert_eq!(run["output"], 4000);
+    assert_eq!(
+        types(&run),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ],
+        "{run:#}"
+    );
+    assert_sequential(&run);
+    assert_eq!(side_effects(tmp.path()), ["sleep_for start", "sleep_for done"]);
+
+    server.shutdown().await.expect("the server stops");
+}
+
+/// A worker is paused (SIGSTOP, as a machine is suspended) during task 2 of 3 for longer than
+/// its lease: the claim is taken back and another worker finishes the execution. When the first
+/// worker wakes up, its heartbeat is refused (409) and it stops its run at once instead of going
+/// on with a task whose results can no longer be stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_claim_stops_its_run() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let (dir_paused, dir_other) = (subdirectory(tmp.path(), "paused"), subdirectory(tmp.path(), "other"));
+    let paused = WorkerProcess::spawn(&url, "w-paused", &dir_paused, &[("FLUX_TEST_SLOW_STEP", "2")]);
+    wait_catalog(&client, &url, "w-paused").await;
+    let (code, run) = post(&client, format!("{url}/workflows/three_steps/run/async"), &json!("a")).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    let id = run["execution_id"].as_str().expect("an execution id").to_string();
+    wait_status(&client, &url, "three_steps", &id, "TASK_STARTED of step 2", |s| of_type(s, "TASK_STARTED").len() == 2)
+        .await;
+    // Named to be chosen first when the execution is offered again.
+    let _other = WorkerProcess::spawn(&url, "w-other", &dir_other, &[]);
+    wait_catalog(&client, &url, "w-other").await;
+
+    paused.signal("STOP");
+    let done =
+        wait_status(&client, &url, "three_steps", &id, "completion by the other worker", |s| s["state"] == "COMPLETED")
+            .await;
+    paused.signal("CONT");
+    paused.wait_log("the run to stop", "this worker lost its claim; its run stops").await;
+    paused.wait_log("the run to end", "execution stopped on this worker").await;
+
+    assert_eq!(done["output"], "a:1:2:3");
+    assert_eq!(
+        types(&done),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "TASK_STARTED",
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "TASK_COMPLETED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ],
+        "{done:#}"
+    );
+    assert_sequential(&done);
+    let claims: Vec<&Value> = of_type(&done, "WORKFLOW_CLAIMED").iter().map(|e| &e["value"]).collect();
+    assert_eq!(claims, [&json!("w-paused"), &json!("w-other")]);
+    // The paused worker's task 2 was stopped (it can never write `step 2 done` now); the other
+    // worker replayed task 1 and ran tasks 2 and 3.
+    assert_eq!(side_effects(&dir_paused), ["step 1 start", "step 1 done", "step 2 start"]);
+    assert_eq!(side_effects(&dir_other), ["step 2 start", "step 2 done", "step 3 start", "step 3 done"]);
+    assert_eq!(status(&client, &url, "three_steps", &id).await, done, "the stopped run wrote nothing");
+
+    server.shutdown().await.expect("the server stops");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. A cancellation while a worker is cut off
+// ---------------------------------------------------------------------------------------------
+
+/// The network between a worker and the server goes down while the worker's task sleeps, the
+/// execution is cancelled meanwhile (the message on the dead connection is lost), and the
+/// network comes back: the worker hears of the cancellation (from its heartbeats' answers or
+/// when it reconnects) and stops the task. The execution ends CANCELLED, recorded by the worker,
+/// long before the task would have finished, and was never taken back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_asked_while_a_worker_is_cut_off_reaches_it() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let proxy = Proxy::start(server.local_addr());
+    let _worker = WorkerProcess::spawn(&proxy.url, "w-cut-off", tmp.path(), &[]);
+    wait_catalog(&client, &url, "w-cut-off").await;
+    let (code, run) = post(&client, format!("{url}/workflows/sleeper/run/async"), &json!(30_000)).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    let id = run["execution_id"].as_str().expect("an execution id").to_string();
+    wait_status(&client, &url, "sleeper", &id, "the sleeping task to start", |s| {
+        !of_type(s, "TASK_STARTED").is_empty()
+    })
+    .await;
+
+    proxy.cut();
+    let asked = Instant::now();
+    let (code, cancelling) = get(&client, format!("{url}/workflows/sleeper/cancel/{id}")).await;
+    assert_eq!(code, StatusCode::OK, "{cancelling}");
+    assert_eq!(cancelling["state"], "CANCELLING", "{cancelling}");
+    proxy.restore();
+
+    let done = wait_status(&client, &url, "sleeper", &id, "the end", |s| {
+        ["CANCELLED", "COMPLETED", "FAILED"].contains(&s["state"].as_str().unwrap_or(""))
+    })
+    .await;
+    let took = asked.elapsed();
+    assert_eq!(done["state"], "CANCELLED", "{done:#}");
+    assert!(took < Duration::from_secs(20), "the cancellation waited for the 30 s task ({took:?})");
+    assert_eq!(
+        types(&done),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "WORKFLOW_CANCELLING",
+            "TASK_CANCELLED",
+            "WORKFLOW_CANCELLED"
+        ],
+        "{done:#}"
+    );
+    assert_sequential(&done);
+    assert_eq!(side_effects(tmp.path()), ["sleep_for start"]);
+    eprintln!("a cancellation asked while the worker was cut off ended the run after {took:?}");
+
+    server.shutdown().await.expect("the server stops");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Two workers with one name
+// ---------------------------------------------------------------------------------------------
+
+/// A second worker process started under the name of a connected one (`flux start worker NAME`
+/// twice) is refused (409) and keeps trying, without disturbing the first, which runs the
+/// executions. When the first is gone, the second registers and takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_worker_under_a_connected_name_waits_for_the_first_to_go() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let (dir_first, dir_second) = (subdirectory(tmp.path(), "first"), subdirectory(tmp.path(), "second"));
+    let mut first = WorkerProcess::spawn(&url, "w-same", &dir_first, &[]);
+    wait_catalog(&client, &url, "w-same").await;
+    first.wait_log("its connection", "connected").await;
+    let second = WorkerProcess::spawn(&url, "w-same", &dir_second, &[]);
+    second.wait_log("the refused registration", "is connected already").await;
+    second.wait_log("another try", "cannot register; retrying").await;
+
+    let (code, run) = post(&client, format!("{url}/workflows/three_steps/run/sync?detailed=true"), &json!("a")).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "COMPLETED", "{run:#}");
+    assert_eq!(run["output"], "a:1:2:3");
+    assert_eq!(
+        types(&run),
+        [
+            "WORKFLOW_SCHEDULED",
+            "WORKFLOW_CLAIMED",
+            "WORKFLOW_STARTED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "TASK_STARTED",
+            "TASK_COMPLETED",
+            "WORKFLOW_COMPLETED"
+        ],
+        "{run:#}"
+    );
+    assert_sequential(&run);
+    assert_eq!(
+        side_effects(&dir_first),
+        ["step 1 start", "step 1 done", "step 2 start", "step 2 done", "step 3 start", "step 3 done"]
+    );
+    assert_eq!(side_effects(&dir_second), Vec::<String>::new());
+    let first_log = first.log_text();
+    assert!(!first_log.contains("cannot renew") && !first_log.contains("cannot connect"), "{first_log}");
+
+    first.kill();
+    let (code, run) = post(&client, format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    assert_eq!(code, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "COMPLETED", "{run:#}");
+    assert_eq!(run["output"], "Hello, World");
+    assert_eq!(side_effects(&dir_second), ["say_hello start", "say_hello done"]);
 
     server.shutdown().await.expect("the server stops");
 }

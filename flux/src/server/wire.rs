@@ -126,9 +126,16 @@ pub(crate) fn json_to_msgpack(value: &Value) -> Result<Vec<u8>> {
     crate::value::to_msgpack(value)
 }
 
-/// A UTC time in RFC 3339 with microseconds (`2026-11-22T10:00:00.123456Z`).
+/// A UTC time in RFC 3339 with microseconds (`2026-11-22T10:00:00.123456Z`); a time that
+/// format cannot show (after year 9999) is written as microseconds since the Unix epoch.
 pub(crate) fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_micros(time).to_string()
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if write!(out, "{}", humantime::format_rfc3339_micros(time)).is_err() {
+        out.clear();
+        let _ = write!(out, "{}", crate::event::to_micros(time));
+    }
+    out
 }
 
 /// The state a workflow event moves its execution to, if it is a workflow event.
@@ -518,6 +525,21 @@ pub(crate) struct Registration {
 pub(crate) struct Registered {
     pub(crate) name: String,
     pub(crate) session_token: String,
+    /// How long a claim lasts without news from the worker, in milliseconds: the worker
+    /// renews its claims well within it.
+    #[serde(default)]
+    pub(crate) lease_timeout_ms: u64,
+}
+
+/// The answer to a checkpoint.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct CheckpointAnswer {
+    /// The last event stored.
+    #[serde(default)]
+    pub(crate) seq: u64,
+    /// The execution's cancellation was asked for.
+    #[serde(default)]
+    pub(crate) cancelling: bool,
 }
 
 /// `POST /workers/{name}/progress/{id}`.
@@ -564,6 +586,13 @@ mod tests {
         assert_eq!(msgpack_to_json(&[0x01, 0x02]), Value::Null);
         let deep: Vec<u8> = std::iter::repeat_n(0x91, 10_000).chain([0xc0]).collect();
         assert_eq!(msgpack_to_json(&deep), Value::Null);
+    }
+
+    #[test]
+    fn times_beyond_year_9999_still_format() {
+        assert_eq!(rfc3339(crate::event::from_micros(0)), "1970-01-01T00:00:00.000000Z");
+        let far = crate::event::from_micros(i64::MAX);
+        assert_eq!(rfc3339(far), i64::MAX.to_string());
     }
 
     #[test]

@@ -39,6 +39,9 @@ const WORKER_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// How long an offer waits to be claimed before it is made again (perhaps to another worker).
 const REOFFER: Duration = Duration::from_secs(3);
 
+/// The end of year 9999 in microseconds since the Unix epoch: later event times are refused.
+const MAX_TIME_MICROS: i64 = 253_402_300_799_999_999;
+
 /// How often the dispatcher looks at leases and offers without being woken.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -66,7 +69,10 @@ struct ClaimInfo {
     worker: String,
     generation: u64,
     lease_until: Instant,
+    /// The last event stored under this claim (0 when unknown, after a restart).
     last_seq: u64,
+    /// Its cancellation was asked for: every answer to the worker says so until it ends.
+    cancelling: bool,
 }
 
 /// Executions waiting for a worker to claim them.
@@ -100,6 +106,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 
 type SharedState = State<Arc<Shared>>;
 
+fn valid_workflow_name(name: &str) -> bool {
+    (1..=200).contains(&name.chars().count()) && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 fn valid_worker_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
@@ -118,8 +128,11 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
             format!("invalid worker name `{name}`: use 1 to 64 letters, digits, `.`, `_` or `-`"),
         ));
     }
-    if let Some(w) = registration.workflows.iter().find(|w| w.name.trim().is_empty()) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid workflow name `{}`", w.name)));
+    if let Some(w) = registration.workflows.iter().find(|w| !valid_workflow_name(&w.name)) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid workflow name {:?}: use 1 to 200 characters, no spaces or control characters", w.name),
+        ));
     }
     let session_token = random_token()?;
     let workflows: BTreeSet<String> = registration.workflows.iter().map(|w| w.name.clone()).collect();
@@ -132,6 +145,12 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
             connection: None,
             connections: 0,
         });
+        if entry.connection.as_ref().is_some_and(|c| !c.tx.is_closed()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("a worker named `{name}` is connected already; give each worker its own name"),
+            ));
+        }
         entry.session = Token::new(&session_token);
         entry.workflows = workflows;
         entry.resources = registration.resources;
@@ -160,7 +179,8 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
         }
     }
     s.wake.notify_one();
-    Ok(axum::Json(Registered { name, session_token }).into_response())
+    let lease_timeout_ms = u64::try_from(s.lease_timeout.as_millis()).unwrap_or(u64::MAX);
+    Ok(axum::Json(Registered { name, session_token, lease_timeout_ms }).into_response())
 }
 
 /// Checks the session token of worker `name`.
@@ -220,6 +240,24 @@ async fn connect(State(s): SharedState, path: Result<Path<String>, PathRejection
         for offer in pending.offers.values_mut() {
             if offer.offered.as_ref().is_some_and(|(w, _)| *w == name) {
                 offer.offered = None;
+            }
+        }
+    }
+    {
+        // A worker that is back keeps its claims, and hears again of cancellations asked for
+        // while it was away.
+        let deadline = Instant::now() + s.lease_timeout;
+        let mut cancellations = Vec::new();
+        for (id, claim) in lock(&s.claims).by_execution.iter_mut().filter(|(_, c)| c.worker == name) {
+            claim.lease_until = claim.lease_until.max(deadline);
+            if claim.cancelling {
+                cancellations.push(id.clone());
+            }
+        }
+        if let Some(connection) = lock(&s.workers).get(&name).and_then(|w| w.connection.as_ref()) {
+            for id in cancellations {
+                let offer = Offer { execution_id: id, workflow_name: String::new() };
+                let _ = connection.tx.send((wire::EXECUTION_CANCELLED, offer));
             }
         }
     }
@@ -325,7 +363,13 @@ async fn claim(
         .await?;
     lock(&s.claims).by_execution.insert(
         id.clone(),
-        ClaimInfo { worker: name.clone(), generation, lease_until: Instant::now() + s.lease_timeout, last_seq: seq },
+        ClaimInfo {
+            worker: name.clone(),
+            generation,
+            lease_until: Instant::now() + s.lease_timeout,
+            last_seq: seq,
+            cancelling: false,
+        },
     );
     lock(&s.pending).offers.remove(&id);
     s.hub.publish(&id, std::slice::from_ref(&event));
@@ -360,18 +404,30 @@ async fn checkpoint(
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("not a MessagePack checkpoint: {}", e.message()))
     })?;
     let generation = checkpoint.generation;
-    let last = {
+    let (last, cancelling) = {
         let mut claims = lock(&s.claims);
         match claims.by_execution.get_mut(&id) {
             Some(c) if c.worker == name && c.generation == generation => {
                 c.lease_until = Instant::now() + s.lease_timeout;
-                c.last_seq
+                (c.last_seq, c.cancelling)
             }
             _ => return Err(stale(&name, &id, generation)),
         }
     };
+    // Every answer tells the worker whether a cancellation is waiting for it, so that one asked
+    // for while its connection was down still reaches it.
+    let answer = |seq: u64| Ok(axum::Json(json!({ "seq": seq, "cancelling": cancelling })).into_response());
     if checkpoint.writes.is_empty() {
-        return Ok(axum::Json(json!({ "seq": last })).into_response());
+        return answer(last);
+    }
+    let first_seq = checkpoint.writes.iter().find_map(|w| match w {
+        WireWrite::Append { event } => Some(event.seq),
+        _ => None,
+    });
+    if last > 0 && first_seq.is_some_and(|seq| seq <= last) {
+        // Under one generation only this worker writes: events at or below the last stored
+        // one are a resend of a checkpoint whose answer was lost. It is stored already.
+        return answer(last);
     }
     let execution_id: Arc<str> = Arc::from(id.as_str());
     let mut writes = Vec::with_capacity(checkpoint.writes.len() + 1);
@@ -381,7 +437,25 @@ async fn checkpoint(
     let mut seq = last;
     let mut resting = false;
     for w in checkpoint.writes {
+        let time = match &w {
+            WireWrite::Append { event } => event.time,
+            WireWrite::SetState { time, .. } | WireWrite::Progress { time, .. } => *time,
+            WireWrite::Refused { .. } => 0,
+        };
+        if !(0..=MAX_TIME_MICROS).contains(&time) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid checkpoint: time {time} is outside the years 1970 to 9999"),
+            ));
+        }
         match w {
+            WireWrite::SetState { state, .. }
+                if cancelling && !state.parse::<ExecutionState>().is_ok_and(|s| s.is_terminal()) =>
+            {
+                // A cancelling execution only finishes: the worker learns of the cancellation
+                // from this answer and records it.
+                continue;
+            }
             WireWrite::Progress { task_id, name, value, time } => {
                 let event =
                     Event::new(0, EventType::TaskProgress, task_id, name, value.0, crate::event::from_micros(time));
@@ -425,7 +499,7 @@ async fn checkpoint(
         }
     }
     s.hub.publish_items(&id, &items);
-    Ok(axum::Json(json!({ "seq": seq })).into_response())
+    answer(seq)
 }
 
 async fn progress(
@@ -587,7 +661,10 @@ pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait
                 ),
             ));
         }
-        let holder = lock(&s.claims).by_execution.get(&id).map(|c| c.worker.clone());
+        let holder = lock(&s.claims).by_execution.get_mut(&id).map(|c| {
+            c.cancelling = true;
+            c.worker.clone()
+        });
         let Some(worker) = holder else {
             finish_cancelled(s, &stored).await?;
             lock(&s.pending).offers.remove(&id);
@@ -652,12 +729,16 @@ async fn finish_cancelled(s: &Shared, stored: &StoredExecution) -> crate::Result
 
 /// Takes an execution back from the worker that held it and schedules it again (or finishes
 /// its cancellation). The caller holds `claim_lock`.
+///
+/// The claim is dropped only once the execution is rescheduled (or finished): if storage
+/// refuses, the next sweep tries again.
 async fn take_back(s: &Shared, id: &str) -> crate::Result<()> {
-    lock(&s.claims).by_execution.remove(id);
     let Some(stored) = s.engine.load(id).await? else {
+        lock(&s.claims).by_execution.remove(id);
         return Ok(());
     };
     if wire::is_resting(stored.state) {
+        lock(&s.claims).by_execution.remove(id);
         return Ok(());
     }
     if stored.state == ExecutionState::Cancelling {
@@ -685,6 +766,7 @@ async fn take_back(s: &Shared, id: &str) -> crate::Result<()> {
             Write::SetState { execution_id, state, output: None, time: event.time() },
         ])
         .await?;
+    lock(&s.claims).by_execution.remove(id);
     s.hub.publish(id, std::slice::from_ref(&event));
     lock(&s.pending).add(id, &stored.workflow_name, resume.is_some());
     tracing::warn!(
@@ -711,7 +793,6 @@ pub(crate) async fn restore(s: &Arc<Shared>) -> crate::Result<()> {
     let rows = tokio::task::spawn_blocking(move || store.list(&states))
         .await
         .map_err(|e| Error::new(ErrorKind::Storage, format!("listing executions failed: {e}")))??;
-    let mut orphans = Vec::new();
     for row in rows {
         if s.local.contains_key(row.workflow_name.as_str()) {
             continue;
@@ -720,7 +801,7 @@ pub(crate) async fn restore(s: &Arc<Shared>) -> crate::Result<()> {
             (ExecutionState::Scheduled | ExecutionState::ResumeScheduled, _) => {
                 lock(&s.pending).add(&row.id, &row.workflow_name, row.state == ExecutionState::ResumeScheduled);
             }
-            (_, Some(worker)) => {
+            (state, Some(worker)) => {
                 lock(&s.claims).by_execution.insert(
                     row.id,
                     ClaimInfo {
@@ -728,15 +809,14 @@ pub(crate) async fn restore(s: &Arc<Shared>) -> crate::Result<()> {
                         generation: row.claim_generation,
                         lease_until: Instant::now() + s.lease_timeout,
                         last_seq: 0,
+                        cancelling: state == ExecutionState::Cancelling,
                     },
                 );
             }
-            (_, None) => orphans.push(row.id),
+            // Never claimed by a worker: run by an engine of another process on the same
+            // database (or a child of an in-process run), not the server's to take.
+            (_, None) => {}
         }
-    }
-    let _serial = s.claim_lock.lock().await;
-    for id in orphans {
-        take_back(s, &id).await?;
     }
     Ok(())
 }

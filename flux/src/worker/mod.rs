@@ -42,6 +42,9 @@ use self::remote::{Endpoint, RemoteStore, detail_of};
 /// again.
 const IDLE_LIMIT: Duration = Duration::from_secs(15);
 
+/// How often the heartbeat task looks at the clock.
+const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
+
 /// How long progress waits for a write to carry it before it is sent on its own.
 const PROGRESS_FLUSH: Duration = Duration::from_millis(50);
 
@@ -58,7 +61,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// stays away past its lease loses its claims, and the server offers them to another worker.
 ///
 /// Secrets and the task cache come from the worker's own engine ([`Worker::engine`]), and so
-/// does any sub-workflow a claimed execution starts.
+/// does any sub-workflow a claimed execution starts: secrets set on the server are not sent to
+/// workers, and a sub-workflow is stored with the worker that started it, so a worker taking
+/// its parent over runs its tasks again.
 pub struct Worker {
     server_url: String,
     name: Option<String>,
@@ -177,10 +182,13 @@ impl Worker {
             store: store.clone(),
             workflows: self.workflows.iter().map(|w| (w.name().to_string(), w.clone())).collect(),
             slots: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
+            heartbeat: Mutex::new(heartbeat),
+            configured_heartbeat: heartbeat,
             claiming: Mutex::new(std::collections::HashSet::new()),
         });
-        let uploader = tokio::spawn(remote::uploader(endpoint.clone(), outbox, config.workers.lease_timeout));
-        let heartbeats = tokio::spawn(heartbeats(shared.clone(), heartbeat));
+        let uploader =
+            tokio::spawn(remote::uploader(endpoint.clone(), store.clone(), outbox, config.workers.lease_timeout));
+        let heartbeats = tokio::spawn(heartbeats(shared.clone()));
         let flusher = tokio::spawn(progress_flusher(store.clone()));
         let result = self.connect_loop(&shared, &token).await;
         heartbeats.abort();
@@ -197,8 +205,13 @@ impl Worker {
         loop {
             if !registered {
                 match self.register_with(endpoint, token).await {
-                    Ok(session) => {
-                        *endpoint.session.lock().unwrap_or_else(|p| p.into_inner()) = session;
+                    Ok(answer) => {
+                        *endpoint.session.lock().unwrap_or_else(|p| p.into_inner()) = answer.session_token;
+                        let mut heartbeat = shared.configured_heartbeat;
+                        if answer.lease_timeout_ms > 0 {
+                            heartbeat = heartbeat.min(Duration::from_millis(answer.lease_timeout_ms) / 3);
+                        }
+                        *shared.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = heartbeat;
                         registered = true;
                     }
                     Err(Retry::Never(e)) => return Err(e),
@@ -268,7 +281,7 @@ impl Worker {
         }
     }
 
-    async fn register_with(&self, endpoint: &Endpoint, token: &str) -> std::result::Result<String, Retry> {
+    async fn register_with(&self, endpoint: &Endpoint, token: &str) -> std::result::Result<Registered, Retry> {
         let registration = Registration {
             name: endpoint.worker.clone(),
             workflows: self.workflows.iter().map(|w| WorkflowRef { name: w.name().to_string(), version: 1 }).collect(),
@@ -287,10 +300,12 @@ impl Worker {
             let registered: Registered =
                 response.json().await.map_err(|e| Retry::Later(format!("unreadable registration answer: {e}")))?;
             tracing::info!(worker = %registered.name, "registered");
-            return Ok(registered.session_token);
+            return Ok(registered);
         }
         let detail = detail_of(response).await;
-        if status.is_client_error() {
+        // 409: a worker of this name is still connected (an earlier run of this one, perhaps,
+        // not yet noticed gone): try again later.
+        if status.is_client_error() && status != reqwest::StatusCode::CONFLICT {
             Err(Retry::Never(Error::new(ErrorKind::Config, format!("the server refused the registration: {detail}"))))
         } else {
             Err(Retry::Later(detail))
@@ -310,6 +325,10 @@ struct Running {
     store: Arc<RemoteStore>,
     workflows: HashMap<String, Arc<dyn ErasedWorkflow>>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// How often claims are renewed: the configured interval, or a third of the server's lease
+    /// if that is shorter.
+    heartbeat: Mutex<Duration>,
+    configured_heartbeat: Duration,
     /// Executions being claimed or run here: an offer made twice is taken once.
     claiming: Mutex<std::collections::HashSet<String>>,
 }
@@ -379,6 +398,7 @@ async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: 
             return failed.and(Err(e));
         }
     };
+    shared.store.set_abort(id, started.done.abort_handle());
     let outcome = match started.done.await {
         Ok(result) => result,
         Err(e) => Err(Error::new(ErrorKind::Panic, format!("the execution's task failed: {e}"))),
@@ -429,14 +449,27 @@ async fn progress_flusher(store: Arc<RemoteStore>) {
     }
 }
 
-/// Renews the leases of the executions this worker holds.
-async fn heartbeats(shared: Arc<Running>, every: Duration) {
+/// Renews the leases of the executions this worker holds, learns of cancellations asked for
+/// while the connection was down, and stops runs whose claim was lost.
+async fn heartbeats(shared: Arc<Running>) {
+    let mut last = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(every).await;
+        // The interval can shrink when the worker (re)registers and learns the server's lease.
+        tokio::time::sleep(HEARTBEAT_TICK).await;
+        let every = *shared.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < every {
+            continue;
+        }
+        last = tokio::time::Instant::now();
         for (id, generation) in shared.store.generations() {
             let checkpoint = wire::Checkpoint { generation, writes: Vec::new() };
-            if let Err(e) = shared.endpoint.checkpoint(&id, &checkpoint, every).await {
-                tracing::warn!(execution_id = %id, error = %e, "cannot renew the claim");
+            match shared.endpoint.checkpoint(&id, &checkpoint, every).await {
+                Ok(answer) if answer.cancelling => {
+                    shared.store.mark_cancelling(&id);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Conflict => shared.store.abort(&id),
+                Err(e) => tracing::warn!(execution_id = %id, error = %e, "cannot renew the claim"),
             }
         }
     }

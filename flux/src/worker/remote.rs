@@ -23,6 +23,8 @@ struct Held {
     wrote: bool,
     /// The run's events: the progress in it goes out in order with the writes.
     events: Option<Subscription>,
+    /// Stops the run.
+    abort: Option<tokio::task::AbortHandle>,
 }
 
 impl Held {
@@ -69,7 +71,23 @@ impl RemoteStore {
 
     /// Starts routing the writes of `id` to the server under `generation`.
     pub(crate) fn hold(&self, id: &str, generation: u64, state: ExecutionState) {
-        self.held().insert(id.to_string(), Held { generation, state, wrote: false, events: None });
+        self.held().insert(id.to_string(), Held { generation, state, wrote: false, events: None, abort: None });
+    }
+
+    /// How to stop the run of `id` when its claim turns out to be lost.
+    pub(crate) fn set_abort(&self, id: &str, abort: tokio::task::AbortHandle) {
+        if let Some(h) = self.held().get_mut(id) {
+            h.abort = Some(abort);
+        }
+    }
+
+    /// Stops the run of `id` at once: another worker holds it now, and nothing it would still
+    /// record could be stored.
+    pub(crate) fn abort(&self, id: &str) {
+        if let Some(abort) = self.held().get_mut(id).and_then(|h| h.abort.take()) {
+            tracing::warn!(execution_id = %id, "this worker lost its claim; its run stops");
+            abort.abort();
+        }
     }
 
     /// Sends the progress in `events` with the writes of `id`, in the order it was sent.
@@ -252,7 +270,12 @@ impl Endpoint {
     }
 
     /// Sends one checkpoint, retrying network failures and server errors for up to `patience`.
-    pub(crate) async fn checkpoint(&self, id: &str, checkpoint: &Checkpoint, patience: Duration) -> Result<()> {
+    pub(crate) async fn checkpoint(
+        &self,
+        id: &str,
+        checkpoint: &Checkpoint,
+        patience: Duration,
+    ) -> Result<wire::CheckpointAnswer> {
         let body = crate::value::to_msgpack(checkpoint)?;
         let deadline = tokio::time::Instant::now() + patience;
         let mut delay = Duration::from_millis(50);
@@ -266,7 +289,7 @@ impl Endpoint {
                 .send()
                 .await;
             let retry = match sent {
-                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_success() => return Ok(r.json().await.unwrap_or_default()),
                 Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
                     return Err(Error::new(ErrorKind::Conflict, detail_of(r).await));
                 }
@@ -315,7 +338,12 @@ struct Group {
 
 /// Sends queued writes as checkpoints until the store is dropped: everything queued while a
 /// checkpoint is on its way goes in the next one, one request per execution at a time.
-pub(crate) async fn uploader(endpoint: Endpoint, mut rx: mpsc::UnboundedReceiver<Outgoing>, patience: Duration) {
+pub(crate) async fn uploader(
+    endpoint: Endpoint,
+    store: Arc<RemoteStore>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    patience: Duration,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -338,11 +366,14 @@ pub(crate) async fn uploader(endpoint: Endpoint, mut rx: mpsc::UnboundedReceiver
             }
         }
         let sends = groups.into_iter().map(|Group { id, generation, writes, dones }| {
-            let endpoint = endpoint.clone();
+            let (endpoint, store) = (endpoint.clone(), store.clone());
             async move {
                 let result = endpoint.checkpoint(&id, &Checkpoint { generation, writes }, patience).await;
+                if result.as_ref().is_ok_and(|answer| answer.cancelling) {
+                    store.mark_cancelling(&id);
+                }
                 for done in dones {
-                    done.send(result.clone());
+                    done.send(result.clone().map(drop));
                 }
             }
         });
