@@ -114,3 +114,46 @@ impl StoppedLog {
         tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(commit).expect("stored");
     }
 }
+
+/// Everything flux logs while a test binary runs, kept in memory: tests check what the logs
+/// say (and what they never say, such as a secret's value), including the logs of spawned
+/// tasks on every runtime thread.
+pub mod logs {
+    use std::sync::{Mutex, Once};
+
+    static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    struct Sink;
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Installs, once for the whole test binary, a global subscriber that keeps the logs that
+    /// `filter` selects (`"flux=trace"`). Later calls change nothing.
+    pub fn capture(filter: &str) {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            use tracing_subscriber::util::SubscriberInitExt as _;
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(|| Sink)
+                .with_ansi(false)
+                .finish()
+                .try_init()
+                .expect("no other global subscriber in this test binary");
+        });
+    }
+
+    /// What was logged so far.
+    pub fn captured() -> String {
+        String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}

@@ -4,7 +4,6 @@
 //! endpoints, secrets that never reach logs or disk in clear, the 4xx answers to bad input, and
 //! a database shared with another engine.
 
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use flux::prelude::*;
@@ -109,45 +108,9 @@ async fn gated(ctx: ExecutionContext<String>) -> flux::Result<String> {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Everything the flux crate logs (at TRACE) while this test binary runs.
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogSink;
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs (once for the binary) a global subscriber writing flux's logs into [`LOGS`]: a global
-/// one, so that the server's spawned tasks on every runtime thread are captured too.
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use tracing_subscriber::util::SubscriberInitExt as _;
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("flux=trace"))
-            .with_writer(|| LogSink)
-            .with_ansi(false)
-            .finish()
-            .try_init()
-            .expect("no other global subscriber in this test binary");
-    });
-}
-
-fn captured_logs() -> String {
-    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-}
-
 /// Binds `server` on an ephemeral port with the test tokens.
 async fn bind(server: Server) -> (RunningServer, String) {
-    capture_logs();
+    flux_suite::logs::capture("flux=trace");
     let running = server.bootstrap_token(BOOTSTRAP).admin_token(ADMIN).bind("127.0.0.1:0").await.unwrap();
     let url = running.url();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
@@ -1058,7 +1021,7 @@ async fn secrets_through_the_admin_api_never_reach_logs_or_disk_in_clear() {
     check_files();
 
     // The logs (flux at TRACE) show the server at work, never the value.
-    let logs = captured_logs();
+    let logs = flux_suite::logs::captured();
     assert!(logs.contains("flux server listening"), "the log capture works");
     assert!(!logs.contains(SECRET_VALUE), "the secret appears in the logs");
 }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
@@ -37,7 +37,7 @@ const WORKFLOWS: [&str; 4] = ["approval", "hello_world", "sleeper", "three_steps
 
 /// A server on `addr` storing executions in `db`, with no workflow of its own.
 async fn start_server(db: &Path, addr: &str) -> flux::server::RunningServer {
-    capture_logs();
+    flux_suite::logs::capture("flux=info");
     let engine = flux::Engine::open(db).expect("the database opens");
     flux::server::Server::new()
         .engine(&engine)
@@ -159,43 +159,11 @@ fn subdirectory(dir: &Path, name: &str) -> PathBuf {
 // The server's log
 // ---------------------------------------------------------------------------------------------
 
-/// What the in-process servers of this test binary log (flux at INFO): some moments (a
-/// connection seen gone, a write refused) show nowhere else.
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogSink;
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs (once for the binary) a global subscriber writing flux's logs into [`LOGS`].
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use tracing_subscriber::util::SubscriberInitExt as _;
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("flux=info"))
-            .with_writer(|| LogSink)
-            .with_ansi(false)
-            .finish()
-            .try_init()
-            .expect("no other global subscriber in this test binary");
-    });
-}
-
 /// Polls the server log until one line contains all of `needles`.
 async fn wait_server_log(what: &str, needles: &[&str]) {
     let start = Instant::now();
     loop {
-        let logs = String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        let logs = flux_suite::logs::captured();
         if logs.lines().any(|line| needles.iter().all(|n| line.contains(n))) {
             return;
         }

@@ -409,7 +409,7 @@ async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: 
             tracing::info!(execution_id = %id, state = %state, "execution stopped");
             Ok(())
         }
-        Err(e) if resumed && !wrote => {
+        Err(e) if resumed && !wrote && e.kind() == ErrorKind::Decode => {
             // The resume input did not fit the pause: the execution goes back to PAUSED.
             shared.store.hold(id, claim.generation, ExecutionState::ResumeClaimed);
             let refused = WireWrite::Refused { reason: e.to_string() };
