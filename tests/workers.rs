@@ -159,6 +159,24 @@ fn subdirectory(dir: &Path, name: &str) -> PathBuf {
 // The server's log
 // ---------------------------------------------------------------------------------------------
 
+/// The log of `three_steps` when its first worker is lost during step 2 and a second worker
+/// finishes it: step 1 is replayed, step 2 runs again (no second `TASK_STARTED`), no second
+/// `WORKFLOW_STARTED`.
+const TAKEN_OVER_DURING_STEP_2: [&str; 12] = [
+    "WORKFLOW_SCHEDULED",
+    "WORKFLOW_CLAIMED",
+    "WORKFLOW_STARTED",
+    "TASK_STARTED",
+    "TASK_COMPLETED",
+    "TASK_STARTED",
+    "WORKFLOW_SCHEDULED",
+    "WORKFLOW_CLAIMED",
+    "TASK_COMPLETED",
+    "TASK_STARTED",
+    "TASK_COMPLETED",
+    "WORKFLOW_COMPLETED",
+];
+
 /// Polls the server log until one line contains all of `needles`.
 async fn wait_server_log(what: &str, needles: &[&str]) {
     let start = Instant::now();
@@ -554,24 +572,7 @@ async fn a_killed_worker_s_execution_is_finished_by_another_worker() {
     // The log, in the order the spec promises: the first run up to task 2's start, the
     // take-back (scheduled again), the second claim, then task 2's completion (no second
     // WORKFLOW_STARTED, no second TASK_STARTED for task 2), task 3 and the end.
-    assert_eq!(
-        types(&done),
-        [
-            "WORKFLOW_SCHEDULED",
-            "WORKFLOW_CLAIMED",
-            "WORKFLOW_STARTED",
-            "TASK_STARTED",
-            "TASK_COMPLETED",
-            "TASK_STARTED",
-            "WORKFLOW_SCHEDULED",
-            "WORKFLOW_CLAIMED",
-            "TASK_COMPLETED",
-            "TASK_STARTED",
-            "TASK_COMPLETED",
-            "WORKFLOW_COMPLETED"
-        ],
-        "{done:#}"
-    );
+    assert_eq!(types(&done), TAKEN_OVER_DURING_STEP_2, "{done:#}");
     assert_sequential(&done);
     let claims: Vec<&Value> = of_type(&done, "WORKFLOW_CLAIMED").iter().map(|e| &e["value"]).collect();
     assert_eq!(claims, [&json!("w-first"), &json!("w-second")]);
@@ -1469,24 +1470,7 @@ async fn a_worker_that_lost_its_claim_stops_its_run() {
     paused.wait_log("the run to end", "execution stopped on this worker").await;
 
     assert_eq!(done["output"], "a:1:2:3");
-    assert_eq!(
-        types(&done),
-        [
-            "WORKFLOW_SCHEDULED",
-            "WORKFLOW_CLAIMED",
-            "WORKFLOW_STARTED",
-            "TASK_STARTED",
-            "TASK_COMPLETED",
-            "TASK_STARTED",
-            "WORKFLOW_SCHEDULED",
-            "WORKFLOW_CLAIMED",
-            "TASK_COMPLETED",
-            "TASK_STARTED",
-            "TASK_COMPLETED",
-            "WORKFLOW_COMPLETED"
-        ],
-        "{done:#}"
-    );
+    assert_eq!(types(&done), TAKEN_OVER_DURING_STEP_2, "{done:#}");
     assert_sequential(&done);
     let claims: Vec<&Value> = of_type(&done, "WORKFLOW_CLAIMED").iter().map(|e| &e["value"]).collect();
     assert_eq!(claims, [&json!("w-paused"), &json!("w-other")]);
