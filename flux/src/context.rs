@@ -1,7 +1,6 @@
 //! The running execution: [`ExecutionContext`] for the workflow body, the task-local handle task
 //! calls use to reach it, and [`Execution`], the result users get back.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -182,9 +181,9 @@ struct RunInner {
     occurrences: Occurrences,
     /// What the log held when the run began. Events recorded during the run are not added:
     /// the occurrence counter gives every call a new id, so they are never looked up again.
-    tasks: HashMap<Arc<str>, TaskRecord>,
+    tasks: crate::identity::IdMap<Arc<str>, TaskRecord>,
     /// Commits not waited for yet; checked whenever a later commit is awaited.
-    pending: Vec<Commit>,
+    pending: std::collections::VecDeque<Commit>,
     /// Set when a write failed: the in-memory log is then ahead of storage and the run must stop.
     broken: Option<Error>,
     stop: Stop,
@@ -213,6 +212,8 @@ pub(crate) struct RunState {
     stop_notify: Notify,
     /// Whether anyone listens: progress costs nothing otherwise.
     listening: AtomicBool,
+    /// The store hands task results back before their commit (`batched`).
+    batched: bool,
     /// Set when the driver is done with the run; wakes those waiting for its end.
     done: AtomicBool,
     done_notify: Notify,
@@ -220,7 +221,8 @@ pub(crate) struct RunState {
 
 impl RunState {
     pub(crate) fn new(engine: Engine, execution_id: &str, workflow_name: &str, events: Vec<Event>) -> Self {
-        let mut tasks: HashMap<Arc<str>, TaskRecord> = HashMap::new();
+        let mut tasks: crate::identity::IdMap<Arc<str>, TaskRecord> = crate::identity::IdMap::default();
+        tasks.reserve(events.len() / 2);
         for (i, e) in events.iter().enumerate() {
             if !e.kind.as_str().starts_with("TASK_") {
                 continue;
@@ -246,6 +248,7 @@ impl RunState {
                 _ => {}
             }
         }
+        let batched = engine.store().durability() == crate::store::Durability::Batched;
         RunState {
             execution_id: Arc::from(execution_id),
             workflow_name: Arc::from(workflow_name),
@@ -257,7 +260,7 @@ impl RunState {
                 events,
                 occurrences: Occurrences::default(),
                 tasks,
-                pending: Vec::new(),
+                pending: std::collections::VecDeque::new(),
                 broken: None,
                 stop: Stop::None,
                 finished: false,
@@ -268,6 +271,7 @@ impl RunState {
             cancel_notify: Notify::new(),
             stop_notify: Notify::new(),
             listening: AtomicBool::new(false),
+            batched,
             done: AtomicBool::new(false),
             done_notify: Notify::new(),
         }
@@ -306,11 +310,14 @@ impl RunState {
 
     /// Appends events to the in-memory log (and to listeners) and queues their write after
     /// `extra`, all in one batch. The caller holds the lock and has settled pending commits.
+    /// A `deferred` batch is one nothing waits for yet: the store may hold it back to share a
+    /// later commit.
     fn push<'a>(
         &self,
         inner: &mut RunInner,
         events: impl IntoIterator<Item = (EventType, &'a Arc<str>, &'a Arc<str>, Arc<[u8]>)>,
         extra: impl IntoIterator<Item = Write>,
+        deferred: bool,
     ) -> Result<Commit> {
         if inner.finished {
             return Err(Error::new(
@@ -330,12 +337,16 @@ impl RunState {
             inner.events.push(event.clone());
             writes.push(Write::Append { execution_id: self.execution_id.clone(), event });
         }
-        Ok(self.engine.store().write(writes))
+        let store = self.engine.store();
+        Ok(if deferred { store.write_deferred(writes) } else { store.write(writes) })
     }
 
     /// Appends an event to the log and queues its write in one batch after `extra` (an
     /// execution row to create, a state change, a cache entry). Returns the commit when `wait`
-    /// is set; otherwise it is checked at the next wait.
+    /// is set; otherwise the write is deferred (see [`Store::write_deferred`]) and its commit is
+    /// checked at the next wait.
+    ///
+    /// [`Store::write_deferred`]: crate::store::Store::write_deferred
     pub(crate) fn record(
         &self,
         kind: EventType,
@@ -361,12 +372,40 @@ impl RunState {
         let mut inner = self.lock();
         // A write that was not waited for may have failed since: stop before queuing more.
         self.settle_pending(&mut inner, None)?;
-        let commit = self.push(&mut inner, events.map(|(kind, value)| (kind, source_id, name, value)), extra)?;
+        let commit = self.push(&mut inner, events.map(|(kind, value)| (kind, source_id, name, value)), extra, !wait)?;
         if wait {
             Ok(Some(commit))
         } else {
-            inner.pending.push(commit);
+            inner.pending.push_back(commit);
             Ok(None)
+        }
+    }
+
+    /// Whether a task's result is handed back before its commit ([`Durability::Batched`]).
+    ///
+    /// [`Durability::Batched`]: crate::Durability::Batched
+    pub(crate) fn batched(&self) -> bool {
+        self.batched
+    }
+
+    /// In the `batched` mode, waits for the oldest commits not waited for while more than
+    /// [`BATCH_EVENTS`] are outstanding, so that a crash loses at most that many results.
+    ///
+    /// [`BATCH_EVENTS`]: crate::store::BATCH_EVENTS
+    pub(crate) async fn bounded(&self) -> Result<()> {
+        loop {
+            let oldest = {
+                let mut inner = self.lock();
+                self.settle_pending(&mut inner, None)?;
+                if inner.pending.len() <= crate::store::BATCH_EVENTS {
+                    return Ok(());
+                }
+                inner.pending.pop_front()
+            };
+            if let Some(commit) = oldest {
+                let result = commit.await;
+                self.settle_pending(&mut self.lock(), result.err())?;
+            }
         }
     }
 
@@ -378,7 +417,7 @@ impl RunState {
     ) -> Result<Commit> {
         let mut inner = self.lock();
         self.settle_pending(&mut inner, None)?;
-        self.push(&mut inner, events, extra)
+        self.push(&mut inner, events, extra, false)
     }
 
     /// Checks the commits that were not waited for (and `failure`, the outcome of one that was).
@@ -389,14 +428,18 @@ impl RunState {
             return Err(e.clone());
         }
         let mut failure = failure;
-        inner.pending.retain_mut(|c| match c.try_result() {
-            Some(Ok(())) => false,
-            Some(Err(e)) => {
-                failure.get_or_insert(e);
-                false
+        // Commits resolve in the order they were queued: the first one still running ends the
+        // check, so that it costs nothing per commit outstanding.
+        while let Some(front) = inner.pending.front_mut() {
+            match front.try_result() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => break,
             }
-            None => true,
-        });
+            inner.pending.pop_front();
+        }
         match failure {
             None => Ok(()),
             Some(e) => {
@@ -453,7 +496,7 @@ impl RunState {
             time: crate::event::now(),
         };
         let commit =
-            self.push(&mut inner, [(kind, &self.workflow_source, &self.workflow_name, value)], Some(set_state))?;
+            self.push(&mut inner, [(kind, &self.workflow_source, &self.workflow_name, value)], Some(set_state), false)?;
         inner.finished = true;
         Ok((commit, state))
     }
@@ -481,7 +524,7 @@ impl RunState {
             output: Some(pause.output.clone()),
             time: crate::event::now(),
         };
-        let commit = self.push(&mut inner, events, Some(set_state))?;
+        let commit = self.push(&mut inner, events, Some(set_state), false)?;
         inner.finished = true;
         Ok(Some(commit))
     }
@@ -529,6 +572,7 @@ impl RunState {
                 &mut inner,
                 [(EventType::WorkflowCancelling, &self.workflow_source, &self.workflow_name, Arc::from(NIL))],
                 set_state,
+                false,
             )?;
             inner.stop = Stop::Cancel;
             self.cancelled.store(true, Ordering::SeqCst);

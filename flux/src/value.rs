@@ -77,6 +77,33 @@ pub(crate) fn append_str(out: &mut Vec<u8>, s: &str) {
     let _ = encode::write_str(out, s);
 }
 
+/// Writes the MessagePack header of a string of `len` bytes (the smallest form, as
+/// [`append_str`] writes it) into `out`, which has room for 5 bytes; returns its length.
+pub(crate) fn str_header(out: &mut [u8], len: usize) -> usize {
+    match len {
+        0..32 => {
+            // `len` is below 32 here.
+            out[0] = 0xa0 | len as u8;
+            1
+        }
+        32..256 => {
+            out[0] = 0xd9;
+            out[1] = len as u8;
+            2
+        }
+        256..65536 => {
+            out[0] = 0xda;
+            out[1..3].copy_from_slice(&(len as u16).to_be_bytes());
+            3
+        }
+        _ => {
+            out[0] = 0xdb;
+            out[1..5].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+            5
+        }
+    }
+}
+
 #[derive(Debug)]
 struct EncodeError(String);
 
@@ -436,6 +463,19 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
+
+    #[test]
+    fn string_headers_match_the_encoder() {
+        for len in [0usize, 1, 31, 32, 255, 256, 65_535, 65_536] {
+            let text = "x".repeat(len);
+            let mut encoded = Vec::new();
+            append_str(&mut encoded, &text);
+            let mut header = [0u8; 5];
+            let n = str_header(&mut header, len);
+            assert_eq!(&encoded[..n], &header[..n], "header of a {len}-byte string");
+            assert_eq!(encoded.len(), n + len);
+        }
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Shape {

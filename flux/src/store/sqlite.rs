@@ -10,10 +10,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
@@ -27,7 +26,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The most batches committed in one transaction.
+/// In the `default` and `full` modes, how many queued writes make the writer thread commit
+/// without waiting for the hold window to end.
 const MAX_GROUP: usize = 4096;
 
 /// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`.
@@ -91,6 +91,8 @@ const MIGRATIONS: &[&str] = &[
 struct Job {
     writes: Vec<Write>,
     done: CommitSender,
+    /// Nothing waits for it yet: it may be held back to share a later commit.
+    deferred: bool,
 }
 
 /// A [`Store`] in one SQLite database file.
@@ -102,10 +104,10 @@ struct Job {
 /// ```
 pub struct SqliteStore {
     path: PathBuf,
-    sender: Option<mpsc::Sender<Job>>,
+    shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
-    transactions: Arc<AtomicU64>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,28 +140,34 @@ impl SqliteStore {
         }
         let mut conn = open_connection(&path)?;
         let sync = match durability {
-            Durability::Default => "NORMAL",
+            Durability::Default | Durability::Batched => "NORMAL",
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!("PRAGMA synchronous = {sync};"))
             .map_err(|e| sql_error(&path, "cannot configure database", e))?;
         migrate(&mut conn, &path)?;
 
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let writer_path = path.clone();
-        let transactions = Arc::new(AtomicU64::new(0));
-        let counter = transactions.clone();
+        let (window, limit) = match durability {
+            Durability::Batched => (super::BATCH_WINDOW, super::BATCH_EVENTS),
+            Durability::Default | Durability::Full => (super::HOLD_WINDOW, MAX_GROUP),
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            writer: Mutex::new(Writer { conn, path: path.clone(), seqs: LastSeqs::default(), group: Vec::new() }),
+            inline: durability != Durability::Full,
+            window,
+            limit,
+            transactions: AtomicU64::new(0),
+        });
+        let thread_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("flux-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, &writer_path, receiver, &counter))
+            .spawn(move || thread_shared.run())
             .map_err(|e| Error::new(ErrorKind::Storage, format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore {
-            path,
-            sender: Some(sender),
-            writer: Some(writer),
-            readers: Mutex::new(Vec::new()),
-            transactions,
-        })
+        // One reader is opened now, so that the first load does not pay for opening it.
+        let reader = open_connection(&path)?;
+        Ok(SqliteStore { path, shared, writer: Some(writer), readers: Mutex::new(vec![reader]), durability })
     }
 
     /// The database file.
@@ -170,7 +178,15 @@ impl SqliteStore {
     /// How many write transactions this store has committed. With group commit this grows more
     /// slowly than the number of [`Store::write`] calls when writers are concurrent.
     pub fn transactions(&self) -> u64 {
-        self.transactions.load(Ordering::Relaxed)
+        self.shared.transactions.load(Ordering::Relaxed)
+    }
+
+    fn queue(&self, writes: Vec<Write>, deferred: bool) -> Commit {
+        let (done, commit) = Commit::helped(self.shared.clone());
+        match self.shared.push(Job { writes, done, deferred }) {
+            Ok(()) => commit,
+            Err(_) => Commit::ready(Err(Error::new(ErrorKind::Storage, "the storage writer has stopped"))),
+        }
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -257,42 +273,181 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.commit().map_err(err)
 }
 
-fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, transactions: &AtomicU64) {
-    let mut group: Vec<Job> = Vec::new();
-    let mut seqs = LastSeqs::default();
-    while let Ok(first) = receiver.recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match receiver.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+/// How long the writer thread keeps ticking every window after it last saw a job, before it
+/// sleeps until the next job wakes it.
+const IDLE_AFTER: Duration = Duration::from_millis(200);
+
+/// The queue between the engine and whoever commits, and the only writing connection.
+///
+/// Jobs are committed in the order they were queued, by one committer at a time: the one
+/// holding `writer`, which takes every queued job at once. In the `default` and `batched` modes
+/// a task waiting for its commit takes `writer` itself if it is free and commits the queue on
+/// its own thread, which saves two thread hand-offs per commit; the writer thread commits what
+/// nobody waits for (held-back jobs whose window is over, a full batch) and what a busy
+/// committer left behind. In the `full` mode, whose fsync is too long for an async worker
+/// thread, the writer thread commits everything.
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    writer: Mutex<Writer>,
+    inline: bool,
+    window: Duration,
+    limit: usize,
+    transactions: AtomicU64,
+}
+
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    seqs: LastSeqs,
+    /// The group being committed (kept to reuse its allocation).
+    group: Vec<Job>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// Writes in `jobs`.
+    writes: usize,
+    /// Whether a job in `jobs` is waited for.
+    waited_for: bool,
+    /// When the oldest job in `jobs` was queued.
+    first_at: Option<Instant>,
+    /// The writer thread waits until it is notified (nothing was queued for a while).
+    sleeping: bool,
+    /// A committer left jobs someone waits for behind: the writer thread commits them now.
+    kick: bool,
+    closed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn push(&self, job: Job) -> std::result::Result<(), Job> {
+        let mut q = lock(&self.queue);
+        if q.closed {
+            return Err(job);
+        }
+        if q.jobs.is_empty() {
+            q.first_at = Some(Instant::now());
+        }
+        q.writes += job.writes.len();
+        q.waited_for |= !job.deferred;
+        let notify = q.sleeping
+            || (!job.deferred && !self.inline)
+            || (q.writes >= self.limit && q.writes - job.writes.len() < self.limit);
+        q.sleeping = false;
+        q.jobs.push(job);
+        drop(q);
+        if notify {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Commits every queued job, holding `writer`.
+    fn commit_queued(&self, w: &mut Writer) {
+        {
+            let mut q = lock(&self.queue);
+            std::mem::swap(&mut q.jobs, &mut w.group);
+            q.writes = 0;
+            q.waited_for = false;
+            q.first_at = None;
+        }
+        if !w.group.is_empty() {
+            commit_group(w, &self.transactions);
+        }
+        // Jobs queued meanwhile whose waiters found the writer busy: hand them to the thread.
+        let mut q = lock(&self.queue);
+        if q.waited_for && !q.kick {
+            q.kick = true;
+            drop(q);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The writer thread: waits until something is due, commits, and again, until the store is
+    /// closed and the queue is empty.
+    fn run(&self) {
+        let mut last_active = Instant::now();
+        loop {
+            {
+                let mut q = lock(&self.queue);
+                loop {
+                    let now = Instant::now();
+                    if q.jobs.is_empty() {
+                        if q.closed {
+                            return;
+                        }
+                        q.kick = false;
+                        if now.duration_since(last_active) < IDLE_AFTER {
+                            q = self.wake.wait_timeout(q, self.window).unwrap_or_else(|p| p.into_inner()).0;
+                        } else {
+                            q.sleeping = true;
+                            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                        }
+                        continue;
+                    }
+                    last_active = now;
+                    if q.closed || q.kick || q.writes >= self.limit || (q.waited_for && !self.inline) {
+                        break;
+                    }
+                    let due = q.first_at.map_or(now, |t| t + self.window);
+                    if now >= due {
+                        break;
+                    }
+                    q = self.wake.wait_timeout(q, due - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                q.kick = false;
+            }
+            self.commit_queued(&mut lock(&self.writer));
+        }
+    }
+}
+
+impl super::Help for Shared {
+    fn help(&self) {
+        if !self.inline {
+            return;
+        }
+        let Ok(mut w) = self.writer.try_lock() else {
+            // Someone is committing; what it leaves behind goes to the writer thread.
+            return;
+        };
+        self.commit_queued(&mut w);
+    }
+}
+
+/// Commits `w.group` in one transaction and reports to each job. If that transaction fails
+/// because one batch was refused, each batch is retried alone.
+fn commit_group(w: &mut Writer, transactions: &AtomicU64) {
+    let Writer { conn, path, seqs, group } = w;
+    match commit(conn, seqs, group.iter().flat_map(|j| &j.writes)) {
+        Ok(()) => {
+            transactions.fetch_add(1, Ordering::Relaxed);
+            for job in group.drain(..) {
+                job.done.send(Ok(()));
             }
         }
-        match commit(&conn, &mut seqs, group.iter().flat_map(|j| &j.writes)) {
-            Ok(()) => {
-                transactions.fetch_add(1, Ordering::Relaxed);
-                for job in group.drain(..) {
-                    job.done.send(Ok(()));
+        // One batch was refused (a duplicate id, an event out of sequence): it belongs to that
+        // batch alone, so the others are committed without it, each on its own.
+        Err(WriteError::Rejected(_)) if group.len() > 1 => {
+            for job in group.drain(..) {
+                let result = commit(conn, seqs, &job.writes).map_err(|e| describe_write_error(path, e));
+                if result.is_ok() {
+                    transactions.fetch_add(1, Ordering::Relaxed);
                 }
+                job.done.send(result);
             }
-            // One batch was refused (a duplicate id, an event out of sequence): it belongs to
-            // that batch alone, so the others are committed without it, each on its own.
-            Err(WriteError::Rejected(_)) if group.len() > 1 => {
-                for job in group.drain(..) {
-                    let result = commit(&conn, &mut seqs, &job.writes).map_err(|e| describe_write_error(path, e));
-                    if result.is_ok() {
-                        transactions.fetch_add(1, Ordering::Relaxed);
-                    }
-                    job.done.send(result);
-                }
-            }
-            // The database itself failed (locked past the busy timeout, I/O, full disk): the
-            // whole group fails together rather than waiting out the timeout once per batch.
-            Err(e) => {
-                let err = describe_write_error(path, e);
-                for job in group.drain(..) {
-                    job.done.send(Err(err.clone()));
-                }
+        }
+        // The database itself failed (locked past the busy timeout, I/O, full disk): the whole
+        // group fails together rather than waiting out the timeout once per batch.
+        Err(e) => {
+            let err = describe_write_error(path, e);
+            for job in group.drain(..) {
+                job.done.send(Err(err.clone()));
             }
         }
     }
@@ -303,18 +458,21 @@ fn writer_loop(conn: Connection, path: &Path, receiver: mpsc::Receiver<Job>, tra
 /// are kept apart until it commits. Entries go when an execution finishes.
 #[derive(Default)]
 struct LastSeqs {
-    known: std::collections::HashMap<Arc<str>, i64>,
-    in_transaction: Vec<(Arc<str>, Option<i64>)>,
+    known: crate::identity::IdMap<Arc<str>, i64>,
+    /// Changes of the open transaction: a new last seq, or `None` for a finished execution.
+    in_transaction: crate::identity::IdMap<Arc<str>, Option<i64>>,
 }
 
 impl LastSeqs {
     fn last(&mut self, conn: &Connection, execution_id: &Arc<str>) -> rusqlite::Result<i64> {
-        if let Some(pending) = self.in_transaction.iter().rev().find(|(id, _)| id == execution_id) {
-            if let Some(seq) = pending.1 {
-                return Ok(seq);
+        match self.in_transaction.get(execution_id) {
+            Some(Some(seq)) => return Ok(*seq),
+            Some(None) => {}
+            None => {
+                if let Some(seq) = self.known.get(execution_id) {
+                    return Ok(*seq);
+                }
             }
-        } else if let Some(seq) = self.known.get(execution_id) {
-            return Ok(*seq);
         }
         self.stored_last(conn, execution_id)
     }
@@ -327,15 +485,20 @@ impl LastSeqs {
     }
 
     fn wrote(&mut self, execution_id: &Arc<str>, seq: i64) {
-        self.in_transaction.push((execution_id.clone(), Some(seq)));
+        match self.in_transaction.get_mut(execution_id) {
+            Some(last) => *last = Some(seq),
+            None => {
+                self.in_transaction.insert(execution_id.clone(), Some(seq));
+            }
+        }
     }
 
     fn finished(&mut self, execution_id: &Arc<str>) {
-        self.in_transaction.push((execution_id.clone(), None));
+        self.in_transaction.insert(execution_id.clone(), None);
     }
 
     fn committed(&mut self) {
-        for (id, seq) in self.in_transaction.drain(..) {
+        for (id, seq) in self.in_transaction.drain() {
             match seq {
                 Some(seq) => {
                     self.known.insert(id, seq);
@@ -349,6 +512,23 @@ impl LastSeqs {
 
     fn rolled_back(&mut self) {
         self.in_transaction.clear();
+    }
+}
+
+/// Shares one allocation among equal strings read from the database.
+#[derive(Default)]
+struct Interner {
+    seen: std::collections::HashSet<Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.seen.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.seen.insert(shared.clone());
+        shared
     }
 }
 
@@ -399,6 +579,8 @@ fn apply<'a>(
     seqs: &mut LastSeqs,
     writes: impl IntoIterator<Item = &'a Write>,
 ) -> std::result::Result<(), WriteError> {
+    // Taken from the statement cache once per transaction rather than once per event.
+    let mut append = None;
     for w in writes {
         match w {
             Write::CreateExecution { id, workflow_name, state, input, parent_id, time } => {
@@ -436,10 +618,13 @@ fn apply<'a>(
                         )));
                     }
                 }
-                let mut stmt = conn.prepare_cached(
-                    "INSERT INTO events (execution_id, seq, type, source_id, name, value, time)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
+                let stmt = match &mut append {
+                    Some(stmt) => stmt,
+                    None => append.insert(conn.prepare_cached(
+                        "INSERT INTO events (execution_id, seq, type, source_id, name, value, time)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?),
+                };
                 stmt.execute(params![
                     &**execution_id,
                     seq,
@@ -530,12 +715,15 @@ fn generation_mismatch(conn: &Connection, execution_id: &str, generation: i64) -
 
 impl Store for SqliteStore {
     fn write(&self, writes: Vec<Write>) -> Commit {
-        let (done, commit) = Commit::pending();
-        let sent = self.sender.as_ref().map(|s| s.send(Job { writes, done }));
-        match sent {
-            Some(Ok(())) => commit,
-            _ => Commit::ready(Err(Error::new(ErrorKind::Storage, "the storage writer thread has stopped"))),
-        }
+        self.queue(writes, false)
+    }
+
+    fn write_deferred(&self, writes: Vec<Write>) -> Commit {
+        self.queue(writes, true)
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
     }
 
     fn state(&self, execution_id: &str) -> Result<Option<ExecutionState>> {
@@ -601,24 +789,36 @@ impl Store for SqliteStore {
                 .map_err(err)?;
             let mut rows = stmt.query([execution_id]).map_err(err)?;
             let mut events = Vec::new();
+            // Task ids come twice or more (started, completed) and names many times: each
+            // distinct string is allocated once and shared by the events that carry it.
+            let mut strings = Interner::default();
             while let Some(r) = rows.next().map_err(err)? {
                 let seq: i64 = r.get(0).map_err(err)?;
-                let kind: String = r.get(1).map_err(err)?;
-                let kind = kind.parse().map_err(|e: Error| {
-                    Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` event #{seq}: {}", e.message()))
-                })?;
-                let source_id: String = r.get(2).map_err(err)?;
-                let name: String = r.get(3).map_err(err)?;
-                let value: Vec<u8> = r.get(4).map_err(err)?;
+                let corrupt = |what: &str| {
+                    Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` event #{seq}: {what}"))
+                };
+                let text = |i: usize| match r.get_ref(i).map_err(err)? {
+                    rusqlite::types::ValueRef::Text(t) => {
+                        std::str::from_utf8(t).map_err(|_| corrupt("text is not UTF-8"))
+                    }
+                    _ => Err(corrupt("a text column holds another type")),
+                };
+                let kind = text(1)?.parse().map_err(|e: Error| corrupt(e.message()))?;
+                let source_id = strings.get(text(2)?);
+                let name = strings.get(text(3)?);
+                let value: Arc<[u8]> = match r.get_ref(4).map_err(err)? {
+                    rusqlite::types::ValueRef::Blob(b) => Arc::from(b),
+                    _ => return Err(corrupt("its value is not a blob")),
+                };
                 let time: i64 = r.get(5).map_err(err)?;
-                events.push(Event::new(
-                    u64::try_from(seq).unwrap_or(0),
+                events.push(Event {
+                    seq: u64::try_from(seq).unwrap_or(0),
                     kind,
                     source_id,
                     name,
                     value,
-                    from_micros(time),
-                ));
+                    time: from_micros(time),
+                });
             }
             drop(rows);
             drop(stmt);
@@ -748,7 +948,8 @@ impl Store for SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Closing the queue lets the writer commit what is pending and stop.
-        drop(self.sender.take());
+        lock(&self.shared.queue).closed = true;
+        self.shared.wake.notify_one();
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }

@@ -127,11 +127,14 @@ impl<T> Chain<'_, T> {
             }
             Finish::Failed { step, error } => (step, (EventType::TaskFailed, value::to_msgpack(&error)?.into()), None),
         };
+        // In the `batched` mode the result is handed back before its commit (bounded by
+        // `BATCH_EVENTS`); otherwise only once it is durable.
+        let wait = !self.run.batched();
         let commit = match step {
-            Some(step) => self.run.record_all([step, last], self.task_id, self.name, extra, true)?,
-            None => self.run.record_all([last], self.task_id, self.name, extra, true)?,
+            Some(step) => self.run.record_all([step, last], self.task_id, self.name, extra, wait)?,
+            None => self.run.record_all([last], self.task_id, self.name, extra, wait)?,
         };
-        self.run.durable(commit).await
+        if wait { self.run.durable(commit).await } else { self.run.bounded().await }
     }
 
     /// A valid cached result of this call, if the task is cached and one exists.

@@ -111,7 +111,7 @@ impl TaskCall {
                 return TaskCall { state: State::Invalid(e) };
             }
         };
-        let base: Arc<str> = Arc::from(crate::identity::task_id(full_name, &bytes));
+        let base: Arc<str> = crate::identity::task_id_arc(full_name, &bytes);
         let name: Arc<str> = Arc::from(full_name);
         let (task_id, progress) = match run.lookup(base.clone()) {
             Lookup::Recorded(id, event) => {

@@ -1,0 +1,291 @@
+//! The flux side of `benches/compare/run.sh`: runs one workload once and prints one line of JSON
+//! (`{"workload", "n", "durability", "seconds", "per_step_us"}`) on stdout.
+//!
+//! ```text
+//! flux_bench sequential 1000 [default|full|batched]   one workflow of N trivial tasks
+//! flux_bench map 1000 [durability]                    task::map over N items
+//! flux_bench parallel 100 [durability]                flux::parallel of N calls
+//! flux_bench replay 1000 [durability]                 replay of a crashed execution with N tasks recorded
+//! flux_bench server 100                               N tasks through a server and one worker process
+//! flux_bench server-concurrent 50 100                 50 concurrent executions of 100 tasks (tasks/s)
+//! flux_bench raw 1000 normal|full|normal-batch100     rusqlite alone: single-row commits (the limit)
+//! ```
+//!
+//! Every run uses a fresh database in a temporary directory. Only the workload itself is timed:
+//! opening the engine, starting processes and checking the output are not.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flux::Durability;
+use flux::prelude::*;
+use flux_suite::{step, steps};
+
+/// The bootstrap token shared by the benchmark's server and worker (loopback only).
+const TOKEN: &str = "compare-bootstrap-token";
+
+#[flux::workflow]
+async fn mapped(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
+    let out = step::map(0..*ctx.input()).await?;
+    Ok(out.iter().map(|&v| u64::from(v)).sum())
+}
+
+#[flux::workflow]
+async fn fan_out(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
+    let out = flux::parallel((0..*ctx.input()).map(step)).await?;
+    Ok(out.iter().map(|&v| u64::from(v)).sum())
+}
+
+fn expected(n: u32) -> u64 {
+    u64::from(n) * u64::from(n.saturating_sub(1)) / 2
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("flux_bench: {message}");
+    std::process::exit(1)
+}
+
+fn report(workload: &str, n: u64, durability: &str, took: Duration) {
+    let seconds = took.as_secs_f64();
+    println!(
+        "{{\"workload\": \"{workload}\", \"n\": {n}, \"durability\": \"{durability}\", \"seconds\": {seconds:.6}, \
+         \"per_step_us\": {:.3}, \"peak_rss_mb\": {:.1}}}",
+        seconds * 1e6 / n as f64,
+        peak_rss_mb()
+    );
+}
+
+/// This process's peak resident set (`VmHWM` in `/proc/self/status`), 0 where unknown.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    let number = |i: usize, default: u32| match arg(i) {
+        None => default,
+        Some(s) => s.parse().unwrap_or_else(|_| fail(format!("`{s}` is not a count"))),
+    };
+    let workload = arg(0).unwrap_or_else(|| fail("usage: flux_bench WORKLOAD N [DURABILITY]; see the source"));
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| fail(e));
+    match workload {
+        "worker" => {
+            let url = arg(1).unwrap_or_else(|| fail("worker needs the server url"));
+            rt.block_on(worker(url));
+        }
+        "raw" => {
+            let n = number(1, 1000);
+            let mode = arg(2).unwrap_or("normal");
+            report("raw", u64::from(n), mode, raw(n, mode));
+        }
+        "server" => {
+            let n = number(1, 100);
+            report("server", u64::from(n), "default", rt.block_on(server(1, n)));
+        }
+        "server-concurrent" => {
+            let executions = number(1, 50);
+            let n = number(2, 100);
+            let took = rt.block_on(server(executions, n));
+            report("server-concurrent", u64::from(executions) * u64::from(n), "default", took);
+        }
+        "sequential" | "map" | "parallel" | "replay" => {
+            let n = number(1, 1000);
+            let label = arg(2).unwrap_or("default");
+            let durability: Durability = label.parse().unwrap_or_else(|e| fail(e));
+            let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+            let engine = Engine::open_with(dir.path().join("flux.db"), durability).unwrap_or_else(|e| fail(e));
+            let took = rt.block_on(in_process(&engine, workload, n));
+            report(workload, u64::from(n), label, took);
+        }
+        other => fail(format!("unknown workload `{other}`")),
+    }
+}
+
+async fn in_process(engine: &Engine, workload: &str, n: u32) -> Duration {
+    let check = |execution: flux::Result<Execution<u32, u64>>| {
+        let execution = execution.unwrap_or_else(|e| fail(e));
+        if execution.output() != Some(&expected(n)) {
+            fail(format!("{workload}: wrong output {:?}, expected {}", execution.output(), expected(n)));
+        }
+    };
+    if workload == "replay" {
+        // The log a process killed just before `WORKFLOW_COMPLETED` leaves: every task recorded.
+        // The replay runs the body again and answers each call from the log. `FLUX_BENCH_REPEAT`
+        // replays that many such executions (for profiling) and reports the mean.
+        let repeat: u32 = std::env::var("FLUX_BENCH_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+        let ids: Vec<String> = (0..repeat).map(|r| format!("crashed-{r}")).collect();
+        for id in &ids {
+            let mut log = flux_suite::StoppedLog::new(steps::NAME, id, &n);
+            for i in 0..n {
+                let task_id = log.task_started(step::NAME, &(i,));
+                log.event(flux::EventType::TaskCompleted, &task_id, step::NAME, &i);
+            }
+            log.commit(engine).await;
+        }
+        let _profiled = Profiled::start();
+        let started = Instant::now();
+        for id in &ids {
+            check(steps.on(engine).replay(id).await);
+        }
+        return started.elapsed() / repeat;
+    }
+    let _profiled = Profiled::start();
+    let started = Instant::now();
+    match workload {
+        "sequential" => check(steps.on(engine).run(n).await),
+        "map" => check(mapped.on(engine).run(n).await),
+        _ => check(fan_out.on(engine).run(n).await),
+    }
+    started.elapsed()
+}
+
+/// Limits a profile to the timed part: with `FLUX_BENCH_PERF_CTL` naming the control FIFO of
+/// `perf record --control=fifo:CTL -D -1`, recording is enabled while this value lives.
+struct Profiled(Option<std::fs::File>);
+
+impl Profiled {
+    fn start() -> Profiled {
+        use std::io::Write as _;
+        let fifo =
+            std::env::var_os("FLUX_BENCH_PERF_CTL").and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok());
+        Profiled(fifo.and_then(|mut f| f.write_all(b"enable\n").ok().map(|()| f)))
+    }
+}
+
+impl Drop for Profiled {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        if let Some(f) = &mut self.0 {
+            let _ = f.write_all(b"disable\n");
+        }
+    }
+}
+
+/// rusqlite alone, the way flux stores an event: one row of the events table per transaction
+/// (or 100 per transaction for `normal-batch100`), in WAL mode.
+fn raw(n: u32, mode: &str) -> Duration {
+    let (sync, per_transaction) = match mode {
+        "normal" => ("NORMAL", 1),
+        "full" => ("FULL", 1),
+        "normal-batch100" => ("NORMAL", 100),
+        other => fail(format!("unknown raw mode `{other}` (normal, full or normal-batch100)")),
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+    let conn = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap_or_else(|e| fail(e));
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};
+         CREATE TABLE events (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+             source_id TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, time INTEGER NOT NULL,
+             PRIMARY KEY (execution_id, seq)) WITHOUT ROWID;"
+    ))
+    .unwrap_or_else(|e| fail(e));
+    let mut insert = conn
+        .prepare("INSERT INTO events VALUES ('0196a1b2-raw', ?1, 'TASK_COMPLETED', 'step_4f2c9d1e', 'step', ?2, ?3)")
+        .unwrap_or_else(|e| fail(e));
+    let started = Instant::now();
+    let mut seq = 0i64;
+    while seq < i64::from(n) {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap_or_else(|e| fail(e));
+        for _ in 0..per_transaction {
+            seq += 1;
+            insert.execute(rusqlite::params![seq, &[0x01u8][..], seq]).unwrap_or_else(|e| fail(e));
+        }
+        conn.execute_batch("COMMIT").unwrap_or_else(|e| fail(e));
+    }
+    started.elapsed()
+}
+
+/// Kills the worker process when the benchmark ends, however it ends.
+struct WorkerProcess(Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `executions` concurrent executions of `steps(n)` through a server and one worker process,
+/// each submitted with `run/sync`. Timed from the first submission to the last answer.
+async fn server(executions: u32, n: u32) -> Duration {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap_or_else(|e| fail(e));
+    let server = flux::server::Server::new()
+        .engine(&engine)
+        .bootstrap_token(TOKEN)
+        .admin_token("compare-admin-token")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let url = server.url();
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(e));
+    let _worker = WorkerProcess(
+        Command::new(exe)
+            .args(["worker", &url])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| fail(format!("cannot start the worker: {e}"))),
+    );
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list: Vec<serde_json::Value> = client
+            .get(format!("{url}/workflows"))
+            .send()
+            .await
+            .unwrap_or_else(|e| fail(e))
+            .json()
+            .await
+            .unwrap_or_default();
+        if !list.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail("the worker did not register within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let runs = (0..executions).map(|_| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let answer: serde_json::Value = client
+                .post(format!("{url}/workflows/steps/run/sync"))
+                .json(&n)
+                .send()
+                .await
+                .unwrap_or_else(|e| fail(e))
+                .json()
+                .await
+                .unwrap_or_else(|e| fail(e));
+            if answer["state"] != "COMPLETED" || answer["output"] != expected(n) {
+                fail(format!("server run did not complete with {}: {answer}", expected(n)));
+            }
+        }
+    });
+    futures::future::join_all(runs).await;
+    let took = started.elapsed();
+    server.shutdown().await.unwrap_or_else(|e| fail(e));
+    took
+}
+
+/// The worker process of [`server`]: runs `steps` for the server at `url` with an in-memory
+/// engine of its own, until it is killed.
+async fn worker(url: &str) {
+    let worker = flux::worker::Worker::new(url)
+        .name("compare-worker")
+        .bootstrap_token(TOKEN)
+        .max_concurrency(256)
+        .register(steps);
+    if let Err(e) = worker.run().await {
+        fail(e);
+    }
+}
