@@ -1,73 +1,72 @@
-//! `replay`: re-running a 1,000-task execution from a fresh engine, reported per recorded step.
+//! `replay`: re-running an execution whose N tasks are all recorded, reported per recorded step,
+//! at N = 100, 1,000, 10,000 and 100,000.
 //!
-//! - `recorded_tasks`: the log holds all 1,000 completed tasks but no final event (a crash just
-//!   before the end); the body runs again and every call is answered from the log.
-//! - `finished`: the execution is complete and is returned as stored.
+//! - `recorded_tasks`: the log holds all N completed tasks but no final event (a process killed
+//!   just before the end); the body runs again and every call is answered from the log. Timed
+//!   from the call of `replay` (which reads the log once) to its result.
+//! - `finished`: the execution is complete and is returned as stored (its log is still read).
+//!
+//! ```text
+//! cargo bench -p flux-suite --bench replay
+//! ```
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flux::EventType;
 use flux::prelude::*;
-use flux_suite::{StoppedLog, steps};
+use flux_suite::{StoppedLog, step, steps};
 
 /// The log a process killed just before `WORKFLOW_COMPLETED` leaves behind.
 fn recorded_log(id: &str, n: u32) -> Vec<flux::store::Write> {
-    let mut log = StoppedLog::new("steps", id, &n);
+    let mut log = StoppedLog::new(steps::NAME, id, &n);
     for i in 0..n {
-        let task_id = log.task_started("step", &(i,));
-        log.event(EventType::TaskCompleted, &task_id, "step", &i);
+        let task_id = log.task_started(step::NAME, &(i,));
+        log.event(EventType::TaskCompleted, &task_id, step::NAME, &i);
     }
     log.into_writes()
 }
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let n = 1_000u32;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("flux.db");
     let mut group = c.benchmark_group("replay");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
-
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::open(dir.path().join("flux.db")).expect("engine");
     let mut counter = 0u64;
-    group.bench_function(BenchmarkId::new("recorded_tasks", n), |b| {
-        b.iter_custom(|iters| {
-            // Prepare one crashed execution per iteration, then replay each from a fresh engine.
-            let writer = Engine::open(&path).expect("engine");
-            let ids: Vec<String> = (0..iters)
-                .map(|_| {
-                    counter += 1;
-                    let id = format!("crashed-{counter}");
-                    rt.block_on(writer.store().write(recorded_log(&id, n))).expect("write");
-                    id
-                })
-                .collect();
-            drop(writer);
-            let engine = Engine::open(&path).expect("engine");
-            let start = Instant::now();
-            for id in &ids {
-                let execution = rt.block_on(steps.on(&engine).replay(id)).expect("replay");
-                assert!(execution.has_succeeded());
-            }
-            start.elapsed() / n
+    for n in [100u32, 1_000, 10_000, 100_000] {
+        let expected = u64::from(n) * u64::from(n - 1) / 2;
+        group.bench_function(BenchmarkId::new("recorded_tasks", n), |b| {
+            b.iter_custom(|iters| {
+                // One crashed execution per iteration, each replayed once.
+                let ids: Vec<String> = (0..iters)
+                    .map(|_| {
+                        counter += 1;
+                        let id = format!("crashed-{counter}");
+                        rt.block_on(engine.store().write(recorded_log(&id, n))).expect("write");
+                        id
+                    })
+                    .collect();
+                let start = Instant::now();
+                for id in &ids {
+                    let execution = rt.block_on(steps.on(&engine).replay(id)).expect("replay");
+                    assert_eq!(execution.output(), Some(&expected));
+                }
+                start.elapsed() / n
+            });
         });
-    });
-
-    let finished = {
-        let engine = Engine::open(&path).expect("engine");
-        rt.block_on(steps.on(&engine).run(n)).expect("run").execution_id().to_string()
-    };
-    group.bench_function(BenchmarkId::new("finished", n), |b| {
-        let engine = Engine::open(&path).expect("engine");
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let execution = rt.block_on(steps.on(&engine).replay(&finished)).expect("replay");
-                assert!(execution.has_succeeded());
-            }
-            start.elapsed() / n
+        let finished = rt.block_on(steps.on(&engine).run(n)).expect("run").execution_id().to_string();
+        group.bench_function(BenchmarkId::new("finished", n), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let execution = rt.block_on(steps.on(&engine).replay(&finished)).expect("replay");
+                    assert_eq!(execution.output(), Some(&expected));
+                }
+                start.elapsed() / n
+            });
         });
-    });
+    }
     group.finish();
 }
 

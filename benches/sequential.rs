@@ -1,8 +1,15 @@
-//! `sequential`: one workflow of N trivial tasks on SQLite, reported per step.
+//! `sequential`: one workflow of N trivial tasks on SQLite, reported per step, at N = 100, 1,000,
+//! 10,000 and 100,000, in each durability mode.
 //!
-//! Each iteration runs a whole workflow; the time criterion reports is divided by N, so it reads
-//! as the cost of one durable step (hash the arguments, look the id up, append
-//! `TASK_STARTED` / `TASK_COMPLETED`, wait for the commit).
+//! Each iteration runs a whole workflow on a fresh database; the time criterion reports is divided
+//! by N, so it reads as the cost of one durable step (hash the arguments, look the id up, append
+//! `TASK_STARTED` / `TASK_COMPLETED`, wait for the commit). The `full` mode stops at 10,000
+//! steps: 100,000 fsyncs take half a minute per sample.
+//!
+//! ```text
+//! cargo bench -p flux-suite --bench sequential
+//! cargo bench -p flux-suite --bench sequential -- 'sequential/default'
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -14,34 +21,27 @@ use flux_suite::steps;
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut group = c.benchmark_group("sequential");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
-    for (label, durability) in [("default", Durability::Default), ("full", Durability::Full)] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("flux.db");
-        let engine = Engine::open_with(&path, durability).expect("engine");
-        let n = 1_000u32;
-        if durability == Durability::Default {
-            let fresh = tempfile::tempdir().expect("tempdir");
-            let one = Engine::open(fresh.path().join("flux.db")).expect("engine");
-            rt.block_on(steps.on(&one).run(n)).expect("run");
-            drop(one);
-            let size: u64 = ["flux.db", "flux.db-wal"]
-                .iter()
-                .filter_map(|f| std::fs::metadata(fresh.path().join(f)).ok())
-                .map(|m| m.len())
-                .sum();
-            eprintln!("database size after one {n}-task execution (file + WAL): {size} bytes");
-        }
-        group.bench_function(BenchmarkId::new(label, n), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let execution = rt.block_on(steps.on(&engine).run(n)).expect("run");
-                    assert!(execution.has_succeeded());
-                }
-                start.elapsed() / n
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
+    for durability in [Durability::Default, Durability::Batched, Durability::Full] {
+        for n in [100u32, 1_000, 10_000, 100_000] {
+            if durability == Durability::Full && n > 10_000 {
+                continue;
+            }
+            group.bench_function(BenchmarkId::new(durability.to_string(), n), |b| {
+                b.iter_custom(|iters| {
+                    let mut took = Duration::ZERO;
+                    for _ in 0..iters {
+                        let dir = tempfile::tempdir().expect("tempdir");
+                        let engine = Engine::open_with(dir.path().join("flux.db"), durability).expect("engine");
+                        let start = Instant::now();
+                        let execution = rt.block_on(steps.on(&engine).run(n)).expect("run");
+                        took += start.elapsed();
+                        assert_eq!(execution.output(), Some(&(u64::from(n) * u64::from(n - 1) / 2)));
+                    }
+                    took / n
+                });
             });
-        });
+        }
     }
     group.finish();
 }

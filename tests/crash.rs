@@ -96,6 +96,30 @@ fn killed_during_task_2_replays_without_rerunning_task_1() {
 }
 
 #[test]
+fn batched_mode_killed_during_task_2_keeps_a_prefix_of_the_log_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("effects.txt");
+    // TASK_STARTED of task 2 reaches the disk through a batch commit: the log is a prefix of
+    // what was recorded, so task 1's TASK_COMPLETED, recorded before it, is there too.
+    std::fs::write(dir.path().join("flux.toml"), "[flux]\ndurability = \"batched\"\n").unwrap();
+    kill_during_step(dir.path(), "batched-2", &file, 2);
+    assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+
+    let stdout = run_ok(command(dir.path()).args(["replay", "batched-2"]));
+    assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+    assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
+    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let stored = engine.store().load("batched-2").unwrap().expect("stored");
+    assert_eq!(stored.state, ExecutionState::Completed);
+    let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    let completed = stored.events.iter().filter(|e| e.kind() == EventType::TaskCompleted).count();
+    assert_eq!(completed, 3);
+}
+
+#[test]
 fn killed_inside_task_1_leaves_a_running_execution_that_completes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("effects.txt");

@@ -96,6 +96,33 @@ async fn full_durability_records_the_same_log() {
     assert_eq!(stored.events, execution.events());
 }
 
+#[tokio::test]
+async fn batched_durability_records_the_same_log_and_stores_it_before_run_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(dir.path().join("flux.db"), Durability::Batched).unwrap();
+    assert_eq!(engine.store().durability(), Durability::Batched);
+    let execution = doubler.on(&engine).run(4).await.unwrap();
+    assert_eq!(execution.output(), Some(&8));
+    // The task's result was handed back before its commit, but the final event is waited for,
+    // and everything queued before it is committed with it.
+    let stored = engine.store().load(execution.execution_id()).unwrap().unwrap();
+    assert_eq!(stored.events, execution.events());
+    use flux::EventType::*;
+    assert_eq!(flux_suite::kinds(&stored.events), [WorkflowStarted, TaskStarted, TaskCompleted, WorkflowCompleted]);
+}
+
+#[test]
+fn durability_is_read_from_its_name() {
+    assert_eq!("batched".parse::<Durability>().unwrap(), Durability::Batched);
+    assert_eq!(" Full ".parse::<Durability>().unwrap(), Durability::Full);
+    assert_eq!("normal".parse::<Durability>().unwrap(), Durability::Default);
+    let err = "fast".parse::<Durability>().unwrap_err();
+    assert!(err.to_string().contains("`fast`") && err.to_string().contains("`batched`"), "{err}");
+    let config = Config::from_sources(None, [("FLUX_DURABILITY".to_string(), "batched".to_string())]).unwrap();
+    assert_eq!(config.durability, Durability::Batched);
+    assert_eq!(Durability::Batched.to_string(), "batched");
+}
+
 #[test]
 fn missing_directories_are_created() {
     let dir = tempfile::tempdir().unwrap();

@@ -389,15 +389,15 @@ impl RunState {
     }
 
     /// In the `batched` mode, waits for the oldest commits not waited for while more than
-    /// [`BATCH_EVENTS`] are outstanding, so that a crash loses at most that many results.
+    /// [`BATCH_PENDING`] are outstanding, so that a crash loses at most that many.
     ///
-    /// [`BATCH_EVENTS`]: crate::store::BATCH_EVENTS
+    /// [`BATCH_PENDING`]: crate::store::BATCH_PENDING
     pub(crate) async fn bounded(&self) -> Result<()> {
         loop {
             let oldest = {
                 let mut inner = self.lock();
                 self.settle_pending(&mut inner, None)?;
-                if inner.pending.len() <= crate::store::BATCH_EVENTS {
+                if inner.pending.len() <= crate::store::BATCH_PENDING {
                     return Ok(());
                 }
                 inner.pending.pop_front()

@@ -86,10 +86,9 @@ pub enum Durability {
     /// `synchronous = FULL`).
     Full,
     /// A task's result is handed back before its commit; the writer commits every
-    /// [`BATCH_WINDOW`] or [`BATCH_EVENTS`] writes, whichever comes first, and a run never has
-    /// more than [`BATCH_EVENTS`] task results waiting for their commit. After a crash, at most the
-    /// tasks completed in that last window run again. Workflow state changes (start, pause, end)
-    /// are still waited for.
+    /// [`BATCH_WINDOW`] or [`BATCH_EVENTS`] writes, whichever comes first. After a crash, at most the
+    /// tasks completed in that last window run again (never more than [`BATCH_PENDING`]
+    /// batches). Workflow state changes (start, pause, end) are still waited for.
     Batched,
 }
 
@@ -100,9 +99,13 @@ pub const HOLD_WINDOW: std::time::Duration = std::time::Duration::from_millis(2)
 /// How often the `batched` mode commits.
 pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// How many queued writes make the `batched` mode commit before its window is over; also how
-/// many task results a run may have waiting for their commit before it waits for the oldest.
+/// How many queued writes make the `batched` mode commit before its window is over.
 pub const BATCH_EVENTS: usize = 1000;
+
+/// In the `batched` mode, how many batches of events (a task's start, its result) a run may have
+/// waiting for their commit before it waits for the oldest: room for the writer to commit one
+/// batch while the run goes on, and the bound on what a crash can lose.
+pub const BATCH_PENDING: usize = 4 * BATCH_EVENTS;
 
 impl std::str::FromStr for Durability {
     type Err = Error;

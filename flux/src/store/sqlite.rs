@@ -1000,6 +1000,63 @@ mod tests {
         assert_eq!(seqs("b"), [1, 2]);
     }
 
+    /// Waits (polling a reader) until execution `id` holds `events` events.
+    fn wait_for_events(store: &SqliteStore, id: &str, events: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.load(id).unwrap().map_or(0, |s| s.events.len()) < events {
+            assert!(Instant::now() < deadline, "the writes of `{id}` were never committed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn held_back_writes_are_committed_without_anyone_waiting() {
+        for durability in [Durability::Default, Durability::Full, Durability::Batched] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(dir.path().join("f.db"), durability).unwrap();
+            let mut commit = store.write_deferred(vec![create("a"), append("a", 1)]);
+            wait_for_events(&store, "a", 1);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let result = loop {
+                if let Some(result) = commit.try_result() {
+                    break result;
+                }
+                assert!(Instant::now() < deadline, "{durability}: the commit never resolved");
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            result.unwrap();
+        }
+    }
+
+    #[test]
+    fn a_commit_nobody_polls_is_still_made() {
+        for durability in [Durability::Default, Durability::Full, Durability::Batched] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(dir.path().join("f.db"), durability).unwrap();
+            drop(store.write(vec![create("a"), append("a", 1), append("a", 2)]));
+            wait_for_events(&store, "a", 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn batched_mode_commits_many_writes_in_few_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Batched).unwrap();
+        store.write(vec![create("a")]).await.unwrap();
+        let before = store.transactions();
+        let n = 3000u64;
+        let pending: Vec<Commit> = (1..=n).map(|seq| store.write_deferred(vec![append("a", seq)])).collect();
+        // The write someone waits for is committed with everything queued before it.
+        store.write(vec![append("a", n + 1)]).await.unwrap();
+        for mut commit in pending {
+            commit.try_result().expect("committed before the later write").unwrap();
+        }
+        let transactions = store.transactions() - before;
+        // At most one commit per BATCH_EVENTS writes, plus the one waited for.
+        assert!(transactions <= 1 + n / super::super::BATCH_EVENTS as u64, "{transactions} transactions");
+        assert_eq!(store.load("a").unwrap().unwrap().events.len(), usize::try_from(n + 1).unwrap());
+    }
+
     #[tokio::test]
     async fn events_must_follow_the_stored_log() {
         let dir = tempfile::tempdir().unwrap();

@@ -45,7 +45,8 @@ const IDLE_LIMIT: Duration = Duration::from_secs(15);
 /// How often the heartbeat task looks at the clock.
 const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
 
-/// How long progress waits for a write to carry it before it is sent on its own.
+/// How long progress, and writes nothing waits for yet (`TASK_STARTED`), wait for a write to
+/// carry them before they are sent on their own.
 const PROGRESS_FLUSH: Duration = Duration::from_millis(50);
 
 /// The longest wait between two attempts to reach the server.
@@ -441,7 +442,7 @@ async fn fail_unrunnable(shared: &Running, id: &str, seq: u64, source: &str, nam
     shared.store.send(id, writes).await
 }
 
-/// Sends progress no write carried within [`PROGRESS_FLUSH`].
+/// Sends progress and held-back writes no write carried within [`PROGRESS_FLUSH`].
 async fn progress_flusher(store: Arc<RemoteStore>) {
     loop {
         tokio::time::sleep(PROGRESS_FLUSH).await;

@@ -25,6 +25,10 @@ struct Held {
     events: Option<Subscription>,
     /// Stops the run.
     abort: Option<tokio::task::AbortHandle>,
+    /// Writes nothing waits for yet (`TASK_STARTED`), held back to travel with the next write
+    /// or the next progress flush, with the commits they resolve.
+    deferred: Vec<WireWrite>,
+    deferred_done: Vec<CommitSender>,
 }
 
 impl Held {
@@ -50,7 +54,7 @@ pub(crate) struct Outgoing {
     pub(crate) execution_id: Arc<str>,
     pub(crate) generation: u64,
     pub(crate) writes: Vec<WireWrite>,
-    pub(crate) done: CommitSender,
+    pub(crate) dones: Vec<CommitSender>,
 }
 
 pub(crate) struct RemoteStore {
@@ -71,7 +75,18 @@ impl RemoteStore {
 
     /// Starts routing the writes of `id` to the server under `generation`.
     pub(crate) fn hold(&self, id: &str, generation: u64, state: ExecutionState) {
-        self.held().insert(id.to_string(), Held { generation, state, wrote: false, events: None, abort: None });
+        self.held().insert(
+            id.to_string(),
+            Held {
+                generation,
+                state,
+                wrote: false,
+                events: None,
+                abort: None,
+                deferred: Vec::new(),
+                deferred_done: Vec::new(),
+            },
+        );
     }
 
     /// How to stop the run of `id` when its claim turns out to be lost.
@@ -97,19 +112,27 @@ impl RemoteStore {
         }
     }
 
-    /// Sends the progress of every held execution that no write has carried yet.
+    /// Sends the held-back writes and the progress of every held execution that no write has
+    /// carried yet.
     pub(crate) fn flush_progress(&self) {
         let mut held = self.held();
         for (id, h) in held.iter_mut() {
             let progress = h.take_progress();
-            if progress.is_empty() {
+            if progress.is_empty() && h.deferred.is_empty() {
                 continue;
             }
-            let (done, commit) = Commit::pending();
-            drop(commit);
-            let outgoing =
-                Outgoing { execution_id: Arc::from(id.as_str()), generation: h.generation, writes: progress, done };
-            if self.outbox.send(outgoing).is_err() {
+            let mut writes = std::mem::take(&mut h.deferred);
+            writes.extend(progress);
+            let outgoing = Outgoing {
+                execution_id: Arc::from(id.as_str()),
+                generation: h.generation,
+                writes,
+                dones: std::mem::take(&mut h.deferred_done),
+            };
+            if let Err(e) = self.outbox.send(outgoing) {
+                for done in e.0.dones {
+                    done.send(Err(stopped()));
+                }
                 return;
             }
         }
@@ -142,9 +165,11 @@ impl RemoteStore {
             return Commit::ready(Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` is not held"))));
         };
         let (done, commit) = Commit::pending();
-        let outgoing = Outgoing { execution_id: Arc::from(id), generation, writes, done };
+        let outgoing = Outgoing { execution_id: Arc::from(id), generation, writes, dones: vec![done] };
         if let Err(e) = self.outbox.send(outgoing) {
-            e.0.done.send(Err(stopped()));
+            for done in e.0.dones {
+                done.send(Err(stopped()));
+            }
         }
         commit
     }
@@ -166,11 +191,13 @@ fn execution_of(w: &Write) -> Option<&Arc<str>> {
     }
 }
 
-impl Store for RemoteStore {
-    fn write(&self, writes: Vec<Write>) -> Commit {
+impl RemoteStore {
+    /// Sends the writes of a held execution as a checkpoint (after what was held back for it),
+    /// or holds them back when `deferred`; other writes go to the local store.
+    fn route(&self, writes: Vec<Write>, deferred: bool) -> Commit {
         let remote_id = writes.iter().filter_map(execution_of).find(|id| self.held().contains_key(&***id)).cloned();
         let Some(id) = remote_id else {
-            return self.local.write(writes);
+            return if deferred { self.local.write_deferred(writes) } else { self.local.write(writes) };
         };
         let (remote, local): (Vec<Write>, Vec<Write>) =
             writes.into_iter().partition(|w| execution_of(w).is_some_and(|e| *e == id));
@@ -178,7 +205,7 @@ impl Store for RemoteStore {
             // Cache entries: kept here, best effort, before the checkpoint is acknowledged.
             drop(self.local.write(local));
         }
-        let progress;
+        let (progress, held_back, dones);
         let generation = {
             let mut held = self.held();
             let Some(h) = held.get_mut(&*id) else {
@@ -188,6 +215,8 @@ impl Store for RemoteStore {
                 )));
             };
             h.wrote = true;
+            held_back = std::mem::take(&mut h.deferred);
+            dones = std::mem::take(&mut h.deferred_done);
             progress = h.take_progress();
             for w in &remote {
                 if let Write::SetState { state, .. } = w
@@ -198,13 +227,34 @@ impl Store for RemoteStore {
             }
             h.generation
         };
-        let mut wire = progress;
-        wire.extend(remote.iter().filter_map(WireWrite::from_write));
         let (done, commit) = Commit::pending();
-        if let Err(e) = self.outbox.send(Outgoing { execution_id: id, generation, writes: wire, done }) {
-            e.0.done.send(Err(stopped()));
+        let mut wire = held_back;
+        wire.extend(progress);
+        wire.extend(remote.iter().filter_map(WireWrite::from_write));
+        let mut dones = dones;
+        dones.push(done);
+        if deferred && let Some(h) = self.held().get_mut(&*id) {
+            // Sent with the next write of this execution, or by the next progress flush.
+            h.deferred = wire;
+            h.deferred_done = dones;
+            return commit;
+        }
+        if let Err(e) = self.outbox.send(Outgoing { execution_id: id, generation, writes: wire, dones }) {
+            for done in e.0.dones {
+                done.send(Err(stopped()));
+            }
         }
         commit
+    }
+}
+
+impl Store for RemoteStore {
+    fn write(&self, writes: Vec<Write>) -> Commit {
+        self.route(writes, false)
+    }
+
+    fn write_deferred(&self, writes: Vec<Write>) -> Commit {
+        self.route(writes, true)
     }
 
     fn load(&self, execution_id: &str) -> Result<Option<StoredExecution>> {
@@ -355,13 +405,13 @@ pub(crate) async fn uploader(
             match groups.iter_mut().find(|g| g.id == o.execution_id && g.generation == o.generation) {
                 Some(g) => {
                     g.writes.extend(o.writes);
-                    g.dones.push(o.done);
+                    g.dones.extend(o.dones);
                 }
                 None => groups.push(Group {
                     id: o.execution_id,
                     generation: o.generation,
                     writes: o.writes,
-                    dones: vec![o.done],
+                    dones: o.dones,
                 }),
             }
         }
