@@ -24,37 +24,39 @@ cargo build --release --quiet -p flux-suite --features server --example flux_ben
 flux=target/release/examples/flux_bench
 py=$(benches/compare/setup_python.sh | tail -1)
 
-# run SIDE LABEL COMMAND...: runs COMMAND $runs times, tagging each JSON line with SIDE and LABEL.
-run() {
-    local side=$1 label=$2
-    shift 2
-    for ((i = 1; i <= runs; i++)); do
-        echo "  $side $label ($i/$runs)" >&2
-        local line
-        line=$("$@")
+# Every workload, each run once: SIDE LABEL COMMAND... per line. The runs are interleaved (run 1
+# of everything, then run 2, ...) so that a drift of the machine, fsync latency above all, weighs
+# on flux, Python and the limit alike.
+workloads=(
+    "limit raw-normal $flux raw 2000 normal"
+    "limit raw-full $flux raw 300 full"
+    "limit raw-batch100 $flux raw 100000 normal-batch100"
+    "flux sequential $flux sequential 1000 default"
+    "flux sequential-full $flux sequential 300 full"
+    "flux sequential-batched $flux sequential 10000 batched"
+    "flux map $flux map 1000"
+    "flux map-10k $flux map 10000"
+    "flux parallel $flux parallel 100"
+    "flux parallel-10k $flux parallel 10000"
+    "flux replay $flux replay 1000"
+    "flux sequential-100k $flux sequential 100000 default"
+    "flux server $flux server 100"
+    "flux server-50x100 $flux server-concurrent 50 100"
+    "python sequential $py benches/compare/python/bench_flux.py sequential 1000"
+    "python map $py benches/compare/python/bench_flux.py map 1000"
+    "python parallel $py benches/compare/python/bench_flux.py parallel 100"
+    "python replay $py benches/compare/python/bench_flux.py replay 1000"
+    "python server $py benches/compare/python/bench_flux.py server 100"
+)
+
+for ((i = 1; i <= runs; i++)); do
+    for workload in "${workloads[@]}"; do
+        read -r side label command <<<"$workload"
+        echo "  run $i/$runs: $side $label" >&2
+        # shellcheck disable=SC2086 # the command line is split into words on purpose
+        line=$($command)
         echo "{\"side\": \"$side\", \"label\": \"$label\", \"result\": $line}" >>"$results"
     done
-}
-
-echo "running $runs runs of each workload..." >&2
-run limit raw-normal "$flux" raw 2000 normal
-run limit raw-full "$flux" raw 300 full
-run limit raw-batch100 "$flux" raw 100000 normal-batch100
-run flux sequential "$flux" sequential 1000 default
-run flux sequential-full "$flux" sequential 300 full
-run flux sequential-batched "$flux" sequential 10000 batched
-run flux map "$flux" map 1000
-run flux map-10k "$flux" map 10000
-run flux parallel "$flux" parallel 100
-run flux parallel-10k "$flux" parallel 10000
-run flux replay "$flux" replay 1000
-run flux sequential-100k "$flux" sequential 100000 default
-run flux server "$flux" server 100
-run flux server-50x100 "$flux" server-concurrent 50 100
-run python sequential "$py" benches/compare/python/bench_flux.py sequential 1000
-run python map "$py" benches/compare/python/bench_flux.py map 1000
-run python parallel "$py" benches/compare/python/bench_flux.py parallel 100
-run python replay "$py" benches/compare/python/bench_flux.py replay 1000
-run python server "$py" benches/compare/python/bench_flux.py server 100
+done
 
 python3 benches/compare/table.py "$results"
