@@ -1,12 +1,13 @@
-//! The SQLite store: one database file in WAL mode, one writer thread with group commit, and a
-//! small pool of read connections.
+//! The SQLite store: one database file in WAL mode, one writing connection with group commit,
+//! and a small pool of read connections.
 //!
-//! The writer thread owns the only writing connection of this process. It blocks for the first
-//! queued batch, takes every other batch already waiting, and commits them all in one
-//! transaction, so concurrent tasks and executions share commits instead of paying one each. If
-//! that transaction fails, each batch is retried alone so that one bad batch cannot fail its
-//! neighbours. Other processes may use the same file: SQLite's locking (with a busy timeout)
-//! serialises their transactions.
+//! Writes are queued in order. Whoever commits takes every batch queued at that moment and
+//! commits them all in one transaction, so concurrent tasks and executions share commits instead
+//! of paying one each: the task waiting for a commit when nobody else is committing (not in the
+//! `full` mode), otherwise the writer thread, which also commits held-back batches once their
+//! window is over. If that transaction fails, each batch is retried alone so that one bad batch
+//! cannot fail its neighbours. Other processes may use the same file: SQLite's locking (with a
+//! busy timeout) serialises their transactions.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
