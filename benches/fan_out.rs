@@ -9,26 +9,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flux::prelude::*;
-use flux_suite::step;
-
-#[flux::workflow]
-async fn mapped(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
-    let out = step::map(0..*ctx.input()).await?;
-    Ok(out.iter().map(|&v| u64::from(v)).sum())
-}
-
-#[flux::workflow]
-async fn fan_out(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
-    let out = flux::parallel((0..*ctx.input()).map(step)).await?;
-    Ok(out.iter().map(|&v| u64::from(v)).sum())
-}
+use flux_suite::{mapped_steps, parallel_steps, steps_sum};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut group = c.benchmark_group("fan_out");
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
     for n in [100u32, 1_000, 10_000, 100_000] {
-        let expected = u64::from(n) * u64::from(n - 1) / 2;
+        let expected = steps_sum(n);
         for kind in ["map", "parallel"] {
             group.bench_function(BenchmarkId::new(kind, n), |b| {
                 b.iter_custom(|iters| {
@@ -38,8 +26,8 @@ fn bench(c: &mut Criterion) {
                         let engine = Engine::open(dir.path().join("flux.db")).expect("engine");
                         let start = Instant::now();
                         let execution = match kind {
-                            "map" => rt.block_on(mapped.on(&engine).run(n)),
-                            _ => rt.block_on(fan_out.on(&engine).run(n)),
+                            "map" => rt.block_on(mapped_steps.on(&engine).run(n)),
+                            _ => rt.block_on(parallel_steps.on(&engine).run(n)),
                         }
                         .expect("run");
                         took += start.elapsed();

@@ -13,19 +13,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use flux::EventType;
 use flux::prelude::*;
-use flux_suite::{StoppedLog, step, steps};
-
-/// The log a process killed just before `WORKFLOW_COMPLETED` leaves behind.
-fn recorded_log(id: &str, n: u32) -> Vec<flux::store::Write> {
-    let mut log = StoppedLog::new(steps::NAME, id, &n);
-    for i in 0..n {
-        let task_id = log.task_started(step::NAME, &(i,));
-        log.event(EventType::TaskCompleted, &task_id, step::NAME, &i);
-    }
-    log.into_writes()
-}
+use flux_suite::{crashed_steps, steps, steps_sum};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -35,7 +24,7 @@ fn bench(c: &mut Criterion) {
     let engine = Engine::open(dir.path().join("flux.db")).expect("engine");
     let mut counter = 0u64;
     for n in [100u32, 1_000, 10_000, 100_000] {
-        let expected = u64::from(n) * u64::from(n - 1) / 2;
+        let expected = steps_sum(n);
         group.bench_function(BenchmarkId::new("recorded_tasks", n), |b| {
             b.iter_custom(|iters| {
                 // One crashed execution per iteration, each replayed once.
@@ -43,7 +32,7 @@ fn bench(c: &mut Criterion) {
                     .map(|_| {
                         counter += 1;
                         let id = format!("crashed-{counter}");
-                        rt.block_on(engine.store().write(recorded_log(&id, n))).expect("write");
+                        rt.block_on(crashed_steps(&id, n).commit(&engine));
                         id
                     })
                     .collect();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flux::Durability;
 use flux::prelude::*;
-use flux_suite::steps;
+use flux_suite::{steps, steps_sum};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
                         let start = Instant::now();
                         let execution = rt.block_on(steps.on(&engine).run(n)).expect("run");
                         took += start.elapsed();
-                        assert_eq!(execution.output(), Some(&(u64::from(n) * u64::from(n - 1) / 2)));
+                        assert_eq!(execution.output(), Some(&steps_sum(n)));
                     }
                     took / n
                 });

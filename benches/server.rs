@@ -36,33 +36,13 @@ fn bench(c: &mut Criterion) {
             .register(steps);
         tokio::spawn(worker.run());
         let client = reqwest::Client::new();
-        loop {
-            let list: Vec<serde_json::Value> =
-                client.get(format!("{url}/workflows")).send().await.expect("catalog").json().await.expect("json");
-            if !list.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        flux_suite::http::wait_for_catalog(&client, &url, Duration::from_secs(30)).await.expect("worker registered");
         (server, url)
     });
     let client = reqwest::Client::new();
     let run = |n: u32| {
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            let answer: serde_json::Value = client
-                .post(format!("{url}/workflows/steps/run/sync"))
-                .json(&n)
-                .send()
-                .await
-                .expect("run")
-                .json()
-                .await
-                .expect("json");
-            assert_eq!(answer["state"], "COMPLETED", "{answer}");
-            assert_eq!(answer["output"], u64::from(n) * u64::from(n - 1) / 2);
-        }
+        let (client, url) = (client.clone(), url.clone());
+        async move { flux_suite::http::run_steps(&client, &url, n).await.expect("run") }
     };
 
     let mut group = c.benchmark_group("server");

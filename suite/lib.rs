@@ -35,6 +35,78 @@ pub async fn steps(ctx: flux::ExecutionContext<u32>) -> flux::Result<u64> {
     Ok(sum)
 }
 
+/// What `steps(n)` returns: `0 + 1 + ... + (n - 1)`; also what the map and parallel workloads
+/// below return.
+pub fn steps_sum(n: u32) -> u64 {
+    u64::from(n) * u64::from(n.saturating_sub(1)) / 2
+}
+
+/// `step::map(0..n)`, summed: the map workload of the benchmarks.
+#[flux::workflow]
+pub async fn mapped_steps(ctx: flux::ExecutionContext<u32>) -> flux::Result<u64> {
+    let out = step::map(0..*ctx.input()).await?;
+    Ok(out.iter().map(|&v| u64::from(v)).sum())
+}
+
+/// `flux::parallel` of `step(0)` ... `step(n - 1)`, summed: the parallel workload of the
+/// benchmarks.
+#[flux::workflow]
+pub async fn parallel_steps(ctx: flux::ExecutionContext<u32>) -> flux::Result<u64> {
+    let out = flux::parallel((0..*ctx.input()).map(step)).await?;
+    Ok(out.iter().map(|&v| u64::from(v)).sum())
+}
+
+/// The log of `steps(n)` that a process killed just before `WORKFLOW_COMPLETED` leaves: every
+/// task recorded, so that a replay answers each call from the log.
+pub fn crashed_steps(id: &str, n: u32) -> StoppedLog {
+    let mut log = StoppedLog::new(steps::NAME, id, &n);
+    for i in 0..n {
+        let task_id = log.task_started(step::NAME, &(i,));
+        log.event(EventType::TaskCompleted, &task_id, step::NAME, &i);
+    }
+    log
+}
+
+/// Driving a flux server over HTTP in the benchmarks.
+#[cfg(feature = "server")]
+pub mod http {
+    use std::time::{Duration, Instant};
+
+    /// Waits until the server at `url` lists a workflow (its worker has registered).
+    pub async fn wait_for_catalog(client: &reqwest::Client, url: &str, patience: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let answer = client.get(format!("{url}/workflows")).send().await.map_err(|e| e.to_string())?;
+            let list: Vec<serde_json::Value> = answer.json().await.unwrap_or_default();
+            if !list.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no workflow registered at {url} within {patience:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Runs `steps(n)` on the server at `url` with `run/sync` and checks that it completed with
+    /// [`steps_sum`](super::steps_sum)`(n)`.
+    pub async fn run_steps(client: &reqwest::Client, url: &str, n: u32) -> Result<(), String> {
+        let answer: serde_json::Value = client
+            .post(format!("{url}/workflows/steps/run/sync"))
+            .json(&n)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer["state"] != "COMPLETED" || answer["output"] != super::steps_sum(n) {
+            return Err(format!("steps({n}) did not complete with {}: {answer}", super::steps_sum(n)));
+        }
+        Ok(())
+    }
+}
+
 /// The log a process leaves behind when it stops in the middle of an execution, built event by
 /// event, for tests and benchmarks of replay.
 ///

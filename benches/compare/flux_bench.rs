@@ -19,26 +19,10 @@ use std::time::{Duration, Instant};
 
 use flux::Durability;
 use flux::prelude::*;
-use flux_suite::{step, steps};
+use flux_suite::{crashed_steps, mapped_steps, parallel_steps, steps, steps_sum};
 
 /// The bootstrap token shared by the benchmark's server and worker (loopback only).
 const TOKEN: &str = "compare-bootstrap-token";
-
-#[flux::workflow]
-async fn mapped(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
-    let out = step::map(0..*ctx.input()).await?;
-    Ok(out.iter().map(|&v| u64::from(v)).sum())
-}
-
-#[flux::workflow]
-async fn fan_out(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
-    let out = flux::parallel((0..*ctx.input()).map(step)).await?;
-    Ok(out.iter().map(|&v| u64::from(v)).sum())
-}
-
-fn expected(n: u32) -> u64 {
-    u64::from(n) * u64::from(n.saturating_sub(1)) / 2
-}
 
 fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("flux_bench: {message}");
@@ -111,8 +95,8 @@ fn main() {
 async fn in_process(engine: &Engine, workload: &str, n: u32) -> Duration {
     let check = |execution: flux::Result<Execution<u32, u64>>| {
         let execution = execution.unwrap_or_else(|e| fail(e));
-        if execution.output() != Some(&expected(n)) {
-            fail(format!("{workload}: wrong output {:?}, expected {}", execution.output(), expected(n)));
+        if execution.output() != Some(&steps_sum(n)) {
+            fail(format!("{workload}: wrong output {:?}, expected {}", execution.output(), steps_sum(n)));
         }
     };
     if workload == "replay" {
@@ -122,12 +106,7 @@ async fn in_process(engine: &Engine, workload: &str, n: u32) -> Duration {
         let repeat: u32 = std::env::var("FLUX_BENCH_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
         let ids: Vec<String> = (0..repeat).map(|r| format!("crashed-{r}")).collect();
         for id in &ids {
-            let mut log = flux_suite::StoppedLog::new(steps::NAME, id, &n);
-            for i in 0..n {
-                let task_id = log.task_started(step::NAME, &(i,));
-                log.event(flux::EventType::TaskCompleted, &task_id, step::NAME, &i);
-            }
-            log.commit(engine).await;
+            crashed_steps(id, n).commit(engine).await;
         }
         let _profiled = Profiled::start();
         let started = Instant::now();
@@ -140,8 +119,8 @@ async fn in_process(engine: &Engine, workload: &str, n: u32) -> Duration {
     let started = Instant::now();
     match workload {
         "sequential" => check(steps.on(engine).run(n).await),
-        "map" => check(mapped.on(engine).run(n).await),
-        _ => check(fan_out.on(engine).run(n).await),
+        "map" => check(mapped_steps.on(engine).run(n).await),
+        _ => check(parallel_steps.on(engine).run(n).await),
     }
     started.elapsed()
 }
@@ -234,42 +213,10 @@ async fn server(executions: u32, n: u32) -> Duration {
             .unwrap_or_else(|e| fail(format!("cannot start the worker: {e}"))),
     );
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list: Vec<serde_json::Value> = client
-            .get(format!("{url}/workflows"))
-            .send()
-            .await
-            .unwrap_or_else(|e| fail(e))
-            .json()
-            .await
-            .unwrap_or_default();
-        if !list.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            fail("the worker did not register within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    flux_suite::http::wait_for_catalog(&client, &url, Duration::from_secs(30)).await.unwrap_or_else(|e| fail(e));
     let started = Instant::now();
-    let runs = (0..executions).map(|_| {
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            let answer: serde_json::Value = client
-                .post(format!("{url}/workflows/steps/run/sync"))
-                .json(&n)
-                .send()
-                .await
-                .unwrap_or_else(|e| fail(e))
-                .json()
-                .await
-                .unwrap_or_else(|e| fail(e));
-            if answer["state"] != "COMPLETED" || answer["output"] != expected(n) {
-                fail(format!("server run did not complete with {}: {answer}", expected(n)));
-            }
-        }
+    let runs = (0..executions).map(|_| async {
+        flux_suite::http::run_steps(&client, &url, n).await.unwrap_or_else(|e| fail(e));
     });
     futures::future::join_all(runs).await;
     let took = started.elapsed();

@@ -320,8 +320,7 @@ pub struct Commit(CommitInner);
 
 /// A store that can commit queued writes on the thread of a task waiting for them.
 pub(crate) trait Help: Send + Sync {
-    /// Commits what is queued now, if the store does that on waiting threads and nobody else is
-    /// committing; otherwise does nothing.
+    /// Commits what is queued now, unless someone else is committing.
     fn help(&self);
 }
 

@@ -183,7 +183,8 @@ impl SqliteStore {
     }
 
     fn queue(&self, writes: Vec<Write>, deferred: bool) -> Commit {
-        let (done, commit) = Commit::helped(self.shared.clone());
+        // In the `full` mode nobody but the writer thread commits: nothing for a waiter to do.
+        let (done, commit) = if self.shared.inline { Commit::helped(self.shared.clone()) } else { Commit::pending() };
         match self.shared.push(Job { writes, done, deferred }) {
             Ok(()) => commit,
             Err(_) => Commit::ready(Err(Error::new(ErrorKind::Storage, "the storage writer has stopped"))),
@@ -410,9 +411,6 @@ impl Shared {
 
 impl super::Help for Shared {
     fn help(&self) {
-        if !self.inline {
-            return;
-        }
         let Ok(mut w) = self.writer.try_lock() else {
             // Someone is committing; what it leaves behind goes to the writer thread.
             return;
