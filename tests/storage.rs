@@ -38,16 +38,18 @@ async fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
         let engine = Engine::open(&path).unwrap();
         doubler.on(&engine).run(21).await.unwrap().execution_id().to_string()
     };
-    {
+    let version: i64 = {
         let conn = rusqlite::Connection::open(&path).unwrap();
+        let version = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
         conn.execute("UPDATE flux_schema SET version = 99", []).unwrap();
-    }
+        version
+    };
     let err = Engine::open(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
     assert!(err.to_string().contains("schema version 99"), "{err}");
 
     // Put the version back: the execution recorded before is all there.
-    rusqlite::Connection::open(&path).unwrap().execute("UPDATE flux_schema SET version = 1", []).unwrap();
+    rusqlite::Connection::open(&path).unwrap().execute("UPDATE flux_schema SET version = ?1", [version]).unwrap();
     let engine = Engine::open(&path).unwrap();
     let execution = doubler.on(&engine).status(&id).await.unwrap();
     assert_eq!(execution.output(), Some(&42));

@@ -1205,7 +1205,10 @@ async fn event_times_outside_the_years_1970_to_9999_are_refused() {
     // A time past 9999 written into the database behind the server's back.
     let other_process = rusqlite::Connection::open(&db).expect("the database opens");
     let changed = other_process
-        .execute("UPDATE events SET time = ?1 WHERE execution_id = ?2 AND seq = 3", rusqlite::params![i64::MAX, id])
+        .execute(
+            "UPDATE events SET time = ?1 WHERE execution = (SELECT pk FROM executions WHERE id = ?2) AND seq = 3",
+            rusqlite::params![i64::MAX, id],
+        )
         .expect("the event is updated");
     assert_eq!(changed, 1);
     let shown = status(&client, &url, "three_steps", &id).await;

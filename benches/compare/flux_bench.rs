@@ -160,13 +160,13 @@ fn raw(n: u32, mode: &str) -> Duration {
     let conn = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap_or_else(|e| fail(e));
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};
-         CREATE TABLE events (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+         CREATE TABLE events (execution INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
              source_id TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, time INTEGER NOT NULL,
-             PRIMARY KEY (execution_id, seq)) WITHOUT ROWID;"
+             PRIMARY KEY (execution, seq)) WITHOUT ROWID;"
     ))
     .unwrap_or_else(|e| fail(e));
     let mut insert = conn
-        .prepare("INSERT INTO events VALUES ('0196a1b2-raw', ?1, 'TASK_COMPLETED', 'step_4f2c9d1e', 'step', ?2, ?3)")
+        .prepare("INSERT INTO events VALUES (1, ?1, 'TASK_COMPLETED', 'step_4f2c9d1e', 'step', ?2, ?3)")
         .unwrap_or_else(|e| fail(e));
     let started = Instant::now();
     let mut seq = 0i64;

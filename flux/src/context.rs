@@ -258,7 +258,7 @@ impl RunState {
             inner: Mutex::new(RunInner {
                 next_seq: events.last().map_or(1, |e| e.seq + 1),
                 events,
-                occurrences: Occurrences::default(),
+                occurrences: Occurrences::with_capacity(tasks.len()),
                 tasks,
                 pending: std::collections::VecDeque::new(),
                 broken: None,

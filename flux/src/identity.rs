@@ -109,6 +109,13 @@ pub(crate) struct Occurrences {
 }
 
 impl Occurrences {
+    /// Room for `calls` distinct ids without growing (a replay knows how many the log holds).
+    pub(crate) fn with_capacity(calls: usize) -> Self {
+        let mut seen = IdMap::default();
+        seen.reserve(calls);
+        Occurrences { seen }
+    }
+
     /// The id of the next call with `base` id: `base` the first time, then `base~1`, `base~2`...
     pub(crate) fn next(&mut self, base: Arc<str>) -> Arc<str> {
         let n = self.seen.entry(base.clone()).or_insert(0);

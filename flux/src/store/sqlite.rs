@@ -8,6 +8,12 @@
 //! window is over. If that transaction fails, each batch is retried alone so that one bad batch
 //! cannot fail its neighbours. Other processes may use the same file: SQLite's locking (with a
 //! busy timeout) serialises their transactions.
+//!
+//! The schema carries its version in `flux_schema`; opening a file of an older version migrates
+//! it forward in one transaction (a newer one is refused). Since version 2, an execution's events
+//! carry its integer key (`executions.pk`) rather than its text id, which keeps each row and its
+//! key comparisons small; to read the log by hand, the view `execution_events` shows it with the
+//! text id (`SELECT * FROM execution_events WHERE execution_id = '…' ORDER BY seq`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +25,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use super::{Commit, CommitSender, Durability, Store, StoredExecution, Write};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, ExecutionState, from_micros, to_micros};
+use crate::event::{Event, EventType, ExecutionState, from_micros, to_micros};
 
 /// The schema version this build writes. Databases with a higher version are refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,6 +93,50 @@ const MIGRATIONS: &[&str] = &[
         enabled INTEGER NOT NULL DEFAULT 1,
         created_at INTEGER NOT NULL
     );",
+    // 1 -> 2: events are keyed by their execution's integer key instead of its text id, which
+    // makes each appended row (and its key comparisons) smaller. The key is an explicit INTEGER
+    // PRIMARY KEY so that VACUUM cannot renumber it. `execution_events` shows the log with the
+    // text id, for reading the file by hand. (`migrate` refuses first if an event has no
+    // execution, so that the copy below drops nothing.)
+    "CREATE TABLE executions_v2 (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        workflow_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        input BLOB NOT NULL,
+        output BLOB,
+        parent_id TEXT,
+        worker TEXT,
+        claim_generation INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    INSERT INTO executions_v2 (pk, id, workflow_name, state, input, output, parent_id, worker, claim_generation,
+                               created_at, updated_at)
+        SELECT rowid, id, workflow_name, state, input, output, parent_id, worker, claim_generation, created_at,
+               updated_at
+        FROM executions;
+    CREATE TABLE events_v2 (
+        execution INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY (execution, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO events_v2 (execution, seq, type, source_id, name, value, time)
+        SELECT x.pk, e.seq, e.type, e.source_id, e.name, e.value, e.time
+        FROM events e JOIN executions_v2 x ON x.id = e.execution_id;
+    DROP TABLE events;
+    DROP TABLE executions;
+    ALTER TABLE executions_v2 RENAME TO executions;
+    ALTER TABLE events_v2 RENAME TO events;
+    CREATE INDEX executions_by_workflow ON executions (workflow_name, state);
+    CREATE VIEW execution_events AS
+        SELECT x.id AS execution_id, e.seq, e.type, e.source_id, e.name, e.value, e.time
+        FROM events e JOIN executions x ON x.pk = e.execution;",
 ];
 
 struct Job {
@@ -264,6 +314,27 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         ));
     }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        if from == 1 {
+            // Version 2 keys events by their execution's row: an event without one would be
+            // dropped by the copy, so the migration is refused (and nothing changed) instead.
+            let orphans: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM events WHERE execution_id NOT IN (SELECT id FROM executions)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if orphans > 0 {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "database `{}`: {orphans} events belong to no execution; the migration to schema \
+                         version 2 would drop them, so the file was left unchanged",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         tx.execute_batch(sql)
             .map_err(|e| sql_error(path, &format!("migration {from} -> {} failed for", from + 1), e))?;
     }
@@ -452,42 +523,54 @@ fn commit_group(w: &mut Writer, transactions: &AtomicU64) {
     }
 }
 
-/// The last event seq of each execution this writer appended to, so that checking that an
-/// event follows its log needs no query in the common case. Changes made inside a transaction
-/// are kept apart until it commits. Entries go when an execution finishes.
+/// An execution's integer key (`executions.pk`, which its events carry) and its last event seq.
+#[derive(Clone, Copy)]
+struct LogEnd {
+    key: i64,
+    seq: i64,
+}
+
+/// The key and last event seq of each execution this writer appended to, so that an append
+/// needs no query in the common case. Changes made inside a transaction are kept apart until it
+/// commits. Entries go when an execution finishes.
 #[derive(Default)]
 struct LastSeqs {
-    known: crate::identity::IdMap<Arc<str>, i64>,
-    /// Changes of the open transaction: a new last seq, or `None` for a finished execution.
-    in_transaction: crate::identity::IdMap<Arc<str>, Option<i64>>,
+    known: crate::identity::IdMap<Arc<str>, LogEnd>,
+    /// Changes of the open transaction: a new end, or `None` for a finished execution.
+    in_transaction: crate::identity::IdMap<Arc<str>, Option<LogEnd>>,
 }
 
 impl LastSeqs {
-    fn last(&mut self, conn: &Connection, execution_id: &Arc<str>) -> rusqlite::Result<i64> {
+    /// The remembered end of the log, or the stored one; `None` if there is no such execution.
+    fn last(&mut self, conn: &Connection, execution_id: &Arc<str>) -> rusqlite::Result<Option<LogEnd>> {
         match self.in_transaction.get(execution_id) {
-            Some(Some(seq)) => return Ok(*seq),
+            Some(Some(end)) => return Ok(Some(*end)),
             Some(None) => {}
             None => {
-                if let Some(seq) = self.known.get(execution_id) {
-                    return Ok(*seq);
+                if let Some(end) = self.known.get(execution_id) {
+                    return Ok(Some(*end));
                 }
             }
         }
         self.stored_last(conn, execution_id)
     }
 
-    /// The last seq in the database (one backward seek on the primary key).
-    fn stored_last(&self, conn: &Connection, execution_id: &str) -> rusqlite::Result<i64> {
-        let mut stmt =
-            conn.prepare_cached("SELECT seq FROM events WHERE execution_id = ?1 ORDER BY seq DESC LIMIT 1")?;
-        Ok(stmt.query_row([execution_id], |r| r.get(0)).optional()?.unwrap_or(0))
+    /// The end of the stored log (one lookup of the key, one backward seek on the events' primary
+    /// key); `None` if there is no such execution.
+    fn stored_last(&self, conn: &Connection, execution_id: &str) -> rusqlite::Result<Option<LogEnd>> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT x.pk, (SELECT seq FROM events WHERE execution = x.pk ORDER BY seq DESC LIMIT 1)
+             FROM executions x WHERE x.id = ?1",
+        )?;
+        stmt.query_row([execution_id], |r| Ok(LogEnd { key: r.get(0)?, seq: r.get::<_, Option<i64>>(1)?.unwrap_or(0) }))
+            .optional()
     }
 
-    fn wrote(&mut self, execution_id: &Arc<str>, seq: i64) {
+    fn wrote(&mut self, execution_id: &Arc<str>, end: LogEnd) {
         match self.in_transaction.get_mut(execution_id) {
-            Some(last) => *last = Some(seq),
+            Some(last) => *last = Some(end),
             None => {
-                self.in_transaction.insert(execution_id.clone(), Some(seq));
+                self.in_transaction.insert(execution_id.clone(), Some(end));
             }
         }
     }
@@ -514,7 +597,13 @@ impl LastSeqs {
     }
 }
 
-/// Shares one allocation among equal strings read from the database.
+/// `bytes` as text, if they are UTF-8.
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+/// Shares one allocation among equal strings read from the database. It keeps the default
+/// hasher: ids in a log written by a remote worker are chosen outside this process.
 #[derive(Default)]
 struct Interner {
     seen: std::collections::HashSet<Arc<str>>,
@@ -599,33 +688,37 @@ fn apply<'a>(
                             WriteError::Sql(e)
                         }
                     })?;
+                // Its events will carry the key the row was just given.
+                seqs.wrote(id, LogEnd { key: conn.last_insert_rowid(), seq: 0 });
             }
             Write::Append { execution_id, event } => {
                 // The event must follow the stored log exactly: no gap, no second writer's event
                 // in between.
                 let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-                let last = seqs.last(conn, execution_id)?;
-                if seq != last + 1 {
+                let no_execution =
+                    || WriteError::Rejected(Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")));
+                let mut end = seqs.last(conn, execution_id)?.ok_or_else(no_execution)?;
+                if seq != end.seq + 1 {
                     // The remembered value may be stale (another process continued this
                     // execution): only the stored log decides.
-                    let stored = seqs.stored_last(conn, execution_id)?;
-                    if seq != stored + 1 {
+                    end = seqs.stored_last(conn, execution_id)?.ok_or_else(no_execution)?;
+                    if seq != end.seq + 1 {
                         return Err(WriteError::Rejected(super::out_of_sequence(
                             execution_id,
                             event.seq,
-                            u64::try_from(stored).unwrap_or(0),
+                            u64::try_from(end.seq).unwrap_or(0),
                         )));
                     }
                 }
                 let stmt = match &mut append {
                     Some(stmt) => stmt,
                     None => append.insert(conn.prepare_cached(
-                        "INSERT INTO events (execution_id, seq, type, source_id, name, value, time)
+                        "INSERT INTO events (execution, seq, type, source_id, name, value, time)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?),
                 };
                 stmt.execute(params![
-                    &**execution_id,
+                    end.key,
                     seq,
                     event.kind.as_str(),
                     &*event.source_id,
@@ -633,7 +726,7 @@ fn apply<'a>(
                     &*event.value,
                     to_micros(event.time)
                 ])?;
-                seqs.wrote(execution_id, seq);
+                seqs.wrote(execution_id, LogEnd { key: end.key, seq });
             }
             Write::CachePut { key, task_name, value, expires_at } => {
                 let mut stmt = conn.prepare_cached(
@@ -753,7 +846,7 @@ impl Store for SqliteStore {
             let row = tx
                 .query_row(
                     "SELECT workflow_name, state, input, output, parent_id, created_at, updated_at, worker,
-                            claim_generation
+                            claim_generation, pk
                      FROM executions WHERE id = ?1",
                     [execution_id],
                     |r| {
@@ -767,12 +860,13 @@ impl Store for SqliteStore {
                             r.get::<_, i64>(6)?,
                             r.get::<_, Option<String>>(7)?,
                             r.get::<_, i64>(8)?,
+                            r.get::<_, i64>(9)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(err)?;
-            let Some((workflow_name, state, input, output, parent_id, created_at, updated_at, worker, generation)) =
+            let Some((workflow_name, state, input, output, parent_id, created_at, updated_at, worker, generation, key)) =
                 row
             else {
                 return Ok(None);
@@ -780,31 +874,58 @@ impl Store for SqliteStore {
             let state: ExecutionState = state.parse().map_err(|e: Error| {
                 Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {}", e.message()))
             })?;
+            // Seqs run 1, 2, 3... without a gap: the last one is the number of events.
+            let count: Option<i64> = tx
+                .prepare_cached("SELECT seq FROM events WHERE execution = ?1 ORDER BY seq DESC LIMIT 1")
+                .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
+                .map_err(err)?;
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT seq, type, source_id, name, value, time FROM events
-                     WHERE execution_id = ?1 ORDER BY seq",
+                    "SELECT seq, type, source_id, name, value, time FROM events WHERE execution = ?1 ORDER BY seq",
                 )
                 .map_err(err)?;
-            let mut rows = stmt.query([execution_id]).map_err(err)?;
-            let mut events = Vec::new();
-            // Task ids come twice or more (started, completed) and names many times: each
-            // distinct string is allocated once and shared by the events that carry it.
+            let mut rows = stmt.query([key]).map_err(err)?;
+            let mut events: Vec<Event> =
+                Vec::with_capacity(count.and_then(|c| usize::try_from(c).ok()).unwrap_or(0).min(1 << 20));
+            // A task's events mostly follow one another, and neighbours mostly share a name: a
+            // column equal to the previous row's reuses its value without decoding it again.
+            // Other names are shared through the interner (there are few of them); another source
+            // id gets its own allocation, since most are new.
             let mut strings = Interner::default();
+            let mut last: Option<(EventType, Arc<str>, Arc<str>)> = None;
             while let Some(r) = rows.next().map_err(err)? {
                 let seq: i64 = r.get(0).map_err(err)?;
                 let corrupt = |what: &str| {
                     Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` event #{seq}: {what}"))
                 };
-                let text = |i: usize| match r.get_ref(i).map_err(err)? {
-                    rusqlite::types::ValueRef::Text(t) => {
-                        std::str::from_utf8(t).map_err(|_| corrupt("text is not UTF-8"))
-                    }
+                let bytes = |i: usize| match r.get_ref(i).map_err(err)? {
+                    rusqlite::types::ValueRef::Text(t) => Ok(t),
                     _ => Err(corrupt("a text column holds another type")),
                 };
-                let kind = text(1)?.parse().map_err(|e: Error| corrupt(e.message()))?;
-                let source_id = strings.get(text(2)?);
-                let name = strings.get(text(3)?);
+                let text = |t| utf8(t).ok_or_else(|| corrupt("text is not UTF-8"));
+                let (kind_bytes, source_bytes, name_bytes) = (bytes(1)?, bytes(2)?, bytes(3)?);
+                let (kind, source_id, name) = match &last {
+                    Some((kind, source_id, name)) => (
+                        match kind.as_str().as_bytes() == kind_bytes {
+                            true => *kind,
+                            false => text(kind_bytes)?.parse().map_err(|e: Error| corrupt(e.message()))?,
+                        },
+                        match source_id.as_bytes() == source_bytes {
+                            true => source_id.clone(),
+                            false => Arc::from(text(source_bytes)?),
+                        },
+                        match name.as_bytes() == name_bytes {
+                            true => name.clone(),
+                            false => strings.get(text(name_bytes)?),
+                        },
+                    ),
+                    None => (
+                        text(kind_bytes)?.parse().map_err(|e: Error| corrupt(e.message()))?,
+                        Arc::from(text(source_bytes)?),
+                        strings.get(text(name_bytes)?),
+                    ),
+                };
+                last = Some((kind, source_id.clone(), name.clone()));
                 let value: Arc<[u8]> = match r.get_ref(4).map_err(err)? {
                     rusqlite::types::ValueRef::Blob(b) => Arc::from(b),
                     _ => return Err(corrupt("its value is not a blob")),
@@ -1142,5 +1263,105 @@ mod tests {
         let err = store.write(vec![set(ExecutionState::Running)]).await.unwrap_err();
         assert!(err.to_string().contains("already COMPLETED"), "{err}");
         assert_eq!(store.load("a").unwrap().unwrap().state, ExecutionState::Completed);
+    }
+
+    /// A database as flux wrote it at schema version 1: two executions (ids chosen so that
+    /// their text order differs from their creation order) with interleaved events.
+    fn version_1_database(path: &Path, orphan: bool) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE flux_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+             INSERT INTO flux_schema VALUES (1, 1);
+             INSERT INTO executions (id, workflow_name, state, input, created_at, updated_at, worker,
+                                     claim_generation)
+                 VALUES ('zz-first', 'wf', 'RUNNING', x'c0', 1, 2, 'w1', 3);
+             INSERT INTO executions (id, workflow_name, state, input, output, created_at, updated_at)
+                 VALUES ('aa-second', 'wf', 'COMPLETED', x'c0', x'05', 4, 5);
+             INSERT INTO events VALUES ('zz-first', 1, 'WORKFLOW_STARTED', 'wf_zz-first', 'wf', x'c0', 10);
+             INSERT INTO events VALUES ('aa-second', 1, 'WORKFLOW_STARTED', 'wf_aa-second', 'wf', x'c0', 11);
+             INSERT INTO events VALUES ('zz-first', 2, 'TASK_STARTED', 't_1', 't', x'90', 12);
+             INSERT INTO events VALUES ('aa-second', 2, 'WORKFLOW_COMPLETED', 'wf_aa-second', 'wf', x'05', 13);",
+        )
+        .unwrap();
+        if orphan {
+            conn.execute("INSERT INTO events VALUES ('gone', 1, 'WORKFLOW_STARTED', 'wf_gone', 'wf', x'c0', 14)", [])
+                .unwrap();
+        }
+    }
+
+    fn summary(events: &[Event]) -> Vec<(u64, &str, &str, &[u8], i64)> {
+        events
+            .iter()
+            .map(|e| (e.seq(), e.kind().as_str(), e.source_id(), e.value_bytes(), to_micros(e.time())))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_with_every_event_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        version_1_database(&path, false);
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+
+        let first = store.load("zz-first").unwrap().unwrap();
+        assert_eq!(
+            (first.state, first.worker.as_deref(), first.claim_generation),
+            (ExecutionState::Running, Some("w1"), 3)
+        );
+        assert_eq!(
+            summary(&first.events),
+            [(1, "WORKFLOW_STARTED", "wf_zz-first", &b"\xc0"[..], 10), (2, "TASK_STARTED", "t_1", &b"\x90"[..], 12)]
+        );
+        let second = store.load("aa-second").unwrap().unwrap();
+        assert_eq!((second.state, second.output.as_deref()), (ExecutionState::Completed, Some(&b"\x05"[..])));
+        assert_eq!(
+            summary(&second.events),
+            [
+                (1, "WORKFLOW_STARTED", "wf_aa-second", &b"\xc0"[..], 11),
+                (2, "WORKFLOW_COMPLETED", "wf_aa-second", &b"\x05"[..], 13)
+            ]
+        );
+
+        // The migrated log goes on where it stopped, and refuses what does not follow it.
+        store.write(vec![append("zz-first", 3)]).await.unwrap();
+        assert!(store.write(vec![append("zz-first", 3)]).await.is_err());
+        store.write(vec![create("new"), append("new", 1)]).await.unwrap();
+        assert_eq!(store.load("zz-first").unwrap().unwrap().events.len(), 3);
+        drop(store);
+
+        // VACUUM cannot renumber the key the events carry, and the view shows the text ids.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("VACUUM").unwrap();
+        let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mut stmt =
+            conn.prepare("SELECT execution_id, seq FROM execution_events ORDER BY execution_id, seq").unwrap();
+        let rows: Vec<(String, i64)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+        let expected =
+            [("aa-second", 1), ("aa-second", 2), ("new", 1), ("zz-first", 1), ("zz-first", 2), ("zz-first", 3)];
+        assert_eq!(rows, expected.map(|(id, seq)| (id.to_string(), seq)));
+        drop(stmt);
+        drop(conn);
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+        assert_eq!(store.load("zz-first").unwrap().unwrap().events.len(), 3);
+        assert_eq!(summary(&store.load("aa-second").unwrap().unwrap().events), summary(&second.events));
+    }
+
+    #[test]
+    fn a_version_1_database_with_an_event_of_no_execution_is_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        version_1_database(&path, true);
+        let Err(err) = SqliteStore::open(&path, Durability::Default) else { panic!("the migration is refused") };
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.to_string().contains("1 events belong to no execution"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
+        let events: i64 =
+            conn.query_row("SELECT count(*) FROM events WHERE execution_id = 'gone'", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, events), (1, 1));
     }
 }
