@@ -4,11 +4,14 @@
 //! crash_steps run <execution-id> <file> [steps]   # start (or continue) the execution
 //! crash_steps replay <execution-id>               # continue a crashed execution
 //! crash_steps status <execution-id>               # print its state without running anything
+//! crash_steps recover [seconds]                    # continue what a dead process left running
 //! ```
 //!
 //! Every step writes `start <i>` to the file, then `done <i>` when it finishes. With
 //! `FLUX_SLOW_STEP=<i>` set, step `i` sleeps for a minute between the two lines: a test kills the
 //! process there. Data lives where the default engine puts it (`FLUX_HOME`, default `.flux`).
+//! `FLUX_LEASE_MS` sets the engine's lease: how long after a process dies `recover` (which
+//! retries for up to `seconds`, default 0) can take its executions over.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -49,9 +52,52 @@ async fn crash_steps(ctx: ExecutionContext<Job>) -> flux::Result<Vec<u32>> {
     Ok(out)
 }
 
+/// Calls `Engine::recover` until it continued something or `seconds` have passed, and prints
+/// what it did.
+async fn recover(seconds: u64) -> flux::Result<()> {
+    let engine = Engine::global()?;
+    engine.register(crash_steps);
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let recovered = engine.recover().await?;
+        for r in &recovered {
+            match &r.outcome {
+                Ok(state) => println!("recovered {}: {state}", r.execution_id),
+                Err(e) => println!("recovered {}: error: {e}", r.execution_id),
+            }
+        }
+        if !recovered.is_empty() || std::time::Instant::now() >= deadline {
+            if recovered.is_empty() {
+                println!("nothing to recover");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(ms) = std::env::var("FLUX_LEASE_MS").ok().and_then(|s| s.parse().ok()) {
+        match Engine::global() {
+            Ok(engine) => drop(engine.with_lease(Duration::from_millis(ms))),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    if let ["recover", rest @ ..] = args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        let seconds = rest.first().and_then(|s| s.parse().ok()).unwrap_or(0);
+        return match recover(seconds).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["run", id, file, rest @ ..] => {
             let steps = rest.first().and_then(|s| s.parse().ok()).unwrap_or(3);
@@ -60,7 +106,7 @@ async fn main() -> std::process::ExitCode {
         ["replay", id] => crash_steps.replay(id).await,
         ["status", id] => crash_steps.status(id).await,
         _ => {
-            eprintln!("usage: crash_steps run <id> <file> [steps] | replay <id> | status <id>");
+            eprintln!("usage: crash_steps run <id> <file> [steps] | replay <id> | status <id> | recover [seconds]");
             return std::process::ExitCode::from(2);
         }
     };

@@ -11,9 +11,14 @@ use flux_suite::example;
 fn command(home: &Path) -> Command {
     let mut cmd = Command::new(example("crash_steps"));
     cmd.env("FLUX_HOME", home).env_remove("FLUX_DATABASE_URL").env_remove("FLUX_SLOW_STEP").env_remove("FLUX_CONFIG");
+    // A lease short enough for `recover` to take a killed process's execution over quickly.
+    cmd.env("FLUX_LEASE_MS", LEASE_MS.to_string());
     cmd.current_dir(home);
     cmd
 }
+
+/// The lease of the example's engine.
+const LEASE_MS: u64 = 2000;
 
 fn run_ok(cmd: &mut Command) -> String {
     let Output { status, stdout, stderr } = cmd.output().expect("the example runs");
@@ -93,6 +98,36 @@ fn killed_during_task_2_replays_without_rerunning_task_1() {
     );
     let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
     assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_new_process_recovers_a_killed_execution_once_its_lease_has_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("effects.txt");
+    kill_during_step(dir.path(), "lost-2", &file, 2);
+    let killed = Instant::now();
+
+    // The dead process renewed its lease until it was killed: for now nothing is taken over.
+    let early = run_ok(command(dir.path()).arg("recover"));
+    if killed.elapsed() < Duration::from_millis(LEASE_MS / 2) {
+        assert!(early.contains("nothing to recover"), "{early}");
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+    }
+
+    // A new process that names no execution continues it once the lease has run out.
+    let stdout = run_ok(command(dir.path()).args(["recover", "60"]));
+    assert!(stdout.contains("recovered lost-2: COMPLETED"), "{stdout}");
+    assert!(killed.elapsed() >= Duration::from_millis(LEASE_MS / 3), "taken over before the lease ran out");
+    // Task 1 ran once; task 2, whose result was never recorded, ran again.
+    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+    let status = run_ok(command(dir.path()).args(["status", "lost-2"]));
+    assert!(status.contains("state: COMPLETED") && status.contains("output: [10, 20, 30]"), "{status}");
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let stored = engine.store().load("lost-2").unwrap().expect("stored");
+    let completed = stored.events.iter().filter(|e| e.kind() == EventType::TaskCompleted).count();
+    assert_eq!((stored.events.len(), completed), (8, 3));
+    // Nothing is left for another recovery.
+    assert!(run_ok(command(dir.path()).arg("recover")).contains("nothing to recover"));
 }
 
 #[test]

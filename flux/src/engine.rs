@@ -25,13 +25,21 @@ use crate::store::{Durability, MemoryStore, Store, StoredExecution};
 /// ```
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Arc<dyn Store>,
     /// Executions being run by this engine right now, with their run once it exists.
-    running: Arc<Mutex<Running>>,
+    pub(crate) running: Arc<Mutex<Running>>,
+    /// The owner this engine records on the executions it runs (see [`crate::recovery`]).
+    pub(crate) owner: Arc<str>,
+    /// How long its leases last, in milliseconds.
+    pub(crate) lease_ms: std::sync::atomic::AtomicU64,
+    /// Set while the lease renewal task runs.
+    pub(crate) renewing: std::sync::atomic::AtomicBool,
+    /// The workflows [`Engine::recover`] can continue, by name.
+    pub(crate) workflows: RwLock<HashMap<&'static str, Arc<dyn crate::erased::ErasedWorkflow>>>,
     /// Where the key of the secrets comes from; the key is loaded on first use.
     key_source: KeySource,
     keyring: OnceLock<Keyring>,
@@ -40,6 +48,23 @@ struct Inner {
 }
 
 type Running = HashMap<String, Weak<RunState>>;
+
+impl Inner {
+    fn new(store: Arc<dyn Store>, key_source: KeySource, outputs: HashMap<String, Arc<dyn OutputStorage>>) -> Inner {
+        let lease_ms = u64::try_from(crate::recovery::DEFAULT_LEASE.as_millis()).unwrap_or(u64::MAX);
+        Inner {
+            store,
+            running: Arc::default(),
+            owner: Arc::from(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())),
+            lease_ms: std::sync::atomic::AtomicU64::new(lease_ms),
+            renewing: std::sync::atomic::AtomicBool::new(false),
+            workflows: RwLock::default(),
+            key_source,
+            keyring: OnceLock::new(),
+            outputs: RwLock::new(outputs),
+        }
+    }
+}
 
 /// Marks an execution as being run by this engine until dropped.
 pub(crate) struct LocalClaim {
@@ -116,15 +141,7 @@ impl Engine {
     #[cfg(feature = "server")]
     pub(crate) fn with_store_sharing(&self, store: Arc<dyn Store>) -> Engine {
         let outputs = self.inner.outputs.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let engine = Engine {
-            inner: Arc::new(Inner {
-                store,
-                running: Arc::default(),
-                key_source: self.inner.key_source.clone(),
-                keyring: OnceLock::new(),
-                outputs: RwLock::new(outputs),
-            }),
-        };
+        let engine = Engine { inner: Arc::new(Inner::new(store, self.inner.key_source.clone(), outputs)) };
         // The same key, even when it is an in-memory one.
         if let Ok(keyring) = self.keyring() {
             let _ = engine.inner.keyring.set(keyring.clone());
@@ -138,15 +155,7 @@ impl Engine {
         if let Some(home) = home {
             outputs.insert("file".to_string(), Arc::new(FileOutputStorage::new(home.join("outputs"))));
         }
-        Engine {
-            inner: Arc::new(Inner {
-                store,
-                running: Arc::default(),
-                key_source,
-                keyring: OnceLock::new(),
-                outputs: RwLock::new(outputs),
-            }),
-        }
+        Engine { inner: Arc::new(Inner::new(store, key_source, outputs)) }
     }
 
     /// Makes `storage` available as `output_storage = "<name>"` (replacing one of that name).

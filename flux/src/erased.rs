@@ -13,6 +13,7 @@ use crate::value;
 use crate::workflow::{self, BoxFuture, Workflow, WorkflowDefinition};
 
 /// An execution started in the background.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) struct Started {
     /// Its id.
     pub(crate) execution_id: String,
@@ -23,6 +24,7 @@ pub(crate) struct Started {
 }
 
 /// A workflow of any types.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     /// The workflow name.
     fn name(&self) -> &'static str;
@@ -38,6 +40,10 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
 
     /// Cancels the execution `id`; with `wait`, returns once a run in this process has stopped.
     fn cancel(&self, engine: &Engine, id: String, wait: bool) -> BoxFuture<Result<()>>;
+
+    /// Continues the stored execution `id` over its log (recovery); resolves with the state
+    /// its run stopped in.
+    fn replay(&self, engine: &Engine, id: String) -> BoxFuture<Result<ExecutionState>>;
 
     /// Runs an execution a worker claimed: starts it if it never started, resumes it with
     /// `resume` if a resume is pending, or continues it over its log.
@@ -120,6 +126,11 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
             }
             Workflow::<W>::new().on(&engine).cancel(&id).await.map(drop)
         })
+    }
+
+    fn replay(&self, engine: &Engine, id: String) -> BoxFuture<Result<ExecutionState>> {
+        let engine = engine.clone();
+        Box::pin(async move { Workflow::<W>::new().on(&engine).replay(&id).await.map(|e| e.state()) })
     }
 
     fn run_claimed(

@@ -90,13 +90,13 @@ mod event;
 mod graph;
 pub mod identity;
 pub mod output;
+mod recovery;
 pub mod secrets;
 pub mod store;
 mod task;
 pub mod value;
 mod workflow;
 
-#[cfg(feature = "server")]
 mod erased;
 #[cfg(feature = "server")]
 pub mod server;
@@ -112,6 +112,7 @@ pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventType, ExecutionState};
 pub use graph::{Graph, GraphError};
+pub use recovery::{DEFAULT_LEASE, Recovered};
 pub use store::Durability;
 pub use task::Call;
 pub use task::ROLLBACK_LIMIT;

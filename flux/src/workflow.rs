@@ -352,6 +352,7 @@ pub(crate) fn prepare_resume<W: WorkflowDefinition>(
         RunState::new(engine.clone(), &stored.id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
     );
     claim.attach(&run);
+    engine.own(&run);
     run.set_resume_input(resume_input);
     tracing::debug!(workflow = W::NAME, execution_id = %id, "resuming execution");
     Ok((run, input, stored.input.into()))
@@ -671,9 +672,15 @@ pub(crate) async fn begin(run: &Arc<RunState>, input: Arc<[u8]>) -> Result<()> {
         parent_id: run.parent_id.clone(),
         time: crate::event::now(),
     };
-    let started = run
-        .record_durable(EventType::WorkflowStarted, &run.workflow_source, &run.workflow_name, input, Some(create))
-        .await;
+    // The lease goes in the same transaction: the execution is never stored without its owner.
+    let lease = run.engine().lease_write(run.execution_id.clone(), crate::store::LeaseMode::Own);
+    let started = match run
+        .record_batch([(EventType::WorkflowStarted, &run.workflow_source, &run.workflow_name, input)], [create, lease])
+    {
+        Ok(commit) => run.durable(Some(commit)).await,
+        Err(e) => Err(e),
+    };
+    run.engine().renew_in_background();
     if started.is_err() {
         run.close();
     }
@@ -702,6 +709,7 @@ pub(crate) async fn resume_stored<W: WorkflowDefinition>(
         RunState::new(engine.clone(), &stored.id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
     );
     claim.attach(&run);
+    engine.own(&run);
     drive::<W>(run, input, stored.input.into()).await
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{Commit, Store, StoredExecution, Write};
+use super::{Commit, LeaseMode, Store, StoredExecution, Write};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A [`Store`] that keeps everything in memory, for tests.
@@ -18,6 +18,9 @@ pub struct MemoryStore {
     executions: Mutex<HashMap<String, StoredExecution>>,
     cache: Mutex<HashMap<String, CacheEntry>>,
     secrets: Mutex<std::collections::BTreeMap<String, Sealed>>,
+    /// The owner and lease end of executions run by an engine ([`Write::Lease`]), changed only
+    /// under the executions' lock.
+    leases: Mutex<HashMap<String, (String, SystemTime)>>,
 }
 
 /// A secret's nonce and ciphertext.
@@ -47,6 +50,7 @@ impl MemoryStore {
         // SQLite store: new ids only, events in sequence, terminal states final.
         let mut created = Vec::new();
         let mut next_seq: HashMap<&str, u64> = HashMap::new();
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         for w in &writes {
             match w {
                 Write::CreateExecution { id, .. } => {
@@ -81,6 +85,28 @@ impl MemoryStore {
                     None => return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`"))),
                     _ => {}
                 },
+                Write::Lease { execution_id: id, owner, mode, .. } => {
+                    let Some(e) = map.get(&**id) else {
+                        // Created by this batch: nobody holds it yet.
+                        if created.contains(id) && *mode == LeaseMode::Own {
+                            continue;
+                        }
+                        return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
+                    };
+                    let held = leases.get(&**id);
+                    let allowed = match mode {
+                        LeaseMode::Own => true,
+                        LeaseMode::Renew => held.is_some_and(|(o, _)| o == &**owner),
+                        LeaseMode::TakeOver => {
+                            matches!(e.state, super::ExecutionState::Running | super::ExecutionState::Cancelling)
+                                && e.worker.is_none()
+                                && held.is_none_or(|(_, until)| *until < SystemTime::now())
+                        }
+                    };
+                    if !allowed {
+                        return Err(super::lease_refused(id, *mode));
+                    }
+                }
                 Write::SetState { execution_id: id, state, .. } => match map.get(&**id) {
                     Some(e) if !super::transition_allowed(e.state, *state) => {
                         return Err(super::transition_refused(id, e.state, *state));
@@ -128,6 +154,9 @@ impl MemoryStore {
                     }
                 }
                 Write::Fence { .. } => {}
+                Write::Lease { execution_id, owner, until, .. } => {
+                    leases.insert(execution_id.to_string(), (owner.to_string(), until));
+                }
                 Write::SetState { execution_id, state, output, time } => {
                     if let Some(e) = map.get_mut(&*execution_id) {
                         e.state = state;
@@ -153,8 +182,9 @@ impl Store for MemoryStore {
     }
 
     fn list(&self, states: &[super::ExecutionState]) -> Result<Vec<super::ExecutionRow>> {
-        let mut rows: Vec<super::ExecutionRow> = self
-            .lock()
+        let executions = self.lock();
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<super::ExecutionRow> = executions
             .values()
             .filter(|e| states.contains(&e.state))
             .map(|e| super::ExecutionRow {
@@ -164,6 +194,9 @@ impl Store for MemoryStore {
                 worker: e.worker.clone(),
                 claim_generation: e.claim_generation,
                 updated_at: e.updated_at,
+                parent_id: e.parent_id.clone(),
+                owner: leases.get(&e.id).map(|(owner, _)| owner.clone()),
+                lease_until: leases.get(&e.id).map(|(_, until)| *until),
             })
             .collect();
         rows.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)));

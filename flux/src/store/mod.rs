@@ -187,6 +187,19 @@ pub enum Write {
         /// The generation the writer holds.
         generation: u64,
     },
+    /// Records which engine runs an execution in its own process, and until when (see
+    /// [`LeaseMode`]). Executions whose lease ran out are continued by
+    /// [`Engine::recover`](crate::Engine::recover).
+    Lease {
+        /// Execution id.
+        execution_id: Arc<str>,
+        /// The engine running it ([`Engine::owner`](crate::Engine::owner)).
+        owner: Arc<str>,
+        /// When the lease runs out unless renewed.
+        until: SystemTime,
+        /// How the lease is taken.
+        mode: LeaseMode,
+    },
     /// Change an execution's state, optionally setting its output (or stored error).
     SetState {
         /// Execution id.
@@ -198,6 +211,21 @@ pub enum Write {
         /// Time of the change.
         time: SystemTime,
     },
+}
+
+/// How a [`Write::Lease`] is taken. A lease that cannot be taken refuses its batch with
+/// [`ErrorKind::Conflict`] (an unknown execution with [`ErrorKind::NotFound`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseMode {
+    /// Whatever lease there was: this engine runs the execution now (a run, replay or resume
+    /// asked for by name).
+    Own,
+    /// Only while the lease is still this owner's: another engine may have taken it over.
+    Renew,
+    /// Only from a lease that ran out (or none) of an execution still `RUNNING` or `CANCELLING`
+    /// and held by no worker: the takeover of [`Engine::recover`](crate::Engine::recover), which
+    /// two engines cannot both win.
+    TakeOver,
 }
 
 /// An execution as stored: its row and its whole log.
@@ -242,6 +270,27 @@ pub struct ExecutionRow {
     pub claim_generation: u64,
     /// When its row last changed.
     pub updated_at: SystemTime,
+    /// The execution that started this one as a sub-workflow.
+    pub parent_id: Option<String>,
+    /// The engine running it in its own process, if one ever did ([`Write::Lease`]).
+    pub owner: Option<String>,
+    /// When that engine's lease runs out.
+    pub lease_until: Option<SystemTime>,
+}
+
+/// The error for a lease that could not be taken.
+pub(crate) fn lease_refused(execution_id: &str, mode: LeaseMode) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        match mode {
+            LeaseMode::Own => format!("execution `{execution_id}` cannot be leased"),
+            LeaseMode::Renew => format!("the lease of execution `{execution_id}` was taken over by another engine"),
+            LeaseMode::TakeOver => format!(
+                "execution `{execution_id}` cannot be taken over: it is not running, a worker holds it, or its \
+                 lease has not run out"
+            ),
+        },
+    )
 }
 
 /// The error for a claim or fence whose generation does not match the stored one.

@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
-use super::{Commit, CommitSender, Durability, Store, StoredExecution, Write};
+use super::{Commit, CommitSender, Durability, LeaseMode, Store, StoredExecution, Write};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ExecutionState, from_micros, to_micros};
 
 /// The schema version this build writes. Databases with a higher version are refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,6 +137,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE VIEW execution_events AS
         SELECT x.id AS execution_id, e.seq, e.type, e.source_id, e.name, e.value, e.time
         FROM events e JOIN executions x ON x.pk = e.execution;",
+    // 2 -> 3: the engine running an execution in its own process, and until when (its lease).
+    "ALTER TABLE executions ADD COLUMN owner TEXT;
+    ALTER TABLE executions ADD COLUMN lease_until INTEGER;",
 ];
 
 struct Job {
@@ -761,6 +764,33 @@ fn apply<'a>(
                     return Err(WriteError::Rejected(generation_mismatch(conn, execution_id, generation)?));
                 }
             }
+            Write::Lease { execution_id, owner, until, mode } => {
+                let until = to_micros(*until);
+                let changed = match mode {
+                    LeaseMode::Own => conn
+                        .prepare_cached("UPDATE executions SET owner = ?2, lease_until = ?3 WHERE id = ?1")?
+                        .execute(params![&**execution_id, &**owner, until])?,
+                    LeaseMode::Renew => conn
+                        .prepare_cached("UPDATE executions SET lease_until = ?3 WHERE id = ?1 AND owner = ?2")?
+                        .execute(params![&**execution_id, &**owner, until])?,
+                    LeaseMode::TakeOver => conn
+                        .prepare_cached(
+                            "UPDATE executions SET owner = ?2, lease_until = ?3
+                             WHERE id = ?1 AND state IN ('RUNNING', 'CANCELLING') AND worker IS NULL
+                               AND (lease_until IS NULL OR lease_until < ?4)",
+                        )?
+                        .execute(params![&**execution_id, &**owner, until, to_micros(std::time::SystemTime::now())])?,
+                };
+                if changed == 0 {
+                    let exists: Option<i64> = conn
+                        .query_row("SELECT pk FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
+                        .optional()?;
+                    return Err(WriteError::Rejected(match exists {
+                        None => Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")),
+                        Some(_) => super::lease_refused(execution_id, *mode),
+                    }));
+                }
+            }
             Write::SetState { execution_id, state, output, time } => {
                 let mut stmt = conn.prepare_cached(
                     "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
@@ -968,8 +998,9 @@ impl Store for SqliteStore {
             let err = |e| sql_error(path, "cannot read from database", e);
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, workflow_name, state, worker, claim_generation, updated_at FROM executions
-                     WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY updated_at, id",
+                    "SELECT id, workflow_name, state, worker, claim_generation, updated_at, parent_id, owner,
+                            lease_until
+                     FROM executions WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY updated_at, id",
                 )
                 .map_err(err)?;
             let wanted =
@@ -988,6 +1019,9 @@ impl Store for SqliteStore {
                     worker: r.get(3).map_err(err)?,
                     claim_generation: u64::try_from(r.get::<_, i64>(4).map_err(err)?).unwrap_or(0),
                     updated_at: from_micros(r.get(5).map_err(err)?),
+                    parent_id: r.get(6).map_err(err)?,
+                    owner: r.get(7).map_err(err)?,
+                    lease_until: r.get::<_, Option<i64>>(8).map_err(err)?.map(from_micros),
                     id,
                 });
             }

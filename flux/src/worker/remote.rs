@@ -186,7 +186,8 @@ fn execution_of(w: &Write) -> Option<&Arc<str>> {
         Write::Append { execution_id, .. }
         | Write::SetState { execution_id, .. }
         | Write::Claim { execution_id, .. }
-        | Write::Fence { execution_id, .. } => Some(execution_id),
+        | Write::Fence { execution_id, .. }
+        | Write::Lease { execution_id, .. } => Some(execution_id),
         Write::CachePut { .. } => None,
     }
 }
@@ -194,7 +195,13 @@ fn execution_of(w: &Write) -> Option<&Arc<str>> {
 impl RemoteStore {
     /// Sends the writes of a held execution as a checkpoint (after what was held back for it),
     /// or holds them back when `deferred`; other writes go to the local store.
-    fn route(&self, writes: Vec<Write>, deferred: bool) -> Commit {
+    fn route(&self, mut writes: Vec<Write>, deferred: bool) -> Commit {
+        // A worker's hold on an execution is its claim, fenced by the server's generation: the
+        // leases an engine takes on executions of its own store have no meaning here.
+        writes.retain(|w| !matches!(w, Write::Lease { .. }));
+        if writes.is_empty() {
+            return Commit::ready(Ok(()));
+        }
         let remote_id = writes.iter().filter_map(execution_of).find(|id| self.held().contains_key(&***id)).cloned();
         let Some(id) = remote_id else {
             return if deferred { self.local.write_deferred(writes) } else { self.local.write(writes) };

@@ -1,0 +1,171 @@
+//! `Engine::recover`: executions left RUNNING by an engine that is gone are continued by another
+//! one once their lease has run out, and only then; a live engine keeps its executions.
+//! (A process SIGKILLed and recovered by a new process is in `tests/crash.rs`.)
+
+use std::time::Duration;
+
+use flux::store::{LeaseMode, Write};
+use flux::{Engine, ErrorKind, EventType, ExecutionState};
+use flux_suite::{StoppedLog, crashed_steps, steps, steps_sum};
+
+fn outcomes(recovered: &[flux::Recovered]) -> Vec<(String, ExecutionState)> {
+    recovered
+        .iter()
+        .map(|r| (r.execution_id.clone(), *r.outcome.as_ref().unwrap_or_else(|e| panic!("{}: {e}", r.execution_id))))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_crashed_execution_of_a_registered_workflow_is_continued_once() {
+    let engine = Engine::in_memory();
+    // Stopped after 5 of 8 steps, by an engine that never recorded a lease (an older one).
+    let mut log = StoppedLog::new(steps::NAME, "crashed", &8u32);
+    for i in 0..5u32 {
+        let task_id = log.task_started(flux_suite::step::NAME, &(i,));
+        log.event(EventType::TaskCompleted, &task_id, flux_suite::step::NAME, &i);
+    }
+    log.commit(&engine).await;
+
+    // Not registered: left alone.
+    assert!(engine.recover().await.unwrap().is_empty());
+    assert_eq!(engine.store().state("crashed").unwrap(), Some(ExecutionState::Running));
+
+    engine.register(steps);
+    let recovered = engine.recover().await.unwrap();
+    assert_eq!(outcomes(&recovered), [("crashed".to_string(), ExecutionState::Completed)]);
+    assert_eq!(recovered[0].workflow_name, steps::NAME);
+    let done = steps.on(&engine).status("crashed").await.unwrap();
+    assert_eq!(done.output(), Some(&steps_sum(8)));
+    // The five recorded steps were answered from the log: one TASK_STARTED per step.
+    let started = done.events().iter().filter(|e| e.kind() == EventType::TaskStarted).count();
+    assert_eq!(started, 8);
+
+    // Nothing is left to recover.
+    assert!(engine.recover().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn held_executions_and_children_of_running_parents_are_left_alone() {
+    let engine = Engine::in_memory().with_lease(Duration::from_secs(60));
+    engine.register(steps);
+    // Held by a worker: the server's claims recover it.
+    let held = crashed_steps("held", 3).into_writes();
+    engine.store().write(held).await.unwrap();
+    let claim = Write::Claim { execution_id: "held".into(), worker: Some("w1".into()), generation: 1 };
+    engine.store().write(vec![claim]).await.unwrap();
+    // A live lease of another engine.
+    engine.store().write(crashed_steps("leased", 3).into_writes()).await.unwrap();
+    let lease = Write::Lease {
+        execution_id: "leased".into(),
+        owner: "another-engine".into(),
+        until: std::time::SystemTime::now() + Duration::from_secs(60),
+        mode: LeaseMode::Own,
+    };
+    engine.store().write(vec![lease]).await.unwrap();
+    // A sub-workflow whose parent is running: the parent's replay continues it.
+    engine.store().write(crashed_steps("parent", 2).into_writes()).await.unwrap();
+    let mut child = crashed_steps("child", 2).into_writes();
+    if let Some(Write::CreateExecution { parent_id, .. }) = child.first_mut() {
+        *parent_id = Some("parent".into());
+    }
+    engine.store().write(child).await.unwrap();
+
+    let recovered = engine.recover().await.unwrap();
+    // Only the parent (no lease recorded) is taken over; its replay calls no child here, so
+    // the child is continued by the next recovery, once its parent is no longer running.
+    assert_eq!(outcomes(&recovered), [("parent".to_string(), ExecutionState::Completed)]);
+    let recovered = engine.recover().await.unwrap();
+    assert_eq!(outcomes(&recovered), [("child".to_string(), ExecutionState::Completed)]);
+    for id in ["held", "leased"] {
+        assert_eq!(engine.store().state(id).unwrap(), Some(ExecutionState::Running), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_lease_is_taken_over_only_once_it_has_run_out_and_only_by_one_engine() {
+    lease_rules(&Engine::in_memory()).await;
+    let dir = tempfile::tempdir().unwrap();
+    lease_rules(&Engine::open(dir.path().join("flux.db")).unwrap()).await;
+}
+
+/// The rules of `Write::Lease`, the same in every store.
+async fn lease_rules(engine: &Engine) {
+    engine.store().write(crashed_steps("x", 1).into_writes()).await.unwrap();
+    let lease = |owner: &str, until: std::time::SystemTime, mode| Write::Lease {
+        execution_id: "x".into(),
+        owner: owner.into(),
+        until,
+        mode,
+    };
+    let now = std::time::SystemTime::now();
+    let later = now + Duration::from_secs(60);
+    engine.store().write(vec![lease("a", later, LeaseMode::Own)]).await.unwrap();
+    let err = engine.store().write(vec![lease("b", later, LeaseMode::TakeOver)]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("cannot be taken over"), "{err}");
+    // Its owner lets it run out; one engine takes it over, the next one cannot.
+    engine.store().write(vec![lease("a", now - Duration::from_secs(1), LeaseMode::Renew)]).await.unwrap();
+    engine.store().write(vec![lease("b", later, LeaseMode::TakeOver)]).await.unwrap();
+    let err = engine.store().write(vec![lease("c", later, LeaseMode::TakeOver)]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    // The first owner's renewal now fails: it must stop.
+    let err = engine.store().write(vec![lease("a", later, LeaseMode::Renew)]).await.unwrap_err();
+    assert!(err.to_string().contains("taken over by another engine"), "{err}");
+    let rows = engine.store().list(&[ExecutionState::Running]).unwrap();
+    assert_eq!(rows[0].owner.as_deref(), Some("b"));
+    let err = engine.store().write(vec![Write::Lease {
+        execution_id: "nope".into(),
+        owner: "b".into(),
+        until: later,
+        mode: LeaseMode::Own,
+    }]);
+    assert_eq!(err.await.unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+/// A task that waits until the test lets it finish.
+static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[flux::task]
+async fn gated(i: u32) -> Result<u32, std::io::Error> {
+    GATE.notified().await;
+    Ok(i)
+}
+
+#[flux::workflow]
+async fn waits(ctx: flux::ExecutionContext<u32>) -> flux::Result<u32> {
+    gated(*ctx.input()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_engine_renews_its_leases_and_keeps_its_executions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.db");
+    let lease = Duration::from_millis(300);
+    let running = Engine::open(&path).unwrap().with_lease(lease);
+    let other = Engine::open(&path).unwrap().with_lease(lease);
+    other.register(waits);
+
+    let run = tokio::spawn({
+        let running = running.clone();
+        async move { waits.on(&running).run_with_id("live", 7).await }
+    });
+    // Wait until the task runs (its TASK_STARTED is durable with the lease).
+    loop {
+        let stored = other.store().load("live").unwrap();
+        if stored.is_some_and(|s| s.events.iter().any(|e| e.kind() == EventType::TaskStarted)) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let owner = other.store().list(&[ExecutionState::Running]).unwrap()[0].owner.clone();
+    assert_eq!(owner.as_deref(), Some(running.owner()));
+    // Three leases long: only renewals keep the execution its owner's.
+    tokio::time::sleep(lease * 3).await;
+    // A takeover would replay the waiting task and block: the timeout tells it apart.
+    let recovered = tokio::time::timeout(lease * 3, other.recover()).await;
+    assert!(recovered.is_ok_and(|r| r.unwrap().is_empty()), "a live engine's execution was taken over");
+
+    GATE.notify_one();
+    let done = run.await.unwrap().unwrap();
+    assert_eq!(done.output(), Some(&7));
+}
