@@ -9,6 +9,8 @@
 //! | `FLUX_TEST_SIDE_EFFECTS` | a file every task run appends lines to (`step 1 start`, `step 1 done`) |
 //! | `FLUX_TEST_SLOW_STEP` | `n`: step `n` sleeps 60 s after writing its start line |
 //! | `FLUX_TEST_HEARTBEAT_MS` | how often claims are renewed (default: the configured interval) |
+//! | `FLUX_TEST_STEP_MS` | how long each `step` sleeps (default: not at all) |
+//! | `FLUX_TEST_MAX_CONCURRENCY` | how many executions the worker runs at once (default: the worker's) |
 //!
 //! Workflows: `hello_world(String) -> String`, `three_steps(String) -> String` (three calls of
 //! `step`, `"a"` gives `"a:1:2:3"`), `approval(String) -> String` (pauses at `approval` and
@@ -60,6 +62,9 @@ async fn step(n: u32, input: String) -> String {
     if is_slow(n) {
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
+    if let Some(ms) = std::env::var("FLUX_TEST_STEP_MS").ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     side_effect(&format!("step {n} done"));
     format!("{input}:{n}")
 }
@@ -107,6 +112,9 @@ async fn main() -> ExitCode {
         .register(sleeper);
     if let Ok(name) = std::env::var("FLUX_TEST_WORKER_NAME") {
         worker = worker.name(name);
+    }
+    if let Some(n) = std::env::var("FLUX_TEST_MAX_CONCURRENCY").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        worker = worker.max_concurrency(n);
     }
     if let Some(ms) = std::env::var("FLUX_TEST_HEARTBEAT_MS").ok().and_then(|v| v.trim().parse::<u64>().ok()) {
         worker = worker.heartbeat_interval(Duration::from_millis(ms));
