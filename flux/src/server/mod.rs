@@ -127,6 +127,66 @@ impl Server {
 
     /// Starts serving on `addr` (port 0 picks a free port) and returns at once.
     pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> Result<RunningServer> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Config, format!("cannot listen: {e}")))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("cannot read the listening address: {e}")))?;
+        let parts = self.start().await?;
+        let router = api::router(parts.shared.clone());
+        let mut stop = parts.shared.shutdown.subscribe();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        let server = tokio::spawn(async move { serve.await });
+        tracing::info!(address = %local_addr, "flux server listening");
+        let Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher } = parts;
+        Ok(RunningServer {
+            local_addr,
+            shared,
+            bootstrap_token,
+            admin_token,
+            generated_bootstrap,
+            generated_admin,
+            server,
+            dispatcher,
+        })
+    }
+
+    /// Sets the server up without listening anywhere and returns its routes as an
+    /// [`axum::Router`] (axum 0.8), with the tokens they expect.
+    ///
+    /// This is for serving the API on a listener or inside an application of your own (nested
+    /// under a prefix, behind your own middleware), and for sending it requests in process, with
+    /// no socket: `tower::ServiceExt::oneshot` on [`ServerRouter::router`], as tests and the fuzz
+    /// targets in `fuzz/` do. Everything else is as with [`Server::bind`]: the configuration is
+    /// read, claims found in storage are restored, and the dispatcher that offers executions to
+    /// workers runs on the current Tokio runtime until the [`ServerRouter`] is shut down or
+    /// dropped.
+    ///
+    /// ```
+    /// # async fn demo() -> flux::Result<()> {
+    /// let engine = flux::Engine::in_memory();
+    /// let server = flux::server::Server::from_config(flux::Config::default())
+    ///     .engine(&engine)
+    ///     .admin_token("admin")
+    ///     .into_router()
+    ///     .await?;
+    /// let app: axum::Router = server.router();
+    /// assert_eq!(server.admin_token(), "admin");
+    /// # drop(app);
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn into_router(self) -> Result<ServerRouter> {
+        let parts = self.start().await?;
+        Ok(ServerRouter { router: api::router(parts.shared.clone()), parts })
+    }
+
+    /// Reads the configuration, opens the engine, restores claims and starts the dispatcher.
+    async fn start(self) -> Result<Parts> {
         let config = match self.config {
             Some(c) => c,
             None => Config::load()?,
@@ -138,12 +198,6 @@ impl Server {
         let (bootstrap_token, generated_bootstrap) =
             token_or_generated(self.bootstrap_token.or(config.workers.bootstrap_token.clone()))?;
         let (admin_token, generated_admin) = token_or_generated(self.admin_token.or(config.admin_token.clone()))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::new(ErrorKind::Config, format!("cannot listen: {e}")))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::new(ErrorKind::Config, format!("cannot read the listening address: {e}")))?;
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             engine,
@@ -164,24 +218,8 @@ impl Server {
             shutdown,
         });
         workers::restore(&shared).await?;
-        let router = api::router(shared.clone());
-        let mut stop = shared.shutdown.subscribe();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        let server = tokio::spawn(async move { serve.await });
         let dispatcher = tokio::spawn(workers::dispatcher(shared.clone()));
-        tracing::info!(address = %local_addr, "flux server listening");
-        Ok(RunningServer {
-            local_addr,
-            shared,
-            bootstrap_token,
-            admin_token,
-            generated_bootstrap,
-            generated_admin,
-            server,
-            dispatcher,
-        })
+        Ok(Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher })
     }
 
     /// Serves on `addr` until Ctrl-C. A generated token is printed once, on standard output.
@@ -210,6 +248,77 @@ fn token_or_generated(token: Option<String>) -> Result<(String, bool)> {
     match token.filter(|t| !t.is_empty()) {
         Some(t) => Ok((t, false)),
         None => Ok((auth::random_token()?, true)),
+    }
+}
+
+/// A server set up and dispatching: what [`Server::bind`] and [`Server::into_router`] share.
+struct Parts {
+    shared: Arc<Shared>,
+    bootstrap_token: String,
+    admin_token: String,
+    generated_bootstrap: bool,
+    generated_admin: bool,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+/// A server that is set up but does not listen: its routes, for a listener of your own or for
+/// requests sent in process. Made by [`Server::into_router`].
+///
+/// Dropping it (or [`ServerRouter::shutdown`]) stops the dispatcher and ends open streams;
+/// routers obtained from it still answer requests, but runs in `sync` mode no longer wait
+/// (503) and remote workers are no longer offered executions.
+pub struct ServerRouter {
+    router: axum::Router,
+    parts: Parts,
+}
+
+impl std::fmt::Debug for ServerRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerRouter").finish_non_exhaustive()
+    }
+}
+
+impl ServerRouter {
+    /// The routes of the API (SPEC §11), sharing this server's state: clone it freely.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// The bootstrap token workers register with.
+    pub fn bootstrap_token(&self) -> &str {
+        &self.parts.bootstrap_token
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> &str {
+        &self.parts.admin_token
+    }
+
+    /// The tokens this server generated because none was configured: `(bootstrap, admin)`, each
+    /// `Some` only if generated.
+    pub fn generated_tokens(&self) -> (Option<&str>, Option<&str>) {
+        let parts = &self.parts;
+        (
+            parts.generated_bootstrap.then_some(parts.bootstrap_token.as_str()),
+            parts.generated_admin.then_some(parts.admin_token.as_str()),
+        )
+    }
+
+    /// The engine it stores executions in.
+    pub fn engine(&self) -> &Engine {
+        &self.parts.shared.engine
+    }
+
+    /// Stops the dispatcher and ends open streams, and waits for the dispatcher to stop.
+    pub async fn shutdown(mut self) {
+        self.parts.shared.shutdown.send_replace(true);
+        let _ = (&mut self.parts.dispatcher).await;
+    }
+}
+
+impl Drop for ServerRouter {
+    fn drop(&mut self) {
+        self.parts.shared.shutdown.send_replace(true);
     }
 }
 
@@ -324,5 +433,58 @@ impl RunningServer {
             Ok(Err(e)) => Err(Error::new(ErrorKind::Storage, format!("the server stopped: {e}"))),
             Err(e) => Err(Error::new(ErrorKind::Panic, format!("the server task failed: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::prelude::*;
+
+    #[flux::workflow]
+    async fn shout(ctx: ExecutionContext<String>) -> String {
+        ctx.input().to_uppercase()
+    }
+
+    /// The router of `into_router`, nested under a prefix and served on a listener of the test's
+    /// own, answers like a bound server: runs, 4xx for bad bodies, admin behind its token.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn into_router_serves_on_a_listener_of_ones_own() {
+        let engine = Engine::in_memory();
+        let server = Server::from_config(Config::default())
+            .engine(&engine)
+            .admin_token("admin-secret")
+            .register(shout)
+            .into_router()
+            .await
+            .unwrap();
+        assert_eq!(server.admin_token(), "admin-secret");
+        let (generated_bootstrap, generated_admin) = server.generated_tokens();
+        assert_eq!(generated_bootstrap, Some(server.bootstrap_token()));
+        assert_eq!(generated_admin, None);
+
+        let app = axum::Router::new().nest("/flux", server.router());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/flux", listener.local_addr().unwrap());
+        let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+
+        let catalog: Value = http.get(format!("{base}/workflows")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(catalog, json!([{"name": "shout", "version": 1}]));
+        let run = http.post(format!("{base}/workflows/shout/run/sync")).body("\"hey\"").send().await.unwrap();
+        assert_eq!(run.status(), reqwest::StatusCode::OK);
+        let run: Value = run.json().await.unwrap();
+        assert_eq!((run["state"].as_str(), run["output"].as_str()), (Some("COMPLETED"), Some("HEY")));
+        let bad = http.post(format!("{base}/workflows/shout/run/sync")).body("[1, 2]").send().await.unwrap();
+        assert_eq!(bad.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+        let secrets = http.get(format!("{base}/admin/secrets")).send().await.unwrap();
+        assert_eq!(secrets.status(), reqwest::StatusCode::UNAUTHORIZED);
+        let secrets = http.get(format!("{base}/admin/secrets")).bearer_auth("admin-secret").send().await.unwrap();
+        assert_eq!(secrets.status(), reqwest::StatusCode::OK);
+
+        server.shutdown().await;
+        serving.abort();
     }
 }
