@@ -704,11 +704,12 @@ fn apply<'a>(
                 let no_execution =
                     || WriteError::Rejected(Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")));
                 let mut end = seqs.last(conn, execution_id)?.ok_or_else(no_execution)?;
-                if seq != end.seq + 1 {
+                // `checked_add`: a damaged file may hold a last seq of i64::MAX, which nothing follows.
+                if end.seq.checked_add(1) != Some(seq) {
                     // The remembered value may be stale (another process continued this
                     // execution): only the stored log decides.
                     end = seqs.stored_last(conn, execution_id)?.ok_or_else(no_execution)?;
-                    if seq != end.seq + 1 {
+                    if end.seq.checked_add(1) != Some(seq) {
                         return Err(WriteError::Rejected(super::out_of_sequence(
                             execution_id,
                             event.seq,
@@ -1385,6 +1386,23 @@ mod tests {
         let store = SqliteStore::open(&path, Durability::Default).unwrap();
         assert_eq!(store.load("zz-first").unwrap().unwrap().events.len(), 3);
         assert_eq!(summary(&store.load("aa-second").unwrap().unwrap().events), summary(&second.events));
+    }
+
+    #[tokio::test]
+    async fn nothing_follows_a_stored_seq_of_i64_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+        store.write(vec![create("a"), append("a", 1)]).await.unwrap();
+        drop(store);
+        // A damaged file: the last event's seq is the largest an INTEGER holds.
+        Connection::open(&path).unwrap().execute("UPDATE events SET seq = ?1", [i64::MAX]).unwrap();
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+        let err = store.write(vec![append("a", u64::try_from(i64::MAX).unwrap())]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+        let err = store.write(vec![append("a", u64::MAX)]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+        assert_eq!(store.load("a").unwrap().unwrap().events.len(), 1);
     }
 
     #[test]
