@@ -138,9 +138,6 @@ fn essence(events: &[flux::Event]) -> Vec<(EventType, String, String, Vec<u8>)> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: a worker process restarted under the same name inherits the claims of the killed one \
-            (they stay CLAIMED/RUNNING, renewed by the new process's heartbeats, and never run); \
-            run with `cargo test -p flux-suite --all-features --test chaos -- --ignored`"]
 async fn a_thousand_executions_survive_killed_workers_and_a_killed_server() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("flux.db");

@@ -169,3 +169,32 @@ async fn a_live_engine_renews_its_leases_and_keeps_its_executions() {
     let done = run.await.unwrap().unwrap();
     assert_eq!(done.output(), Some(&7));
 }
+
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn a_server_continues_its_own_executions_left_running_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    // Left RUNNING, after 2 of 6 steps, by a server process that died before recording a lease.
+    engine.store().write(crashed_steps("left", 2).into_writes()).await.unwrap();
+    let mut log = StoppedLog::new(steps::NAME, "left-6", &6u32);
+    for i in 0..2u32 {
+        let task_id = log.task_started(flux_suite::step::NAME, &(i,));
+        log.event(EventType::TaskCompleted, &task_id, flux_suite::step::NAME, &i);
+    }
+    log.commit(&engine).await;
+
+    let server = flux::server::Server::new().engine(&engine).register(steps).bind("127.0.0.1:0").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for (id, n) in [("left", 2u32), ("left-6", 6)] {
+        loop {
+            if engine.store().state(id).unwrap() == Some(ExecutionState::Completed) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} was not continued");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(steps.on(&engine).status(id).await.unwrap().output(), Some(&steps_sum(n)));
+    }
+    server.shutdown().await.unwrap();
+}

@@ -61,9 +61,51 @@ impl Engine {
     /// Makes `workflow` known to [`Engine::recover`], which continues only executions of
     /// registered workflows.
     pub fn register<W: crate::WorkflowDefinition>(&self, workflow: W) -> &Engine {
-        let erased = crate::erased::erase(workflow);
-        self.inner.workflows.write().unwrap_or_else(|p| p.into_inner()).insert(erased.name(), erased);
+        self.register_erased(crate::erased::erase(workflow));
         self
+    }
+
+    /// [`Engine::register`] for a workflow held as a trait object (the server's).
+    pub(crate) fn register_erased(&self, workflow: Arc<dyn crate::erased::ErasedWorkflow>) {
+        self.inner.workflows.write().unwrap_or_else(|p| p.into_inner()).insert(workflow.name(), workflow);
+    }
+
+    /// Calls [`Engine::recover`] now and then once per lease, until `stop` turns true or the
+    /// engine is dropped: what the server does, so that the executions it ran in its own process
+    /// (or a dead peer on the same database did) are continued without waiting for a restart.
+    #[cfg(feature = "server")]
+    pub(crate) fn recover_in_background(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let engine = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = engine.upgrade() else { return };
+                let engine_now = Engine { inner };
+                let lease = engine_now.lease();
+                let recovering = async {
+                    match engine_now.recover().await {
+                        Ok(recovered) => {
+                            for r in recovered {
+                                match r.outcome {
+                                    Ok(state) => {
+                                        tracing::info!(execution_id = %r.execution_id, %state, "recovered execution stopped")
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(execution_id = %r.execution_id, error = %e, "recovered execution failed")
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "recovering executions failed; trying again later"),
+                    }
+                    drop(engine_now);
+                    tokio::time::sleep(lease).await;
+                };
+                tokio::select! {
+                    () = recovering => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
     }
 
     /// Continues the executions left `RUNNING` (or `CANCELLING`) by processes that are gone:

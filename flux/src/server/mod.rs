@@ -218,6 +218,12 @@ impl Server {
             shutdown,
         });
         workers::restore(&shared).await?;
+        // What the server ran in its own process and left RUNNING when it died (or a peer on the
+        // same database did) is continued once its lease has run out: now, and once per lease.
+        for workflow in &self.local {
+            shared.engine.register_erased(workflow.clone());
+        }
+        shared.engine.recover_in_background(shared.shutdown.subscribe());
         let dispatcher = tokio::spawn(workers::dispatcher(shared.clone()));
         Ok(Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher })
     }

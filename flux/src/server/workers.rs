@@ -52,6 +52,9 @@ pub(crate) struct WorkerEntry {
     resources: wire::Resources,
     connection: Option<Connection>,
     connections: u64,
+    /// Whether the current session has connected before: a connection of a session that did
+    /// is the same process coming back; the first one of a new session may be a new process.
+    session_connected: bool,
 }
 
 struct Connection {
@@ -144,6 +147,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
             resources: wire::Resources::default(),
             connection: None,
             connections: 0,
+            session_connected: false,
         });
         if entry.connection.as_ref().is_some_and(|c| !c.tx.is_closed()) {
             return Err(ApiError::new(
@@ -152,6 +156,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
             ));
         }
         entry.session = Token::new(&session_token);
+        entry.session_connected = false;
         entry.workflows = workflows;
         entry.resources = registration.resources;
         tracing::info!(
@@ -225,14 +230,15 @@ async fn connect(State(s): SharedState, path: Result<Path<String>, PathRejection
     let Path(name) = path.map_err(path_error)?;
     check_session(&s, &name, &headers)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let id = {
+    let (id, coming_back) = {
         let mut workers = lock(&s.workers);
         let Some(worker) = workers.get_mut(&name) else {
             return Err(ApiError::unauthorized("session token"));
         };
         worker.connections += 1;
         worker.connection = Some(Connection { id: worker.connections, tx });
-        worker.connections
+        let coming_back = std::mem::replace(&mut worker.session_connected, true);
+        (worker.connections, coming_back)
     };
     {
         // What was offered to an earlier connection of this worker is offered again.
@@ -244,12 +250,17 @@ async fn connect(State(s): SharedState, path: Result<Path<String>, PathRejection
         }
     }
     {
-        // A worker that is back keeps its claims, and hears again of cancellations asked for
-        // while it was away.
+        // A worker that is back in the same session (its connection dropped) keeps its claims,
+        // and hears again of cancellations asked for while it was away. A new session under the
+        // same name may be a new process (the old one was killed): it renews nothing here, so
+        // the claims it does not hold run out and are offered again, while those it does hold
+        // (after a server restart) are renewed by its heartbeats.
         let deadline = Instant::now() + s.lease_timeout;
         let mut cancellations = Vec::new();
         for (id, claim) in lock(&s.claims).by_execution.iter_mut().filter(|(_, c)| c.worker == name) {
-            claim.lease_until = claim.lease_until.max(deadline);
+            if coming_back {
+                claim.lease_until = claim.lease_until.max(deadline);
+            }
             if claim.cancelling {
                 cancellations.push(id.clone());
             }

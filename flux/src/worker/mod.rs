@@ -186,6 +186,7 @@ impl Worker {
             heartbeat: Mutex::new(heartbeat),
             configured_heartbeat: heartbeat,
             claiming: Mutex::new(std::collections::HashSet::new()),
+            renew_now: std::sync::atomic::AtomicBool::new(false),
         });
         let uploader =
             tokio::spawn(remote::uploader(endpoint.clone(), store.clone(), outbox, config.workers.lease_timeout));
@@ -248,6 +249,7 @@ impl Worker {
                 }
             };
             tracing::info!(worker = %endpoint.worker, server = %endpoint.base, "connected");
+            shared.renew_now.store(true, std::sync::atomic::Ordering::Relaxed);
             backoff = Duration::from_millis(100);
             let bytes = response.bytes_stream();
             let bytes = futures::stream::unfold(bytes, |mut bytes| async move {
@@ -332,6 +334,9 @@ struct Running {
     configured_heartbeat: Duration,
     /// Executions being claimed or run here: an offer made twice is taken once.
     claiming: Mutex<std::collections::HashSet<String>>,
+    /// Set when the claims must be renewed at once (the connection is back: the server cut
+    /// their leases short when it went).
+    renew_now: std::sync::atomic::AtomicBool,
 }
 
 /// Claims and runs an offered execution in the background, if there is room.
@@ -458,7 +463,8 @@ async fn heartbeats(shared: Arc<Running>) {
         // The interval can shrink when the worker (re)registers and learns the server's lease.
         tokio::time::sleep(HEARTBEAT_TICK).await;
         let every = *shared.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() < every {
+        let now = shared.renew_now.swap(false, std::sync::atomic::Ordering::Relaxed);
+        if !now && last.elapsed() < every {
             continue;
         }
         last = tokio::time::Instant::now();
