@@ -19,6 +19,14 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Sends the logs of a test process to standard error, filtered by `RUST_LOG` (default `info`).
+pub fn log_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// A trivial task: the unit of work of the benchmarks.
 #[flux::task]
 pub async fn step(i: u32) -> u32 {

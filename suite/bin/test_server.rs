@@ -11,10 +11,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    flux_suite::log_to_stderr();
     let port: u16 = match std::env::args().nth(1).map(|p| p.parse()) {
         Some(Ok(port)) => port,
         _ => {

@@ -97,10 +97,7 @@ async fn sleeper(ctx: ExecutionContext<u64>) -> flux::Result<u64> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    flux_suite::log_to_stderr();
     let Ok(server) = std::env::var("FLUX_TEST_SERVER") else {
         eprintln!("flux-test-worker: set FLUX_TEST_SERVER to the server's URL");
         return ExitCode::from(2);
