@@ -981,6 +981,9 @@ async fn secrets_through_the_admin_api_never_reach_logs_or_disk_in_clear() {
     assert_eq!(got["value"], SECRET_VALUE);
     assert_eq!(got["name"], "API_TOKEN");
 
+    // A worker registers (its session token must not be logged either).
+    let session = register_worker(&http, &url, "w-secret").await;
+
     // A workflow run over HTTP uses it; it is in neither its answer nor its events.
     let (status, run) = post(&http, &format!("{url}/workflows/uses_secret/run/sync?detailed=true"), &json!("k")).await;
     assert_eq!(status, StatusCode::OK, "{run}");
@@ -1021,10 +1024,14 @@ async fn secrets_through_the_admin_api_never_reach_logs_or_disk_in_clear() {
     drop(engine);
     check_files();
 
-    // The logs (flux at TRACE) show the server at work, never the value.
+    // The logs (flux at TRACE) show the server at work, never the value, nor a token.
     let logs = flux_suite::logs::captured();
     assert!(logs.contains("flux server listening"), "the log capture works");
+    assert!(logs.contains("worker registered"), "{logs}");
     assert!(!logs.contains(SECRET_VALUE), "the secret appears in the logs");
+    for (what, token) in [("bootstrap", BOOTSTRAP), ("admin", ADMIN), ("session", session.as_str())] {
+        assert!(!logs.contains(token), "the {what} token appears in the logs");
+    }
 }
 
 /// Every file under `dir`.

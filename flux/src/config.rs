@@ -8,6 +8,9 @@
 //! server_host = "localhost"               # FLUX_SERVER_HOST: where `flux start server` listens
 //! server_port = 8000                      # FLUX_SERVER_PORT
 //! max_body_bytes = 2097152                # FLUX_MAX_BODY_BYTES: largest HTTP request body
+//! max_header_bytes = 65536                # FLUX_MAX_HEADER_BYTES: largest request line and headers
+//! max_connections = 1024                  # FLUX_MAX_CONNECTIONS: open HTTP connections at once
+//! request_timeout = "30s"                 # FLUX_REQUEST_TIMEOUT: to send a request's headers, or its body
 //!
 //! [flux.workers]
 //! bootstrap_token = "..."                 # FLUX_WORKERS__BOOTSTRAP_TOKEN: workers register with it
@@ -31,6 +34,13 @@ use serde::Deserialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
+const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Below this, ordinary requests (a bearer token, a few headers) would not fit.
+const MIN_HEADER_BYTES: usize = 1024;
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where the default engine keeps its data.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
@@ -47,8 +57,18 @@ pub struct Config {
     pub server_host: String,
     /// The port `flux start server` listens on (default 8000).
     pub server_port: u16,
-    /// The largest request body the server reads, in bytes (default 2 MiB).
+    /// The largest request body the server reads, in bytes (default 2 MiB): a larger one gets
+    /// 413, before it is read when its `Content-Length` says so.
     pub max_body_bytes: usize,
+    /// The largest request line and headers the server reads, in bytes (default 64 KiB, at
+    /// least 1 KiB): larger ones get 431.
+    pub max_header_bytes: usize,
+    /// How many HTTP connections the server keeps open at once (default 1,024); one more is
+    /// answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, and then its body (default 30 s).
+    /// Slower headers (or an idle keep-alive connection) are closed; a slower body gets 408.
+    pub request_timeout: Duration,
     /// The token that guards the `/admin` endpoints (`[flux.security] admin_token`); without
     /// one, a server generates a token and prints it once.
     pub admin_token: Option<String>,
@@ -64,7 +84,9 @@ pub struct WorkersConfig {
     pub bootstrap_token: Option<String>,
     /// The server that workers and the `flux` CLI talk to (default `http://localhost:8000`).
     pub server_url: String,
-    /// How long a worker keeps a claim without being heard from (default 30 s).
+    /// How long a worker keeps a claim without being heard from (default 30 s). A worker with
+    /// no claim and no event stream that is not heard from for two leases is forgotten: its
+    /// session token is refused and it registers again.
     pub lease_timeout: Duration,
     /// How often a worker renews its claims when it has nothing else to send (default 5 s).
     pub heartbeat_interval: Duration,
@@ -101,7 +123,10 @@ impl Default for Config {
             encryption_key: None,
             server_host: "localhost".to_string(),
             server_port: 8000,
-            max_body_bytes: 2 * 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             admin_token: None,
             workers: WorkersConfig::default(),
         }
@@ -118,6 +143,9 @@ impl std::fmt::Debug for Config {
             .field("server_host", &self.server_host)
             .field("server_port", &self.server_port)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("request_timeout", &self.request_timeout)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("workers", &self.workers)
             .finish()
@@ -134,13 +162,16 @@ pub enum DatabaseLocation {
 }
 
 /// The environment variables [`Config::load`] reads.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 15] = [
     "FLUX_HOME",
     "FLUX_DATABASE_URL",
     "FLUX_DURABILITY",
     "FLUX_SERVER_HOST",
     "FLUX_SERVER_PORT",
     "FLUX_MAX_BODY_BYTES",
+    "FLUX_MAX_HEADER_BYTES",
+    "FLUX_MAX_CONNECTIONS",
+    "FLUX_REQUEST_TIMEOUT",
     "FLUX_SECURITY__ENCRYPTION_KEY",
     "FLUX_SECURITY__ADMIN_TOKEN",
     "FLUX_WORKERS__BOOTSTRAP_TOKEN",
@@ -163,6 +194,9 @@ struct FileSection {
     server_host: Option<String>,
     server_port: Option<u16>,
     max_body_bytes: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    request_timeout: Option<DurationValue>,
     #[serde(default)]
     security: SecuritySection,
     #[serde(default)]
@@ -271,6 +305,9 @@ impl Config {
                 "FLUX_SERVER_HOST" => section.server_host = Some(value),
                 "FLUX_SERVER_PORT" => section.server_port = Some(parse_env(&key, &value)?),
                 "FLUX_MAX_BODY_BYTES" => section.max_body_bytes = Some(parse_env(&key, &value)?),
+                "FLUX_MAX_HEADER_BYTES" => section.max_header_bytes = Some(parse_env(&key, &value)?),
+                "FLUX_MAX_CONNECTIONS" => section.max_connections = Some(parse_env(&key, &value)?),
+                "FLUX_REQUEST_TIMEOUT" => section.request_timeout = Some(DurationValue::Text(value)),
                 "FLUX_SECURITY__ENCRYPTION_KEY" => section.security.encryption_key = Some(value),
                 "FLUX_SECURITY__ADMIN_TOKEN" => section.security.admin_token = Some(value),
                 "FLUX_WORKERS__BOOTSTRAP_TOKEN" => section.workers.bootstrap_token = Some(value),
@@ -309,10 +346,25 @@ impl Config {
                 None => defaults.heartbeat_interval,
             },
         };
-        let max_body_bytes = section.max_body_bytes.unwrap_or(2 * 1024 * 1024);
+        let max_body_bytes = section.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             return Err(Error::new(ErrorKind::Config, "flux.max_body_bytes must be more than zero"));
         }
+        let max_header_bytes = section.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+        if max_header_bytes < MIN_HEADER_BYTES {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("flux.max_header_bytes must be at least {MIN_HEADER_BYTES}, not {max_header_bytes}"),
+            ));
+        }
+        let max_connections = section.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(Error::new(ErrorKind::Config, "flux.max_connections must be more than zero"));
+        }
+        let request_timeout = match section.request_timeout {
+            Some(d) => d.parse("flux.request_timeout")?,
+            None => DEFAULT_REQUEST_TIMEOUT,
+        };
         let config = Config {
             home,
             database_url,
@@ -321,6 +373,9 @@ impl Config {
             server_host: section.server_host.unwrap_or_else(|| "localhost".to_string()),
             server_port: section.server_port.unwrap_or(8000),
             max_body_bytes,
+            max_header_bytes,
+            max_connections,
+            request_timeout,
             admin_token: section.security.admin_token.filter(|t| !t.is_empty()),
             workers,
         };
@@ -405,5 +460,28 @@ mod tests {
         assert_eq!(c.admin_token.as_deref(), Some("admin-file"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("from-env") && !shown.contains("admin-file"), "{shown}");
+    }
+
+    #[test]
+    fn http_limits_are_read_and_checked() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!((c.max_header_bytes, c.max_connections, c.request_timeout), (65536, 1024, Duration::from_secs(30)));
+        let file = "[flux]\nmax_header_bytes = 8192\nmax_connections = 10\nrequest_timeout = 2.5\n";
+        let c =
+            Config::from_sources(Some((Path::new("flux.toml"), file)), env(&[("FLUX_MAX_CONNECTIONS", "3")])).unwrap();
+        assert_eq!((c.max_header_bytes, c.max_connections, c.request_timeout), (8192, 3, Duration::from_millis(2500)));
+        let c = Config::from_sources(None, env(&[("FLUX_REQUEST_TIMEOUT", "150ms")])).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_millis(150));
+        for (key, value, named) in [
+            ("FLUX_MAX_HEADER_BYTES", "512", "at least 1024, not 512"),
+            ("FLUX_MAX_CONNECTIONS", "0", "max_connections must be more than zero"),
+            ("FLUX_REQUEST_TIMEOUT", "0s", "request_timeout must be longer than zero"),
+            ("FLUX_REQUEST_TIMEOUT", "later", "invalid flux.request_timeout `later`"),
+            ("FLUX_MAX_CONNECTIONS", "-1", "invalid FLUX_MAX_CONNECTIONS `-1`"),
+        ] {
+            let err = Config::from_sources(None, env(&[(key, value)])).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config);
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
     }
 }

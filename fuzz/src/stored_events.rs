@@ -14,8 +14,8 @@
 //! 3. read as each workflow (`Workflow::status`: input, output, stored error, pause);
 //! 4. shown over HTTP (`GET /workflows/{name}/status/{id}?detailed=true`): never a 500 when the
 //!    store could load it;
-//! 5. replayed (`Workflow::replay`), which decodes the recorded task results and carries on
-//!    (except for a log that reaches `i64::MAX`: a known store bug, see `OVERFLOWING_SEQ`).
+//! 5. replayed (`Workflow::replay`), which decodes the recorded task results and carries on,
+//!    or fails with an error (a log whose last seq is `i64::MAX` cannot take another event).
 //!
 //! Input layout (every read past the end gives zeros, so every input is valid):
 //!
@@ -44,10 +44,6 @@ use crate::workflows::{Order, approval, echo, orders};
 
 /// At most this many event rows per input.
 pub const MAX_EVENTS: usize = 32;
-
-/// Logs with a seq this high are not replayed (see the note in `one`): a replay appends far fewer
-/// events than this margin below `i64::MAX`.
-const OVERFLOWING_SEQ: u64 = i64::MAX as u64 - 1024;
 
 /// One column's value as written.
 #[derive(Clone, Debug, PartialEq)]
@@ -393,13 +389,6 @@ fn one(state: &mut State, id: &str, data: &[u8]) {
     let engine = state.engine.clone();
     let router = state.server.router();
     let loads = matches!(loaded, Ok(Some(_)));
-    // Known and reported: appending after a stored seq of `i64::MAX` overflows in the SQLite
-    // store (`seq != end.seq + 1` in `apply`), a panic where overflow checks are on. Replay
-    // appends, so it is left out for such logs until the store checks the addition.
-    let replayable = match &loaded {
-        Ok(Some(stored)) => stored.events.iter().all(|e| e.seq() < OVERFLOWING_SEQ),
-        _ => true,
-    };
     let name = match &loaded {
         Ok(Some(stored)) => stored.workflow_name.clone(),
         _ => String::new(),
@@ -430,7 +419,6 @@ fn one(state: &mut State, id: &str, data: &[u8]) {
 
         // 5. Replayed.
         let replayed = match name.as_str() {
-            _ if !replayable => Ok(()),
             "orders" => orders.on(&engine).replay(id).await.map(drop),
             "echo" => echo.on(&engine).replay(id).await.map(drop),
             "approval" => approval.on(&engine).replay(id).await.map(drop),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -44,7 +45,68 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), read_body))
         .with_state(shared)
+}
+
+/// Reads the whole request body before a handler sees it, within the limits of `[flux]`: a body
+/// whose `Content-Length` is over `max_body_bytes` gets 413 before any of it is read, one that
+/// turns out longer gets 413 as soon as the excess arrives, and one that takes longer than
+/// `request_timeout` to arrive gets 408.
+async fn read_body(State(s): SharedState, request: Request, next: Next) -> Response {
+    let limit = s.max_body_bytes;
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return too_large(limit).into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(s.request_timeout, collect_body(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return e.into_response(),
+        Err(_) => {
+            let detail = format!(
+                "the request body did not arrive within {} (flux.request_timeout)",
+                humantime::format_duration(s.request_timeout)
+            );
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, detail).into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// The body's bytes, refused as soon as they are more than `limit`. A body that arrives in one
+/// piece (the usual case) is not copied.
+async fn collect_body(body: axum::body::Body, limit: usize) -> ApiResult<Bytes> {
+    let mut chunks = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")))?;
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            return Err(too_large(limit));
+        }
+        match &first {
+            None => first = Some(chunk),
+            Some(head) => {
+                if joined.is_empty() {
+                    joined.extend_from_slice(head);
+                }
+                joined.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(if joined.is_empty() { first.unwrap_or_default() } else { Bytes::from(joined) })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than the server accepts (flux.max_body_bytes = {limit})"),
+    )
 }
 
 /// An error answer: `{"detail": "..."}` with its status.

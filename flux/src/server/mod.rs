@@ -16,6 +16,7 @@
 
 mod api;
 mod auth;
+mod http;
 mod hub;
 mod openapi;
 pub(crate) mod wire;
@@ -126,6 +127,12 @@ impl Server {
     }
 
     /// Starts serving on `addr` (port 0 picks a free port) and returns at once.
+    ///
+    /// The listener keeps to the limits of [`Config`]: at most `max_connections` connections
+    /// (one more is answered 503), request headers of at most `max_header_bytes` (larger get
+    /// 431) sent within `request_timeout` (a slower or idle connection is closed), and bodies
+    /// of at most `max_body_bytes` (413, before reading when `Content-Length` says so) that
+    /// arrive within `request_timeout` (408).
     pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> Result<RunningServer> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -135,11 +142,8 @@ impl Server {
             .map_err(|e| Error::new(ErrorKind::Config, format!("cannot read the listening address: {e}")))?;
         let parts = self.start().await?;
         let router = api::router(parts.shared.clone());
-        let mut stop = parts.shared.shutdown.subscribe();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        let server = tokio::spawn(async move { serve.await });
+        let serve = http::serve(listener, router, parts.shared.http_limits, parts.shared.shutdown.subscribe());
+        let server = tokio::spawn(serve);
         tracing::info!(address = %local_addr, "flux server listening");
         let Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher } = parts;
         Ok(RunningServer {
@@ -164,6 +168,10 @@ impl Server {
     /// read, claims found in storage are restored, and the dispatcher that offers executions to
     /// workers runs on the current Tokio runtime until the [`ServerRouter`] is shut down or
     /// dropped.
+    ///
+    /// The routes read request bodies within `max_body_bytes` and `request_timeout` themselves;
+    /// the limits on connections and headers (`max_connections`, `max_header_bytes`, the time
+    /// to send headers) belong to the listener, so they are yours to set when you serve them.
     ///
     /// ```
     /// # async fn demo() -> flux::Result<()> {
@@ -214,6 +222,12 @@ impl Server {
             admin_token: auth::Token::new(&admin_token),
             lease_timeout: self.lease_timeout.unwrap_or(config.workers.lease_timeout),
             max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
+            http_limits: http::Limits {
+                max_header_bytes: config.max_header_bytes,
+                max_connections: config.max_connections,
+                request_timeout: config.request_timeout,
+            },
             wake: Notify::new(),
             shutdown,
         });
@@ -359,6 +373,10 @@ pub(crate) struct Shared {
     pub(crate) admin_token: auth::Token,
     pub(crate) lease_timeout: Duration,
     pub(crate) max_body_bytes: usize,
+    /// How long a request body may take to arrive (`flux.request_timeout`).
+    pub(crate) request_timeout: Duration,
+    /// What [`Server::bind`]'s listener allows its connections.
+    pub(crate) http_limits: http::Limits,
     /// Wakes the dispatcher (new work, a worker connected).
     pub(crate) wake: Notify,
     pub(crate) shutdown: watch::Sender<bool>,

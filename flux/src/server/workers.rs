@@ -55,6 +55,8 @@ pub(crate) struct WorkerEntry {
     /// Whether the current session has connected before: a connection of a session that did
     /// is the same process coming back; the first one of a new session may be a new process.
     session_connected: bool,
+    /// When it last registered, connected, disconnected or sent a request with its token.
+    last_seen: Instant,
 }
 
 struct Connection {
@@ -148,6 +150,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
             connection: None,
             connections: 0,
             session_connected: false,
+            last_seen: Instant::now(),
         });
         if entry.connection.as_ref().is_some_and(|c| !c.tx.is_closed()) {
             return Err(ApiError::new(
@@ -157,6 +160,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
         }
         entry.session = Token::new(&session_token);
         entry.session_connected = false;
+        entry.last_seen = Instant::now();
         entry.workflows = workflows;
         entry.resources = registration.resources;
         tracing::info!(
@@ -190,9 +194,12 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
 
 /// Checks the session token of worker `name`.
 fn check_session(s: &Shared, name: &str, headers: &HeaderMap) -> ApiResult<()> {
-    let workers = lock(&s.workers);
-    match (workers.get(name), bearer(headers)) {
-        (Some(worker), Some(token)) if worker.session.matches(token) => Ok(()),
+    let mut workers = lock(&s.workers);
+    match (workers.get_mut(name), bearer(headers)) {
+        (Some(worker), Some(token)) if worker.session.matches(token) => {
+            worker.last_seen = Instant::now();
+            Ok(())
+        }
         _ => Err(ApiError::unauthorized("session token (register with POST /workers/register)")),
     }
 }
@@ -214,6 +221,7 @@ impl Drop for Disconnect {
             return;
         }
         worker.connection = None;
+        worker.last_seen = Instant::now();
         drop(workers);
         tracing::info!(worker = %self.name, "worker disconnected");
         let deadline = Instant::now() + DISCONNECT_GRACE;
@@ -237,6 +245,7 @@ async fn connect(State(s): SharedState, path: Result<Path<String>, PathRejection
         };
         worker.connections += 1;
         worker.connection = Some(Connection { id: worker.connections, tx });
+        worker.last_seen = Instant::now();
         let coming_back = std::mem::replace(&mut worker.session_connected, true);
         (worker.connections, coming_back)
     };
@@ -855,6 +864,7 @@ pub(crate) async fn dispatcher(s: Arc<Shared>) {
 /// Takes back every claim whose lease expired.
 async fn sweep(s: &Shared) {
     let now = Instant::now();
+    expire_sessions(s, now);
     let expired: Vec<(String, u64)> = lock(&s.claims)
         .by_execution
         .iter()
@@ -873,6 +883,41 @@ async fn sweep(s: &Shared) {
         if still && let Err(e) = take_back(s, &id).await {
             tracing::error!(execution_id = %id, error = %e, "cannot take back an expired claim");
         }
+    }
+}
+
+/// Forgets the workers that have no event stream open, hold no claim and have not been heard
+/// from for two leases: their session tokens are refused from then on (401), and a worker that
+/// comes back registers again.
+fn expire_sessions(s: &Shared, now: Instant) {
+    let idle_limit = s.lease_timeout.saturating_mul(2);
+    let expired: Vec<String> = {
+        // The order of `offer`: workers, then claims.
+        let mut workers = lock(&s.workers);
+        let claims = lock(&s.claims);
+        let expired: Vec<String> = workers
+            .iter()
+            .filter(|(name, w)| {
+                w.connection.as_ref().is_none_or(|c| c.tx.is_closed())
+                    && now.saturating_duration_since(w.last_seen) >= idle_limit
+                    && !claims.by_execution.values().any(|c| c.worker == **name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &expired {
+            workers.remove(name);
+        }
+        expired
+    };
+    if expired.is_empty() {
+        return;
+    }
+    let mut catalog = lock(&s.catalog);
+    for name in &expired {
+        for entry in catalog.values_mut() {
+            entry.workers.remove(name);
+        }
+        tracing::info!(worker = %name, "worker session expired: not heard from for two leases");
     }
 }
 

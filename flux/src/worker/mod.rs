@@ -42,6 +42,15 @@ use self::remote::{Endpoint, RemoteStore, detail_of};
 /// again.
 const IDLE_LIMIT: Duration = Duration::from_secs(15);
 
+/// The longest a request to the server (registering, claiming, a checkpoint) may take, from
+/// sending it to the end of its answer; the event stream has [`IDLE_LIMIT`] instead.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an idle connection to the server is kept for the next request: less than a
+/// server's default `request_timeout`, so that the server is not the one to close it as a
+/// request goes out.
+const POOL_IDLE: Duration = Duration::from_secs(10);
+
 /// How often the heartbeat task looks at the clock.
 const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
 
@@ -168,6 +177,8 @@ impl Worker {
         let engine = local.with_store_sharing(store.clone());
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .read_timeout(IDLE_LIMIT)
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_keepalive(Duration::from_secs(15))
             .build()
             .map_err(|e| Error::new(ErrorKind::Config, format!("cannot build the HTTP client: {e}")))?;
@@ -226,7 +237,11 @@ impl Worker {
                 }
             }
             let url = format!("{}/workers/{}/connect", endpoint.base, endpoint.worker);
-            let response = endpoint.client.get(&url).bearer_auth(endpoint.session()).send().await;
+            let response = endpoint.client.get(&url).bearer_auth(endpoint.session()).send();
+            let response = match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
+                Ok(response) => response.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
+            };
             let response = match response {
                 Ok(r) if r.status().is_success() => r,
                 Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
@@ -293,6 +308,7 @@ impl Worker {
         let response = endpoint
             .client
             .post(format!("{}/workers/register", endpoint.base))
+            .timeout(REQUEST_TIMEOUT)
             .bearer_auth(token)
             .json(&registration)
             .send()
@@ -367,6 +383,7 @@ async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: 
     let response = endpoint
         .client
         .post(endpoint.url("claim", id))
+        .timeout(REQUEST_TIMEOUT)
         .bearer_auth(endpoint.session())
         .send()
         .await

@@ -340,6 +340,7 @@ impl Endpoint {
             let sent = self
                 .client
                 .post(self.url("checkpoint", id))
+                .timeout(super::REQUEST_TIMEOUT)
                 .bearer_auth(self.session())
                 .header(reqwest::header::CONTENT_TYPE, wire::MSGPACK)
                 .body(body.clone())
