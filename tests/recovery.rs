@@ -198,3 +198,66 @@ async fn a_server_continues_its_own_executions_left_running_when_it_starts() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// A task that waits until the test lets it finish (its own gate: tests run at once).
+#[cfg(feature = "server")]
+static LONG_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[cfg(feature = "server")]
+#[flux::task]
+async fn long_gated(i: u32) -> Result<u32, std::io::Error> {
+    LONG_GATE.notified().await;
+    Ok(i)
+}
+
+#[cfg(feature = "server")]
+#[flux::workflow]
+async fn waits_long(ctx: flux::ExecutionContext<u32>) -> flux::Result<u32> {
+    long_gated(*ctx.input()).await
+}
+
+/// A recovered run that takes long does not hold back the server's next looks for expired
+/// leases: an execution whose lease runs out while it goes on is continued meanwhile.
+#[cfg(feature = "server")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_recovered_run_does_not_hold_back_the_next_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Duration::from_millis(200);
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap().with_lease(lease);
+    // Left RUNNING with no lease: continued at once, and then waits on its gate.
+    StoppedLog::new(waits_long::NAME, "long", &7u32).commit(&engine).await;
+    // Left RUNNING by another engine whose lease lasts a while longer.
+    engine.store().write(crashed_steps("later", 2).into_writes()).await.unwrap();
+    let live = Write::Lease {
+        execution_id: "later".into(),
+        owner: "another-engine".into(),
+        until: std::time::SystemTime::now() + Duration::from_millis(600),
+        mode: LeaseMode::Own,
+    };
+    engine.store().write(vec![live]).await.unwrap();
+
+    let server = flux::server::Server::new()
+        .engine(&engine)
+        .register(steps)
+        .register(waits_long)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while engine.store().state("later").unwrap() != Some(ExecutionState::Completed) {
+        assert!(std::time::Instant::now() < deadline, "`later` was not continued while `long` ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(steps.on(&engine).status("later").await.unwrap().output(), Some(&steps_sum(2)));
+    let long = engine.store().load("long").unwrap().unwrap();
+    assert_eq!(long.state, ExecutionState::Running, "`long` is still at its gate");
+    assert_eq!(long.events.last().map(|e| e.kind()), Some(EventType::TaskStarted));
+
+    LONG_GATE.notify_one();
+    while engine.store().state("long").unwrap() != Some(ExecutionState::Completed) {
+        assert!(std::time::Instant::now() < deadline, "`long` did not finish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(waits_long.on(&engine).status("long").await.unwrap().output(), Some(&7));
+    server.shutdown().await.unwrap();
+}

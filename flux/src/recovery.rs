@@ -37,6 +37,21 @@ pub struct Recovered {
     pub outcome: Result<ExecutionState>,
 }
 
+/// An execution this engine has taken over, to be continued.
+struct TakenOver {
+    workflow: Arc<dyn crate::erased::ErasedWorkflow>,
+    execution_id: String,
+    workflow_name: String,
+}
+
+impl TakenOver {
+    /// Replays the execution to its end or its next pause.
+    async fn continue_on(self, engine: &Engine) -> Recovered {
+        let outcome = self.workflow.replay(engine, self.execution_id.clone()).await;
+        Recovered { execution_id: self.execution_id, workflow_name: self.workflow_name, outcome }
+    }
+}
+
 impl Engine {
     /// The id this engine records as the owner of the executions it runs (unique per engine
     /// and process).
@@ -70,9 +85,11 @@ impl Engine {
         self.inner.workflows.write().unwrap_or_else(|p| p.into_inner()).insert(workflow.name(), workflow);
     }
 
-    /// Calls [`Engine::recover`] now and then once per lease, until `stop` turns true or the
-    /// engine is dropped: what the server does, so that the executions it ran in its own process
-    /// (or a dead peer on the same database did) are continued without waiting for a restart.
+    /// Takes over the expired executions now and then once per lease, until `stop` turns true
+    /// or the engine is dropped: what the server does, so that the executions it ran in its own
+    /// process (or a dead peer on the same database did) are continued without waiting for a
+    /// restart. Each continued run goes on in a task of its own, so that a long one does not
+    /// hold back the next look for expired leases.
     #[cfg(feature = "server")]
     pub(crate) fn recover_in_background(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let engine = Arc::downgrade(&self.inner);
@@ -81,27 +98,28 @@ impl Engine {
                 let Some(inner) = engine.upgrade() else { return };
                 let engine_now = Engine { inner };
                 let lease = engine_now.lease();
-                let recovering = async {
-                    match engine_now.recover().await {
-                        Ok(recovered) => {
-                            for r in recovered {
-                                match r.outcome {
-                                    Ok(state) => {
-                                        tracing::info!(execution_id = %r.execution_id, %state, "recovered execution stopped")
-                                    }
-                                    Err(e) => {
-                                        tracing::warn!(execution_id = %r.execution_id, error = %e, "recovered execution failed")
-                                    }
+                match engine_now.take_over_expired().await {
+                    Ok(taken) => {
+                        for run in taken {
+                            let engine = engine_now.clone();
+                            tokio::spawn(async move {
+                                let recovered = run.continue_on(&engine).await;
+                                match recovered.outcome {
+                                    Ok(state) => tracing::info!(
+                                        execution_id = %recovered.execution_id, %state, "recovered execution stopped"
+                                    ),
+                                    Err(e) => tracing::warn!(
+                                        execution_id = %recovered.execution_id, error = %e, "recovered execution failed"
+                                    ),
                                 }
-                            }
+                            });
                         }
-                        Err(e) => tracing::warn!(error = %e, "recovering executions failed; trying again later"),
                     }
-                    drop(engine_now);
-                    tokio::time::sleep(lease).await;
-                };
+                    Err(e) => tracing::warn!(error = %e, "recovering executions failed; trying again later"),
+                }
+                drop(engine_now);
                 tokio::select! {
-                    () = recovering => {}
+                    () = tokio::time::sleep(lease) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }
@@ -126,9 +144,17 @@ impl Engine {
     /// for recovered in engine.recover().await? {
     ///     println!("{}: {:?}", recovered.execution_id, recovered.outcome);
     /// }
-    /// # Ok(()) }
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn recover(&self) -> Result<Vec<Recovered>> {
+        let taken = self.take_over_expired().await?;
+        Ok(futures::future::join_all(taken.into_iter().map(|run| run.continue_on(self))).await)
+    }
+
+    /// Takes over every expired execution [`Engine::recover`] would continue, without running
+    /// them yet.
+    async fn take_over_expired(&self) -> Result<Vec<TakenOver>> {
         let store = self.store().clone();
         let states = [ExecutionState::Running, ExecutionState::Cancelling];
         let rows = match tokio::task::spawn_blocking(move || store.list(&states)).await {
@@ -137,7 +163,7 @@ impl Engine {
         };
         let now = SystemTime::now();
         let running: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let mut runs = Vec::new();
+        let mut taken = Vec::new();
         for row in &rows {
             let expired = row.lease_until.is_none_or(|until| until < now);
             let parent_runs = row.parent_id.as_deref().is_some_and(|p| running.contains(p));
@@ -166,14 +192,9 @@ impl Engine {
                 Err(e) => return Err(e),
             }
             tracing::info!(execution_id = %row.id, workflow = %row.workflow_name, previous_owner = ?row.owner, "recovering execution");
-            let engine = self.clone();
-            let (id, name) = (row.id.clone(), row.workflow_name.clone());
-            runs.push(async move {
-                let outcome = workflow.replay(&engine, id.clone()).await;
-                Recovered { execution_id: id, workflow_name: name, outcome }
-            });
+            taken.push(TakenOver { workflow, execution_id: row.id.clone(), workflow_name: row.workflow_name.clone() });
         }
-        Ok(futures::future::join_all(runs).await)
+        Ok(taken)
     }
 
     /// Records this engine as the owner of `run`'s execution (with the next commit) and makes
