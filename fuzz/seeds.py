@@ -300,6 +300,9 @@ durability = "default"
 server_host = "localhost"
 server_port = 8000
 max_body_bytes = 2097152
+max_header_bytes = 65536
+max_connections = 1024
+request_timeout = "30s"
 
 [flux.workers]
 bootstrap_token = "boot"
@@ -317,6 +320,9 @@ FLUX_DURABILITY=Full
 FLUX_SERVER_HOST=0.0.0.0
 FLUX_SERVER_PORT=9000
 FLUX_MAX_BODY_BYTES=1024
+FLUX_MAX_HEADER_BYTES=8192
+FLUX_MAX_CONNECTIONS=16
+FLUX_REQUEST_TIMEOUT=2.5s
 FLUX_SECURITY__ENCRYPTION_KEY=FFEEDDCCBBAA99887766554433221100ffeeddccbbaa99887766554433221100
 FLUX_SECURITY__ADMIN_TOKEN=admin
 FLUX_WORKERS__BOOTSTRAP_TOKEN=boot
@@ -392,10 +398,12 @@ def dictionaries():
                         b"\x01\x00\x00\x00\x00\x00\x00\x00\x80", b"\x03\x00\x00", b"\x04\x00\x00"] + INTEGERS)
     write_dictionary("parse", [
         "FLUX_HOME=", "FLUX_DATABASE_URL=", "FLUX_DURABILITY=", "FLUX_SERVER_HOST=", "FLUX_SERVER_PORT=",
-        "FLUX_MAX_BODY_BYTES=", "FLUX_SECURITY__ENCRYPTION_KEY=", "FLUX_SECURITY__ADMIN_TOKEN=",
+        "FLUX_MAX_BODY_BYTES=", "FLUX_MAX_HEADER_BYTES=", "FLUX_MAX_CONNECTIONS=",
+        "FLUX_REQUEST_TIMEOUT=", "FLUX_SECURITY__ENCRYPTION_KEY=", "FLUX_SECURITY__ADMIN_TOKEN=",
         "FLUX_WORKERS__BOOTSTRAP_TOKEN=", "FLUX_WORKERS__SERVER_URL=", "FLUX_WORKERS__LEASE_TIMEOUT=",
         "FLUX_WORKERS__HEARTBEAT_INTERVAL=", "\n%%\n", "[flux]", "[flux.workers]", "[flux.security]", "home = ",
         "database_url = ", "durability = ", "server_host = ", "server_port = ", "max_body_bytes = ",
+        "max_header_bytes = ", "max_connections = ", "request_timeout = ",
         "lease_timeout = ", "heartbeat_interval = ", "encryption_key = ", "admin_token = ", "bootstrap_token = ",
         "server_url = ", "sqlite://", "sqlite:///", "sqlite::memory:", "sqlite://:memory:", "default", "full",
         "batched", "normal", "ns", "us", "ms", "s", "m", "h", "d", "w", "M", "y", "nsec", "usec", "msec", "sec",

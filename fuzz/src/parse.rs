@@ -63,6 +63,9 @@ fn config(file: Option<&str>, env: Vec<(String, String)>) {
             assert!(!config.workers.lease_timeout.is_zero(), "zero lease timeout accepted");
             assert!(!config.workers.heartbeat_interval.is_zero(), "zero heartbeat interval accepted");
             assert!(config.max_body_bytes > 0, "zero body limit accepted");
+            assert!(config.max_header_bytes >= 1024, "header limit under 1 KiB accepted");
+            assert!(config.max_connections > 0, "zero connection limit accepted");
+            assert!(!config.request_timeout.is_zero(), "zero request timeout accepted");
             let _ = format!("{config:?}");
             if let Some(key) = &config.encryption_key
                 && let Err(e) = engine().with_encryption_key(key)
