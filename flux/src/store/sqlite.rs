@@ -260,6 +260,8 @@ fn open_connection(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, "cannot open database", e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error(path, "cannot configure database", e))?;
+    // Room for every statement the writer uses, so that none is parsed again.
+    conn.set_prepared_statement_cache_capacity(32);
     // Reading the journal mode is the first access to the file: a file that is not a database
     // fails here, before anything is written to it. Switching a new file to WAL needs an
     // exclusive lock, and SQLite answers BUSY at once (without its busy handler) while another
@@ -497,7 +499,11 @@ impl super::Help for Shared {
 /// because one batch was refused, each batch is retried alone.
 fn commit_group(w: &mut Writer, transactions: &AtomicU64) {
     let Writer { conn, path, seqs, group } = w;
-    match commit(conn, seqs, group.iter().flat_map(|j| &j.writes)) {
+    let result = match insert_alone(conn, seqs, group) {
+        Some(result) => result,
+        None => commit(conn, seqs, group.iter().flat_map(|j| &j.writes)),
+    };
+    match result {
         Ok(()) => {
             transactions.fetch_add(1, Ordering::Relaxed);
             for job in group.drain(..) {
@@ -523,6 +529,90 @@ fn commit_group(w: &mut Writer, transactions: &AtomicU64) {
                 job.done.send(Err(err.clone()));
             }
         }
+    }
+}
+
+/// The most events [`insert_alone`] stores with one statement.
+const LONE_ROWS: usize = 4;
+
+/// `INSERT INTO events` of 1 to [`LONE_ROWS`] rows, one statement each (kept in the statement
+/// cache like the others).
+const LONE_INSERTS: [&str; LONE_ROWS] = [
+    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?)",
+    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?),
+     (?,?,?,?,?,?,?)",
+    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?),
+     (?,?,?,?,?,?,?), (?,?,?,?,?,?,?)",
+    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?),
+     (?,?,?,?,?,?,?), (?,?,?,?,?,?,?), (?,?,?,?,?,?,?)",
+];
+
+/// Commits a group made of nothing but a few appends (a task's `TASK_STARTED` and its result,
+/// say), each following the end of its log as this writer remembers it, with a single `INSERT`
+/// outside an explicit transaction. SQLite makes one statement atomic and durable on its own, so
+/// this is the same commit as `BEGIN`, one `INSERT` per event and `COMMIT`, for one statement
+/// instead of four.
+///
+/// `None` leaves the group to [`commit`]: a group of anything else, or an append the memory does
+/// not vouch for. An insert that meets a row another process wrote meanwhile (the primary key
+/// refuses it, and SQLite undoes the whole statement) is also left to [`commit`], which reads the
+/// stored end of each log and refuses just the append that no longer follows it.
+fn insert_alone(conn: &Connection, seqs: &mut LastSeqs, group: &[Job]) -> Option<std::result::Result<(), WriteError>> {
+    if !conn.is_autocommit() || !seqs.in_transaction.is_empty() {
+        return None;
+    }
+    let mut rows: [Option<(&Arc<str>, &Event, LogEnd)>; LONE_ROWS] = [None; LONE_ROWS];
+    let mut n = 0;
+    for write in group.iter().flat_map(|j| &j.writes) {
+        let Write::Append { execution_id, event } = write else {
+            return None;
+        };
+        if n == LONE_ROWS {
+            return None;
+        }
+        // The end of this log: an earlier row of the group, or what the last commit left.
+        let earlier = rows[..n].iter().flatten().rev().find(|(id, _, _)| *id == execution_id).map(|r| r.2);
+        let end = match earlier {
+            Some(end) => end,
+            None => *seqs.known.get(execution_id)?,
+        };
+        let seq = i64::try_from(event.seq).ok()?;
+        if end.seq.checked_add(1) != Some(seq) {
+            return None;
+        }
+        rows[n] = Some((execution_id, event, LogEnd { key: end.key, seq }));
+        n += 1;
+    }
+    if n == 0 {
+        return None;
+    }
+    let inserted = conn.prepare_cached(LONE_INSERTS[n - 1]).and_then(|mut stmt| {
+        for (i, (_, event, end)) in rows.iter().flatten().enumerate() {
+            let at = i * 7;
+            stmt.raw_bind_parameter(at + 1, end.key)?;
+            stmt.raw_bind_parameter(at + 2, end.seq)?;
+            stmt.raw_bind_parameter(at + 3, event.kind.as_str())?;
+            stmt.raw_bind_parameter(at + 4, &*event.source_id)?;
+            stmt.raw_bind_parameter(at + 5, &*event.name)?;
+            stmt.raw_bind_parameter(at + 6, &*event.value)?;
+            stmt.raw_bind_parameter(at + 7, to_micros(event.time))?;
+        }
+        stmt.raw_execute()
+    });
+    match inserted {
+        Ok(_) => {
+            for (id, _, end) in rows.iter().flatten() {
+                match seqs.known.get_mut(*id) {
+                    Some(known) => *known = *end,
+                    None => {
+                        seqs.known.insert((*id).clone(), *end);
+                    }
+                }
+            }
+            Some(Ok(()))
+        }
+        Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => None,
+        Err(e) => Some(Err(WriteError::Sql(e))),
     }
 }
 
@@ -724,7 +814,7 @@ fn apply<'a>(
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?),
                 };
-                stmt.execute(params![
+                let inserted = stmt.execute(params![
                     end.key,
                     seq,
                     event.kind.as_str(),
@@ -732,7 +822,20 @@ fn apply<'a>(
                     &*event.name,
                     &*event.value,
                     to_micros(event.time)
-                ])?;
+                ]);
+                if let Err(e) = inserted {
+                    if e.sqlite_error_code() != Some(ErrorCode::ConstraintViolation) {
+                        return Err(WriteError::Sql(e));
+                    }
+                    // Another process appended this very seq since this writer's last look: the
+                    // append no longer follows the log, as if the memory had been out of date.
+                    let end = seqs.stored_last(conn, execution_id)?.ok_or_else(no_execution)?;
+                    return Err(WriteError::Rejected(super::out_of_sequence(
+                        execution_id,
+                        event.seq,
+                        u64::try_from(end.seq).unwrap_or(0),
+                    )));
+                }
                 seqs.wrote(execution_id, LogEnd { key: end.key, seq });
             }
             Write::CachePut { key, task_name, value, expires_at } => {
@@ -1243,6 +1346,36 @@ mod tests {
         let err = b.write(vec![append("x", 6)]).await.unwrap_err();
         assert!(err.to_string().contains("event #6"), "{err}");
         assert_eq!(a.load("x").unwrap().unwrap().events.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn appends_stored_by_one_insert_are_all_or_nothing() {
+        // `a` remembers that x and y end at #1; `b`, as another process, appends x's #2. A group
+        // of y's #2 and x's #2 then meets b's row in its single INSERT: y's event is still
+        // stored, x's is refused, and b's row is left as b wrote it.
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        let b = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        a.write(vec![create("x"), append("x", 1), create("y"), append("y", 1)]).await.unwrap();
+        let theirs = Event::new(2, EventType::TaskCompleted, "t_1", "t", &b"\x07"[..], SystemTime::now());
+        b.write(vec![Write::Append { execution_id: "x".into(), event: theirs.clone() }]).await.unwrap();
+        let y2 = a.write(vec![append("y", 2)]);
+        let x2 = a.write(vec![append("x", 2)]);
+        y2.await.unwrap();
+        let err = x2.await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+        assert!(err.to_string().contains("its last event is #2"), "{err}");
+        let x = a.load("x").unwrap().unwrap().events;
+        assert_eq!(x.len(), 2);
+        assert_eq!((x[1].kind, &x[1].value), (theirs.kind, &theirs.value));
+        let seqs = |id| a.load(id).unwrap().unwrap().events.iter().map(|e| e.seq()).collect::<Vec<_>>();
+        assert_eq!(seqs("y"), [1, 2]);
+        // The refusal corrected a's memory of x: its next append follows b's row.
+        a.write(vec![append("x", 3), append("x", 4)]).await.unwrap();
+        assert_eq!(seqs("x"), [1, 2, 3, 4]);
+        // More appends than one insert takes are committed in a transaction, as before.
+        a.write((3..=8).map(|seq| append("y", seq)).collect()).await.unwrap();
+        assert_eq!(seqs("y"), [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     #[test]
