@@ -414,3 +414,118 @@ async fn a_restarted_server_refuses_the_tokens_of_before() {
     }
     shutdown(running).await;
 }
+
+/// What [`HeldClaims`] holds back, shared with the test.
+#[derive(Default)]
+struct Held {
+    /// The commit of the claim and the outcome it will report.
+    claim: std::sync::Mutex<Option<(flux::store::CommitSender, flux::Result<()>)>>,
+    seen: tokio::sync::Notify,
+}
+
+/// An in-memory store that applies a claim at once but confirms its commit only when the test
+/// says so, as a slow disk would: the request waiting for it can be dropped meanwhile.
+struct HeldClaims {
+    inner: flux::store::MemoryStore,
+    held: std::sync::Arc<Held>,
+}
+
+impl flux::store::Store for HeldClaims {
+    fn write(&self, writes: Vec<flux::store::Write>) -> flux::store::Commit {
+        let claim = writes.iter().any(|w| matches!(w, flux::store::Write::Claim { worker: Some(_), .. }));
+        let mut commit = self.inner.write(writes);
+        if !claim {
+            return commit;
+        }
+        let outcome = commit.try_result().expect("the memory store commits at once");
+        let (sender, held) = flux::store::Commit::pending();
+        *self.held.claim.lock().unwrap() = Some((sender, outcome));
+        self.held.seen.notify_one();
+        held
+    }
+    fn load(&self, id: &str) -> flux::Result<Option<flux::store::StoredExecution>> {
+        self.inner.load(id)
+    }
+    fn state(&self, id: &str) -> flux::Result<Option<flux::ExecutionState>> {
+        self.inner.state(id)
+    }
+    fn list(&self, states: &[flux::ExecutionState]) -> flux::Result<Vec<flux::store::ExecutionRow>> {
+        self.inner.list(states)
+    }
+    fn describe(&self) -> String {
+        "held claims".into()
+    }
+    fn cache_get(&self, key: &str, now: std::time::SystemTime) -> flux::Result<Option<Vec<u8>>> {
+        self.inner.cache_get(key, now)
+    }
+    fn cache_clear(&self, task_name: Option<&str>) -> flux::Result<u64> {
+        self.inner.cache_clear(task_name)
+    }
+    fn secret_put(&self, name: &str, nonce: &[u8], sealed: &[u8]) -> flux::Result<()> {
+        self.inner.secret_put(name, nonce, sealed)
+    }
+    fn secret_get(&self, name: &str) -> flux::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.inner.secret_get(name)
+    }
+    fn secret_list(&self) -> flux::Result<Vec<String>> {
+        self.inner.secret_list()
+    }
+    fn secret_remove(&self, name: &str) -> flux::Result<bool> {
+        self.inner.secret_remove(name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_worker_vanishes_mid_request_is_still_taken_back() {
+    // A worker killed while its claim is being committed: the claim is stored all the same, so
+    // the server must remember it too, and take it back when its lease runs out. Forgotten, it
+    // stayed CLAIMED for good (found by the chaos test).
+    let held = std::sync::Arc::new(Held::default());
+    let engine = Engine::with_store(HeldClaims { inner: flux::store::MemoryStore::new(), held: held.clone() });
+    let running = Server::from_config(flux::Config::default())
+        .engine(&engine)
+        .bootstrap_token(BOOTSTRAP)
+        .admin_token(ADMIN)
+        .lease_timeout(Duration::from_millis(300))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = running.url();
+    let http = reqwest::Client::new();
+    let token = register(&http, &url, "w1").await;
+    let (status, summary) =
+        status_with(&http, Method::POST, &format!("{url}/workflows/remote/run/async"), ADMIN, &json!("x")).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    let id = summary["execution_id"].as_str().unwrap_or_else(|| panic!("no execution id in {summary}")).to_string();
+
+    let mut claim = TcpStream::connect(host(&url)).await.unwrap();
+    let request = format!(
+        "POST /workers/w1/claim/{id} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n",
+        host(&url)
+    );
+    claim.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::timeout(PATIENCE, held.seen.notified()).await.expect("the claim reaches the store");
+    // The worker is gone: its connection closes while the claim's commit is pending. The
+    // server notices a closed connection at once; half a second leaves it ample time to drop
+    // the request before the commit is confirmed.
+    drop(claim);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (sender, outcome) = held.claim.lock().unwrap().take().expect("a held claim");
+    sender.send(outcome);
+
+    // Nobody checkpoints for the claim: within a lease or two it is taken back and offered again.
+    let status_url = format!("{url}/workflows/remote/status/{id}?detailed=true");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, summary) = status_with(&http, Method::GET, &status_url, ADMIN, &Value::Null).await;
+        let kinds: Vec<&str> =
+            summary["events"].as_array().into_iter().flatten().filter_map(|e| e["type"].as_str()).collect();
+        if summary["state"] == "SCHEDULED" && kinds.len() == 3 {
+            assert_eq!(kinds, ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_SCHEDULED"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the claim was never taken back: {summary}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown(running).await;
+}

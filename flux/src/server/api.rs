@@ -157,6 +157,21 @@ impl IntoResponse for ApiError {
 
 pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
 
+/// Runs `work` on a task of its own and waits for it. The server drops a request's handler where
+/// it waits when the client goes away (a worker killed mid-request, a client giving up); work
+/// that writes to the store and then updates what the server keeps in memory (claims, offers)
+/// must not stop in between, or an execution would stay claimed, or scheduled, with nothing to
+/// take it back or offer it until the server restarts.
+pub(crate) async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")),
+    }
+}
+
 pub(crate) fn path_error(e: PathRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, format!("invalid path: {}", e.body_text()))
 }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::api::{
     ApiError, ApiResult, Mode, Source, body_bytes, json_body, path_error, sse, summary_of, summary_response,
+    to_completion,
 };
 use super::auth::{Token, bearer, random_token};
 use super::hub::{HubItem, HubReceiver};
@@ -330,6 +331,12 @@ async fn claim(
 ) -> ApiResult {
     let Path((name, id)) = path.map_err(path_error)?;
     check_session(&s, &name, &headers)?;
+    to_completion(claim_execution(s, name, id)).await
+}
+
+/// Claims execution `id` for worker `name`: the claim is stored, then remembered with its lease
+/// (on a task of its own: see [`to_completion`]).
+async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult {
     let _serial = s.claim_lock.lock().await;
     if let Some(holder) = lock(&s.claims).by_execution.get(&id) {
         return Err(ApiError::new(
@@ -501,24 +508,30 @@ async fn checkpoint(
         }
         writes.push(w);
     }
-    if writes.len() > 1
-        && let Err(e) = s.engine.store().write(writes).await
-    {
-        return Err(match e.kind() {
-            ErrorKind::Conflict => stale(&name, &id, generation),
-            _ => e.into(),
-        });
-    }
-    {
-        let mut claims = lock(&s.claims);
-        if let Some(c) = claims.by_execution.get_mut(&id).filter(|c| c.generation == generation) {
-            c.last_seq = seq;
-            if resting {
-                claims.by_execution.remove(&id);
+    // Stored, then remembered and published on a task of its own (see `to_completion`), so
+    // that the claim's last seq never falls behind the store.
+    let seq = to_completion(async move {
+        if writes.len() > 1
+            && let Err(e) = s.engine.store().write(writes).await
+        {
+            return Err(match e.kind() {
+                ErrorKind::Conflict => stale(&name, &id, generation),
+                _ => e.into(),
+            });
+        }
+        {
+            let mut claims = lock(&s.claims);
+            if let Some(c) = claims.by_execution.get_mut(&id).filter(|c| c.generation == generation) {
+                c.last_seq = seq;
+                if resting {
+                    claims.by_execution.remove(&id);
+                }
             }
         }
-    }
-    s.hub.publish_items(&id, &items);
+        s.hub.publish_items(&id, &items);
+        Ok(seq)
+    })
+    .await?;
     answer(seq)
 }
 
@@ -584,23 +597,27 @@ pub(crate) async fn run_remote(
     let encoded: Arc<[u8]> = encoded.into();
     let now = crate::event::now();
     let event = Event::new(1, EventType::WorkflowScheduled, workflow_source(name, &id), name, encoded.clone(), now);
-    s.engine
-        .store()
-        .write(vec![
-            Write::CreateExecution {
-                id: execution_id.clone(),
-                workflow_name: Arc::from(name),
-                state: ExecutionState::Scheduled,
-                input: encoded,
-                parent_id: None,
-                time: now,
-            },
-            Write::Append { execution_id, event: event.clone() },
-        ])
-        .await?;
-    s.hub.publish(&id, std::slice::from_ref(&event));
-    lock(&s.pending).add(&id, name, false);
-    s.wake.notify_one();
+    let writes = vec![
+        Write::CreateExecution {
+            id: execution_id.clone(),
+            workflow_name: Arc::from(name),
+            state: ExecutionState::Scheduled,
+            input: encoded,
+            parent_id: None,
+            time: now,
+        },
+        Write::Append { execution_id, event: event.clone() },
+    ];
+    // Stored, then offered, on a task of its own (see `to_completion`).
+    let (shared, scheduled, workflow) = (s.clone(), id.clone(), name.to_string());
+    to_completion(async move {
+        shared.engine.store().write(writes).await?;
+        shared.hub.publish(&scheduled, std::slice::from_ref(&event));
+        lock(&shared.pending).add(&scheduled, &workflow, false);
+        shared.wake.notify_one();
+        Ok(())
+    })
+    .await?;
     let initial = Summary {
         workflow_name: name.to_string(),
         execution_id: id,
@@ -622,7 +639,10 @@ pub(crate) async fn resume_remote(
 ) -> ApiResult {
     let id = before.id.clone();
     let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id));
-    {
+    // Checked, stored and offered on a task of its own (see `to_completion`).
+    let (shared, id_to_resume) = (s.clone(), id.clone());
+    to_completion(async move {
+        let (s, id) = (shared, id_to_resume);
         let _serial = s.claim_lock.lock().await;
         let Some(stored) = s.engine.load(&id).await? else {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`")));
@@ -659,17 +679,22 @@ pub(crate) async fn resume_remote(
             .await?;
         s.hub.publish(&id, std::slice::from_ref(&event));
         lock(&s.pending).add(&id, &stored.workflow_name, true);
-    }
+        Ok(())
+    })
+    .await?;
     s.wake.notify_one();
     respond(s, summary_of(s, &before, detailed), rx, mode, detailed).await
 }
 
 /// Cancels a remote execution: at once when no worker holds it, otherwise by telling the worker
 /// (its state becomes `CANCELLING` until the worker records the end).
-pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait: bool) -> crate::Result<()> {
+pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait: bool) -> ApiResult<()> {
     let id = stored.id.clone();
     let rx = wait.then(|| s.hub.subscribe(&id));
-    {
+    // Checked, stored and told on a task of its own (see `to_completion`).
+    let (shared, id_to_cancel) = (s.clone(), id.clone());
+    to_completion(async move {
+        let (s, id) = (&shared, id_to_cancel);
         let _serial = s.claim_lock.lock().await;
         let stored = s.engine.load(&id).await?.ok_or_else(|| crate::workflow::not_found(&s.engine, &id))?;
         if stored.state.is_terminal() {
@@ -679,7 +704,8 @@ pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait
                     "execution `{id}` has already finished ({}); only a running or paused execution can be cancelled",
                     stored.state
                 ),
-            ));
+            )
+            .into());
         }
         let holder = lock(&s.claims).by_execution.get_mut(&id).map(|c| {
             c.cancelling = true;
@@ -705,7 +731,9 @@ pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait
         if let Some(connection) = lock(&s.workers).get(&worker).and_then(|w| w.connection.as_ref()) {
             let _ = connection.tx.send((wire::EXECUTION_CANCELLED, offer));
         }
-    }
+        Ok(())
+    })
+    .await?;
     if let Some(rx) = rx {
         let mut stop = s.shutdown.subscribe();
         tokio::select! {
