@@ -639,51 +639,43 @@ pub(crate) async fn resume_remote(
 ) -> ApiResult {
     let id = before.id.clone();
     let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id));
-    // Checked, stored and offered on a task of its own (see `to_completion`).
-    let (shared, id_to_resume) = (s.clone(), id.clone());
-    to_completion(async move {
-        let (s, id) = (shared, id_to_resume);
-        let _serial = s.claim_lock.lock().await;
-        let Some(stored) = s.engine.load(&id).await? else {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`")));
-        };
-        if stored.state != ExecutionState::Paused {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "execution `{id}` is not paused (it is {}); only a paused execution can be resumed",
-                    stored.state
-                ),
-            ));
-        }
-        let event = Event::new(
-            last_seq(&stored) + 1,
-            EventType::WorkflowResumeScheduled,
-            workflow_source(&stored.workflow_name, &id),
-            stored.workflow_name.as_str(),
-            encoded,
-            crate::event::now(),
-        );
-        let execution_id: Arc<str> = Arc::from(id.as_str());
-        s.engine
-            .store()
-            .write(vec![
-                Write::Append { execution_id: execution_id.clone(), event: event.clone() },
-                Write::SetState {
-                    execution_id,
-                    state: ExecutionState::ResumeScheduled,
-                    output: None,
-                    time: event.time(),
-                },
-            ])
-            .await?;
-        s.hub.publish(&id, std::slice::from_ref(&event));
-        lock(&s.pending).add(&id, &stored.workflow_name, true);
-        Ok(())
-    })
-    .await?;
+    to_completion(schedule_resume(s.clone(), id.clone(), encoded)).await?;
     s.wake.notify_one();
     respond(s, summary_of(s, &before, detailed), rx, mode, detailed).await
+}
+
+/// Records the resume of paused execution `id` and offers it to the workers, on a task of its
+/// own (see [`to_completion`]).
+async fn schedule_resume(s: Arc<Shared>, id: String, encoded: Vec<u8>) -> ApiResult<()> {
+    let _serial = s.claim_lock.lock().await;
+    let Some(stored) = s.engine.load(&id).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`")));
+    };
+    if stored.state != ExecutionState::Paused {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("execution `{id}` is not paused (it is {}); only a paused execution can be resumed", stored.state),
+        ));
+    }
+    let event = Event::new(
+        last_seq(&stored) + 1,
+        EventType::WorkflowResumeScheduled,
+        workflow_source(&stored.workflow_name, &id),
+        stored.workflow_name.as_str(),
+        encoded,
+        crate::event::now(),
+    );
+    let execution_id: Arc<str> = Arc::from(id.as_str());
+    s.engine
+        .store()
+        .write(vec![
+            Write::Append { execution_id: execution_id.clone(), event: event.clone() },
+            Write::SetState { execution_id, state: ExecutionState::ResumeScheduled, output: None, time: event.time() },
+        ])
+        .await?;
+    s.hub.publish(&id, std::slice::from_ref(&event));
+    lock(&s.pending).add(&id, &stored.workflow_name, true);
+    Ok(())
 }
 
 /// Cancels a remote execution: at once when no worker holds it, otherwise by telling the worker
@@ -691,55 +683,55 @@ pub(crate) async fn resume_remote(
 pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait: bool) -> ApiResult<()> {
     let id = stored.id.clone();
     let rx = wait.then(|| s.hub.subscribe(&id));
-    // Checked, stored and told on a task of its own (see `to_completion`).
-    let (shared, id_to_cancel) = (s.clone(), id.clone());
-    to_completion(async move {
-        let (s, id) = (&shared, id_to_cancel);
-        let _serial = s.claim_lock.lock().await;
-        let stored = s.engine.load(&id).await?.ok_or_else(|| crate::workflow::not_found(&s.engine, &id))?;
-        if stored.state.is_terminal() {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                format!(
-                    "execution `{id}` has already finished ({}); only a running or paused execution can be cancelled",
-                    stored.state
-                ),
-            )
-            .into());
-        }
-        let holder = lock(&s.claims).by_execution.get_mut(&id).map(|c| {
-            c.cancelling = true;
-            c.worker.clone()
-        });
-        let Some(worker) = holder else {
-            finish_cancelled(s, &stored).await?;
-            lock(&s.pending).offers.remove(&id);
-            return Ok(());
-        };
-        if stored.state != ExecutionState::Cancelling {
-            s.engine
-                .store()
-                .write(vec![Write::SetState {
-                    execution_id: Arc::from(id.as_str()),
-                    state: ExecutionState::Cancelling,
-                    output: None,
-                    time: crate::event::now(),
-                }])
-                .await?;
-        }
-        let offer = Offer { execution_id: id.clone(), workflow_name: stored.workflow_name.clone() };
-        if let Some(connection) = lock(&s.workers).get(&worker).and_then(|w| w.connection.as_ref()) {
-            let _ = connection.tx.send((wire::EXECUTION_CANCELLED, offer));
-        }
-        Ok(())
-    })
-    .await?;
+    to_completion(start_cancel(s.clone(), id.clone())).await?;
     if let Some(rx) = rx {
         let mut stop = s.shutdown.subscribe();
         tokio::select! {
             _ = wait_resting(rx) => {}
             _ = stop.wait_for(|v| *v) => {}
         }
+    }
+    Ok(())
+}
+
+/// Cancels execution `id` at once if no worker holds it, or marks it `CANCELLING` and tells its
+/// worker; on a task of its own (see [`to_completion`]).
+async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
+    let _serial = s.claim_lock.lock().await;
+    let stored = s.engine.load(&id).await?.ok_or_else(|| crate::workflow::not_found(&s.engine, &id))?;
+    if stored.state.is_terminal() {
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            format!(
+                "execution `{id}` has already finished ({}); only a running or paused execution can be cancelled",
+                stored.state
+            ),
+        )
+        .into());
+    }
+    let holder = lock(&s.claims).by_execution.get_mut(&id).map(|c| {
+        c.cancelling = true;
+        c.worker.clone()
+    });
+    let Some(worker) = holder else {
+        finish_cancelled(&s, &stored).await?;
+        lock(&s.pending).offers.remove(&id);
+        return Ok(());
+    };
+    if stored.state != ExecutionState::Cancelling {
+        s.engine
+            .store()
+            .write(vec![Write::SetState {
+                execution_id: Arc::from(id.as_str()),
+                state: ExecutionState::Cancelling,
+                output: None,
+                time: crate::event::now(),
+            }])
+            .await?;
+    }
+    let offer = Offer { execution_id: id.clone(), workflow_name: stored.workflow_name.clone() };
+    if let Some(connection) = lock(&s.workers).get(&worker).and_then(|w| w.connection.as_ref()) {
+        let _ = connection.tx.send((wire::EXECUTION_CANCELLED, offer));
     }
     Ok(())
 }
