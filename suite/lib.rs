@@ -237,3 +237,62 @@ pub mod logs {
         String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
     }
 }
+
+/// An in-memory store whose writes go through a hook first: tests use it to fail a chosen write
+/// as a broken disk would, or to hold a commit back. Everything else is the memory store's.
+pub struct HookedStore<F> {
+    /// The store that keeps the data.
+    pub inner: flux::store::MemoryStore,
+    /// Called with the inner store and each batch instead of writing it: it writes (or not) and
+    /// returns the commit the engine waits for.
+    pub on_write: F,
+}
+
+impl<F> HookedStore<F>
+where
+    F: Fn(&flux::store::MemoryStore, Vec<flux::store::Write>) -> flux::store::Commit + Send + Sync + 'static,
+{
+    /// A new, empty store with `on_write` in front of it.
+    pub fn new(on_write: F) -> Self {
+        HookedStore { inner: flux::store::MemoryStore::new(), on_write }
+    }
+}
+
+impl<F> flux::store::Store for HookedStore<F>
+where
+    F: Fn(&flux::store::MemoryStore, Vec<flux::store::Write>) -> flux::store::Commit + Send + Sync + 'static,
+{
+    fn write(&self, writes: Vec<flux::store::Write>) -> flux::store::Commit {
+        (self.on_write)(&self.inner, writes)
+    }
+    fn load(&self, id: &str) -> flux::Result<Option<flux::store::StoredExecution>> {
+        self.inner.load(id)
+    }
+    fn state(&self, id: &str) -> flux::Result<Option<flux::ExecutionState>> {
+        self.inner.state(id)
+    }
+    fn list(&self, states: &[flux::ExecutionState]) -> flux::Result<Vec<flux::store::ExecutionRow>> {
+        self.inner.list(states)
+    }
+    fn describe(&self) -> String {
+        "memory (hooked)".into()
+    }
+    fn cache_get(&self, key: &str, now: std::time::SystemTime) -> flux::Result<Option<Vec<u8>>> {
+        self.inner.cache_get(key, now)
+    }
+    fn cache_clear(&self, task_name: Option<&str>) -> flux::Result<u64> {
+        self.inner.cache_clear(task_name)
+    }
+    fn secret_put(&self, name: &str, nonce: &[u8], sealed: &[u8]) -> flux::Result<()> {
+        self.inner.secret_put(name, nonce, sealed)
+    }
+    fn secret_get(&self, name: &str) -> flux::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.inner.secret_get(name)
+    }
+    fn secret_list(&self) -> flux::Result<Vec<String>> {
+        self.inner.secret_list()
+    }
+    fn secret_remove(&self, name: &str) -> flux::Result<bool> {
+        self.inner.secret_remove(name)
+    }
+}

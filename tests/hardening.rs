@@ -43,6 +43,21 @@ async fn bind(config: flux::Config, engine: &Engine) -> (RunningServer, String) 
     (running, url)
 }
 
+/// [`bind`] with the default config and a short worker lease.
+async fn bind_with_lease(engine: &Engine, lease: Duration) -> (RunningServer, String) {
+    let running = Server::from_config(flux::Config::default())
+        .engine(engine)
+        .register(hello)
+        .bootstrap_token(BOOTSTRAP)
+        .admin_token(ADMIN)
+        .lease_timeout(lease)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = running.url();
+    (running, url)
+}
+
 async fn shutdown(running: RunningServer) {
     tokio::time::timeout(PATIENCE, running.shutdown()).await.expect("shut down within 30 s").unwrap();
 }
@@ -320,19 +335,7 @@ async fn a_second_event_stream_of_a_worker_ends_the_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_tokens_expire_when_replaced_or_left_unused_for_a_lease() {
     let engine = Engine::in_memory();
-    let (running, url) = {
-        let running = Server::from_config(flux::Config::default())
-            .engine(&engine)
-            .register(hello)
-            .bootstrap_token(BOOTSTRAP)
-            .admin_token(ADMIN)
-            .lease_timeout(Duration::from_millis(300))
-            .bind("127.0.0.1:0")
-            .await
-            .unwrap();
-        let url = running.url();
-        (running, url)
-    };
+    let (running, url) = bind_with_lease(&engine, Duration::from_millis(300)).await;
     let http = reqwest::Client::new();
 
     // Replaced: registering again ends the earlier session.
@@ -415,64 +418,12 @@ async fn a_restarted_server_refuses_the_tokens_of_before() {
     shutdown(running).await;
 }
 
-/// What [`HeldClaims`] holds back, shared with the test.
+/// What the store of [`a_claim_whose_worker_vanishes_mid_request_is_still_taken_back`] holds
+/// back: the commit of a claim and the outcome it will report.
 #[derive(Default)]
 struct Held {
-    /// The commit of the claim and the outcome it will report.
     claim: std::sync::Mutex<Option<(flux::store::CommitSender, flux::Result<()>)>>,
     seen: tokio::sync::Notify,
-}
-
-/// An in-memory store that applies a claim at once but confirms its commit only when the test
-/// says so, as a slow disk would: the request waiting for it can be dropped meanwhile.
-struct HeldClaims {
-    inner: flux::store::MemoryStore,
-    held: std::sync::Arc<Held>,
-}
-
-impl flux::store::Store for HeldClaims {
-    fn write(&self, writes: Vec<flux::store::Write>) -> flux::store::Commit {
-        let claim = writes.iter().any(|w| matches!(w, flux::store::Write::Claim { worker: Some(_), .. }));
-        let mut commit = self.inner.write(writes);
-        if !claim {
-            return commit;
-        }
-        let outcome = commit.try_result().expect("the memory store commits at once");
-        let (sender, held) = flux::store::Commit::pending();
-        *self.held.claim.lock().unwrap() = Some((sender, outcome));
-        self.held.seen.notify_one();
-        held
-    }
-    fn load(&self, id: &str) -> flux::Result<Option<flux::store::StoredExecution>> {
-        self.inner.load(id)
-    }
-    fn state(&self, id: &str) -> flux::Result<Option<flux::ExecutionState>> {
-        self.inner.state(id)
-    }
-    fn list(&self, states: &[flux::ExecutionState]) -> flux::Result<Vec<flux::store::ExecutionRow>> {
-        self.inner.list(states)
-    }
-    fn describe(&self) -> String {
-        "held claims".into()
-    }
-    fn cache_get(&self, key: &str, now: std::time::SystemTime) -> flux::Result<Option<Vec<u8>>> {
-        self.inner.cache_get(key, now)
-    }
-    fn cache_clear(&self, task_name: Option<&str>) -> flux::Result<u64> {
-        self.inner.cache_clear(task_name)
-    }
-    fn secret_put(&self, name: &str, nonce: &[u8], sealed: &[u8]) -> flux::Result<()> {
-        self.inner.secret_put(name, nonce, sealed)
-    }
-    fn secret_get(&self, name: &str) -> flux::Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.inner.secret_get(name)
-    }
-    fn secret_list(&self) -> flux::Result<Vec<String>> {
-        self.inner.secret_list()
-    }
-    fn secret_remove(&self, name: &str) -> flux::Result<bool> {
-        self.inner.secret_remove(name)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,17 +431,23 @@ async fn a_claim_whose_worker_vanishes_mid_request_is_still_taken_back() {
     // A worker killed while its claim is being committed: the claim is stored all the same, so
     // the server must remember it too, and take it back when its lease runs out. Forgotten, it
     // stayed CLAIMED for good (found by the chaos test).
+    // An in-memory store that applies a claim at once but confirms its commit only when the
+    // test says so, as a slow disk would: the request waiting for it can be dropped meanwhile.
     let held = std::sync::Arc::new(Held::default());
-    let engine = Engine::with_store(HeldClaims { inner: flux::store::MemoryStore::new(), held: held.clone() });
-    let running = Server::from_config(flux::Config::default())
-        .engine(&engine)
-        .bootstrap_token(BOOTSTRAP)
-        .admin_token(ADMIN)
-        .lease_timeout(Duration::from_millis(300))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let url = running.url();
+    let holder = held.clone();
+    let engine = Engine::with_store(flux_suite::HookedStore::new(move |inner: &flux::store::MemoryStore, writes| {
+        let claim = writes.iter().any(|w| matches!(w, flux::store::Write::Claim { worker: Some(_), .. }));
+        let mut commit = flux::store::Store::write(inner, writes);
+        if !claim {
+            return commit;
+        }
+        let outcome = commit.try_result().expect("the memory store commits at once");
+        let (sender, held_back) = flux::store::Commit::pending();
+        *holder.claim.lock().unwrap() = Some((sender, outcome));
+        holder.seen.notify_one();
+        held_back
+    }));
+    let (running, url) = bind_with_lease(&engine, Duration::from_millis(300)).await;
     let http = reqwest::Client::new();
     let token = register(&http, &url, "w1").await;
     let (status, summary) =

@@ -1,11 +1,10 @@
 //! Replay semantics (SPEC §2, §4): event sequences, recorded results, occurrence ids, failures.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::SystemTime;
 
 use EventType::*;
 use flux::prelude::*;
-use flux::store::Write;
+use flux::store::Store as _;
 use flux::{Error, ErrorKind, Event};
 use flux_suite::{StoppedLog, kinds};
 
@@ -420,49 +419,14 @@ async fn retries_receive_the_same_arguments() {
 }
 
 /// A store that refuses one chosen `write` call (counted from 1) as a failing disk would.
-struct FailingStore {
-    inner: flux::store::MemoryStore,
-    fail_at: u32,
-    calls: AtomicU32,
-}
-
-impl flux::store::Store for FailingStore {
-    fn write(&self, writes: Vec<Write>) -> flux::store::Commit {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+fn failing_store(fail_at: u32) -> impl flux::store::Store {
+    let calls = AtomicU32::new(0);
+    flux_suite::HookedStore::new(move |inner: &flux::store::MemoryStore, writes| {
+        if calls.fetch_add(1, Ordering::SeqCst) + 1 == fail_at {
             return flux::store::Commit::ready(Err(Error::new(ErrorKind::Storage, "disk I/O error (injected)")));
         }
-        self.inner.write(writes)
-    }
-    fn load(&self, id: &str) -> flux::Result<Option<flux::store::StoredExecution>> {
-        self.inner.load(id)
-    }
-    fn state(&self, id: &str) -> flux::Result<Option<ExecutionState>> {
-        self.inner.state(id)
-    }
-    fn list(&self, states: &[ExecutionState]) -> flux::Result<Vec<flux::store::ExecutionRow>> {
-        self.inner.list(states)
-    }
-    fn describe(&self) -> String {
-        "failing".into()
-    }
-    fn cache_get(&self, key: &str, now: SystemTime) -> flux::Result<Option<Vec<u8>>> {
-        self.inner.cache_get(key, now)
-    }
-    fn cache_clear(&self, task_name: Option<&str>) -> flux::Result<u64> {
-        self.inner.cache_clear(task_name)
-    }
-    fn secret_put(&self, name: &str, nonce: &[u8], sealed: &[u8]) -> flux::Result<()> {
-        self.inner.secret_put(name, nonce, sealed)
-    }
-    fn secret_get(&self, name: &str) -> flux::Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.inner.secret_get(name)
-    }
-    fn secret_list(&self) -> flux::Result<Vec<String>> {
-        self.inner.secret_list()
-    }
-    fn secret_remove(&self, name: &str) -> flux::Result<bool> {
-        self.inner.secret_remove(name)
-    }
+        inner.write(writes)
+    })
 }
 
 static LINE_RUNS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
@@ -482,11 +446,7 @@ async fn three_lines(_ctx: ExecutionContext<()>) -> flux::Result<Vec<u32>> {
 async fn a_failed_write_stops_the_run_without_a_gap_and_the_execution_replays() {
     // Writes: 1 = row + WORKFLOW_STARTED, 2 = TASK_STARTED(1), 3 = TASK_COMPLETED(1),
     // 4 = TASK_STARTED(2): refused.
-    let engine = Engine::with_store(FailingStore {
-        inner: flux::store::MemoryStore::new(),
-        fail_at: 4,
-        calls: AtomicU32::new(0),
-    });
+    let engine = Engine::with_store(failing_store(4));
     let err = three_lines.on(&engine).run_with_id("broken", ()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage);
     assert!(err.to_string().contains("disk I/O error (injected)"), "{err}");
@@ -558,11 +518,7 @@ async fn wf_second_try(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
 async fn a_finishing_step_is_stored_with_the_outcome_or_not_at_all() {
     // Writes: 1 = row + WORKFLOW_STARTED, 2 = TASK_STARTED, 3 = TASK_RETRY_FAILED,
     // 4 = TASK_RETRY_STARTED, 5 = TASK_RETRY_COMPLETED with TASK_COMPLETED: refused.
-    let engine = Engine::with_store(FailingStore {
-        inner: flux::store::MemoryStore::new(),
-        fail_at: 5,
-        calls: AtomicU32::new(0),
-    });
+    let engine = Engine::with_store(failing_store(5));
     wf_second_try.on(&engine).run_with_id("pair", 4).await.unwrap_err();
     let stored = engine.store().load("pair").unwrap().unwrap();
     assert_eq!(kinds(&stored.events), [WorkflowStarted, TaskStarted, TaskRetryFailed, TaskRetryStarted]);

@@ -1370,7 +1370,7 @@ mod tests {
         assert_eq!((x[1].kind, &x[1].value), (theirs.kind, &theirs.value));
         let seqs = |id| a.load(id).unwrap().unwrap().events.iter().map(|e| e.seq()).collect::<Vec<_>>();
         assert_eq!(seqs("y"), [1, 2]);
-        // The refusal corrected a's memory of x: its next append follows b's row.
+        // a still remembers x ending at #1: its next append reads the stored end and follows b's row.
         a.write(vec![append("x", 3), append("x", 4)]).await.unwrap();
         assert_eq!(seqs("x"), [1, 2, 3, 4]);
         // More appends than one insert takes are committed in a transaction, as before.
