@@ -138,7 +138,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
     };
     let args: Arc<[u8]> = Args::new(1).arg(&duration.as_secs_f64()).finish()?.into();
     let name: Arc<str> = Arc::from("sleep");
-    let wake = match run.lookup(crate::identity::task_id_arc(&name, &args)) {
+    let wake = match run.lookup(crate::identity::task_id_text(&name, &args).as_str()).1 {
         Lookup::Recorded(task_id, event) => {
             return match event.kind() {
                 EventType::TaskCompleted => Ok(()),
@@ -200,7 +200,7 @@ pub async fn pause_with<T: Storable, U: Storable>(name: &str, output: U) -> Resu
     };
     let args: Arc<[u8]> = Args::new(1).arg_str(name).finish()?.into();
     let task_name: Arc<str> = Arc::from("pause");
-    let (task_id, fresh) = match run.lookup(crate::identity::task_id_arc(&task_name, &args)) {
+    let (task_id, fresh) = match run.lookup(crate::identity::task_id_text(&task_name, &args).as_str()).1 {
         Lookup::Recorded(task_id, event) => {
             return match event.kind() {
                 EventType::TaskCompleted => event.value::<T>().map_err(|e| {

@@ -37,7 +37,7 @@ where
     let settle = |r: std::result::Result<Result<T>, Box<dyn std::any::Any + Send>>| {
         r.unwrap_or_else(|panic| Err(crate::task::panic_error(panic)))
     };
-    let task_id = match run.lookup(crate::identity::task_id_arc(&name, &args)) {
+    let task_id = match run.lookup(crate::identity::task_id_text(&name, &args).as_str()).1 {
         Lookup::Recorded(task_id, event) => {
             // Make the group's calls again, in replay-only mode, so that they take their
             // occurrence numbers; their outcome is the recorded one.

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ExecutionState};
-use crate::identity::Occurrences;
+use crate::identity::CallIds;
 use crate::secrets::Secrets;
 use crate::store::{Commit, Write};
 
@@ -178,10 +178,10 @@ struct RunInner {
     events: Vec<Event>,
     /// The `seq` of the next event: one more than the last event of the log.
     next_seq: u64,
-    occurrences: Occurrences,
-    /// What the log held when the run began. Events recorded during the run are not added:
-    /// the occurrence counter gives every call a new id, so they are never looked up again.
-    tasks: crate::identity::IdMap<Arc<str>, TaskRecord>,
+    /// The calls of each base id so far, and what the log held of each id when the run began.
+    /// Events recorded during the run are not added: the occurrence counter gives every call a
+    /// new id, so they are never looked up again.
+    tasks: CallIds<TaskRecord>,
     /// Commits not waited for yet; checked whenever a later commit is awaited.
     pending: std::collections::VecDeque<Commit>,
     /// Set when a write failed: the in-memory log is then ahead of storage and the run must stop.
@@ -192,6 +192,8 @@ struct RunInner {
     /// The input of a `resume`, for the pause the body is stopped at.
     resume_input: Option<Arc<[u8]>>,
     listeners: Vec<Listener>,
+    /// The task names of the run's calls, each shared by all its events.
+    names: std::collections::HashSet<Arc<str>, std::hash::BuildHasherDefault<crate::identity::IdHasher>>,
 }
 
 /// One execution being run: its log so far and the bookkeeping of task ids.
@@ -221,13 +223,12 @@ pub(crate) struct RunState {
 
 impl RunState {
     pub(crate) fn new(engine: Engine, execution_id: &str, workflow_name: &str, events: Vec<Event>) -> Self {
-        let mut tasks: crate::identity::IdMap<Arc<str>, TaskRecord> = crate::identity::IdMap::default();
-        tasks.reserve(events.len() / 2);
+        let mut tasks = CallIds::<TaskRecord>::with_capacity(events.len() / 2);
         for (i, e) in events.iter().enumerate() {
             if !e.kind.as_str().starts_with("TASK_") {
                 continue;
             }
-            let record = tasks.entry(e.source_id.clone()).or_default();
+            let record = tasks.info_mut(e.source_id.clone());
             let p = &mut record.progress;
             match e.kind {
                 EventType::TaskStarted => record.started = Some(i),
@@ -258,7 +259,6 @@ impl RunState {
             inner: Mutex::new(RunInner {
                 next_seq: events.last().map_or(1, |e| e.seq + 1),
                 events,
-                occurrences: Occurrences::with_capacity(tasks.len()),
                 tasks,
                 pending: std::collections::VecDeque::new(),
                 broken: None,
@@ -266,6 +266,7 @@ impl RunState {
                 finished: false,
                 resume_input: None,
                 listeners: Vec::new(),
+                names: Default::default(),
             }),
             cancelled: AtomicBool::new(false),
             cancel_notify: Notify::new(),
@@ -287,24 +288,41 @@ impl RunState {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Gives the call of `base_id` its occurrence id and says what the log knows of it.
-    pub(crate) fn lookup(&self, base_id: Arc<str>) -> Lookup {
-        let mut inner = self.lock();
-        let id = inner.occurrences.next(base_id);
-        match inner.tasks.get(&id).copied() {
-            Some(TaskRecord { outcome: Some(i), .. }) => match inner.events.get(i) {
-                Some(event) => Lookup::Recorded(id.clone(), event.clone()),
+    /// Gives the call of `base_id` its occurrence id and says what the log knows of it. Also
+    /// returns the base id as a shared string. An id the log holds is the log's own string, so
+    /// a replayed call allocates nothing here.
+    pub(crate) fn lookup(&self, base_id: &str) -> (Arc<str>, Lookup) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let (base, id, record) = inner.tasks.next(base_id);
+        let events = &inner.events;
+        let lookup = match record {
+            Some(TaskRecord { outcome: Some(i), .. }) => match events.get(i) {
+                Some(event) => Lookup::Recorded(id, event.clone()),
                 None => Lookup::Restart(id, Progress::default()),
             },
             Some(TaskRecord { started: Some(_), progress, .. }) => Lookup::Restart(id, progress),
             _ => Lookup::Fresh(id),
+        };
+        (base, lookup)
+    }
+
+    /// `name` as a shared string, one per distinct name in the run: the calls of a task share
+    /// its name instead of each copying it.
+    pub(crate) fn shared_name(&self, name: &str) -> Arc<str> {
+        let mut inner = self.lock();
+        if let Some(shared) = inner.names.get(name) {
+            return shared.clone();
         }
+        let shared: Arc<str> = Arc::from(name);
+        inner.names.insert(shared.clone());
+        shared
     }
 
     /// When the log recorded the `TASK_STARTED` of `task_id` (a call being restarted).
     pub(crate) fn started_time(&self, task_id: &str) -> Option<std::time::SystemTime> {
         let inner = self.lock();
-        let index = inner.tasks.get(task_id)?.started?;
+        let index = inner.tasks.info(task_id)?.started?;
         inner.events.get(index).map(|e| e.time)
     }
 
@@ -330,7 +348,8 @@ impl RunState {
         for (kind, source_id, name, value) in events {
             let seq = inner.next_seq;
             inner.next_seq += 1;
-            let event = Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value, time };
+            let event =
+                Event { seq, kind, source_id: source_id.clone(), name: name.clone(), value: value.into(), time };
             if !inner.listeners.is_empty() {
                 inner.listeners.retain(|l| l.tx.send(event.clone()).is_ok());
             }
@@ -631,7 +650,14 @@ impl RunState {
         }
         let mut inner = self.lock();
         let seq = inner.next_seq.saturating_sub(1);
-        let event = Event { seq, kind: EventType::TaskProgress, source_id, name, value, time: crate::event::now() };
+        let event = Event {
+            seq,
+            kind: EventType::TaskProgress,
+            source_id,
+            name,
+            value: value.into(),
+            time: crate::event::now(),
+        };
         inner.listeners.retain(|l| {
             if l.queued.load(Ordering::Relaxed) >= PROGRESS_QUEUE {
                 return !l.tx.is_closed();

@@ -173,6 +173,52 @@ impl ExecutionState {
     }
 }
 
+/// The value of an event: a range of a buffer that other events may share. The events of a log
+/// loaded together share one buffer, so that loading a log makes one allocation for all of its
+/// values instead of one per event.
+#[derive(Clone)]
+pub(crate) struct Value {
+    buf: Arc<[u8]>,
+    range: std::ops::Range<usize>,
+}
+
+impl Value {
+    /// The bytes of `buf` in `range` (empty if the range is not within `buf`).
+    pub(crate) fn shared(buf: &Arc<[u8]>, range: std::ops::Range<usize>) -> Value {
+        let range = if range.start <= range.end && range.end <= buf.len() { range } else { 0..0 };
+        Value { buf: buf.clone(), range }
+    }
+}
+
+impl From<Arc<[u8]>> for Value {
+    fn from(buf: Arc<[u8]>) -> Self {
+        let range = 0..buf.len();
+        Value { buf, range }
+    }
+}
+
+impl std::ops::Deref for Value {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // The range is within the buffer by construction.
+        self.buf.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Value {}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// One entry of an execution's log.
 ///
 /// Cloning is cheap: the strings and the value are shared.
@@ -182,7 +228,7 @@ pub struct Event {
     pub(crate) kind: EventType,
     pub(crate) source_id: Arc<str>,
     pub(crate) name: Arc<str>,
-    pub(crate) value: Arc<[u8]>,
+    pub(crate) value: Value,
     pub(crate) time: SystemTime,
 }
 
@@ -196,7 +242,7 @@ impl Event {
         value: impl Into<Arc<[u8]>>,
         time: SystemTime,
     ) -> Self {
-        Event { seq, kind, source_id: source_id.into(), name: name.into(), value: value.into(), time }
+        Event { seq, kind, source_id: source_id.into(), name: name.into(), value: Value::from(value.into()), time }
     }
 
     /// Position in the execution's log, from 1.

@@ -24,11 +24,30 @@ use crate::value;
 /// # Ok::<(), flux::Error>(())
 /// ```
 pub fn task_id(full_name: &str, args: &[u8]) -> String {
-    task_id_arc(full_name, args).to_string()
+    task_id_text(full_name, args).as_str().to_string()
 }
 
-/// [`task_id`] as the shared string the engine keeps: one allocation, no formatting machinery.
-pub(crate) fn task_id_arc(full_name: &str, args: &[u8]) -> Arc<str> {
+/// A task id built on the stack: computing one allocates nothing unless the id is long.
+pub(crate) struct IdText {
+    short: [u8; 96],
+    len: usize,
+    long: Option<String>,
+}
+
+impl IdText {
+    /// The id.
+    pub(crate) fn as_str(&self) -> &str {
+        match &self.long {
+            Some(long) => long,
+            // Only whole UTF-8 strings are copied in (see `task_id_text`).
+            None => std::str::from_utf8(&self.short[..self.len]).unwrap_or_default(),
+        }
+    }
+}
+
+/// [`task_id`] without an allocation for ids of up to 96 bytes (nearly all of them): a call
+/// answered from the log then allocates nothing for its id.
+pub(crate) fn task_id_text(full_name: &str, args: &[u8]) -> IdText {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // The MessagePack header of the two-element array `[full_name, args]` and of the name.
     let mut header = [0u8; 6];
@@ -57,17 +76,15 @@ pub(crate) fn task_id_arc(full_name: &str, args: &[u8]) -> Arc<str> {
         suffix[1 + 2 * i] = HEX[usize::from(byte >> 4)];
         suffix[2 + 2 * i] = HEX[usize::from(byte & 0x0f)];
     }
-    // The suffix is ASCII by construction.
-    let suffix = std::str::from_utf8(&suffix).unwrap_or_default();
-    let len = full_name.len() + suffix.len();
-    let mut short = [0u8; 96];
-    if len <= short.len() {
-        // Assembled on the stack, so that the id costs one allocation (the shared string).
-        short[..full_name.len()].copy_from_slice(full_name.as_bytes());
-        short[full_name.len()..len].copy_from_slice(suffix.as_bytes());
-        return Arc::from(std::str::from_utf8(&short[..len]).unwrap_or_default());
+    let mut id = IdText { short: [0u8; 96], len: full_name.len() + suffix.len(), long: None };
+    if id.len <= id.short.len() {
+        id.short[..full_name.len()].copy_from_slice(full_name.as_bytes());
+        id.short[full_name.len()..id.len].copy_from_slice(&suffix);
+    } else {
+        // The suffix is ASCII by construction.
+        id.long = Some(format!("{full_name}{}", std::str::from_utf8(&suffix).unwrap_or_default()));
     }
-    Arc::from(format!("{full_name}{suffix}"))
+    id
 }
 
 /// Encodes a call's arguments (any `Serialize`, usually a tuple) and returns the encoding with
@@ -113,26 +130,67 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by task ids (see [`IdHasher`]).
 pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// Counts how often each task id has been called in one execution, to give repeats their `~n`.
-#[derive(Debug, Default)]
-pub(crate) struct Occurrences {
-    seen: IdMap<Arc<str>, u32>,
+/// The task ids of one execution in one map: how often each base id has been called, to give
+/// repeats their `~n`, and what the engine knows of an id (`R`: what the log recorded of it).
+#[derive(Debug)]
+pub(crate) struct CallIds<R> {
+    ids: IdMap<Arc<str>, Known<R>>,
 }
 
-impl Occurrences {
-    /// Room for `calls` distinct ids without growing (a replay knows how many the log holds).
-    pub(crate) fn with_capacity(calls: usize) -> Self {
-        let mut seen = IdMap::default();
-        seen.reserve(calls);
-        Occurrences { seen }
+#[derive(Debug)]
+struct Known<R> {
+    /// Calls so far with this id as their base (a `Cell`, so that counting and sharing the key
+    /// take one lookup).
+    calls: std::cell::Cell<u32>,
+    info: Option<R>,
+}
+
+impl<R> Default for CallIds<R> {
+    fn default() -> Self {
+        CallIds { ids: IdMap::default() }
+    }
+}
+
+impl<R: Copy + Default> CallIds<R> {
+    /// Room for `ids` distinct ids without growing (a replay knows how many the log holds).
+    pub(crate) fn with_capacity(ids: usize) -> Self {
+        let mut map = IdMap::default();
+        map.reserve(ids);
+        CallIds { ids: map }
+    }
+
+    /// What is known of `id`, to fill in (the log's records, when a run begins).
+    pub(crate) fn info_mut(&mut self, id: Arc<str>) -> &mut R {
+        let known = self.ids.entry(id).or_insert_with(|| Known { calls: std::cell::Cell::new(0), info: None });
+        known.info.get_or_insert_default()
+    }
+
+    /// What is known of `id`.
+    pub(crate) fn info(&self, id: &str) -> Option<&R> {
+        self.ids.get(id)?.info.as_ref()
     }
 
     /// The id of the next call with `base` id: `base` the first time, then `base~1`, `base~2`...
-    pub(crate) fn next(&mut self, base: Arc<str>) -> Arc<str> {
-        let n = self.seen.entry(base.clone()).or_insert(0);
-        let id = if *n == 0 { base } else { Arc::from(format!("{base}~{n}")) };
-        *n += 1;
-        id
+    /// Returns the base and the id as shared strings, and what is known of the id. An id the
+    /// map holds already is shared, not copied: a replayed call allocates nothing here.
+    pub(crate) fn next(&mut self, base: &str) -> (Arc<str>, Arc<str>, Option<R>) {
+        if let Some((shared, known)) = self.ids.get_key_value(base) {
+            let n = known.calls.get();
+            known.calls.set(n + 1);
+            if n == 0 {
+                return (shared.clone(), shared.clone(), known.info);
+            }
+            let shared = shared.clone();
+            // A base id ends in hex digits, never in `~n`: this key is never a base.
+            let id = format!("{base}~{n}");
+            return match self.ids.get_key_value(id.as_str()) {
+                Some((id, known)) => (shared, id.clone(), known.info),
+                None => (shared, Arc::from(id), None),
+            };
+        }
+        let shared: Arc<str> = Arc::from(base);
+        self.ids.insert(shared.clone(), Known { calls: std::cell::Cell::new(1), info: None });
+        (shared.clone(), shared, None)
     }
 }
 
@@ -195,15 +253,43 @@ mod tests {
 
     #[test]
     fn repeats_get_occurrence_suffixes() {
-        let mut occ = Occurrences::default();
-        assert_eq!(&*occ.next("t_1".into()), "t_1");
-        assert_eq!(&*occ.next("u_2".into()), "u_2");
-        assert_eq!(&*occ.next("t_1".into()), "t_1~1");
-        assert_eq!(&*occ.next("t_1".into()), "t_1~2");
+        let mut ids = CallIds::<()>::default();
+        let mut next = |base: &str| {
+            let (shared, id, known) = ids.next(base);
+            assert_eq!((&*shared, known), (base, None));
+            id
+        };
+        assert_eq!(&*next("t_1"), "t_1");
+        assert_eq!(&*next("u_2"), "u_2");
+        assert_eq!(&*next("t_1"), "t_1~1");
+        assert_eq!(&*next("t_1"), "t_1~2");
         assert_eq!(base_id("t_1~2"), "t_1");
         assert_eq!(base_id("t_1"), "t_1");
         assert_eq!(base_id("fetch_h/~al_0123456789abcdef"), "fetch_h/~al_0123456789abcdef");
         assert_eq!(base_id("fetch_h/~al_0123456789abcdef~3"), "fetch_h/~al_0123456789abcdef");
+    }
+
+    /// A replayed call gets what the log knows of its id, and reuses the log's strings.
+    #[test]
+    fn ids_the_log_holds_are_shared_not_copied() {
+        let first: Arc<str> = Arc::from("t_1");
+        let repeat: Arc<str> = Arc::from("t_1~1");
+        let mut ids = CallIds::<u32>::with_capacity(2);
+        *ids.info_mut(first.clone()) = 3;
+        *ids.info_mut(repeat.clone()) = 5;
+        assert_eq!((ids.info("t_1"), ids.info("t_1~1"), ids.info("t_1~2")), (Some(&3), Some(&5), None));
+        let (base, id, known) = ids.next("t_1");
+        assert!(Arc::ptr_eq(&base, &first) && Arc::ptr_eq(&id, &first));
+        assert_eq!(known, Some(3));
+        let (base, id, known) = ids.next("t_1");
+        assert!(Arc::ptr_eq(&base, &first) && Arc::ptr_eq(&id, &repeat));
+        assert_eq!(known, Some(5));
+        let (base, id, known) = ids.next("t_1");
+        assert!(Arc::ptr_eq(&base, &first));
+        assert_eq!((&*id, known), ("t_1~2", None));
+        // An id met only as a repeat in the log is still new as a base.
+        assert_eq!(&*ids.next("u_2").1, "u_2");
+        assert_eq!((&*ids.next("u_2").1, ids.info("u_2")), ("u_2~1", None));
     }
 
     proptest! {

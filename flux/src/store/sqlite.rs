@@ -25,7 +25,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use super::{Commit, CommitSender, Durability, LeaseMode, Store, StoredExecution, Write};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, EventType, ExecutionState, from_micros, to_micros};
+use crate::event::{Event, EventType, ExecutionState, Value, from_micros, to_micros};
 
 /// The schema version this build writes. Databases with a higher version are refused.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -1022,13 +1022,17 @@ impl Store for SqliteStore {
                 )
                 .map_err(err)?;
             let mut rows = stmt.query([key]).map_err(err)?;
+            // With room for the few events a run appends after replaying the log (its end at
+            // least), so that the first of them does not copy the whole log to grow it.
             let mut events: Vec<Event> =
-                Vec::with_capacity(count.and_then(|c| usize::try_from(c).ok()).unwrap_or(0).min(1 << 20));
+                Vec::with_capacity(count.and_then(|c| usize::try_from(c).ok()).unwrap_or(0).min(1 << 20) + 8);
             // A task's events mostly follow one another, and neighbours mostly share a name: a
             // column equal to the previous row's reuses its value without decoding it again.
             // Other names are shared through the interner (there are few of them); another source
             // id gets its own allocation, since most are new.
             let mut strings = Interner::default();
+            let (mut values, mut ranges) = (Vec::new(), Vec::with_capacity(events.capacity()));
+            let no_value: Arc<[u8]> = Arc::from(&[][..]);
             let mut last: Option<(EventType, Arc<str>, Arc<str>)> = None;
             while let Some(r) = rows.next().map_err(err)? {
                 let seq: i64 = r.get(0).map_err(err)?;
@@ -1063,8 +1067,12 @@ impl Store for SqliteStore {
                     ),
                 };
                 last = Some((kind, source_id.clone(), name.clone()));
-                let value: Arc<[u8]> = match r.get_ref(4).map_err(err)? {
-                    rusqlite::types::ValueRef::Blob(b) => Arc::from(b),
+                // The values go into one buffer, shared by the events once the log is read.
+                match r.get_ref(4).map_err(err)? {
+                    rusqlite::types::ValueRef::Blob(b) => {
+                        ranges.push(values.len()..values.len() + b.len());
+                        values.extend_from_slice(b);
+                    }
                     _ => return Err(corrupt("its value is not a blob")),
                 };
                 let time: i64 = r.get(5).map_err(err)?;
@@ -1073,9 +1081,13 @@ impl Store for SqliteStore {
                     kind,
                     source_id,
                     name,
-                    value,
+                    value: Value::shared(&no_value, 0..0),
                     time: from_micros(time),
                 });
+            }
+            let values: Arc<[u8]> = Arc::from(values);
+            for (event, range) in events.iter_mut().zip(ranges) {
+                event.value = Value::shared(&values, range);
             }
             drop(rows);
             drop(stmt);

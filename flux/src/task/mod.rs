@@ -111,15 +111,15 @@ impl TaskCall {
                 return TaskCall { state: State::Invalid(e) };
             }
         };
-        let base: Arc<str> = crate::identity::task_id_arc(full_name, &bytes);
-        let name: Arc<str> = Arc::from(full_name);
-        let (task_id, progress) = match run.lookup(base.clone()) {
+        let (base, lookup) = run.lookup(crate::identity::task_id_text(full_name, &bytes).as_str());
+        let (task_id, progress) = match lookup {
             Lookup::Recorded(id, event) => {
                 return TaskCall { state: State::Recorded(id, event, run.engine().clone()) };
             }
             Lookup::Fresh(task_id) => (task_id, None),
             Lookup::Restart(task_id, p) => (task_id, Some(p)),
         };
+        let name = run.shared_name(full_name);
         let state = State::Run { run, task, name, base, task_id, args: bytes.into(), progress };
         TaskCall { state }
     }
