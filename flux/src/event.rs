@@ -174,34 +174,46 @@ impl ExecutionState {
 }
 
 /// The value of an event: a range of a buffer that other events may share. The events of a log
-/// loaded together share one buffer, so that loading a log makes one allocation for all of its
-/// values instead of one per event.
+/// loaded together share a few buffers, so that loading a log makes one allocation per buffer
+/// instead of one per event.
 #[derive(Clone)]
 pub(crate) struct Value {
     buf: Arc<[u8]>,
-    range: std::ops::Range<usize>,
+    start: u32,
+    /// [`Value::WHOLE`]: all of `buf`.
+    len: u32,
 }
 
 impl Value {
-    /// The bytes of `buf` in `range` (empty if the range is not within `buf`).
+    const WHOLE: u32 = u32::MAX;
+
+    /// The bytes of `buf` in `range`. A range that is not within `buf` gives an empty value; a
+    /// range past the first 4 GiB of `buf` gets a copy of its own.
     pub(crate) fn shared(buf: &Arc<[u8]>, range: std::ops::Range<usize>) -> Value {
-        let range = if range.start <= range.end && range.end <= buf.len() { range } else { 0..0 };
-        Value { buf: buf.clone(), range }
+        match (u32::try_from(range.start), u32::try_from(range.len())) {
+            (Ok(start), Ok(len)) if len != Self::WHOLE && range.end <= buf.len() => {
+                Value { buf: buf.clone(), start, len }
+            }
+            _ => Value::from(Arc::<[u8]>::from(buf.get(range).unwrap_or_default())),
+        }
     }
 }
 
 impl From<Arc<[u8]>> for Value {
     fn from(buf: Arc<[u8]>) -> Self {
-        let range = 0..buf.len();
-        Value { buf, range }
+        Value { buf, start: 0, len: Self::WHOLE }
     }
 }
 
 impl std::ops::Deref for Value {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        if self.len == Self::WHOLE {
+            return &self.buf;
+        }
+        let start = self.start as usize;
         // The range is within the buffer by construction.
-        self.buf.get(self.range.clone()).unwrap_or_default()
+        self.buf.get(start..start + self.len as usize).unwrap_or_default()
     }
 }
 
@@ -325,6 +337,17 @@ pub(crate) fn from_micros(us: i64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_reads_its_own_range_of_a_shared_buffer() {
+        let buf: Arc<[u8]> = Arc::from(&b"abcdef"[..]);
+        assert_eq!(&*Value::shared(&buf, 1..4), b"bcd");
+        assert_eq!(&*Value::shared(&buf, 6..6), b"");
+        assert_eq!(&*Value::from(buf.clone()), b"abcdef");
+        // A range outside the buffer reads as empty rather than panicking.
+        assert_eq!(&*Value::shared(&buf, 4..9), b"");
+        assert_eq!(Value::shared(&buf, 0..2), Value::from(Arc::<[u8]>::from(&b"ab"[..])));
+    }
 
     #[test]
     fn wire_names_round_trip() {

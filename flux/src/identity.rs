@@ -134,40 +134,49 @@ pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHash
 /// repeats their `~n`, and what the engine knows of an id (`R`: what the log recorded of it).
 #[derive(Debug)]
 pub(crate) struct CallIds<R> {
-    ids: IdMap<Arc<str>, Known<R>>,
+    ids: IdMap<Arc<str>, Known>,
+    /// What is known of the ids that have an entry here (kept apart, so that the many ids
+    /// known of nothing, those called for the first time, take little room).
+    infos: Vec<R>,
 }
 
 #[derive(Debug)]
-struct Known<R> {
+struct Known {
     /// Calls so far with this id as their base (a `Cell`, so that counting and sharing the key
     /// take one lookup).
     calls: std::cell::Cell<u32>,
-    info: Option<R>,
+    /// Where in `infos` what is known of the id is.
+    info: Option<usize>,
 }
 
 impl<R> Default for CallIds<R> {
     fn default() -> Self {
-        CallIds { ids: IdMap::default() }
+        CallIds { ids: IdMap::default(), infos: Vec::new() }
     }
 }
 
 impl<R: Copy + Default> CallIds<R> {
-    /// Room for `ids` distinct ids without growing (a replay knows how many the log holds).
+    /// Room for `ids` distinct ids known of without growing (a replay knows how many the log
+    /// holds).
     pub(crate) fn with_capacity(ids: usize) -> Self {
         let mut map = IdMap::default();
         map.reserve(ids);
-        CallIds { ids: map }
+        CallIds { ids: map, infos: Vec::with_capacity(ids) }
     }
 
     /// What is known of `id`, to fill in (the log's records, when a run begins).
     pub(crate) fn info_mut(&mut self, id: Arc<str>) -> &mut R {
-        let known = self.ids.entry(id).or_insert_with(|| Known { calls: std::cell::Cell::new(0), info: None });
-        known.info.get_or_insert_default()
+        let known = self.ids.entry(id).or_insert(Known { calls: std::cell::Cell::new(0), info: None });
+        let index = *known.info.get_or_insert_with(|| {
+            self.infos.push(R::default());
+            self.infos.len() - 1
+        });
+        &mut self.infos[index]
     }
 
     /// What is known of `id`.
     pub(crate) fn info(&self, id: &str) -> Option<&R> {
-        self.ids.get(id)?.info.as_ref()
+        self.infos.get(self.ids.get(id)?.info?)
     }
 
     /// The id of the next call with `base` id: `base` the first time, then `base~1`, `base~2`...
@@ -178,19 +187,23 @@ impl<R: Copy + Default> CallIds<R> {
             let n = known.calls.get();
             known.calls.set(n + 1);
             if n == 0 {
-                return (shared.clone(), shared.clone(), known.info);
+                return (shared.clone(), shared.clone(), self.found(known));
             }
             let shared = shared.clone();
             // A base id ends in hex digits, never in `~n`: this key is never a base.
             let id = format!("{base}~{n}");
             return match self.ids.get_key_value(id.as_str()) {
-                Some((id, known)) => (shared, id.clone(), known.info),
+                Some((id, known)) => (shared, id.clone(), self.found(known)),
                 None => (shared, Arc::from(id), None),
             };
         }
         let shared: Arc<str> = Arc::from(base);
         self.ids.insert(shared.clone(), Known { calls: std::cell::Cell::new(1), info: None });
         (shared.clone(), shared, None)
+    }
+
+    fn found(&self, known: &Known) -> Option<R> {
+        known.info.and_then(|i| self.infos.get(i)).copied()
     }
 }
 

@@ -713,6 +713,57 @@ impl Interner {
     }
 }
 
+/// The size of the shared buffers a loaded log's values are gathered in.
+const VALUE_CHUNK: usize = 64 * 1024;
+
+/// A value longer than this gets a buffer of its own when loaded: gathering it would only add a
+/// copy, and keeps a chunk's slack small.
+const OWN_BUFFER: usize = 4 * 1024;
+
+/// Gathers the values of a log being loaded into shared buffers of up to [`VALUE_CHUNK`] bytes,
+/// so that loading makes an allocation per chunk instead of one per event, and holds no more
+/// than a chunk beyond the values themselves.
+struct Values {
+    chunk: Vec<u8>,
+    /// The events whose values are in `chunk`, and where.
+    waiting: Vec<(usize, std::ops::Range<usize>)>,
+    none: Arc<[u8]>,
+}
+
+impl Values {
+    fn new() -> Self {
+        Values { chunk: Vec::new(), waiting: Vec::new(), none: Arc::from(&[][..]) }
+    }
+
+    /// The value of `events[index]`, the event about to be pushed: given now, or when its chunk
+    /// is full (see [`Values::finish`]).
+    fn add(&mut self, events: &mut [Event], index: usize, bytes: &[u8]) -> Value {
+        if bytes.len() > OWN_BUFFER {
+            return Value::from(Arc::<[u8]>::from(bytes));
+        }
+        if self.chunk.len() + bytes.len() > VALUE_CHUNK {
+            self.finish(events);
+        }
+        self.waiting.push((index, self.chunk.len()..self.chunk.len() + bytes.len()));
+        self.chunk.extend_from_slice(bytes);
+        Value::shared(&self.none, 0..0)
+    }
+
+    /// Gives the events waiting for the current chunk their values, and starts a new chunk.
+    fn finish(&mut self, events: &mut [Event]) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let buf: Arc<[u8]> = Arc::from(&self.chunk[..]);
+        self.chunk.clear();
+        for (index, range) in self.waiting.drain(..) {
+            if let Some(event) = events.get_mut(index) {
+                event.value = Value::shared(&buf, range);
+            }
+        }
+    }
+}
+
 enum WriteError {
     Sql(rusqlite::Error),
     Rejected(Error),
@@ -1031,8 +1082,7 @@ impl Store for SqliteStore {
             // Other names are shared through the interner (there are few of them); another source
             // id gets its own allocation, since most are new.
             let mut strings = Interner::default();
-            let (mut values, mut ranges) = (Vec::new(), Vec::with_capacity(events.capacity()));
-            let no_value: Arc<[u8]> = Arc::from(&[][..]);
+            let mut values = Values::new();
             let mut last: Option<(EventType, Arc<str>, Arc<str>)> = None;
             while let Some(r) = rows.next().map_err(err)? {
                 let seq: i64 = r.get(0).map_err(err)?;
@@ -1067,11 +1117,10 @@ impl Store for SqliteStore {
                     ),
                 };
                 last = Some((kind, source_id.clone(), name.clone()));
-                // The values go into one buffer, shared by the events once the log is read.
-                match r.get_ref(4).map_err(err)? {
+                let value = match r.get_ref(4).map_err(err)? {
                     rusqlite::types::ValueRef::Blob(b) => {
-                        ranges.push(values.len()..values.len() + b.len());
-                        values.extend_from_slice(b);
+                        let index = events.len();
+                        values.add(&mut events, index, b)
                     }
                     _ => return Err(corrupt("its value is not a blob")),
                 };
@@ -1081,14 +1130,11 @@ impl Store for SqliteStore {
                     kind,
                     source_id,
                     name,
-                    value: Value::shared(&no_value, 0..0),
+                    value,
                     time: from_micros(time),
                 });
             }
-            let values: Arc<[u8]> = Arc::from(values);
-            for (event, range) in events.iter_mut().zip(ranges) {
-                event.value = Value::shared(&values, range);
-            }
+            values.finish(&mut events);
             drop(rows);
             drop(stmt);
             tx.finish().map_err(err)?;
@@ -1388,6 +1434,36 @@ mod tests {
         // More appends than one insert takes are committed in a transaction, as before.
         a.write((3..=8).map(|seq| append("y", seq)).collect()).await.unwrap();
         assert_eq!(seqs("y"), [1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    /// Values are gathered into shared buffers when a log is loaded: small ones across several
+    /// chunks, large ones on their own, and each event still reads back exactly its own.
+    #[tokio::test]
+    async fn a_loaded_log_reads_back_every_value_whatever_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        let value = |seq: u64| -> Vec<u8> {
+            let len = match seq % 7 {
+                0 => 0,
+                1 => OWN_BUFFER,
+                2 => OWN_BUFFER + 1,
+                3 => 3 * OWN_BUFFER,
+                _ => usize::try_from(seq).unwrap() % 300,
+            };
+            (0..len).map(|i| u8::try_from((i + usize::try_from(seq).unwrap()) % 251).unwrap()).collect()
+        };
+        let total: usize = (1..=120).map(|seq| value(seq).len()).sum();
+        assert!(total > 4 * VALUE_CHUNK, "the log must span several chunks ({total} bytes)");
+        let appends = (1..=120).map(|seq| Write::Append {
+            execution_id: "a".into(),
+            event: Event::new(seq, EventType::TaskCompleted, "t_1", "t", value(seq), SystemTime::now()),
+        });
+        store.write(std::iter::once(create("a")).chain(appends).collect()).await.unwrap();
+        let events = store.load("a").unwrap().unwrap().events;
+        assert_eq!(events.len(), 120);
+        for event in &events {
+            assert_eq!(event.value_bytes(), value(event.seq()), "event #{}", event.seq());
+        }
     }
 
     #[test]
