@@ -9,6 +9,7 @@
 //! flux_bench server 100                               N tasks through a server and one worker process
 //! flux_bench server-concurrent 50 100                 50 concurrent executions of 100 tasks (tasks/s)
 //! flux_bench raw 1000 normal|full|normal-batch100     rusqlite alone: single-row commits (the limit)
+//! flux_bench raw 1000 normal-step|full-step           rusqlite alone: a step's two rows per commit
 //! ```
 //!
 //! Every run uses a fresh database in a temporary directory. Only the workload itself is timed:
@@ -148,13 +149,20 @@ impl Drop for Profiled {
 }
 
 /// rusqlite alone, the way flux stores an event: one row of the events table per transaction
-/// (or 100 per transaction for `normal-batch100`), in WAL mode.
+/// (or 100 per transaction for `normal-batch100`), in WAL mode. With `normal-step` and
+/// `full-step`, each commit is instead what flux commits for a sequential step: the task's
+/// `TASK_STARTED` and `TASK_COMPLETED` rows, with ids, values and times of flux's sizes, in one
+/// `INSERT` outside an explicit transaction; `n` counts steps.
 fn raw(n: u32, mode: &str) -> Duration {
     let (sync, per_transaction) = match mode {
         "normal" => ("NORMAL", 1),
         "full" => ("FULL", 1),
         "normal-batch100" => ("NORMAL", 100),
-        other => fail(format!("unknown raw mode `{other}` (normal, full or normal-batch100)")),
+        "normal-step" => ("NORMAL", 0),
+        "full-step" => ("FULL", 0),
+        other => fail(format!(
+            "unknown raw mode `{other}` (normal, full, normal-batch100, normal-step or full-step)"
+        )),
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let conn = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap_or_else(|e| fail(e));
@@ -165,6 +173,9 @@ fn raw(n: u32, mode: &str) -> Duration {
              PRIMARY KEY (execution, seq)) WITHOUT ROWID;"
     ))
     .unwrap_or_else(|e| fail(e));
+    if per_transaction == 0 {
+        return raw_steps(&conn, n);
+    }
     let mut insert = conn
         .prepare("INSERT INTO events VALUES (1, ?1, 'TASK_COMPLETED', 'step_4f2c9d1e', 'step', ?2, ?3)")
         .unwrap_or_else(|e| fail(e));
@@ -180,6 +191,28 @@ fn raw(n: u32, mode: &str) -> Duration {
             insert.execute(rusqlite::params![seq, &[0x01u8][..], seq]).unwrap_or_else(|e| fail(e));
         }
         commit.execute([]).unwrap_or_else(|e| fail(e));
+    }
+    started.elapsed()
+}
+
+/// `n` commits of a sequential step's two rows (see [`raw`]).
+fn raw_steps(conn: &rusqlite::Connection, n: u32) -> Duration {
+    // A task id of flux's length (name, `_`, 16 hex digits), its arguments `[i]` and its output
+    // `i` as MessagePack, and times in microseconds since 1970.
+    let mut insert = conn
+        .prepare(
+            "INSERT INTO events VALUES
+                 (1, ?1, 'TASK_STARTED', 'step_4f2c9d1e0a1b2c3d', 'step', ?2, ?3),
+                 (1, ?1 + 1, 'TASK_COMPLETED', 'step_4f2c9d1e0a1b2c3d', 'step', ?4, ?5)",
+        )
+        .unwrap_or_else(|e| fail(e));
+    let epoch = 1_765_000_000_000_000i64;
+    let started = Instant::now();
+    for step in 0..i64::from(n) {
+        let (seq, arg) = (2 * step + 1, u8::try_from(step % 100).unwrap_or(0));
+        insert
+            .execute(rusqlite::params![seq, &[0x91, arg][..], epoch + seq, &[arg][..], epoch + seq + 1])
+            .unwrap_or_else(|e| fail(e));
     }
     started.elapsed()
 }

@@ -31,6 +31,8 @@ workloads=(
     "limit raw-normal $flux raw 2000 normal"
     "limit raw-full $flux raw 300 full"
     "limit raw-batch100 $flux raw 100000 normal-batch100"
+    "limit raw-step-normal $flux raw 1000 normal-step"
+    "limit raw-step-full $flux raw 300 full-step"
     "flux sequential $flux sequential 1000 default"
     "flux sequential-full $flux sequential 300 full"
     "flux sequential-batched $flux sequential 10000 batched"
