@@ -2,7 +2,8 @@
 # Side-by-side benchmark of flux against the Python engine Flux (flux-core 0.87.5) and against
 # SQLite's own limit (a raw rusqlite loop of commits), on this machine, in one run.
 #
-#   benches/compare/run.sh            # 5 runs of every workload (about 6 minutes)
+#   benches/compare/run.sh            # 5 runs of every workload (about 2½ minutes here, plus the
+#                                     # first set-up of the Python side)
 #   RUNS=3 benches/compare/run.sh     # fewer runs
 #
 # It builds the flux side (`flux_bench`, release), installs flux-core in a Python 3.12 virtualenv
