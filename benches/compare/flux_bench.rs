@@ -160,9 +160,7 @@ fn raw(n: u32, mode: &str) -> Duration {
         "normal-batch100" => ("NORMAL", 100),
         "normal-step" => ("NORMAL", 0),
         "full-step" => ("FULL", 0),
-        other => fail(format!(
-            "unknown raw mode `{other}` (normal, full, normal-batch100, normal-step or full-step)"
-        )),
+        other => fail(format!("unknown raw mode `{other}` (normal, full, normal-batch100, normal-step or full-step)")),
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let conn = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap_or_else(|e| fail(e));

@@ -192,7 +192,7 @@ struct RunInner {
     /// The input of a `resume`, for the pause the body is stopped at.
     resume_input: Option<Arc<[u8]>>,
     listeners: Vec<Listener>,
-    /// The task names of the run's calls, each shared by all its events.
+    /// The task names of the calls this run makes, each shared by the events they record.
     names: std::collections::HashSet<Arc<str>, std::hash::BuildHasherDefault<crate::identity::IdHasher>>,
 }
 
@@ -290,7 +290,7 @@ impl RunState {
 
     /// Gives the call of `base_id` its occurrence id and says what the log knows of it. Also
     /// returns the base id as a shared string. An id the log holds is the log's own string, so
-    /// a replayed call allocates nothing here.
+    /// a replayed call allocates nothing here, unless it repeats an earlier call's base id.
     pub(crate) fn lookup(&self, base_id: &str) -> (Arc<str>, Lookup) {
         let mut guard = self.lock();
         let inner = &mut *guard;

@@ -233,7 +233,9 @@ impl fmt::Debug for Value {
 
 /// One entry of an execution's log.
 ///
-/// Cloning is cheap: the strings and the value are shared.
+/// Cloning is cheap: the strings and the value are shared. The value of an event loaded from a
+/// store may share its buffer (up to 64 KiB) with the values of its neighbours in the log, and
+/// a clone keeps that buffer alive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub(crate) seq: u64,

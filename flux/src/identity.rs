@@ -181,7 +181,8 @@ impl<R: Copy + Default> CallIds<R> {
 
     /// The id of the next call with `base` id: `base` the first time, then `base~1`, `base~2`...
     /// Returns the base and the id as shared strings, and what is known of the id. An id the
-    /// map holds already is shared, not copied: a replayed call allocates nothing here.
+    /// map holds already is shared, not copied: the first call of a base id that the log holds
+    /// allocates nothing here (a repeat formats its `~n` id to look it up).
     pub(crate) fn next(&mut self, base: &str) -> (Arc<str>, Arc<str>, Option<R>) {
         if let Some((shared, known)) = self.ids.get_key_value(base) {
             let n = known.calls.get();
