@@ -244,13 +244,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let stored = engine.load(id).await?.ok_or_else(|| not_found(&engine, id))?;
         check_workflow::<W>(&stored)?;
         match stored.state {
-            state if state.is_terminal() => Err(Error::new(
-                ErrorKind::InvalidState,
-                format!(
-                    "execution `{id}` has already finished ({state}); only a running or paused execution can be \
-                     cancelled"
-                ),
-            )),
+            state if state.is_terminal() => Err(already_finished(id, state)),
             ExecutionState::Cancelling => to_execution::<W>(&engine, stored),
             ExecutionState::Running
             | ExecutionState::Resuming
@@ -573,6 +567,14 @@ impl<W: WorkflowDefinition> futures::Stream for ExecutionStream<W> {
 
 pub(crate) fn not_found(engine: &Engine, id: &str) -> Error {
     Error::new(ErrorKind::NotFound, format!("no execution `{id}` in {}", engine.store().describe()))
+}
+
+/// The refusal of a cancel of execution `id`, which ended in `state`.
+pub(crate) fn already_finished(id: &str, state: ExecutionState) -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        format!("execution `{id}` has already finished ({state}); only a running or paused execution can be cancelled"),
+    )
 }
 
 pub(crate) fn check_workflow<W: WorkflowDefinition>(stored: &StoredExecution) -> Result<()> {

@@ -474,13 +474,7 @@ async fn cancel(
     let target = target(&s, &name)?;
     let stored = load_of(&s, &name, &id).await?;
     if stored.state.is_terminal() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "execution `{id}` has already finished ({}); only a running or paused execution can be cancelled",
-                stored.state
-            ),
-        ));
+        return Err(crate::workflow::already_finished(&id, stored.state).into());
     }
     match target {
         Target::Local(workflow) => workflow.cancel(&s.engine, id.clone(), wait).await?,

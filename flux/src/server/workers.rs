@@ -700,14 +700,7 @@ async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
     let _serial = s.claim_lock.lock().await;
     let stored = s.engine.load(&id).await?.ok_or_else(|| crate::workflow::not_found(&s.engine, &id))?;
     if stored.state.is_terminal() {
-        return Err(Error::new(
-            ErrorKind::InvalidState,
-            format!(
-                "execution `{id}` has already finished ({}); only a running or paused execution can be cancelled",
-                stored.state
-            ),
-        )
-        .into());
+        return Err(crate::workflow::already_finished(&id, stored.state).into());
     }
     let holder = lock(&s.claims).by_execution.get_mut(&id).map(|c| {
         c.cancelling = true;
