@@ -31,26 +31,20 @@ async fn hello(ctx: ExecutionContext<String>) -> flux::Result<String> {
 }
 
 async fn bind(config: flux::Config, engine: &Engine) -> (RunningServer, String) {
-    let running = Server::from_config(config)
-        .engine(engine)
-        .register(hello)
-        .bootstrap_token(BOOTSTRAP)
-        .admin_token(ADMIN)
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let url = running.url();
-    (running, url)
+    start(Server::from_config(config), engine).await
 }
 
 /// [`bind`] with the default config and a short worker lease.
 async fn bind_with_lease(engine: &Engine, lease: Duration) -> (RunningServer, String) {
-    let running = Server::from_config(flux::Config::default())
+    start(Server::from_config(flux::Config::default()).lease_timeout(lease), engine).await
+}
+
+async fn start(server: Server, engine: &Engine) -> (RunningServer, String) {
+    let running = server
         .engine(engine)
         .register(hello)
         .bootstrap_token(BOOTSTRAP)
         .admin_token(ADMIN)
-        .lease_timeout(lease)
         .bind("127.0.0.1:0")
         .await
         .unwrap();

@@ -255,6 +255,21 @@ mod tests {
     }
 
     #[test]
+    fn long_names_get_the_same_id_as_short_ones() {
+        // Ids of up to 96 bytes (names of up to 79) are built on the stack, longer ones on the
+        // heap: the id is the name, `_` and 16 hex digits of the digest either way.
+        for n in [1usize, 78, 79, 80, 200] {
+            let name = "n".repeat(n);
+            let bytes = value::to_msgpack(&(1u8,)).expect("encode");
+            let mut whole = vec![0x92];
+            whole.extend_from_slice(&value::to_msgpack(&name).expect("encode"));
+            whole.extend_from_slice(&bytes);
+            let hex: String = blake3::hash(&whole).as_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(task_id(&name, &bytes), format!("{name}_{hex}"), "a name of {n} bytes");
+        }
+    }
+
+    #[test]
     fn integer_width_does_not_matter() {
         assert_eq!(id_of("add", &(1u8, 2i64)), id_of("add", &(1u64, 2u16)));
     }
@@ -301,7 +316,7 @@ mod tests {
         let (base, id, known) = ids.next("t_1");
         assert!(Arc::ptr_eq(&base, &first));
         assert_eq!((&*id, known), ("t_1~2", None));
-        // An id met only as a repeat in the log is still new as a base.
+        // A base the log does not hold is new, and so are its repeats.
         assert_eq!(&*ids.next("u_2").1, "u_2");
         assert_eq!((&*ids.next("u_2").1, ids.info("u_2")), ("u_2~1", None));
     }
