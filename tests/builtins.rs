@@ -1,5 +1,5 @@
-//! Built-in tasks (SPEC §7): recorded values survive a pause and resume; `sleep` is a durable
-//! timer (a real process killed in the middle of it).
+//! Built-in tasks (docs/design.md §7): recorded values survive a pause and resume; `sleep` is a
+//! durable timer (a real process killed in the middle of it).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};

@@ -1,5 +1,6 @@
-//! Cancellation (SPEC §10): a running task is cancelled, its rollback runs, the fallback does
-//! not; from a handle, by id, from another engine on the same file; finished executions refuse.
+//! Cancellation (docs/design.md §10): a running task is cancelled, its rollback runs, the fallback
+//! does not; from a handle, by id, from another engine on the same file; finished executions
+//! refuse.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,5 @@
-//! Composition (SPEC §6): `parallel`, `parallel!`, `task::map` and `pipeline!`, each a task in the
-//! log wrapping its calls' events.
+//! Composition (docs/design.md §6): `parallel`, `parallel!`, `task::map` and `pipeline!`, each a
+//! task in the log wrapping its calls' events.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,5 +1,5 @@
-//! `flux::Graph` (SPEC §6): a DAG of tasks run as one task, with conditional edges, concurrent
-//! branches, skip propagation, validation and replay.
+//! `flux::Graph` (docs/design.md §6): a DAG of tasks run as one task, with conditional edges,
+//! concurrent branches, skip propagation, validation and replay.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -122,7 +122,8 @@ fn detail(body: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_is_refused_before_it_is_read_whole() {
     let engine = Engine::in_memory();
-    let config = flux::Config { max_body_bytes: 1024, ..Default::default() };
+    let mut config = flux::Config::default();
+    config.max_body_bytes = 1024;
     let (running, url) = bind(config, &engine).await;
     let host = host(&url).to_string();
 
@@ -164,7 +165,8 @@ async fn an_oversized_body_is_refused_before_it_is_read_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_over_the_limit_get_431() {
     let engine = Engine::in_memory();
-    let config = flux::Config { max_header_bytes: 2048, ..Default::default() };
+    let mut config = flux::Config::default();
+    config.max_header_bytes = 2048;
     let (running, url) = bind(config, &engine).await;
     let host = host(&url).to_string();
 
@@ -197,7 +199,8 @@ async fn headers_over_the_limit_get_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_too_slow_to_send_headers_or_a_body_are_cut_off() {
     let engine = Engine::in_memory();
-    let config = flux::Config { request_timeout: Duration::from_millis(300), ..Default::default() };
+    let mut config = flux::Config::default();
+    config.request_timeout = Duration::from_millis(300);
     let (running, url) = bind(config, &engine).await;
     let host = host(&url).to_string();
 
@@ -229,7 +232,8 @@ async fn clients_too_slow_to_send_headers_or_a_body_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_get_503_until_one_closes() {
     let engine = Engine::in_memory();
-    let config = flux::Config { max_connections: 2, ..Default::default() };
+    let mut config = flux::Config::default();
+    config.max_connections = 2;
     let (running, url) = bind(config, &engine).await;
     let host = host(&url).to_string();
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
@@ -373,7 +377,9 @@ async fn session_tokens_expire_when_replaced_or_left_unused_for_a_lease() {
 async fn a_restarted_server_refuses_the_tokens_of_before() {
     let dir = tempfile::tempdir().unwrap();
     let url_of_db = format!("sqlite://{}", dir.path().join("flux.db").display());
-    let config = flux::Config { database_url: url_of_db, home: dir.path().to_path_buf(), ..Default::default() };
+    let mut config = flux::Config::default();
+    config.database_url = url_of_db;
+    config.home = dir.path().to_path_buf();
     let http = reqwest::Client::new();
 
     let engine = Engine::from_config(&config).unwrap();

@@ -1,5 +1,5 @@
-//! Pause and resume (SPEC §9): the exact events, typed resume inputs, several pauses, and the
-//! paused state surviving a restart.
+//! Pause and resume (docs/design.md §9): the exact events, typed resume inputs, several pauses, and
+//! the paused state surviving a restart.
 
 use std::collections::BTreeMap;
 

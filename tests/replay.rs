@@ -1,4 +1,5 @@
-//! Replay semantics (SPEC §2, §4): event sequences, recorded results, occurrence ids, failures.
+//! Replay semantics (docs/design.md §2, §4): event sequences, recorded results, occurrence ids,
+//! failures.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

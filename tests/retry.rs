@@ -1,5 +1,5 @@
-//! The error chain of SPEC §5: retries, timeouts, fallback, rollback, with the exact event
-//! sequences, plus `with_options`, metadata and the result cache.
+//! The error chain of docs/design.md §5: retries, timeouts, fallback, rollback, with the exact
+//! event sequences, plus `with_options`, metadata and the result cache.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -1,8 +1,8 @@
-//! Server mode (SPEC §11) over real HTTP: a server on 127.0.0.1 with an ephemeral port per test,
-//! clients written with reqwest, workers run in process. Runs (sync, async, stream), the SSE wire
-//! format parsed by hand, pause and resume, cancellation, authentication of the worker and admin
-//! endpoints, secrets that never reach logs or disk in clear, the 4xx answers to bad input, and
-//! a database shared with another engine.
+//! Server mode (docs/design.md §11) over real HTTP: a server on 127.0.0.1 with an ephemeral port
+//! per test, clients written with reqwest, workers run in process. Runs (sync, async, stream), the
+//! SSE wire format parsed by hand, pause and resume, cancellation, authentication of the worker and
+//! admin endpoints, secrets that never reach logs or disk in clear, the 4xx answers to bad input,
+//! and a database shared with another engine.
 
 use std::time::{Duration, Instant};
 
@@ -1206,7 +1206,8 @@ async fn workflow_names_with_whitespace_or_control_characters_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_get_413_with_a_json_detail() {
     let engine = Engine::in_memory();
-    let config = flux::Config { max_body_bytes: 1024, ..Default::default() };
+    let mut config = flux::Config::default();
+    config.max_body_bytes = 1024;
     let (running, url) = bind(Server::from_config(config).engine(&engine).register(hello_world)).await;
     let http = client();
     let big = json!("x".repeat(2000));

@@ -1,11 +1,12 @@
-//! Progress and streaming (SPEC §8): durable events as they are recorded, ephemeral progress in
-//! between, never stored; a bounded queue for slow readers.
+//! Progress and streaming (docs/design.md §8): durable events as they are recorded, ephemeral
+//! progress in between, never stored; a bounded queue for slow readers.
 
 use futures::StreamExt as _;
 
 use EventType::*;
+use flux::Event;
+use flux::limits::PROGRESS_QUEUE;
 use flux::prelude::*;
-use flux::{Event, PROGRESS_QUEUE};
 use flux_suite::kinds;
 
 #[flux::task]

@@ -1,4 +1,5 @@
-//! Sub-workflows (SPEC §6): a child execution linked to its parent, replayed rather than re-run.
+//! Sub-workflows (docs/design.md §6): a child execution linked to its parent, replayed rather than
+//! re-run.
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;

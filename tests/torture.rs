@@ -113,10 +113,14 @@ struct Report {
     executions: u32,
     /// Task bodies that ran more than once (restarts of unfinished tasks included).
     reruns: u32,
-    /// Tasks whose body had finished but whose completion the kill lost (batched mode).
-    lost_completions: u32,
+    /// Tasks whose body had finished but whose completion was not stored at the kill (any mode:
+    /// the kill may fall between a body's end and its commit).
+    unstored_completions: u32,
     /// The oldest such completion at its kill.
-    oldest_loss: Duration,
+    oldest_unstored: Duration,
+    /// Of those, the tasks whose result was handed back anyway: the next task had begun. Never in
+    /// the `default` and `full` modes; the `batched` mode hands results back before their commit.
+    handed_back_unstored: u32,
 }
 
 fn torture(mode: &str) -> Report {
@@ -155,18 +159,15 @@ fn torture(mode: &str) -> Report {
                     continue;
                 }
                 let age = Duration::from_micros(u64::try_from(killed_at.saturating_sub(t)).unwrap_or(u64::MAX));
+                report.unstored_completions += 1;
+                report.oldest_unstored = report.oldest_unstored.max(age);
+                // Task i + 1 begins once task i's result is handed back.
+                if begun.contains(&(i + 1)) {
+                    report.handed_back_unstored += 1;
+                    eprintln!("{mode}: {id}: task {} began but task {i}'s completion was not stored", i + 1);
+                }
                 if mode == "batched" {
-                    report.lost_completions += 1;
-                    report.oldest_loss = report.oldest_loss.max(age);
                     assert!(age <= BATCHED_LOSS_LIMIT, "{mode}: {id} lost the completion of task {i}, {age:?} old");
-                } else {
-                    // The result of task i is handed back only once its completion is durable,
-                    // so task i + 1 cannot have begun without it.
-                    assert!(
-                        !begun.contains(&(i + 1)),
-                        "{mode}: {id}: task {} began but task {i}'s completion was lost",
-                        i + 1
-                    );
                 }
             }
             durable.push((lines.len(), done));
@@ -208,19 +209,24 @@ fn torture(mode: &str) -> Report {
     report
 }
 
+/// `default` and `full` hand a task's result back only once its completion is durable: no kill
+/// ever finds the next task begun while a completion is missing.
 #[test]
 fn torture_default_mode() {
     let report = torture("default");
-    assert_eq!(report.lost_completions, 0);
+    assert_eq!(report.handed_back_unstored, 0, "{report:?}");
 }
 
 #[test]
 fn torture_full_mode() {
     let report = torture("full");
-    assert_eq!(report.lost_completions, 0);
+    assert_eq!(report.handed_back_unstored, 0, "{report:?}");
 }
 
+/// `batched` may hand results back before their commit, and a kill may lose them, but only
+/// those of its last window.
 #[test]
 fn torture_batched_mode() {
-    torture("batched");
+    let report = torture("batched");
+    assert!(report.oldest_unstored <= BATCHED_LOSS_LIMIT, "{report:?}");
 }

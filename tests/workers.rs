@@ -1,9 +1,9 @@
-//! Server mode with real worker processes (SPEC §11): a flux server inside the test process on
-//! 127.0.0.1 (an ephemeral port, its own SQLite file) and `flux-test-worker` processes that
-//! register with it, claim its executions, run them and checkpoint their events. Workers are
-//! killed with SIGKILL or paused with SIGSTOP, cut off from the server by a proxy, leases run
-//! out, the server restarts under them; and workers made by hand with reqwest show the fencing
-//! of stale claims, cancellations and reconnections, and the server's answers to bad times.
+//! Server mode with real worker processes (docs/design.md §11): a flux server inside the test
+//! process on 127.0.0.1 (an ephemeral port, its own SQLite file) and `flux-test-worker` processes
+//! that register with it, claim its executions, run them and checkpoint their events. Workers are
+//! killed with SIGKILL or paused with SIGSTOP, cut off from the server by a proxy, leases run out,
+//! the server restarts under them; and workers made by hand with reqwest show the fencing of stale
+//! claims, cancellations and reconnections, and the server's answers to bad times.
 //!
 //! Each test has its own temporary directory, database and server; deadlines are generous
 //! (tests run in parallel on small machines).

@@ -1,5 +1,5 @@
-//! Built-in tasks (SPEC §7–§9): recorded time and randomness, a durable `sleep`, `pause` and
-//! `progress`.
+//! Built-in tasks (docs/design.md §7–§9): recorded time and randomness, a durable `sleep`, `pause`
+//! and `progress`.
 //!
 //! Inside a workflow, [`now`], [`uuid4`], [`randint`], [`randrange`] and [`choice`] are tasks:
 //! their first value is recorded and a replay returns it, so the body stays deterministic.
@@ -9,9 +9,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::context::{self, Lookup, PauseRequest, Stop};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::EventType;
+use crate::event::{EventType, ExecutionState};
+use crate::run::{self, Lookup, NIL, PauseRequest, RunState, Source, Stop};
+use crate::store::Write;
 use crate::task::{Args, Call, Handlers, NoHandler, TaskCall, TaskOptions, codec};
 use crate::value::{self, Storable};
 
@@ -132,7 +133,7 @@ where
 ///
 /// Outside a workflow it is a plain sleep.
 pub async fn sleep(duration: Duration) -> Result<()> {
-    let Some(run) = context::current() else {
+    let Some(run) = run::current() else {
         tokio::time::sleep(duration).await;
         return Ok(());
     };
@@ -149,18 +150,18 @@ pub async fn sleep(duration: Duration) -> Result<()> {
         }
         Lookup::Fresh(task_id) => {
             if run.is_cancelled() {
-                return Err(context::cancelled_error(&task_id));
+                return Err(run::cancelled_error(&task_id));
             }
-            if context::is_replay_only() {
-                return Err(context::replay_only_error(&task_id));
+            if run::is_replay_only() {
+                return Err(run::replay_only_error(&task_id));
             }
             // The start must be durable before the wait: the wake time is counted from it.
-            run.record_durable(EventType::TaskStarted, &task_id, &name, args, None).await?;
+            run.record_durable([Source::new(&task_id, &name).entry(EventType::TaskStarted, args)], None).await?;
             (task_id, tokio::time::Instant::now() + duration)
         }
         Lookup::Restart(task_id, _) => {
-            if context::is_replay_only() {
-                return Err(context::replay_only_error(&task_id));
+            if run::is_replay_only() {
+                return Err(run::replay_only_error(&task_id));
             }
             let started = run.started_time(&task_id).unwrap_or_else(SystemTime::now);
             let left = (started + duration).duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
@@ -169,12 +170,13 @@ pub async fn sleep(duration: Duration) -> Result<()> {
     };
     let (task_id, wake) = wake;
     if run.or_cancelled(tokio::time::sleep_until(wake)).await.is_none() {
-        let error = context::cancelled_error(&task_id);
+        let error = run::cancelled_error(&task_id);
         let failure = value::to_msgpack(&CancelledValue { error: &error })?;
-        run.record_durable(EventType::TaskCancelled, &task_id, &name, failure.into(), None).await?;
+        run.record_durable([Source::new(&task_id, &name).entry(EventType::TaskCancelled, failure.into())], None)
+            .await?;
         return Err(error);
     }
-    run.record_durable(EventType::TaskCompleted, &task_id, &name, Arc::from(context::NIL), None).await?;
+    run.record_durable([Source::new(&task_id, &name).entry(EventType::TaskCompleted, Arc::from(NIL))], None).await?;
     Ok(())
 }
 
@@ -195,7 +197,7 @@ pub async fn pause<T: Storable>(name: &str) -> Result<T> {
 
 /// Like [`pause`], exposing `output` while paused (see `Execution::pause_output`).
 pub async fn pause_with<T: Storable, U: Storable>(name: &str, output: U) -> Result<T> {
-    let Some(run) = context::current() else {
+    let Some(run) = run::current() else {
         return Err(Error::new(ErrorKind::InvalidState, format!("pause `{name}` is only possible inside a workflow")));
     };
     let args: Arc<[u8]> = Args::new(1).arg_str(name).finish()?.into();
@@ -220,8 +222,8 @@ pub async fn pause_with<T: Storable, U: Storable>(name: &str, output: U) -> Resu
             };
         }
         Lookup::Fresh(task_id) => (task_id, true),
-        Lookup::Restart(task_id, _) if context::is_replay_only() => {
-            return Err(context::replay_only_error(&task_id));
+        Lookup::Restart(task_id, _) if run::is_replay_only() => {
+            return Err(run::replay_only_error(&task_id));
         }
         Lookup::Restart(task_id, _) => match run.take_resume_input() {
             Some(input) => return resumed(&run, &task_id, &task_name, name, input).await,
@@ -229,10 +231,10 @@ pub async fn pause_with<T: Storable, U: Storable>(name: &str, output: U) -> Resu
         },
     };
     if run.is_cancelled() {
-        return Err(context::cancelled_error(&task_id));
+        return Err(run::cancelled_error(&task_id));
     }
-    if context::is_replay_only() {
-        return Err(context::replay_only_error(&task_id));
+    if run::is_replay_only() {
+        return Err(run::replay_only_error(&task_id));
     }
     let output: Arc<[u8]> = value::to_msgpack(&output)
         .map_err(|e| {
@@ -250,12 +252,12 @@ pub async fn pause_with<T: Storable, U: Storable>(name: &str, output: U) -> Resu
     }));
     // The driver stops the body here; only a cancellation ends this wait.
     run.or_cancelled(std::future::pending::<()>()).await;
-    Err(context::cancelled_error(&task_id))
+    Err(run::cancelled_error(&task_id))
 }
 
 /// The pause the body stopped at, reached again by `resume` with `input`.
 async fn resumed<T: Storable>(
-    run: &context::RunState,
+    run: &RunState,
     task_id: &Arc<str>,
     task_name: &Arc<str>,
     name: &str,
@@ -286,35 +288,28 @@ async fn resumed<T: Storable>(
     value::append_str(&mut task_resumed, name);
     value::append_str(&mut task_resumed, "input");
     task_resumed.extend_from_slice(&input);
-    let set_state = crate::store::Write::SetState {
-        execution_id: run.execution_id.clone(),
-        state: crate::ExecutionState::Running,
-        output: None,
-        time: crate::event::now(),
-    };
-    let commit = run.record_batch(
-        [
-            (EventType::WorkflowResuming, &run.workflow_source, &run.workflow_name, input.clone()),
-            (EventType::WorkflowResumed, &run.workflow_source, &run.workflow_name, value::to_msgpack(&name)?.into()),
-            (EventType::TaskResumed, task_id, task_name, task_resumed.into()),
-            (EventType::TaskCompleted, task_id, task_name, input),
-        ],
-        Some(set_state),
-    )?;
-    run.durable(Some(commit)).await?;
+    let set_state = Write::set_state(run.execution_id.clone(), ExecutionState::Running, None);
+    let (workflow, task) = (run.workflow(), Source::new(task_id, task_name));
+    let events = [
+        workflow.entry(EventType::WorkflowResuming, input.clone()),
+        workflow.entry(EventType::WorkflowResumed, value::to_msgpack(&name)?.into()),
+        task.entry(EventType::TaskResumed, task_resumed.into()),
+        task.entry(EventType::TaskCompleted, input),
+    ];
+    run.record_durable(events, [set_state]).await?;
     Ok(value)
 }
 
 /// Sends `value` to whoever streams the execution, as an ephemeral `TASK_PROGRESS` event of the
 /// running task (`workflow.stream(..)`, or SSE in server mode). It is never stored or replayed,
 /// never blocks, and costs nothing when nobody listens; a listener more than
-/// [`crate::PROGRESS_QUEUE`] events behind misses the newest ones.
+/// [`crate::limits::PROGRESS_QUEUE`] events behind misses the newest ones.
 pub async fn progress<T: serde::Serialize>(value: T) {
-    let Some(run) = context::current() else {
+    let Some(run) = run::current() else {
         return;
     };
     let (source, name) =
-        context::current_task().unwrap_or_else(|| (run.workflow_source.clone(), run.workflow_name.clone()));
+        run::current_task().unwrap_or_else(|| (run.workflow_source.clone(), run.workflow_name.clone()));
     match value::to_msgpack(&value) {
         Ok(bytes) => run.emit_progress(source, name, bytes.into()),
         Err(e) => tracing::debug!(error = %e, "a progress value cannot be encoded; it is dropped"),

@@ -1,4 +1,4 @@
-//! Composition (SPEC §6): [`parallel`], `task::map`, [`macro@crate::parallel`],
+//! Composition (docs/design.md §6): [`parallel`], `task::map`, [`macro@crate::parallel`],
 //! [`macro@crate::pipeline`] (and [`crate::Graph`]) are tasks themselves: their `TASK_STARTED` and
 //! `TASK_COMPLETED` wrap the events of the calls they make.
 //!
@@ -13,12 +13,11 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use futures::StreamExt as _;
 
-use crate::context::{self, Lookup};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventType;
-use crate::task::{Args, Codec, codec};
+use crate::run::{self, Lookup, Source};
+use crate::task::{Args, BoxFuture, Codec, codec};
 use crate::value::{self, Storable};
-use crate::workflow::BoxFuture;
 
 /// Runs `body` as the task `name` (with recorded arguments `args`): `TASK_STARTED` before it,
 /// its outcome after it. Outside a workflow, `body` simply runs.
@@ -26,7 +25,7 @@ pub(crate) async fn composite<T, F>(name: &str, args: Args, codec: Codec<T>, bod
 where
     F: Future<Output = Result<T>>,
 {
-    let Some(run) = context::current() else {
+    let Some(run) = run::current() else {
         return body.await;
     };
     let args: Arc<[u8]> = args.finish()?.into();
@@ -35,13 +34,13 @@ where
     // would grow geometrically (megabytes of stack at a few levels).
     let body = Box::pin(AssertUnwindSafe(body).catch_unwind());
     let settle = |r: std::result::Result<Result<T>, Box<dyn std::any::Any + Send>>| {
-        r.unwrap_or_else(|panic| Err(crate::task::panic_error(panic)))
+        r.unwrap_or_else(|panic| Err(Error::from_panic(panic)))
     };
     let task_id = match run.lookup(crate::identity::task_id_text(&name, &args).as_str()).1 {
         Lookup::Recorded(task_id, event) => {
             // Make the group's calls again, in replay-only mode, so that they take their
             // occurrence numbers; their outcome is the recorded one.
-            let _ = context::replay_only(body).await;
+            let _ = run::replay_only(body).await;
             return match event.kind() {
                 EventType::TaskCompleted => {
                     (codec.decode)(&run.engine().resolve_output(event.value_bytes())?).map_err(|e| {
@@ -62,17 +61,17 @@ where
         }
         Lookup::Fresh(task_id) => {
             if run.is_cancelled() {
-                return Err(context::cancelled_error(&task_id));
+                return Err(run::cancelled_error(&task_id));
             }
-            if context::is_replay_only() {
-                return Err(context::replay_only_error(&task_id));
+            if run::is_replay_only() {
+                return Err(run::replay_only_error(&task_id));
             }
-            run.record(EventType::TaskStarted, &task_id, &name, args, None, false)?;
+            run.defer([Source::new(&task_id, &name).entry(EventType::TaskStarted, args)], None)?;
             task_id
         }
         Lookup::Restart(task_id, _) => {
-            if context::is_replay_only() {
-                return Err(context::replay_only_error(&task_id));
+            if run::is_replay_only() {
+                return Err(run::replay_only_error(&task_id));
             }
             task_id
         }
@@ -86,7 +85,8 @@ where
                     .with_task_id(&*task_id)
                     .with_cause(e.to_string());
                 let bytes = value::to_msgpack(&e)?;
-                run.record_durable(EventType::TaskFailed, &task_id, &name, bytes.into(), None).await?;
+                run.record_durable([Source::new(&task_id, &name).entry(EventType::TaskFailed, bytes.into())], None)
+                    .await?;
                 return Err(e);
             }
         },
@@ -94,7 +94,7 @@ where
         Err(e) if e.kind() == ErrorKind::Cancelled && run.is_cancelled() => return outcome,
         Err(e) => (EventType::TaskFailed, value::to_msgpack(e)?),
     };
-    run.record_durable(kind, &task_id, &name, recorded.into(), None).await?;
+    run.record_durable([Source::new(&task_id, &name).entry(kind, recorded.into())], None).await?;
     outcome
 }
 
@@ -250,7 +250,7 @@ where
             // A cancelled execution stops the group: the calls' outcomes are not its result.
             if let Some((_, Err(e))) =
                 outcomes.iter().find(|(_, r)| matches!(r, Err(e) if e.kind() == ErrorKind::Cancelled))
-                && context::current().is_some_and(|run| run.is_cancelled())
+                && run::current().is_some_and(|run| run.is_cancelled())
             {
                 return Err(e.clone());
             }

@@ -42,7 +42,18 @@ const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the default engine keeps its data.
+///
+/// Start from [`Config::default`] (or [`Config::load`]) and set fields: new settings are added
+/// without breaking such code.
+///
+/// ```
+/// let mut config = flux::Config::default();
+/// config.database_url = "sqlite::memory:".to_string();
+/// let engine = flux::Engine::from_config(&config)?;
+/// # let _ = engine; Ok::<(), flux::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// The flux home directory (default `.flux`).
     pub home: PathBuf,
@@ -78,6 +89,7 @@ pub struct Config {
 
 /// `[flux.workers]`: how workers find the server and how long their claims last.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkersConfig {
     /// The token a worker presents to register; without one, a server generates a token and
     /// prints it once.
@@ -154,6 +166,7 @@ impl std::fmt::Debug for Config {
 
 /// Where a database URL points.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DatabaseLocation {
     /// A SQLite file.
     Sqlite(PathBuf),

@@ -1,16 +1,20 @@
-//! Workflows behind a trait object: how the server and workers hold workflows of any input and
-//! output types, and run them from encoded inputs.
+//! Workflows behind a trait object: how the server, workers and recovery hold workflows of any
+//! input and output types and run them from encoded inputs. Each method is the typed path of
+//! [`crate::workflow`] with the input decoded first and the result reduced to a state.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::context::{CancelRequest, RunState, Subscription};
-use crate::engine::Engine;
-use crate::error::Result;
-use crate::event::{EventType, ExecutionState};
-use crate::store::{StoredExecution, Write};
+use futures::future::BoxFuture;
+
+use crate::driver::{self, Cancel, Launch};
+use crate::engine::{Engine, Recoverable};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::ExecutionState;
+use crate::run::Subscription;
+use crate::store::StoredExecution;
 use crate::value;
-use crate::workflow::{self, BoxFuture, Workflow, WorkflowDefinition};
+use crate::workflow::{self, Workflow, WorkflowDefinition, definition};
 
 /// An execution started in the background.
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
@@ -25,36 +29,35 @@ pub(crate) struct Started {
 
 /// A workflow of any types.
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
-pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
-    /// The workflow name.
-    fn name(&self) -> &'static str;
-
+pub(crate) trait ErasedWorkflow: Recoverable {
     /// Checks that an encoded input fits the workflow's input type.
     fn check_input(&self, input: &[u8]) -> Result<()>;
 
     /// Stores a new execution of the encoded `input` and runs it in the background.
-    fn start(&self, engine: &Engine, input: Vec<u8>, subscribe: bool) -> BoxFuture<Result<Started>>;
+    fn start(&self, engine: &Engine, input: Vec<u8>, subscribe: bool) -> BoxFuture<'static, Result<Started>>;
 
     /// Resumes the paused execution `id` with the encoded `input`, in the background.
-    fn resume(&self, engine: &Engine, id: String, input: Vec<u8>, subscribe: bool) -> BoxFuture<Result<Started>>;
+    fn resume(
+        &self,
+        engine: &Engine,
+        id: String,
+        input: Vec<u8>,
+        subscribe: bool,
+    ) -> BoxFuture<'static, Result<Started>>;
 
     /// Cancels the execution `id`; with `wait`, returns once a run in this process has stopped.
-    fn cancel(&self, engine: &Engine, id: String, wait: bool) -> BoxFuture<Result<()>>;
-
-    /// Continues the stored execution `id` over its log (recovery); resolves with the state
-    /// its run stopped in.
-    fn replay(&self, engine: &Engine, id: String) -> BoxFuture<Result<ExecutionState>>;
+    fn cancel(&self, engine: &Engine, id: String, wait: bool) -> BoxFuture<'static, Result<()>>;
 
     /// Runs an execution a worker claimed: starts it if it never started, resumes it with
-    /// `resume` if a resume is pending, or continues it over its log.
-    /// `on_events` gets the run's events before it starts.
+    /// `resume` if a resume is pending, or continues it over its log. `on_events` gets the run's
+    /// events before it starts.
     fn run_claimed(
         &self,
         engine: &Engine,
         stored: StoredExecution,
         resume: Option<Vec<u8>>,
         on_events: Box<dyn FnOnce(Subscription) + Send>,
-    ) -> Result<Started>;
+    ) -> BoxFuture<'static, Result<Started>>;
 }
 
 struct Erased<W>(PhantomData<fn() -> W>);
@@ -64,15 +67,30 @@ pub(crate) fn erase<W: WorkflowDefinition>(_workflow: W) -> Arc<dyn ErasedWorkfl
     Arc::new(Erased::<W>(PhantomData))
 }
 
-impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
+/// Runs a prepared run of `W` in a background task, reduced to the state it stops in.
+fn spawn<W: WorkflowDefinition>(
+    prepared: driver::Prepared,
+    input: W::Input,
+) -> tokio::task::JoinHandle<Result<ExecutionState>> {
+    tokio::spawn(async move { workflow::drive::<W>(prepared, input).await.map(|e| e.state()) })
+}
+
+impl<W: WorkflowDefinition> Recoverable for Erased<W> {
     fn name(&self) -> &'static str {
         W::NAME
     }
 
+    fn continue_execution(&self, engine: &Engine, id: String) -> BoxFuture<'static, Result<ExecutionState>> {
+        let engine = engine.clone();
+        Box::pin(async move { Workflow::<W>::new().on(&engine).replay(&id).await.map(|e| e.state()) })
+    }
+}
+
+impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
     fn check_input(&self, input: &[u8]) -> Result<()> {
         value::from_msgpack::<W::Input>(input).map(drop).map_err(|e| {
-            crate::Error::new(
-                crate::ErrorKind::Decode,
+            Error::new(
+                ErrorKind::Decode,
                 format!(
                     "the input does not fit `{}`, the input type of workflow `{}`",
                     std::any::type_name::<W::Input>(),
@@ -83,54 +101,43 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
         })
     }
 
-    fn start(&self, engine: &Engine, input: Vec<u8>, subscribe: bool) -> BoxFuture<Result<Started>> {
+    fn start(&self, engine: &Engine, input: Vec<u8>, subscribe: bool) -> BoxFuture<'static, Result<Started>> {
         let engine = engine.clone();
         Box::pin(async move {
-            let id = workflow::new_execution_id();
-            let input = workflow::decode_input::<W>(&id, &input)?;
-            let claim = engine.claim_local(&id)?;
-            let (run, bytes) = workflow::create::<W>(&engine, &claim, &id, &input, None)?;
-            let events = subscribe.then(|| run.subscribe());
-            workflow::begin(&run, bytes.clone()).await?;
-            let done = tokio::spawn(async move {
-                let _claim = claim;
-                workflow::drive::<W>(run, input, bytes).await.map(|e| e.state())
-            });
-            Ok(Started { execution_id: id, events, done })
+            let execution_id = driver::new_execution_id();
+            let input = workflow::decode_input::<W>(&execution_id, &input)?;
+            let (mut prepared, input) = workflow::new_run::<W>(&engine, execution_id.clone(), input).await?;
+            let events = subscribe.then(|| prepared.subscribe());
+            prepared.begin().await?;
+            Ok(Started { execution_id, events, done: spawn::<W>(prepared, input) })
         })
     }
 
-    fn resume(&self, engine: &Engine, id: String, input: Vec<u8>, subscribe: bool) -> BoxFuture<Result<Started>> {
+    fn resume(
+        &self,
+        engine: &Engine,
+        id: String,
+        input: Vec<u8>,
+        subscribe: bool,
+    ) -> BoxFuture<'static, Result<Started>> {
         let engine = engine.clone();
         Box::pin(async move {
-            let claim = engine.claim_local(&id)?;
-            let stored = engine.load(&id).await?.ok_or_else(|| workflow::not_found(&engine, &id))?;
-            let (run, input, bytes) = workflow::prepare_resume::<W>(&engine, &claim, stored, input.into())?;
-            let events = subscribe.then(|| run.subscribe());
-            let done = tokio::spawn(async move {
-                let _claim = claim;
-                workflow::drive::<W>(run, input, bytes).await.map(|e| e.state())
-            });
-            Ok(Started { execution_id: id, events, done })
+            let launch = Launch::Resume { id: id.clone(), input: input.into() };
+            let ready = driver::claim(&engine, definition::<W>(), launch)?.plan().await?.into_run()?;
+            let (prepared, input) = workflow::prepare::<W>(ready, None)?;
+            let events = subscribe.then(|| prepared.subscribe());
+            Ok(Started { execution_id: id, events, done: spawn::<W>(prepared, input) })
         })
     }
 
-    fn cancel(&self, engine: &Engine, id: String, wait: bool) -> BoxFuture<Result<()>> {
+    fn cancel(&self, engine: &Engine, id: String, wait: bool) -> BoxFuture<'static, Result<()>> {
         let engine = engine.clone();
         Box::pin(async move {
-            if !wait && let Some(run) = engine.local_run(&id) {
-                if let CancelRequest::Requested(commit) = run.request_cancel(false)? {
-                    run.durable(Some(commit)).await?;
-                }
-                return Ok(());
+            match driver::cancel(&engine, definition::<W>(), &id, wait).await? {
+                Cancel::Asked => Ok(()),
+                cancel => workflow::cancelled::<W>(&engine, cancel).await.map(drop),
             }
-            Workflow::<W>::new().on(&engine).cancel(&id).await.map(drop)
         })
-    }
-
-    fn replay(&self, engine: &Engine, id: String) -> BoxFuture<Result<ExecutionState>> {
-        let engine = engine.clone();
-        Box::pin(async move { Workflow::<W>::new().on(&engine).replay(&id).await.map(|e| e.state()) })
     }
 
     fn run_claimed(
@@ -139,45 +146,15 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
         stored: StoredExecution,
         resume: Option<Vec<u8>>,
         on_events: Box<dyn FnOnce(Subscription) + Send>,
-    ) -> Result<Started> {
-        workflow::check_workflow::<W>(&stored)?;
-        let id = stored.id.clone();
-        let claim = engine.claim_local(&id)?;
-        let input = workflow::decode_input::<W>(&id, &stored.input)?;
-        let bytes: Arc<[u8]> = stored.input.into();
-        let started = stored.events.iter().any(|e| e.kind() == EventType::WorkflowStarted);
-        let run = Arc::new(
-            RunState::new(engine.clone(), &id, W::NAME, stored.events).with_parent(stored.parent_id.as_deref()),
-        );
-        claim.attach(&run);
-        on_events(run.subscribe());
+    ) -> BoxFuture<'static, Result<Started>> {
         let engine = engine.clone();
-        let done = tokio::spawn(async move {
-            let _claim = claim;
-            match resume {
-                Some(resume) => run.set_resume_input(resume.into()),
-                None => {
-                    let running = Write::SetState {
-                        execution_id: run.execution_id.clone(),
-                        state: ExecutionState::Running,
-                        output: None,
-                        time: crate::event::now(),
-                    };
-                    let began = if started {
-                        engine.store().write(vec![running]).await
-                    } else {
-                        let (source, name) = (run.workflow_source.clone(), run.workflow_name.clone());
-                        run.record_durable(EventType::WorkflowStarted, &source, &name, bytes.clone(), Some(running))
-                            .await
-                    };
-                    if let Err(e) = began {
-                        run.close();
-                        return Err(e);
-                    }
-                }
-            }
-            workflow::drive::<W>(run, input, bytes).await.map(|e| e.state())
-        });
-        Ok(Started { execution_id: id, events: None, done })
+        Box::pin(async move {
+            let execution_id = stored.id.clone();
+            let launch = Launch::Worker { stored, resume: resume.map(Arc::from) };
+            let ready = driver::claim(&engine, definition::<W>(), launch)?.plan().await?.into_run()?;
+            let (prepared, input) = workflow::prepare::<W>(ready, None)?;
+            on_events(prepared.subscribe());
+            Ok(Started { execution_id, events: None, done: spawn::<W>(prepared, input) })
+        })
     }
 }

@@ -104,6 +104,16 @@ pub struct Error {
 }
 
 impl Error {
+    /// The error of a body that panicked with `payload`.
+    pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Error {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic with a non-string payload".to_string());
+        Error::new(ErrorKind::Panic, format!("panicked: {message}"))
+    }
+
     /// An error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error { kind, message: message.into(), chain: Vec::new(), task_id: None }

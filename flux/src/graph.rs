@@ -1,4 +1,4 @@
-//! [`Graph`] (SPEC §6): a DAG of tasks that is itself a task in the log.
+//! [`Graph`] (docs/design.md §6): a DAG of tasks that is itself a task in the log.
 //!
 //! Nodes are tasks (any `Fn(A) -> impl Future<Output = flux::Result<B>>`, so a `#[flux::task]`
 //! function), edges say whose output feeds whom, optionally under a condition on that output.
@@ -60,9 +60,8 @@ use futures::stream::FuturesUnordered;
 
 use crate::compose::composite;
 use crate::error::{Error, ErrorKind, Result};
-use crate::task::{Args, codec};
+use crate::task::{Args, BoxFuture, codec};
 use crate::value::{self, Storable};
-use crate::workflow::BoxFuture;
 
 /// A node's task, type-erased: decodes its input, makes the call, encodes the output.
 type NodeFn = Arc<dyn Fn(&[u8]) -> Result<BoxFuture<Result<Vec<u8>>>> + Send + Sync>;

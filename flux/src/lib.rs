@@ -80,24 +80,33 @@
 #[allow(unused_extern_crates)]
 extern crate self as flux;
 
+// The modules, bottom up: each uses only those declared before it (tests/layout.rs checks it).
+// Vocabulary.
+mod error;
+pub mod value;
+pub mod output;
+mod event;
+pub mod identity;
+// Storage and settings.
+pub mod store;
+pub mod secrets;
+mod config;
+// Where executions live, and one running execution.
+mod engine;
+mod run;
+mod execution;
+mod context;
+// The call path and what is built on it.
+mod task;
 mod builtins;
 mod compose;
-mod config;
-mod context;
-mod engine;
-mod error;
-mod event;
 mod graph;
-pub mod identity;
-pub mod output;
-mod recovery;
-pub mod secrets;
-pub mod store;
-mod task;
-pub mod value;
+// Starting, continuing, resuming and finishing executions, and the workflows over that.
+mod driver;
 mod workflow;
-
 mod erased;
+mod recovery;
+// Server mode.
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
@@ -106,17 +115,16 @@ pub mod worker;
 pub use builtins::{choice, now, pause, pause_with, progress, randint, randrange, sleep, uuid4};
 pub use compose::{AllResults, Parallel, parallel};
 pub use config::{Config, DatabaseLocation, WorkersConfig};
-pub use context::PROGRESS_QUEUE;
-pub use context::{Execution, ExecutionContext};
-pub use engine::Engine;
+pub use context::ExecutionContext;
+pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventType, ExecutionState};
+pub use execution::Execution;
 pub use graph::{Graph, GraphError};
-pub use recovery::{DEFAULT_LEASE, Recovered};
+pub use recovery::Recovered;
+pub use secrets::Vault;
 pub use store::Durability;
-pub use task::Call;
-pub use task::ROLLBACK_LIMIT;
-pub use task::{MAX_RETRY_DELAY, TaskOptions};
+pub use task::TaskOptions;
 pub use uuid::Uuid;
 pub use value::Storable;
 pub use workflow::{ExecutionHandle, ExecutionStream, Joined};
@@ -137,6 +145,13 @@ pub struct TaskMetadata {
     pub task_name: String,
 }
 pub use workflow::{Workflow, WorkflowDefinition};
+
+/// The fixed limits and defaults of the runtime, for programs that size things by them.
+pub mod limits {
+    pub use crate::engine::DEFAULT_LEASE;
+    pub use crate::run::PROGRESS_QUEUE;
+    pub use crate::task::{MAX_RETRY_DELAY, ROLLBACK_LIMIT};
+}
 
 /// Turns a function into a durable task.
 ///
@@ -216,8 +231,8 @@ pub mod __private {
     use std::fmt::Display;
 
     pub use crate::compose::{group, limited, map, semaphore};
+    pub use crate::task::BoxFuture;
     pub use crate::task::{Args, ArgsReader, Call, Codec, Handlers, NoHandler, TaskCall, codec, run_blocking};
-    pub use crate::workflow::BoxFuture;
     pub use serde;
     pub use tokio;
 
@@ -268,8 +283,8 @@ pub mod __private {
     pub fn secrets(call: &Call<'_>, requested: &[&str]) -> Result<crate::secrets::Secrets> {
         let requester = format!("task `{}`", if call.task_id.is_empty() { call.task_name } else { call.task_id });
         match call.engine {
-            Some(engine) => crate::secrets::fetch(engine, requested, &requester),
-            None => crate::secrets::fetch(&crate::Engine::global()?, requested, &requester),
+            Some(engine) => crate::secrets::fetch(engine.vault(), requested, &requester),
+            None => crate::secrets::fetch(crate::Engine::global()?.vault(), requested, &requester),
         }
     }
 

@@ -32,12 +32,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
 use chacha20poly1305::{AeadCore, XChaCha20Poly1305, XNonce};
 
-use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
+use crate::store::Store;
 
 /// The name of the key file in the flux home.
 pub const KEY_FILE: &str = "encryption.key";
@@ -63,9 +64,60 @@ impl fmt::Debug for KeySource {
     }
 }
 
+/// Where an engine's secrets are kept: its store, and the key they are encrypted under (read, or
+/// created, on first use). Every [`Engine`](crate::Engine) has one ([`Engine::vault`]); the
+/// functions of this module take either.
+///
+/// [`Engine::vault`]: crate::Engine::vault
+#[derive(Clone)]
+pub struct Vault {
+    store: Arc<dyn Store>,
+    keys: Arc<Keys>,
+}
+
+impl Vault {
+    /// Secrets kept in `store`, encrypted under the key `source` gives.
+    pub(crate) fn new(store: Arc<dyn Store>, source: KeySource) -> Vault {
+        Vault { store, keys: Arc::new(Keys { source, ring: OnceLock::new() }) }
+    }
+
+    /// Secrets kept in `store`, under this vault's key (the very same key, even an in-memory one).
+    #[cfg(feature = "server")]
+    pub(crate) fn sharing_key(&self, store: Arc<dyn Store>) -> Vault {
+        Vault { store, keys: self.keys.clone() }
+    }
+
+    /// The cipher, loading (or creating) its key on first use.
+    fn keyring(&self) -> Result<&Keyring> {
+        if let Some(ring) = self.keys.ring.get() {
+            return Ok(ring);
+        }
+        let loaded = Keyring::load(&self.keys.source)?;
+        Ok(self.keys.ring.get_or_init(|| loaded))
+    }
+}
+
+impl AsRef<Vault> for Vault {
+    fn as_ref(&self) -> &Vault {
+        self
+    }
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault").field("store", &self.store.describe()).field("key", &self.keys.source).finish()
+    }
+}
+
+/// A key's source and, once read, its cipher.
+struct Keys {
+    source: KeySource,
+    ring: OnceLock<Keyring>,
+}
+
 /// The cipher of an engine's secrets.
 #[derive(Clone)]
-pub(crate) struct Keyring {
+struct Keyring {
     cipher: XChaCha20Poly1305,
 }
 
@@ -76,7 +128,7 @@ impl fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    pub(crate) fn load(source: &KeySource) -> Result<Keyring> {
+    fn load(source: &KeySource) -> Result<Keyring> {
         let key: [u8; 32] = match source {
             KeySource::Configured(key) => *key,
             KeySource::File(path) => key_file(path)?,
@@ -217,29 +269,31 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Stores (or replaces) the secret `name`.
-pub fn set(engine: &Engine, name: &str, value: &str) -> Result<()> {
+/// Stores (or replaces) the secret `name` in an engine (or a [`Vault`]).
+pub fn set(vault: &(impl AsRef<Vault> + ?Sized), name: &str, value: &str) -> Result<()> {
+    let vault = vault.as_ref();
     check_name(name)?;
-    let (nonce, sealed) = engine.keyring()?.encrypt(name, value)?;
-    engine.store().secret_put(name, &nonce, &sealed)
+    let (nonce, sealed) = vault.keyring()?.encrypt(name, value)?;
+    vault.store.secret_put(name, &nonce, &sealed)
 }
 
 /// The value of the secret `name`, if it is set.
-pub fn get(engine: &Engine, name: &str) -> Result<Option<String>> {
-    match engine.store().secret_get(name)? {
-        Some((nonce, sealed)) => Ok(Some(engine.keyring()?.decrypt(name, &nonce, &sealed)?)),
+pub fn get(vault: &(impl AsRef<Vault> + ?Sized), name: &str) -> Result<Option<String>> {
+    let vault = vault.as_ref();
+    match vault.store.secret_get(name)? {
+        Some((nonce, sealed)) => Ok(Some(vault.keyring()?.decrypt(name, &nonce, &sealed)?)),
         None => Ok(None),
     }
 }
 
 /// The names of all secrets, sorted.
-pub fn list(engine: &Engine) -> Result<Vec<String>> {
-    engine.store().secret_list()
+pub fn list(vault: &(impl AsRef<Vault> + ?Sized)) -> Result<Vec<String>> {
+    vault.as_ref().store.secret_list()
 }
 
 /// Removes the secret `name`; returns whether it existed.
-pub fn remove(engine: &Engine, name: &str) -> Result<bool> {
-    engine.store().secret_remove(name)
+pub fn remove(vault: &(impl AsRef<Vault> + ?Sized), name: &str) -> Result<bool> {
+    vault.as_ref().store.secret_remove(name)
 }
 
 /// The secrets a task or workflow asked for. `Debug` shows only their names.
@@ -277,11 +331,11 @@ impl fmt::Debug for Secrets {
 }
 
 /// Fetches the requested secrets; an error lists every one that is not set.
-pub(crate) fn fetch(engine: &Engine, requested: &[&str], requester: &str) -> Result<Secrets> {
+pub(crate) fn fetch(vault: &Vault, requested: &[&str], requester: &str) -> Result<Secrets> {
     let mut values = BTreeMap::new();
     let mut missing = Vec::new();
     for name in requested {
-        match get(engine, name)? {
+        match get(vault, name)? {
             Some(v) => {
                 values.insert((*name).to_string(), v);
             }

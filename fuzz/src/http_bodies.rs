@@ -1,4 +1,4 @@
-//! `http_bodies`: no request makes the server answer 500 (SPEC §11: "never a 500 for bad
+//! `http_bodies`: no request makes the server answer 500 (docs/design.md §11: "never a 500 for bad
 //! input"), and no request makes it panic.
 //!
 //! An input is one request, written like a small HTTP message:
@@ -23,7 +23,7 @@
 //! request short: a `sync` run of a remote workflow would wait for a worker that never comes.
 //!
 //! Checked for every answer: the status is not 500, and an error status carries the JSON
-//! `{"detail": "..."}` body of SPEC §11.
+//! `{"detail": "..."}` body of docs/design.md §11.
 
 use std::cell::RefCell;
 

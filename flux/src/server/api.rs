@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 use super::hub::{HubItem, HubReceiver};
 use super::wire::{self, Summary};
 use super::{KEEP_ALIVE, Shared, lock};
-use crate::context::Subscription;
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventType, ExecutionState};
+use crate::run::Subscription;
 use crate::store::StoredExecution;
 
 type SharedState = State<Arc<Shared>>;
@@ -474,7 +474,7 @@ async fn cancel(
     let target = target(&s, &name)?;
     let stored = load_of(&s, &name, &id).await?;
     if stored.state.is_terminal() {
-        return Err(crate::workflow::already_finished(&id, stored.state).into());
+        return Err(crate::driver::already_finished(&id, stored.state).into());
     }
     match target {
         Target::Local(workflow) => workflow.cancel(&s.engine, id.clone(), wait).await?,

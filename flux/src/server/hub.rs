@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::PROGRESS_QUEUE;
 use crate::event::{Event, EventType};
+use crate::limits::PROGRESS_QUEUE;
 
 /// What a listener receives.
 #[derive(Clone, Debug)]

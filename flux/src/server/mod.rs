@@ -1,5 +1,5 @@
-//! Server mode (feature `server`): the HTTP/SSE API of SPEC §11 and the dispatcher that hands
-//! executions to remote workers.
+//! Server mode (feature `server`): the HTTP/SSE API of docs/design.md §11 and the dispatcher that
+//! hands executions to remote workers.
 //!
 //! ```no_run
 //! use flux::prelude::*;
@@ -46,8 +46,8 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 
 /// A flux server, being configured: workflows it runs in process, tokens, limits.
 ///
-/// Clients run workflows over HTTP (SPEC §11). Workflows registered here run in the server's
-/// process; any other workflow in the catalog was advertised by a connected
+/// Clients run workflows over HTTP (docs/design.md §11). Workflows registered here run in the
+/// server's process; any other workflow in the catalog was advertised by a connected
 /// [`Worker`](crate::worker::Worker), and its executions are handed to such a worker.
 pub struct Server {
     config: Option<Config>,
@@ -235,7 +235,7 @@ impl Server {
         // What the server ran in its own process and left RUNNING when it died (or a peer on the
         // same database did) is continued once its lease has run out: now, and once per lease.
         for workflow in &self.local {
-            shared.engine.register_erased(workflow.clone());
+            shared.engine.register_recoverable(workflow.clone());
         }
         shared.engine.recover_in_background(shared.shutdown.subscribe());
         let dispatcher = tokio::spawn(workers::dispatcher(shared.clone()));
@@ -299,7 +299,7 @@ impl std::fmt::Debug for ServerRouter {
 }
 
 impl ServerRouter {
-    /// The routes of the API (SPEC §11), sharing this server's state: clone it freely.
+    /// The routes of the API (docs/design.md §11), sharing this server's state: clone it freely.
     pub fn router(&self) -> axum::Router {
         self.router.clone()
     }

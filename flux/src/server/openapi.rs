@@ -1,8 +1,8 @@
 //! The API's description, served by the server itself: `GET /openapi.json` and the interactive
 //! page at `GET /docs`. Both ship inside the crate; nothing is downloaded at build or run time.
 
-/// The OpenAPI 3.1 document of the HTTP/SSE API (SPEC §11), served at `GET /openapi.json` as
-/// `application/json`.
+/// The OpenAPI 3.1 document of the HTTP/SSE API (docs/design.md §11), served at `GET /openapi.json`
+/// as `application/json`.
 pub(crate) const OPENAPI_JSON: &str = include_str!("../../assets/openapi.json");
 
 /// The interactive API page, served at `GET /docs` as `text/html; charset=utf-8`. Plain HTML and
@@ -15,7 +15,7 @@ mod tests {
     use super::{DOCS_HTML, OPENAPI_JSON};
     use serde_json::Value;
 
-    /// Every operation of SPEC §11 (and the two docs routes), as `(method, path)`.
+    /// Every operation of docs/design.md §11 (and the two docs routes), as `(method, path)`.
     const OPERATIONS: &[(&str, &str)] = &[
         ("get", "/workflows"),
         ("get", "/workflows/{name}"),

@@ -591,7 +591,7 @@ pub(crate) async fn run_remote(
     mode: Mode,
     detailed: bool,
 ) -> ApiResult {
-    let id = crate::workflow::new_execution_id();
+    let id = crate::driver::new_execution_id();
     let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id));
     let execution_id: Arc<str> = Arc::from(id.as_str());
     let encoded: Arc<[u8]> = encoded.into();
@@ -698,9 +698,9 @@ pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait
 /// worker; on a task of its own (see [`to_completion`]).
 async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
     let _serial = s.claim_lock.lock().await;
-    let stored = s.engine.load(&id).await?.ok_or_else(|| crate::workflow::not_found(&s.engine, &id))?;
+    let stored = s.engine.load(&id).await?.ok_or_else(|| s.engine.not_found(&id))?;
     if stored.state.is_terminal() {
-        return Err(crate::workflow::already_finished(&id, stored.state).into());
+        return Err(crate::driver::already_finished(&id, stored.state).into());
     }
     let holder = lock(&s.claims).by_execution.get_mut(&id).map(|c| {
         c.cancelling = true;
@@ -741,7 +741,7 @@ async fn finish_cancelled(s: &Shared, stored: &StoredExecution) -> crate::Result
     let mut events = Vec::with_capacity(2);
     if !stored.events.iter().any(|e| e.kind() == EventType::WorkflowCancelling) {
         seq += 1;
-        events.push(Event::new(seq, EventType::WorkflowCancelling, source.clone(), name, crate::context::NIL, now));
+        events.push(Event::new(seq, EventType::WorkflowCancelling, source.clone(), name, crate::run::NIL, now));
     }
     events.push(Event::new(seq + 1, EventType::WorkflowCancelled, source, name, recorded.clone(), now));
     let mut writes =

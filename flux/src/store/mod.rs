@@ -213,6 +213,14 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// A change of execution `execution_id` to `state` (with its output or stored error, if
+    /// given), now.
+    pub fn set_state(execution_id: Arc<str>, state: ExecutionState, output: Option<Arc<[u8]>>) -> Write {
+        Write::SetState { execution_id, state, output, time: crate::event::now() }
+    }
+}
+
 /// How a [`Write::Lease`] is taken. A lease that cannot be taken refuses its batch with
 /// [`ErrorKind::Conflict`] (an unknown execution with [`ErrorKind::NotFound`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! The error chain of one call (SPEC §5): attempts with retries and timeouts, then the fallback
-//! or the rollback, each step recorded in order. A call restarted after a crash continues from
-//! the [`Progress`] its log shows instead of beginning again.
+//! The error chain of one call (docs/design.md §5): attempts with retries and timeouts, then the
+//! fallback or the rollback, each step recorded in order. A call restarted after a crash continues
+//! from the [`RecordedChain`] its log shows instead of beginning again.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -10,10 +10,10 @@ use std::time::SystemTime;
 use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Call, Codec, Handlers, Step, TaskOptions, panic_error};
-use crate::context::{self, Progress, RunState};
+use super::{Call, Codec, Handlers, Step, TaskOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventType;
+use crate::run::{self, RecordedChain, RunState, Source};
 use crate::store::Write;
 use crate::value;
 
@@ -80,12 +80,18 @@ enum Finish {
 }
 
 impl<T> Chain<'_, T> {
-    fn record(&self, kind: EventType, value: Arc<[u8]>) -> Result<()> {
-        self.run.record(kind, self.task_id, self.name, value, None, false).map(|_| ())
+    /// This call as the source of its events.
+    fn source(&self) -> Source<'_> {
+        Source::new(self.task_id, self.name)
     }
 
-    fn record_value(&self, kind: EventType, value: &impl Serialize) -> Result<()> {
-        self.record(kind, value::to_msgpack(value)?.into())
+    /// Records a step of the chain that nothing waits for (it shares a later commit).
+    fn defer(&self, kind: EventType, value: Arc<[u8]>) -> Result<()> {
+        self.run.defer([self.source().entry(kind, value)], None)
+    }
+
+    fn defer_value(&self, kind: EventType, value: &impl Serialize) -> Result<()> {
+        self.defer(kind, value::to_msgpack(value)?.into())
     }
 
     /// Encodes the output as it is recorded: inline, or a reference to where the output
@@ -127,14 +133,16 @@ impl<T> Chain<'_, T> {
             }
             Finish::Failed { step, error } => (step, (EventType::TaskFailed, value::to_msgpack(&error)?.into()), None),
         };
+        let source = self.source();
+        let entries = step.into_iter().chain([last]).map(|(kind, value)| source.entry(kind, value));
         // In the `batched` mode the result is handed back before its commit (bounded by
         // `BATCH_EVENTS`); otherwise only once it is durable.
-        let wait = !self.run.batched();
-        let commit = match step {
-            Some(step) => self.run.record_all([step, last], self.task_id, self.name, extra, wait)?,
-            None => self.run.record_all([last], self.task_id, self.name, extra, wait)?,
-        };
-        if wait { self.run.durable(commit).await } else { self.run.bounded().await }
+        if self.run.batched() {
+            self.run.defer(entries, extra)?;
+            self.run.bounded().await
+        } else {
+            self.run.record_durable(entries, extra).await
+        }
     }
 
     /// A valid cached result of this call, if the task is cached and one exists.
@@ -153,8 +161,8 @@ impl<T> Chain<'_, T> {
     }
 
     /// The error of the last failed attempt, as the log recorded it.
-    fn recorded_failure(&self, progress: &Progress) -> Error {
-        progress
+    fn recorded_failure(&self, recorded: &RecordedChain) -> Error {
+        recorded
             .last_failure
             .and_then(|i| self.run.event(i))
             .and_then(|e| e.value::<RecordedFailure>().ok())
@@ -167,26 +175,26 @@ impl<T> Chain<'_, T> {
 
     pub(super) async fn execute<A: Step<T>, B: Step<T>, C: Step<()>>(
         &self,
-        progress: Progress,
+        recorded: RecordedChain,
         attempt: &mut A,
         handlers: Handlers<B, C>,
     ) -> Result<T> {
         let options = self.options;
         let Handlers { fallback, mut rollback } = handlers;
-        if progress == Progress::default()
+        if recorded == RecordedChain::default()
             && let Some((output, bytes)) = self.cached()?
         {
             self.finish(Finish::Completed { step: None, output: bytes, cache: false }).await?;
             return Ok(output);
         }
         let max = options.retry_max_attempts;
-        let mut k = progress.failed_attempts;
-        let resumed_failure = progress.fallback_started || progress.rollback_started || k > max;
+        let mut k = recorded.failed_attempts;
+        let resumed_failure = recorded.fallback_started || recorded.rollback_started || k > max;
         let failure = if resumed_failure {
-            self.recorded_failure(&progress)
+            self.recorded_failure(&recorded)
         } else {
             loop {
-                if k > 0 && progress.started_retries < k {
+                if k > 0 && recorded.started_retries < k {
                     let delay = options.delay_before(k);
                     if self.run.or_cancelled(tokio::time::sleep(delay)).await.is_none() {
                         return self.cancelled(rollback.take()).await;
@@ -197,9 +205,9 @@ impl<T> Chain<'_, T> {
                         current_delay: delay.as_secs_f64(),
                         backoff: options.retry_backoff,
                     };
-                    self.record_value(EventType::TaskRetryStarted, &started)?;
+                    self.defer_value(EventType::TaskRetryStarted, &started)?;
                 }
-                let running = context::in_task(
+                let running = run::in_task(
                     self.task_id,
                     self.name,
                     guarded(self.task_id, options.timeout, attempt.start(&self.call)),
@@ -225,7 +233,7 @@ impl<T> Chain<'_, T> {
                     Err(error) => {
                         if max > 0 {
                             let failed = RetryFailed { current_attempt: k, max_attempts: max, error };
-                            self.record_value(EventType::TaskRetryFailed, &failed)?;
+                            self.defer_value(EventType::TaskRetryFailed, &failed)?;
                             if k >= max {
                                 break failed.error;
                             }
@@ -239,11 +247,11 @@ impl<T> Chain<'_, T> {
         };
 
         if let Some(mut fallback) = fallback {
-            if !progress.fallback_started {
-                self.record_value(EventType::TaskFallbackStarted, &Failure { error: &failure })?;
+            if !recorded.fallback_started {
+                self.defer_value(EventType::TaskFallbackStarted, &Failure { error: &failure })?;
             }
             let running =
-                context::in_task(self.task_id, self.name, guarded(self.task_id, None, fallback.start(&self.call)));
+                run::in_task(self.task_id, self.name, guarded(self.task_id, None, fallback.start(&self.call)));
             let Some(outcome) = self.run.or_cancelled(running).await else {
                 return self.cancelled(rollback.take()).await;
             };
@@ -270,8 +278,8 @@ impl<T> Chain<'_, T> {
         let mut failure = failure;
         let mut step = None;
         if let Some(mut rollback) = rollback {
-            if !progress.rollback_started {
-                self.record_value(EventType::TaskRollbackStarted, &Failure { error: &failure })?;
+            if !recorded.rollback_started {
+                self.defer_value(EventType::TaskRollbackStarted, &Failure { error: &failure })?;
             }
             step = Some(match guarded(self.task_id, None, rollback.start(&self.call)).await {
                 Ok(()) => (EventType::TaskRollbackCompleted, value::to_msgpack(&())?.into()),
@@ -290,20 +298,20 @@ impl<T> Chain<'_, T> {
     /// rollback (if any, bounded by [`ROLLBACK_LIMIT`]) with its events; retries and fallback are
     /// skipped. The call has no outcome in the log, so a replay would run it again.
     async fn cancelled<C: Step<()>>(&self, rollback: Option<C>) -> Result<T> {
-        let error = context::cancelled_error(self.task_id);
+        let error = run::cancelled_error(self.task_id);
         let failure = value::to_msgpack(&Failure { error: &error })?;
         let commit = match rollback {
-            None => self.run.record(EventType::TaskCancelled, self.task_id, self.name, failure.into(), None, true)?,
+            None => self.run.record([self.source().entry(EventType::TaskCancelled, failure.into())], None)?,
             Some(mut rollback) => {
-                self.record(EventType::TaskCancelled, failure.clone().into())?;
-                self.record(EventType::TaskRollbackStarted, failure.into())?;
+                self.defer(EventType::TaskCancelled, failure.clone().into())?;
+                self.defer(EventType::TaskRollbackStarted, failure.into())?;
                 let step = match guarded(self.task_id, Some(ROLLBACK_LIMIT), rollback.start(&self.call)).await {
                     Ok(()) => (EventType::TaskRollbackCompleted, value::to_msgpack(&())?.into()),
                     Err(error) => {
                         (EventType::TaskRollbackFailed, value::to_msgpack(&Failure { error: &error })?.into())
                     }
                 };
-                self.run.record_all([step], self.task_id, self.name, None, true)?
+                self.run.record([self.source().entry(step.0, step.1)], None)?
             }
         };
         self.run.durable(commit).await?;
@@ -343,6 +351,6 @@ where
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if e.task_id().is_some() => Err(e),
         Ok(Err(e)) => Err(e.with_task_id(task_id)),
-        Err(panic) => Err(panic_error(panic).with_task_id(task_id)),
+        Err(panic) => Err(Error::from_panic(panic).with_task_id(task_id)),
     }
 }

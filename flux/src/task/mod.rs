@@ -5,13 +5,12 @@
 //! call order even in concurrent groups) and [`TaskCall::run`] when the returned future is
 //! awaited.
 
-use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::context::{self, Lookup, Progress, RunState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType};
+use crate::run::{self, Lookup, RecordedChain, RunState, Source};
 
 mod args;
 mod chain;
@@ -20,6 +19,9 @@ mod options;
 pub use args::{Args, ArgsReader, Codec, codec};
 pub use chain::ROLLBACK_LIMIT;
 pub use options::{MAX_RETRY_DELAY, TaskOptions};
+
+/// A boxed, sendable future: what a workflow body, a group of calls or a graph node returns.
+pub type BoxFuture<T> = futures::future::BoxFuture<'static, T>;
 
 /// What one attempt, fallback or rollback of a call receives.
 #[derive(Debug)]
@@ -80,7 +82,8 @@ enum State {
         base: Arc<str>,
         task_id: Arc<str>,
         args: Arc<[u8]>,
-        progress: Option<Progress>,
+        /// How far the call's chain got before a restart (`None`: a fresh call).
+        chain: Option<RecordedChain>,
     },
 }
 
@@ -98,7 +101,7 @@ impl TaskCall {
     pub fn begin<N: AsRef<str>>(task: &'static str, make: impl FnOnce() -> (N, Args)) -> TaskCall {
         let (full_name, args) = make();
         let full_name = full_name.as_ref();
-        let Some(run) = context::current() else {
+        let Some(run) = run::current() else {
             // Outside a workflow the id is still computed, for tasks that ask for their metadata.
             let task_id = args.finish().map(|bytes| crate::identity::task_id(full_name, &bytes)).unwrap_or_default();
             return TaskCall { state: State::Direct { name: Arc::from(full_name), task_id } };
@@ -112,15 +115,15 @@ impl TaskCall {
             }
         };
         let (base, lookup) = run.lookup(crate::identity::task_id_text(full_name, &bytes).as_str());
-        let (task_id, progress) = match lookup {
+        let (task_id, chain) = match lookup {
             Lookup::Recorded(id, event) => {
                 return TaskCall { state: State::Recorded(id, event, run.engine().clone()) };
             }
             Lookup::Fresh(task_id) => (task_id, None),
-            Lookup::Restart(task_id, p) => (task_id, Some(p)),
+            Lookup::Restart(task_id, chain) => (task_id, Some(chain)),
         };
         let name = run.shared_name(full_name);
-        let state = State::Run { run, task, name, base, task_id, args: bytes.into(), progress };
+        let state = State::Run { run, task, name, base, task_id, args: bytes.into(), chain };
         TaskCall { state }
     }
 
@@ -159,40 +162,30 @@ impl TaskCall {
                     .with_task_id(&*task_id)
                 })),
             },
-            State::Run { run, task, name, base, task_id, args, progress } => {
+            State::Run { run, task, name, base, task_id, args, chain: recorded } => {
                 if run.is_cancelled() {
-                    return Err(context::cancelled_error(&task_id));
+                    return Err(run::cancelled_error(&task_id));
                 }
-                if context::is_replay_only() {
-                    return Err(context::replay_only_error(&task_id));
+                if run::is_replay_only() {
+                    return Err(run::replay_only_error(&task_id));
                 }
-                if progress.is_none() {
-                    run.record(EventType::TaskStarted, &task_id, &name, args.clone(), None, false)?;
+                if recorded.is_none() {
+                    run.defer([Source::new(&task_id, &name).entry(EventType::TaskStarted, args.clone())], None)?;
                 }
                 let call = Call { args: &args, task_id: &task_id, task_name: &name, engine: Some(run.engine()) };
                 let chain =
                     chain::Chain { run: &run, task, base: &base, task_id: &task_id, name: &name, call, codec, options };
-                chain.execute(progress.unwrap_or_default(), &mut attempt, handlers).await
+                chain.execute(recorded.unwrap_or_default(), &mut attempt, handlers).await
             }
         }
     }
-}
-
-/// Turns a panic payload into an error.
-pub(crate) fn panic_error(payload: Box<dyn Any + Send>) -> Error {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_string());
-    Error::new(ErrorKind::Panic, format!("panicked: {message}"))
 }
 
 /// Runs a blocking task body on the blocking thread pool.
 pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
-        Err(e) if e.is_panic() => Err(panic_error(e.into_panic())),
+        Err(e) if e.is_panic() => Err(Error::from_panic(e.into_panic())),
         Err(e) => Err(Error::new(ErrorKind::TaskFailed, format!("blocking task did not finish: {e}"))),
     }
 }

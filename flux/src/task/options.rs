@@ -9,6 +9,9 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 /// How a task is retried, bounded and cached. Set with `#[flux::task(...)]`, read from
 /// `task::OPTIONS`, and overridden for one call with `task::with_options(options).call(args)`.
 ///
+/// The fields can be read; new options are set with the builder methods, starting from
+/// [`TaskOptions::new`] (or a task's `OPTIONS`), so that adding an option never breaks a caller.
+///
 /// ```
 /// use std::time::Duration;
 /// let options = flux::TaskOptions::new()
@@ -18,6 +21,7 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 /// assert_eq!(options.retry_backoff, 2.0);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct TaskOptions {
     /// Extra attempts after the first (default 0).
     pub retry_max_attempts: u32,

@@ -406,7 +406,7 @@ async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: 
     let store = shared.store.clone();
     let held = id.to_string();
     let on_events = Box::new(move |events| store.attach(&held, events));
-    let started = match workflow.run_claimed(&shared.engine, stored, claim.resume_input.map(|b| b.0), on_events) {
+    let started = match workflow.run_claimed(&shared.engine, stored, claim.resume_input.map(|b| b.0), on_events).await {
         Ok(started) => started,
         Err(e) if e.kind() != ErrorKind::Decode => {
             // Not runnable here now (an earlier run of it is still stopping): the claim lapses

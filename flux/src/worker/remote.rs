@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
-use crate::context::Subscription;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
+use crate::run::Subscription;
 use crate::server::wire::{self, Checkpoint, WireWrite};
 use crate::store::{Commit, CommitSender, ExecutionRow, Store, StoredExecution, Write};
 

@@ -1,7 +1,7 @@
 //! `flux`, the command-line tool of flux (feature `cli`).
 //!
 //! ```text
-//! flux start server [--host H] [--port P]          the HTTP API (SPEC §11), until Ctrl-C
+//! flux start server [--host H] [--port P]          the HTTP API (docs/design.md §11), until Ctrl-C
 //! flux start worker NAME [--token BOOTSTRAP]       a worker running the demo workflows below
 //! flux workflow list | show NAME
 //! flux workflow run NAME INPUT [--mode sync|async|stream] [--detailed]

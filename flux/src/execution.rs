@@ -1,0 +1,146 @@
+//! [`Execution`]: what a run, a replay or a status gives back. The driver (or storage) reports
+//! how an execution ended as an [`Ended`]; [`Execution::new`] adds the typed input to it.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::event::{Event, EventType, ExecutionState};
+
+/// How an execution ended (or where it stopped), as the driver or storage reports it: an
+/// [`Execution`] without its typed input, which is still encoded.
+pub(crate) struct Ended<O> {
+    pub(crate) execution_id: String,
+    pub(crate) workflow_name: String,
+    pub(crate) state: ExecutionState,
+    /// The input, MessagePack.
+    pub(crate) input: Arc<[u8]>,
+    pub(crate) output: Option<O>,
+    pub(crate) error: Option<Error>,
+    pub(crate) parent_id: Option<String>,
+    pub(crate) events: Vec<Event>,
+}
+
+/// The value of `WORKFLOW_PAUSED`, read back.
+#[derive(serde::Deserialize)]
+struct PausedAt<U> {
+    name: String,
+    output: U,
+}
+
+/// One execution of a workflow, as returned by `run`, `replay` and `status`.
+///
+/// A workflow that failed is still an `Execution` (in state `FAILED`, with [`Execution::error`]);
+/// only a failure of the engine itself is an `Err` from `run`.
+#[derive(Clone, Debug)]
+pub struct Execution<I, O> {
+    execution_id: String,
+    workflow_name: String,
+    state: ExecutionState,
+    input: I,
+    output: Option<O>,
+    error: Option<Error>,
+    parent_id: Option<String>,
+    events: Vec<Event>,
+}
+
+impl<I, O> Execution<I, O> {
+    /// The execution `ended` describes, with its decoded `input`: the one way an `Execution`
+    /// is made.
+    pub(crate) fn new(ended: Ended<O>, input: I) -> Self {
+        let Ended { execution_id, workflow_name, state, input: _, output, error, parent_id, events } = ended;
+        Execution { execution_id, workflow_name, state, input, output, error, parent_id, events }
+    }
+
+    /// The execution id.
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// The workflow name.
+    pub fn workflow_name(&self) -> &str {
+        &self.workflow_name
+    }
+
+    /// The state.
+    pub fn state(&self) -> ExecutionState {
+        self.state
+    }
+
+    /// The input.
+    pub fn input(&self) -> &I {
+        &self.input
+    }
+
+    /// The output, once `COMPLETED`.
+    pub fn output(&self) -> Option<&O> {
+        self.output.as_ref()
+    }
+
+    /// Consumes the execution, returning the output.
+    pub fn into_output(self) -> Option<O> {
+        self.output
+    }
+
+    /// The error, once `FAILED` (or `CANCELLED`: an error of kind [`ErrorKind::Cancelled`]).
+    ///
+    /// [`ErrorKind::Cancelled`]: crate::ErrorKind::Cancelled
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// The execution that started this one as a sub-workflow, if any.
+    pub fn parent_id(&self) -> Option<&str> {
+        self.parent_id.as_deref()
+    }
+
+    /// The name of the pause a `PAUSED` execution waits at.
+    pub fn pause_name(&self) -> Option<String> {
+        self.paused_event()?.value::<PausedAt<serde::de::IgnoredAny>>().ok().map(|p| p.name)
+    }
+
+    /// The value a `PAUSED` execution exposes (`flux::pause_with`; `()` for `flux::pause`).
+    /// `Ok(None)` when the execution is not paused; an error when the value does not fit `U`.
+    pub fn pause_output<U: crate::Storable>(&self) -> Result<Option<U>> {
+        match self.paused_event() {
+            None => Ok(None),
+            Some(event) => event.value::<PausedAt<U>>().map(|p| Some(p.output)),
+        }
+    }
+
+    fn paused_event(&self) -> Option<&Event> {
+        if self.state != ExecutionState::Paused {
+            return None;
+        }
+        self.events.iter().rev().find(|e| e.kind == EventType::WorkflowPaused)
+    }
+
+    /// The log.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// `COMPLETED`, `FAILED` or `CANCELLED`.
+    pub fn has_finished(&self) -> bool {
+        self.state.is_terminal()
+    }
+
+    /// `COMPLETED`.
+    pub fn has_succeeded(&self) -> bool {
+        self.state == ExecutionState::Completed
+    }
+
+    /// `FAILED`.
+    pub fn has_failed(&self) -> bool {
+        self.state == ExecutionState::Failed
+    }
+
+    /// `PAUSED`.
+    pub fn is_paused(&self) -> bool {
+        self.state == ExecutionState::Paused
+    }
+
+    /// `CANCELLED`.
+    pub fn is_cancelled(&self) -> bool {
+        self.state == ExecutionState::Cancelled
+    }
+}

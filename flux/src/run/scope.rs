@@ -1,0 +1,62 @@
+//! The task-locals that tie running code to its execution: the run a workflow body and its task
+//! calls belong to, the task whose attempt is running (for `flux::progress`), and the
+//! replay-only mode of a composite task being replayed.
+
+use std::sync::Arc;
+
+use super::RunState;
+use crate::error::{Error, ErrorKind};
+
+tokio::task_local! {
+    static CURRENT: Arc<RunState>;
+    /// Set while a composite task replays children whose outcome is already recorded: a child
+    /// that would have to run is refused instead (see `compose`).
+    static REPLAY_ONLY: ();
+    /// The task whose attempt is running, for `flux::progress`.
+    static CURRENT_TASK: (Arc<str>, Arc<str>);
+}
+
+/// The execution the calling code runs in, if any.
+pub(crate) fn current() -> Option<Arc<RunState>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Runs `fut` with `run` as the current execution.
+pub(crate) async fn scope<F: Future>(run: Arc<RunState>, fut: F) -> F::Output {
+    CURRENT.scope(run, fut).await
+}
+
+/// Runs `fut` in replay-only mode: task calls inside it return their recorded outcome and never
+/// run.
+pub(crate) async fn replay_only<F: Future>(fut: F) -> F::Output {
+    REPLAY_ONLY.scope((), fut).await
+}
+
+/// Whether the caller runs in replay-only mode.
+pub(crate) fn is_replay_only() -> bool {
+    REPLAY_ONLY.try_with(|_| ()).is_ok()
+}
+
+/// Runs `fut` as the attempt of task `task_id` (named `name`).
+pub(crate) async fn in_task<F: Future>(task_id: &Arc<str>, name: &Arc<str>, fut: F) -> F::Output {
+    CURRENT_TASK.scope((task_id.clone(), name.clone()), fut).await
+}
+
+/// The task whose attempt is running, if any.
+pub(crate) fn current_task() -> Option<(Arc<str>, Arc<str>)> {
+    CURRENT_TASK.try_with(Clone::clone).ok()
+}
+
+/// The error a task call gets when its execution is being cancelled.
+pub(crate) fn cancelled_error(task_id: &str) -> Error {
+    Error::new(ErrorKind::Cancelled, format!("task `{task_id}` was cancelled")).with_task_id(task_id)
+}
+
+/// The error a task call gets when it would have to run inside a composite task being replayed.
+pub(crate) fn replay_only_error(task_id: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        format!("task `{task_id}` has no recorded outcome and is not run again: the group it belongs to has finished"),
+    )
+    .with_task_id(task_id)
+}
