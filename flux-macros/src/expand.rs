@@ -9,9 +9,9 @@
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Attribute, ReturnType};
+use syn::{Attribute, ReturnType, Type};
 
-use crate::model::{Injected, Output, TaskDef, WorkflowDef};
+use crate::model::{Arg, Injected, Output, TaskDef, WorkflowDef};
 
 /// An identifier only generated code can see.
 fn local(name: &str) -> Ident {
@@ -36,6 +36,7 @@ fn split_attrs(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&A
     (public, body, cfg)
 }
 
+/// `d` as a `core::time::Duration` expression.
 fn duration_tokens(d: std::time::Duration) -> TokenStream {
     let secs = d.as_secs();
     let nanos = d.subsec_nanos();
@@ -61,6 +62,7 @@ fn convert(result: TokenStream, output: &Output, kind: TokenStream) -> TokenStre
     }
 }
 
+/// The task's options as a `flux::TaskOptions` expression (usable in a `const`).
 fn options_tokens(def: &TaskDef) -> TokenStream {
     let o = &def.options;
     let mut options = match &o.output_storage {
@@ -177,113 +179,22 @@ fn handler(def: &TaskDef, path: &syn::Path, rollback: bool) -> TokenStream {
     }
 }
 
+/// The code of a task: its companion struct (name, options, `map`, `call`) and the function
+/// callers call.
 pub(crate) fn task(def: &TaskDef) -> TokenStream {
     let item = &def.item;
     let (public_attrs, body_attrs, cfg_attrs) = split_attrs(&item.attrs);
     let vis = &item.vis;
     let ident = &item.sig.ident;
-    let block = &item.block;
-    let ret = &def.output.written;
     let out_ty = &def.output.ty;
     let name = &def.name;
-    let asyncness = &item.sig.asyncness;
-    // Recorded arguments (what the caller passes) and every parameter of the body, in order.
-    let recorded: Vec<_> = def.args.iter().filter(|a| a.injected.is_none()).collect();
+    // Recorded arguments: what the caller passes.
+    let recorded: Vec<&Arg> = def.args.iter().filter(|a| a.injected.is_none()).collect();
     let rec_idents: Vec<_> = recorded.iter().map(|a| &a.ident).collect();
     let rec_tys: Vec<_> = recorded.iter().map(|a| &a.ty).collect();
-    let all_idents: Vec<_> = def.args.iter().map(|a| &a.ident).collect();
-    let body_params = def.args.iter().map(|a| {
-        let (ident, ty) = (&a.ident, &a.ty);
-        if a.mutable { quote!(mut #ident: #ty) } else { quote!(#ident: #ty) }
-    });
     let options = options_tokens(def);
-    let body_fn = local("__flux_task_body");
-    let (call, args, reader, taken, call_info, opts) = (
-        local("__flux_call"),
-        local("__flux_args"),
-        local("__flux_reader"),
-        local("__flux_a"),
-        local("__flux_info"),
-        local("__flux_options"),
-    );
-
-    let full_name = if def.templated {
-        let lit = def.options.name.as_ref().map_or_else(|| quote!(#name), |l| quote!(#l));
-        quote!(::std::format!(#lit))
-    } else {
-        quote!(#ident::NAME)
-    };
-
-    // The arguments are recorded as an array in declaration order; the first attempt moves
-    // them in, later attempts (retries) read them back from the recorded encoding. Each
-    // argument is encoded and decoded by its own call, spanned at its type, so that a type that
-    // cannot be stored is reported once, at that type.
-    let n = u32::try_from(recorded.len()).unwrap_or(u32::MAX);
-    let encode = recorded.iter().map(|a| {
-        let (ident, ty) = (&a.ident, &a.ty);
-        quote_spanned!(ty.span()=> .arg::<#ty>(&#ident))
-    });
-    let encoded_args = quote!(::flux::__private::Args::new(#n) #(#encode)*);
-    let (take_args, unpack_args) = if recorded.is_empty() {
-        (quote!(), quote!())
-    } else {
-        let decode = rec_tys.iter().map(|ty| quote_spanned!(ty.span()=> #reader.read::<#ty>()?));
-        (
-            quote!(let mut #args = ::core::option::Option::Some((#(#rec_idents,)*));),
-            quote! {
-                let (#(#rec_idents,)*) = match #args.take() {
-                    ::core::option::Option::Some(#taken) => #taken,
-                    ::core::option::Option::None => {
-                        let mut #reader = ::flux::__private::ArgsReader::new(#call_info.args, #n)?;
-                        (#(#decode,)*)
-                    }
-                };
-            },
-        )
-    };
-    let inject = injections(def, &call_info);
-    let codec = quote_spanned!(out_ty.span()=> ::flux::__private::codec::<#out_ty>());
-
-    let kind = quote!(::flux::__private::Kind::TaskFailed);
-    let call_body = quote!(#body_fn(#(#all_idents),*));
-    let attempt = if def.is_async {
-        let converted = convert(quote!(#call_body.await), &def.output, kind);
-        quote!(async move { #converted })
-    } else {
-        let converted = convert(call_body, &def.output, kind);
-        quote!(::flux::__private::run_blocking(move || #converted))
-    };
-    let fallback = match &def.options.fallback {
-        Some(path) => handler(def, path, false),
-        None => quote!(::core::option::Option::None::<::flux::__private::NoHandler<#out_ty>>),
-    };
-    let rollback = match &def.options.rollback {
-        Some(path) => handler(def, path, true),
-        None => quote!(::core::option::Option::None::<::flux::__private::NoHandler<()>>),
-    };
-    // `name::map(items)`, for tasks taking one (recorded) argument.
-    let map = match rec_tys.as_slice() {
-        [item_ty] => {
-            let items = local("__flux_items");
-            let item = local("__flux_item");
-            let items_ty = format_ident!("__FluxItems", span = Span::mixed_site());
-            quote! {
-                /// Calls the task once per item, concurrently, and returns the outputs in item
-                /// order (a failure cancels the calls still running and is returned). Bound the
-                /// concurrency with `.max_concurrency(n)`; `.all_results()` returns every outcome.
-                /// Inside a workflow the group is a task named `map` wrapping the calls.
-                pub fn map<#items_ty>(#items: #items_ty) -> ::flux::Parallel<
-                    impl ::core::iter::Iterator<Item = impl ::core::future::Future<Output = ::flux::Result<#out_ty>>>,
-                >
-                where
-                    #items_ty: ::core::iter::IntoIterator<Item = #item_ty>,
-                {
-                    ::flux::__private::map(#ident::NAME, #items.into_iter().map(|#item| #ident(#item)))
-                }
-            }
-        }
-        _ => quote!(),
-    };
+    let map = map_fn(def, &rec_tys);
+    let call = call_fn(def, &body_attrs, &recorded);
     let companion_doc = format!(
         "Companion of the flux task `{name}`: its name and options, and `with_options(..).call(..)` to call it with other options."
     );
@@ -311,28 +222,7 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
 
             #map
 
-            /// Calls the task with this value's options.
-            pub fn call(self, #(#rec_idents: #rec_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
-                #(#body_attrs)*
-                #asyncness fn #body_fn(#(#body_params),*) #ret #block
-                let #opts = self.options;
-                let #call = ::flux::__private::TaskCall::begin(#ident::NAME, || (#full_name, #encoded_args));
-                #take_args
-                async move {
-                    #call
-                        .run(
-                            #codec,
-                            &#opts,
-                            move |#call_info: &::flux::__private::Call<'_>| {
-                                #unpack_args
-                                #inject
-                                ::flux::Result::Ok(#attempt)
-                            },
-                            ::flux::__private::Handlers { fallback: #fallback, rollback: #rollback },
-                        )
-                        .await
-                }
-            }
+            #call
         }
 
         #(#cfg_attrs)*
@@ -343,6 +233,150 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
     }
 }
 
+/// `name::map(items)`, for tasks taking one recorded argument (of type `rec_tys[0]`).
+fn map_fn(def: &TaskDef, rec_tys: &[&Type]) -> TokenStream {
+    let [item_ty] = rec_tys else { return quote!() };
+    let ident = &def.item.sig.ident;
+    let out_ty = &def.output.ty;
+    let items = local("__flux_items");
+    let item = local("__flux_item");
+    let items_ty = format_ident!("__FluxItems", span = Span::mixed_site());
+    quote! {
+        /// Calls the task once per item, concurrently, and returns the outputs in item
+        /// order (a failure cancels the calls still running and is returned). Bound the
+        /// concurrency with `.max_concurrency(n)`; `.all_results()` returns every outcome.
+        /// Inside a workflow the group is a task named `map` wrapping the calls.
+        pub fn map<#items_ty>(#items: #items_ty) -> ::flux::Parallel<
+            impl ::core::iter::Iterator<Item = impl ::core::future::Future<Output = ::flux::Result<#out_ty>>>,
+        >
+        where
+            #items_ty: ::core::iter::IntoIterator<Item = #item_ty>,
+        {
+            ::flux::__private::map(#ident::NAME, #items.into_iter().map(|#item| #ident(#item)))
+        }
+    }
+}
+
+/// `name.call(args)`: holds the user's body, records the call, and runs its attempts with the
+/// value's options. `body_attrs` go to the body function.
+fn call_fn(def: &TaskDef, body_attrs: &[&Attribute], recorded: &[&Arg]) -> TokenStream {
+    let item = &def.item;
+    let ident = &item.sig.ident;
+    let (block, ret, asyncness) = (&item.block, &def.output.written, &item.sig.asyncness);
+    let out_ty = &def.output.ty;
+    let rec_idents = recorded.iter().map(|a| &a.ident);
+    let rec_tys = recorded.iter().map(|a| &a.ty);
+    let body_params = def.args.iter().map(|a| {
+        let (ident, ty) = (&a.ident, &a.ty);
+        if a.mutable { quote!(mut #ident: #ty) } else { quote!(#ident: #ty) }
+    });
+    let body_fn = local("__flux_task_body");
+    let (call, call_info, opts) = (local("__flux_call"), local("__flux_info"), local("__flux_options"));
+    let full_name = if def.templated {
+        let name = &def.name;
+        let lit = def.options.name.as_ref().map_or_else(|| quote!(#name), |l| quote!(#l));
+        quote!(::std::format!(#lit))
+    } else {
+        quote!(#ident::NAME)
+    };
+    let (encoded_args, take_args, unpack_args) = arg_passing(recorded, &call_info);
+    let inject = injections(def, &call_info);
+    let codec = quote_spanned!(out_ty.span()=> ::flux::__private::codec::<#out_ty>());
+    let attempt = attempt(def, &body_fn);
+    let handlers = handlers(def);
+    quote! {
+        /// Calls the task with this value's options.
+        pub fn call(self, #(#rec_idents: #rec_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
+            #(#body_attrs)*
+            #asyncness fn #body_fn(#(#body_params),*) #ret #block
+            let #opts = self.options;
+            let #call = ::flux::__private::TaskCall::begin(#ident::NAME, || (#full_name, #encoded_args));
+            #take_args
+            async move {
+                #call
+                    .run(
+                        #codec,
+                        &#opts,
+                        move |#call_info: &::flux::__private::Call<'_>| {
+                            #unpack_args
+                            #inject
+                            ::flux::Result::Ok(#attempt)
+                        },
+                        #handlers,
+                    )
+                    .await
+            }
+        }
+    }
+}
+
+/// How the recorded arguments reach each attempt: their encoding for the log, the statement
+/// keeping them for the first attempt, and the statement giving them to an attempt.
+///
+/// The arguments are recorded as an array in declaration order; the first attempt moves them
+/// in, later attempts (retries) read them back from the recorded encoding. Each argument is
+/// encoded and decoded by its own call, spanned at its type, so that a type that cannot be
+/// stored is reported once, at that type.
+fn arg_passing(recorded: &[&Arg], call_info: &Ident) -> (TokenStream, TokenStream, TokenStream) {
+    let (args, reader, taken) = (local("__flux_args"), local("__flux_reader"), local("__flux_a"));
+    let n = u32::try_from(recorded.len()).unwrap_or(u32::MAX);
+    let encode = recorded.iter().map(|a| {
+        let (ident, ty) = (&a.ident, &a.ty);
+        quote_spanned!(ty.span()=> .arg::<#ty>(&#ident))
+    });
+    let encoded_args = quote!(::flux::__private::Args::new(#n) #(#encode)*);
+    if recorded.is_empty() {
+        return (encoded_args, quote!(), quote!());
+    }
+    let rec_idents: Vec<_> = recorded.iter().map(|a| &a.ident).collect();
+    let decode = recorded.iter().map(|a| {
+        let ty = &a.ty;
+        quote_spanned!(ty.span()=> #reader.read::<#ty>()?)
+    });
+    let take_args = quote!(let mut #args = ::core::option::Option::Some((#(#rec_idents,)*)););
+    let unpack_args = quote! {
+        let (#(#rec_idents,)*) = match #args.take() {
+            ::core::option::Option::Some(#taken) => #taken,
+            ::core::option::Option::None => {
+                let mut #reader = ::flux::__private::ArgsReader::new(#call_info.args, #n)?;
+                (#(#decode,)*)
+            }
+        };
+    };
+    (encoded_args, take_args, unpack_args)
+}
+
+/// One attempt: calls the body function `body_fn` (on the blocking pool for a plain `fn`) and
+/// converts its result.
+fn attempt(def: &TaskDef, body_fn: &Ident) -> TokenStream {
+    let all_idents = def.args.iter().map(|a| &a.ident);
+    let kind = quote!(::flux::__private::Kind::TaskFailed);
+    let call_body = quote!(#body_fn(#(#all_idents),*));
+    if def.is_async {
+        let converted = convert(quote!(#call_body.await), &def.output, kind);
+        quote!(async move { #converted })
+    } else {
+        let converted = convert(call_body, &def.output, kind);
+        quote!(::flux::__private::run_blocking(move || #converted))
+    }
+}
+
+/// The task's fallback and rollback, or none.
+fn handlers(def: &TaskDef) -> TokenStream {
+    let out_ty = &def.output.ty;
+    let fallback = match &def.options.fallback {
+        Some(path) => handler(def, path, false),
+        None => quote!(::core::option::Option::None::<::flux::__private::NoHandler<#out_ty>>),
+    };
+    let rollback = match &def.options.rollback {
+        Some(path) => handler(def, path, true),
+        None => quote!(::core::option::Option::None::<::flux::__private::NoHandler<()>>),
+    };
+    quote!(::flux::__private::Handlers { fallback: #fallback, rollback: #rollback })
+}
+
+/// The code of a workflow: a unit struct implementing `WorkflowDefinition`, dereferencing to its
+/// `Workflow`, and the function holding the user's body.
 pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
     let item = &def.item;
     let (public_attrs, body_attrs, cfg_attrs) = split_attrs(&item.attrs);
