@@ -1,18 +1,20 @@
 //! Attribute macros of flux: `#[task]` and `#[workflow]`.
 //!
 //! Use them through the `flux` crate (`#[flux::task]`, `#[flux::workflow]`), which documents
-//! them. This crate only dispatches: `model` parses an item and its options into plain data,
-//! collecting every error with the span of the token at fault; `expand` generates code from
-//! the model. On error the original item is emitted unchanged next to the errors, so that the
-//! rest of the crate still type-checks and editors keep working.
+//! them. This crate only dispatches: `model` parses an item and its options (named in `symbol`)
+//! into plain data, collecting every error (`errors`) with the span of the token at fault;
+//! `expand` generates code from the model. On error the original item is emitted unchanged
+//! next to the errors, so that the rest of the crate still type-checks and editors keep working.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 use proc_macro::TokenStream;
 
 mod duration;
+mod errors;
 mod expand;
 mod model;
+mod symbol;
 
 /// Turns a function into a durable task. See `flux::task`.
 #[proc_macro_attribute]

@@ -13,32 +13,11 @@ use syn::{
 };
 
 use crate::duration;
-
-/// Collects errors so that all of them are reported at once.
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, err: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(err),
-            None => self.0 = Some(err),
-        }
-    }
-
-    fn add(&mut self, span: Span, message: impl std::fmt::Display) {
-        self.push(syn::Error::new(span, message));
-    }
-
-    /// An error covering all of `tokens` (on stable Rust a `Span` alone covers one token).
-    fn add_spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, message));
-    }
-
-    fn finish(self) -> syn::Result<()> {
-        self.0.map_or(Ok(()), Err)
-    }
-}
+use crate::errors::Errors;
+use crate::symbol::{
+    self, CACHE, CACHE_TTL, FALLBACK, METADATA, NAME, OUTPUT_STORAGE, RETRY_BACKOFF, RETRY_DELAY, RETRY_MAX_ATTEMPTS,
+    ROLLBACK, SECRET_REQUESTS, Symbol, TASK_OPTIONS, TIMEOUT, WORKFLOW_OPTIONS,
+};
 
 /// What a task or workflow returns.
 pub(crate) struct Output {
@@ -109,23 +88,8 @@ pub(crate) struct WorkflowDef {
     pub(crate) output: Output,
 }
 
-const TASK_OPTIONS: &[&str] = &[
-    "name",
-    "retry_max_attempts",
-    "retry_delay",
-    "retry_backoff",
-    "timeout",
-    "fallback",
-    "rollback",
-    "cache",
-    "cache_ttl",
-    "metadata",
-    "secret_requests",
-    "output_storage",
-];
-const WORKFLOW_OPTIONS: &[&str] = &["name", "secret_requests", "output_storage"];
-
-fn parse_options(attr: TokenStream, known: &[&str], errors: &mut Errors) -> Vec<(Ident, Expr)> {
+/// The `key = value` options of `attr`, each recognised among `known` and given once.
+fn parse_options(attr: TokenStream, known: &[Symbol], errors: &mut Errors) -> Vec<(Symbol, Ident, Expr)> {
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
         Ok(m) => m,
         Err(e) => {
@@ -133,27 +97,25 @@ fn parse_options(attr: TokenStream, known: &[&str], errors: &mut Errors) -> Vec<
             return Vec::new();
         }
     };
-    let mut seen: Vec<Ident> = Vec::new();
-    let mut out = Vec::new();
+    let mut out: Vec<(Symbol, Ident, Expr)> = Vec::new();
     for meta in metas {
         let Meta::NameValue(nv) = meta else {
-            errors.add_spanned(&meta, format!("expected `key = value`; options are: {}", known.join(", ")));
+            errors.add_spanned(&meta, format!("expected `key = value`; options are: {}", symbol::list(known)));
             continue;
         };
         let Some(key) = nv.path.get_ident().cloned() else {
-            errors.add_spanned(&nv.path, format!("unknown option; options are: {}", known.join(", ")));
+            errors.add_spanned(&nv.path, format!("unknown option; options are: {}", symbol::list(known)));
             continue;
         };
-        if !known.contains(&key.to_string().as_str()) {
-            errors.add(key.span(), format!("unknown option `{key}`; options are: {}", known.join(", ")));
+        let Some(&name) = known.iter().find(|s| key == **s) else {
+            errors.add(key.span(), format!("unknown option `{key}`; options are: {}", symbol::list(known)));
             continue;
-        }
-        if seen.contains(&key) {
+        };
+        if out.iter().any(|(seen, _, _)| *seen == name) {
             errors.add(key.span(), format!("option `{key}` is given twice"));
             continue;
         }
-        seen.push(key.clone());
-        out.push((key, nv.value));
+        out.push((name, key, nv.value));
     }
     out
 }
@@ -470,26 +432,26 @@ impl TaskDef {
         };
         let mut metadata_key = None;
         let mut secrets_key = None;
-        for (key, value) in &options {
-            match key.to_string().as_str() {
-                "name" => opts.name = lit_str(value, key, &mut errors),
-                "retry_max_attempts" => opts.retry_max_attempts = count_option(value, key, &mut errors).unwrap_or(0),
-                "retry_delay" => opts.retry_delay = duration_option(value, key, &mut errors),
-                "retry_backoff" => opts.retry_backoff = positive_number(value, key, &mut errors),
-                "timeout" => opts.timeout = duration_option(value, key, &mut errors),
-                "fallback" => opts.fallback = path_option(value, key, &mut errors),
-                "rollback" => opts.rollback = path_option(value, key, &mut errors),
-                "cache" => opts.cache = bool_option(value, key, &mut errors),
-                "cache_ttl" => opts.cache_ttl = duration_option(value, key, &mut errors),
-                "metadata" => {
+        for (name, key, value) in &options {
+            match *name {
+                NAME => opts.name = lit_str(value, key, &mut errors),
+                RETRY_MAX_ATTEMPTS => opts.retry_max_attempts = count_option(value, key, &mut errors).unwrap_or(0),
+                RETRY_DELAY => opts.retry_delay = duration_option(value, key, &mut errors),
+                RETRY_BACKOFF => opts.retry_backoff = positive_number(value, key, &mut errors),
+                TIMEOUT => opts.timeout = duration_option(value, key, &mut errors),
+                FALLBACK => opts.fallback = path_option(value, key, &mut errors),
+                ROLLBACK => opts.rollback = path_option(value, key, &mut errors),
+                CACHE => opts.cache = bool_option(value, key, &mut errors),
+                CACHE_TTL => opts.cache_ttl = duration_option(value, key, &mut errors),
+                METADATA => {
                     opts.metadata = bool_option(value, key, &mut errors);
                     metadata_key = Some(key.clone());
                 }
-                "secret_requests" => {
+                SECRET_REQUESTS => {
                     opts.secret_requests = names_option(value, key, &mut errors);
                     secrets_key = Some(key.clone());
                 }
-                "output_storage" => opts.output_storage = storage_option(value, key, &mut errors),
+                OUTPUT_STORAGE => opts.output_storage = storage_option(value, key, &mut errors),
                 _ => {}
             }
         }
@@ -513,16 +475,15 @@ impl TaskDef {
             }
         }
         if let Some(ttl) = opts.cache_ttl
-            && let Some((key, value)) = options.iter().find(|(k, _)| k == "cache_ttl")
+            && let Some((_, key, value)) = options.iter().find(|(name, _, _)| *name == CACHE_TTL)
         {
             if ttl.is_zero() {
-                errors.add_spanned(value, format!("`{key}` must be longer than zero"));
+                errors.add_spanned(value, format!("`{CACHE_TTL}` must be longer than zero"));
             }
-            if options
-                .iter()
-                .any(|(k, v)| k == "cache" && matches!(v, Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) if !b.value))
-            {
-                errors.add(key.span(), "`cache_ttl` turns the cache on; it contradicts `cache = false`");
+            if options.iter().any(|(name, _, v)| {
+                *name == CACHE && matches!(v, Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) if !b.value)
+            }) {
+                errors.add(key.span(), format!("`{CACHE_TTL}` turns the cache on; it contradicts `{CACHE} = false`"));
             }
         }
         // Injected parameters: recognised by type, and only when their option asks for them.
@@ -605,18 +566,19 @@ impl WorkflowDef {
         let mut name = item.sig.ident.unraw().to_string();
         let mut secret_requests = Vec::new();
         let mut output_storage = None;
-        for (key, value) in &options {
-            if key == "name"
-                && let Some(lit) = lit_str(value, key, &mut errors)
-            {
-                if lit.value().trim().is_empty() {
-                    errors.add(lit.span(), "a workflow name cannot be empty");
+        for (option, key, value) in &options {
+            match *option {
+                NAME => {
+                    if let Some(lit) = lit_str(value, key, &mut errors) {
+                        if lit.value().trim().is_empty() {
+                            errors.add(lit.span(), "a workflow name cannot be empty");
+                        }
+                        name = lit.value();
+                    }
                 }
-                name = lit.value();
-            } else if key == "secret_requests" {
-                secret_requests = names_option(value, key, &mut errors);
-            } else if key == "output_storage" {
-                output_storage = storage_option(value, key, &mut errors);
+                SECRET_REQUESTS => secret_requests = names_option(value, key, &mut errors),
+                OUTPUT_STORAGE => output_storage = storage_option(value, key, &mut errors),
+                _ => {}
             }
         }
 
