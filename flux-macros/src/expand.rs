@@ -101,7 +101,7 @@ fn injections(def: &TaskDef, call_info: &Ident) -> TokenStream {
         match a.injected? {
             Injected::Metadata => Some(quote!(let #ident = ::flux::__private::metadata(#call_info);)),
             Injected::Secrets => {
-                let names = &def.options.secret_requests;
+                let names = def.options.secret_requests.as_deref().unwrap_or_default();
                 Some(quote!(let #ident = ::flux::__private::secrets(#call_info, &[#(#names),*])?;))
             }
         }
