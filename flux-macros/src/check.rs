@@ -16,9 +16,50 @@ use crate::errors::Errors;
 use crate::model::{Arg, Injected, TaskDef, TaskOptions, WorkflowDef};
 use crate::symbol::{
     CACHE, CACHE_TTL, FALLBACK, METADATA, NAME, OUTPUT_STORAGE, RETRY_BACKOFF, RETRY_DELAY, RETRY_MAX_ATTEMPTS,
-    ROLLBACK, SECRET_REQUESTS, TIMEOUT,
+    ROLLBACK, SECRET_REQUESTS, Symbol, TIMEOUT,
 };
 use crate::value;
+
+/// A kind of parameter flux fills in itself: recognised by the name of its type, and taken
+/// only when an option asks for it.
+struct InjectedKind {
+    /// What such a parameter is marked as.
+    injected: Injected,
+    /// The last segment of the type's path (`Secrets` matches `flux::secrets::Secrets` too).
+    type_name: &'static str,
+    /// The option that asks for the parameter.
+    option: Symbol,
+    /// Whether the checked options ask for the parameter.
+    asked: fn(&TaskOptions) -> bool,
+    /// The parameter is there, the option does not ask for it (reported at the type).
+    without_option: &'static str,
+    /// The option asks for the parameter, which is not there (reported at the option's key).
+    without_parameter: &'static str,
+    /// The parameter is there more than once (reported at the parameter list).
+    twice: &'static str,
+}
+
+/// The parameters flux fills in, in the order they are checked.
+const INJECTED: &[InjectedKind] = &[
+    InjectedKind {
+        injected: Injected::Secrets,
+        type_name: "Secrets",
+        option: SECRET_REQUESTS,
+        asked: |options| options.secret_requests.is_some(),
+        without_option: "a `Secrets` parameter is filled in by flux: name the secrets with `secret_requests = [\"NAME\"]`",
+        without_parameter: "`secret_requests` needs a parameter of type `Secrets` to fill in",
+        twice: "a task can take only one `Secrets` parameter",
+    },
+    InjectedKind {
+        injected: Injected::Metadata,
+        type_name: "TaskMetadata",
+        option: METADATA,
+        asked: |options| options.metadata,
+        without_option: "a `TaskMetadata` parameter is filled in by flux: add `metadata = true` to the task's options",
+        without_parameter: "`metadata = true` needs a parameter of type `TaskMetadata` to fill in",
+        twice: "a task can take only one `TaskMetadata` parameter",
+    },
+];
 
 /// Checks a parsed `#[task]`; `errors` holds what parsing found.
 pub(crate) fn task(input: Input, mut errors: Errors) -> syn::Result<TaskDef> {
@@ -157,9 +198,9 @@ fn task_options(written: &Options, errors: &mut Errors) -> TaskOptions {
     options
 }
 
-/// Marks the parameters flux fills in (`Secrets`, `TaskMetadata`): reports each such
-/// parameter its option does not ask for, each option asking for a parameter that is not there,
-/// and each such parameter given twice.
+/// Marks the parameters flux fills in, following [`INJECTED`]: reports each such parameter its
+/// option does not ask for, each option asking for a parameter that is not there, and each
+/// such parameter given twice.
 fn check_injected(
     args: &mut [Arg],
     written: &Options,
@@ -167,40 +208,25 @@ fn check_injected(
     inputs: &Punctuated<FnArg, Token![,]>,
     errors: &mut Errors,
 ) {
-    for arg in args.iter_mut().filter(|a| is_named(&a.ty, "Secrets")) {
-        if options.secret_requests.is_some() {
-            arg.injected = Some(Injected::Secrets);
-        } else {
-            errors.add_spanned(
-                &arg.ty,
-                "a `Secrets` parameter is filled in by flux: name the secrets with `secret_requests = [\"NAME\"]`",
-            );
+    for kind in INJECTED {
+        let asked = (kind.asked)(options);
+        let mut found = 0;
+        for arg in args.iter_mut().filter(|a| is_named(&a.ty, kind.type_name)) {
+            if asked {
+                arg.injected = Some(kind.injected);
+                found += 1;
+            } else {
+                errors.add_spanned(&arg.ty, kind.without_option);
+            }
         }
-    }
-    if let Some(option) = written.get(SECRET_REQUESTS) {
-        match args.iter().filter(|a| a.injected == Some(Injected::Secrets)).count() {
-            0 => errors.add(option.key.span(), "`secret_requests` needs a parameter of type `Secrets` to fill in"),
-            1 => {}
-            _ => errors.add_spanned(inputs, "a task can take only one `Secrets` parameter"),
+        match found {
+            0 if asked => {
+                let span = written.get(kind.option).map_or_else(Span::call_site, |o| o.key.span());
+                errors.add(span, kind.without_parameter);
+            }
+            0 | 1 => {}
+            _ => errors.add_spanned(inputs, kind.twice),
         }
-    }
-    for arg in args.iter_mut().filter(|a| is_named(&a.ty, "TaskMetadata")) {
-        if options.metadata {
-            arg.injected = Some(Injected::Metadata);
-        } else {
-            errors.add_spanned(
-                &arg.ty,
-                "a `TaskMetadata` parameter is filled in by flux: add `metadata = true` to the task's options",
-            );
-        }
-    }
-    let metadata_params = args.iter().filter(|a| a.injected == Some(Injected::Metadata)).count();
-    if options.metadata && metadata_params == 0 {
-        let span = written.get(METADATA).map_or_else(Span::call_site, |o| o.key.span());
-        errors.add(span, "`metadata = true` needs a parameter of type `TaskMetadata` to fill in");
-    }
-    if metadata_params > 1 {
-        errors.add_spanned(inputs, "a task can take only one `TaskMetadata` parameter");
     }
 }
 
@@ -338,6 +364,15 @@ fn template_placeholders(template: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_injected_kind_has_a_task_option_and_its_own_type() {
+        for (i, kind) in INJECTED.iter().enumerate() {
+            assert!(crate::symbol::TASK_OPTIONS.contains(&kind.option), "{}", kind.option);
+            assert!(INJECTED[i + 1..].iter().all(|other| other.type_name != kind.type_name), "{}", kind.type_name);
+            assert!(INJECTED[i + 1..].iter().all(|other| other.injected != kind.injected));
+        }
+    }
 
     #[test]
     fn placeholders() {
