@@ -230,7 +230,8 @@ struct WorkersSection {
     heartbeat_interval: Option<DurationValue>,
 }
 
-/// A duration written as `"30s"` or as a number of seconds.
+/// A duration written as text (`"30s"`, `"1.5s"`, `"1h 30m"`, in the syntax of
+/// `crate::duration`) or as a number of seconds.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum DurationValue {
@@ -245,10 +246,13 @@ impl DurationValue {
             DurationValue::Seconds(s) => {
                 Err(Error::new(ErrorKind::Config, format!("{key} must be a positive number of seconds, not {s}")))
             }
-            DurationValue::Text(t) => match humantime::parse_duration(t.trim()) {
+            DurationValue::Text(t) => match crate::duration::parse(&t) {
                 Ok(d) if !d.is_zero() => Ok(d),
                 Ok(_) => Err(Error::new(ErrorKind::Config, format!("{key} must be longer than zero"))),
-                Err(e) => Err(Error::new(ErrorKind::Config, format!("invalid {key} `{t}`: {e}"))),
+                // The key and the text say what is wrong; the parser's message would repeat the text.
+                Err(_) => {
+                    Err(Error::new(ErrorKind::Config, format!("invalid {key} `{t}`: {}", crate::duration::EXPECTED)))
+                }
             },
         }
     }
@@ -473,6 +477,38 @@ mod tests {
         assert_eq!(c.admin_token.as_deref(), Some("admin-file"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("from-env") && !shown.contains("admin-file"), "{shown}");
+    }
+
+    #[test]
+    fn durations_have_the_syntax_of_task_options() {
+        let file = "[flux]\nrequest_timeout = \"1.5s\"\n[flux.workers]\nlease_timeout = \"1h 30m\"\n";
+        let c = Config::from_sources(
+            Some((Path::new("flux.toml"), file)),
+            env(&[("FLUX_WORKERS__HEARTBEAT_INTERVAL", "1.5s")]),
+        )
+        .unwrap();
+        assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.workers.lease_timeout, Duration::from_secs(5400));
+        assert_eq!(c.workers.heartbeat_interval, Duration::from_millis(1500));
+        // A number of seconds written as text.
+        let c = Config::from_sources(None, env(&[("FLUX_REQUEST_TIMEOUT", "2.5")])).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_millis(2500));
+
+        let expected = "expected a number of seconds or a duration such as \"30s\", \"1.5s\", \"2m\" or \"1h 30m\"";
+        let err = Config::from_sources(None, env(&[("FLUX_REQUEST_TIMEOUT", "1.5 fortnights")])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains(&format!("invalid flux.request_timeout `1.5 fortnights`: {expected}")),
+            "{err}"
+        );
+        let file = "[flux.workers]\nheartbeat_interval = \"1,5s\"\n";
+        let err = Config::from_sources(Some((Path::new("flux.toml"), file)), env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("invalid flux.workers.heartbeat_interval `1,5s`: {expected}")),
+            "{err}"
+        );
+        let err = Config::from_sources(None, env(&[("FLUX_WORKERS__LEASE_TIMEOUT", "0.0s")])).unwrap_err();
+        assert!(err.to_string().contains("flux.workers.lease_timeout must be longer than zero"), "{err}");
     }
 
     #[test]

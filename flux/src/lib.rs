@@ -83,6 +83,7 @@ extern crate self as flux;
 // The modules, bottom up: each uses only those declared before it (tests/layout.rs checks it).
 // Vocabulary.
 mod error;
+mod duration;
 pub mod value;
 pub mod output;
 mod event;
@@ -231,6 +232,8 @@ pub mod __private {
     use std::fmt::Display;
 
     pub use crate::compose::{group, limited, map, semaphore};
+    // For the macro crate's tests, which check that its duration syntax is this one.
+    pub use crate::duration::parse as parse_duration;
     pub use crate::task::BoxFuture;
     pub use crate::task::{Args, ArgsReader, Call, Codec, Handlers, NoHandler, TaskCall, codec, run_blocking};
     pub use serde;
