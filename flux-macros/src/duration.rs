@@ -1,5 +1,9 @@
 //! Duration literals of task options: `"30s"`, `"1.5s"`, `"2m"`, `"1h 30m"`, or a number of
 //! seconds (`30`, `0.25`).
+//!
+//! flux reads the durations of its configuration with the same grammar (its own copy, since
+//! this crate cannot depend on flux); a test below checks that both accept and refuse the same
+//! texts with the same results.
 
 use std::time::Duration;
 
@@ -51,6 +55,75 @@ mod tests {
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("0.25"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("0"), Ok(Duration::ZERO));
+    }
+
+    /// Texts both this parser and the runtime's must accept.
+    const ACCEPTED: &[&str] = &[
+        "0",
+        "30",
+        "0.25",
+        " 30 ",
+        "1e3",
+        "+5",
+        "30s",
+        "250ms",
+        "2m",
+        "1h",
+        "1d",
+        "1w",
+        "10us",
+        "10ns",
+        "1h 30m",
+        "1h30m",
+        "2 minutes",
+        "1.5s",
+        "1.5 s",
+        "0.5h",
+        "2.5min",
+        "1.5ms",
+        "0.5d",
+        "1.5 hours",
+        ".5s",
+        "5.s",
+        "0s",
+        "0.0s",
+    ];
+
+    /// Texts both must refuse, with the same message.
+    const REFUSED: &[&str] = &[
+        "",
+        "   ",
+        "soon",
+        "3 parsecs",
+        "1.5 parsecs",
+        "-1",
+        "-1s",
+        "-0.5s",
+        "s",
+        "NaN",
+        "inf",
+        "1..5s",
+        "1.5s 2m",
+        "1.5w",
+        "1,5s",
+        "1e30",
+        "18446744073709551616s",
+        "1h -30m",
+        "30 s s",
+    ];
+
+    #[test]
+    fn the_runtime_reads_durations_as_the_macro_does() {
+        for text in ACCEPTED {
+            let here = parse(text);
+            assert!(here.is_ok(), "{text:?}: {here:?}");
+            assert_eq!(here, flux::__private::parse_duration(text), "{text:?}");
+        }
+        for text in REFUSED {
+            let here = parse(text);
+            assert!(here.is_err(), "{text:?}: {here:?}");
+            assert_eq!(here, flux::__private::parse_duration(text), "{text:?}");
+        }
     }
 
     #[test]
