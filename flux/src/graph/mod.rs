@@ -49,7 +49,7 @@
 //! }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -57,6 +57,12 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
+
+mod error;
+mod plan;
+
+pub use error::GraphError;
+use plan::Plan;
 
 use crate::compose::composite;
 use crate::error::{Error, ErrorKind, Result};
@@ -198,115 +204,6 @@ struct Inner {
 #[must_use = "a graph does nothing until it is run"]
 pub struct Graph {
     inner: Arc<Inner>,
-}
-
-/// Why a [`Graph`] is not a valid DAG of tasks; see [`Graph::validate`].
-///
-/// Converts into a [`flux::Error`](crate::Error) of kind [`ErrorKind::Config`], so
-/// `graph.validate()?` works in a workflow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum GraphError {
-    /// [`Graph::start_with`] was never called.
-    MissingStart {
-        /// The graph's name.
-        graph: String,
-    },
-    /// [`Graph::end_with`] was never called.
-    MissingEnd {
-        /// The graph's name.
-        graph: String,
-    },
-    /// An edge, the start or an end names a node that was never added.
-    UnknownNode {
-        /// The graph's name.
-        graph: String,
-        /// The unknown name.
-        node: String,
-        /// Where it was named: `` the edge `a` -> `b` ``, `start_with` or `end_with`.
-        context: String,
-    },
-    /// Two nodes were added with the same name.
-    DuplicateNode {
-        /// The graph's name.
-        graph: String,
-        /// The name added twice.
-        node: String,
-    },
-    /// Some nodes cannot be reached from the start node.
-    Unreachable {
-        /// The graph's name.
-        graph: String,
-        /// The unreachable nodes, in the order they were added.
-        nodes: Vec<String>,
-    },
-    /// The edges form a cycle.
-    Cycle {
-        /// The graph's name.
-        graph: String,
-        /// The nodes of the cycle, in edge order, the first repeated at the end (`a`, `b`, `a`).
-        path: Vec<String>,
-    },
-}
-
-/// Writes `` `a`, `b` `` (or with `sep` between the names).
-fn names(f: &mut fmt::Formatter<'_>, names: &[String], sep: &str) -> fmt::Result {
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            f.write_str(sep)?;
-        }
-        write!(f, "`{name}`")?;
-    }
-    Ok(())
-}
-
-impl fmt::Display for GraphError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GraphError::MissingStart { graph } => {
-                write!(f, "graph `{graph}` has no start node: call `start_with(node)`")
-            }
-            GraphError::MissingEnd { graph } => {
-                write!(f, "graph `{graph}` has no end node: call `end_with(node)`")
-            }
-            GraphError::UnknownNode { graph, node, context } => {
-                write!(f, "graph `{graph}` has no node `{node}` (named by {context})")
-            }
-            GraphError::DuplicateNode { graph, node } => {
-                write!(f, "graph `{graph}` has two nodes named `{node}`")
-            }
-            GraphError::Unreachable { graph, nodes } => {
-                write!(f, "graph `{graph}`: ")?;
-                names(f, nodes, ", ")?;
-                let verb = if nodes.len() == 1 { "is" } else { "are" };
-                write!(f, " {verb} not reachable from the start node")
-            }
-            GraphError::Cycle { graph, path } => {
-                write!(f, "graph `{graph}` has a cycle: ")?;
-                names(f, path, " -> ")
-            }
-        }
-    }
-}
-
-impl std::error::Error for GraphError {}
-
-impl From<GraphError> for Error {
-    fn from(e: GraphError) -> Self {
-        Error::new(ErrorKind::Config, e.to_string())
-    }
-}
-
-/// A valid graph in indices: what [`Graph::run`] walks.
-struct Plan {
-    start: usize,
-    ends: Vec<usize>,
-    /// Per edge: (from, to).
-    edges: Vec<(usize, usize)>,
-    /// Per node: its incoming edges, in the order they were added.
-    incoming: Vec<Vec<usize>>,
-    /// Per node: the nodes its outgoing edges lead to, in the order the edges were added.
-    downstream: Vec<Vec<usize>>,
 }
 
 /// Where a node stands during a run.
@@ -452,62 +349,6 @@ impl Graph {
         Ok(self)
     }
 
-    fn plan(&self) -> std::result::Result<Plan, GraphError> {
-        let inner = &*self.inner;
-        let graph = || inner.name.clone();
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity(inner.nodes.len());
-        for (i, node) in inner.nodes.iter().enumerate() {
-            if index.insert(&node.name, i).is_some() {
-                return Err(GraphError::DuplicateNode { graph: graph(), node: node.name.clone() });
-            }
-        }
-        let find = |node: &str, context: &dyn Fn() -> String| {
-            index.get(node).copied().ok_or_else(|| GraphError::UnknownNode {
-                graph: graph(),
-                node: node.to_string(),
-                context: context(),
-            })
-        };
-        let start = inner.start.as_deref().ok_or_else(|| GraphError::MissingStart { graph: graph() })?;
-        if inner.ends.is_empty() {
-            return Err(GraphError::MissingEnd { graph: graph() });
-        }
-        let start = find(start, &|| "`start_with`".to_string())?;
-        let ends =
-            inner.ends.iter().map(|end| find(end, &|| "`end_with`".to_string())).collect::<Result<Vec<_>, _>>()?;
-        let mut edges = Vec::with_capacity(inner.edges.len());
-        let mut incoming = vec![Vec::new(); inner.nodes.len()];
-        let mut downstream = vec![Vec::new(); inner.nodes.len()];
-        for (e, edge) in inner.edges.iter().enumerate() {
-            let context = || format!("the edge {}", edge.label());
-            let (from, to) = (find(&edge.from, &context)?, find(&edge.to, &context)?);
-            edges.push((from, to));
-            incoming[to].push(e);
-            downstream[from].push(to);
-        }
-        if let Some(cycle) = find_cycle(&downstream) {
-            let path = cycle.into_iter().map(|i| inner.nodes[i].name.clone()).collect();
-            return Err(GraphError::Cycle { graph: graph(), path });
-        }
-        let mut reached = vec![false; inner.nodes.len()];
-        let mut stack = vec![start];
-        reached[start] = true;
-        while let Some(i) = stack.pop() {
-            for &j in &downstream[i] {
-                if !reached[j] {
-                    reached[j] = true;
-                    stack.push(j);
-                }
-            }
-        }
-        let unreachable: Vec<String> =
-            inner.nodes.iter().zip(&reached).filter(|(_, reached)| !**reached).map(|(n, _)| n.name.clone()).collect();
-        if !unreachable.is_empty() {
-            return Err(GraphError::Unreachable { graph: graph(), nodes: unreachable });
-        }
-        Ok(Plan { start, ends, edges, incoming, downstream })
-    }
-
     /// Runs the graph on `input` and returns the output of the end node that ran, decoded into
     /// `O`.
     ///
@@ -633,52 +474,6 @@ impl Graph {
     }
 }
 
-/// The first cycle found by a depth-first search over the nodes in order (successors in edge
-/// order), as a path of node indices whose last is its first.
-fn find_cycle(downstream: &[Vec<usize>]) -> Option<Vec<usize>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        OnPath,
-        Done,
-    }
-    let mut marks = vec![Mark::New; downstream.len()];
-    for root in 0..downstream.len() {
-        if marks[root] != Mark::New {
-            continue;
-        }
-        // The current path: (node, index of its next successor to visit).
-        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
-        marks[root] = Mark::OnPath;
-        while let Some((node, next)) = path.last_mut() {
-            let node = *node;
-            match downstream[node].get(*next) {
-                Some(&succ) => {
-                    *next += 1;
-                    match marks[succ] {
-                        Mark::New => {
-                            marks[succ] = Mark::OnPath;
-                            path.push((succ, 0));
-                        }
-                        Mark::OnPath => {
-                            let from = path.iter().position(|&(n, _)| n == succ).unwrap_or(0);
-                            let mut cycle: Vec<usize> = path[from..].iter().map(|&(n, _)| n).collect();
-                            cycle.push(succ);
-                            return Some(cycle);
-                        }
-                        Mark::Done => {}
-                    }
-                }
-                None => {
-                    marks[node] = Mark::Done;
-                    path.pop();
-                }
-            }
-        }
-    }
-    None
-}
-
 impl fmt::Debug for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
@@ -717,15 +512,6 @@ mod tests {
         let g = Graph::new("g").add_node("a", inc).add_node("b", inc).add_edge_if("a", "b", |x: &u32| *x > 1);
         let debug = format!("{g:?}");
         assert!(debug.contains(r#"nodes: ["a", "b"]"#) && debug.contains("a -> b (if)"), "{debug}");
-    }
-
-    #[test]
-    fn cycles_are_found_with_their_path() {
-        assert_eq!(find_cycle(&[vec![1], vec![2], vec![]]), None);
-        assert_eq!(find_cycle(&[vec![1], vec![2], vec![1]]), Some(vec![1, 2, 1]));
-        assert_eq!(find_cycle(&[vec![0]]), Some(vec![0, 0]));
-        // A diamond is not a cycle.
-        assert_eq!(find_cycle(&[vec![1, 2], vec![3], vec![3], vec![]]), None);
     }
 
     #[tokio::test]
