@@ -139,6 +139,7 @@ pub use workflow::{ExecutionHandle, ExecutionStream, Joined};
 /// }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskMetadata {
     /// The call's task id (`name_<16 hex>`, with `~n` for repeats in one execution).
     pub task_id: String,

@@ -24,6 +24,7 @@ use crate::workflow::WorkflowDefinition;
 
 /// What [`Engine::recover`] did with one execution it took over.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Recovered {
     /// The execution.
     pub execution_id: String,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::body::{Ending, run_body};
-use super::{Begin, Prepared, cancelled_workflow};
+use super::{Begin, Definition, Prepared, cancelled_workflow};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
@@ -70,28 +70,7 @@ impl Prepared {
             },
             Ending::Returned(outcome) => outcome,
         };
-        let (kind, recorded, state, output, error) = match outcome {
-            Ok(output) => match value::to_msgpack(&output) {
-                Ok(bytes) => {
-                    let recorded = match definition.output_storage {
-                        None => bytes,
-                        // An output storage that fails stops the run: the execution stays
-                        // RUNNING and can be replayed once the storage works.
-                        Some(storage) => run.engine().store_output(storage, &bytes).map_err(|e| run.abort(e))?,
-                    };
-                    (EventType::WorkflowCompleted, recorded, ExecutionState::Completed, Some(output), None)
-                }
-                Err(e) => {
-                    let err = Error::new(
-                        ErrorKind::Encode,
-                        format!("the output of workflow `{}` cannot be encoded", definition.name),
-                    )
-                    .with_cause(e.message().to_string());
-                    (EventType::WorkflowFailed, value::to_msgpack(&err)?, ExecutionState::Failed, None, Some(err))
-                }
-            },
-            Err(err) => (EventType::WorkflowFailed, value::to_msgpack(&err)?, ExecutionState::Failed, None, Some(err)),
-        };
+        let Closing { kind, recorded, state, output, error } = closing(&run, definition, outcome)?;
         let cancel_error = cancelled_workflow(&run.execution_id);
         let (commit, state) = run.record_end(|cancelled| {
             if cancelled {
@@ -127,6 +106,49 @@ impl Prepared {
         tracing::debug!(workflow = definition.name, execution_id = %run.execution_id, "execution cancelled");
         Ok(ended(&run, input, ExecutionState::Cancelled, None, Some(error)))
     }
+}
+
+/// What a body's outcome makes the end of a run: the final event with its recorded value, the
+/// state, and what the caller gets.
+struct Closing<O> {
+    kind: EventType,
+    recorded: Vec<u8>,
+    state: ExecutionState,
+    output: Option<O>,
+    error: Option<Error>,
+}
+
+/// The end a body's `outcome` makes. The output is recorded inline, or kept in the workflow's
+/// output storage with a reference recorded; an output that cannot be encoded fails the
+/// workflow. `Err` when the output storage fails: that stops the run (the execution stays
+/// `RUNNING` and can be replayed once the storage works).
+fn closing<O: Storable>(run: &RunState, definition: Definition, outcome: Result<O>) -> Result<Closing<O>> {
+    let failed = |error: Error| -> Result<Closing<O>> {
+        let recorded = value::to_msgpack(&error)?;
+        let (kind, state) = (EventType::WorkflowFailed, ExecutionState::Failed);
+        Ok(Closing { kind, recorded, state, output: None, error: Some(error) })
+    };
+    let output = match outcome {
+        Ok(output) => output,
+        Err(error) => return failed(error),
+    };
+    let bytes = match value::to_msgpack(&output) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let error = Error::new(
+                ErrorKind::Encode,
+                format!("the output of workflow `{}` cannot be encoded", definition.name),
+            )
+            .with_cause(e.message().to_string());
+            return failed(error);
+        }
+    };
+    let recorded = match definition.output_storage {
+        None => bytes,
+        Some(storage) => run.engine().store_output(storage, &bytes).map_err(|e| run.abort(e))?,
+    };
+    let (kind, state) = (EventType::WorkflowCompleted, ExecutionState::Completed);
+    Ok(Closing { kind, recorded, state, output: Some(output), error: None })
 }
 
 /// How `run` ended, with its log.
