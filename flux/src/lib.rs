@@ -155,6 +155,21 @@ pub mod limits {
     pub use crate::task::{MAX_RETRY_DELAY, ROLLBACK_LIMIT};
 }
 
+// The names the root exported before `flux::limits`, kept for a while so that code using them
+// still builds.
+#[doc(hidden)]
+#[deprecated(note = "use `flux::limits::PROGRESS_QUEUE`")]
+pub const PROGRESS_QUEUE: usize = limits::PROGRESS_QUEUE;
+#[doc(hidden)]
+#[deprecated(note = "use `flux::limits::ROLLBACK_LIMIT`")]
+pub const ROLLBACK_LIMIT: std::time::Duration = limits::ROLLBACK_LIMIT;
+#[doc(hidden)]
+#[deprecated(note = "use `flux::limits::MAX_RETRY_DELAY`")]
+pub const MAX_RETRY_DELAY: std::time::Duration = limits::MAX_RETRY_DELAY;
+#[doc(hidden)]
+#[deprecated(note = "use `flux::limits::DEFAULT_LEASE`")]
+pub const DEFAULT_LEASE: std::time::Duration = limits::DEFAULT_LEASE;
+
 /// Turns a function into a durable task.
 ///
 /// ```
