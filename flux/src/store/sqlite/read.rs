@@ -1,0 +1,356 @@
+//! Reading, on the pool of reading connections: an execution with its log (values gathered in
+//! shared chunks, names interned), the rows by state, one state, the task cache and the secrets
+//! (whose few changes are made on these connections too).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::sql_error;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, EventType, ExecutionState, Value, from_micros, to_micros};
+use crate::store::{ExecutionRow, StoredExecution};
+
+/// `bytes` as text, if they are UTF-8.
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+/// Shares one allocation among equal strings read from the database. It keeps the default
+/// hasher: ids in a log written by a remote worker are chosen outside this process.
+#[derive(Default)]
+struct Interner {
+    seen: std::collections::HashSet<Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.seen.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.seen.insert(shared.clone());
+        shared
+    }
+}
+
+/// The size of the shared buffers a loaded log's values are gathered in.
+const VALUE_CHUNK: usize = 64 * 1024;
+
+/// A value longer than this gets a buffer of its own when loaded: gathering it would only add a
+/// copy, and keeps a chunk's slack small.
+const OWN_BUFFER: usize = 4 * 1024;
+
+/// Gathers the values of a log being loaded into shared buffers of up to [`VALUE_CHUNK`] bytes,
+/// so that loading makes an allocation per chunk instead of one per event, and holds no more
+/// than a chunk beyond the values themselves.
+struct Values {
+    chunk: Vec<u8>,
+    /// The events whose values are in `chunk`, and where.
+    waiting: Vec<(usize, std::ops::Range<usize>)>,
+    none: Arc<[u8]>,
+}
+
+impl Values {
+    fn new() -> Self {
+        Values { chunk: Vec::new(), waiting: Vec::new(), none: Arc::from(&[][..]) }
+    }
+
+    /// The value of `events[index]`, the event about to be pushed: given now, or when its chunk
+    /// is full (see [`Values::finish`]).
+    fn add(&mut self, events: &mut [Event], index: usize, bytes: &[u8]) -> Value {
+        if bytes.len() > OWN_BUFFER {
+            return Value::from(Arc::<[u8]>::from(bytes));
+        }
+        if self.chunk.len() + bytes.len() > VALUE_CHUNK {
+            self.finish(events);
+        }
+        self.waiting.push((index, self.chunk.len()..self.chunk.len() + bytes.len()));
+        self.chunk.extend_from_slice(bytes);
+        Value::shared(&self.none, 0..0)
+    }
+
+    /// Gives the events waiting for the current chunk their values, and starts a new chunk.
+    fn finish(&mut self, events: &mut [Event]) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let buf: Arc<[u8]> = Arc::from(&self.chunk[..]);
+        self.chunk.clear();
+        for (index, range) in self.waiting.drain(..) {
+            if let Some(event) = events.get_mut(index) {
+                event.value = Value::shared(&buf, range);
+            }
+        }
+    }
+}
+
+/// The state of one execution.
+pub(super) fn state(conn: &Connection, path: &Path, execution_id: &str) -> Result<Option<ExecutionState>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT state FROM executions WHERE id = ?1")
+        .map_err(|e| sql_error(path, "cannot read from database", e))?;
+    let state: Option<String> = stmt
+        .query_row([execution_id], |r| r.get(0))
+        .optional()
+        .map_err(|e| sql_error(path, "cannot read from database", e))?;
+    state
+        .map(|s| {
+            s.parse().map_err(|e: Error| {
+                Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {}", e.message()))
+            })
+        })
+        .transpose()
+}
+
+/// One execution with its whole log, read in one read transaction.
+pub(super) fn load(conn: &mut Connection, path: &Path, execution_id: &str) -> Result<Option<StoredExecution>> {
+    let err = |e| sql_error(path, "cannot read from database", e);
+    let tx = conn.transaction().map_err(err)?;
+    let row = tx
+        .query_row(
+            "SELECT workflow_name, state, input, output, parent_id, created_at, updated_at, worker,
+                    claim_generation, pk
+             FROM executions WHERE id = ?1",
+            [execution_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, i64>(9)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(err)?;
+    let Some((workflow_name, state, input, output, parent_id, created_at, updated_at, worker, generation, key)) = row
+    else {
+        return Ok(None);
+    };
+    let state: ExecutionState = state
+        .parse()
+        .map_err(|e: Error| Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {}", e.message())))?;
+    // Seqs run 1, 2, 3... without a gap: the last one is the number of events.
+    let count: Option<i64> = tx
+        .prepare_cached("SELECT seq FROM events WHERE execution = ?1 ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
+        .map_err(err)?;
+    let mut stmt = tx
+        .prepare_cached("SELECT seq, type, source_id, name, value, time FROM events WHERE execution = ?1 ORDER BY seq")
+        .map_err(err)?;
+    let mut rows = stmt.query([key]).map_err(err)?;
+    // With room for the few events a run appends after replaying the log (its end at
+    // least), so that the first of them does not copy the whole log to grow it.
+    let mut events: Vec<Event> =
+        Vec::with_capacity(count.and_then(|c| usize::try_from(c).ok()).unwrap_or(0).min(1 << 20) + 8);
+    // A task's events mostly follow one another, and neighbours mostly share a name: a
+    // column equal to the previous row's reuses its value without decoding it again.
+    // Other names are shared through the interner (there are few of them); another source
+    // id gets its own allocation, since most are new.
+    let mut strings = Interner::default();
+    let mut values = Values::new();
+    let mut last: Option<(EventType, Arc<str>, Arc<str>)> = None;
+    while let Some(r) = rows.next().map_err(err)? {
+        let seq: i64 = r.get(0).map_err(err)?;
+        let corrupt =
+            |what: &str| Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` event #{seq}: {what}"));
+        let bytes = |i: usize| match r.get_ref(i).map_err(err)? {
+            rusqlite::types::ValueRef::Text(t) => Ok(t),
+            _ => Err(corrupt("a text column holds another type")),
+        };
+        let text = |t| utf8(t).ok_or_else(|| corrupt("text is not UTF-8"));
+        let (kind_bytes, source_bytes, name_bytes) = (bytes(1)?, bytes(2)?, bytes(3)?);
+        let (kind, source_id, name) = match &last {
+            Some((kind, source_id, name)) => (
+                match kind.as_str().as_bytes() == kind_bytes {
+                    true => *kind,
+                    false => text(kind_bytes)?.parse().map_err(|e: Error| corrupt(e.message()))?,
+                },
+                match source_id.as_bytes() == source_bytes {
+                    true => source_id.clone(),
+                    false => Arc::from(text(source_bytes)?),
+                },
+                match name.as_bytes() == name_bytes {
+                    true => name.clone(),
+                    false => strings.get(text(name_bytes)?),
+                },
+            ),
+            None => (
+                text(kind_bytes)?.parse().map_err(|e: Error| corrupt(e.message()))?,
+                Arc::from(text(source_bytes)?),
+                strings.get(text(name_bytes)?),
+            ),
+        };
+        last = Some((kind, source_id.clone(), name.clone()));
+        let value = match r.get_ref(4).map_err(err)? {
+            rusqlite::types::ValueRef::Blob(b) => {
+                let index = events.len();
+                values.add(&mut events, index, b)
+            }
+            _ => return Err(corrupt("its value is not a blob")),
+        };
+        let time: i64 = r.get(5).map_err(err)?;
+        events.push(Event {
+            seq: u64::try_from(seq).unwrap_or(0),
+            kind,
+            source_id,
+            name,
+            value,
+            time: from_micros(time),
+        });
+    }
+    values.finish(&mut events);
+    drop(rows);
+    drop(stmt);
+    tx.finish().map_err(err)?;
+    Ok(Some(StoredExecution {
+        id: execution_id.to_string(),
+        workflow_name,
+        state,
+        input,
+        output,
+        parent_id,
+        created_at: from_micros(created_at),
+        updated_at: from_micros(updated_at),
+        worker,
+        claim_generation: u64::try_from(generation).unwrap_or(0),
+        events,
+    }))
+}
+
+/// The rows of the executions in any of `states`, oldest change first.
+pub(super) fn list(conn: &Connection, path: &Path, states: &[ExecutionState]) -> Result<Vec<ExecutionRow>> {
+    let err = |e| sql_error(path, "cannot read from database", e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, workflow_name, state, worker, claim_generation, updated_at, parent_id, owner,
+                    lease_until
+             FROM executions WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY updated_at, id",
+        )
+        .map_err(err)?;
+    let wanted = format!("[{}]", states.iter().map(|s| format!("\"{}\"", s.as_str())).collect::<Vec<_>>().join(","));
+    let mut rows = stmt.query([wanted]).map_err(err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(err)? {
+        let id: String = r.get(0).map_err(err)?;
+        let state: String = r.get(2).map_err(err)?;
+        let state = state
+            .parse()
+            .map_err(|e: Error| Error::new(ErrorKind::Corrupt, format!("execution `{id}`: {}", e.message())))?;
+        out.push(ExecutionRow {
+            workflow_name: r.get(1).map_err(err)?,
+            state,
+            worker: r.get(3).map_err(err)?,
+            claim_generation: u64::try_from(r.get::<_, i64>(4).map_err(err)?).unwrap_or(0),
+            updated_at: from_micros(r.get(5).map_err(err)?),
+            parent_id: r.get(6).map_err(err)?,
+            owner: r.get(7).map_err(err)?,
+            lease_until: r.get::<_, Option<i64>>(8).map_err(err)?.map(from_micros),
+            id,
+        });
+    }
+    Ok(out)
+}
+
+/// A cached result still valid at `now`.
+pub(super) fn cache_get(conn: &Connection, path: &Path, key: &str, now: SystemTime) -> Result<Option<Vec<u8>>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT value FROM task_cache WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)")
+        .map_err(|e| sql_error(path, "cannot read the task cache of", e))?;
+    stmt.query_row(params![key, to_micros(now)], |r| r.get(0))
+        .optional()
+        .map_err(|e| sql_error(path, "cannot read the task cache of", e))
+}
+
+/// Stores (or replaces) a secret. Secrets, like the cache's clearing, are changed on a reading
+/// connection, outside the writer's queue.
+pub(super) fn secret_put(conn: &Connection, path: &Path, name: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<()> {
+    conn.execute(
+        "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE SET nonce = ?2, ciphertext = ?3, updated_at = ?4",
+        params![name, nonce, ciphertext, to_micros(SystemTime::now())],
+    )
+    .map(|_| ())
+    .map_err(|e| sql_error(path, "cannot store a secret in", e))
+}
+
+/// A secret's nonce and ciphertext.
+pub(super) fn secret_get(conn: &Connection, path: &Path, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    conn.query_row("SELECT nonce, ciphertext FROM secrets WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(|e| sql_error(path, "cannot read a secret from", e))
+}
+
+/// The names of the secrets, sorted.
+pub(super) fn secret_list(conn: &Connection, path: &Path) -> Result<Vec<String>> {
+    let err = |e| sql_error(path, "cannot list the secrets of", e);
+    let mut stmt = conn.prepare("SELECT name FROM secrets ORDER BY name").map_err(err)?;
+    let names = stmt.query_map([], |r| r.get(0)).map_err(err)?;
+    names.collect::<std::result::Result<Vec<String>, _>>().map_err(err)
+}
+
+/// Removes a secret; whether it existed.
+pub(super) fn secret_remove(conn: &Connection, path: &Path, name: &str) -> Result<bool> {
+    conn.execute("DELETE FROM secrets WHERE name = ?1", [name])
+        .map(|n| n > 0)
+        .map_err(|e| sql_error(path, "cannot remove a secret from", e))
+}
+
+/// Removes cached results (all, or one task's); how many.
+pub(super) fn cache_clear(conn: &Connection, path: &Path, task_name: Option<&str>) -> Result<u64> {
+    let changed = match task_name {
+        Some(name) => conn.execute("DELETE FROM task_cache WHERE task_name = ?1", [name]),
+        None => conn.execute("DELETE FROM task_cache", []),
+    };
+    changed.map(|n| n as u64).map_err(|e| sql_error(path, "cannot clear the task cache of", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::super::SqliteStore;
+    use super::super::testing::create;
+    use super::{OWN_BUFFER, VALUE_CHUNK};
+    use crate::event::{Event, EventType};
+    use crate::store::{Durability, Store, Write};
+
+    /// Values are gathered into shared buffers when a log is loaded: small ones across several
+    /// chunks, large ones on their own, and each event still reads back exactly its own.
+    #[tokio::test]
+    async fn a_loaded_log_reads_back_every_value_whatever_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        let value = |seq: u64| -> Vec<u8> {
+            let len = match seq % 7 {
+                0 => 0,
+                1 => OWN_BUFFER,
+                2 => OWN_BUFFER + 1,
+                3 => 3 * OWN_BUFFER,
+                _ => usize::try_from(seq).unwrap() % 300,
+            };
+            (0..len).map(|i| u8::try_from((i + usize::try_from(seq).unwrap()) % 251).unwrap()).collect()
+        };
+        let gathered: usize = (1..=120).map(|seq| value(seq).len()).filter(|&len| len <= OWN_BUFFER).sum();
+        assert!(gathered > VALUE_CHUNK, "the gathered values must fill more than one chunk ({gathered} bytes)");
+        let appends = (1..=120).map(|seq| Write::Append {
+            execution_id: "a".into(),
+            event: Event::new(seq, EventType::TaskCompleted, "t_1", "t", value(seq), SystemTime::now()),
+        });
+        store.write(std::iter::once(create("a")).chain(appends).collect()).await.unwrap();
+        let events = store.load("a").unwrap().unwrap().events;
+        assert_eq!(events.len(), 120);
+        for event in &events {
+            assert_eq!(event.value_bytes(), value(event.seq()), "event #{}", event.seq());
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The file's set-up: opening a connection (busy timeout, statement cache, WAL), the durability
+//! pragma of the writing connection, and the versioned migrations of the schema.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+
+use super::sql_error;
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::Durability;
+
+/// The schema version this build writes. Databases with a higher version are refused.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
+
+/// How long a connection waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the initial schema.
+    "CREATE TABLE executions (
+        id TEXT PRIMARY KEY,
+        workflow_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        input BLOB NOT NULL,
+        output BLOB,
+        parent_id TEXT,
+        worker TEXT,
+        claim_generation INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX executions_by_workflow ON executions (workflow_name, state);
+    CREATE TABLE events (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE workflows (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        metadata BLOB,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE task_cache (
+        key TEXT PRIMARY KEY,
+        task_name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER
+    );
+    CREATE INDEX task_cache_by_name ON task_cache (task_name);
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        workflow_name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        input BLOB,
+        next_run_at INTEGER,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL
+    );",
+    // 1 -> 2: events are keyed by their execution's integer key instead of its text id, which
+    // makes each appended row (and its key comparisons) smaller. The key is an explicit INTEGER
+    // PRIMARY KEY so that VACUUM cannot renumber it. `execution_events` shows the log with the
+    // text id, for reading the file by hand. (`migrate` refuses first if an event has no
+    // execution, so that the copy below drops nothing.)
+    "CREATE TABLE executions_v2 (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        workflow_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        input BLOB NOT NULL,
+        output BLOB,
+        parent_id TEXT,
+        worker TEXT,
+        claim_generation INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    INSERT INTO executions_v2 (pk, id, workflow_name, state, input, output, parent_id, worker, claim_generation,
+                               created_at, updated_at)
+        SELECT rowid, id, workflow_name, state, input, output, parent_id, worker, claim_generation, created_at,
+               updated_at
+        FROM executions;
+    CREATE TABLE events_v2 (
+        execution INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY (execution, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO events_v2 (execution, seq, type, source_id, name, value, time)
+        SELECT x.pk, e.seq, e.type, e.source_id, e.name, e.value, e.time
+        FROM events e JOIN executions_v2 x ON x.id = e.execution_id;
+    DROP TABLE events;
+    DROP TABLE executions;
+    ALTER TABLE executions_v2 RENAME TO executions;
+    ALTER TABLE events_v2 RENAME TO events;
+    CREATE INDEX executions_by_workflow ON executions (workflow_name, state);
+    CREATE VIEW execution_events AS
+        SELECT x.id AS execution_id, e.seq, e.type, e.source_id, e.name, e.value, e.time
+        FROM events e JOIN executions x ON x.pk = e.execution;",
+    // 2 -> 3: the engine running an execution in its own process, and until when (its lease).
+    "ALTER TABLE executions ADD COLUMN owner TEXT;
+    ALTER TABLE executions ADD COLUMN lease_until INTEGER;",
+];
+
+/// Opens a connection to the file and switches it to WAL mode.
+pub(super) fn open_connection(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, "cannot open database", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error(path, "cannot configure database", e))?;
+    // Room for every statement the writer uses, so that none is parsed again.
+    conn.set_prepared_statement_cache_capacity(32);
+    // Reading the journal mode is the first access to the file: a file that is not a database
+    // fails here, before anything is written to it. Switching a new file to WAL needs an
+    // exclusive lock, and SQLite answers BUSY at once (without its busy handler) while another
+    // process holds the file, so that step is retried until the busy timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Ok(mode) => break mode,
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(sql_error(path, "cannot open database", e)),
+        }
+    };
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::new(
+            ErrorKind::Storage,
+            format!("database `{}` cannot use WAL mode (journal mode is `{mode}`)", path.display()),
+        ));
+    }
+    Ok(conn)
+}
+
+/// Sets the writing connection's `synchronous` pragma for `durability`.
+pub(super) fn configure_writer(conn: &Connection, path: &Path, durability: Durability) -> Result<()> {
+    let sync = match durability {
+        Durability::Default | Durability::Batched => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous = {sync};"))
+        .map_err(|e| sql_error(path, "cannot configure database", e))
+}
+
+/// Brings the schema of the file up to [`SCHEMA_VERSION`] in one transaction, refusing a newer
+/// one.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let err = |e| sql_error(path, "cannot migrate database", e);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS flux_schema (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        )",
+    )
+    .map_err(err)?;
+    let version: i64 = tx
+        .query_row("SELECT version FROM flux_schema WHERE id = 1", [], |r| r.get(0))
+        .optional()
+        .map_err(err)?
+        .unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorKind::SchemaTooNew,
+            format!(
+                "database `{}` has schema version {version}, newer than the {SCHEMA_VERSION} this flux understands; \
+                 upgrade flux to open it",
+                path.display()
+            ),
+        ));
+    }
+    if version < 0 {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("database `{}` has invalid schema version {version}", path.display()),
+        ));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        if from == 1 {
+            // Version 2 keys events by their execution's row: an event without one would be
+            // dropped by the copy, so the migration is refused (and nothing changed) instead.
+            let orphans: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM events WHERE execution_id NOT IN (SELECT id FROM executions)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if orphans > 0 {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "database `{}`: {orphans} events belong to no execution; the migration to schema \
+                         version 2 would drop them, so the file was left unchanged",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        tx.execute_batch(sql)
+            .map_err(|e| sql_error(path, &format!("migration {from} -> {} failed for", from + 1), e))?;
+    }
+    tx.execute(
+        "INSERT INTO flux_schema (id, version) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET version = ?1",
+        [SCHEMA_VERSION],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rusqlite::Connection;
+
+    use super::super::SqliteStore;
+    use super::super::testing::{append, create};
+    use super::{MIGRATIONS, SCHEMA_VERSION};
+    use crate::error::ErrorKind;
+    use crate::event::{Event, ExecutionState, to_micros};
+    use crate::store::{Durability, Store};
+
+    #[test]
+    fn many_openers_of_a_new_file_all_succeed() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("fresh-{round}.db"));
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| {
+                        barrier.wait();
+                        SqliteStore::open(&path, Durability::Default).unwrap();
+                    });
+                }
+            });
+        }
+    }
+
+    /// A database as flux wrote it at schema version 1: two executions (ids chosen so that
+    /// their text order differs from their creation order) with interleaved events.
+    fn version_1_database(path: &Path, orphan: bool) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE flux_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+             INSERT INTO flux_schema VALUES (1, 1);
+             INSERT INTO executions (id, workflow_name, state, input, created_at, updated_at, worker,
+                                     claim_generation)
+                 VALUES ('zz-first', 'wf', 'RUNNING', x'c0', 1, 2, 'w1', 3);
+             INSERT INTO executions (id, workflow_name, state, input, output, created_at, updated_at)
+                 VALUES ('aa-second', 'wf', 'COMPLETED', x'c0', x'05', 4, 5);
+             INSERT INTO events VALUES ('zz-first', 1, 'WORKFLOW_STARTED', 'wf_zz-first', 'wf', x'c0', 10);
+             INSERT INTO events VALUES ('aa-second', 1, 'WORKFLOW_STARTED', 'wf_aa-second', 'wf', x'c0', 11);
+             INSERT INTO events VALUES ('zz-first', 2, 'TASK_STARTED', 't_1', 't', x'90', 12);
+             INSERT INTO events VALUES ('aa-second', 2, 'WORKFLOW_COMPLETED', 'wf_aa-second', 'wf', x'05', 13);",
+        )
+        .unwrap();
+        if orphan {
+            conn.execute("INSERT INTO events VALUES ('gone', 1, 'WORKFLOW_STARTED', 'wf_gone', 'wf', x'c0', 14)", [])
+                .unwrap();
+        }
+    }
+
+    fn summary(events: &[Event]) -> Vec<(u64, &str, &str, &[u8], i64)> {
+        events
+            .iter()
+            .map(|e| (e.seq(), e.kind().as_str(), e.source_id(), e.value_bytes(), to_micros(e.time())))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_with_every_event_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        version_1_database(&path, false);
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+
+        let first = store.load("zz-first").unwrap().unwrap();
+        assert_eq!(
+            (first.state, first.worker.as_deref(), first.claim_generation),
+            (ExecutionState::Running, Some("w1"), 3)
+        );
+        assert_eq!(
+            summary(&first.events),
+            [(1, "WORKFLOW_STARTED", "wf_zz-first", &b"\xc0"[..], 10), (2, "TASK_STARTED", "t_1", &b"\x90"[..], 12)]
+        );
+        let second = store.load("aa-second").unwrap().unwrap();
+        assert_eq!((second.state, second.output.as_deref()), (ExecutionState::Completed, Some(&b"\x05"[..])));
+        assert_eq!(
+            summary(&second.events),
+            [
+                (1, "WORKFLOW_STARTED", "wf_aa-second", &b"\xc0"[..], 11),
+                (2, "WORKFLOW_COMPLETED", "wf_aa-second", &b"\x05"[..], 13)
+            ]
+        );
+
+        // The migrated log goes on where it stopped, and refuses what does not follow it.
+        store.write(vec![append("zz-first", 3)]).await.unwrap();
+        assert!(store.write(vec![append("zz-first", 3)]).await.is_err());
+        store.write(vec![create("new"), append("new", 1)]).await.unwrap();
+        assert_eq!(store.load("zz-first").unwrap().unwrap().events.len(), 3);
+        drop(store);
+
+        // VACUUM cannot renumber the key the events carry, and the view shows the text ids.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("VACUUM").unwrap();
+        let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mut stmt =
+            conn.prepare("SELECT execution_id, seq FROM execution_events ORDER BY execution_id, seq").unwrap();
+        let rows: Vec<(String, i64)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+        let expected =
+            [("aa-second", 1), ("aa-second", 2), ("new", 1), ("zz-first", 1), ("zz-first", 2), ("zz-first", 3)];
+        assert_eq!(rows, expected.map(|(id, seq)| (id.to_string(), seq)));
+        drop(stmt);
+        drop(conn);
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+        assert_eq!(store.load("zz-first").unwrap().unwrap().events.len(), 3);
+        assert_eq!(summary(&store.load("aa-second").unwrap().unwrap().events), summary(&second.events));
+    }
+
+    #[test]
+    fn a_version_1_database_with_an_event_of_no_execution_is_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        version_1_database(&path, true);
+        let Err(err) = SqliteStore::open(&path, Durability::Default) else { panic!("the migration is refused") };
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.to_string().contains("1 events belong to no execution"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
+        let events: i64 =
+            conn.query_row("SELECT count(*) FROM events WHERE execution_id = 'gone'", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, events), (1, 1));
+    }
+}
