@@ -3,8 +3,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, params};
 
 use super::seqs::{LastSeqs, LogEnd};
 use super::sql_error;
@@ -192,173 +193,242 @@ fn insert_rows(conn: &Connection, rows: &[Option<LoneRow<'_>>]) -> rusqlite::Res
     })
 }
 
+/// Applies `writes` in order inside the open transaction; a refused write refuses the batch.
 fn apply<'a>(
     conn: &Connection,
     seqs: &mut LastSeqs,
     writes: impl IntoIterator<Item = &'a Write>,
 ) -> std::result::Result<(), WriteError> {
-    // Taken from the statement cache once per transaction rather than once per event.
-    let mut append = None;
+    let mut batch = Batch { conn, seqs, append: None };
     for w in writes {
         match w {
             Write::CreateExecution { id, workflow_name, state, input, parent_id, time } => {
-                let t = to_micros(*time);
-                let mut stmt = conn.prepare_cached(
-                    "INSERT INTO executions (id, workflow_name, state, input, parent_id, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                )?;
-                stmt.execute(params![&**id, &**workflow_name, state.as_str(), &**input, parent_id.as_deref(), t])
-                    .map_err(|e| {
-                        if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-                            WriteError::Rejected(Error::new(
-                                ErrorKind::InvalidState,
-                                format!("execution `{id}` already exists"),
-                            ))
-                        } else {
-                            WriteError::Sql(e)
-                        }
-                    })?;
-                // Its events will carry the key the row was just given.
-                seqs.wrote(id, LogEnd { key: conn.last_insert_rowid(), seq: 0 });
+                batch.create(id, workflow_name, *state, input, parent_id.as_deref(), *time)?;
             }
-            Write::Append { execution_id, event } => {
-                // The event must follow the stored log exactly: no gap, no second writer's event
-                // in between.
-                let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-                let no_execution =
-                    || WriteError::Rejected(Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")));
-                let mut end = seqs.last(conn, execution_id)?.ok_or_else(no_execution)?;
-                // `checked_add`: a damaged file may hold a last seq of i64::MAX, which nothing follows.
-                if end.seq.checked_add(1) != Some(seq) {
-                    // The remembered value may be stale (another process continued this
-                    // execution): only the stored log decides.
-                    end = seqs.stored_last(conn, execution_id)?.ok_or_else(no_execution)?;
-                    if end.seq.checked_add(1) != Some(seq) {
-                        return Err(WriteError::Rejected(crate::store::out_of_sequence(
-                            execution_id,
-                            event.seq,
-                            u64::try_from(end.seq).unwrap_or(0),
-                        )));
-                    }
-                }
-                let stmt = match &mut append {
-                    Some(stmt) => stmt,
-                    None => append.insert(conn.prepare_cached(
-                        "INSERT INTO events (execution, seq, type, source_id, name, value, time)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?),
-                };
-                let inserted = stmt.execute(params![
-                    end.key,
-                    seq,
-                    event.kind.as_str(),
-                    &*event.source_id,
-                    &*event.name,
-                    &*event.value,
-                    to_micros(event.time)
-                ]);
-                if let Err(e) = inserted {
-                    if e.sqlite_error_code() != Some(ErrorCode::ConstraintViolation) {
-                        return Err(WriteError::Sql(e));
-                    }
-                    // Another process appended this very seq since this writer's last look: the
-                    // append no longer follows the log, as if the memory had been out of date.
-                    let end = seqs.stored_last(conn, execution_id)?.ok_or_else(no_execution)?;
-                    return Err(WriteError::Rejected(crate::store::out_of_sequence(
-                        execution_id,
-                        event.seq,
-                        u64::try_from(end.seq).unwrap_or(0),
-                    )));
-                }
-                seqs.wrote(execution_id, LogEnd { key: end.key, seq });
-            }
+            Write::Append { execution_id, event } => batch.append(execution_id, event)?,
             Write::CachePut { key, task_name, value, expires_at } => {
-                let mut stmt = conn.prepare_cached(
-                    "INSERT INTO task_cache (key, task_name, value, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (key) DO UPDATE SET task_name = ?2, value = ?3, created_at = ?4, expires_at = ?5",
-                )?;
-                stmt.execute(params![
-                    &**key,
-                    &**task_name,
-                    &**value,
-                    to_micros(std::time::SystemTime::now()),
-                    expires_at.map(to_micros)
-                ])?;
+                batch.cache_put(key, task_name, value, *expires_at)?;
             }
             Write::Claim { execution_id, worker, generation } => {
-                let generation = i64::try_from(*generation).unwrap_or(i64::MAX);
-                let mut stmt = conn.prepare_cached(
-                    "UPDATE executions SET worker = ?2, claim_generation = ?3 WHERE id = ?1 AND claim_generation = ?3 - 1",
-                )?;
-                if stmt.execute(params![&**execution_id, worker.as_deref(), generation])? == 0 {
-                    return Err(WriteError::Rejected(generation_mismatch(conn, execution_id, generation)?));
-                }
+                batch.claim(execution_id, worker.as_deref(), *generation)?;
             }
-            Write::Fence { execution_id, generation } => {
-                let generation = i64::try_from(*generation).unwrap_or(i64::MAX);
-                let mut stmt = conn.prepare_cached("SELECT claim_generation FROM executions WHERE id = ?1")?;
-                let stored: Option<i64> = stmt.query_row([&**execution_id], |r| r.get(0)).optional()?;
-                if stored != Some(generation) {
-                    return Err(WriteError::Rejected(generation_mismatch(conn, execution_id, generation)?));
-                }
-            }
-            Write::Lease { execution_id, owner, until, mode } => {
-                let until = to_micros(*until);
-                let changed = match mode {
-                    LeaseMode::Own => conn
-                        .prepare_cached("UPDATE executions SET owner = ?2, lease_until = ?3 WHERE id = ?1")?
-                        .execute(params![&**execution_id, &**owner, until])?,
-                    LeaseMode::Renew => conn
-                        .prepare_cached("UPDATE executions SET lease_until = ?3 WHERE id = ?1 AND owner = ?2")?
-                        .execute(params![&**execution_id, &**owner, until])?,
-                    LeaseMode::TakeOver => conn
-                        .prepare_cached(
-                            "UPDATE executions SET owner = ?2, lease_until = ?3
-                             WHERE id = ?1 AND state IN ('RUNNING', 'CANCELLING') AND worker IS NULL
-                               AND (lease_until IS NULL OR lease_until < ?4)",
-                        )?
-                        .execute(params![&**execution_id, &**owner, until, to_micros(std::time::SystemTime::now())])?,
-                };
-                if changed == 0 {
-                    let exists: Option<i64> = conn
-                        .query_row("SELECT pk FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
-                        .optional()?;
-                    return Err(WriteError::Rejected(match exists {
-                        None => Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")),
-                        Some(_) => crate::store::lease_refused(execution_id, *mode),
-                    }));
-                }
-            }
+            Write::Fence { execution_id, generation } => batch.fence(execution_id, *generation)?,
+            Write::Lease { execution_id, owner, until, mode } => batch.lease(execution_id, owner, *until, *mode)?,
             Write::SetState { execution_id, state, output, time } => {
-                let mut stmt = conn.prepare_cached(
-                    "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
-                     WHERE id = ?1 AND state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')
-                       AND (state <> 'CANCELLING' OR ?2 IN ('COMPLETED', 'FAILED', 'CANCELLED', 'CANCELLING'))",
-                )?;
-                let changed =
-                    stmt.execute(params![&**execution_id, state.as_str(), output.as_deref(), to_micros(*time)])?;
-                if state.is_terminal() {
-                    seqs.finished(execution_id);
-                }
-                if changed == 0 {
-                    let current: Option<String> = conn
-                        .query_row("SELECT state FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
-                        .optional()?;
-                    return Err(WriteError::Rejected(match current {
-                        None => Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")),
-                        Some(s) => match s.parse::<ExecutionState>() {
-                            Ok(from) => crate::store::transition_refused(execution_id, from, *state),
-                            Err(_) => Error::new(
-                                ErrorKind::Corrupt,
-                                format!("execution `{execution_id}` has an unknown state `{s}`"),
-                            ),
-                        },
-                    }));
-                }
+                batch.set_state(execution_id, *state, output.as_deref(), *time)?;
             }
         }
     }
     Ok(())
+}
+
+/// The transaction a batch is applied in, and what it keeps between writes.
+struct Batch<'c, 's> {
+    conn: &'c Connection,
+    seqs: &'s mut LastSeqs,
+    /// The statement of an append, taken from the statement cache once per transaction rather
+    /// than once per event.
+    append: Option<CachedStatement<'c>>,
+}
+
+/// The error for a write that names no stored execution.
+fn no_execution(execution_id: &str) -> WriteError {
+    WriteError::Rejected(Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")))
+}
+
+impl Batch<'_, '_> {
+    fn create(
+        &mut self,
+        id: &Arc<str>,
+        workflow_name: &str,
+        state: ExecutionState,
+        input: &[u8],
+        parent_id: Option<&str>,
+        time: SystemTime,
+    ) -> std::result::Result<(), WriteError> {
+        let t = to_micros(time);
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO executions (id, workflow_name, state, input, parent_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?;
+        stmt.execute(params![&**id, workflow_name, state.as_str(), input, parent_id, t]).map_err(|e| {
+            if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+                WriteError::Rejected(Error::new(ErrorKind::InvalidState, format!("execution `{id}` already exists")))
+            } else {
+                WriteError::Sql(e)
+            }
+        })?;
+        // Its events will carry the key the row was just given.
+        self.seqs.wrote(id, LogEnd { key: self.conn.last_insert_rowid(), seq: 0 });
+        Ok(())
+    }
+
+    fn append(&mut self, execution_id: &Arc<str>, event: &Event) -> std::result::Result<(), WriteError> {
+        // The event must follow the stored log exactly: no gap, no second writer's event in
+        // between.
+        let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+        let mut end = self.seqs.last(self.conn, execution_id)?.ok_or_else(|| no_execution(execution_id))?;
+        // `checked_add`: a damaged file may hold a last seq of i64::MAX, which nothing follows.
+        if end.seq.checked_add(1) != Some(seq) {
+            // The remembered value may be stale (another process continued this execution):
+            // only the stored log decides.
+            end = self.stored_end(execution_id)?;
+            if end.seq.checked_add(1) != Some(seq) {
+                return Err(WriteError::Rejected(crate::store::out_of_sequence(
+                    execution_id,
+                    event.seq,
+                    u64::try_from(end.seq).unwrap_or(0),
+                )));
+            }
+        }
+        let conn = self.conn;
+        let stmt = match &mut self.append {
+            Some(stmt) => stmt,
+            None => self.append.insert(conn.prepare_cached(
+                "INSERT INTO events (execution, seq, type, source_id, name, value, time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?),
+        };
+        let inserted = stmt.execute(params![
+            end.key,
+            seq,
+            event.kind.as_str(),
+            &*event.source_id,
+            &*event.name,
+            &*event.value,
+            to_micros(event.time)
+        ]);
+        if let Err(e) = inserted {
+            if e.sqlite_error_code() != Some(ErrorCode::ConstraintViolation) {
+                return Err(WriteError::Sql(e));
+            }
+            // Another process appended this very seq since this writer's last look: the append
+            // no longer follows the log, as if the memory had been out of date.
+            let end = self.stored_end(execution_id)?;
+            return Err(WriteError::Rejected(crate::store::out_of_sequence(
+                execution_id,
+                event.seq,
+                u64::try_from(end.seq).unwrap_or(0),
+            )));
+        }
+        self.seqs.wrote(execution_id, LogEnd { key: end.key, seq });
+        Ok(())
+    }
+
+    /// The end of the stored log, whatever this writer remembers.
+    fn stored_end(&self, execution_id: &str) -> std::result::Result<LogEnd, WriteError> {
+        self.seqs.stored_last(self.conn, execution_id)?.ok_or_else(|| no_execution(execution_id))
+    }
+
+    fn cache_put(
+        &mut self,
+        key: &str,
+        task_name: &str,
+        value: &[u8],
+        expires_at: Option<SystemTime>,
+    ) -> std::result::Result<(), WriteError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO task_cache (key, task_name, value, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO UPDATE SET task_name = ?2, value = ?3, created_at = ?4, expires_at = ?5",
+        )?;
+        stmt.execute(params![key, task_name, value, to_micros(SystemTime::now()), expires_at.map(to_micros)])?;
+        Ok(())
+    }
+
+    fn claim(
+        &mut self,
+        execution_id: &str,
+        worker: Option<&str>,
+        generation: u64,
+    ) -> std::result::Result<(), WriteError> {
+        let generation = i64::try_from(generation).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE executions SET worker = ?2, claim_generation = ?3 WHERE id = ?1 AND claim_generation = ?3 - 1",
+        )?;
+        if stmt.execute(params![execution_id, worker, generation])? == 0 {
+            return Err(WriteError::Rejected(generation_mismatch(self.conn, execution_id, generation)?));
+        }
+        Ok(())
+    }
+
+    fn fence(&mut self, execution_id: &str, generation: u64) -> std::result::Result<(), WriteError> {
+        let generation = i64::try_from(generation).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached("SELECT claim_generation FROM executions WHERE id = ?1")?;
+        let stored: Option<i64> = stmt.query_row([execution_id], |r| r.get(0)).optional()?;
+        if stored != Some(generation) {
+            return Err(WriteError::Rejected(generation_mismatch(self.conn, execution_id, generation)?));
+        }
+        Ok(())
+    }
+
+    fn lease(
+        &mut self,
+        execution_id: &str,
+        owner: &str,
+        until: SystemTime,
+        mode: LeaseMode,
+    ) -> std::result::Result<(), WriteError> {
+        let until = to_micros(until);
+        let conn = self.conn;
+        let changed = match mode {
+            LeaseMode::Own => conn
+                .prepare_cached("UPDATE executions SET owner = ?2, lease_until = ?3 WHERE id = ?1")?
+                .execute(params![execution_id, owner, until])?,
+            LeaseMode::Renew => conn
+                .prepare_cached("UPDATE executions SET lease_until = ?3 WHERE id = ?1 AND owner = ?2")?
+                .execute(params![execution_id, owner, until])?,
+            LeaseMode::TakeOver => conn
+                .prepare_cached(
+                    "UPDATE executions SET owner = ?2, lease_until = ?3
+                     WHERE id = ?1 AND state IN ('RUNNING', 'CANCELLING') AND worker IS NULL
+                       AND (lease_until IS NULL OR lease_until < ?4)",
+                )?
+                .execute(params![execution_id, owner, until, to_micros(SystemTime::now())])?,
+        };
+        if changed == 0 {
+            let exists: Option<i64> =
+                conn.query_row("SELECT pk FROM executions WHERE id = ?1", [execution_id], |r| r.get(0)).optional()?;
+            return Err(match exists {
+                None => no_execution(execution_id),
+                Some(_) => WriteError::Rejected(crate::store::lease_refused(execution_id, mode)),
+            });
+        }
+        Ok(())
+    }
+
+    fn set_state(
+        &mut self,
+        execution_id: &Arc<str>,
+        state: ExecutionState,
+        output: Option<&[u8]>,
+        time: SystemTime,
+    ) -> std::result::Result<(), WriteError> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
+             WHERE id = ?1 AND state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')
+               AND (state <> 'CANCELLING' OR ?2 IN ('COMPLETED', 'FAILED', 'CANCELLED', 'CANCELLING'))",
+        )?;
+        let changed = stmt.execute(params![&**execution_id, state.as_str(), output, to_micros(time)])?;
+        if state.is_terminal() {
+            self.seqs.finished(execution_id);
+        }
+        if changed == 0 {
+            let current: Option<String> = self
+                .conn
+                .query_row("SELECT state FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
+                .optional()?;
+            return Err(match current {
+                None => no_execution(execution_id),
+                Some(s) => WriteError::Rejected(match s.parse::<ExecutionState>() {
+                    Ok(from) => crate::store::transition_refused(execution_id, from, state),
+                    Err(_) => {
+                        Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` has an unknown state `{s}`"))
+                    }
+                }),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Why a claim or fence for `generation` was refused.

@@ -109,7 +109,18 @@ pub(super) fn state(conn: &Connection, path: &Path, execution_id: &str) -> Resul
 pub(super) fn load(conn: &mut Connection, path: &Path, execution_id: &str) -> Result<Option<StoredExecution>> {
     let err = |e| sql_error(path, "cannot read from database", e);
     let tx = conn.transaction().map_err(err)?;
-    let row = tx
+    let Some((mut stored, key)) = read_execution(&tx, path, execution_id)? else {
+        return Ok(None);
+    };
+    stored.events = read_log(&tx, path, execution_id, key)?;
+    tx.finish().map_err(err)?;
+    Ok(Some(stored))
+}
+
+/// The row of one execution, its log left empty, and its key; `None` if there is none.
+fn read_execution(conn: &Connection, path: &Path, execution_id: &str) -> Result<Option<(StoredExecution, i64)>> {
+    let err = |e| sql_error(path, "cannot read from database", e);
+    let row = conn
         .query_row(
             "SELECT workflow_name, state, input, output, parent_id, created_at, updated_at, worker,
                     claim_generation, pk
@@ -139,27 +150,67 @@ pub(super) fn load(conn: &mut Connection, path: &Path, execution_id: &str) -> Re
     let state: ExecutionState = state
         .parse()
         .map_err(|e: Error| Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {}", e.message())))?;
+    let stored = StoredExecution {
+        id: execution_id.to_string(),
+        workflow_name,
+        state,
+        input,
+        output,
+        parent_id,
+        created_at: from_micros(created_at),
+        updated_at: from_micros(updated_at),
+        worker,
+        claim_generation: u64::try_from(generation).unwrap_or(0),
+        events: Vec::new(),
+    };
+    Ok(Some((stored, key)))
+}
+
+/// The log of the execution whose key is `key`, in order.
+fn read_log(conn: &Connection, path: &Path, execution_id: &str, key: i64) -> Result<Vec<Event>> {
+    let err = |e| sql_error(path, "cannot read from database", e);
     // Seqs run 1, 2, 3... without a gap: the last one is the number of events.
-    let count: Option<i64> = tx
+    let count: Option<i64> = conn
         .prepare_cached("SELECT seq FROM events WHERE execution = ?1 ORDER BY seq DESC LIMIT 1")
         .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
         .map_err(err)?;
-    let mut stmt = tx
+    let mut stmt = conn
         .prepare_cached("SELECT seq, type, source_id, name, value, time FROM events WHERE execution = ?1 ORDER BY seq")
         .map_err(err)?;
     let mut rows = stmt.query([key]).map_err(err)?;
-    // With room for the few events a run appends after replaying the log (its end at
-    // least), so that the first of them does not copy the whole log to grow it.
-    let mut events: Vec<Event> =
-        Vec::with_capacity(count.and_then(|c| usize::try_from(c).ok()).unwrap_or(0).min(1 << 20) + 8);
-    // A task's events mostly follow one another, and neighbours mostly share a name: a
-    // column equal to the previous row's reuses its value without decoding it again.
-    // Other names are shared through the interner (there are few of them); another source
-    // id gets its own allocation, since most are new.
-    let mut strings = Interner::default();
-    let mut values = Values::new();
-    let mut last: Option<(EventType, Arc<str>, Arc<str>)> = None;
+    let mut log = LogReader {
+        // With room for the few events a run appends after replaying the log (its end at
+        // least), so that the first of them does not copy the whole log to grow it.
+        events: Vec::with_capacity(count.and_then(|c| usize::try_from(c).ok()).unwrap_or(0).min(1 << 20) + 8),
+        strings: Interner::default(),
+        values: Values::new(),
+        last: None,
+    };
     while let Some(r) = rows.next().map_err(err)? {
+        log.push(r, path, execution_id)?;
+    }
+    log.values.finish(&mut log.events);
+    Ok(log.events)
+}
+
+/// A log being read, row by row.
+///
+/// A task's events mostly follow one another, and neighbours mostly share a name: a column
+/// equal to the previous row's reuses its value without decoding it again. Other names are
+/// shared through the interner (there are few of them); another source id gets its own
+/// allocation, since most are new.
+struct LogReader {
+    events: Vec<Event>,
+    strings: Interner,
+    values: Values,
+    /// The type, source id and name of the previous row.
+    last: Option<(EventType, Arc<str>, Arc<str>)>,
+}
+
+impl LogReader {
+    /// Decodes one row of the log and adds its event.
+    fn push(&mut self, r: &rusqlite::Row<'_>, path: &Path, execution_id: &str) -> Result<()> {
+        let err = |e| sql_error(path, "cannot read from database", e);
         let seq: i64 = r.get(0).map_err(err)?;
         let corrupt =
             |what: &str| Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` event #{seq}: {what}"));
@@ -169,7 +220,7 @@ pub(super) fn load(conn: &mut Connection, path: &Path, execution_id: &str) -> Re
         };
         let text = |t| utf8(t).ok_or_else(|| corrupt("text is not UTF-8"));
         let (kind_bytes, source_bytes, name_bytes) = (bytes(1)?, bytes(2)?, bytes(3)?);
-        let (kind, source_id, name) = match &last {
+        let (kind, source_id, name) = match &self.last {
             Some((kind, source_id, name)) => (
                 match kind.as_str().as_bytes() == kind_bytes {
                     true => *kind,
@@ -181,25 +232,25 @@ pub(super) fn load(conn: &mut Connection, path: &Path, execution_id: &str) -> Re
                 },
                 match name.as_bytes() == name_bytes {
                     true => name.clone(),
-                    false => strings.get(text(name_bytes)?),
+                    false => self.strings.get(text(name_bytes)?),
                 },
             ),
             None => (
                 text(kind_bytes)?.parse().map_err(|e: Error| corrupt(e.message()))?,
                 Arc::from(text(source_bytes)?),
-                strings.get(text(name_bytes)?),
+                self.strings.get(text(name_bytes)?),
             ),
         };
-        last = Some((kind, source_id.clone(), name.clone()));
+        self.last = Some((kind, source_id.clone(), name.clone()));
         let value = match r.get_ref(4).map_err(err)? {
             rusqlite::types::ValueRef::Blob(b) => {
-                let index = events.len();
-                values.add(&mut events, index, b)
+                let index = self.events.len();
+                self.values.add(&mut self.events, index, b)
             }
             _ => return Err(corrupt("its value is not a blob")),
         };
         let time: i64 = r.get(5).map_err(err)?;
-        events.push(Event {
+        self.events.push(Event {
             seq: u64::try_from(seq).unwrap_or(0),
             kind,
             source_id,
@@ -207,24 +258,8 @@ pub(super) fn load(conn: &mut Connection, path: &Path, execution_id: &str) -> Re
             value,
             time: from_micros(time),
         });
+        Ok(())
     }
-    values.finish(&mut events);
-    drop(rows);
-    drop(stmt);
-    tx.finish().map_err(err)?;
-    Ok(Some(StoredExecution {
-        id: execution_id.to_string(),
-        workflow_name,
-        state,
-        input,
-        output,
-        parent_id,
-        created_at: from_micros(created_at),
-        updated_at: from_micros(updated_at),
-        worker,
-        claim_generation: u64::try_from(generation).unwrap_or(0),
-        events,
-    }))
 }
 
 /// The rows of the executions in any of `states`, oldest change first.
