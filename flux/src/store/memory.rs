@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{Commit, LeaseMode, Store, StoredExecution, Write};
-use crate::error::{Error, ErrorKind, Result};
+use super::rules::{self, Holder};
+use super::{Commit, Store, StoredExecution, Write};
+use crate::error::Result;
+use crate::event::ExecutionState;
 
 /// A [`Store`] that keeps everything in memory, for tests.
 ///
@@ -46,78 +48,14 @@ impl MemoryStore {
     }
 
     fn apply(&self, map: &mut HashMap<String, StoredExecution>, writes: Vec<Write>) -> Result<()> {
-        // Check the whole batch first so that it applies atomically, with the rules of the
-        // SQLite store: new ids only, events in sequence, terminal states final.
-        let mut created = Vec::new();
-        let mut next_seq: HashMap<&str, u64> = HashMap::new();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        // Check the whole batch first so that it applies atomically: each write against the
+        // executions as the writes before it leave them, with the rules of every store.
+        let mut batch = Batch { executions: map, leases: &leases, rows: HashMap::new() };
         for w in &writes {
-            match w {
-                Write::CreateExecution { id, .. } => {
-                    if map.contains_key(&**id) || created.contains(id) {
-                        return Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` already exists")));
-                    }
-                    created.push(id.clone());
-                }
-                Write::Append { execution_id: id, event } => {
-                    let stored = map.get(&**id).map(|e| e.events.last().map_or(0, |l| l.seq));
-                    if stored.is_none() && !created.contains(id) {
-                        return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
-                    }
-                    let expected = next_seq.entry(id).or_insert(stored.unwrap_or(0) + 1);
-                    if event.seq != *expected {
-                        return Err(super::out_of_sequence(id, event.seq, *expected - 1));
-                    }
-                    *expected += 1;
-                }
-                Write::CachePut { .. } => {}
-                Write::Claim { execution_id: id, generation, .. } => match map.get(&**id) {
-                    Some(e) if e.claim_generation + 1 != *generation => {
-                        return Err(super::stale_generation(id, *generation, e.claim_generation));
-                    }
-                    None => return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`"))),
-                    _ => {}
-                },
-                Write::Fence { execution_id: id, generation } => match map.get(&**id) {
-                    Some(e) if e.claim_generation != *generation => {
-                        return Err(super::stale_generation(id, *generation, e.claim_generation));
-                    }
-                    None => return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`"))),
-                    _ => {}
-                },
-                Write::Lease { execution_id: id, owner, mode, .. } => {
-                    let Some(e) = map.get(&**id) else {
-                        // Created by this batch: nobody holds it yet.
-                        if created.contains(id) && *mode == LeaseMode::Own {
-                            continue;
-                        }
-                        return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
-                    };
-                    let held = leases.get(&**id);
-                    let allowed = match mode {
-                        LeaseMode::Own => true,
-                        LeaseMode::Renew => held.is_some_and(|(o, _)| o == &**owner),
-                        LeaseMode::TakeOver => {
-                            matches!(e.state, super::ExecutionState::Running | super::ExecutionState::Cancelling)
-                                && e.worker.is_none()
-                                && held.is_none_or(|(_, until)| *until < SystemTime::now())
-                        }
-                    };
-                    if !allowed {
-                        return Err(super::lease_refused(id, *mode));
-                    }
-                }
-                Write::SetState { execution_id: id, state, .. } => match map.get(&**id) {
-                    Some(e) if !super::transition_allowed(e.state, *state) => {
-                        return Err(super::transition_refused(id, e.state, *state));
-                    }
-                    None if !created.contains(id) => {
-                        return Err(Error::new(ErrorKind::NotFound, format!("no execution `{id}`")));
-                    }
-                    _ => {}
-                },
-            }
+            batch.check(w)?;
         }
+        drop(batch);
         for w in writes {
             match w {
                 Write::CreateExecution { id, workflow_name, state, input, parent_id, time } => {
@@ -165,6 +103,98 @@ impl MemoryStore {
                         }
                         e.updated_at = time;
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the rules look at in one execution.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    state: ExecutionState,
+    generation: u64,
+    worker: bool,
+    owner: Option<&'a str>,
+    until: Option<SystemTime>,
+    last_seq: u64,
+}
+
+impl<'a> Row<'a> {
+    fn holder(&self) -> Holder<'a> {
+        Holder { state: self.state, worker: self.worker, owner: self.owner, until: self.until }
+    }
+
+    /// The last seq as the rules take it: stored seqs fit an `i64`.
+    fn last_seq(&self) -> i64 {
+        i64::try_from(self.last_seq).unwrap_or(i64::MAX)
+    }
+}
+
+/// A batch being checked: the executions it touches, as its writes checked so far leave them.
+struct Batch<'a> {
+    executions: &'a HashMap<String, StoredExecution>,
+    leases: &'a HashMap<String, (String, SystemTime)>,
+    /// `None`: no such execution (yet).
+    rows: HashMap<&'a str, Option<Row<'a>>>,
+}
+
+impl<'a> Batch<'a> {
+    /// Execution `id` as the batch leaves it so far.
+    fn row(&mut self, id: &'a str) -> &mut Option<Row<'a>> {
+        let (executions, leases) = (self.executions, self.leases);
+        self.rows.entry(id).or_insert_with(|| {
+            let lease = leases.get(id);
+            executions.get(id).map(|e| Row {
+                state: e.state,
+                generation: e.claim_generation,
+                worker: e.worker.is_some(),
+                owner: lease.map(|(owner, _)| owner.as_str()),
+                until: lease.map(|(_, until)| *until),
+                last_seq: e.events.last().map_or(0, |l| l.seq),
+            })
+        })
+    }
+
+    /// Checks one write and notes what it changes for the writes after it.
+    fn check(&mut self, write: &'a Write) -> Result<()> {
+        match write {
+            Write::CreateExecution { id, state, .. } => {
+                let row = self.row(id);
+                rules::check_create(id, row.is_some())?;
+                *row = Some(Row { state: *state, generation: 0, worker: false, owner: None, until: None, last_seq: 0 });
+            }
+            Write::Append { execution_id: id, event } => {
+                let row = self.row(id);
+                rules::check_append(id, event.seq, row.map(|r| r.last_seq()))?;
+                if let Some(r) = row {
+                    r.last_seq = event.seq;
+                }
+            }
+            Write::CachePut { .. } => {}
+            Write::Claim { execution_id: id, worker, generation } => {
+                let row = self.row(id);
+                rules::check_claim(id, *generation, row.map(|r| r.generation))?;
+                if let Some(r) = row {
+                    (r.generation, r.worker) = (*generation, worker.is_some());
+                }
+            }
+            Write::Fence { execution_id: id, generation } => {
+                rules::check_fence(id, *generation, self.row(id).map(|r| r.generation))?;
+            }
+            Write::Lease { execution_id: id, owner, until, mode } => {
+                let row = self.row(id);
+                rules::check_lease(id, owner, *mode, SystemTime::now(), row.map(|r| r.holder()))?;
+                if let Some(r) = row {
+                    (r.owner, r.until) = (Some(&**owner), Some(*until));
+                }
+            }
+            Write::SetState { execution_id: id, state, .. } => {
+                let row = self.row(id);
+                rules::check_set_state(id, *state, row.map(|r| r.state))?;
+                if let Some(r) = row {
+                    r.state = *state;
                 }
             }
         }

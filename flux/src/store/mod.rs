@@ -17,40 +17,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, ExecutionState};
 
 mod memory;
+mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-
-/// Whether an execution in state `from` may move to `to`: a finished execution never changes, and
-/// a cancelling one only finishes.
-pub(crate) fn transition_allowed(from: ExecutionState, to: ExecutionState) -> bool {
-    !from.is_terminal() && (from != ExecutionState::Cancelling || to.is_terminal() || to == from)
-}
-
-/// The error for a refused state change.
-pub(crate) fn transition_refused(execution_id: &str, from: ExecutionState, to: ExecutionState) -> Error {
-    if from.is_terminal() {
-        Error::new(
-            ErrorKind::InvalidState,
-            format!("execution `{execution_id}` is already {from}; a finished execution never changes"),
-        )
-    } else {
-        Error::new(
-            ErrorKind::InvalidState,
-            format!("execution `{execution_id}` is {from}; it cannot become {to}, only finish"),
-        )
-    }
-}
-
-/// The error for an event that does not directly follow the stored log.
-pub(crate) fn out_of_sequence(execution_id: &str, seq: u64, last: u64) -> Error {
-    Error::new(
-        ErrorKind::InvalidState,
-        format!(
-            "event #{seq} of execution `{execution_id}` does not follow the stored log (its last event is #{last}); \
-             another run of this execution may have written in between"
-        ),
-    )
-}
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
@@ -284,32 +253,6 @@ pub struct ExecutionRow {
     pub owner: Option<String>,
     /// When that engine's lease runs out.
     pub lease_until: Option<SystemTime>,
-}
-
-/// The error for a lease that could not be taken.
-pub(crate) fn lease_refused(execution_id: &str, mode: LeaseMode) -> Error {
-    Error::new(
-        ErrorKind::Conflict,
-        match mode {
-            LeaseMode::Own => format!("execution `{execution_id}` cannot be leased"),
-            LeaseMode::Renew => format!("the lease of execution `{execution_id}` was taken over by another engine"),
-            LeaseMode::TakeOver => format!(
-                "execution `{execution_id}` cannot be taken over: it is not running, a worker holds it, or its \
-                 lease has not run out"
-            ),
-        },
-    )
-}
-
-/// The error for a claim or fence whose generation does not match the stored one.
-pub(crate) fn stale_generation(execution_id: &str, generation: u64, stored: u64) -> Error {
-    Error::new(
-        ErrorKind::Conflict,
-        format!(
-            "claim generation {generation} of execution `{execution_id}` is stale (the execution is at generation \
-             {stored}); another worker holds it now"
-        ),
-    )
 }
 
 /// A storage backend.

@@ -9,8 +9,9 @@ use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, params
 
 use super::seqs::{LastSeqs, LogEnd};
 use super::sql_error;
-use crate::error::{Error, ErrorKind};
-use crate::event::{Event, EventType, ExecutionState, to_micros};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, EventType, ExecutionState, from_micros, to_micros};
+use crate::store::rules::{self, Holder};
 use crate::store::{LeaseMode, Write};
 
 /// Why a batch was not applied.
@@ -111,10 +112,10 @@ pub(super) fn insert_alone<'a>(
             Some(end) => end,
             None => *seqs.known.get(execution_id)?,
         };
-        let seq = i64::try_from(event.seq).ok()?;
-        if end.seq.checked_add(1) != Some(seq) {
+        if !rules::follows(end.seq, event.seq) {
             return None;
         }
+        let seq = i64::try_from(event.seq).ok()?;
         rows[n] = Some((execution_id, event, LogEnd { key: end.key, seq }));
         n += 1;
     }
@@ -223,17 +224,16 @@ fn apply<'a>(
 }
 
 /// The transaction a batch is applied in, and what it keeps between writes.
+///
+/// Each write states its rule (see `store::rules`) in its statement, so that a write that is
+/// allowed costs no read; when the database refuses one, the store reads what the rule looks
+/// at and lets it name the error.
 struct Batch<'c, 's> {
     conn: &'c Connection,
     seqs: &'s mut LastSeqs,
     /// The statement of an append, taken from the statement cache once per transaction rather
     /// than once per event.
     append: Option<CachedStatement<'c>>,
-}
-
-/// The error for a write that names no stored execution.
-fn no_execution(execution_id: &str) -> WriteError {
-    WriteError::Rejected(Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")))
 }
 
 impl Batch<'_, '_> {
@@ -251,9 +251,10 @@ impl Batch<'_, '_> {
             "INSERT INTO executions (id, workflow_name, state, input, parent_id, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         )?;
+        // The primary key refuses an id that exists.
         stmt.execute(params![&**id, workflow_name, state.as_str(), input, parent_id, t]).map_err(|e| {
             if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-                WriteError::Rejected(Error::new(ErrorKind::InvalidState, format!("execution `{id}` already exists")))
+                refused(rules::check_create(id, true), || rules::already_exists(id))
             } else {
                 WriteError::Sql(e)
             }
@@ -266,21 +267,18 @@ impl Batch<'_, '_> {
     fn append(&mut self, execution_id: &Arc<str>, event: &Event) -> std::result::Result<(), WriteError> {
         // The event must follow the stored log exactly: no gap, no second writer's event in
         // between.
+        let end = match self.seqs.last(self.conn, execution_id)? {
+            Some(end) if rules::follows(end.seq, event.seq) => end,
+            // The remembered end may be stale (another process continued this execution): only
+            // the stored log decides.
+            Some(_) => match self.seqs.stored_last(self.conn, execution_id)? {
+                Some(end) if rules::follows(end.seq, event.seq) => end,
+                stored => return Err(refused_append(execution_id, event.seq, stored)),
+            },
+            // `last` found no execution in the stored log.
+            None => return Err(refused_append(execution_id, event.seq, None)),
+        };
         let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-        let mut end = self.seqs.last(self.conn, execution_id)?.ok_or_else(|| no_execution(execution_id))?;
-        // `checked_add`: a damaged file may hold a last seq of i64::MAX, which nothing follows.
-        if end.seq.checked_add(1) != Some(seq) {
-            // The remembered value may be stale (another process continued this execution):
-            // only the stored log decides.
-            end = self.stored_end(execution_id)?;
-            if end.seq.checked_add(1) != Some(seq) {
-                return Err(WriteError::Rejected(crate::store::out_of_sequence(
-                    execution_id,
-                    event.seq,
-                    u64::try_from(end.seq).unwrap_or(0),
-                )));
-            }
-        }
         let conn = self.conn;
         let stmt = match &mut self.append {
             Some(stmt) => stmt,
@@ -304,20 +302,11 @@ impl Batch<'_, '_> {
             }
             // Another process appended this very seq since this writer's last look: the append
             // no longer follows the log, as if the memory had been out of date.
-            let end = self.stored_end(execution_id)?;
-            return Err(WriteError::Rejected(crate::store::out_of_sequence(
-                execution_id,
-                event.seq,
-                u64::try_from(end.seq).unwrap_or(0),
-            )));
+            let stored = self.seqs.stored_last(self.conn, execution_id)?;
+            return Err(refused_append(execution_id, event.seq, stored));
         }
         self.seqs.wrote(execution_id, LogEnd { key: end.key, seq });
         Ok(())
-    }
-
-    /// The end of the stored log, whatever this writer remembers.
-    fn stored_end(&self, execution_id: &str) -> std::result::Result<LogEnd, WriteError> {
-        self.seqs.stored_last(self.conn, execution_id)?.ok_or_else(|| no_execution(execution_id))
     }
 
     fn cache_put(
@@ -341,24 +330,22 @@ impl Batch<'_, '_> {
         worker: Option<&str>,
         generation: u64,
     ) -> std::result::Result<(), WriteError> {
-        let generation = i64::try_from(generation).unwrap_or(i64::MAX);
+        // The generation after the stored one.
         let mut stmt = self.conn.prepare_cached(
             "UPDATE executions SET worker = ?2, claim_generation = ?3 WHERE id = ?1 AND claim_generation = ?3 - 1",
         )?;
-        if stmt.execute(params![execution_id, worker, generation])? == 0 {
-            return Err(WriteError::Rejected(generation_mismatch(self.conn, execution_id, generation)?));
+        if stmt.execute(params![execution_id, worker, i64::try_from(generation).unwrap_or(i64::MAX)])? == 0 {
+            let stored = stored_generation(self.conn, execution_id)?;
+            return Err(refused(rules::check_claim(execution_id, generation, stored), || {
+                rules::stale_generation(execution_id, generation, stored.unwrap_or(0))
+            }));
         }
         Ok(())
     }
 
     fn fence(&mut self, execution_id: &str, generation: u64) -> std::result::Result<(), WriteError> {
-        let generation = i64::try_from(generation).unwrap_or(i64::MAX);
-        let mut stmt = self.conn.prepare_cached("SELECT claim_generation FROM executions WHERE id = ?1")?;
-        let stored: Option<i64> = stmt.query_row([execution_id], |r| r.get(0)).optional()?;
-        if stored != Some(generation) {
-            return Err(WriteError::Rejected(generation_mismatch(self.conn, execution_id, generation)?));
-        }
-        Ok(())
+        let stored = stored_generation(self.conn, execution_id)?;
+        rules::check_fence(execution_id, generation, stored).map_err(WriteError::Rejected)
     }
 
     fn lease(
@@ -369,6 +356,8 @@ impl Batch<'_, '_> {
         mode: LeaseMode,
     ) -> std::result::Result<(), WriteError> {
         let until = to_micros(until);
+        // Stored times are whole microseconds: the statement and the rule compare the same ones.
+        let now = to_micros(SystemTime::now());
         let conn = self.conn;
         let changed = match mode {
             LeaseMode::Own => conn
@@ -383,15 +372,10 @@ impl Batch<'_, '_> {
                      WHERE id = ?1 AND state IN ('RUNNING', 'CANCELLING') AND worker IS NULL
                        AND (lease_until IS NULL OR lease_until < ?4)",
                 )?
-                .execute(params![execution_id, owner, until, to_micros(SystemTime::now())])?,
+                .execute(params![execution_id, owner, until, now])?,
         };
         if changed == 0 {
-            let exists: Option<i64> =
-                conn.query_row("SELECT pk FROM executions WHERE id = ?1", [execution_id], |r| r.get(0)).optional()?;
-            return Err(match exists {
-                None => no_execution(execution_id),
-                Some(_) => WriteError::Rejected(crate::store::lease_refused(execution_id, mode)),
-            });
+            return Err(lease_refused(conn, execution_id, owner, mode, now)?);
         }
         Ok(())
     }
@@ -403,6 +387,7 @@ impl Batch<'_, '_> {
         output: Option<&[u8]>,
         time: SystemTime,
     ) -> std::result::Result<(), WriteError> {
+        // A finished execution never changes, a cancelling one only finishes.
         let mut stmt = self.conn.prepare_cached(
             "UPDATE executions SET state = ?2, output = COALESCE(?3, output), updated_at = ?4
              WHERE id = ?1 AND state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')
@@ -417,33 +402,68 @@ impl Batch<'_, '_> {
                 .conn
                 .query_row("SELECT state FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
                 .optional()?;
-            return Err(match current {
-                None => no_execution(execution_id),
-                Some(s) => WriteError::Rejected(match s.parse::<ExecutionState>() {
-                    Ok(from) => crate::store::transition_refused(execution_id, from, state),
-                    Err(_) => {
-                        Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}` has an unknown state `{s}`"))
-                    }
-                }),
-            });
+            let from = match current.map(|s| s.parse::<ExecutionState>().map_err(|_| s)).transpose() {
+                Ok(from) => from,
+                Err(s) => {
+                    let message = format!("execution `{execution_id}` has an unknown state `{s}`");
+                    return Err(WriteError::Rejected(Error::new(ErrorKind::Corrupt, message)));
+                }
+            };
+            return Err(refused(rules::check_set_state(execution_id, state, from), || {
+                rules::transition_refused(execution_id, from.unwrap_or(state), state)
+            }));
         }
         Ok(())
     }
 }
 
-/// Why a claim or fence for `generation` was refused.
-fn generation_mismatch(conn: &Connection, execution_id: &str, generation: i64) -> rusqlite::Result<Error> {
-    let stored: Option<i64> = conn
-        .query_row("SELECT claim_generation FROM executions WHERE id = ?1", [execution_id], |r| r.get(0))
+/// The error for a write the database refused, as the rules name it from what the database
+/// holds now; `otherwise` should they allow it, which the statements agreeing with them rules
+/// out.
+fn refused(checked: Result<()>, otherwise: impl FnOnce() -> Error) -> WriteError {
+    WriteError::Rejected(checked.err().unwrap_or_else(otherwise))
+}
+
+/// The error for an event that does not follow the stored log, which ends at `stored`.
+fn refused_append(execution_id: &str, seq: u64, stored: Option<LogEnd>) -> WriteError {
+    WriteError::Rejected(rules::append_refused(execution_id, seq, stored.map(|end| end.seq)))
+}
+
+/// The stored claim generation of an execution, `None` if there is no such execution.
+fn stored_generation(conn: &Connection, execution_id: &str) -> rusqlite::Result<Option<u64>> {
+    let mut stmt = conn.prepare_cached("SELECT claim_generation FROM executions WHERE id = ?1")?;
+    let stored: Option<i64> = stmt.query_row([execution_id], |r| r.get(0)).optional()?;
+    Ok(stored.map(|generation| u64::try_from(generation).unwrap_or(0)))
+}
+
+/// Why a lease the database refused at `now` (in microseconds) could not be taken.
+fn lease_refused(
+    conn: &Connection,
+    execution_id: &str,
+    owner: &str,
+    mode: LeaseMode,
+    now: i64,
+) -> rusqlite::Result<WriteError> {
+    let row: Option<(String, bool, Option<String>, Option<i64>)> = conn
+        .query_row(
+            "SELECT state, worker IS NOT NULL, owner, lease_until FROM executions WHERE id = ?1",
+            [execution_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .optional()?;
-    Ok(match stored {
-        None => Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}`")),
-        Some(stored) => crate::store::stale_generation(
-            execution_id,
-            u64::try_from(generation).unwrap_or(0),
-            u64::try_from(stored).unwrap_or(0),
-        ),
-    })
+    let checked = match &row {
+        None => rules::check_lease(execution_id, owner, mode, from_micros(now), None),
+        Some((state, worker, held_by, until)) => match state.parse() {
+            Ok(state) => {
+                let holder =
+                    Holder { state, worker: *worker, owner: held_by.as_deref(), until: until.map(from_micros) };
+                rules::check_lease(execution_id, owner, mode, from_micros(now), Some(holder))
+            }
+            // No lease is taken of an execution in an unknown state.
+            Err(_) => Ok(()),
+        },
+    };
+    Ok(refused(checked, || rules::lease_refused(execution_id, mode)))
 }
 
 #[cfg(test)]
