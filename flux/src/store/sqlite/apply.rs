@@ -1,5 +1,5 @@
-//! Applying writes to the database: a group of a few appends stored by one `INSERT` (a task's
-//! step by a statement of its own), and any batch inside a transaction, write by write.
+//! Applying a group of batches inside a transaction, write by write, each write's rule stated in
+//! its statement.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, params
 use super::seqs::{LastSeqs, LogEnd};
 use super::sql_error;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, EventType, ExecutionState, from_micros, to_micros};
+use crate::event::{Event, ExecutionState, from_micros, to_micros};
 use crate::store::rules::{self, Holder};
 use crate::store::{LeaseMode, Write};
 
@@ -62,136 +62,6 @@ pub(super) fn commit<'a>(
             Err(e)
         }
     }
-}
-
-/// The most events [`insert_alone`] stores with one statement.
-const LONE_ROWS: usize = 4;
-
-/// `INSERT INTO events` of 1 to [`LONE_ROWS`] rows, one statement each (kept in the statement
-/// cache like the others).
-const LONE_INSERTS: [&str; LONE_ROWS] = [
-    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?)",
-    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?),
-     (?,?,?,?,?,?,?)",
-    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?),
-     (?,?,?,?,?,?,?), (?,?,?,?,?,?,?)",
-    "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (?,?,?,?,?,?,?),
-     (?,?,?,?,?,?,?), (?,?,?,?,?,?,?), (?,?,?,?,?,?,?)",
-];
-
-/// Commits a group made of nothing but a few appends (a task's `TASK_STARTED` and its result,
-/// say), each following the end of its log as this writer remembers it, with a single `INSERT`
-/// outside an explicit transaction. SQLite makes one statement atomic and durable on its own, so
-/// this is the same commit as `BEGIN`, one `INSERT` per event and `COMMIT`, for one statement
-/// instead of four.
-///
-/// `None` leaves the group to [`commit`]: a group of anything else, or an append the memory does
-/// not vouch for. An insert that meets a row another process wrote meanwhile (the primary key
-/// refuses it, and SQLite undoes the whole statement) is also left to [`commit`], which reads the
-/// stored end of each log and refuses just the append that no longer follows it.
-pub(super) fn insert_alone<'a>(
-    conn: &Connection,
-    seqs: &mut LastSeqs,
-    writes: impl IntoIterator<Item = &'a Write>,
-) -> Option<std::result::Result<(), WriteError>> {
-    if !conn.is_autocommit() || !seqs.in_transaction.is_empty() {
-        return None;
-    }
-    let mut rows: [Option<LoneRow<'_>>; LONE_ROWS] = [None; LONE_ROWS];
-    let mut n = 0;
-    for write in writes {
-        let Write::Append { execution_id, event } = write else {
-            return None;
-        };
-        if n == LONE_ROWS {
-            return None;
-        }
-        // The end of this log: an earlier row of the group, or what the last commit left.
-        let earlier = rows[..n].iter().flatten().rev().find(|(id, _, _)| *id == execution_id).map(|r| r.2);
-        let end = match earlier {
-            Some(end) => end,
-            None => *seqs.known.get(execution_id)?,
-        };
-        if !rules::follows(end.seq, event.seq) {
-            return None;
-        }
-        let seq = i64::try_from(event.seq).ok()?;
-        rows[n] = Some((execution_id, event, LogEnd { key: end.key, seq }));
-        n += 1;
-    }
-    if n == 0 {
-        return None;
-    }
-    let inserted = match rows {
-        [Some(started), Some(ended), None, None] if is_step(&started, &ended) => insert_step(conn, &started, &ended),
-        _ => insert_rows(conn, &rows[..n]),
-    };
-    match inserted {
-        Ok(_) => {
-            for (id, _, end) in rows.iter().flatten() {
-                match seqs.known.get_mut(*id) {
-                    Some(known) => *known = *end,
-                    None => {
-                        seqs.known.insert((*id).clone(), *end);
-                    }
-                }
-            }
-            Some(Ok(()))
-        }
-        Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => None,
-        Err(e) => Some(Err(WriteError::Sql(e))),
-    }
-}
-
-/// An append of [`insert_alone`]: the execution, the event and the log's end once it is stored.
-type LoneRow<'a> = (&'a Arc<str>, &'a Event, LogEnd);
-
-/// The one `INSERT` of a sequential step: a task's `TASK_STARTED` and its `TASK_COMPLETED`,
-/// which share the execution, the task id and the name. Those are bound once and the event types
-/// are part of the statement: eight parameters instead of fourteen.
-const STEP_INSERT: &str = "INSERT INTO events (execution, seq, type, source_id, name, value, time)
-     VALUES (?1, ?2, 'TASK_STARTED', ?3, ?4, ?5, ?6), (?1, ?2 + 1, 'TASK_COMPLETED', ?3, ?4, ?7, ?8)";
-
-/// Whether two rows are a sequential step, the shape [`STEP_INSERT`] stores.
-fn is_step(started: &LoneRow<'_>, ended: &LoneRow<'_>) -> bool {
-    let ((id, first, a), (other_id, second, b)) = (started, ended);
-    first.kind == EventType::TaskStarted
-        && second.kind == EventType::TaskCompleted
-        && id == other_id
-        && a.key == b.key
-        && a.seq.checked_add(1) == Some(b.seq)
-        && first.source_id == second.source_id
-        && first.name == second.name
-}
-
-fn insert_step(conn: &Connection, started: &LoneRow<'_>, ended: &LoneRow<'_>) -> rusqlite::Result<usize> {
-    let ((_, first, at), (_, second, _)) = (started, ended);
-    let mut stmt = conn.prepare_cached(STEP_INSERT)?;
-    stmt.raw_bind_parameter(1, at.key)?;
-    stmt.raw_bind_parameter(2, at.seq)?;
-    stmt.raw_bind_parameter(3, &*first.source_id)?;
-    stmt.raw_bind_parameter(4, &*first.name)?;
-    stmt.raw_bind_parameter(5, &*first.value)?;
-    stmt.raw_bind_parameter(6, to_micros(first.time))?;
-    stmt.raw_bind_parameter(7, &*second.value)?;
-    stmt.raw_bind_parameter(8, to_micros(second.time))?;
-    stmt.raw_execute()
-}
-
-fn insert_rows(conn: &Connection, rows: &[Option<LoneRow<'_>>]) -> rusqlite::Result<usize> {
-    conn.prepare_cached(LONE_INSERTS[rows.len() - 1]).and_then(|mut stmt| {
-        for (i, (_, event, end)) in rows.iter().flatten().enumerate() {
-            let at = i * 7;
-            stmt.raw_bind_parameter(at + 1, end.key)?;
-            stmt.raw_bind_parameter(at + 2, end.seq)?;
-            stmt.raw_bind_parameter(at + 3, event.kind.as_str())?;
-            stmt.raw_bind_parameter(at + 4, &*event.source_id)?;
-            stmt.raw_bind_parameter(at + 5, &*event.name)?;
-            stmt.raw_bind_parameter(at + 6, &*event.value)?;
-            stmt.raw_bind_parameter(at + 7, to_micros(event.time))?;
-        }
-        stmt.raw_execute()
-    })
 }
 
 /// Applies `writes` in order inside the open transaction; a refused write refuses the batch.
@@ -468,14 +338,14 @@ fn lease_refused(
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     use rusqlite::Connection;
 
     use super::super::SqliteStore;
     use super::super::testing::{append, create};
     use crate::error::ErrorKind;
-    use crate::event::{Event, EventType, ExecutionState};
+    use crate::event::ExecutionState;
     use crate::store::{Durability, Store, Write};
 
     #[tokio::test]
@@ -509,74 +379,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn appends_stored_by_one_insert_are_all_or_nothing() {
-        // `a` remembers that x and y end at #1; `b`, as another process, appends x's #2. A group
-        // of y's #2 and x's #2 then meets b's row in its single INSERT: y's event is still
-        // stored, x's is refused, and b's row is left as b wrote it.
-        let dir = tempfile::tempdir().unwrap();
-        let a = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
-        let b = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
-        a.write(vec![create("x"), append("x", 1), create("y"), append("y", 1)]).await.unwrap();
-        let theirs = Event::new(2, EventType::TaskCompleted, "t_1", "t", &b"\x07"[..], SystemTime::now());
-        b.write(vec![Write::Append { execution_id: "x".into(), event: theirs.clone() }]).await.unwrap();
-        let y2 = a.write(vec![append("y", 2)]);
-        let x2 = a.write(vec![append("x", 2)]);
-        y2.await.unwrap();
-        let err = x2.await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
-        assert!(err.to_string().contains("its last event is #2"), "{err}");
-        let x = a.load("x").unwrap().unwrap().events;
-        assert_eq!(x.len(), 2);
-        assert_eq!((x[1].kind, &x[1].value), (theirs.kind, &theirs.value));
-        let seqs = |id| a.load(id).unwrap().unwrap().events.iter().map(|e| e.seq()).collect::<Vec<_>>();
-        assert_eq!(seqs("y"), [1, 2]);
-        // a still remembers x ending at #1: its next append reads the stored end and follows b's row.
-        a.write(vec![append("x", 3), append("x", 4)]).await.unwrap();
-        assert_eq!(seqs("x"), [1, 2, 3, 4]);
-        // More appends than one insert takes are committed in a transaction, as before.
-        a.write((3..=8).map(|seq| append("y", seq)).collect()).await.unwrap();
-        assert_eq!(seqs("y"), [1, 2, 3, 4, 5, 6, 7, 8]);
-    }
-
-    /// A task's `TASK_STARTED` and `TASK_COMPLETED` committed together take the step statement,
-    /// which binds what they share once; other pairs take the general one. Both store every
-    /// field as given.
-    #[tokio::test]
-    async fn a_step_and_other_pairs_of_appends_are_stored_field_for_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
-        store.write(vec![create("a"), append("a", 1)]).await.unwrap();
-        let at = |micros: u64| SystemTime::UNIX_EPOCH + Duration::from_micros(1_765_000_000_000_000 + micros);
-        let event = |seq, kind, id: &str, name: &str, value: &[u8], time| Event::new(seq, kind, id, name, value, time);
-        let pairs = [
-            // A step: the same task, started then completed.
-            [
-                event(2, EventType::TaskStarted, "step_1", "step", b"\x91\x05", at(2)),
-                event(3, EventType::TaskCompleted, "step_1", "step", b"\x05", at(3)),
-            ],
-            // Not steps: another task's result, another order, another name.
-            [
-                event(4, EventType::TaskStarted, "step_2", "step", b"\x91\x06", at(4)),
-                event(5, EventType::TaskCompleted, "step_3", "step", b"\x06", at(5)),
-            ],
-            [
-                event(6, EventType::TaskCompleted, "step_4", "step", b"", at(6)),
-                event(7, EventType::TaskStarted, "step_4", "step", b"\xc0", at(7)),
-            ],
-            [
-                event(8, EventType::TaskStarted, "step_5", "step", b"\x90", at(8)),
-                event(9, EventType::TaskCompleted, "step_5", "other", b"\x07", at(9)),
-            ],
-        ];
-        for pair in &pairs {
-            let writes = pair.iter().map(|e| Write::Append { execution_id: "a".into(), event: e.clone() });
-            store.write(writes.collect()).await.unwrap();
-        }
-        let events = store.load("a").unwrap().unwrap().events;
-        assert_eq!(&events[1..], pairs.concat());
-    }
-
-    #[tokio::test]
     async fn terminal_states_are_final() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("f.db"), Durability::Full).unwrap();
@@ -603,5 +405,130 @@ mod tests {
         let err = store.write(vec![append("a", u64::MAX)]).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
         assert_eq!(store.load("a").unwrap().unwrap().events.len(), 1);
+    }
+}
+
+/// Each rule is stated twice in this store: in the statement that applies what it allows, and
+/// in `rules`, which names the error when the statement refuses. These tests hold the two to
+/// the same answers, case by case.
+#[cfg(test)]
+mod agreement {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::super::SqliteStore;
+    use crate::error::{ErrorKind, Result};
+    use crate::event::{ExecutionState, from_micros, to_micros};
+    use crate::store::rules::{self, Holder};
+    use crate::store::{Durability, LeaseMode, Store, Write};
+
+    /// An answer as the tests compare it: accepted, or the kind and message of the error.
+    fn answer(result: Result<()>) -> std::result::Result<(), (ErrorKind, String)> {
+        result.map_err(|e| (e.kind(), e.to_string()))
+    }
+
+    fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap(), dir)
+    }
+
+    fn create_in(id: &str, state: ExecutionState) -> Write {
+        let input = Arc::from(&b"\xc0"[..]);
+        Write::CreateExecution {
+            id: id.into(),
+            workflow_name: "wf".into(),
+            state,
+            input,
+            parent_id: None,
+            time: SystemTime::now(),
+        }
+    }
+
+    fn set_state(id: &str, state: ExecutionState) -> Write {
+        Write::SetState { execution_id: id.into(), state, output: None, time: SystemTime::now() }
+    }
+
+    fn claim(id: &str, worker: Option<&str>, generation: u64) -> Write {
+        Write::Claim { execution_id: id.into(), worker: worker.map(Arc::from), generation }
+    }
+
+    fn lease(id: &str, owner: &str, until: SystemTime, mode: LeaseMode) -> Write {
+        Write::Lease { execution_id: id.into(), owner: owner.into(), until, mode }
+    }
+
+    #[tokio::test]
+    async fn state_changes_are_refused_as_the_rules_say() {
+        let (store, _dir) = store();
+        let pairs =
+            || ExecutionState::ALL.iter().flat_map(|&from| ExecutionState::ALL.iter().map(move |&to| (from, to)));
+        let id = |from: ExecutionState, to: ExecutionState| format!("{from}-{to}");
+        store.write(pairs().map(|(from, to)| create_in(&id(from, to), from)).collect()).await.unwrap();
+        for (from, to) in pairs() {
+            let id = id(from, to);
+            let stored = store.write(vec![set_state(&id, to)]).await;
+            assert_eq!(answer(stored), answer(rules::check_set_state(&id, to, Some(from))), "{from} -> {to}");
+        }
+        let stored = store.write(vec![set_state("nope", ExecutionState::Running)]).await;
+        assert_eq!(answer(stored), answer(rules::check_set_state("nope", ExecutionState::Running, None)));
+    }
+
+    #[tokio::test]
+    async fn claims_and_fences_are_refused_as_the_rules_say() {
+        let (store, _dir) = store();
+        for stored in 0..3u64 {
+            for generation in 0..5u64 {
+                let id = format!("x{stored}-{generation}");
+                let mut setup = vec![create_in(&id, ExecutionState::Scheduled)];
+                setup.extend((1..=stored).map(|g| claim(&id, Some("w"), g)));
+                store.write(setup).await.unwrap();
+                let fenced = store.write(vec![Write::Fence { execution_id: id.as_str().into(), generation }]).await;
+                let expected = rules::check_fence(&id, generation, Some(stored));
+                assert_eq!(answer(fenced), answer(expected), "fence {generation} at {stored}");
+                let claimed = store.write(vec![claim(&id, None, generation)]).await;
+                let expected = rules::check_claim(&id, generation, Some(stored));
+                assert_eq!(answer(claimed), answer(expected), "claim {generation} at {stored}");
+            }
+        }
+        let claimed = store.write(vec![claim("nope", None, 1)]).await;
+        assert_eq!(answer(claimed), answer(rules::check_claim("nope", 1, None)));
+        let fenced = store.write(vec![Write::Fence { execution_id: "nope".into(), generation: 0 }]).await;
+        assert_eq!(answer(fenced), answer(rules::check_fence("nope", 0, None)));
+    }
+
+    #[tokio::test]
+    async fn leases_are_refused_as_the_rules_say() {
+        let (store, _dir) = store();
+        let now = SystemTime::now();
+        let (past, future) = (now - Duration::from_secs(60), now + Duration::from_secs(60));
+        let mut cases = Vec::new();
+        for &state in ExecutionState::ALL {
+            for worker in [false, true] {
+                for held in [None, Some(("a", past)), Some(("a", future)), Some(("b", future))] {
+                    for mode in [LeaseMode::Own, LeaseMode::Renew, LeaseMode::TakeOver] {
+                        cases.push((format!("x{}", cases.len()), state, worker, held, mode));
+                    }
+                }
+            }
+        }
+        let mut setup = Vec::new();
+        for (id, state, worker, held, _) in &cases {
+            setup.push(create_in(id, *state));
+            setup.extend(worker.then(|| claim(id, Some("w"), 1)));
+            setup.extend(held.map(|(owner, until)| lease(id, owner, until, LeaseMode::Own)));
+        }
+        store.write(setup).await.unwrap();
+        for (id, state, worker, held, mode) in &cases {
+            let taken = store.write(vec![lease(id, "a", future, *mode)]).await;
+            let holder = Holder {
+                state: *state,
+                worker: *worker,
+                owner: held.map(|(owner, _)| owner),
+                until: held.map(|(_, until)| from_micros(to_micros(until))),
+            };
+            let expected = rules::check_lease(id, "a", *mode, SystemTime::now(), Some(holder));
+            assert_eq!(answer(taken), answer(expected), "{mode:?} of {state}, worker {worker}, lease {held:?}");
+        }
+        let taken = store.write(vec![lease("nope", "a", future, LeaseMode::Own)]).await;
+        assert_eq!(answer(taken), answer(rules::check_lease("nope", "a", LeaseMode::Own, now, None)));
     }
 }

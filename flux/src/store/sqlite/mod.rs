@@ -16,8 +16,9 @@
 //! text id (`SELECT * FROM execution_events WHERE execution_id = '…' ORDER BY seq`).
 //!
 //! The parts: `schema` opens connections and migrates the file, `writer` queues batches and
-//! commits them in groups, `apply` turns a group into statements, `seqs` remembers the end
-//! of each log the writer appended to, and `read` serves the reading connections.
+//! commits them in groups, `lone` stores a group of a few appends with one statement, `apply`
+//! applies any group in a transaction, `seqs` remembers the end of each log the writer
+//! appended to, and `read` serves the reading connections.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
 mod apply;
+mod lone;
 mod read;
 mod schema;
 mod seqs;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::apply::{WriteError, commit, describe_write_error, insert_alone};
+use super::apply::{WriteError, commit, describe_write_error};
+use super::lone::insert_alone;
 use super::seqs::LastSeqs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{BATCH_EVENTS, BATCH_WINDOW, Commit, CommitSender, Durability, HOLD_WINDOW, Help, Write};
