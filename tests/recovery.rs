@@ -51,16 +51,16 @@ async fn held_executions_and_children_of_running_parents_are_left_alone() {
     // Held by a worker: the server's claims recover it.
     let held = crashed_steps("held", 3).into_writes();
     engine.store().write(held).await.unwrap();
-    let claim = Write::Claim { execution_id: "held".into(), worker: Some("w1".into()), generation: 1 };
+    let claim = Write::claim("held", Some("w1"), 1);
     engine.store().write(vec![claim]).await.unwrap();
     // A live lease of another engine.
     engine.store().write(crashed_steps("leased", 3).into_writes()).await.unwrap();
-    let lease = Write::Lease {
-        execution_id: "leased".into(),
-        owner: "another-engine".into(),
-        until: std::time::SystemTime::now() + Duration::from_secs(60),
-        mode: LeaseMode::Own,
-    };
+    let lease = Write::lease(
+        "leased",
+        "another-engine",
+        std::time::SystemTime::now() + Duration::from_secs(60),
+        LeaseMode::Own,
+    );
     engine.store().write(vec![lease]).await.unwrap();
     // A sub-workflow whose parent is running: the parent's replay continues it.
     engine.store().write(crashed_steps("parent", 2).into_writes()).await.unwrap();
@@ -91,12 +91,7 @@ async fn a_lease_is_taken_over_only_once_it_has_run_out_and_only_by_one_engine()
 /// The rules of `Write::Lease`, the same in every store.
 async fn lease_rules(engine: &Engine) {
     engine.store().write(crashed_steps("x", 1).into_writes()).await.unwrap();
-    let lease = |owner: &str, until: std::time::SystemTime, mode| Write::Lease {
-        execution_id: "x".into(),
-        owner: owner.into(),
-        until,
-        mode,
-    };
+    let lease = |owner: &str, until: std::time::SystemTime, mode| Write::lease("x", owner, until, mode);
     let now = std::time::SystemTime::now();
     let later = now + Duration::from_secs(60);
     engine.store().write(vec![lease("a", later, LeaseMode::Own)]).await.unwrap();
@@ -113,12 +108,7 @@ async fn lease_rules(engine: &Engine) {
     assert!(err.to_string().contains("taken over by another engine"), "{err}");
     let rows = engine.store().list(&[ExecutionState::Running]).unwrap();
     assert_eq!(rows[0].owner.as_deref(), Some("b"));
-    let err = engine.store().write(vec![Write::Lease {
-        execution_id: "nope".into(),
-        owner: "b".into(),
-        until: later,
-        mode: LeaseMode::Own,
-    }]);
+    let err = engine.store().write(vec![Write::lease("nope", "b", later, LeaseMode::Own)]);
     assert_eq!(err.await.unwrap_err().kind(), ErrorKind::NotFound);
 }
 
@@ -228,12 +218,12 @@ async fn a_long_recovered_run_does_not_hold_back_the_next_recovery() {
     StoppedLog::new(waits_long::NAME, "long", &7u32).commit(&engine).await;
     // Left RUNNING by another engine whose lease lasts a while longer.
     engine.store().write(crashed_steps("later", 2).into_writes()).await.unwrap();
-    let live = Write::Lease {
-        execution_id: "later".into(),
-        owner: "another-engine".into(),
-        until: std::time::SystemTime::now() + Duration::from_millis(600),
-        mode: LeaseMode::Own,
-    };
+    let live = Write::lease(
+        "later",
+        "another-engine",
+        std::time::SystemTime::now() + Duration::from_millis(600),
+        LeaseMode::Own,
+    );
     engine.store().write(vec![live]).await.unwrap();
 
     let server = flux::server::Server::new()

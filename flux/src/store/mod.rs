@@ -102,6 +102,35 @@ impl std::fmt::Display for Durability {
 }
 
 /// One change to storage. Writes are applied in the order they are submitted.
+///
+/// The enum is exhaustive on purpose: a [`Store`] must apply every kind of write, so one that
+/// does not know a kind must not compile. [`Write::Claim`], [`Write::Fence`] and
+/// [`Write::Lease`] are the server's and recovery's own, and marked `#[non_exhaustive]`: code
+/// outside flux reads them (a store matches them with `..` and applies their fields) but cannot
+/// make them; tests do, through `Write::claim`, `Write::fence` and `Write::lease`, which the
+/// `test-util` feature makes public.
+///
+/// ```compile_fail
+/// // Outside flux, a fence can be read but not made.
+/// let fence = flux::store::Write::Fence { execution_id: "x".into(), generation: 0 };
+/// ```
+///
+/// ```
+/// use flux::store::Write;
+/// fn execution_id(write: &Write) -> &str {
+///     match write {
+///         Write::CreateExecution { id, .. } => id,
+///         Write::Append { execution_id, .. }
+///         | Write::Claim { execution_id, .. }
+///         | Write::Fence { execution_id, .. }
+///         | Write::Lease { execution_id, .. }
+///         | Write::SetState { execution_id, .. } => execution_id,
+///         Write::CachePut { key, .. } => key,
+///     }
+/// }
+/// let write = Write::set_state("x", flux::ExecutionState::Cancelling, None);
+/// assert_eq!(execution_id(&write), "x");
+/// ```
 #[derive(Clone, Debug)]
 pub enum Write {
     /// Insert a new execution row.
@@ -140,6 +169,7 @@ pub enum Write {
     /// Hands an execution to a worker (or takes it back, with `worker: None`) under a new claim
     /// generation. Refused unless `generation` is one more than the stored generation, so that
     /// two claims never get the same generation.
+    #[non_exhaustive]
     Claim {
         /// Execution id.
         execution_id: Arc<str>,
@@ -150,6 +180,7 @@ pub enum Write {
     },
     /// Applies the rest of the batch only if the execution's claim generation is still
     /// `generation`: a worker that lost its claim cannot write.
+    #[non_exhaustive]
     Fence {
         /// Execution id.
         execution_id: Arc<str>,
@@ -159,6 +190,7 @@ pub enum Write {
     /// Records which engine runs an execution in its own process, and until when (see
     /// [`LeaseMode`]). Executions whose lease ran out are continued by
     /// [`Engine::recover`](crate::Engine::recover).
+    #[non_exhaustive]
     Lease {
         /// Execution id.
         execution_id: Arc<str>,
@@ -183,10 +215,35 @@ pub enum Write {
 }
 
 impl Write {
-    /// A change of execution `execution_id` to `state` (with its output or stored error, if
-    /// given), now.
-    pub fn set_state(execution_id: Arc<str>, state: ExecutionState, output: Option<Arc<[u8]>>) -> Write {
-        Write::SetState { execution_id, state, output, time: crate::event::now() }
+    /// A change of an execution's state, with its output (or stored error) if it has one, at the
+    /// current time (to the microsecond, as stored).
+    pub fn set_state(execution_id: impl Into<Arc<str>>, state: ExecutionState, output: Option<Arc<[u8]>>) -> Self {
+        Write::SetState { execution_id: execution_id.into(), state, output, time: crate::event::now() }
+    }
+
+    /// A [`Write::Claim`]: hands the execution to `worker` (or takes it back, with `None`) at
+    /// claim generation `generation`.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn claim(execution_id: impl Into<Arc<str>>, worker: Option<&str>, generation: u64) -> Self {
+        Write::Claim { execution_id: execution_id.into(), worker: worker.map(Arc::from), generation }
+    }
+
+    /// A [`Write::Fence`]: the rest of the batch applies only at claim generation `generation`.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn fence(execution_id: impl Into<Arc<str>>, generation: u64) -> Self {
+        Write::Fence { execution_id: execution_id.into(), generation }
+    }
+
+    /// A [`Write::Lease`]: `owner` runs the execution until `until`, the lease taken as `mode`
+    /// says.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn lease(
+        execution_id: impl Into<Arc<str>>,
+        owner: impl Into<Arc<str>>,
+        until: SystemTime,
+        mode: LeaseMode,
+    ) -> Self {
+        Write::Lease { execution_id: execution_id.into(), owner: owner.into(), until, mode }
     }
 }
 
