@@ -1,5 +1,6 @@
 //! The SQLite event log under bad input: corrupt files, newer schemas, unusable URLs. Nothing
-//! already recorded may be lost or changed.
+//! already recorded may be lost or changed. And the store conformance suite run from outside
+//! flux, as another crate's store runs it.
 
 use std::path::Path;
 use std::process::Command;
@@ -157,3 +158,10 @@ fn the_default_engine_follows_flux_toml_and_the_environment_wins() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown durability `sometimes`"), "{stderr}");
 }
+
+/// A store of another crate than flux: the suite's hooked store, writing through a memory store.
+fn hooked_store() -> impl flux::store::Store {
+    flux_suite::HookedStore::new(|inner: &flux::store::MemoryStore, writes| flux::store::Store::write(inner, writes))
+}
+
+flux::store::conformance_tests!(a_store_of_another_crate, hooked_store);

@@ -3,7 +3,9 @@
 //! The engine reaches storage only through the [`Store`] trait: writes are queued in order and
 //! acknowledged once durable ([`Commit`]), reads load one execution whole. Two backends ship:
 //! [`MemoryStore`] (tests, nothing persisted) and, with the default `sqlite` feature,
-//! [`SqliteStore`] (one database file, WAL, one writer thread with group commit).
+//! [`SqliteStore`] (one database file, WAL, one writer thread with group commit). Both keep the
+//! rules of [`Store`], and with the `test-util` feature `flux::store::conformance` checks any
+//! store against them, one test per rule.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,11 +18,16 @@ use tokio::sync::oneshot;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, ExecutionState};
 
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
 mod memory;
 mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(any(test, feature = "test-util"))]
+#[doc(inline)]
+pub use crate::__flux_store_conformance_tests as conformance_tests;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -318,8 +325,12 @@ pub struct ExecutionRow {
 /// and calls in the order they were made; [`Commit`] resolves once those writes (and every write
 /// submitted before them) are durable. They must refuse (and not apply) a batch that creates an
 /// existing execution, appends an event whose `seq` is not one more than the last stored event of
-/// its execution, changes the state of a finished execution, or moves a `CANCELLING` execution to
-/// anything but a finished state.
+/// its execution (nothing follows `i64::MAX`), changes the state of a finished execution, or
+/// moves a `CANCELLING` execution to anything but a finished state; a [`Write::Claim`] not at the
+/// stored generation plus one, a [`Write::Fence`] not at the stored generation, or a
+/// [`Write::Lease`] its [`LeaseMode`] does not allow; and a write (other than its creation) to an
+/// execution that does not exist, with [`ErrorKind::NotFound`]. Each write is judged from the store as the writes before it in the batch
+/// leave it. The `test-util` feature's `flux::store::conformance` checks these rules one by one.
 pub trait Store: Send + Sync + 'static {
     /// Queues `writes` and returns a handle that resolves when they are durable.
     fn write(&self, writes: Vec<Write>) -> Commit;
@@ -474,80 +485,4 @@ impl CommitSender {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::EventType;
-
-    fn create(id: &str, state: ExecutionState) -> Write {
-        Write::CreateExecution {
-            id: id.into(),
-            workflow_name: "wf".into(),
-            state,
-            input: Arc::from(&[0xc0u8][..]),
-            parent_id: None,
-            time: SystemTime::now(),
-        }
-    }
-
-    fn append(id: &str, seq: u64) -> Write {
-        let event = Event::new(seq, EventType::WorkflowClaimed, "wf_x", "wf", vec![0xc0], crate::event::now());
-        Write::Append { execution_id: id.into(), event }
-    }
-
-    fn claim(id: &str, worker: Option<&str>, generation: u64) -> Write {
-        Write::Claim { execution_id: id.into(), worker: worker.map(Arc::from), generation }
-    }
-
-    fn fence(id: &str, generation: u64) -> Write {
-        Write::Fence { execution_id: id.into(), generation }
-    }
-
-    /// Claims take generations one at a time, and a fence with an old generation refuses its
-    /// whole batch.
-    async fn generations_fence_stale_writers(store: &dyn Store) {
-        store.write(vec![create("x", ExecutionState::Scheduled), append("x", 1)]).await.unwrap();
-        store.write(vec![claim("x", Some("w1"), 1), append("x", 2)]).await.unwrap();
-        let stored = store.load("x").unwrap().unwrap();
-        assert_eq!((stored.worker.as_deref(), stored.claim_generation), (Some("w1"), 1));
-        // A second claim must move to generation 2, not take 1 again.
-        let err = store.write(vec![claim("x", Some("w2"), 1)]).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-        store.write(vec![fence("x", 1), append("x", 3)]).await.unwrap();
-        store.write(vec![claim("x", None, 2)]).await.unwrap();
-        let err = store.write(vec![fence("x", 1), append("x", 4)]).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-        assert!(err.to_string().contains("stale"), "{err}");
-        let stored = store.load("x").unwrap().unwrap();
-        assert_eq!(stored.events.len(), 3, "the refused batch wrote nothing");
-        assert_eq!((stored.worker, stored.claim_generation), (None, 2));
-        let err = store.write(vec![fence("nope", 0)]).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    }
-
-    async fn lists_by_state(store: &dyn Store) {
-        store.write(vec![create("a", ExecutionState::Scheduled)]).await.unwrap();
-        store.write(vec![create("b", ExecutionState::Running)]).await.unwrap();
-        store.write(vec![create("c", ExecutionState::Completed)]).await.unwrap();
-        let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(store.list(&[ExecutionState::Scheduled]).unwrap()), ["a"]);
-        let mut both = ids(store.list(&[ExecutionState::Running, ExecutionState::Scheduled]).unwrap());
-        both.sort();
-        assert_eq!(both, ["a", "b"]);
-        assert!(store.list(&[]).unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn memory_store_fences_and_lists() {
-        generations_fence_stale_writers(&MemoryStore::new()).await;
-        lists_by_state(&MemoryStore::new()).await;
-    }
-
-    #[cfg(feature = "sqlite")]
-    #[tokio::test]
-    async fn sqlite_store_fences_and_lists() {
-        let dir = tempfile::tempdir().unwrap();
-        generations_fence_stale_writers(&SqliteStore::open(dir.path().join("a.db"), Durability::Default).unwrap())
-            .await;
-        lists_by_state(&SqliteStore::open(dir.path().join("b.db"), Durability::Default).unwrap()).await;
-    }
-}
+mod tests;
