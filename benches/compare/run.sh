@@ -5,6 +5,10 @@
 #   benches/compare/run.sh            # 5 runs of every workload (about 2½ minutes here, plus the
 #                                     # first set-up of the Python side)
 #   RUNS=3 benches/compare/run.sh     # fewer runs
+#   BASELINE=../other/target/release/examples/flux_bench benches/compare/run.sh
+#                                     # also runs another build's flux_bench on the same workloads,
+#                                     # interleaved, and prints this build against it
+#   PYTHON=0 benches/compare/run.sh   # leaves the Python side out
 #
 # It builds the flux side (`flux_bench`, release), installs flux-core in a Python 3.12 virtualenv
 # (benches/compare/setup_python.sh), runs every workload RUNS times, and prints one table of
@@ -23,7 +27,14 @@ results=$out_dir/results.jsonl
 echo "building flux_bench (release)..." >&2
 cargo build --release --quiet -p flux-suite --features server --example flux_bench
 flux=target/release/examples/flux_bench
-py=$(benches/compare/setup_python.sh | tail -1)
+if [[ ${PYTHON:-1} != 0 ]]; then
+    py=$(benches/compare/setup_python.sh | tail -1)
+fi
+baseline=${BASELINE:-}
+if [[ -n $baseline && ! -x $baseline ]]; then
+    echo "BASELINE=$baseline is not an executable flux_bench" >&2
+    exit 1
+fi
 
 # Every workload, each run once: SIDE LABEL COMMAND... per line. The runs are interleaved (run 1
 # of everything, then run 2, ...) so that a drift of the machine, fsync latency above all, weighs
@@ -45,15 +56,42 @@ workloads=(
     "flux sequential-100k $flux sequential 100000 default"
     "flux server $flux server 100"
     "flux server-50x100 $flux server-concurrent 50 100"
-    "python sequential $py benches/compare/python/bench_flux.py sequential 1000"
-    "python map $py benches/compare/python/bench_flux.py map 1000"
-    "python parallel $py benches/compare/python/bench_flux.py parallel 100"
-    "python replay $py benches/compare/python/bench_flux.py replay 1000"
-    "python server $py benches/compare/python/bench_flux.py server 100"
 )
+if [[ ${PYTHON:-1} != 0 ]]; then
+    workloads+=(
+        "python sequential $py benches/compare/python/bench_flux.py sequential 1000"
+        "python map $py benches/compare/python/bench_flux.py map 1000"
+        "python parallel $py benches/compare/python/bench_flux.py parallel 100"
+        "python replay $py benches/compare/python/bench_flux.py replay 1000"
+        "python server $py benches/compare/python/bench_flux.py server 100"
+    )
+fi
+# The other build runs each flux workload next to this build's, so that both meet the same state
+# of the machine; which of the two goes first alternates from run to run.
+swapped=("${workloads[@]}")
+if [[ -n $baseline ]]; then
+    paired=()
+    swapped=()
+    for workload in "${workloads[@]}"; do
+        read -r side label command <<<"$workload"
+        if [[ $side == flux ]]; then
+            other="baseline $label $baseline ${command#"$flux" }"
+            paired+=("$workload" "$other")
+            swapped+=("$other" "$workload")
+        else
+            paired+=("$workload")
+            swapped+=("$workload")
+        fi
+    done
+    workloads=("${paired[@]}")
+fi
 
 for ((i = 1; i <= runs; i++)); do
-    for workload in "${workloads[@]}"; do
+    order=("${workloads[@]}")
+    if ((i % 2 == 0)); then
+        order=("${swapped[@]}")
+    fi
+    for workload in "${order[@]}"; do
         read -r side label command <<<"$workload"
         echo "  run $i/$runs: $side $label" >&2
         # shellcheck disable=SC2086 # the command line is split into words on purpose

@@ -87,7 +87,7 @@ def main(path):
     print("limit: raw rusqlite loop of single-row commits in WAL mode (synchronous=NORMAL for default, "
           "FULL for full); for batched, 100 rows per commit.")
 
-    # The log of a step holds two events (SPEC: TASK_STARTED, then the result), which the limit's
+    # The log of a step holds two events (TASK_STARTED, then the result), which the limit's
     # single row does not: this shows flux against the same loop committing a step's two rows.
     step_rows = [("sequential", "sequential 1,000, default", "raw-step-normal"),
                  ("sequential-full", "sequential 300, full", "raw-step-full")]
@@ -101,6 +101,18 @@ def main(path):
         print()
         print("two-row limit: the same loop committing a step's TASK_STARTED and TASK_COMPLETED rows, of "
               "flux's sizes, in one INSERT per commit (no target; it shows what the second event costs).")
+
+    # Another build run in the same harness (BASELINE=...), workload by workload.
+    compared = [(label, median("flux", label), median("baseline", label))
+                for side, label in sorted({key for key in runs if key[0] == "baseline"})]
+    if compared:
+        print()
+        print("| workload | this build | baseline build | this / baseline |")
+        print("|---|---|---|---|")
+        for label, f, b in compared:
+            print(f"| {label} | {fmt(f)} | {fmt(b)} | {ratio(f, b)} |")
+        print()
+        print("baseline: the build given as BASELINE, run right after this one on each workload.")
 
 
 if __name__ == "__main__":

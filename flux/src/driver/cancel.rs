@@ -54,7 +54,7 @@ pub(crate) async fn cancel(engine: &Engine, definition: Definition, id: &str, wa
         | ExecutionState::Resuming
         | ExecutionState::Claimed
         | ExecutionState::ResumeClaimed => {
-            let request = Write::set_state(stored.id.as_str().into(), ExecutionState::Cancelling, None);
+            let request = Write::set_state(stored.id.as_str(), ExecutionState::Cancelling, None);
             engine.store().write(vec![request]).await?;
             load_checked(engine, definition, id).await.map(Cancel::Stored)
         }

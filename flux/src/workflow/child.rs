@@ -112,7 +112,7 @@ struct ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if self.armed && self.parent.is_cancelled() {
-            let request = Write::set_state(Arc::from(self.id.as_str()), ExecutionState::Cancelling, None);
+            let request = Write::set_state(self.id.as_str(), ExecutionState::Cancelling, None);
             // Refused harmlessly if the child finished or was never created.
             drop(self.engine.store().write(vec![request]));
         }
