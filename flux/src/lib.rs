@@ -107,7 +107,9 @@ mod driver;
 mod workflow;
 mod erased;
 mod recovery;
-// Server mode.
+// Server mode: what crosses the network, the server, and the worker client.
+#[cfg(feature = "server")]
+pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -18,10 +18,10 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use super::hub::{HubItem, HubReceiver};
-use super::wire::{self, Summary};
 use super::{KEEP_ALIVE, Shared, lock};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventType, ExecutionState};
+use crate::protocol::{self, NewSecret, Summary};
 use crate::run::Subscription;
 use crate::store::StoredExecution;
 
@@ -359,7 +359,7 @@ async fn run(
     let detailed = detailed(query.as_deref())?;
     let target = target(&s, &name)?;
     let input = json_body(body)?;
-    let encoded = wire::json_to_msgpack(&input)?;
+    let encoded = protocol::json_to_msgpack(&input)?;
     match target {
         Target::Local(workflow) => {
             workflow.check_input(&encoded)?;
@@ -399,7 +399,7 @@ async fn resume(
     let detailed = detailed(query.as_deref())?;
     let target = target(&s, &name)?;
     let input = json_body(body)?;
-    let encoded = wire::json_to_msgpack(&input)?;
+    let encoded = protocol::json_to_msgpack(&input)?;
     let before = load_of(&s, &name, &id).await?;
     if before.state != ExecutionState::Paused {
         return Err(ApiError::new(
@@ -503,13 +503,6 @@ async fn list_secrets(State(s): SharedState, headers: HeaderMap) -> ApiResult {
     let engine = s.engine.clone();
     let names = blocking(move || crate::secrets::list(&engine)).await?;
     Ok(axum::Json(names).into_response())
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSecret {
-    name: String,
-    value: String,
 }
 
 async fn set_secret(State(s): SharedState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
@@ -633,14 +626,14 @@ async fn next_sse(st: &mut StreamState) -> Option<SseEvent> {
                 "execution_id": st.summary.execution_id,
                 "task_id": event.source_id(),
                 "name": event.name(),
-                "value": wire::msgpack_to_json(event.value_bytes()),
-                "time": wire::rfc3339(event.time()),
+                "value": protocol::msgpack_to_json(event.value_bytes()),
+                "time": protocol::rfc3339(event.time()),
             });
-            return Some(SseEvent::default().event("task.progress").data(data.to_string()));
+            return Some(SseEvent::default().event(protocol::TASK_PROGRESS).data(data.to_string()));
         }
         let engine = st.shared.engine.clone();
         if let Some(state) = st.summary.apply(&event, |b| engine.resolve_output(b).map(|v| v.into_owned())) {
-            st.ended = wire::is_resting(state);
+            st.ended = protocol::is_resting(state);
             return Some(state_event(&st.summary));
         }
     }

@@ -19,7 +19,6 @@ mod auth;
 mod http;
 mod hub;
 mod openapi;
-pub(crate) mod wire;
 mod workers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

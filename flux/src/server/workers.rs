@@ -25,12 +25,12 @@ use super::api::{
 };
 use super::auth::{Token, bearer, random_token};
 use super::hub::{HubItem, HubReceiver};
-use super::wire::{
-    self, Checkpoint, ClaimResponse, Offer, Registered, Registration, Summary, WireExecution, WireWrite,
-};
 use super::{DISCONNECT_GRACE, Shared, lock};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventType, ExecutionState};
+use crate::protocol::{
+    self, Checkpoint, ClaimResponse, Offer, Registered, Registration, Summary, WireExecution, WireWrite,
+};
 use crate::store::{StoredExecution, Write};
 
 /// How often a worker's connection gets a keep-alive: a vanished worker is noticed when one
@@ -50,7 +50,7 @@ const TICK: Duration = Duration::from_millis(250);
 pub(crate) struct WorkerEntry {
     session: Token,
     workflows: BTreeSet<String>,
-    resources: wire::Resources,
+    resources: protocol::Resources,
     connection: Option<Connection>,
     connections: u64,
     /// Whether the current session has connected before: a connection of a session that did
@@ -147,7 +147,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
         let entry = workers.entry(name.clone()).or_insert_with(|| WorkerEntry {
             session: Token::new(&session_token),
             workflows: BTreeSet::new(),
-            resources: wire::Resources::default(),
+            resources: protocol::Resources::default(),
             connection: None,
             connections: 0,
             session_connected: false,
@@ -278,7 +278,7 @@ async fn connect(State(s): SharedState, path: Result<Path<String>, PathRejection
         if let Some(connection) = lock(&s.workers).get(&name).and_then(|w| w.connection.as_ref()) {
             for id in cancellations {
                 let offer = Offer { execution_id: id, workflow_name: String::new() };
-                let _ = connection.tx.send((wire::EXECUTION_CANCELLED, offer));
+                let _ = connection.tx.send((protocol::EXECUTION_CANCELLED, offer));
             }
         }
     }
@@ -321,7 +321,7 @@ fn pending_resume(events: &[Event]) -> Option<Vec<u8>> {
 
 fn msgpack_response<T: serde::Serialize>(value: &T) -> ApiResult {
     let bytes = crate::value::to_msgpack(value)?;
-    Ok(([(header::CONTENT_TYPE, wire::MSGPACK)], bytes).into_response())
+    Ok(([(header::CONTENT_TYPE, protocol::MSGPACK)], bytes).into_response())
 }
 
 async fn claim(
@@ -405,7 +405,7 @@ async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult 
     stored.state = state;
     stored.claim_generation = generation;
     stored.worker = Some(name);
-    let resume_input = if resumed { pending_resume(&stored.events).map(wire::Blob) } else { None };
+    let resume_input = if resumed { pending_resume(&stored.events).map(protocol::Blob) } else { None };
     msgpack_response(&ClaimResponse { generation, execution: WireExecution::from_stored(&stored), resume_input })
 }
 
@@ -503,7 +503,7 @@ async fn checkpoint(
                 seq = event.seq();
                 items.push(HubItem::Event(event.clone()));
             }
-            Write::SetState { state, .. } => resting = wire::is_resting(*state),
+            Write::SetState { state, .. } => resting = protocol::is_resting(*state),
             _ => {}
         }
         writes.push(w);
@@ -543,14 +543,14 @@ async fn progress(
 ) -> ApiResult {
     let Path((name, id)) = path.map_err(path_error)?;
     check_session(&s, &name, &headers)?;
-    let report: wire::ProgressReport = serde_json::from_value(json_body(body)?).map_err(|e| {
+    let report: protocol::ProgressReport = serde_json::from_value(json_body(body)?).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("expected {{\"task_id\", \"name\", \"value\"}}: {e}"))
     })?;
     let holds = lock(&s.claims).by_execution.get(&id).is_some_and(|c| c.worker == name);
     if !holds {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("worker `{name}` does not hold execution `{id}`")));
     }
-    let value = wire::json_to_msgpack(&report.value)?;
+    let value = protocol::json_to_msgpack(&report.value)?;
     let event = Event::new(0, EventType::TaskProgress, report.task_id, report.name, value, crate::event::now());
     s.hub.publish(&id, &[event]);
     Ok(StatusCode::ACCEPTED.into_response())
@@ -562,7 +562,9 @@ async fn wait_resting(mut rx: HubReceiver) -> Option<String> {
     while let Some(item) = rx.recv().await {
         match item {
             HubItem::Refused(reason) => return Some(reason),
-            HubItem::Event(event) if wire::state_after(event.kind()).is_some_and(wire::is_resting) => return None,
+            HubItem::Event(event) if protocol::state_after(event.kind()).is_some_and(protocol::is_resting) => {
+                return None;
+            }
             HubItem::Event(_) => {}
         }
     }
@@ -724,7 +726,7 @@ async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
     }
     let offer = Offer { execution_id: id.clone(), workflow_name: stored.workflow_name.clone() };
     if let Some(connection) = lock(&s.workers).get(&worker).and_then(|w| w.connection.as_ref()) {
-        let _ = connection.tx.send((wire::EXECUTION_CANCELLED, offer));
+        let _ = connection.tx.send((protocol::EXECUTION_CANCELLED, offer));
     }
     Ok(())
 }
@@ -770,7 +772,7 @@ async fn take_back(s: &Shared, id: &str) -> crate::Result<()> {
         lock(&s.claims).by_execution.remove(id);
         return Ok(());
     };
-    if wire::is_resting(stored.state) {
+    if protocol::is_resting(stored.state) {
         lock(&s.claims).by_execution.remove(id);
         return Ok(());
     }
@@ -962,7 +964,7 @@ fn offer(s: &Shared) {
             })
             .map(|(name, w)| (name.as_str(), w));
         let Some((name, worker)) = chosen else { continue };
-        let kind = if offer.resumed { wire::EXECUTION_RESUMED } else { wire::EXECUTION_SCHEDULED };
+        let kind = if offer.resumed { protocol::EXECUTION_RESUMED } else { protocol::EXECUTION_SCHEDULED };
         let message = Offer { execution_id: id.clone(), workflow_name: offer.workflow.clone() };
         if let Some(connection) = &worker.connection
             && connection.tx.send((kind, message)).is_ok()

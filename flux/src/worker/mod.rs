@@ -32,7 +32,7 @@ use crate::engine::Engine;
 use crate::erased::{ErasedWorkflow, erase};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
-use crate::server::wire::{self, ClaimResponse, Offer, Registered, Registration, Resources, WireWrite, WorkflowRef};
+use crate::protocol::{self, ClaimResponse, Offer, Registered, Registration, Resources, WireWrite, WorkflowRef};
 use crate::store::MemoryStore;
 use crate::workflow::WorkflowDefinition;
 
@@ -287,8 +287,8 @@ impl Worker {
                     continue;
                 };
                 match event.event.as_str() {
-                    wire::EXECUTION_SCHEDULED | wire::EXECUTION_RESUMED => take_offer(shared, offer),
-                    wire::EXECUTION_CANCELLED if shared.store.mark_cancelling(&offer.execution_id) => {
+                    protocol::EXECUTION_SCHEDULED | protocol::EXECUTION_RESUMED => take_offer(shared, offer),
+                    protocol::EXECUTION_CANCELLED if shared.store.mark_cancelling(&offer.execution_id) => {
                         tracing::info!(execution_id = %offer.execution_id, "cancellation requested");
                     }
                     _ => {}
@@ -447,7 +447,7 @@ async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: 
 fn set_state(state: ExecutionState, output: Option<Vec<u8>>) -> WireWrite {
     WireWrite::SetState {
         state: state.as_str().to_string(),
-        output: output.map(wire::Blob),
+        output: output.map(protocol::Blob),
         time: crate::event::to_micros(crate::event::now()),
     }
 }
@@ -458,7 +458,7 @@ async fn fail_unrunnable(shared: &Running, id: &str, seq: u64, source: &str, nam
     let event =
         crate::event::Event::new(seq, EventType::WorkflowFailed, source, name, recorded.clone(), crate::event::now());
     let writes = vec![
-        WireWrite::Append { event: wire::WireEvent::from_event(&event) },
+        WireWrite::Append { event: protocol::WireEvent::from_event(&event) },
         set_state(ExecutionState::Failed, Some(recorded)),
     ];
     shared.store.send(id, writes).await
@@ -486,7 +486,7 @@ async fn heartbeats(shared: Arc<Running>) {
         }
         last = tokio::time::Instant::now();
         for (id, generation) in shared.store.generations() {
-            let checkpoint = wire::Checkpoint { generation, writes: Vec::new() };
+            let checkpoint = protocol::Checkpoint { generation, writes: Vec::new() };
             match shared.endpoint.checkpoint(&id, &checkpoint, every).await {
                 Ok(answer) if answer.cancelling => {
                     shared.store.mark_cancelling(&id);
@@ -525,7 +525,7 @@ fn resources() -> Resources {
         for dir in dirs.flatten() {
             let info = std::fs::read_to_string(dir.path().join("information")).unwrap_or_default();
             let name = info.lines().find_map(|l| l.strip_prefix("Model:")).map(|m| m.trim().to_string());
-            gpus.push(wire::Gpu { name: name.unwrap_or_else(|| "NVIDIA GPU".to_string()), memory_total_bytes: 0 });
+            gpus.push(protocol::Gpu { name: name.unwrap_or_else(|| "NVIDIA GPU".to_string()), memory_total_bytes: 0 });
         }
     }
     Resources {

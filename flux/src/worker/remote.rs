@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
+use crate::protocol::{self, Checkpoint, WireWrite};
 use crate::run::Subscription;
-use crate::server::wire::{self, Checkpoint, WireWrite};
 use crate::store::{Commit, CommitSender, ExecutionRow, Store, StoredExecution, Write};
 
 /// An execution this worker holds.
@@ -332,7 +332,7 @@ impl Endpoint {
         id: &str,
         checkpoint: &Checkpoint,
         patience: Duration,
-    ) -> Result<wire::CheckpointAnswer> {
+    ) -> Result<protocol::CheckpointAnswer> {
         let body = crate::value::to_msgpack(checkpoint)?;
         let deadline = tokio::time::Instant::now() + patience;
         let mut delay = Duration::from_millis(50);
@@ -342,7 +342,7 @@ impl Endpoint {
                 .post(self.url("checkpoint", id))
                 .timeout(super::REQUEST_TIMEOUT)
                 .bearer_auth(self.session())
-                .header(reqwest::header::CONTENT_TYPE, wire::MSGPACK)
+                .header(reqwest::header::CONTENT_TYPE, protocol::MSGPACK)
                 .body(body.clone())
                 .send()
                 .await;

@@ -1,0 +1,30 @@
+//! What crosses the network between a flux server, its workers and its clients (features
+//! `server` and `worker`).
+//!
+//! The client API speaks JSON: executions as summaries whose values are the JSON forms of what
+//! is stored, events streamed under the names given here. The worker protocol sends
+//! registrations and offers as JSON and claims and checkpoints as MessagePack, so that events
+//! and values travel byte for byte as the engine recorded them. The server and the worker client
+//! both build on this module; it needs neither of them.
+//!
+//! Public here are the shapes a client of the API writes itself; the rest is internal to the
+//! server and the worker and may change with them.
+
+mod api;
+#[cfg(feature = "server")]
+mod json;
+#[cfg(feature = "server")]
+mod summary;
+mod worker;
+
+pub use self::api::{NewSecret, TASK_PROGRESS};
+#[cfg(feature = "server")]
+pub(crate) use self::json::{json_to_msgpack, msgpack_to_json, rfc3339};
+#[cfg(feature = "server")]
+pub(crate) use self::summary::{Summary, is_resting, state_after};
+pub(crate) use self::worker::{
+    Blob, Checkpoint, CheckpointAnswer, ClaimResponse, EXECUTION_CANCELLED, EXECUTION_RESUMED, EXECUTION_SCHEDULED,
+    Gpu, MSGPACK, Offer, Registered, Registration, Resources, WireEvent, WireWrite, WorkflowRef,
+};
+#[cfg(feature = "server")]
+pub(crate) use self::worker::{ProgressReport, WireExecution};
