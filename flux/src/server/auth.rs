@@ -12,6 +12,7 @@ pub(crate) struct Token {
 }
 
 impl Token {
+    /// Keeps the digest of `token`.
     pub(crate) fn new(token: &str) -> Token {
         Token { digest: *blake3::hash(token.as_bytes()).as_bytes() }
     }

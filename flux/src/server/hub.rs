@@ -20,6 +20,7 @@ pub(crate) enum HubItem {
     Refused(String),
 }
 
+/// One stream or waiting request listening to an execution.
 struct Listener {
     tx: mpsc::UnboundedSender<HubItem>,
     /// Progress events queued and not taken yet; beyond [`PROGRESS_QUEUE`] they are dropped.

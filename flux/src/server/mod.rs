@@ -14,18 +14,25 @@
 //! # }
 //! ```
 
-mod api;
+// Bottom up: each module uses only those above it.
 mod auth;
 mod http;
 mod hub;
 mod openapi;
+mod state;
+mod respond;
+mod stream;
+mod dispatch;
+mod api;
 mod workers;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
@@ -35,13 +42,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::workflow::WorkflowDefinition;
 
 use self::hub::Hub;
-use self::workers::{Claims, Pending, WorkerEntry};
-
-/// How often keep-alives go to SSE streams.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
-
-/// How long a disconnected worker keeps its claims, to allow for a quick reconnect.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
+use self::state::{CatalogEntry, Claims, Pending, Shared};
 
 /// A flux server, being configured: workflows it runs in process, tokens, limits.
 ///
@@ -140,7 +141,7 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::new(ErrorKind::Config, format!("cannot read the listening address: {e}")))?;
         let parts = self.start().await?;
-        let router = api::router(parts.shared.clone());
+        let router = router(parts.shared.clone());
         let serve = http::serve(listener, router, parts.shared.http_limits, parts.shared.shutdown.subscribe());
         let server = tokio::spawn(serve);
         tracing::info!(address = %local_addr, "flux server listening");
@@ -189,7 +190,7 @@ impl Server {
     /// ```
     pub async fn into_router(self) -> Result<ServerRouter> {
         let parts = self.start().await?;
-        Ok(ServerRouter { router: api::router(parts.shared.clone()), parts })
+        Ok(ServerRouter { router: router(parts.shared.clone()), parts })
     }
 
     /// Reads the configuration, opens the engine, restores claims and starts the dispatcher.
@@ -230,14 +231,14 @@ impl Server {
             wake: Notify::new(),
             shutdown,
         });
-        workers::restore(&shared).await?;
+        dispatch::restore(&shared).await?;
         // What the server ran in its own process and left RUNNING when it died (or a peer on the
         // same database did) is continued once its lease has run out: now, and once per lease.
         for workflow in &self.local {
             shared.engine.register_recoverable(workflow.clone());
         }
         shared.engine.recover_in_background(shared.shutdown.subscribe());
-        let dispatcher = tokio::spawn(workers::dispatcher(shared.clone()));
+        let dispatcher = tokio::spawn(dispatch::dispatcher(shared.clone()));
         Ok(Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher })
     }
 
@@ -260,6 +261,19 @@ impl Server {
         let _ = tokio::signal::ctrl_c().await;
         running.shutdown().await
     }
+}
+
+/// Every route of the server: the client and admin endpoints and the worker endpoints, with
+/// request bodies read within the limits of `[flux]` before any handler sees them.
+fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.max_body_bytes;
+    api::routes()
+        .merge(workers::routes())
+        .fallback(respond::no_route)
+        .method_not_allowed_fallback(respond::wrong_method)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), respond::read_body))
+        .with_state(shared)
 }
 
 /// The configured token, or a new random one (and whether it was generated).
@@ -339,51 +353,6 @@ impl Drop for ServerRouter {
     fn drop(&mut self) {
         self.parts.shared.shutdown.send_replace(true);
     }
-}
-
-/// A workflow in the catalog.
-#[derive(Clone, Debug)]
-pub(crate) struct CatalogEntry {
-    pub(crate) version: u32,
-    pub(crate) in_process: bool,
-    /// The workers that registered it.
-    pub(crate) workers: BTreeSet<String>,
-}
-
-impl CatalogEntry {
-    fn in_process() -> CatalogEntry {
-        CatalogEntry { version: 1, in_process: true, workers: BTreeSet::new() }
-    }
-}
-
-/// What every request handler shares.
-pub(crate) struct Shared {
-    pub(crate) engine: Engine,
-    /// Workflows run in this process.
-    pub(crate) local: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
-    pub(crate) catalog: Mutex<BTreeMap<String, CatalogEntry>>,
-    pub(crate) workers: Mutex<HashMap<String, WorkerEntry>>,
-    pub(crate) claims: Mutex<Claims>,
-    /// Serializes claims, take-backs and the server's own writes to remote executions.
-    pub(crate) claim_lock: tokio::sync::Mutex<()>,
-    pub(crate) pending: Mutex<Pending>,
-    pub(crate) hub: Hub,
-    pub(crate) bootstrap_token: auth::Token,
-    pub(crate) admin_token: auth::Token,
-    pub(crate) lease_timeout: Duration,
-    pub(crate) max_body_bytes: usize,
-    /// How long a request body may take to arrive (`flux.request_timeout`).
-    pub(crate) request_timeout: Duration,
-    /// What [`Server::bind`]'s listener allows its connections.
-    pub(crate) http_limits: http::Limits,
-    /// Wakes the dispatcher (new work, a worker connected).
-    pub(crate) wake: Notify,
-    pub(crate) shutdown: watch::Sender<bool>,
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A server that is listening.

@@ -1,0 +1,473 @@
+//! Handing executions to remote workers: runs, resumes and cancellations of the workflows
+//! workers run (scheduled here, then offered), the dispatcher that offers pending executions to
+//! the connected worker with the least work and takes back the claims of workers that went
+//! silent, and the claims restored from storage when the server starts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::hub::{HubItem, HubReceiver};
+use super::respond::{ApiError, ApiResult, Mode, summary_of, summary_response, to_completion, unless_shutdown};
+use super::state::{ClaimInfo, Shared, lock};
+use super::stream::{Source, sse};
+use crate::error::{Error, ErrorKind};
+use crate::event::{Event, EventType, ExecutionState};
+use crate::protocol::{self, Offer, Summary};
+use crate::store::{StoredExecution, Write};
+
+/// How long an offer waits to be claimed before it is made again (perhaps to another worker).
+const REOFFER: Duration = Duration::from_secs(3);
+
+/// How often the dispatcher looks at leases and offers without being woken.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The source id of an execution's workflow events: `{workflow}_{id}`.
+pub(crate) fn workflow_source(workflow: &str, id: &str) -> Arc<str> {
+    Arc::from(format!("{workflow}_{id}"))
+}
+
+/// The seq of the last event stored for an execution (0 for none).
+pub(crate) fn last_seq(stored: &StoredExecution) -> u64 {
+    stored.events.last().map_or(0, |e| e.seq())
+}
+
+/// The input of a resume scheduled but not yet begun (no `WORKFLOW_RESUMING` after it).
+pub(crate) fn pending_resume(events: &[Event]) -> Option<Vec<u8>> {
+    for e in events.iter().rev() {
+        match e.kind() {
+            EventType::WorkflowResumeScheduled => return Some(e.value_bytes().to_vec()),
+            EventType::WorkflowResuming | EventType::WorkflowResumed | EventType::WorkflowPaused => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Waits until the hub shows the execution finished or paused; returns the reason a worker
+/// refused a resume, if it did.
+async fn wait_resting(mut rx: HubReceiver) -> Option<String> {
+    while let Some(item) = rx.recv().await {
+        match item {
+            HubItem::Refused(reason) => return Some(reason),
+            HubItem::Event(event) if protocol::state_after(event.kind()).is_some_and(protocol::is_resting) => {
+                return None;
+            }
+            HubItem::Event(_) => {}
+        }
+    }
+    None
+}
+
+/// Answers a run or resume of a remote execution in `mode`.
+async fn answer_remote(
+    s: &Arc<Shared>,
+    initial: Summary,
+    rx: Option<HubReceiver>,
+    mode: Mode,
+    detailed: bool,
+) -> ApiResult {
+    let (name, id) = (initial.workflow_name.clone(), initial.execution_id.clone());
+    match (mode, rx) {
+        (Mode::Stream, Some(rx)) => Ok(sse(s.clone(), initial, Vec::new(), Source::Hub(rx))),
+        (Mode::Sync, Some(rx)) => match unless_shutdown(s, wait_resting(rx)).await? {
+            Some(reason) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)),
+            None => summary_response(s, &name, &id, detailed).await,
+        },
+        _ => summary_response(s, &name, &id, detailed).await,
+    }
+}
+
+/// Schedules a new execution of a workflow that workers run.
+pub(crate) async fn run_remote(
+    s: &Arc<Shared>,
+    name: &str,
+    input: Value,
+    encoded: Vec<u8>,
+    mode: Mode,
+    detailed: bool,
+) -> ApiResult {
+    let id = crate::driver::new_execution_id();
+    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id));
+    let execution_id: Arc<str> = Arc::from(id.as_str());
+    let encoded: Arc<[u8]> = encoded.into();
+    let now = crate::event::now();
+    let event = Event::new(1, EventType::WorkflowScheduled, workflow_source(name, &id), name, encoded.clone(), now);
+    let writes = vec![
+        Write::CreateExecution {
+            id: execution_id.clone(),
+            workflow_name: Arc::from(name),
+            state: ExecutionState::Scheduled,
+            input: encoded,
+            parent_id: None,
+            time: now,
+        },
+        Write::Append { execution_id, event: event.clone() },
+    ];
+    // Stored, then offered, on a task of its own (see `to_completion`).
+    let (shared, scheduled, workflow) = (s.clone(), id.clone(), name.to_string());
+    to_completion(async move {
+        shared.engine.store().write(writes).await?;
+        shared.hub.publish(&scheduled, std::slice::from_ref(&event));
+        lock(&shared.pending).add(&scheduled, &workflow, false);
+        shared.wake.notify_one();
+        Ok(())
+    })
+    .await?;
+    let initial = Summary {
+        workflow_name: name.to_string(),
+        execution_id: id,
+        input,
+        output: Value::Null,
+        state: ExecutionState::Created,
+        events: detailed.then(Vec::new),
+    };
+    answer_remote(s, initial, rx, mode, detailed).await
+}
+
+/// Schedules the resume of a paused remote execution.
+pub(crate) async fn resume_remote(
+    s: &Arc<Shared>,
+    before: StoredExecution,
+    encoded: Vec<u8>,
+    mode: Mode,
+    detailed: bool,
+) -> ApiResult {
+    let id = before.id.clone();
+    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id));
+    to_completion(schedule_resume(s.clone(), id.clone(), encoded)).await?;
+    s.wake.notify_one();
+    answer_remote(s, summary_of(s, &before, detailed), rx, mode, detailed).await
+}
+
+/// Records the resume of paused execution `id` and offers it to the workers, on a task of its
+/// own (see [`to_completion`]).
+async fn schedule_resume(s: Arc<Shared>, id: String, encoded: Vec<u8>) -> ApiResult<()> {
+    let _serial = s.claim_lock.lock().await;
+    let Some(stored) = s.engine.load(&id).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`")));
+    };
+    if stored.state != ExecutionState::Paused {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("execution `{id}` is not paused (it is {}); only a paused execution can be resumed", stored.state),
+        ));
+    }
+    let event = Event::new(
+        last_seq(&stored) + 1,
+        EventType::WorkflowResumeScheduled,
+        workflow_source(&stored.workflow_name, &id),
+        stored.workflow_name.as_str(),
+        encoded,
+        crate::event::now(),
+    );
+    let execution_id: Arc<str> = Arc::from(id.as_str());
+    s.engine
+        .store()
+        .write(vec![
+            Write::Append { execution_id: execution_id.clone(), event: event.clone() },
+            Write::SetState { execution_id, state: ExecutionState::ResumeScheduled, output: None, time: event.time() },
+        ])
+        .await?;
+    s.hub.publish(&id, std::slice::from_ref(&event));
+    lock(&s.pending).add(&id, &stored.workflow_name, true);
+    Ok(())
+}
+
+/// Cancels a remote execution: at once when no worker holds it, otherwise by telling the worker
+/// (its state becomes `CANCELLING` until the worker records the end).
+pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait: bool) -> ApiResult<()> {
+    let id = stored.id.clone();
+    let rx = wait.then(|| s.hub.subscribe(&id));
+    to_completion(start_cancel(s.clone(), id.clone())).await?;
+    if let Some(rx) = rx {
+        let mut stop = s.shutdown.subscribe();
+        tokio::select! {
+            _ = wait_resting(rx) => {}
+            _ = stop.wait_for(|v| *v) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Cancels execution `id` at once if no worker holds it, or marks it `CANCELLING` and tells its
+/// worker; on a task of its own (see [`to_completion`]).
+async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
+    let _serial = s.claim_lock.lock().await;
+    let stored = s.engine.load(&id).await?.ok_or_else(|| s.engine.not_found(&id))?;
+    if stored.state.is_terminal() {
+        return Err(crate::driver::already_finished(&id, stored.state).into());
+    }
+    let holder = lock(&s.claims).by_execution.get_mut(&id).map(|c| {
+        c.cancelling = true;
+        c.worker.clone()
+    });
+    let Some(worker) = holder else {
+        finish_cancelled(&s, &stored).await?;
+        lock(&s.pending).offers.remove(&id);
+        return Ok(());
+    };
+    if stored.state != ExecutionState::Cancelling {
+        s.engine
+            .store()
+            .write(vec![Write::SetState {
+                execution_id: Arc::from(id.as_str()),
+                state: ExecutionState::Cancelling,
+                output: None,
+                time: crate::event::now(),
+            }])
+            .await?;
+    }
+    let offer = Offer { execution_id: id.clone(), workflow_name: stored.workflow_name.clone() };
+    if let Some(connection) = lock(&s.workers).get(&worker).and_then(|w| w.connection.as_ref()) {
+        let _ = connection.tx.send((protocol::EXECUTION_CANCELLED, offer));
+    }
+    Ok(())
+}
+
+/// Records the cancellation of an execution no worker runs. The caller holds `claim_lock`.
+async fn finish_cancelled(s: &Shared, stored: &StoredExecution) -> crate::Result<()> {
+    let id: Arc<str> = Arc::from(stored.id.as_str());
+    let source = workflow_source(&stored.workflow_name, &stored.id);
+    let name = stored.workflow_name.as_str();
+    let error = Error::new(ErrorKind::Cancelled, format!("execution `{}` was cancelled", stored.id));
+    let recorded: Arc<[u8]> = crate::value::to_msgpack(&error)?.into();
+    let now = crate::event::now();
+    let mut seq = last_seq(stored);
+    let mut events = Vec::with_capacity(2);
+    if !stored.events.iter().any(|e| e.kind() == EventType::WorkflowCancelling) {
+        seq += 1;
+        events.push(Event::new(seq, EventType::WorkflowCancelling, source.clone(), name, crate::run::NIL, now));
+    }
+    events.push(Event::new(seq + 1, EventType::WorkflowCancelled, source, name, recorded.clone(), now));
+    let mut writes =
+        vec![Write::Claim { execution_id: id.clone(), worker: None, generation: stored.claim_generation + 1 }];
+    writes.extend(events.iter().map(|e| Write::Append { execution_id: id.clone(), event: e.clone() }));
+    writes.push(Write::SetState {
+        execution_id: id,
+        state: ExecutionState::Cancelled,
+        output: Some(recorded),
+        time: now,
+    });
+    s.engine.store().write(writes).await?;
+    lock(&s.claims).by_execution.remove(&stored.id);
+    s.hub.publish(&stored.id, &events);
+    tracing::info!(execution_id = %stored.id, "execution cancelled");
+    Ok(())
+}
+
+/// Takes an execution back from the worker that held it and schedules it again (or finishes
+/// its cancellation). The caller holds `claim_lock`.
+///
+/// The claim is dropped only once the execution is rescheduled (or finished): if storage
+/// refuses, the next sweep tries again.
+async fn take_back(s: &Shared, id: &str) -> crate::Result<()> {
+    let Some(stored) = s.engine.load(id).await? else {
+        lock(&s.claims).by_execution.remove(id);
+        return Ok(());
+    };
+    if protocol::is_resting(stored.state) {
+        lock(&s.claims).by_execution.remove(id);
+        return Ok(());
+    }
+    if stored.state == ExecutionState::Cancelling {
+        return finish_cancelled(s, &stored).await;
+    }
+    let resume = pending_resume(&stored.events);
+    let (kind, value, state) = match &resume {
+        Some(input) => (EventType::WorkflowResumeScheduled, input.clone(), ExecutionState::ResumeScheduled),
+        None => (EventType::WorkflowScheduled, stored.input.clone(), ExecutionState::Scheduled),
+    };
+    let event = Event::new(
+        last_seq(&stored) + 1,
+        kind,
+        workflow_source(&stored.workflow_name, id),
+        stored.workflow_name.as_str(),
+        value,
+        crate::event::now(),
+    );
+    let execution_id: Arc<str> = Arc::from(id);
+    s.engine
+        .store()
+        .write(vec![
+            Write::Claim { execution_id: execution_id.clone(), worker: None, generation: stored.claim_generation + 1 },
+            Write::Append { execution_id: execution_id.clone(), event: event.clone() },
+            Write::SetState { execution_id, state, output: None, time: event.time() },
+        ])
+        .await?;
+    lock(&s.claims).by_execution.remove(id);
+    s.hub.publish(id, std::slice::from_ref(&event));
+    lock(&s.pending).add(id, &stored.workflow_name, resume.is_some());
+    tracing::warn!(
+        execution_id = %id,
+        worker = stored.worker.as_deref().unwrap_or("?"),
+        "a worker lost its claim; the execution is offered again"
+    );
+    Ok(())
+}
+
+/// At start-up: scheduled executions of remote workflows are offered again, and claims found
+/// in storage get a fresh lease (their worker may still be running them).
+pub(crate) async fn restore(s: &Arc<Shared>) -> crate::Result<()> {
+    let store = s.engine.store().clone();
+    let states = [
+        ExecutionState::Scheduled,
+        ExecutionState::ResumeScheduled,
+        ExecutionState::Claimed,
+        ExecutionState::ResumeClaimed,
+        ExecutionState::Running,
+        ExecutionState::Resuming,
+        ExecutionState::Cancelling,
+    ];
+    let rows = tokio::task::spawn_blocking(move || store.list(&states))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Storage, format!("listing executions failed: {e}")))??;
+    for row in rows {
+        if s.local.contains_key(row.workflow_name.as_str()) {
+            continue;
+        }
+        match (row.state, row.worker) {
+            (ExecutionState::Scheduled | ExecutionState::ResumeScheduled, _) => {
+                lock(&s.pending).add(&row.id, &row.workflow_name, row.state == ExecutionState::ResumeScheduled);
+            }
+            (state, Some(worker)) => {
+                lock(&s.claims).by_execution.insert(
+                    row.id,
+                    ClaimInfo {
+                        worker,
+                        generation: row.claim_generation,
+                        lease_until: Instant::now() + s.lease_timeout,
+                        last_seq: 0,
+                        cancelling: state == ExecutionState::Cancelling,
+                    },
+                );
+            }
+            // Never claimed by a worker: run by an engine of another process on the same
+            // database (or a child of an in-process run), not the server's to take.
+            (_, None) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Offers pending executions to connected workers and takes back expired claims, until the
+/// server stops.
+pub(crate) async fn dispatcher(s: Arc<Shared>) {
+    let mut stop = s.shutdown.subscribe();
+    let mut ticks = 0u32;
+    loop {
+        tokio::select! {
+            _ = s.wake.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        sweep(&s).await;
+        offer(&s);
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(64) {
+            s.hub.prune();
+        }
+    }
+}
+
+/// Takes back every claim whose lease expired.
+async fn sweep(s: &Shared) {
+    let now = Instant::now();
+    expire_sessions(s, now);
+    let expired: Vec<(String, u64)> = lock(&s.claims)
+        .by_execution
+        .iter()
+        .filter(|(_, c)| c.lease_until <= now)
+        .map(|(id, c)| (id.clone(), c.generation))
+        .collect();
+    if expired.is_empty() {
+        return;
+    }
+    let _serial = s.claim_lock.lock().await;
+    for (id, generation) in expired {
+        let still = lock(&s.claims)
+            .by_execution
+            .get(&id)
+            .is_some_and(|c| c.generation == generation && c.lease_until <= Instant::now());
+        if still && let Err(e) = take_back(s, &id).await {
+            tracing::error!(execution_id = %id, error = %e, "cannot take back an expired claim");
+        }
+    }
+}
+
+/// Forgets the workers that have no event stream open, hold no claim and have not been heard
+/// from for two leases: their session tokens are refused from then on (401), and a worker that
+/// comes back registers again.
+fn expire_sessions(s: &Shared, now: Instant) {
+    let idle_limit = s.lease_timeout.saturating_mul(2);
+    let expired: Vec<String> = {
+        // The order of `offer`: workers, then claims.
+        let mut workers = lock(&s.workers);
+        let claims = lock(&s.claims);
+        let expired: Vec<String> = workers
+            .iter()
+            .filter(|(name, w)| {
+                w.connection.as_ref().is_none_or(|c| c.tx.is_closed())
+                    && now.saturating_duration_since(w.last_seen) >= idle_limit
+                    && !claims.by_execution.values().any(|c| c.worker == **name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &expired {
+            workers.remove(name);
+        }
+        expired
+    };
+    if expired.is_empty() {
+        return;
+    }
+    let mut catalog = lock(&s.catalog);
+    for name in &expired {
+        for entry in catalog.values_mut() {
+            entry.workers.remove(name);
+        }
+        tracing::info!(worker = %name, "worker session expired: not heard from for two leases");
+    }
+}
+
+/// Offers each pending execution to the connected worker with the least work that runs its
+/// workflow.
+fn offer(s: &Shared) {
+    let workers = lock(&s.workers);
+    let claims = lock(&s.claims);
+    let mut load: HashMap<&str, usize> = HashMap::new();
+    for c in claims.by_execution.values() {
+        *load.entry(c.worker.as_str()).or_default() += 1;
+    }
+    let mut pending = lock(&s.pending);
+    let now = Instant::now();
+    let mut ids: Vec<&String> = pending.offers.keys().collect();
+    ids.sort();
+    let ids: Vec<String> = ids.into_iter().cloned().collect();
+    for id in ids {
+        let Some(offer) = pending.offers.get_mut(&id) else { continue };
+        if offer.offered.as_ref().is_some_and(|(_, at)| now.duration_since(*at) < REOFFER) {
+            continue;
+        }
+        let previous = offer.offered.as_ref().map(|(w, _)| w.as_str());
+        let chosen = workers
+            .iter()
+            .filter(|(_, w)| w.connection.is_some() && w.workflows.contains(&offer.workflow))
+            .min_by_key(|(name, _)| {
+                (load.get(name.as_str()).copied().unwrap_or(0), Some(name.as_str()) == previous, name.as_str())
+            })
+            .map(|(name, w)| (name.as_str(), w));
+        let Some((name, worker)) = chosen else { continue };
+        let kind = if offer.resumed { protocol::EXECUTION_RESUMED } else { protocol::EXECUTION_SCHEDULED };
+        let message = Offer { execution_id: id.clone(), workflow_name: offer.workflow.clone() };
+        if let Some(connection) = &worker.connection
+            && connection.tx.send((kind, message)).is_ok()
+        {
+            *load.entry(name).or_default() += 1;
+            offer.offered = Some((name.to_string(), now));
+        }
+    }
+}

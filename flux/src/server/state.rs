@@ -1,0 +1,124 @@
+//! What the request handlers and the dispatcher share: the catalog of workflows, the registered
+//! workers and their connections, the claims they hold, the executions waiting for one, and the
+//! server's settings. Only data lives here; the endpoints and the dispatcher act on it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::auth::Token;
+use super::http::Limits;
+use super::hub::Hub;
+use crate::engine::Engine;
+use crate::erased::ErasedWorkflow;
+use crate::protocol::{Offer, Resources};
+
+/// A workflow in the catalog.
+#[derive(Clone, Debug)]
+pub(crate) struct CatalogEntry {
+    pub(crate) version: u32,
+    pub(crate) in_process: bool,
+    /// The workers that registered it.
+    pub(crate) workers: BTreeSet<String>,
+}
+
+impl CatalogEntry {
+    /// A workflow the server runs in its own process.
+    pub(crate) fn in_process() -> CatalogEntry {
+        CatalogEntry { version: 1, in_process: true, workers: BTreeSet::new() }
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    /// Workflows run in this process.
+    pub(crate) local: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
+    pub(crate) catalog: Mutex<BTreeMap<String, CatalogEntry>>,
+    pub(crate) workers: Mutex<HashMap<String, WorkerEntry>>,
+    pub(crate) claims: Mutex<Claims>,
+    /// Serializes claims, take-backs and the server's own writes to remote executions.
+    pub(crate) claim_lock: tokio::sync::Mutex<()>,
+    pub(crate) pending: Mutex<Pending>,
+    pub(crate) hub: Hub,
+    pub(crate) bootstrap_token: Token,
+    pub(crate) admin_token: Token,
+    pub(crate) lease_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
+    /// How long a request body may take to arrive (`flux.request_timeout`).
+    pub(crate) request_timeout: Duration,
+    /// What [`Server::bind`](super::Server::bind)'s listener allows its connections.
+    pub(crate) http_limits: Limits,
+    /// Wakes the dispatcher (new work, a worker connected).
+    pub(crate) wake: Notify,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// The state every handler extracts.
+pub(crate) type SharedState = State<Arc<Shared>>;
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A registered worker.
+pub(crate) struct WorkerEntry {
+    pub(crate) session: Token,
+    pub(crate) workflows: BTreeSet<String>,
+    pub(crate) resources: Resources,
+    pub(crate) connection: Option<Connection>,
+    pub(crate) connections: u64,
+    /// Whether the current session has connected before: a connection of a session that did
+    /// is the same process coming back; the first one of a new session may be a new process.
+    pub(crate) session_connected: bool,
+    /// When it last registered, connected, disconnected or sent a request with its token.
+    pub(crate) last_seen: Instant,
+}
+
+/// A worker's open event stream: what the dispatcher and the server's cancellations send it.
+pub(crate) struct Connection {
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::UnboundedSender<(&'static str, Offer)>,
+}
+
+/// The claims held by workers, by execution id.
+#[derive(Default)]
+pub(crate) struct Claims {
+    pub(crate) by_execution: HashMap<String, ClaimInfo>,
+}
+
+/// A claim: which worker holds an execution, under which generation, until when.
+pub(crate) struct ClaimInfo {
+    pub(crate) worker: String,
+    pub(crate) generation: u64,
+    pub(crate) lease_until: Instant,
+    /// The last event stored under this claim (0 when unknown, after a restart).
+    pub(crate) last_seq: u64,
+    /// Its cancellation was asked for: every answer to the worker says so until it ends.
+    pub(crate) cancelling: bool,
+}
+
+/// Executions waiting for a worker to claim them.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) offers: HashMap<String, Offered>,
+}
+
+/// An execution waiting for a worker: its workflow, and to whom it was last offered.
+pub(crate) struct Offered {
+    pub(crate) workflow: String,
+    pub(crate) resumed: bool,
+    /// To whom and when it was last offered.
+    pub(crate) offered: Option<(String, Instant)>,
+}
+
+impl Pending {
+    /// Waits for a worker to claim `id` (a new run, or a resume when `resumed`).
+    pub(crate) fn add(&mut self, id: &str, workflow: &str, resumed: bool) {
+        self.offers.insert(id.to_string(), Offered { workflow: workflow.to_string(), resumed, offered: None });
+    }
+}

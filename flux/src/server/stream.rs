@@ -1,0 +1,121 @@
+//! The SSE answer of a run or resume in `stream` mode: a `{workflow}.execution.{state}` event
+//! for each change of state and `task.progress` for progress, from a run in this process or from
+//! the hub (remote executions), until the execution finishes or pauses.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use serde_json::json;
+
+use super::hub::{HubItem, HubReceiver};
+use super::respond::summary_of;
+use super::state::Shared;
+use crate::event::{Event, EventType, ExecutionState};
+use crate::protocol::{self, Summary};
+use crate::run::Subscription;
+
+/// How often keep-alives go to SSE streams.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Where an SSE stream's events come from.
+pub(crate) enum Source {
+    /// A run in this process.
+    Run(Subscription),
+    /// The hub (remote executions).
+    Hub(HubReceiver),
+}
+
+impl Source {
+    /// The next event, or `None` when the source ended.
+    async fn next(&mut self) -> Option<HubItem> {
+        match self {
+            Source::Run(sub) => std::future::poll_fn(|cx| sub.poll_next(cx)).await.map(HubItem::Event),
+            Source::Hub(rx) => rx.recv().await,
+        }
+    }
+}
+
+/// Where an SSE stream is: what it has told the client, what it still has to send.
+struct StreamState {
+    shared: Arc<Shared>,
+    summary: Summary,
+    queued: VecDeque<Event>,
+    source: Source,
+    ended: bool,
+    /// Set when a worker refused the resume: the paused state is sent next, then the end.
+    refused: Option<String>,
+}
+
+/// The SSE answer of a stream-mode run or resume: `{workflow}.execution.{state}` for each state
+/// change, `task.progress` for progress, until the execution finishes or pauses.
+pub(crate) fn sse(shared: Arc<Shared>, summary: Summary, queued: Vec<Event>, source: Source) -> Response {
+    let mut stop = shared.shutdown.subscribe();
+    let state = StreamState { shared, summary, queued: queued.into(), source, ended: false, refused: None };
+    let events = futures::stream::unfold(state, |mut st| async move {
+        let event = next_sse(&mut st).await?;
+        Some((Ok::<_, Infallible>(event), st))
+    });
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    Sse::new(events.take_until(Box::pin(stopped))).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
+}
+
+/// The next SSE event of a stream, or `None` once it ended.
+async fn next_sse(st: &mut StreamState) -> Option<SseEvent> {
+    if st.ended {
+        return None;
+    }
+    if st.refused.is_some() {
+        st.ended = true;
+        return Some(state_event(&st.summary));
+    }
+    loop {
+        let event = match st.queued.pop_front() {
+            Some(e) => e,
+            None => match st.source.next().await {
+                Some(HubItem::Event(e)) => e,
+                Some(HubItem::Refused(reason)) => {
+                    // The worker refused the resume input: the execution is paused again.
+                    st.summary.state = ExecutionState::Paused;
+                    st.refused = Some(reason);
+                    return Some(SseEvent::default().event("error").data(json!({ "detail": st.refused }).to_string()));
+                }
+                None => {
+                    // The run ended without a final event reaching us (its engine failed):
+                    // report the execution as stored.
+                    st.ended = true;
+                    let stored = st.shared.engine.load(&st.summary.execution_id).await.ok().flatten()?;
+                    let summary = summary_of(&st.shared, &stored, st.summary.events.is_some());
+                    return Some(state_event(&summary));
+                }
+            },
+        };
+        if event.kind() == EventType::TaskProgress {
+            let data = json!({
+                "execution_id": st.summary.execution_id,
+                "task_id": event.source_id(),
+                "name": event.name(),
+                "value": protocol::msgpack_to_json(event.value_bytes()),
+                "time": protocol::rfc3339(event.time()),
+            });
+            return Some(SseEvent::default().event(protocol::TASK_PROGRESS).data(data.to_string()));
+        }
+        let engine = st.shared.engine.clone();
+        if let Some(state) = st.summary.apply(&event, |b| engine.resolve_output(b).map(|v| v.into_owned())) {
+            st.ended = protocol::is_resting(state);
+            return Some(state_event(&st.summary));
+        }
+    }
+}
+
+/// The SSE event of a change of state: `{workflow}.execution.{state}` with the summary.
+fn state_event(summary: &Summary) -> SseEvent {
+    let name = format!("{}.execution.{}", summary.workflow_name, summary.state.as_str().to_ascii_lowercase());
+    SseEvent::default().event(name).data(summary.to_json().to_string())
+}
