@@ -385,82 +385,123 @@ async fn checkpoint(
         return answer(last);
     }
     let execution_id: Arc<str> = Arc::from(id.as_str());
-    let mut writes = Vec::with_capacity(checkpoint.writes.len() + 1);
-    writes.push(Write::Fence { execution_id: execution_id.clone(), generation });
-    // What the execution's streams get, in the worker's order: events and progress.
-    let mut items = Vec::new();
-    let mut seq = last;
-    let mut resting = false;
-    for w in checkpoint.writes {
-        let time = match &w {
-            WireWrite::Append { event } => event.time,
-            WireWrite::SetState { time, .. } | WireWrite::Progress { time, .. } => *time,
-            WireWrite::Refused { .. } => 0,
-        };
-        if !(0..=MAX_TIME_MICROS).contains(&time) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("invalid checkpoint: time {time} is outside the years 1970 to 9999"),
-            ));
-        }
-        match w {
-            WireWrite::SetState { state, .. }
-                if cancelling && !state.parse::<ExecutionState>().is_ok_and(|s| s.is_terminal()) =>
-            {
-                // A cancelling execution only finishes: the worker learns of the cancellation
-                // from this answer and records it.
-                continue;
-            }
-            WireWrite::Progress { task_id, name, value, time } => {
-                let event =
-                    Event::new(0, EventType::TaskProgress, task_id, name, value.0, crate::event::from_micros(time));
-                items.push(HubItem::Event(event));
-                continue;
-            }
-            WireWrite::Refused { reason } => {
-                items.push(HubItem::Refused(reason));
-                continue;
-            }
-            _ => {}
-        }
-        let w = w.into_write(&execution_id).map_err(|e| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid checkpoint write: {}", e.message()))
-        })?;
-        match &w {
-            Write::Append { event, .. } => {
-                seq = event.seq();
-                items.push(HubItem::Event(event.clone()));
-            }
-            Write::SetState { state, .. } => resting = protocol::is_resting(*state),
-            _ => {}
-        }
-        writes.push(w);
-    }
+    let received = Received::of(checkpoint.writes, &execution_id, generation, last, cancelling)?;
     // Stored, then remembered and published on a task of its own (see `to_completion`), so
     // that the claim's last seq never falls behind the store.
-    let seq = to_completion(async move {
-        if writes.len() > 1
-            && let Err(e) = s.engine.store().write(writes).await
-        {
-            return Err(match e.kind() {
-                ErrorKind::Conflict => stale(&name, &id, generation),
-                _ => e.into(),
-            });
-        }
-        {
-            let mut claims = lock(&s.claims);
-            if let Some(c) = claims.by_execution.get_mut(&id).filter(|c| c.generation == generation) {
-                c.last_seq = seq;
-                if resting {
-                    claims.by_execution.remove(&id);
+    let seq = to_completion(store_checkpoint(s, name, id, generation, received)).await?;
+    answer(seq)
+}
+
+/// What the writes of a checkpoint stand for.
+struct Received {
+    /// The engine writes to store, behind the claim's fence.
+    writes: Vec<Write>,
+    /// What the execution's streams get, in the worker's order: events and progress.
+    items: Vec<HubItem>,
+    /// The last event stored once the writes are.
+    seq: u64,
+    /// Whether the execution finished or paused.
+    resting: bool,
+}
+
+impl Received {
+    /// Reads the writes of a checkpoint under claim `generation`, whose last stored event is
+    /// `last`; a state other than an end is dropped while the execution is `cancelling`.
+    fn of(
+        wire: Vec<WireWrite>,
+        execution_id: &Arc<str>,
+        generation: u64,
+        last: u64,
+        cancelling: bool,
+    ) -> ApiResult<Received> {
+        let mut writes = Vec::with_capacity(wire.len() + 1);
+        writes.push(Write::Fence { execution_id: execution_id.clone(), generation });
+        let mut received = Received { writes, items: Vec::new(), seq: last, resting: false };
+        for w in wire {
+            check_time(&w)?;
+            match w {
+                WireWrite::SetState { state, .. }
+                    if cancelling && !state.parse::<ExecutionState>().is_ok_and(|s| s.is_terminal()) =>
+                {
+                    // A cancelling execution only finishes: the worker learns of the
+                    // cancellation from this answer and records it.
+                    continue;
                 }
+                WireWrite::Progress { task_id, name, value, time } => {
+                    let time = crate::event::from_micros(time);
+                    let event = Event::new(0, EventType::TaskProgress, task_id, name, value.0, time);
+                    received.items.push(HubItem::Event(event));
+                    continue;
+                }
+                WireWrite::Refused { reason } => {
+                    received.items.push(HubItem::Refused(reason));
+                    continue;
+                }
+                _ => {}
+            }
+            let w = w.into_write(execution_id).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid checkpoint write: {}", e.message()))
+            })?;
+            match &w {
+                Write::Append { event, .. } => {
+                    received.seq = event.seq();
+                    received.items.push(HubItem::Event(event.clone()));
+                }
+                Write::SetState { state, .. } => received.resting = protocol::is_resting(*state),
+                _ => {}
+            }
+            received.writes.push(w);
+        }
+        Ok(received)
+    }
+}
+
+/// Refuses a write whose time is before 1970 or after the year 9999.
+fn check_time(w: &WireWrite) -> ApiResult<()> {
+    let time = match w {
+        WireWrite::Append { event } => event.time,
+        WireWrite::SetState { time, .. } | WireWrite::Progress { time, .. } => *time,
+        WireWrite::Refused { .. } => 0,
+    };
+    if !(0..=MAX_TIME_MICROS).contains(&time) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid checkpoint: time {time} is outside the years 1970 to 9999"),
+        ));
+    }
+    Ok(())
+}
+
+/// Stores what a checkpoint of worker `name` received, then moves the claim's last seq (and
+/// drops the claim of an execution that finished or paused) and publishes to the execution's
+/// streams; returns the last event stored. Run through [`to_completion`].
+async fn store_checkpoint(
+    s: Arc<Shared>,
+    name: String,
+    id: String,
+    generation: u64,
+    received: Received,
+) -> ApiResult<u64> {
+    let Received { writes, items, seq, resting } = received;
+    if writes.len() > 1
+        && let Err(e) = s.engine.store().write(writes).await
+    {
+        return Err(match e.kind() {
+            ErrorKind::Conflict => stale(&name, &id, generation),
+            _ => e.into(),
+        });
+    }
+    {
+        let mut claims = lock(&s.claims);
+        if let Some(c) = claims.by_execution.get_mut(&id).filter(|c| c.generation == generation) {
+            c.last_seq = seq;
+            if resting {
+                claims.by_execution.remove(&id);
             }
         }
-        s.hub.publish_items(&id, &items);
-        Ok(seq)
-    })
-    .await?;
-    answer(seq)
+    }
+    s.hub.publish_items(&id, &items);
+    Ok(seq)
 }
 
 /// `POST /workers/{name}/progress/{execution_id}`: progress of a task, passed on to the

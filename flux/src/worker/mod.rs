@@ -266,39 +266,13 @@ impl Worker {
             tracing::info!(worker = %endpoint.worker, server = %endpoint.base, "connected");
             shared.renew_now.store(true, std::sync::atomic::Ordering::Relaxed);
             backoff = Duration::from_millis(100);
-            let bytes = response.bytes_stream();
-            let bytes = futures::stream::unfold(bytes, |mut bytes| async move {
-                match tokio::time::timeout(IDLE_LIMIT, bytes.next()).await {
-                    Ok(Some(chunk)) => Some((chunk.map_err(|e| e.to_string()), bytes)),
-                    Ok(None) => None,
-                    Err(_) => Some((Err("the connection went silent".to_string()), bytes)),
-                }
-            });
-            let mut events = Box::pin(bytes.eventsource());
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "connection to the server lost; reconnecting");
-                        break;
-                    }
-                };
-                let Ok(offer) = serde_json::from_str::<Offer>(&event.data) else {
-                    continue;
-                };
-                match event.event.as_str() {
-                    protocol::EXECUTION_SCHEDULED | protocol::EXECUTION_RESUMED => take_offer(shared, offer),
-                    protocol::EXECUTION_CANCELLED if shared.store.mark_cancelling(&offer.execution_id) => {
-                        tracing::info!(execution_id = %offer.execution_id, "cancellation requested");
-                    }
-                    _ => {}
-                }
-            }
+            listen(shared, response).await;
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
+    /// Registers with the bootstrap token; says whether a failure is worth retrying.
     async fn register_with(&self, endpoint: &Endpoint, token: &str) -> std::result::Result<Registered, Retry> {
         let registration = Registration {
             name: endpoint.worker.clone(),
@@ -332,9 +306,43 @@ impl Worker {
     }
 }
 
+/// Why a registration failed: for now (try again later), or for good.
 enum Retry {
     Later(String),
     Never(Error),
+}
+
+/// Takes the offers and cancellations of an open connection until it drops or goes silent for
+/// [`IDLE_LIMIT`].
+async fn listen(shared: &Arc<Running>, response: reqwest::Response) {
+    let bytes = response.bytes_stream();
+    let bytes = futures::stream::unfold(bytes, |mut bytes| async move {
+        match tokio::time::timeout(IDLE_LIMIT, bytes.next()).await {
+            Ok(Some(chunk)) => Some((chunk.map_err(|e| e.to_string()), bytes)),
+            Ok(None) => None,
+            Err(_) => Some((Err("the connection went silent".to_string()), bytes)),
+        }
+    });
+    let mut events = Box::pin(bytes.eventsource());
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "connection to the server lost; reconnecting");
+                break;
+            }
+        };
+        let Ok(offer) = serde_json::from_str::<Offer>(&event.data) else {
+            continue;
+        };
+        match event.event.as_str() {
+            protocol::EXECUTION_SCHEDULED | protocol::EXECUTION_RESUMED => take_offer(shared, offer),
+            protocol::EXECUTION_CANCELLED if shared.store.mark_cancelling(&offer.execution_id) => {
+                tracing::info!(execution_id = %offer.execution_id, "cancellation requested");
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What the tasks of a running worker share.
@@ -378,6 +386,7 @@ fn take_offer(shared: &Arc<Running>, offer: Offer) {
     });
 }
 
+/// Claims execution `id` and runs it over the log the claim returns, until it stops here.
 async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: &str) -> Result<()> {
     let endpoint = &shared.endpoint;
     let response = endpoint
@@ -444,6 +453,7 @@ async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: 
     }
 }
 
+/// A change of state, now, as a worker sends it.
 fn set_state(state: ExecutionState, output: Option<Vec<u8>>) -> WireWrite {
     WireWrite::SetState {
         state: state.as_str().to_string(),

@@ -57,6 +57,7 @@ pub(crate) struct Outgoing {
     pub(crate) dones: Vec<CommitSender>,
 }
 
+/// The store of a worker's engine: held executions go to the server, the rest stays local.
 pub(crate) struct RemoteStore {
     local: Arc<dyn Store>,
     held: Mutex<HashMap<String, Held>>,
@@ -64,11 +65,13 @@ pub(crate) struct RemoteStore {
 }
 
 impl RemoteStore {
+    /// A store over `local`, and the queue of checkpoints to send.
     pub(crate) fn new(local: Arc<dyn Store>) -> (RemoteStore, mpsc::UnboundedReceiver<Outgoing>) {
         let (outbox, rx) = mpsc::unbounded_channel();
         (RemoteStore { local, held: Mutex::new(HashMap::new()), outbox }, rx)
     }
 
+    /// The executions held, locked.
     fn held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -175,6 +178,7 @@ impl RemoteStore {
     }
 }
 
+/// The error of a write that can no longer be sent.
 fn stopped() -> Error {
     Error::new(ErrorKind::Storage, "the worker stopped sending checkpoints")
 }
@@ -318,10 +322,12 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    /// The URL of worker endpoint `what` for an execution.
     pub(crate) fn url(&self, what: &str, execution_id: &str) -> String {
         format!("{}/workers/{}/{what}/{execution_id}", self.base, self.worker)
     }
 
+    /// The current session token.
     pub(crate) fn session(&self) -> String {
         self.session.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
