@@ -213,12 +213,7 @@ async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
     if stored.state != ExecutionState::Cancelling {
         s.engine
             .store()
-            .write(vec![Write::SetState {
-                execution_id: Arc::from(id.as_str()),
-                state: ExecutionState::Cancelling,
-                output: None,
-                time: crate::event::now(),
-            }])
+            .write(vec![Write::set_state(Arc::from(id.as_str()), ExecutionState::Cancelling, None)])
             .await?;
     }
     let offer = Offer { execution_id: id.clone(), workflow_name: stored.workflow_name.clone() };
