@@ -70,7 +70,10 @@
 //! - `server`: server mode. `flux::server::Server` serves the HTTP/SSE API (run, resume, status,
 //!   cancel, stream, secrets, `/openapi.json`, `/docs`) and hands executions to remote
 //!   `flux::worker::Worker`s, which claim them, replay their logs and send what they record back
-//!   as checkpoints.
+//!   as checkpoints. Implies `sqlite` and `worker`.
+//! - `worker`: `flux::worker::Worker` alone, for a binary that only runs executions a server
+//!   hands it: an HTTP client (reqwest) and `flux::protocol`, the shapes that cross the network,
+//!   without the server's crates (axum, hyper's server side).
 //! - `cli`: the `flux` command-line tool (`flux start server`, `flux workflow run ...`).
 #![warn(missing_docs)]
 // Library code never unwraps: data from files, the database or the network gets an error.
@@ -108,11 +111,11 @@ mod workflow;
 mod erased;
 mod recovery;
 // Server mode: what crosses the network, the server, and the worker client.
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "worker"))]
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
-#[cfg(feature = "server")]
+#[cfg(feature = "worker")]
 pub mod worker;
 
 pub use builtins::{choice, now, pause, pause_with, progress, randint, randrange, sleep, uuid4};

@@ -312,14 +312,14 @@ pub(crate) struct ProgressReport {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
     /// A checkpoint as the worker encodes it decodes, on the server, to the writes it stands for.
     #[cfg(feature = "server")]
     #[test]
     fn protocol_messages_round_trip() {
+        use std::sync::Arc;
+
+        use super::*;
+
         let event = Event::new(3, EventType::TaskCompleted, "t_1", "t", vec![0xa1, b'x'], crate::event::now());
         let checkpoint = Checkpoint {
             generation: 4,

@@ -1,4 +1,5 @@
-//! Remote workers (feature `server`): a process that runs executions a flux server hands it.
+//! Remote workers (feature `worker`, which `server` implies): a process that runs executions a
+//! flux server hands it.
 //!
 //! ```no_run
 //! use flux::prelude::*;
