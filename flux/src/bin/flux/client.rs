@@ -95,7 +95,7 @@ impl Client {
     }
 
     /// `POST url` with the admin token and `body` as JSON.
-    pub async fn admin_post(&self, url: Url, body: &Value) -> Result<Value, CliError> {
+    pub async fn admin_post(&self, url: Url, body: &impl serde::Serialize) -> Result<Value, CliError> {
         let request = self.admin(self.http.post(url).json(body))?;
         self.json(request, true).await
     }

@@ -56,6 +56,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser as _;
+use flux::protocol::NewSecret;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
@@ -322,7 +323,7 @@ async fn secrets(global: &GlobalOptions, command: SecretsCommand) -> Result<(), 
             })
         }
         SecretsCommand::Set { name, value } => {
-            let body = json!({"name": name, "value": value});
+            let body = NewSecret { name: name.clone(), value };
             let stored = client.admin_post(client.url(&["admin", "secrets"])?, &body).await?;
             show(format, &stored, |_| format!("secret {} stored\n", output::cell(&json!(name))))
         }

@@ -1,6 +1,7 @@
 //! Rendering the server's JSON for people (aligned tables, key-value views, one line per streamed
 //! event) or for programs (pretty JSON, one JSON object per streamed event).
 
+use flux::protocol::TASK_PROGRESS;
 use serde_json::{Map, Value};
 
 use crate::cli::Format;
@@ -187,7 +188,7 @@ pub fn stream_line(format: Format, event: &str, data: &Value) -> String {
         Format::Json => format!("{{\"event\":{},\"data\":{data}}}", Value::String(event.to_string())),
         Format::Table => {
             let summary = match data {
-                Value::Object(object) if event == "task.progress" || object.contains_key("task_id") => {
+                Value::Object(object) if event == TASK_PROGRESS || object.contains_key("task_id") => {
                     let name = object.get("name").map(cell).unwrap_or_else(|| "-".to_string());
                     let value = object.get("value").map(data_cell).unwrap_or_default();
                     format!("{name}  {value}")
