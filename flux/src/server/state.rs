@@ -19,7 +19,9 @@ use crate::protocol::{Offer, Resources};
 /// A workflow in the catalog.
 #[derive(Clone, Debug)]
 pub(crate) struct CatalogEntry {
+    /// The highest version registered.
     pub(crate) version: u32,
+    /// Whether the server runs it in its own process.
     pub(crate) in_process: bool,
     /// The workers that registered it.
     pub(crate) workers: BTreeSet<String>,
@@ -34,19 +36,29 @@ impl CatalogEntry {
 
 /// What every request handler shares.
 pub(crate) struct Shared {
+    /// Where executions are stored.
     pub(crate) engine: Engine,
     /// Workflows run in this process.
     pub(crate) local: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
+    /// Every workflow the server knows, by name.
     pub(crate) catalog: Mutex<BTreeMap<String, CatalogEntry>>,
+    /// The registered workers, by name.
     pub(crate) workers: Mutex<HashMap<String, WorkerEntry>>,
+    /// The claims workers hold.
     pub(crate) claims: Mutex<Claims>,
     /// Serializes claims, take-backs and the server's own writes to remote executions.
     pub(crate) claim_lock: tokio::sync::Mutex<()>,
+    /// The executions waiting for a worker.
     pub(crate) pending: Mutex<Pending>,
+    /// The events of remote executions, to their streams and waiting requests.
     pub(crate) hub: Hub,
+    /// The token workers register with.
     pub(crate) bootstrap_token: Token,
+    /// The token that guards `/admin`.
     pub(crate) admin_token: Token,
+    /// How long a claim lasts without news from its worker.
     pub(crate) lease_timeout: Duration,
+    /// The largest request body (`flux.max_body_bytes`).
     pub(crate) max_body_bytes: usize,
     /// How long a request body may take to arrive (`flux.request_timeout`).
     pub(crate) request_timeout: Duration,
@@ -54,6 +66,7 @@ pub(crate) struct Shared {
     pub(crate) http_limits: Limits,
     /// Wakes the dispatcher (new work, a worker connected).
     pub(crate) wake: Notify,
+    /// Turns true when the server stops: the dispatcher and open streams end.
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -67,10 +80,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A registered worker.
 pub(crate) struct WorkerEntry {
+    /// The token of its current session.
     pub(crate) session: Token,
+    /// The workflows it registered.
     pub(crate) workflows: BTreeSet<String>,
+    /// What its machine has.
     pub(crate) resources: Resources,
+    /// Its event stream, while connected.
     pub(crate) connection: Option<Connection>,
+    /// How many connections it opened (the id of the latest).
     pub(crate) connections: u64,
     /// Whether the current session has connected before: a connection of a session that did
     /// is the same process coming back; the first one of a new session may be a new process.
@@ -81,20 +99,26 @@ pub(crate) struct WorkerEntry {
 
 /// A worker's open event stream: what the dispatcher and the server's cancellations send it.
 pub(crate) struct Connection {
+    /// Which of the worker's connections this is.
     pub(crate) id: u64,
+    /// Offers and cancellations: the SSE event's name and its message.
     pub(crate) tx: mpsc::UnboundedSender<(&'static str, Offer)>,
 }
 
 /// The claims held by workers, by execution id.
 #[derive(Default)]
 pub(crate) struct Claims {
+    /// Each claim by the id of the execution it holds.
     pub(crate) by_execution: HashMap<String, ClaimInfo>,
 }
 
 /// A claim: which worker holds an execution, under which generation, until when.
 pub(crate) struct ClaimInfo {
+    /// The worker that holds it.
     pub(crate) worker: String,
+    /// The claim generation its checkpoints carry.
     pub(crate) generation: u64,
+    /// When it runs out unless the worker is heard from.
     pub(crate) lease_until: Instant,
     /// The last event stored under this claim (0 when unknown, after a restart).
     pub(crate) last_seq: u64,
@@ -105,19 +129,22 @@ pub(crate) struct ClaimInfo {
 /// Executions waiting for a worker to claim them.
 #[derive(Default)]
 pub(crate) struct Pending {
+    /// Each waiting execution by its id.
     pub(crate) offers: HashMap<String, Offered>,
 }
 
 /// An execution waiting for a worker: its workflow, and to whom it was last offered.
 pub(crate) struct Offered {
+    /// Its workflow.
     pub(crate) workflow: String,
+    /// Whether it waits for a resume (rather than its first run).
     pub(crate) resumed: bool,
     /// To whom and when it was last offered.
     pub(crate) offered: Option<(String, Instant)>,
 }
 
 impl Pending {
-    /// Waits for a worker to claim `id` (a new run, or a resume when `resumed`).
+    /// Adds execution `id` to those waiting for a worker (to resume it, when `resumed`).
     pub(crate) fn add(&mut self, id: &str, workflow: &str, resumed: bool) {
         self.offers.insert(id.to_string(), Offered { workflow: workflow.to_string(), resumed, offered: None });
     }
