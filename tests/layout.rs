@@ -1,9 +1,12 @@
 //! The shape of the repository, checked: the runtime's modules depend on each other in one
-//! direction, and every test and example file is built (the suite package lists them one by
-//! one, so a file nobody lists would never run).
+//! direction, no source file grows past the size we keep, and every test and example file is
+//! built (the suite package lists them one by one, so a file nobody lists would never run).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The longest a source file of the runtime may be.
+const MAX_LINES: usize = 700;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -155,6 +158,21 @@ fn an_upward_use_is_seen() {
     assert_eq!(reexports.get("Thing").map(String::as_str), Some("high"));
     let code = code_of("use crate::{Thing, value};\n/// [`crate::high::X`]\nfn f() { crate::low::g() }\n");
     assert_eq!(crate_paths(&code), ["Thing", "low", "value"].map(String::from).into_iter().collect());
+}
+
+/// No source file of the runtime is longer than [`MAX_LINES`]: past that, a concept inside it
+/// wants a module of its own.
+#[test]
+fn no_runtime_file_is_too_long() {
+    let src = root().join("flux/src");
+    let long: Vec<String> = rust_files(&src)
+        .into_iter()
+        .filter_map(|file| {
+            let lines = read(&file).lines().count();
+            (lines > MAX_LINES).then(|| format!("{} has {lines} lines", file.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "files over {MAX_LINES} lines:\n{}", long.join("\n"));
 }
 
 /// The `path = "..."` of every target a package manifest lists, as file names under `dir`.

@@ -350,7 +350,7 @@ impl Engine {
 
     /// An engine over `store` that shares this engine's secrets key and output storages (a
     /// worker's engine, whose logs live on the server).
-    #[cfg(feature = "server")]
+    #[cfg(feature = "worker")]
     pub(crate) fn with_store_sharing(&self, store: Arc<dyn Store>) -> Engine {
         let vault = self.inner.vault.sharing_key(store.clone());
         self.copy_settings_to(Engine::assemble(store, vault, self.outputs()))

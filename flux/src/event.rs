@@ -189,7 +189,9 @@ impl Value {
     const WHOLE: u32 = u32::MAX;
 
     /// The bytes of `buf` in `range`. A range that is not within `buf` gives an empty value; a
-    /// range past the first 4 GiB of `buf` gets a copy of its own.
+    /// range past the first 4 GiB of `buf` gets a copy of its own. (The SQLite store's loader
+    /// shares its buffers so.)
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn shared(buf: &Arc<[u8]>, range: std::ops::Range<usize>) -> Value {
         match (u32::try_from(range.start), u32::try_from(range.len())) {
             (Ok(start), Ok(len)) if len != Self::WHOLE && range.end <= buf.len() => {

@@ -75,6 +75,8 @@
 //!   hands it: an HTTP client (reqwest) and `flux::protocol`, the shapes that cross the network,
 //!   without the server's crates (axum, hyper's server side).
 //! - `cli`: the `flux` command-line tool (`flux start server`, `flux workflow run ...`).
+//! - `test-util`: the store conformance suite (`flux::store::conformance`) for your own `Store`, and
+//!   constructors of the writes only flux makes, for tests.
 #![warn(missing_docs)]
 // Library code never unwraps: data from files, the database or the network gets an error.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

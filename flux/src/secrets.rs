@@ -82,7 +82,7 @@ impl Vault {
     }
 
     /// Secrets kept in `store`, under this vault's key (the very same key, even an in-memory one).
-    #[cfg(feature = "server")]
+    #[cfg(feature = "worker")]
     pub(crate) fn sharing_key(&self, store: Arc<dyn Store>) -> Vault {
         Vault { store, keys: self.keys.clone() }
     }

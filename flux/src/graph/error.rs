@@ -4,6 +4,9 @@ use std::fmt;
 
 use crate::error::{Error, ErrorKind};
 
+#[cfg(doc)]
+use super::Graph;
+
 /// Why a [`Graph`] is not a valid DAG of tasks; see [`Graph::validate`].
 ///
 /// Converts into a [`flux::Error`](crate::Error) of kind [`ErrorKind::Config`], so

@@ -52,6 +52,7 @@ pub use sqlite::SqliteStore;
 /// re-runs the task, exactly as it would if `TASK_STARTED` had been stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Durability {
     /// Committed to the write-ahead log before a task's result is handed back: survives the
     /// process being killed at any instant (`kill -9`), but not necessarily a power loss or OS
@@ -396,7 +397,8 @@ enum CommitInner {
     Ready(Option<Result<()>>),
     Pending(oneshot::Receiver<Result<()>>),
     /// Pending, and polling it may commit the queue on the polling thread; the flag says
-    /// whether it yielded once already.
+    /// whether it yielded once already. (Only the SQLite store helps so far.)
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Helped(oneshot::Receiver<Result<()>>, Arc<dyn Help>, bool),
 }
 
@@ -422,6 +424,7 @@ impl Commit {
     }
 
     /// A pending commit whose waiter may commit the queue of `store` itself.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn helped(store: Arc<dyn Help>) -> (CommitSender, Self) {
         let (tx, rx) = oneshot::channel();
         (CommitSender(tx), Commit(CommitInner::Helped(rx, store, false)))
