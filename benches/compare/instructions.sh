@@ -5,9 +5,9 @@
 #   benches/compare/instructions.sh [FLUX_BENCH]   # default: target/release/examples/flux_bench
 #
 # Each figure is the marginal cost of a step: (instructions at 2,000 steps - at 1,000) / 1,000,
-# so that start-up and the first commit do not count. `sequential N default` counts the whole
-# run; `replay N` counts from the last `Store::load` (callgrind's --zero-before), leaving out the
-# recording of the crashed log it replays.
+# so that start-up and the first commit do not count. Both count from the start of the timed part
+# (callgrind's --zero-before at `Profiled::start`), so that `replay N` leaves out the recording of
+# the crashed log it replays; the load of that log is counted.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 bench=${1:-target/release/examples/flux_bench}
@@ -29,6 +29,6 @@ per_step() { # LABEL VALGRIND_OPTION WORKLOAD
     echo "$label: $(((large - small) / 1000)) instructions per step ($small at 1,000 steps, $large at 2,000)"
 }
 
-# `sequential N` runs in the default durability; --dump-instr=no is a harmless placeholder option.
-per_step "sequential 1000 default" --dump-instr=no sequential
-per_step "replay 1000" "--zero-before=*SqliteStore*as*Store*load*" replay
+# `sequential N` runs in the default durability.
+per_step "sequential 1000 default" --zero-before=flux_bench::Profiled::start sequential
+per_step "replay 1000" --zero-before=flux_bench::Profiled::start replay

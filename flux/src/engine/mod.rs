@@ -11,19 +11,25 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 #[cfg(feature = "sqlite")]
 use std::path::Path;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use crate::config::{Config, DatabaseLocation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
-use crate::output::{self, FileOutputStorage, OutputStorage};
+use crate::output::{self, OutputStorage};
 use crate::secrets::{self, KeySource, Vault};
-use crate::store::{Durability, LeaseMode, MemoryStore, Store, StoredExecution, Write};
+#[cfg(any(feature = "sqlite", test))]
+use crate::store::Durability;
+use crate::store::{MemoryStore, Store, StoredExecution};
+
+mod builder;
+mod lease;
+
+pub use builder::EngineBuilder;
 
 /// How long an execution's lease lasts unless renewed, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -129,172 +135,7 @@ impl AsRef<Vault> for Engine {
 
 static DEFAULT: Mutex<Option<Engine>> = Mutex::new(None);
 
-/// Where a new engine keeps its executions.
-#[derive(Default)]
-enum Storage {
-    #[default]
-    Memory,
-    #[cfg(feature = "sqlite")]
-    Sqlite(PathBuf),
-    Custom(Arc<dyn Store>),
-}
-
-/// The settings of a new [`Engine`] ([`Engine::builder`]). [`EngineBuilder::build`] applies them
-/// all at once, so the order in which they are given does not matter.
-///
-/// Without a storage setting the engine keeps everything in memory. Its *home* is where the key
-/// file of its secrets (`encryption.key`) and the `"file"` output storage (`outputs/`) live: by
-/// default the directory of the SQLite database; an engine with no home (in memory, or over a
-/// store of its own) encrypts its secrets under a random key unless given one.
-///
-/// ```
-/// # fn demo() -> flux::Result<()> {
-/// let dir = tempfile::tempdir().unwrap();
-/// let engine = flux::Engine::builder()
-///     .lease(std::time::Duration::from_secs(5))
-///     .sqlite(dir.path().join("flux.db"))
-///     .encryption_key("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
-///     .build()?;
-/// assert_eq!(engine.lease(), std::time::Duration::from_secs(5));
-/// # Ok(()) }
-/// # demo().unwrap();
-/// ```
-#[derive(Default)]
-#[must_use = "an engine builder does nothing until `build` is called"]
-pub struct EngineBuilder {
-    storage: Storage,
-    durability: Option<Durability>,
-    home: Option<PathBuf>,
-    encryption_key: Option<String>,
-    lease: Option<Duration>,
-    outputs: Vec<(String, Arc<dyn OutputStorage>)>,
-}
-
-impl std::fmt::Debug for EngineBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let storage = match &self.storage {
-            Storage::Memory => "memory".to_string(),
-            #[cfg(feature = "sqlite")]
-            Storage::Sqlite(path) => format!("sqlite:{}", path.display()),
-            Storage::Custom(store) => store.describe(),
-        };
-        f.debug_struct("EngineBuilder")
-            .field("storage", &storage)
-            .field("durability", &self.durability)
-            .field("home", &self.home)
-            .field("encryption_key", &self.encryption_key.as_ref().map(|_| "<redacted>"))
-            .field("lease", &self.lease)
-            .field("outputs", &self.outputs.iter().map(|(name, _)| name).collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl EngineBuilder {
-    /// Keeps everything in memory (the default): for tests.
-    pub fn in_memory(mut self) -> Self {
-        self.storage = Storage::Memory;
-        self
-    }
-
-    /// Keeps executions in the SQLite database at `path` (created on first use).
-    #[cfg(feature = "sqlite")]
-    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
-        self.storage = Storage::Sqlite(path.into());
-        self
-    }
-
-    /// Keeps executions in `store`.
-    pub fn store(mut self, store: impl Store) -> Self {
-        self.storage = Storage::Custom(Arc::new(store));
-        self
-    }
-
-    /// How hard the SQLite store's commits try to reach the disk (default
-    /// [`Durability::Default`]). Refused by [`EngineBuilder::build`] for other stores, whose
-    /// durability is their own.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = Some(durability);
-        self
-    }
-
-    /// The directory of the secrets' key file and of the `"file"` output storage (default: the
-    /// SQLite database's directory; none for other stores).
-    pub fn home(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.home = Some(dir.into());
-        self
-    }
-
-    /// Encrypts secrets under `key`: 32 random bytes written as 64 hexadecimal digits
-    /// (`openssl rand -hex 32` makes one), instead of the key file in the home. Checked by
-    /// [`EngineBuilder::build`].
-    pub fn encryption_key(mut self, key: impl Into<String>) -> Self {
-        self.encryption_key = Some(key.into());
-        self
-    }
-
-    /// How long the leases of the executions this engine runs last (default [`DEFAULT_LEASE`],
-    /// at least 100 ms); see [`Engine::with_lease`].
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = Some(lease);
-        self
-    }
-
-    /// Makes `storage` available as `output_storage = "<name>"` (replacing the `"file"` one, or
-    /// one given earlier, of the same name).
-    pub fn output_storage(mut self, name: impl Into<String>, storage: impl OutputStorage) -> Self {
-        self.outputs.push((name.into(), Arc::new(storage)));
-        self
-    }
-
-    /// Opens the storage and builds the engine.
-    pub fn build(self) -> Result<Engine> {
-        let key = match &self.encryption_key {
-            Some(key) => Some(secrets::parse_configured_key(key)?),
-            None => None,
-        };
-        let (store, home): (Arc<dyn Store>, Option<PathBuf>) = match self.storage {
-            Storage::Memory | Storage::Custom(_) if self.durability.is_some() => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    "a durability is a setting of the SQLite store; this engine's store has its own",
-                ));
-            }
-            Storage::Memory => (Arc::new(MemoryStore::new()), self.home),
-            Storage::Custom(store) => (store, self.home),
-            #[cfg(feature = "sqlite")]
-            Storage::Sqlite(path) => {
-                let store = crate::store::SqliteStore::open(&path, self.durability.unwrap_or_default())?;
-                let home = self.home.unwrap_or_else(|| {
-                    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
-                });
-                (Arc::new(store), Some(home))
-            }
-        };
-        let key_source = match (key, &home) {
-            (Some(key), _) => KeySource::Configured(key),
-            (None, Some(home)) => KeySource::File(home.join(secrets::KEY_FILE)),
-            (None, None) => KeySource::Ephemeral,
-        };
-        let mut outputs = Outputs::new();
-        if let Some(home) = &home {
-            outputs.insert("file".to_string(), Arc::new(FileOutputStorage::new(home.join("outputs"))));
-        }
-        outputs.extend(self.outputs);
-        let vault = Vault::new(store.clone(), key_source);
-        let engine = Engine::assemble(store, vault, outputs);
-        if let Some(lease) = self.lease {
-            engine.set_lease(lease);
-        }
-        Ok(engine)
-    }
-}
-
 impl Engine {
-    /// The settings of a new engine, applied in one go by [`EngineBuilder::build`].
-    pub fn builder() -> EngineBuilder {
-        EngineBuilder::default()
-    }
-
     /// Opens (or creates) the SQLite database at `path` with default durability. Secrets are
     /// encrypted with the key in `encryption.key` next to the database (created on first use).
     #[cfg(feature = "sqlite")]
@@ -329,7 +170,7 @@ impl Engine {
                 vault,
                 running: Arc::default(),
                 owner: Arc::from(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())),
-                lease_ms: AtomicU64::new(millis(DEFAULT_LEASE)),
+                lease_ms: AtomicU64::new(lease::millis(DEFAULT_LEASE)),
                 renewing: AtomicBool::new(false),
                 workflows: RwLock::default(),
                 outputs: RwLock::new(outputs),
@@ -514,124 +355,85 @@ impl Engine {
     pub(crate) fn not_found(&self, execution_id: &str) -> Error {
         Error::new(ErrorKind::NotFound, format!("no execution `{execution_id}` in {}", self.store().describe()))
     }
+}
 
-    /// The id this engine records as the owner of the executions it runs (unique per engine
-    /// and process).
-    pub fn owner(&self) -> &str {
-        &self.inner.owner
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// How long the lease on an execution this engine runs lasts unless renewed.
-    pub fn lease(&self) -> Duration {
-        Duration::from_millis(self.inner.lease_ms.load(Ordering::Relaxed))
-    }
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-    /// Sets how long the leases this engine (and every handle to it) takes last: at least 100 ms,
-    /// renewed every third of it. A shorter lease lets [`Engine::recover`] continue a dead
-    /// process's executions sooner, at the cost of more renewals; every engine on one database
-    /// should use the same. [`EngineBuilder::lease`] sets it when the engine is built.
-    pub fn with_lease(self, lease: Duration) -> Engine {
-        self.set_lease(lease);
-        self
-    }
+    /// An output storage that keeps nothing: only its presence is looked at.
+    struct Nowhere;
 
-    fn set_lease(&self, lease: Duration) {
-        self.inner.lease_ms.store(millis(lease.max(MIN_LEASE)), Ordering::Relaxed);
-    }
-
-    /// Keeps `workflow` for recovery, under its name.
-    pub(crate) fn register_recoverable(&self, workflow: Arc<dyn Recoverable>) {
-        self.inner.workflows.write().unwrap_or_else(|p| p.into_inner()).insert(workflow.name(), workflow);
-    }
-
-    /// The workflow registered for recovery under `name`.
-    pub(crate) fn recoverable(&self, name: &str) -> Option<Arc<dyn Recoverable>> {
-        self.inner.workflows.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
-    }
-
-    /// This engine's lease write for `execution_id`.
-    pub(crate) fn lease_write(&self, execution_id: Arc<str>, mode: LeaseMode) -> Write {
-        Write::Lease { execution_id, owner: self.inner.owner.clone(), until: SystemTime::now() + self.lease(), mode }
-    }
-
-    /// Records this engine as the owner of `execution_id` (with the next commit) and makes sure
-    /// its lease is renewed while it runs here.
-    pub(crate) fn own(&self, execution_id: &Arc<str>) {
-        drop(self.store().write_deferred(vec![self.lease_write(execution_id.clone(), LeaseMode::Own)]));
-        self.renew_in_background();
-    }
-
-    /// Starts the renewal task unless it runs already (it ends when nothing runs here).
-    pub(crate) fn renew_in_background(&self) {
-        if self.inner.renewing.swap(true, Ordering::SeqCst) {
-            return;
+    impl OutputStorage for Nowhere {
+        fn put(&self, _value: &[u8]) -> Result<String> {
+            Ok("nowhere".to_string())
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn(renew(Arc::downgrade(&self.inner)))),
-            // No runtime, so nothing runs here either: the next run starts the task.
-            Err(_) => self.inner.renewing.store(false, Ordering::SeqCst),
+        fn get(&self, reference: &str) -> Result<Vec<u8>> {
+            Err(Error::new(ErrorKind::NotFound, format!("no output `{reference}`")))
         }
     }
 
-    /// A handle that does not keep the engine alive (for background tasks).
-    #[cfg(feature = "server")]
-    pub(crate) fn downgrade(&self) -> WeakEngine {
-        WeakEngine(Arc::downgrade(&self.inner))
-    }
-}
+    /// A workflow kept for recovery under `name`, which never runs.
+    struct Named(&'static str);
 
-/// An [`Engine`] that background tasks hold without keeping it alive.
-#[cfg(feature = "server")]
-#[derive(Clone)]
-pub(crate) struct WeakEngine(Weak<Inner>);
-
-#[cfg(feature = "server")]
-impl WeakEngine {
-    /// The engine, unless every handle to it is gone.
-    pub(crate) fn upgrade(&self) -> Option<Engine> {
-        self.0.upgrade().map(|inner| Engine { inner })
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Renews the lease of every execution the engine runs, every third of the lease, until the
-/// engine is dropped or runs nothing. A run whose lease was taken over is stopped.
-async fn renew(inner: Weak<Inner>) {
-    loop {
-        let period = match inner.upgrade() {
-            Some(inner) => Duration::from_millis(inner.lease_ms.load(Ordering::Relaxed) / 3),
-            None => return,
-        };
-        tokio::time::sleep(period).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let engine = Engine { inner };
-        let runs: Vec<Arc<dyn LiveRun>> = {
-            let running = engine.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-            if running.is_empty() {
-                // Under the lock, so that a run claimed after this starts a new task.
-                engine.inner.renewing.store(false, Ordering::SeqCst);
-                return;
-            }
-            running.values().flatten().filter_map(Weak::upgrade).collect()
-        };
-        for run in runs {
-            let id = run.execution_id();
-            match engine.store().write(vec![engine.lease_write(id.clone(), LeaseMode::Renew)]).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::Conflict => {
-                    tracing::warn!(execution_id = %id, "another engine took this execution over; stopping its run here");
-                    run.lease_lost(Error::new(
-                        ErrorKind::Conflict,
-                        format!("execution `{id}` was taken over by another engine after this one's lease ran out"),
-                    ));
-                }
-                // A run that has just finished (or whose row is gone) needs no lease; a
-                // storage failure is retried at the next renewal, well before the lease ends.
-                Err(e) => tracing::debug!(execution_id = %id, error = %e, "lease not renewed"),
-            }
+    impl Recoverable for Named {
+        fn name(&self) -> &'static str {
+            self.0
         }
+        fn continue_execution(&self, _engine: &Engine, _id: String) -> BoxFuture<'static, Result<ExecutionState>> {
+            Box::pin(async { Ok(ExecutionState::Completed) })
+        }
+    }
+
+    #[test]
+    fn a_builder_applies_its_settings_in_any_order() {
+        let lease = Duration::from_secs(7);
+        let built = [
+            Engine::builder().lease(lease).encryption_key(KEY).output_storage("nowhere", Nowhere).build(),
+            Engine::builder().output_storage("nowhere", Nowhere).encryption_key(KEY).lease(lease).build(),
+        ];
+        for engine in built {
+            let engine = engine.unwrap();
+            assert_eq!(engine.lease(), lease);
+            assert!(engine.output_storage("nowhere").is_ok());
+            secrets::set(&engine, "A", "1").unwrap();
+            // The same key decrypts it from another engine over the same store.
+            let other = Engine::assemble(
+                engine.store().clone(),
+                Vault::new(engine.store().clone(), KeySource::Configured(secrets::parse_configured_key(KEY).unwrap())),
+                Outputs::new(),
+            );
+            assert_eq!(secrets::get(&other, "A").unwrap().as_deref(), Some("1"));
+        }
+    }
+
+    #[test]
+    fn a_bad_setting_is_refused_by_build_naming_it() {
+        let err = Engine::builder().encryption_key("hunter2").build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains("64 hexadecimal digits") && !err.to_string().contains("hunter2"), "{err}");
+        let err = Engine::builder().durability(Durability::Full).build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains("durability"), "{err}");
+        assert!(Engine::builder().lease(Duration::ZERO).build().unwrap().lease() >= MIN_LEASE);
+    }
+
+    #[test]
+    fn another_key_keeps_every_other_setting() {
+        let engine = Engine::in_memory().with_lease(Duration::from_secs(9));
+        engine.register_output_storage("nowhere", Nowhere);
+        engine.register_recoverable(Arc::new(Named("orders")));
+        let rekeyed = engine.with_encryption_key(KEY).unwrap();
+        assert_eq!(rekeyed.lease(), Duration::from_secs(9));
+        assert!(rekeyed.output_storage("nowhere").is_ok());
+        assert!(rekeyed.recoverable("orders").is_some());
+        // The same store, another engine: its own owner id.
+        assert!(Arc::ptr_eq(engine.store(), rekeyed.store()));
+        assert_ne!(engine.owner(), rekeyed.owner());
+        // And the order of the two settings does not matter.
+        let other_order = Engine::in_memory().with_encryption_key(KEY).unwrap().with_lease(Duration::from_secs(9));
+        assert_eq!(other_order.lease(), rekeyed.lease());
     }
 }
