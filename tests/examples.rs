@@ -25,6 +25,17 @@ fn retries_example_shows_growing_delays() {
 }
 
 #[test]
+fn terminal_errors_example_retries_a_timeout_and_stops_at_a_declined_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("terminal_errors", dir.path());
+    assert!(out.contains("attempt 3\n  -> receipt for 2500 cents"), "{out}");
+    let declined = &out[out.find("a declined card:").unwrap()..];
+    assert!(declined.contains("attempt 1") && !declined.contains("attempt 2"), "{out}");
+    assert!(declined.contains("-> FAILED (card declined: insufficient funds)"), "{out}");
+    assert!(declined.contains("terminal: true, a PaymentError: true"), "{out}");
+}
+
+#[test]
 fn fallback_rollback_example_uses_both() {
     let dir = tempfile::tempdir().unwrap();
     let out = run("fallback_rollback", dir.path());

@@ -52,7 +52,7 @@ fn convert(result: TokenStream, output: &Output, kind: TokenStream) -> TokenStre
                 ::core::result::Result::Ok(#ok) => ::core::result::Result::Ok(#ok),
                 ::core::result::Result::Err(#err) => {
                     #[allow(unused_imports)]
-                    use ::flux::__private::{ViaDisplay as _, ViaFluxError as _, ViaStdError as _};
+                    use ::flux::__private::{ViaDisplay as _, ViaFluxError as _, ViaStdError as _, ViaTerminalError as _};
                     ::core::result::Result::Err((&&&::flux::__private::ErrorWrap(#err)).to_flux_error(#kind))
                 }
             }

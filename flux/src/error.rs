@@ -83,8 +83,15 @@ impl fmt::Display for ErrorKind {
 
 /// The error of every fallible flux operation, and the failure a workflow sees from a task.
 ///
-/// It is plain data (kind, message, the chain of causes, and the task it concerns), so it can be
-/// stored in the event log and loaded again exactly: a failed execution always reloads.
+/// It is plain data (kind, message, the chain of causes, the task it concerns, the name of the
+/// user's error type it came from, and whether it is terminal), so it can be stored in the event
+/// log and loaded again exactly: a failed execution always reloads, and its error still says
+/// what type it was ([`Error::is`]).
+///
+/// A *terminal* error is final: a task that fails with one is not retried (its fallback or
+/// rollback still runs). Make one with [`Error::terminal`], or let the task's error type say
+/// which of its values are terminal by implementing [`TerminalError`]. Every other error is
+/// retried as the task's options say.
 ///
 /// ```
 /// use flux::{Error, ErrorKind};
@@ -92,6 +99,7 @@ impl fmt::Display for ErrorKind {
 /// let err = Error::new(ErrorKind::Config, "FLUX_HOME is empty");
 /// assert_eq!(err.kind(), ErrorKind::Config);
 /// assert_eq!(err.to_string(), "FLUX_HOME is empty");
+/// assert!(!err.is_terminal());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error {
@@ -101,6 +109,50 @@ pub struct Error {
     chain: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    type_name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    terminal: bool,
+}
+
+/// An error type whose values say whether they are final: a task failing with a terminal value
+/// is not retried (its fallback or rollback still runs), any other value is retried as the
+/// task's options say.
+///
+/// ```
+/// #[derive(Debug)]
+/// enum PaymentError {
+///     /// The card was declined: asking again gives the same answer.
+///     Declined,
+///     /// The payment service did not answer in time: worth another try.
+///     Timeout,
+/// }
+///
+/// impl std::fmt::Display for PaymentError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str(match self {
+///             PaymentError::Declined => "card declined",
+///             PaymentError::Timeout => "payment service timed out",
+///         })
+///     }
+/// }
+///
+/// impl std::error::Error for PaymentError {}
+///
+/// impl flux::TerminalError for PaymentError {
+///     fn is_terminal(&self) -> bool {
+///         matches!(self, PaymentError::Declined)
+///     }
+/// }
+///
+/// #[flux::task(retry_max_attempts = 3, retry_delay = "100ms")]
+/// async fn charge(cents: u64) -> Result<String, PaymentError> {
+///     if cents > 10_000 { Err(PaymentError::Declined) } else { Ok(format!("charged {cents}")) }
+/// }
+/// ```
+pub trait TerminalError: std::error::Error {
+    /// Whether this value is final: no retry can change it.
+    fn is_terminal(&self) -> bool;
 }
 
 impl Error {
@@ -116,7 +168,65 @@ impl Error {
 
     /// An error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), chain: Vec::new(), task_id: None }
+        Error { kind, message: message.into(), chain: Vec::new(), task_id: None, type_name: None, terminal: false }
+    }
+
+    /// A terminal task failure made of `err`: a task that fails with it is not retried (its
+    /// fallback or rollback still runs). It keeps `err`'s message, its chain of sources and the
+    /// name of its type.
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct PaymentDeclined;
+    /// impl std::fmt::Display for PaymentDeclined {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str("payment declined")
+    ///     }
+    /// }
+    /// impl std::error::Error for PaymentDeclined {}
+    ///
+    /// #[flux::task(retry_max_attempts = 5)]
+    /// async fn charge(cents: u64) -> flux::Result<()> {
+    ///     Err(flux::Error::terminal(PaymentDeclined))
+    /// }
+    ///
+    /// let err = flux::Error::terminal(PaymentDeclined);
+    /// assert!(err.is_terminal() && err.is::<PaymentDeclined>());
+    /// ```
+    pub fn terminal<E: std::error::Error + 'static>(err: E) -> Self {
+        Error::from_std(ErrorKind::TaskFailed, &err).with_type_name(std::any::type_name::<E>()).into_terminal()
+    }
+
+    /// The same error, terminal: a task that fails with it is not retried.
+    pub fn into_terminal(mut self) -> Self {
+        self.terminal = true;
+        self
+    }
+
+    /// Whether this error is final: a task that failed with it was not retried.
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
+    }
+
+    /// The name of the error type this error was made of (a task's or workflow's own error
+    /// type that implements `std::error::Error`, as `std::any::type_name` gives it), kept
+    /// through storage. `None` for flux's own errors and for errors that are only a message (a
+    /// `String`).
+    pub fn type_name(&self) -> Option<&str> {
+        self.type_name.as_deref()
+    }
+
+    /// Whether this error was made of a value of type `E`, also after it was stored and loaded
+    /// again: the type is known by its name (`std::any::type_name`), which one build of a
+    /// program gives the same way.
+    pub fn is<E: ?Sized + 'static>(&self) -> bool {
+        self.type_name.as_deref() == Some(std::any::type_name::<E>())
+    }
+
+    /// Records the name of the error type this error was made of.
+    pub(crate) fn with_type_name(mut self, type_name: &str) -> Self {
+        self.type_name = Some(type_name.to_string());
+        self
     }
 
     /// An error of `kind` built from another error: its message, then each `source()` in turn
@@ -128,7 +238,7 @@ impl Error {
             chain.push(c.to_string());
             cause = c.source();
         }
-        Error { kind, message: err.to_string(), chain, task_id: None }
+        Error { kind, message: err.to_string(), chain, task_id: None, type_name: None, terminal: false }
     }
 
     /// Attaches the id of the task this error concerns.

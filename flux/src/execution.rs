@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ExecutionState};
 
 /// How an execution ended (or where it stopped), as the driver or storage reports it: an
@@ -79,6 +79,49 @@ impl<I, O> Execution<I, O> {
     /// Consumes the execution, returning the output.
     pub fn into_output(self) -> Option<O> {
         self.output
+    }
+
+    /// The outcome as a `Result`, for callers who want `?`: the output once `COMPLETED`, the
+    /// execution's error once `FAILED` or `CANCELLED`, and an error of kind
+    /// [`ErrorKind::InvalidState`] naming the state (and the pause) of an execution that has not
+    /// finished.
+    ///
+    /// ```
+    /// use flux::prelude::*;
+    ///
+    /// #[flux::workflow]
+    /// async fn double(ctx: ExecutionContext<u32>) -> u32 {
+    ///     ctx.input() * 2
+    /// }
+    ///
+    /// # async fn demo() -> flux::Result<()> {
+    /// let engine = flux::Engine::in_memory();
+    /// let doubled: u32 = double.on(&engine).run(21).await?.into_result()?;
+    /// assert_eq!(doubled, 42);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`ErrorKind::InvalidState`]: crate::ErrorKind::InvalidState
+    pub fn into_result(self) -> Result<O> {
+        let id = &self.execution_id;
+        match self.state {
+            ExecutionState::Completed => self
+                .output
+                .ok_or_else(|| Error::new(ErrorKind::Decode, format!("execution `{id}` completed without an output"))),
+            ExecutionState::Failed | ExecutionState::Cancelled => Err(self.error.unwrap_or_else(|| {
+                Error::new(ErrorKind::Unknown, format!("execution `{id}` ended {} without an error", self.state))
+            })),
+            ExecutionState::Paused => {
+                let pause = self.pause_name().map(|name| format!(" at pause `{name}`")).unwrap_or_default();
+                Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!("execution `{id}` has not finished: it is PAUSED{pause}; resume it to go on"),
+                ))
+            }
+            state => {
+                Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` has not finished: it is {state}")))
+            }
+        }
     }
 
     /// The error, once `FAILED` (or `CANCELLED`: an error of kind [`ErrorKind::Cancelled`]).

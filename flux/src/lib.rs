@@ -125,7 +125,7 @@ pub use compose::{AllResults, Parallel, parallel};
 pub use config::{Config, DatabaseLocation, WorkersConfig};
 pub use context::ExecutionContext;
 pub use engine::{Engine, EngineBuilder};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, TerminalError};
 pub use event::{Event, EventType, ExecutionState};
 pub use execution::Execution;
 pub use graph::{Graph, GraphError};
@@ -267,6 +267,19 @@ pub mod __private {
     /// Holds a user error on its way to becoming a [`Error`].
     pub struct ErrorWrap<E>(pub E);
 
+    /// An error type that says which of its values are terminal keeps that, its chain of
+    /// sources and its type's name.
+    pub trait ViaTerminalError {
+        /// Converts.
+        fn to_flux_error(&self, kind: ErrorKind) -> Error;
+    }
+    impl<E: crate::TerminalError + 'static> ViaTerminalError for &&&ErrorWrap<E> {
+        fn to_flux_error(&self, kind: ErrorKind) -> Error {
+            let error = Error::from_std(kind, &self.0).with_type_name(std::any::type_name::<E>());
+            if self.0.is_terminal() { error.into_terminal() } else { error }
+        }
+    }
+
     /// `flux::Error` is kept as it is.
     pub trait ViaFluxError {
         /// Converts.
@@ -278,18 +291,18 @@ pub mod __private {
         }
     }
 
-    /// A `std::error::Error` keeps its chain of sources.
+    /// A `std::error::Error` keeps its chain of sources and its type's name.
     pub trait ViaStdError {
         /// Converts.
         fn to_flux_error(&self, kind: ErrorKind) -> Error;
     }
     impl<E: std::error::Error + 'static> ViaStdError for &ErrorWrap<E> {
         fn to_flux_error(&self, kind: ErrorKind) -> Error {
-            Error::from_std(kind, &self.0)
+            Error::from_std(kind, &self.0).with_type_name(std::any::type_name::<E>())
         }
     }
 
-    /// Anything else that displays becomes its message.
+    /// Anything else that displays (a `String`, say) becomes its message.
     pub trait ViaDisplay {
         /// Converts.
         fn to_flux_error(&self, kind: ErrorKind) -> Error;

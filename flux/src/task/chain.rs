@@ -230,6 +230,8 @@ impl<T> Chain<'_, T> {
                         self.finish(Finish::Completed { step, output: bytes, cache: true }).await?;
                         return Ok(output);
                     }
+                    // A terminal error is final: no retry, straight to the fallback or rollback.
+                    Err(error) if error.is_terminal() => break error,
                     Err(error) => {
                         if max > 0 {
                             let failed = RetryFailed { current_attempt: k, max_attempts: max, error };
