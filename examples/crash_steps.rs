@@ -9,7 +9,9 @@
 //!
 //! Every step writes `start <i>` to the file, then `done <i>` when it finishes. With
 //! `FLUX_SLOW_STEP=<i>` set, step `i` sleeps for a minute between the two lines: a test kills the
-//! process there. Data lives where the default engine puts it (`FLUX_HOME`, default `.flux`).
+//! process there. With `FLUX_INLINE_STEPS=1` the steps are inline steps (`flux::step`) named
+//! `inline_<i>` instead of calls of the task `step`. Data lives where the default engine puts it
+//! (`FLUX_HOME`, default `.flux`).
 //! `FLUX_LEASE_MS` sets the engine's lease: how long after a process dies `recover` (which
 //! retries for up to `seconds`, default 0) can take its executions over.
 
@@ -32,8 +34,9 @@ fn append(file: &str, line: &str) -> std::io::Result<()> {
     f.sync_data()
 }
 
-#[flux::task]
-async fn step(i: u32, file: String) -> Result<u32, std::io::Error> {
+/// What step `i` does: its side effects, and (with `FLUX_SLOW_STEP=<i>`) a long sleep between
+/// them.
+async fn effects(i: u32, file: String) -> Result<u32, std::io::Error> {
     append(&file, &format!("start {i}"))?;
     if std::env::var("FLUX_SLOW_STEP").ok().and_then(|s| s.parse::<u32>().ok()) == Some(i) {
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -42,12 +45,21 @@ async fn step(i: u32, file: String) -> Result<u32, std::io::Error> {
     Ok(i * 10)
 }
 
+#[flux::task]
+async fn step(i: u32, file: String) -> Result<u32, std::io::Error> {
+    effects(i, file).await
+}
+
 #[flux::workflow]
 async fn crash_steps(ctx: ExecutionContext<Job>) -> flux::Result<Vec<u32>> {
     let job = ctx.input().clone();
+    let inline = std::env::var("FLUX_INLINE_STEPS").is_ok_and(|v| v == "1");
     let mut out = Vec::new();
     for i in 1..=job.steps {
-        out.push(step(i, job.file.clone()).await?);
+        out.push(match inline {
+            true => flux::step(&format!("inline_{i}"), effects(i, job.file.clone())).await?,
+            false => step(i, job.file.clone()).await?,
+        });
     }
     Ok(out)
 }

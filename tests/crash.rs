@@ -34,7 +34,12 @@ fn lines(file: &Path) -> Vec<String> {
 /// Starts the workflow with step `slow` sleeping, waits until that step has started, and kills
 /// the process with SIGKILL.
 fn kill_during_step(home: &Path, id: &str, file: &Path, slow: u32) {
-    let mut child = command(home)
+    kill_during(command(home), home, id, file, slow);
+}
+
+/// [`kill_during_step`] with the process `cmd` starts.
+fn kill_during(mut cmd: Command, home: &Path, id: &str, file: &Path, slow: u32) {
+    let mut child = cmd
         .args(["run", id, file.to_str().expect("utf-8 path")])
         .env("FLUX_SLOW_STEP", slow.to_string())
         .stdout(Stdio::null())
@@ -98,6 +103,29 @@ fn killed_during_task_2_replays_without_rerunning_task_1() {
     );
     let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
     assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+}
+
+#[test]
+fn killed_during_inline_step_2_replays_without_rerunning_step_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("effects.txt");
+    let inline = || {
+        let mut cmd = command(dir.path());
+        cmd.env("FLUX_INLINE_STEPS", "1");
+        cmd
+    };
+    kill_during(inline(), dir.path(), "inline-2", &file, 2);
+    assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+
+    let stdout = run_ok(inline().args(["replay", "inline-2"]));
+    assert!(stdout.contains("state: COMPLETED") && stdout.contains("output: [10, 20, 30]"), "{stdout}");
+    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
+    let stored = engine.store().load("inline-2").unwrap().expect("stored");
+    let started: Vec<&str> =
+        stored.events.iter().filter(|e| e.kind() == EventType::TaskStarted).map(|e| e.name()).collect();
+    assert_eq!(started, ["inline_1", "inline_2", "inline_3"], "one TASK_STARTED per step, none written twice");
+    assert_eq!(stored.events.len(), 8);
 }
 
 #[test]

@@ -39,6 +39,7 @@
 //! - [`macro@workflow`] turns a function taking [`ExecutionContext<I>`] into a [`Workflow`] value
 //!   with `run`, `run_with_id`, `replay`, `resume`, `cancel`, `start`, `stream`, `status`, `call`
 //!   and `on(&engine)`.
+//! - [`step`] and [`step_with`] record a block of code as a task without a function of its own.
 //! - Composition: [`parallel()`] / [`macro@parallel`], `task::map(items)`, [`macro@pipeline`] and
 //!   [`Graph`] run groups of calls, each a task in the log; `child.call(input)` runs a
 //!   sub-workflow.
@@ -107,6 +108,7 @@ mod task;
 mod builtins;
 mod compose;
 mod graph;
+mod step;
 // Starting, continuing, resuming and finishing executions, and the workflows over that.
 mod driver;
 mod workflow;
@@ -131,6 +133,7 @@ pub use execution::Execution;
 pub use graph::{Graph, GraphError};
 pub use recovery::Recovered;
 pub use secrets::Vault;
+pub use step::{StepBody, step, step_with};
 pub use store::Durability;
 pub use task::TaskOptions;
 pub use uuid::Uuid;
@@ -255,6 +258,7 @@ pub mod __private {
     use std::fmt::Display;
 
     pub use crate::compose::{group, limited, map, semaphore};
+    pub use crate::step::{Attempts, FutureMaker, OneFuture};
     // For the macro crate's tests, which check that its duration syntax is this one.
     pub use crate::duration::parse as parse_duration;
     pub use crate::task::BoxFuture;

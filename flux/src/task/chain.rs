@@ -60,7 +60,7 @@ fn with_output(fields: &[(&str, u32)], output: &[u8]) -> Arc<[u8]> {
 pub(super) struct Chain<'a, T> {
     pub(super) run: &'a RunState,
     /// The task's declared name (its template), which names its cache entries.
-    pub(super) task: &'static str,
+    pub(super) task: &'a str,
     /// The call's id without `~n`: the key of its cache entry.
     pub(super) base: &'a Arc<str>,
     pub(super) task_id: &'a Arc<str>,

@@ -5,6 +5,7 @@
 //! call order even in concurrent groups) and [`TaskCall::run`] when the returned future is
 //! awaited.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -77,7 +78,7 @@ enum State {
     /// Run it, recording `TASK_STARTED` first when `fresh`.
     Run {
         run: Arc<RunState>,
-        task: &'static str,
+        task: Cow<'static, str>,
         name: Arc<str>,
         base: Arc<str>,
         task_id: Arc<str>,
@@ -98,7 +99,7 @@ impl TaskCall {
     /// log; outside one the task will simply run.
     ///
     /// `task` is the task's declared name (its template, if it has one).
-    pub fn begin<N: AsRef<str>>(task: &'static str, make: impl FnOnce() -> (N, Args)) -> TaskCall {
+    pub fn begin<N: AsRef<str>>(task: impl Into<Cow<'static, str>>, make: impl FnOnce() -> (N, Args)) -> TaskCall {
         let (full_name, args) = make();
         let full_name = full_name.as_ref();
         let Some(run) = run::current() else {
@@ -123,7 +124,7 @@ impl TaskCall {
             Lookup::Restart(task_id, chain) => (task_id, Some(chain)),
         };
         let name = run.shared_name(full_name);
-        let state = State::Run { run, task, name, base, task_id, args: bytes.into(), chain };
+        let state = State::Run { run, task: task.into(), name, base, task_id, args: bytes.into(), chain };
         TaskCall { state }
     }
 
@@ -173,8 +174,16 @@ impl TaskCall {
                     run.defer([Source::new(&task_id, &name).entry(EventType::TaskStarted, args.clone())], None)?;
                 }
                 let call = Call { args: &args, task_id: &task_id, task_name: &name, engine: Some(run.engine()) };
-                let chain =
-                    chain::Chain { run: &run, task, base: &base, task_id: &task_id, name: &name, call, codec, options };
+                let chain = chain::Chain {
+                    run: &run,
+                    task: &task,
+                    base: &base,
+                    task_id: &task_id,
+                    name: &name,
+                    call,
+                    codec,
+                    options,
+                };
                 chain.execute(recorded.unwrap_or_default(), &mut attempt, handlers).await
             }
         }
