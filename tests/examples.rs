@@ -36,6 +36,16 @@ fn terminal_errors_example_retries_a_timeout_and_stops_at_a_declined_card() {
 }
 
 #[test]
+fn steps_and_state_example_runs_each_step_once_across_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("steps_and_state", dir.path());
+    assert_eq!(out.matches("reserved 2 lamp, 3 left").count(), 1, "{out}");
+    assert_eq!(out.matches("charging for 2 lamp").count(), 1, "{out}");
+    assert!(out.contains("PAUSED at `confirm`"), "{out}");
+    assert!(out.contains("output: receipt for 2 lamp (3 left, confirmed: true)"), "{out}");
+}
+
+#[test]
 fn fallback_rollback_example_uses_both() {
     let dir = tempfile::tempdir().unwrap();
     let out = run("fallback_rollback", dir.path());

@@ -68,6 +68,7 @@ pub(crate) fn task(input: Input, mut errors: Errors) -> syn::Result<TaskDef> {
     let mut args = task_args(&params, &mut errors);
     check_owned(&output.ty, "a task's output", &mut errors);
     let options = task_options(&written, &mut errors);
+    mark_state(&mut args);
     check_injected(&mut args, &written, &options, &item.sig.inputs, &mut errors);
     // Everything else is a recorded argument and must be storable.
     for arg in args.iter().filter(|a| a.injected.is_none()) {
@@ -226,6 +227,24 @@ fn check_injected(
             }
             0 | 1 => {}
             _ => errors.add_spanned(inputs, kind.twice),
+        }
+    }
+}
+
+/// Marks the `State<T>` parameters (one type argument, `flux::State<T>` too): flux fills each in
+/// from the state given to the engine, whatever the options say.
+fn mark_state(args: &mut [Arg]) {
+    for arg in args.iter_mut() {
+        let Type::Path(p) = &arg.ty else { continue };
+        let Some(last) = p.path.segments.last() else { continue };
+        let one_type = match &last.arguments {
+            syn::PathArguments::AngleBracketed(a) => {
+                a.args.len() == 1 && matches!(a.args.first(), Some(syn::GenericArgument::Type(_)))
+            }
+            _ => false,
+        };
+        if p.qself.is_none() && last.ident == "State" && one_type {
+            arg.injected = Some(Injected::State);
         }
     }
 }

@@ -104,6 +104,10 @@ fn injections(def: &TaskDef, call_info: &Ident) -> TokenStream {
                 let names = def.options.secret_requests.as_deref().unwrap_or_default();
                 Some(quote!(let #ident = ::flux::__private::secrets(#call_info, &[#(#names),*])?;))
             }
+            Injected::State => {
+                let ty = &a.ty;
+                Some(quote!(let #ident: #ty = ::flux::__private::state(#call_info)?;))
+            }
         }
     });
     quote!(#(#lets)*)

@@ -27,6 +27,8 @@ pub(crate) enum Injected {
     Metadata,
     /// `Secrets`, with `secret_requests = [..]`.
     Secrets,
+    /// `State<T>`: a value given to the engine, always filled in.
+    State,
 }
 
 /// The options of `#[flux::task(...)]`, checked; each is its default when not given.

@@ -40,6 +40,7 @@
 //!   with `run`, `run_with_id`, `replay`, `resume`, `cancel`, `start`, `stream`, `status`, `call`
 //!   and `on(&engine)`.
 //! - [`step`] and [`step_with`] record a block of code as a task without a function of its own.
+//! - [`State`]: handles given to the engine once ([`Engine::with_state`]) and received by tasks.
 //! - Composition: [`parallel()`] / [`macro@parallel`], `task::map(items)`, [`macro@pipeline`] and
 //!   [`Graph`] run groups of calls, each a task in the log; `child.call(input)` runs a
 //!   sub-workflow.
@@ -126,7 +127,7 @@ pub use builtins::{choice, now, pause, pause_with, progress, randint, randrange,
 pub use compose::{AllResults, Parallel, parallel};
 pub use config::{Config, DatabaseLocation, WorkersConfig};
 pub use context::ExecutionContext;
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{Engine, EngineBuilder, State};
 pub use error::{Error, ErrorKind, Result, TerminalError};
 pub use event::{Event, EventType, ExecutionState};
 pub use execution::Execution;
@@ -329,6 +330,28 @@ pub mod __private {
             Some(engine) => crate::secrets::fetch(engine.vault(), requested, &requester),
             None => crate::secrets::fetch(crate::Engine::global()?.vault(), requested, &requester),
         }
+    }
+
+    /// The state of type `T` of the call's engine, for a `State<T>` parameter; an error names
+    /// the type when the engine has none.
+    pub fn state<T: Send + Sync + 'static>(call: &Call<'_>) -> Result<crate::State<T>> {
+        let engine = match call.engine {
+            Some(engine) => engine.clone(),
+            None => crate::Engine::global()?,
+        };
+        engine.state::<T>().ok_or_else(|| {
+            let task = if call.task_id.is_empty() { call.task_name } else { call.task_id };
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "task `{task}` takes a `State<{}>`, and its engine holds none: give one with \
+                     `Engine::with_state(..)` (or the server's or worker's `state(..)`)",
+                    std::any::type_name::<T>()
+                ),
+            )
+            // No retry can give the engine a state it lacks.
+            .into_terminal()
+        })
     }
 
     /// The metadata of a call.

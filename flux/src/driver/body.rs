@@ -35,7 +35,7 @@ pub(super) enum Ending<O> {
 async fn cancel_requested_in_store(run: &RunState) {
     loop {
         tokio::time::sleep(CANCEL_POLL).await;
-        if let Ok(Some(ExecutionState::Cancelling)) = run.engine().state(&run.execution_id).await {
+        if let Ok(Some(ExecutionState::Cancelling)) = run.engine().execution_state(&run.execution_id).await {
             return;
         }
     }

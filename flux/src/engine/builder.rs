@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, Outputs};
+use super::{Engine, Outputs, States};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{FileOutputStorage, OutputStorage};
 use crate::secrets::{self, KeySource, Vault};
@@ -51,6 +51,7 @@ pub struct EngineBuilder {
     encryption_key: Option<String>,
     lease: Option<Duration>,
     outputs: Vec<(String, Arc<dyn OutputStorage>)>,
+    states: States,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -129,6 +130,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Gives the engine's tasks `value`, received as a [`State<T>`](crate::State) parameter (see
+    /// [`Engine::with_state`]).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
     /// Opens the storage and builds the engine.
     pub fn build(self) -> Result<Engine> {
         let key = match &self.encryption_key {
@@ -168,6 +176,7 @@ impl EngineBuilder {
         if let Some(lease) = self.lease {
             engine.set_lease(lease);
         }
+        engine.add_states(&self.states);
         Ok(engine)
     }
 }

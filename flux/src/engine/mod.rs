@@ -28,8 +28,11 @@ use crate::store::{MemoryStore, Store, StoredExecution};
 
 mod builder;
 mod lease;
+mod state;
 
 pub use builder::EngineBuilder;
+pub use state::State;
+pub(crate) use state::States;
 
 /// How long an execution's lease lasts unless renewed, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -74,6 +77,8 @@ struct Inner {
     workflows: RwLock<HashMap<&'static str, Arc<dyn Recoverable>>>,
     /// Output storages by name (`output_storage = "file"`).
     outputs: RwLock<Outputs>,
+    /// What tasks receive as `State<T>` parameters, one per type.
+    states: RwLock<States>,
 }
 
 /// The executions claimed here, with their run once it exists.
@@ -174,6 +179,7 @@ impl Engine {
                 renewing: AtomicBool::new(false),
                 workflows: RwLock::default(),
                 outputs: RwLock::new(outputs),
+                states: RwLock::default(),
             }),
         }
     }
@@ -197,8 +203,9 @@ impl Engine {
         self.copy_settings_to(Engine::assemble(store, vault, self.outputs()))
     }
 
-    /// `engine`, with this engine's lease and registered workflows.
+    /// `engine`, with this engine's lease, registered workflows and states.
     fn copy_settings_to(&self, engine: Engine) -> Engine {
+        engine.add_states(&self.inner.states.read().unwrap_or_else(|p| p.into_inner()));
         engine.inner.lease_ms.store(self.inner.lease_ms.load(Ordering::Relaxed), Ordering::Relaxed);
         let workflows = self.inner.workflows.read().unwrap_or_else(|p| p.into_inner()).clone();
         *engine.inner.workflows.write().unwrap_or_else(|p| p.into_inner()) = workflows;
@@ -265,6 +272,23 @@ impl Engine {
         &self.inner.vault
     }
 
+    /// Gives the engine's tasks `value`: a task taking a [`State<T>`] parameter receives it
+    /// (replacing a value of the same type given before). Every handle to this engine sees it.
+    pub fn with_state<T: Send + Sync + 'static>(self, value: T) -> Engine {
+        self.inner.states.write().unwrap_or_else(|p| p.into_inner()).insert(value);
+        self
+    }
+
+    /// The value of type `T` given with [`Engine::with_state`], if any.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<State<T>> {
+        self.inner.states.read().unwrap_or_else(|p| p.into_inner()).get()
+    }
+
+    /// Takes every state of `states` (replacing those of the same types).
+    pub(crate) fn add_states(&self, states: &States) {
+        self.inner.states.write().unwrap_or_else(|p| p.into_inner()).extend(states);
+    }
+
     /// Makes `storage` available as `output_storage = "<name>"` (replacing one of that name).
     pub fn register_output_storage(&self, name: impl Into<String>, storage: impl OutputStorage) {
         self.inner.outputs.write().unwrap_or_else(|p| p.into_inner()).insert(name.into(), Arc::new(storage));
@@ -329,7 +353,7 @@ impl Engine {
     }
 
     /// The stored state of an execution, read off the async threads.
-    pub(crate) async fn state(&self, execution_id: &str) -> Result<Option<ExecutionState>> {
+    pub(crate) async fn execution_state(&self, execution_id: &str) -> Result<Option<ExecutionState>> {
         let store = self.inner.store.clone();
         let id = execution_id.to_string();
         match tokio::task::spawn_blocking(move || store.state(&id)).await {

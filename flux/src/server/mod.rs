@@ -36,7 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, States};
 use crate::erased::{ErasedWorkflow, erase};
 use crate::error::{Error, ErrorKind, Result};
 use crate::workflow::WorkflowDefinition;
@@ -56,6 +56,7 @@ pub struct Server {
     bootstrap_token: Option<String>,
     admin_token: Option<String>,
     lease_timeout: Option<Duration>,
+    states: States,
 }
 
 impl std::fmt::Debug for Server {
@@ -86,6 +87,7 @@ impl Server {
             bootstrap_token: None,
             admin_token: None,
             lease_timeout: None,
+            states: States::default(),
         }
     }
 
@@ -123,6 +125,15 @@ impl Server {
     /// How long a worker keeps its claims without being heard from.
     pub fn lease_timeout(mut self, timeout: Duration) -> Server {
         self.lease_timeout = Some(timeout);
+        self
+    }
+
+    /// Gives the tasks this server runs in its own process `value`, received as a
+    /// [`State<T>`](crate::State) parameter; it is added to the server's engine when it starts
+    /// (see [`Engine::with_state`]). Workers are given their own with
+    /// [`Worker::state`](crate::worker::Worker::state).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Server {
+        self.states.insert(value);
         self
     }
 
@@ -203,6 +214,7 @@ impl Server {
             Some(e) => e,
             None => Engine::from_config(&config)?,
         };
+        engine.add_states(&self.states);
         let (bootstrap_token, generated_bootstrap) =
             token_or_generated(self.bootstrap_token.or(config.workers.bootstrap_token.clone()))?;
         let (admin_token, generated_admin) = token_or_generated(self.admin_token.or(config.admin_token.clone()))?;

@@ -29,7 +29,7 @@ use eventsource_stream::Eventsource as _;
 use futures::StreamExt as _;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, States};
 use crate::erased::{ErasedWorkflow, erase};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
@@ -83,6 +83,7 @@ pub struct Worker {
     engine: Option<Engine>,
     max_concurrency: usize,
     heartbeat: Option<Duration>,
+    states: States,
 }
 
 impl std::fmt::Debug for Worker {
@@ -108,6 +109,7 @@ impl Worker {
             engine: None,
             max_concurrency: 64,
             heartbeat: None,
+            states: States::default(),
         }
     }
 
@@ -134,6 +136,13 @@ impl Worker {
     /// (default: in memory).
     pub fn engine(mut self, engine: &Engine) -> Worker {
         self.engine = Some(engine.clone());
+        self
+    }
+
+    /// Gives the tasks this worker runs `value`, received as a [`State<T>`](crate::State)
+    /// parameter (a database pool, an HTTP client: what the tasks of its workflows need here).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Worker {
+        self.states.insert(value);
         self
     }
 
@@ -176,6 +185,7 @@ impl Worker {
         let (store, outbox) = RemoteStore::new(local.store().clone());
         let store = Arc::new(store);
         let engine = local.with_store_sharing(store.clone());
+        engine.add_states(&self.states);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(IDLE_LIMIT)
