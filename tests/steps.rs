@@ -124,3 +124,35 @@ async fn step_errors_say_what_is_wrong_and_keep_their_type() {
     // Outside a workflow a step simply runs.
     assert_eq!(flux::step("plain", async { Ok::<_, std::io::Error>(5) }).await.unwrap(), 5);
 }
+
+static FETCHES: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task]
+async fn fetch_page(page: u32) -> String {
+    FETCHES.fetch_add(1, Ordering::SeqCst);
+    format!("page {page}")
+}
+
+#[flux::workflow]
+async fn crawl(_ctx: ExecutionContext<u32>) -> flux::Result<String> {
+    let background = flux::spawn(async { fetch_page(2).await });
+    let first = fetch_page(1).await?;
+    let second = background.await.map_err(|e| flux::Error::new(ErrorKind::Panic, e.to_string()))??;
+    let approved: bool = flux::pause("approve").await?;
+    Ok(format!("{first}, {second}, {approved}"))
+}
+
+#[tokio::test]
+async fn a_future_given_to_flux_spawn_records_its_calls_in_the_execution() {
+    let engine = Engine::in_memory();
+    let paused = crawl.on(&engine).run(0).await.unwrap();
+    let mut names: Vec<&str> =
+        paused.events().iter().filter(|e| e.kind() == EventType::TaskCompleted).map(|e| e.source_id()).collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("fetch_page_")), "{names:?}");
+    let fetched = FETCHES.load(Ordering::SeqCst);
+    let done = crawl.on(&engine).resume(paused.execution_id(), true).await.unwrap();
+    assert_eq!(done.output(), Some(&"page 1, page 2, true".to_string()));
+    assert_eq!(FETCHES.load(Ordering::SeqCst), fetched, "the resume replays both calls from the log");
+}

@@ -133,6 +133,7 @@ pub use event::{Event, EventType, ExecutionState};
 pub use execution::Execution;
 pub use graph::{Graph, GraphError};
 pub use recovery::Recovered;
+pub use run::spawn;
 pub use secrets::Vault;
 pub use step::{StepBody, step, step_with};
 pub use store::Durability;
@@ -224,7 +225,7 @@ pub const DEFAULT_LEASE: std::time::Duration = limits::DEFAULT_LEASE;
 /// The call's id is fixed when the task function is *called*, from the current execution, so
 /// create the call inside the workflow (`let f = say_hello(x);` may then be awaited anywhere);
 /// a task function first called inside a `tokio::spawn`ed future runs as a plain function,
-/// without being recorded.
+/// without being recorded: spawn with [`spawn`] to keep the execution.
 pub use flux_macros::task;
 
 /// Turns an async function taking `ExecutionContext<I>` into a [`Workflow`].

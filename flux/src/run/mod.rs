@@ -28,6 +28,7 @@ pub(crate) use index::{Lookup, RecordedChain};
 pub use listen::PROGRESS_QUEUE;
 pub(crate) use listen::Subscription;
 pub(crate) use record::Source;
+pub use scope::spawn;
 pub(crate) use scope::{
     cancelled_error, current, current_task, in_task, is_replay_only, replay_only, replay_only_error, scope,
 };

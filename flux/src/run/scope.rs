@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use super::RunState;
 use crate::error::{Error, ErrorKind};
 
@@ -45,6 +47,49 @@ pub(crate) async fn in_task<F: Future>(task_id: &Arc<str>, name: &Arc<str>, fut:
 /// The task whose attempt is running, if any.
 pub(crate) fn current_task() -> Option<(Arc<str>, Arc<str>)> {
     CURRENT_TASK.try_with(Clone::clone).ok()
+}
+
+/// Spawns `future` on the Tokio runtime, as `tokio::spawn` does, inside the execution it is
+/// called from: the task calls it makes are recorded in that execution's log, as if the body
+/// made them. (A future given to `tokio::spawn` leaves the execution behind: its task calls run
+/// as plain function calls, unrecorded.) Outside a workflow it is `tokio::spawn`.
+///
+/// A spawned call takes its id when it is made, like any call: when spawned futures make calls of
+/// the same task with the same arguments, the order of their occurrence numbers (`~n`) is the
+/// order in which they run.
+///
+/// ```
+/// use flux::prelude::*;
+///
+/// #[flux::task]
+/// async fn fetch(page: u32) -> String {
+///     format!("page {page}")
+/// }
+///
+/// #[flux::workflow]
+/// async fn crawl(_ctx: ExecutionContext<()>) -> flux::Result<String> {
+///     let background = flux::spawn(async { fetch(2).await });
+///     let first = fetch(1).await?;
+///     let second = background.await.map_err(|e| flux::Error::new(flux::ErrorKind::Panic, e.to_string()))??;
+///     Ok(format!("{first}, {second}"))
+/// }
+/// ```
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let Some(run) = current() else {
+        return tokio::spawn(future);
+    };
+    let mut carried: BoxFuture<'static, F::Output> = Box::pin(future);
+    if let Some(task) = current_task() {
+        carried = Box::pin(CURRENT_TASK.scope(task, carried));
+    }
+    if is_replay_only() {
+        carried = Box::pin(REPLAY_ONLY.scope((), carried));
+    }
+    tokio::spawn(CURRENT.scope(run, carried))
 }
 
 /// The error a task call gets when its execution is being cancelled.
