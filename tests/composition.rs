@@ -358,3 +358,57 @@ fn groups_nested_in_groups_run_on_a_small_stack() {
         .collect();
     assert_eq!(groups, ["parallel", "parallel", "pipeline"]);
 }
+
+/// For the fail-fast replay: item 3 tells item 1 it has started, and item 1 fails then, so that
+/// the group's first run made calls 1, 2 and 3 (but not 4) before it stopped.
+#[derive(Default)]
+struct Race {
+    third_started: tokio::sync::Notify,
+    third_calls: AtomicU32,
+    runs: AtomicU32,
+}
+
+#[flux::task]
+async fn work(x: u32, race: flux::State<Race>) -> Result<u32, std::io::Error> {
+    race.runs.fetch_add(1, Ordering::SeqCst);
+    match x {
+        1 => {
+            race.third_started.notified().await;
+            Err(std::io::Error::other("one fails"))
+        }
+        3 if race.third_calls.fetch_add(1, Ordering::SeqCst) == 0 => {
+            race.third_started.notify_one();
+            std::future::pending().await
+        }
+        x => Ok(x * 10),
+    }
+}
+
+#[flux::workflow]
+async fn fail_fast_then_repeat(_ctx: ExecutionContext<()>) -> flux::Result<u32> {
+    let group = flux::parallel((1..=4).map(work)).max_concurrency(2).await;
+    assert!(group.is_err());
+    // The same call as the group's third: its id is the next occurrence, `~1`.
+    let again = work(3).await?;
+    let _: bool = flux::pause("check").await?;
+    Ok(again)
+}
+
+#[tokio::test]
+async fn a_fail_fast_group_replays_every_call_its_first_run_made() {
+    let engine = Engine::in_memory().with_state(Race::default());
+    let race = engine.state::<Race>().unwrap();
+    let paused = fail_fast_then_repeat.on(&engine).run(()).await.unwrap();
+    assert!(paused.is_paused());
+    // Items 1, 2 and 3 ran in the group (4 was never made), then the repeated call.
+    assert_eq!(race.runs.load(Ordering::SeqCst), 4);
+    let id = paused.execution_id().to_string();
+
+    // The replay of the failed group must make calls 1, 2 and 3 again (and not 4), so that the
+    // repeated call gets its own recorded outcome instead of running the group's third again.
+    let done = fail_fast_then_repeat.on(&engine).resume(&id, true).await.unwrap();
+    assert_eq!(done.output(), Some(&30));
+    assert_eq!(race.runs.load(Ordering::SeqCst), 4, "nothing ran again");
+    let started = done.events().iter().filter(|e| e.kind() == TaskStarted && e.name() == "work").count();
+    assert_eq!(started, 4, "no call was started again");
+}

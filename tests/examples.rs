@@ -133,3 +133,16 @@ fn server_worker_example_runs_through_a_worker() {
     );
     assert!(out.contains("6. server stopped"), "{out}");
 }
+
+#[test]
+fn versioning_example_refuses_the_unpatched_change_and_patches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("versioning", dir.path());
+    assert!(out.contains("-> PAUSED at `approve`"), "{out}");
+    assert!(out.contains("-> refused: execution"), "{out}");
+    assert!(out.contains("no longer matches its log"), "{out}");
+    assert!(out.contains("stored state is still PAUSED"), "{out}");
+    assert!(out.contains("-> COMPLETED: reserved lamp (approved: true)"), "{out}");
+    assert!(out.contains("-> COMPLETED: reserved desk from north (approved: true)"), "{out}");
+    assert_eq!(out.matches("reserve(lamp) ran").count(), 1, "the old call ran once: {out}");
+}

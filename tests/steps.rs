@@ -156,3 +156,30 @@ async fn a_future_given_to_flux_spawn_records_its_calls_in_the_execution() {
     assert_eq!(done.output(), Some(&"page 1, page 2, true".to_string()));
     assert_eq!(FETCHES.load(Ordering::SeqCst), fetched, "the resume replays both calls from the log");
 }
+
+#[flux::workflow]
+async fn crawl_with_tokio_spawn(_ctx: ExecutionContext<u32>) -> flux::Result<String> {
+    let background = tokio::spawn(async { fetch_page(2).await });
+    let first = fetch_page(1).await?;
+    let second = background.await.map_err(|e| flux::Error::new(ErrorKind::Panic, e.to_string()))??;
+    Ok(format!("{first}, {second}"))
+}
+
+#[tokio::test]
+async fn a_task_called_from_tokio_spawn_inside_a_workflow_fails_instead_of_running_unrecorded() {
+    let engine = Engine::in_memory();
+    let failed = crawl_with_tokio_spawn.on(&engine).run(0).await.unwrap();
+    assert!(failed.has_failed(), "{:?}", failed.state());
+    let error = failed.error().unwrap();
+    assert_eq!(error.kind(), ErrorKind::InvalidState, "{error}");
+    let message = error.to_string();
+    assert!(message.contains("was called outside its execution's scope"), "{message}");
+    assert!(message.contains("`flux::spawn`"), "names the way out: {message}");
+    assert!(message.contains(failed.execution_id()), "names the execution: {message}");
+    // The spawned call never ran; only the body's own call did, and only it is recorded.
+    let recorded = failed.events().iter().filter(|e| e.kind() == EventType::TaskStarted).count();
+    assert_eq!(recorded, 1);
+
+    // A task called directly, outside any workflow, still simply runs.
+    assert_eq!(fetch_page(7).await.unwrap(), "page 7");
+}

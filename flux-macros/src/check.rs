@@ -16,7 +16,7 @@ use crate::errors::Errors;
 use crate::model::{Arg, Injected, TaskDef, TaskOptions, WorkflowDef};
 use crate::symbol::{
     CACHE, CACHE_TTL, FALLBACK, METADATA, NAME, OUTPUT_STORAGE, RETRY_BACKOFF, RETRY_DELAY, RETRY_MAX_ATTEMPTS,
-    ROLLBACK, SECRET_REQUESTS, Symbol, TIMEOUT,
+    ROLLBACK, SECRET_REQUESTS, Symbol, TIMEOUT, VERSION,
 };
 use crate::value;
 
@@ -90,6 +90,7 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
     let mut name = item.sig.ident.unraw().to_string();
     let mut secret_requests = Vec::new();
     let mut output_storage = None;
+    let mut version = 1;
     for option in written.iter() {
         let (key, value) = (option.name, &option.value);
         match key {
@@ -103,6 +104,11 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
             }
             SECRET_REQUESTS => secret_requests = value::secret_names(value, key, &mut errors),
             OUTPUT_STORAGE => output_storage = value::storage(value, key, &mut errors),
+            VERSION => match value::count(value, key, &mut errors) {
+                Some(0) => errors.add_spanned(value, "`version` starts at 1"),
+                Some(n) => version = n,
+                None => {}
+            },
             _ => {}
         }
     }
@@ -110,7 +116,7 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
     check_owned(&output.ty, "a workflow's output", &mut errors);
     errors.finish()?;
     let input = input.ok_or_else(|| syn::Error::new(Span::call_site(), NEEDS_CONTEXT))?;
-    Ok(WorkflowDef { item, name, secret_requests, output_storage, input, output })
+    Ok(WorkflowDef { item, name, version, secret_requests, output_storage, input, output })
 }
 
 /// What neither a task nor a workflow can be: `const`, `unsafe`, `extern`, generic, variadic.

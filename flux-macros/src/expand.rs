@@ -389,6 +389,7 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
     let name = &def.name;
     let in_ty = &def.input;
     let out_ty = &def.output.ty;
+    let version = def.version;
     let secret_requests = &def.secret_requests;
     let output_storage = match &def.output_storage {
         Some(storage) => quote!(::core::option::Option::Some(#storage)),
@@ -422,6 +423,7 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
             type Input = #in_ty;
             type Output = #out_ty;
             const NAME: &'static str = #name;
+            const VERSION: u32 = #version;
             const SECRET_REQUESTS: &'static [&'static str] = &[#(#secret_requests),*];
             const OUTPUT_STORAGE: ::core::option::Option<&'static str> = #output_storage;
             fn body(#ctx: ::flux::ExecutionContext<#in_ty>) -> ::flux::__private::BoxFuture<::flux::Result<#out_ty>> {

@@ -84,6 +84,8 @@ pub(crate) struct WorkflowDef {
     pub(crate) item: ItemFn,
     /// The name (the function's, unless `name` gives one).
     pub(crate) name: String,
+    /// `version`: 1 unless given.
+    pub(crate) version: u32,
     /// `secret_requests`: the names, non-empty and distinct.
     pub(crate) secret_requests: Vec<String>,
     /// `output_storage`: the name of an output storage (`None` keeps outputs inline).

@@ -54,6 +54,9 @@ pub(crate) const SECRET_REQUESTS: Symbol = Symbol("secret_requests");
 /// `output_storage`: where outputs are kept (`"inline"`, in the log, by default).
 pub(crate) const OUTPUT_STORAGE: Symbol = Symbol("output_storage");
 
+/// `version`: the version of a workflow's code, stored with each of its executions.
+pub(crate) const VERSION: Symbol = Symbol("version");
+
 /// The options of `#[task]`, in the order messages list them.
 pub(crate) const TASK_OPTIONS: &[Symbol] = &[
     NAME,
@@ -71,7 +74,7 @@ pub(crate) const TASK_OPTIONS: &[Symbol] = &[
 ];
 
 /// The options of `#[workflow]`, in the order messages list them.
-pub(crate) const WORKFLOW_OPTIONS: &[Symbol] = &[NAME, SECRET_REQUESTS, OUTPUT_STORAGE];
+pub(crate) const WORKFLOW_OPTIONS: &[Symbol] = &[NAME, VERSION, SECRET_REQUESTS, OUTPUT_STORAGE];
 
 /// `symbols` as a list for messages: `name, secret_requests, output_storage`.
 pub(crate) fn list(symbols: &[Symbol]) -> String {
@@ -87,14 +90,17 @@ mod tests {
         let ident = proc_macro2::Ident::new("timeout", proc_macro2::Span::call_site());
         assert!(ident == TIMEOUT);
         assert!(ident != CACHE);
-        assert_eq!(list(WORKFLOW_OPTIONS), "name, secret_requests, output_storage");
+        assert_eq!(list(WORKFLOW_OPTIONS), "name, version, secret_requests, output_storage");
     }
 
     #[test]
-    fn options_are_listed_once_and_workflow_options_are_task_options() {
-        for (i, a) in TASK_OPTIONS.iter().enumerate() {
-            assert!(TASK_OPTIONS[i + 1..].iter().all(|b| a != b), "{a} is listed twice");
+    fn options_are_listed_once_and_workflow_options_but_version_are_task_options() {
+        for options in [TASK_OPTIONS, WORKFLOW_OPTIONS] {
+            for (i, a) in options.iter().enumerate() {
+                assert!(options[i + 1..].iter().all(|b| a != b), "{a} is listed twice");
+            }
         }
-        assert!(WORKFLOW_OPTIONS.iter().all(|w| TASK_OPTIONS.contains(w)));
+        assert!(WORKFLOW_OPTIONS.iter().all(|w| *w == VERSION || TASK_OPTIONS.contains(w)));
+        assert!(!TASK_OPTIONS.contains(&VERSION), "a task has no version");
     }
 }

@@ -155,6 +155,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
             if run::is_replay_only() {
                 return Err(run::replay_only_error(&task_id));
             }
+            run.check_new_call(&task_id, &name)?;
             // The start must be durable before the wait: the wake time is counted from it.
             run.record_durable([Source::new(&task_id, &name).entry(EventType::TaskStarted, args)], None).await?;
             (task_id, tokio::time::Instant::now() + duration)
@@ -236,6 +237,9 @@ pub async fn pause_with<T: Storable, U: Storable>(name: &str, output: U) -> Resu
     if run::is_replay_only() {
         return Err(run::replay_only_error(&task_id));
     }
+    if fresh {
+        run.check_new_call(&task_id, &task_name)?;
+    }
     let output: Arc<[u8]> = value::to_msgpack(&output)
         .map_err(|e| {
             Error::new(ErrorKind::Encode, format!("the output of pause `{name}` cannot be encoded"))
@@ -313,5 +317,64 @@ pub async fn progress<T: serde::Serialize>(value: T) {
     match value::to_msgpack(&value) {
         Ok(bytes) => run.emit_progress(source, name, bytes.into()),
         Err(e) => tracing::debug!(error = %e, "a progress value cannot be encoded; it is dropped"),
+    }
+}
+
+/// Whether this execution runs the new code of the change named `id`: `if flux::patched("id")
+/// { new code } else { old code }`, for changing a workflow while executions of the old code
+/// are paused or unfinished (docs: "Determinism and code changes").
+///
+/// - A new execution, or one whose replay has made every call its log recorded, takes the new
+///   path: `patched` returns `true` and records that it did (a task named `patched`, with `id`
+///   as its argument), so that its later replays take the new path again.
+/// - An execution replayed from a log that goes on past this point without that record ran the
+///   old code here: `patched` returns `false` and records nothing, and the old path's calls
+///   answer from the log.
+///
+/// Once no unfinished execution ran the old code, the old path can go; the `patched` call
+/// itself can go once no unfinished execution recorded it. Outside a workflow it returns
+/// `true`.
+///
+/// ```
+/// use flux::prelude::*;
+///
+/// #[flux::task]
+/// async fn charge(cents: u64) -> u64 { cents }
+///
+/// #[flux::task]
+/// async fn charge_with_tax(cents: u64) -> u64 { cents * 108 / 100 }
+///
+/// #[flux::workflow]
+/// async fn checkout(ctx: ExecutionContext<u64>) -> flux::Result<u64> {
+///     let cents = *ctx.input();
+///     let charged = if flux::patched("tax") { charge_with_tax(cents).await? } else { charge(cents).await? };
+///     let _approved: bool = flux::pause("approve").await?;
+///     Ok(charged)
+/// }
+/// ```
+pub fn patched(id: &str) -> bool {
+    let Some(run) = run::current() else {
+        return true;
+    };
+    let Ok(args) = Args::new(1).arg_str(id).finish() else {
+        return true;
+    };
+    let name = "patched";
+    match run.lookup_at_end(crate::identity::task_id_text(name, &args).as_str()) {
+        (Lookup::Recorded(_, event), _) => event.kind() == EventType::TaskCompleted,
+        // Recorded with its outcome in one batch: a start alone is not a log this makes.
+        (Lookup::Restart(..), _) => true,
+        (Lookup::Fresh(_), false) => false,
+        (Lookup::Fresh(task_id), true) => {
+            let name = run.shared_name(name);
+            let source = Source::new(&task_id, &name);
+            let value = value::to_msgpack(&true).map(Arc::from).unwrap_or_else(|_| Arc::from(&[0xc3][..]));
+            // A write refused here (the run is stopping) is reported by the run's end.
+            let _ = run.defer(
+                [source.entry(EventType::TaskStarted, args.into()), source.entry(EventType::TaskCompleted, value)],
+                None,
+            );
+            true
+        }
     }
 }

@@ -66,6 +66,7 @@ where
             if run::is_replay_only() {
                 return Err(run::replay_only_error(&task_id));
             }
+            run.check_new_call(&task_id, &name)?;
             run.defer([Source::new(&task_id, &name).entry(EventType::TaskStarted, args)], None)?;
             task_id
         }
@@ -187,6 +188,15 @@ where
         Box::pin(composite(name, args, codec::<Vec<T>>(), async move {
             let mut slots: Vec<Option<T>> = Vec::new();
             let mut failure: Option<(usize, Error)> = None;
+            // Replayed (its outcome recorded), the group must make the very calls its first run
+            // made, so that later calls get the same occurrence numbers. A fail-fast first run
+            // stopped making calls at its first failure, which a replay may see earlier: so a
+            // replay goes on past failures, and stops making calls at the first one its first
+            // run never made (which the log does not hold; see `RunState::lookup`).
+            let replaying = run::is_replay_only();
+            let misses = || run::current().map_or(0, |run| run.replay_only_misses());
+            let misses_before = if replaying { misses() } else { 0 };
+            let calls = calls.take_while(move |_| !replaying || misses() == misses_before);
             let mut running = futures::stream::iter(calls.enumerate().map(|(i, call)| call.map(move |r| (i, r))))
                 .buffer_unordered(max_concurrency);
             while let Some((i, result)) = running.next().await {
@@ -198,7 +208,7 @@ where
                         slots[i] = Some(output);
                     }
                     // The first failure drops the stream, and with it every call still running.
-                    Err(e) if fail_fast => return Err(e),
+                    Err(e) if fail_fast && !replaying => return Err(e),
                     Err(e) => {
                         if failure.as_ref().is_none_or(|(first, _)| i < *first) {
                             failure = Some((i, e));

@@ -30,6 +30,9 @@ pub(crate) struct Started {
 /// A workflow of any types.
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) trait ErasedWorkflow: Recoverable {
+    /// The version of the workflow's code (`#[flux::workflow(version = n)]`).
+    fn version(&self) -> u32;
+
     /// Checks that an encoded input fits the workflow's input type.
     fn check_input(&self, input: &[u8]) -> Result<()>;
 
@@ -87,6 +90,10 @@ impl<W: WorkflowDefinition> Recoverable for Erased<W> {
 }
 
 impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
+    fn version(&self) -> u32 {
+        W::VERSION
+    }
+
     fn check_input(&self, input: &[u8]) -> Result<()> {
         value::from_msgpack::<W::Input>(input).map(drop).map_err(|e| {
             Error::new(

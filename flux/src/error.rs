@@ -46,6 +46,11 @@ pub enum ErrorKind {
     /// Another holder got there first: the execution is claimed by someone else, or a claim
     /// generation is stale.
     Conflict,
+    /// A replay's calls no longer match the recorded log (the workflow's code changed): the
+    /// message names the first call that differs and the recorded one. Nothing was recorded
+    /// or re-run; the execution is left as it was stored, to be replayed again once the code
+    /// matches (or branches with [`patched`](crate::patched)).
+    NonDeterminism,
     /// A stored error whose kind this version of flux does not know.
     #[serde(other)]
     Unknown,
@@ -70,6 +75,7 @@ impl ErrorKind {
             ErrorKind::MissingSecret => "missing_secret",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::NonDeterminism => "non_determinism",
             ErrorKind::Unknown => "unknown",
         }
     }

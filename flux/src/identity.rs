@@ -203,6 +203,14 @@ impl<R: Copy + Default> CallIds<R> {
         (shared.clone(), shared, None)
     }
 
+    /// Takes back the last call of `base` (the id [`CallIds::next`] just gave), as if it had
+    /// not been made: the next call of `base` gets that id again.
+    pub(crate) fn take_back(&mut self, base: &str) {
+        if let Some(known) = self.ids.get(base) {
+            known.calls.set(known.calls.get().saturating_sub(1));
+        }
+    }
+
     fn found(&self, known: &Known) -> Option<R> {
         known.info.and_then(|i| self.infos.get(i)).copied()
     }

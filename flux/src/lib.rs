@@ -59,6 +59,18 @@
 //! - [`store`] is the storage trait with its SQLite and in-memory backends; [`value`] the
 //!   canonical MessagePack encoding every stored value uses.
 //!
+//! ## Determinism and code changes
+//!
+//! A replay runs the workflow's code from the top and answers each call from the log, so the
+//! code must make the calls the log recorded, with the same arguments. Changing a task's body, or
+//! anything after the last call an unfinished execution recorded, is safe. A replay that calls a
+//! different task, or the same one with other arguments, before making every recorded call, or
+//! that returns before making them all, stops with [`ErrorKind::NonDeterminism`] naming the call
+//! and the recorded one: nothing is recorded, nothing runs again, and the execution stays as
+//! stored until it is replayed by code that matches. [`patched`] branches around a change: the
+//! new path for new executions, the old one for executions recorded before it.
+//! `#[flux::workflow(version = 2)]` names the version of the code, stored with each execution.
+//!
 //! ## Guarantees
 //!
 //! The execution row and `WORKFLOW_STARTED` are stored before the body runs; a task's
@@ -123,7 +135,7 @@ pub mod server;
 #[cfg(feature = "worker")]
 pub mod worker;
 
-pub use builtins::{choice, now, pause, pause_with, progress, randint, randrange, sleep, uuid4};
+pub use builtins::{choice, now, patched, pause, pause_with, progress, randint, randrange, sleep, uuid4};
 pub use compose::{AllResults, Parallel, parallel};
 pub use config::{Config, DatabaseLocation, WorkersConfig};
 pub use context::ExecutionContext;

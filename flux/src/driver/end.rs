@@ -52,6 +52,11 @@ impl Prepared {
             Err(e) => Ending::Returned(Err(e)),
             Ok(secrets) => run_body(&run, body(run.clone(), secrets)).await,
         };
+        if matches!(ending, Ending::Returned(_)) && !run.is_cancelled() {
+            // A body that returns before making every call its log recorded no longer matches
+            // it: the execution is left as stored (`broken` below).
+            let _ = run.unmade_call();
+        }
         if let Some(broken) = run.broken() {
             // The log in storage stopped at the last durable event: the execution stays RUNNING
             // there and can be replayed once storage works again.

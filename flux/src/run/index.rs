@@ -85,3 +85,77 @@ pub(super) fn decide(id: Arc<str>, record: Option<TaskRecord>, events: &[Event])
         _ => Lookup::Fresh(id),
     }
 }
+
+/// The order of the calls a log recorded, and which of them a replay has made again: a new call
+/// while some recorded call is still waiting to be made, or a body that returns before making
+/// them all, means the code no longer makes the calls its log holds (docs/design.md §14).
+///
+/// A call made again also accounts for every call recorded between its `TASK_STARTED` and its
+/// outcome: those are the calls it made itself (which a replay answered from the log never
+/// makes again) or calls running beside it (which are made on their own). So the check never
+/// refuses a faithful replay; it can miss a change among concurrent calls.
+#[derive(Debug, Default)]
+pub(super) struct Order {
+    /// The log index of every `TASK_STARTED`, in log order.
+    starts: Vec<usize>,
+    /// For each position of `starts`, the first position at or after it not yet made again
+    /// (`starts.len()` when none); a union-find with path halving, so accounting for a range
+    /// costs about one step per call in it.
+    next: Vec<u32>,
+    /// How many recorded calls are still waiting to be made again.
+    waiting: usize,
+}
+
+impl Order {
+    /// The order of the calls `events` recorded.
+    pub(super) fn of(events: &[Event]) -> Order {
+        let starts: Vec<usize> =
+            events.iter().enumerate().filter(|(_, e)| e.kind == EventType::TaskStarted).map(|(i, _)| i).collect();
+        let next = (0..=starts.len()).map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect();
+        Order { waiting: starts.len(), starts, next }
+    }
+
+    /// Whether some recorded call has not been made again yet.
+    pub(super) fn waiting(&self) -> bool {
+        self.waiting > 0
+    }
+
+    /// The first position at or after `at` whose call has not been made again.
+    fn find(&mut self, mut at: usize) -> usize {
+        while let Some(&n) = self.next.get(at) {
+            let n = n as usize;
+            if n == at {
+                return at;
+            }
+            let skip = self.next.get(n).copied().unwrap_or(n as u32);
+            self.next[at] = skip;
+            at = skip as usize;
+        }
+        self.starts.len()
+    }
+
+    /// Notes that the call recorded with `record` was made again, with the calls recorded
+    /// between its start and its outcome.
+    pub(super) fn made(&mut self, record: &TaskRecord) {
+        if self.waiting == 0 {
+            return;
+        }
+        let Some(started) = record.started else { return };
+        let end = record.outcome.unwrap_or(started);
+        let mut at = self.find(self.starts.partition_point(|&i| i < started));
+        while at < self.starts.len() && self.starts[at] <= end {
+            self.next[at] = (at + 1) as u32;
+            self.waiting -= 1;
+            at = self.find(at + 1);
+        }
+    }
+
+    /// The log index of the first recorded call not made again, if any.
+    pub(super) fn first_waiting(&mut self) -> Option<usize> {
+        if self.waiting == 0 {
+            return None;
+        }
+        let at = self.find(0);
+        self.starts.get(at).copied()
+    }
+}

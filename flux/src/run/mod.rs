@@ -31,6 +31,7 @@ pub(crate) use record::Source;
 pub use scope::spawn;
 pub(crate) use scope::{
     cancelled_error, current, current_task, in_task, is_replay_only, replay_only, replay_only_error, scope,
+    unscoped_call,
 };
 pub(crate) use stop::{CancelRequest, PauseRequest, Stop};
 
@@ -46,6 +47,10 @@ struct RunInner {
     /// Events recorded during the run are not added: the occurrence counter gives every call a
     /// new id, so they are never looked up again.
     tasks: CallIds<index::TaskRecord>,
+    /// The order of the calls the log recorded, and which of them the replay has made again.
+    order: index::Order,
+    /// Calls made in replay-only mode that the log does not hold (see [`RunState::lookup`]).
+    replay_only_misses: u64,
     /// Commits not waited for yet; checked whenever a later commit is awaited.
     pending: std::collections::VecDeque<Commit>,
     /// Set when a write failed: the in-memory log is then ahead of storage and the run must stop.
@@ -96,6 +101,7 @@ impl RunState {
         events: Vec<Event>,
     ) -> Self {
         let tasks = index::index(&events);
+        let order = index::Order::of(&events);
         let batched = engine.store().durability() == crate::store::Durability::Batched;
         RunState {
             execution_id: Arc::from(execution_id),
@@ -107,6 +113,8 @@ impl RunState {
                 next_seq: events.last().map_or(1, |e| e.seq + 1),
                 events,
                 tasks,
+                order,
+                replay_only_misses: 0,
                 pending: std::collections::VecDeque::new(),
                 broken: None,
                 stop: Stop::None,
@@ -147,7 +155,98 @@ impl RunState {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let (base, id, record) = inner.tasks.next(base_id);
+        match &record {
+            Some(record) => inner.order.made(record),
+            None if scope::is_replay_only() => {
+                // A group being replayed makes a call its first run never made (it stopped
+                // before): the call is taken back, so that its id stays free for the call that
+                // did take it, and the group stops making calls (see `compose`).
+                inner.tasks.take_back(&base);
+                inner.replay_only_misses += 1;
+            }
+            None => {}
+        }
         (base, index::decide(id, record, &inner.events))
+    }
+
+    /// Looks the call of `base_id` up, and, when the log does not hold it, says whether the
+    /// replay has made every call the log recorded (it is then past the log's end): in one step,
+    /// so that no call is made in between. A call before the log's end is taken back.
+    pub(crate) fn lookup_at_end(&self, base_id: &str) -> (Lookup, bool) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let (base, id, record) = inner.tasks.next(base_id);
+        let past_end = match &record {
+            Some(record) => {
+                inner.order.made(record);
+                true
+            }
+            None if scope::is_replay_only() || inner.order.waiting() => {
+                inner.tasks.take_back(&base);
+                false
+            }
+            None => true,
+        };
+        (index::decide(id, record, &inner.events), past_end)
+    }
+
+    /// How many calls made in replay-only mode the log did not hold, so far.
+    pub(crate) fn replay_only_misses(&self) -> u64 {
+        self.lock().replay_only_misses
+    }
+
+    /// Checks, before a call the log does not hold records its start, that the replay has made
+    /// every call the log recorded: otherwise the code no longer matches the log, and the run
+    /// stops with [`ErrorKind::NonDeterminism`], recording nothing.
+    pub(crate) fn check_new_call(&self, task_id: &str, name: &str) -> Result<(), Error> {
+        let mut inner = self.lock();
+        if !inner.order.waiting() {
+            return Ok(());
+        }
+        let recorded = inner.order.first_waiting().and_then(|i| inner.events.get(i));
+        let recorded = match recorded {
+            Some(e) => format!("`{}` (task `{}`)", e.source_id, e.name),
+            None => "another call".to_string(),
+        };
+        let error = Error::new(
+            ErrorKind::NonDeterminism,
+            format!(
+                "execution `{}` of workflow `{}` no longer matches its log: the code calls `{task_id}` (task \
+                 `{name}`) where the log recorded {recorded}; nothing was recorded or run again. Run the code \
+                 the execution started with, or branch around the change with `flux::patched`",
+                self.execution_id, self.workflow_name
+            ),
+        )
+        .with_task_id(task_id);
+        drop(inner);
+        Err(self.diverged(error))
+    }
+
+    /// The error of a body that returned before making every call its log recorded, if it did.
+    pub(crate) fn unmade_call(&self) -> Option<Error> {
+        let mut inner = self.lock();
+        let at = inner.order.first_waiting()?;
+        let recorded = inner.events.get(at)?;
+        let error = Error::new(
+            ErrorKind::NonDeterminism,
+            format!(
+                "execution `{}` of workflow `{}` no longer matches its log: the workflow returned without making \
+                 the recorded call `{}` (task `{}`); nothing was recorded. Run the code the execution started \
+                 with, or branch around the change with `flux::patched`",
+                self.execution_id, self.workflow_name, recorded.source_id, recorded.name
+            ),
+        )
+        .with_task_id(&*recorded.source_id);
+        drop(inner);
+        Some(self.diverged(error))
+    }
+
+    /// Stops the run on a replay that no longer matches its log: nothing more is recorded and
+    /// the driver leaves the execution as stored.
+    fn diverged(&self, error: Error) -> Error {
+        let error = self.lock().broken.get_or_insert(error).clone();
+        self.request_stop(Stop::Rejected(error.clone()));
+        error
     }
 
     /// `name` as a shared string, one per distinct name in the run: the calls of a task share
@@ -225,6 +324,11 @@ impl RunState {
         self.done_notify.notify_waiters();
     }
 
+    /// Whether the driver is done with the run.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
     /// Waits until the driver is done with the run.
     pub(crate) async fn wait_closed(&self) {
         let notified = self.done_notify.notified();
@@ -239,6 +343,10 @@ impl RunState {
     /// Stops the run: nothing more is recorded, the stored log ends at its last durable event
     /// and the execution can be replayed once the cause (`error`) is fixed.
     pub(crate) fn abort(&self, error: Error) -> Error {
+        if error.kind() == ErrorKind::NonDeterminism {
+            // A sub-workflow whose replay no longer matches its log stops its parent too.
+            return self.diverged(error);
+        }
         let e = Error::new(
             ErrorKind::Storage,
             format!("execution `{}` stopped; it can be replayed from its stored log", self.execution_id),

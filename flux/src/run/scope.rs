@@ -2,7 +2,8 @@
 //! calls belong to, the task whose attempt is running (for `flux::progress`), and the
 //! replay-only mode of a composite task being replayed.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;
 
@@ -23,9 +24,62 @@ pub(crate) fn current() -> Option<Arc<RunState>> {
     CURRENT.try_with(Arc::clone).ok()
 }
 
+thread_local! {
+    /// The run whose code this thread polled last, and the Tokio task its scope was entered
+    /// from: a task call without a scope, made on this thread by a Tokio task spawned after
+    /// that one while the run goes on, was most likely spawned by the run with `tokio::spawn`
+    /// (see [`unscoped_call`]).
+    static LAST_RUN: RefCell<Option<(Weak<RunState>, Option<tokio::task::Id>)>> = const { RefCell::new(None) };
+}
+
 /// Runs `fut` with `run` as the current execution.
 pub(crate) async fn scope<F: Future>(run: Arc<RunState>, fut: F) -> F::Output {
-    CURRENT.scope(run, fut).await
+    let weak = Arc::downgrade(&run);
+    let entered_from = tokio::task::try_id();
+    let mut scoped = std::pin::pin!(CURRENT.scope(run, fut));
+    std::future::poll_fn(move |cx| {
+        LAST_RUN.with(|last| {
+            let mut last = last.borrow_mut();
+            if !last.as_ref().is_some_and(|(w, from)| Weak::ptr_eq(w, &weak) && *from == entered_from) {
+                *last = Some((weak.clone(), entered_from));
+            }
+        });
+        scoped.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The error of a call of task `name` made without an execution's scope by code a running
+/// execution most likely spawned with `tokio::spawn`: a Tokio task started after the one the
+/// execution runs in, polled on a thread that runs the execution, while it goes on. Such a call
+/// would run unrecorded; [`spawn`] carries the scope instead.
+///
+/// It is a heuristic, since Tokio does not say which task spawned which: on a current-thread
+/// runtime (`#[tokio::test]`'s) every such call is caught; on a multi-thread one, those of
+/// spawned tasks that run on another worker thread than the execution can go unnoticed.
+pub(crate) fn unscoped_call(name: &str) -> Option<Error> {
+    // Code run by `block_on` (outside any task) is never spawned by an execution.
+    let caller = tokio::task::try_id()?;
+    let run = LAST_RUN.with(|last| {
+        let last = last.borrow();
+        let (weak, entered_from) = last.as_ref()?;
+        if entered_from.is_some_and(|from| caller <= from) {
+            return None;
+        }
+        weak.upgrade()
+    })?;
+    if run.is_closed() {
+        return None;
+    }
+    Some(Error::new(
+        ErrorKind::InvalidState,
+        format!(
+            "task `{name}` was called outside its execution's scope, in a future given to `tokio::spawn` while \
+             execution `{}` runs; it would run unrecorded. Spawn it with `flux::spawn` instead, which keeps it in \
+             the execution",
+            run.execution_id
+        ),
+    ))
 }
 
 /// Runs `fut` in replay-only mode: task calls inside it return their recorded outcome and never

@@ -50,7 +50,8 @@ async fn docs() -> impl IntoResponse {
 /// `GET /workflows`: every workflow of the catalog with its version.
 async fn list_workflows(State(s): SharedState) -> impl IntoResponse {
     let catalog = lock(&s.catalog);
-    let list: Vec<Value> = catalog.iter().map(|(name, e)| json!({ "name": name, "version": e.version })).collect();
+    let list: Vec<Value> =
+        catalog.iter().map(|(name, e)| json!({ "name": name, "version": e.version, "versions": e.versions })).collect();
     axum::Json(Value::Array(list))
 }
 
@@ -62,6 +63,7 @@ async fn show_workflow(State(s): SharedState, path: Result<Path<String>, PathRej
     Ok(axum::Json(json!({
         "name": name,
         "version": entry.version,
+        "versions": entry.versions,
         "source": if entry.in_process { "in_process" } else { "worker" },
         "workers": entry.workers,
     }))

@@ -223,7 +223,7 @@ impl Server {
             engine,
             local: self.local.iter().map(|w| (w.name(), w.clone())).collect(),
             catalog: Mutex::new(
-                self.local.iter().map(|w| (w.name().to_string(), CatalogEntry::in_process())).collect(),
+                self.local.iter().map(|w| (w.name().to_string(), CatalogEntry::in_process(w.version()))).collect(),
             ),
             workers: Mutex::new(HashMap::new()),
             claims: Mutex::new(Claims::default()),
@@ -476,7 +476,7 @@ mod tests {
         let http = reqwest::Client::new();
 
         let catalog: Value = http.get(format!("{base}/workflows")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(catalog, json!([{"name": "shout", "version": 1}]));
+        assert_eq!(catalog, json!([{"name": "shout", "version": 1, "versions": [1]}]));
         let run = http.post(format!("{base}/workflows/shout/run/sync")).body("\"hey\"").send().await.unwrap();
         assert_eq!(run.status(), reqwest::StatusCode::OK);
         let run: Value = run.json().await.unwrap();

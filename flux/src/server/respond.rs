@@ -105,7 +105,7 @@ impl From<Error> for ApiError {
         let status = match e.kind() {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::InvalidState => StatusCode::BAD_REQUEST,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Conflict | ErrorKind::NonDeterminism => StatusCode::CONFLICT,
             ErrorKind::Decode | ErrorKind::Encode | ErrorKind::MissingSecret => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -21,6 +21,8 @@ use crate::protocol::{Offer, Resources};
 pub(crate) struct CatalogEntry {
     /// The highest version registered.
     pub(crate) version: u32,
+    /// Every version registered (by the server and its workers).
+    pub(crate) versions: BTreeSet<u32>,
     /// Whether the server runs it in its own process.
     pub(crate) in_process: bool,
     /// The workers that registered it.
@@ -28,9 +30,9 @@ pub(crate) struct CatalogEntry {
 }
 
 impl CatalogEntry {
-    /// A workflow the server runs in its own process.
-    pub(crate) fn in_process() -> CatalogEntry {
-        CatalogEntry { version: 1, in_process: true, workers: BTreeSet::new() }
+    /// A workflow the server runs in its own process, at `version`.
+    pub(crate) fn in_process(version: u32) -> CatalogEntry {
+        CatalogEntry { version, versions: BTreeSet::from([version]), in_process: true, workers: BTreeSet::new() }
     }
 }
 

@@ -122,10 +122,12 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
         for w in &registration.workflows {
             let entry = catalog.entry(w.name.clone()).or_insert_with(|| CatalogEntry {
                 version: w.version,
+                versions: BTreeSet::new(),
                 in_process: false,
                 workers: BTreeSet::new(),
             });
             entry.version = entry.version.max(w.version);
+            entry.versions.insert(w.version);
             entry.workers.insert(name.clone());
         }
     }

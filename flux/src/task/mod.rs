@@ -103,6 +103,9 @@ impl TaskCall {
         let (full_name, args) = make();
         let full_name = full_name.as_ref();
         let Some(run) = run::current() else {
+            if let Some(e) = run::unscoped_call(full_name) {
+                return TaskCall { state: State::Invalid(e) };
+            }
             // Outside a workflow the id is still computed, for tasks that ask for their metadata.
             let task_id = args.finish().map(|bytes| crate::identity::task_id(full_name, &bytes)).unwrap_or_default();
             return TaskCall { state: State::Direct { name: Arc::from(full_name), task_id } };
@@ -171,6 +174,7 @@ impl TaskCall {
                     return Err(run::replay_only_error(&task_id));
                 }
                 if recorded.is_none() {
+                    run.check_new_call(&task_id, &name)?;
                     run.defer([Source::new(&task_id, &name).entry(EventType::TaskStarted, args.clone())], None)?;
                 }
                 let call = Call { args: &args, task_id: &task_id, task_name: &name, engine: Some(run.engine()) };

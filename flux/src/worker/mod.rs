@@ -287,7 +287,11 @@ impl Worker {
     async fn register_with(&self, endpoint: &Endpoint, token: &str) -> std::result::Result<Registered, Retry> {
         let registration = Registration {
             name: endpoint.worker.clone(),
-            workflows: self.workflows.iter().map(|w| WorkflowRef { name: w.name().to_string(), version: 1 }).collect(),
+            workflows: self
+                .workflows
+                .iter()
+                .map(|w| WorkflowRef { name: w.name().to_string(), version: w.version() })
+                .collect(),
             resources: resources(),
         };
         let response = endpoint

@@ -30,6 +30,9 @@ pub trait WorkflowDefinition: Send + Sync + 'static {
     type Output: Storable + Send + 'static;
     /// The workflow name.
     const NAME: &'static str;
+    /// The version of the workflow's code (`#[flux::workflow(version = 2)]`, 1 by default),
+    /// stored with each execution when it starts.
+    const VERSION: u32 = 1;
     /// The secrets the workflow asks for (`secret_requests`), given to it in its context.
     const SECRET_REQUESTS: &'static [&'static str] = &[];
     /// Where the output is kept (`output_storage`): `None` in the log, or an output storage name.
