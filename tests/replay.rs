@@ -540,3 +540,101 @@ async fn a_finishing_step_is_stored_with_the_outcome_or_not_at_all() {
     );
     assert_eq!(SECOND_TRY_RUNS.load(Ordering::SeqCst), 3);
 }
+
+/// What each step of `billing` did, and whether `bill` is fixed yet.
+#[derive(Default)]
+struct Billing {
+    fetched: AtomicU32,
+    priced: AtomicU32,
+    billed: AtomicU32,
+    fixed: std::sync::atomic::AtomicBool,
+}
+
+#[flux::task]
+async fn fetch_order(order: u32, ledger: flux::State<Billing>) -> String {
+    ledger.fetched.fetch_add(1, Ordering::SeqCst);
+    format!("order {order}")
+}
+
+#[flux::task]
+async fn price(order: String, ledger: flux::State<Billing>) -> u64 {
+    ledger.priced.fetch_add(1, Ordering::SeqCst);
+    order.len() as u64 * 100
+}
+
+#[flux::task]
+async fn bill(order: String, cents: u64, ledger: flux::State<Billing>) -> Result<String, std::io::Error> {
+    ledger.billed.fetch_add(1, Ordering::SeqCst);
+    if !ledger.fixed.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other("the billing service rejected the currency"));
+    }
+    Ok(format!("billed {order}: {cents} cents"))
+}
+
+#[flux::workflow]
+async fn billing(ctx: ExecutionContext<u32>) -> flux::Result<String> {
+    let order = fetch_order(*ctx.input()).await?;
+    let cents = price(order.clone()).await?;
+    bill(order, cents).await
+}
+
+fn counts(engine: &Engine) -> (u32, u32, u32) {
+    let b = engine.state::<Billing>().unwrap();
+    (b.fetched.load(Ordering::SeqCst), b.priced.load(Ordering::SeqCst), b.billed.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_fork_reuses_the_results_before_its_step_and_runs_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("flux.db")).unwrap().with_state(Billing::default());
+    let failed = billing.on(&engine).run(7).await.unwrap();
+    assert!(failed.has_failed());
+    assert_eq!(counts(&engine), (1, 1, 1));
+
+    // The bug is fixed; the execution is re-run from its third step (`bill`).
+    engine.state::<Billing>().unwrap().fixed.store(true, Ordering::SeqCst);
+    let fork = billing.on(&engine).fork(failed.execution_id(), 2).await.unwrap();
+    assert_eq!(fork.output().map(String::as_str), Some("billed order 7: 700 cents"));
+    assert_eq!(counts(&engine), (1, 1, 2), "fetch_order and price answered from the log, only bill ran");
+    assert_ne!(fork.execution_id(), failed.execution_id());
+    assert_eq!(fork.input(), &7);
+
+    // The fork's log starts with the copied steps; the original is untouched.
+    let names: Vec<(EventType, &str)> = fork.events().iter().map(|e| (e.kind(), e.name())).collect();
+    assert_eq!(
+        names[..5],
+        [
+            (EventType::WorkflowStarted, "billing"),
+            (EventType::TaskStarted, "fetch_order"),
+            (EventType::TaskCompleted, "fetch_order"),
+            (EventType::TaskStarted, "price"),
+            (EventType::TaskCompleted, "price"),
+        ]
+    );
+    let original = billing.on(&engine).status(failed.execution_id()).await.unwrap();
+    assert_eq!(original.events(), failed.events());
+    assert!(original.has_failed());
+
+    // From step 0 everything runs again; past the last step is refused, naming the steps.
+    billing.on(&engine).fork(failed.execution_id(), 0).await.unwrap();
+    assert_eq!(counts(&engine), (2, 2, 3));
+    let err = billing.on(&engine).fork(failed.execution_id(), 4).await.unwrap_err();
+    assert!(err.to_string().contains("has 3 steps (0 `fetch_order`, 1 `price`, 2 `bill`)"), "{err}");
+}
+
+#[tokio::test]
+async fn the_engine_forks_an_execution_of_a_registered_workflow() {
+    let engine = Engine::in_memory().with_state(Billing::default());
+    engine.state::<Billing>().unwrap().fixed.store(true, Ordering::SeqCst);
+    let first = billing.on(&engine).run(3).await.unwrap();
+    let err = engine.fork(first.execution_id(), 1).await.unwrap_err();
+    assert!(err.to_string().contains("not registered with this engine"), "{err}");
+
+    engine.register(billing);
+    let id = engine.fork(first.execution_id(), 1).await.unwrap();
+    let fork = billing.on(&engine).status(&id).await.unwrap();
+    assert_eq!(fork.output(), first.output());
+    assert_eq!(counts(&engine), (1, 2, 2), "only the steps from 1 on ran again");
+    let err = engine.fork("no-such-execution", 0).await.unwrap_err();
+    assert_eq!(err.kind(), flux::ErrorKind::NotFound);
+}

@@ -87,6 +87,18 @@ impl<W: WorkflowDefinition> Recoverable for Erased<W> {
         let engine = engine.clone();
         Box::pin(async move { Workflow::<W>::new().on(&engine).replay(&id).await.map(|e| e.state()) })
     }
+
+    fn fork(&self, engine: &Engine, source: String, from_step: usize) -> BoxFuture<'static, Result<String>> {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let id = driver::new_execution_id();
+            let launch = Launch::Fork { id: id.clone(), source, from_step };
+            let ready = driver::claim(&engine, definition::<W>(), launch)?.plan().await?.into_run()?;
+            let (prepared, input) = workflow::prepare::<W>(ready, None)?;
+            workflow::drive::<W>(prepared, input).await?;
+            Ok(id)
+        })
+    }
 }
 
 impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {

@@ -97,6 +97,27 @@ impl Engine {
         });
     }
 
+    /// Runs a fork of execution `id` from step `from_step` (see [`Workflow::fork`]) to its end
+    /// (or its next pause) and returns the new execution's id, without naming the workflow's
+    /// type: the execution's workflow must be registered with this engine
+    /// ([`Engine::register`]).
+    ///
+    /// [`Workflow::fork`]: crate::Workflow::fork
+    pub async fn fork(&self, id: &str, from_step: usize) -> Result<String> {
+        let stored = self.load(id).await?.ok_or_else(|| self.not_found(id))?;
+        let Some(workflow) = self.recoverable(&stored.workflow_name) else {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "execution `{id}` belongs to workflow `{}`, which is not registered with this engine; \
+                     register it with `engine.register(..)` (or fork through the workflow: `workflow.fork(id, step)`)",
+                    stored.workflow_name
+                ),
+            ));
+        };
+        workflow.fork(self, id.to_string(), from_step).await
+    }
+
     /// Continues the executions left `RUNNING` (or `CANCELLING`) by processes that are gone:
     /// those whose lease has run out, of workflows registered with [`Engine::register`]. Each
     /// is taken over (when two engines recover at once, one wins each execution) and replayed to

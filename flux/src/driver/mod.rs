@@ -31,6 +31,7 @@ use crate::store::{LeaseMode, StoredExecution, Write};
 mod body;
 mod cancel;
 mod end;
+mod fork;
 
 pub(crate) use cancel::{Cancel, cancel};
 pub(crate) use end::stored_outcome;
@@ -59,6 +60,9 @@ pub(crate) enum Launch {
     /// Run an execution this worker claimed, as the server sent it, with the input of a pending
     /// resume if there is one.
     Worker { stored: StoredExecution, resume: Option<Arc<[u8]>> },
+    /// A new execution `id` with the input of execution `source`, whose log starts with the
+    /// recorded calls of the first `from_step` steps of `source` (see [`fork`]).
+    Fork { id: String, source: String, from_step: usize },
 }
 
 /// A new execution's encoded input and the execution it is a sub-workflow of, if any.
@@ -103,6 +107,8 @@ enum Kind {
     /// An execution being cancelled that nothing runs: its cancellation is recorded
     /// (`WORKFLOW_CANCELLING` too, unless `asked` says the log has it).
     FinishCancel { asked: bool },
+    /// A fork: its row, lease and whole starting log are stored by [`Prepared::begin`].
+    Fork,
 }
 
 /// An execution claimed in this engine and loaded, not yet touched in storage.
@@ -137,6 +143,8 @@ enum Begin {
     Claimed { started: bool },
     /// Nothing: the run only records the end of its cancellation (see [`Kind::FinishCancel`]).
     FinishCancel { asked: bool },
+    /// A fork's row, lease and starting log (`WORKFLOW_STARTED` and the copied calls).
+    Fork,
 }
 
 /// A new random execution id (32 hexadecimal digits).
@@ -157,7 +165,7 @@ pub(crate) struct Claimed {
 /// here (so that one execution is never driven twice at once by one engine). Writes nothing.
 pub(crate) fn claim(engine: &Engine, definition: Definition, launch: Launch) -> Result<Claimed> {
     let id = match &launch {
-        Launch::New { id, .. } | Launch::Resume { id, .. } => id.as_str(),
+        Launch::New { id, .. } | Launch::Resume { id, .. } | Launch::Fork { id, .. } => id.as_str(),
         Launch::Continue { id, or_new } => {
             // A caller-chosen id for a new execution: an empty one would not be one.
             if id.is_empty() && or_new.is_some() {
@@ -220,6 +228,21 @@ impl Claimed {
                 }
                 Ok(ready(id, stored.parent_id, stored.input.into(), stored.events, Kind::Resume(input)))
             }
+            Launch::Fork { id, source, from_step } => {
+                let source = engine.load(&source).await?.ok_or_else(|| engine.not_found(&source))?;
+                check_workflow(&source, definition.name)?;
+                let input: Arc<[u8]> = source.input.clone().into();
+                let started = Event::new(
+                    1,
+                    EventType::WorkflowStarted,
+                    format!("{}_{id}", definition.name),
+                    definition.name,
+                    input.clone(),
+                    crate::event::now(),
+                );
+                let events = fork::forked_log(&source, from_step, started)?;
+                Ok(ready(id, None, input, events, Kind::Fork))
+            }
             Launch::Worker { stored, resume } => {
                 let started = stored.events.iter().any(|e| e.kind() == EventType::WorkflowStarted);
                 let kind = Kind::Claimed { started, resume };
@@ -270,6 +293,7 @@ impl Ready {
             }
             Kind::Claimed { started, resume: None } => Begin::Claimed { started },
             Kind::FinishCancel { asked } => Begin::FinishCancel { asked },
+            Kind::Fork => Begin::Fork,
         };
         Prepared { run, claim, definition, input, begin }
     }
@@ -311,6 +335,28 @@ impl Prepared {
                 run.engine().renew_in_background();
                 stored
             }
+            Begin::Fork => {
+                let create = Write::CreateExecution {
+                    id: run.execution_id.clone(),
+                    workflow_name: run.workflow_name.clone(),
+                    state: ExecutionState::Running,
+                    input: self.input.clone(),
+                    parent_id: None,
+                    time: crate::event::now(),
+                };
+                let lease = run.engine().lease_write(run.execution_id.clone(), LeaseMode::Own);
+                let mut writes = vec![create, lease];
+                writes.extend(
+                    run.events()
+                        .into_iter()
+                        .map(|event| Write::Append { execution_id: run.execution_id.clone(), event }),
+                );
+                // The row, the lease and the whole starting log in one transaction: a fork is
+                // stored whole or not at all.
+                let stored = run.engine().store().write(writes).await;
+                run.engine().renew_in_background();
+                stored
+            }
             Begin::Claimed { started } => {
                 let running = Write::set_state(run.execution_id.clone(), ExecutionState::Running, None);
                 if started {
@@ -325,7 +371,7 @@ impl Prepared {
             run.close();
             return Err(e);
         }
-        if self.begin == Begin::Create {
+        if matches!(self.begin, Begin::Create | Begin::Fork) {
             tracing::debug!(workflow = %run.workflow_name, execution_id = %run.execution_id, "execution started");
         }
         self.begin = Begin::Nothing;

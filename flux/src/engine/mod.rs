@@ -101,6 +101,9 @@ pub(crate) trait Recoverable: Send + Sync {
     /// Continues the stored execution `id` over its log; resolves with the state its run stopped
     /// in.
     fn continue_execution(&self, engine: &Engine, id: String) -> BoxFuture<'static, Result<ExecutionState>>;
+    /// Stores a fork of execution `source` from step `from_step` under a new id and runs it to
+    /// its end (or next pause); resolves with the new id.
+    fn fork(&self, engine: &Engine, source: String, from_step: usize) -> BoxFuture<'static, Result<String>>;
 }
 
 /// Marks an execution as being run by this engine until dropped.
@@ -403,6 +406,10 @@ mod tests {
     struct Named(&'static str);
 
     impl Recoverable for Named {
+        fn fork(&self, _: &Engine, _: String, _: usize) -> BoxFuture<'static, Result<String>> {
+            Box::pin(async { Err(Error::new(ErrorKind::InvalidState, "not a workflow")) })
+        }
+
         fn name(&self) -> &'static str {
             self.0
         }

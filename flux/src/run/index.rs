@@ -12,6 +12,8 @@ use crate::identity::CallIds;
 pub(super) struct TaskRecord {
     /// Index in the log of its `TASK_STARTED`.
     pub(super) started: Option<usize>,
+    /// How many `TASK_STARTED` come before its own in the log (its position in [`Order`]).
+    pub(super) position: u32,
     /// Index in the log of its `TASK_COMPLETED` or `TASK_FAILED`.
     pub(super) outcome: Option<usize>,
     pub(super) chain: RecordedChain,
@@ -46,6 +48,7 @@ pub(crate) enum Lookup {
 /// Indexes the task events of a loaded log by task id.
 pub(super) fn index(events: &[Event]) -> CallIds<TaskRecord> {
     let mut tasks = CallIds::<TaskRecord>::with_capacity(events.len() / 2);
+    let mut starts = 0u32;
     for (i, e) in events.iter().enumerate() {
         if !e.kind.as_str().starts_with("TASK_") {
             continue;
@@ -53,7 +56,11 @@ pub(super) fn index(events: &[Event]) -> CallIds<TaskRecord> {
         let record = tasks.info_mut(e.source_id.clone());
         let chain = &mut record.chain;
         match e.kind {
-            EventType::TaskStarted => record.started = Some(i),
+            EventType::TaskStarted => {
+                record.started = Some(i);
+                record.position = starts;
+                starts = starts.saturating_add(1);
+            }
             EventType::TaskCompleted | EventType::TaskFailed => record.outcome = Some(i),
             EventType::TaskRetryFailed => {
                 chain.failed_attempts += 1;
@@ -142,7 +149,7 @@ impl Order {
         }
         let Some(started) = record.started else { return };
         let end = record.outcome.unwrap_or(started);
-        let mut at = self.find(self.starts.partition_point(|&i| i < started));
+        let mut at = self.find(record.position as usize);
         while at < self.starts.len() && self.starts[at] <= end {
             self.next[at] = (at + 1) as u32;
             self.waiting -= 1;

@@ -81,6 +81,10 @@ pub(crate) struct RunState {
     cancel_notify: Notify,
     /// Wakes the driver when the body must stop (pause, rejected resume, cancel).
     stop_notify: Notify,
+    /// Whether some call the log recorded has not been made again yet (a copy of
+    /// `inner.order.waiting()`, which only ever turns false): a new call needs no check once it
+    /// is false.
+    replaying: AtomicBool,
     /// Whether anyone listens: progress costs nothing otherwise.
     listening: AtomicBool,
     /// The store hands task results back before their commit (`batched`).
@@ -102,6 +106,7 @@ impl RunState {
     ) -> Self {
         let tasks = index::index(&events);
         let order = index::Order::of(&events);
+        let replaying = AtomicBool::new(order.waiting());
         let batched = engine.store().durability() == crate::store::Durability::Batched;
         RunState {
             execution_id: Arc::from(execution_id),
@@ -126,6 +131,7 @@ impl RunState {
             cancelled: AtomicBool::new(false),
             cancel_notify: Notify::new(),
             stop_notify: Notify::new(),
+            replaying,
             listening: AtomicBool::new(false),
             batched,
             done: AtomicBool::new(false),
@@ -156,7 +162,12 @@ impl RunState {
         let inner = &mut *guard;
         let (base, id, record) = inner.tasks.next(base_id);
         match &record {
-            Some(record) => inner.order.made(record),
+            Some(record) => {
+                inner.order.made(record);
+                if !inner.order.waiting() {
+                    self.replaying.store(false, Ordering::Relaxed);
+                }
+            }
             None if scope::is_replay_only() => {
                 // A group being replayed makes a call its first run never made (it stopped
                 // before): the call is taken back, so that its id stays free for the call that
@@ -179,6 +190,9 @@ impl RunState {
         let past_end = match &record {
             Some(record) => {
                 inner.order.made(record);
+                if !inner.order.waiting() {
+                    self.replaying.store(false, Ordering::Relaxed);
+                }
                 true
             }
             None if scope::is_replay_only() || inner.order.waiting() => {
@@ -199,6 +213,9 @@ impl RunState {
     /// every call the log recorded: otherwise the code no longer matches the log, and the run
     /// stops with [`ErrorKind::NonDeterminism`], recording nothing.
     pub(crate) fn check_new_call(&self, task_id: &str, name: &str) -> Result<(), Error> {
+        if !self.replaying.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut inner = self.lock();
         if !inner.order.waiting() {
             return Ok(());

@@ -202,6 +202,49 @@ impl<W: WorkflowDefinition> Workflow<W> {
         cancelled::<W>(&engine, driver::cancel(&engine, definition::<W>(), id, true).await?).await
     }
 
+    /// Starts a new execution with the input of execution `id`, reusing the recorded results of
+    /// its first `from_step` steps, and runs it to its end (or its next pause): the usual way to
+    /// re-run an execution after fixing a bug in a later step.
+    ///
+    /// A step is a call the workflow makes itself (with the calls made inside it); they are
+    /// numbered from 0 in the order the log recorded their start. The fork's log starts with
+    /// `WORKFLOW_STARTED` and the events of those steps' calls, so its replay answers them from
+    /// the log without running them; from step `from_step` on, it runs the current code.
+    /// `from_step = 0` starts over with the same input. The execution forked from is left as
+    /// it is. A `from_step` past the last step, or past a step that never finished, is refused
+    /// with an error listing the steps.
+    ///
+    /// ```
+    /// use flux::prelude::*;
+    ///
+    /// #[flux::task]
+    /// async fn fetch(order: u32) -> String { format!("order {order}") }
+    ///
+    /// #[flux::task]
+    /// async fn bill(order: String) -> String { format!("billed {order}") }
+    ///
+    /// #[flux::workflow]
+    /// async fn invoice(ctx: ExecutionContext<u32>) -> flux::Result<String> {
+    ///     let order = fetch(*ctx.input()).await?;
+    ///     bill(order).await
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> flux::Result<()> {
+    /// let engine = Engine::in_memory();
+    /// let first = invoice.on(&engine).run(7).await?;
+    /// // `fetch` (step 0) answers from the first execution's log; `bill` runs again.
+    /// let again = invoice.on(&engine).fork(first.execution_id(), 1).await?;
+    /// assert_eq!(again.output(), first.output());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn fork(&self, id: &str, from_step: usize) -> Result<ExecutionOf<W>> {
+        let engine = self.engine()?;
+        let launch = Launch::Fork { id: driver::new_execution_id(), source: id.to_string(), from_step };
+        run_to_end::<W>(&engine, driver::claim(&engine, definition::<W>(), launch)?.plan().await?, None).await
+    }
+
     /// The execution as stored, without running anything.
     pub async fn status(&self, id: &str) -> Result<ExecutionOf<W>> {
         let engine = self.engine()?;
