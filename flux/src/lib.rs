@@ -136,7 +136,7 @@ pub use recovery::Recovered;
 pub use run::spawn;
 pub use secrets::Vault;
 pub use step::{StepBody, step, step_with};
-pub use store::Durability;
+pub use store::{Durability, ExecutionFilter, ExecutionPage, ExecutionRow};
 pub use task::TaskOptions;
 pub use uuid::Uuid;
 pub use value::Storable;

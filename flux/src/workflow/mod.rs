@@ -210,7 +210,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
 
 /// The driver's view of `W`.
 pub(crate) fn definition<W: WorkflowDefinition>() -> Definition {
-    Definition { name: W::NAME, secret_requests: W::SECRET_REQUESTS, output_storage: W::OUTPUT_STORAGE }
+    Definition { name: W::NAME, secret_requests: W::SECRET_REQUESTS, output_storage: W::OUTPUT_STORAGE, version: 1 }
 }
 
 /// The encoded input of a new execution of `W`.
