@@ -162,7 +162,7 @@ pub use workflow::{Workflow, WorkflowDefinition};
 
 /// The fixed limits and defaults of the runtime, for programs that size things by them.
 pub mod limits {
-    pub use crate::engine::DEFAULT_LEASE;
+    pub use crate::engine::{DEFAULT_LEASE, DELETE_BATCH};
     pub use crate::run::PROGRESS_QUEUE;
     pub use crate::task::{MAX_RETRY_DELAY, ROLLBACK_LIMIT};
 }
