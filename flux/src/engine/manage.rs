@@ -228,21 +228,19 @@ fn delete_one(engine: &Engine, id: &str) -> Result<u64> {
             ),
         ));
     }
-    let mut doomed = match descendants(store.as_ref(), id)? {
-        Ok(doomed) => doomed,
-        Err(unfinished) => {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                format!(
-                    "execution `{id}` cannot be deleted: its sub-workflow `{}` is {}; wait for it to finish or \
-                     cancel it",
-                    unfinished.id, unfinished.state
-                ),
-            ));
-        }
+    let Some(tree) = subtrees(store.as_ref(), vec![root.id])?.pop() else {
+        return Ok(0);
     };
-    doomed.push(root.id);
-    delete_ids(store.as_ref(), &doomed)
+    match tree {
+        Subtree::Deletable(doomed) => delete_ids(store.as_ref(), &doomed),
+        Subtree::Blocked(unfinished) => Err(Error::new(
+            ErrorKind::InvalidState,
+            format!(
+                "execution `{id}` cannot be deleted: its sub-workflow `{}` is {}; wait for it to finish or cancel it",
+                unfinished.id, unfinished.state
+            ),
+        )),
+    }
 }
 
 /// [`Engine::delete_where`], on a blocking thread.
@@ -265,17 +263,20 @@ fn delete_matching(engine: &Engine, filter: ExecutionFilter) -> Result<u64> {
         }
         // Those left alone stay in the listing: the next page starts after them.
         let mut kept = 0;
+        let mut roots = Vec::with_capacity(page.executions.len());
+        for row in page.executions {
+            match &row.parent_id {
+                Some(parent) if store.state(parent)?.is_some_and(|s| !s.is_terminal()) => kept += 1,
+                _ => roots.push(row.id),
+            }
+        }
         let mut doomed = Vec::new();
         let mut seen = HashSet::new();
-        for row in page.executions {
-            match deletable(store.as_ref(), &row)? {
-                Some(ids) => {
-                    doomed.extend(ids.into_iter().filter(|id| seen.insert(id.clone())));
-                    if seen.insert(row.id.clone()) {
-                        doomed.push(row.id);
-                    }
-                }
-                None => kept += 1,
+        for tree in subtrees(store.as_ref(), roots)? {
+            match tree {
+                // A root may also lie below another root of the page: it goes once.
+                Subtree::Deletable(ids) => doomed.extend(ids.into_iter().filter(|id| seen.insert(id.clone()))),
+                Subtree::Blocked(_) => kept += 1,
             }
         }
         deleted += delete_ids(store.as_ref(), &doomed)?;
@@ -283,46 +284,81 @@ fn delete_matching(engine: &Engine, filter: ExecutionFilter) -> Result<u64> {
     }
 }
 
-/// The sub-workflows to delete before the finished execution of `row` (deepest first), or
-/// `None` if it must stay: its parent, or one of its sub-workflows, has not finished.
-fn deletable(store: &dyn Store, row: &ExecutionRow) -> Result<Option<Vec<String>>> {
-    if let Some(parent) = &row.parent_id
-        && store.state(parent)?.is_some_and(|s| !s.is_terminal())
-    {
-        return Ok(None);
-    }
-    Ok(descendants(store, &row.id)?.ok())
+/// What may be deleted of an execution and the sub-workflows below it.
+enum Subtree {
+    /// All of it is finished: the ids to delete, the execution last and every sub-workflow
+    /// before the one that started it, so that a deletion cut short leaves none unreachable
+    /// from the execution.
+    Deletable(Vec<String>),
+    /// This sub-workflow below it has not finished: nothing may go.
+    Blocked(ExecutionRow),
 }
 
-/// Every sub-workflow below execution `id`, deepest first, or the first one found unfinished.
-fn descendants(store: &dyn Store, id: &str) -> Result<std::result::Result<Vec<String>, ExecutionRow>> {
-    let mut found = Vec::new();
-    let mut next = 0;
-    let mut parents = vec![id.to_string()];
-    while next < parents.len() {
-        let parent = parents[next].clone();
-        next += 1;
-        let mut filter = ExecutionFilter::new().parent(parent).limit(ExecutionFilter::MAX_LIMIT);
-        loop {
-            let page = store.list_executions(&filter)?;
-            let len = page.executions.len();
-            for child in page.executions {
-                if !child.state.is_terminal() {
-                    return Ok(Err(child));
+/// The subtree of each of `roots`, in their order: their sub-workflows found a level at a time,
+/// with one listing per [`DELETE_BATCH`] parents (not one per execution).
+fn subtrees(store: &dyn Store, roots: Vec<String>) -> Result<Vec<Subtree>> {
+    // Each execution found, by id: the root it lies below.
+    let mut root_of: std::collections::HashMap<String, usize> =
+        roots.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+    let mut found: Vec<Vec<String>> = vec![Vec::new(); roots.len()];
+    let mut blocked: Vec<Option<ExecutionRow>> = vec![None; roots.len()];
+    // The root each root lies below, when one is a sub-workflow of another.
+    let mut under: Vec<Option<usize>> = vec![None; roots.len()];
+    let mut level = roots.clone();
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for parents in level.chunks(DELETE_BATCH) {
+            let mut filter = ExecutionFilter::new().limit(ExecutionFilter::MAX_LIMIT);
+            filter.parents = parents.to_vec();
+            loop {
+                let page = store.list_executions(&filter)?;
+                let len = page.executions.len();
+                for child in page.executions {
+                    let Some(root) = child.parent_id.as_ref().and_then(|p| root_of.get(p).copied()) else { continue };
+                    match root_of.get(&child.id) {
+                        // Another root: its own subtree is found from it; whether it may go
+                        // decides whether this one may.
+                        Some(&other) if roots[other] == child.id => under[other] = Some(root),
+                        // Seen before: a cycle of parents, which no run makes.
+                        Some(_) => {}
+                        None => {
+                            root_of.insert(child.id.clone(), root);
+                            next.push(child.id.clone());
+                            found[root].push(child.id.clone());
+                            if !child.state.is_terminal() && blocked[root].is_none() {
+                                blocked[root] = Some(child);
+                            }
+                        }
+                    }
                 }
-                parents.push(child.id.clone());
-                found.push(child.id);
+                if len < filter.limit as usize {
+                    break;
+                }
+                filter.offset += len as u64;
             }
-            if len < filter.limit as usize {
-                break;
-            }
-            filter.offset += len as u64;
+        }
+        level = next;
+    }
+    // A root below another that must stay keeps that one too (at most as many steps up as
+    // there are roots, whatever the data).
+    for root in 0..roots.len() {
+        let Some(unfinished) = blocked[root].clone() else { continue };
+        let mut up = under[root];
+        for _ in 0..roots.len() {
+            let Some(above) = up.filter(|&above| blocked[above].is_none()) else { break };
+            blocked[above] = Some(unfinished.clone());
+            up = under[above];
         }
     }
-    // Found parents first: deleting in the other order leaves no sub-workflow without the
-    // execution that leads to it, should the deletion stop halfway.
-    found.reverse();
-    Ok(Ok(found))
+    let trees = roots.into_iter().zip(found).zip(blocked).map(|((root, mut below), blocked)| match blocked {
+        Some(unfinished) => Subtree::Blocked(unfinished),
+        None => {
+            below.reverse();
+            below.push(root);
+            Subtree::Deletable(below)
+        }
+    });
+    Ok(trees.collect())
 }
 
 /// Deletes `ids` in order, [`DELETE_BATCH`](crate::limits::DELETE_BATCH) per transaction; how many were deleted. An execution

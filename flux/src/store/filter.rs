@@ -44,8 +44,9 @@ pub struct ExecutionFilter {
     pub created_before: Option<SystemTime>,
     /// Only executions whose last change was strictly before this instant.
     pub updated_before: Option<SystemTime>,
-    /// Only sub-workflow executions started by this execution.
-    pub parent: Option<String>,
+    /// Only sub-workflow executions started by one of these executions; empty: any execution,
+    /// sub-workflow or not.
+    pub parents: Vec<String>,
     /// The most rows a page holds: [`ExecutionFilter::DEFAULT_LIMIT`] unless set, at most
     /// [`ExecutionFilter::MAX_LIMIT`].
     pub limit: u32,
@@ -61,7 +62,7 @@ impl Default for ExecutionFilter {
             created_after: None,
             created_before: None,
             updated_before: None,
-            parent: None,
+            parents: Vec::new(),
             limit: Self::DEFAULT_LIMIT,
             offset: 0,
         }
@@ -122,9 +123,13 @@ impl ExecutionFilter {
         self
     }
 
-    /// Only the sub-workflow executions that execution `id` started.
+    /// Also the sub-workflow executions that execution `id` started (each call adds one: a
+    /// sub-workflow of any of them matches).
     pub fn parent(mut self, id: impl Into<String>) -> Self {
-        self.parent = Some(id.into());
+        let id = id.into();
+        if !self.parents.contains(&id) {
+            self.parents.push(id);
+        }
         self
     }
 
@@ -167,7 +172,7 @@ impl ExecutionFilter {
             && self.created_after.is_none_or(|t| row.created_at >= t)
             && self.created_before.is_none_or(|t| row.created_at < t)
             && self.updated_before.is_none_or(|t| row.updated_at < t)
-            && self.parent.as_ref().is_none_or(|p| row.parent_id.as_ref() == Some(p))
+            && (self.parents.is_empty() || row.parent_id.as_ref().is_some_and(|p| self.parents.contains(p)))
     }
 }
 

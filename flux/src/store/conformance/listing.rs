@@ -95,7 +95,8 @@ pub async fn listings_filter_by_last_change(store: &dyn Store) {
     assert_eq!(listed(store, &old_finished), ["b", "a"], "finished and changed before 21");
 }
 
-/// A listing of one parent gives the sub-workflows it started, not their own sub-workflows.
+/// A listing of one parent gives the sub-workflows it started, not their own sub-workflows; of
+/// several parents, those any of them started.
 pub async fn listings_filter_by_parent(store: &dyn Store) {
     let writes = vec![
         create_full("p", "wf", None, ExecutionState::Running, at(0)),
@@ -108,6 +109,8 @@ pub async fn listings_filter_by_parent(store: &dyn Store) {
     let running = ExecutionFilter::new().parent("p").state(ExecutionState::Running);
     assert_eq!(listed(store, &running), ["c1"], "the running children of `p`");
     assert_eq!(listed(store, &ExecutionFilter::new().parent("g")), Vec::<String>::new(), "a childless execution");
+    let both = ExecutionFilter::new().parent("c1").parent("p");
+    assert_eq!(listed(store, &both), ["g", "c2", "c1"], "the children of `p` or `c1`");
 }
 
 /// A page holds at most `limit` rows after skipping `offset`, and its total counts every

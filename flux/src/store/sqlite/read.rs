@@ -351,8 +351,10 @@ fn filter_clause(filter: &ExecutionFilter) -> (String, Vec<SqlValue>) {
             conditions.push(format!("{condition} {}", bind(&mut params, SqlValue::Integer(to_micros(at)))));
         }
     }
-    if let Some(parent) = &filter.parent {
-        conditions.push(format!("parent_id = {}", bind(&mut params, SqlValue::Text(parent.clone()))));
+    if !filter.parents.is_empty() {
+        let parents: Vec<String> =
+            filter.parents.iter().map(|p| bind(&mut params, SqlValue::Text(p.clone()))).collect();
+        conditions.push(format!("parent_id IN ({})", parents.join(", ")));
     }
     let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     (clause, params)
@@ -521,7 +523,7 @@ mod tests {
                 assert!(plan.contains("INDEX"), "{filter:?}: {sql}: {plan}");
                 let whole_scan = plan.contains("SCAN executions") && !plan.contains("USING");
                 assert!(!whole_scan, "{filter:?} scans the table: {plan}");
-                let sorted = filter.states.len() > 1 || filter.updated_before.is_some() || filter.parent.is_some();
+                let sorted = filter.states.len() > 1 || filter.updated_before.is_some() || !filter.parents.is_empty();
                 if !sorted && sql.contains("ORDER BY") {
                     assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts: {plan}");
                 }
