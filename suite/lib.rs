@@ -144,6 +144,7 @@ impl StoppedLog {
                 state: flux::ExecutionState::Running,
                 input: input.clone().into(),
                 parent_id: None,
+                version: 1,
                 time,
             }],
             next_seq: 1,
@@ -273,6 +274,9 @@ where
     }
     fn list(&self, states: &[flux::ExecutionState]) -> flux::Result<Vec<flux::store::ExecutionRow>> {
         self.inner.list(states)
+    }
+    fn list_executions(&self, filter: &flux::ExecutionFilter) -> flux::Result<flux::ExecutionPage> {
+        self.inner.list_executions(filter)
     }
     fn describe(&self) -> String {
         "memory (hooked)".into()

@@ -68,6 +68,7 @@ async fn a_large_output_is_kept_out_of_the_log_and_read_back() {
         state: ExecutionState::Running,
         input: crashed.input.clone().into(),
         parent_id: None,
+        version: 1,
         time: std::time::SystemTime::now(),
     }];
     // Everything up to big_blob's TASK_COMPLETED, as a process killed right after it leaves.

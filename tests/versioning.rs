@@ -202,3 +202,26 @@ async fn patched_keeps_the_old_path_for_old_executions_and_takes_the_new_one_for
 async fn patched_outside_a_workflow_is_true() {
     assert!(flux::patched("anything"));
 }
+
+#[tokio::test]
+async fn every_execution_keeps_the_version_it_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(&dir);
+    let (old, _) = paused_under_v1(&engine).await;
+    let new = patched::order.on(&engine).run("chair".to_string()).await.unwrap();
+    // Resumed by version 2's code, the old execution still says it started under version 1.
+    patched::order.on(&engine).resume(&old, true).await.unwrap();
+
+    let page = engine.list_executions(flux::ExecutionFilter::new().workflow("order")).await.unwrap();
+    let mut versions: Vec<(String, u32)> = page.executions.iter().map(|row| (row.id.clone(), row.version)).collect();
+    versions.sort();
+    let mut expected = vec![(old, 1), (new.execution_id().to_string(), 2)];
+    expected.sort();
+    assert_eq!(versions, expected);
+    drop(engine);
+
+    // Also once the file is opened again.
+    let engine = engine_in(&dir);
+    let page = engine.list_executions(flux::ExecutionFilter::new().workflow("order")).await.unwrap();
+    assert_eq!(page.executions.iter().map(|row| row.version).max(), Some(2));
+}

@@ -11,6 +11,8 @@
 //! max_header_bytes = 65536                # FLUX_MAX_HEADER_BYTES: largest request line and headers
 //! max_connections = 1024                  # FLUX_MAX_CONNECTIONS: open HTTP connections at once
 //! request_timeout = "30s"                 # FLUX_REQUEST_TIMEOUT: to send a request's headers, or its body
+//! retention = "30d"                       # FLUX_RETENTION: delete finished executions this long after
+//!                                         #   their last change (default: keep them)
 //!
 //! [flux.workers]
 //! bootstrap_token = "..."                 # FLUX_WORKERS__BOOTSTRAP_TOKEN: workers register with it
@@ -22,6 +24,11 @@
 //! encryption_key = "..."                  # FLUX_SECURITY__ENCRYPTION_KEY (secrets at rest)
 //! admin_token = "..."                     # FLUX_SECURITY__ADMIN_TOKEN: guards /admin endpoints
 //! ```
+//!
+//! `retention` deletes `COMPLETED`, `FAILED` and `CANCELLED` executions with their logs once
+//! their last change is older than it, in small batches, from a background thread of the
+//! engine (see [`EngineBuilder::retention`](crate::EngineBuilder::retention)); unfinished
+//! executions, and sub-workflows whose parent has not finished, are never deleted.
 //!
 //! Environment variables win over the file. Nested keys use `__` (`FLUX_SECURITY__ENCRYPTION_KEY`).
 //! The file is `flux.toml` in the working directory, or the one `FLUX_CONFIG` names.
@@ -80,6 +87,9 @@ pub struct Config {
     /// How long a client has to send a request's headers, and then its body (default 30 s).
     /// Slower headers (or an idle keep-alive connection) are closed; a slower body gets 408.
     pub request_timeout: Duration,
+    /// How long finished executions are kept after their last change (`[flux] retention`,
+    /// `FLUX_RETENTION`, a duration such as `"30d"`); `None` (the default) keeps them.
+    pub retention: Option<Duration>,
     /// The token that guards the `/admin` endpoints (`[flux.security] admin_token`); without
     /// one, a server generates a token and prints it once.
     pub admin_token: Option<String>,
@@ -139,6 +149,7 @@ impl Default for Config {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            retention: None,
             admin_token: None,
             workers: WorkersConfig::default(),
         }
@@ -158,6 +169,7 @@ impl std::fmt::Debug for Config {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("max_connections", &self.max_connections)
             .field("request_timeout", &self.request_timeout)
+            .field("retention", &self.retention)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("workers", &self.workers)
             .finish()
@@ -175,7 +187,7 @@ pub enum DatabaseLocation {
 }
 
 /// The environment variables [`Config::load`] reads.
-const ENV_KEYS: [&str; 15] = [
+const ENV_KEYS: [&str; 16] = [
     "FLUX_HOME",
     "FLUX_DATABASE_URL",
     "FLUX_DURABILITY",
@@ -185,6 +197,7 @@ const ENV_KEYS: [&str; 15] = [
     "FLUX_MAX_HEADER_BYTES",
     "FLUX_MAX_CONNECTIONS",
     "FLUX_REQUEST_TIMEOUT",
+    "FLUX_RETENTION",
     "FLUX_SECURITY__ENCRYPTION_KEY",
     "FLUX_SECURITY__ADMIN_TOKEN",
     "FLUX_WORKERS__BOOTSTRAP_TOKEN",
@@ -210,6 +223,7 @@ struct FileSection {
     max_header_bytes: Option<usize>,
     max_connections: Option<usize>,
     request_timeout: Option<DurationValue>,
+    retention: Option<DurationValue>,
     #[serde(default)]
     security: SecuritySection,
     #[serde(default)]
@@ -325,6 +339,7 @@ impl Config {
                 "FLUX_MAX_HEADER_BYTES" => section.max_header_bytes = Some(parse_env(&key, &value)?),
                 "FLUX_MAX_CONNECTIONS" => section.max_connections = Some(parse_env(&key, &value)?),
                 "FLUX_REQUEST_TIMEOUT" => section.request_timeout = Some(DurationValue::Text(value)),
+                "FLUX_RETENTION" => section.retention = Some(DurationValue::Text(value)),
                 "FLUX_SECURITY__ENCRYPTION_KEY" => section.security.encryption_key = Some(value),
                 "FLUX_SECURITY__ADMIN_TOKEN" => section.security.admin_token = Some(value),
                 "FLUX_WORKERS__BOOTSTRAP_TOKEN" => section.workers.bootstrap_token = Some(value),
@@ -382,6 +397,7 @@ impl Config {
             Some(d) => d.parse("flux.request_timeout")?,
             None => DEFAULT_REQUEST_TIMEOUT,
         };
+        let retention = section.retention.map(|d| d.parse("flux.retention")).transpose()?;
         let config = Config {
             home,
             database_url,
@@ -393,6 +409,7 @@ impl Config {
             max_header_bytes,
             max_connections,
             request_timeout,
+            retention,
             admin_token: section.security.admin_token.filter(|t| !t.is_empty()),
             workers,
         };
@@ -509,6 +526,22 @@ mod tests {
         );
         let err = Config::from_sources(None, env(&[("FLUX_WORKERS__LEASE_TIMEOUT", "0.0s")])).unwrap_err();
         assert!(err.to_string().contains("flux.workers.lease_timeout must be longer than zero"), "{err}");
+    }
+
+    #[test]
+    fn retention_is_a_duration_from_the_file_or_the_environment() {
+        assert_eq!(Config::from_sources(None, env(&[])).unwrap().retention, None, "kept by default");
+        let file = "[flux]\nretention = \"30d\"\n";
+        let c = Config::from_sources(Some((Path::new("flux.toml"), file)), env(&[])).unwrap();
+        assert_eq!(c.retention, Some(Duration::from_secs(30 * 24 * 3600)));
+        let c = Config::from_sources(Some((Path::new("flux.toml"), file)), env(&[("FLUX_RETENTION", "12h")])).unwrap();
+        assert_eq!(c.retention, Some(Duration::from_secs(12 * 3600)), "the environment wins");
+        for (value, named) in [("0s", "flux.retention must be longer than zero"), ("forever", "invalid flux.retention")]
+        {
+            let err = Config::from_sources(None, env(&[("FLUX_RETENTION", value)])).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config);
+            assert!(err.to_string().contains(named), "{value}: {err}");
+        }
     }
 
     #[test]

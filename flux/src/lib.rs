@@ -148,7 +148,7 @@ pub use recovery::Recovered;
 pub use run::spawn;
 pub use secrets::Vault;
 pub use step::{StepBody, step, step_with};
-pub use store::Durability;
+pub use store::{Durability, ExecutionFilter, ExecutionPage, ExecutionRow};
 pub use task::TaskOptions;
 pub use uuid::Uuid;
 pub use value::Storable;
@@ -174,7 +174,7 @@ pub use workflow::{Workflow, WorkflowDefinition};
 
 /// The fixed limits and defaults of the runtime, for programs that size things by them.
 pub mod limits {
-    pub use crate::engine::DEFAULT_LEASE;
+    pub use crate::engine::{DEFAULT_LEASE, DELETE_BATCH};
     pub use crate::run::PROGRESS_QUEUE;
     pub use crate::task::{MAX_RETRY_DELAY, ROLLBACK_LIMIT};
 }

@@ -128,6 +128,7 @@ mod tests {
         StoredExecution {
             id: "x".into(),
             workflow_name: "wf".into(),
+            version: 1,
             state: ExecutionState::Running,
             input: vec![0xc0],
             output: None,

@@ -45,6 +45,16 @@ pub(crate) struct Definition {
     pub(crate) secret_requests: &'static [&'static str],
     /// Where the output is kept: `None` in the log, or an output storage name.
     pub(crate) output_storage: Option<&'static str>,
+    /// The workflow's version, stored with each execution it starts (see [`Definition::version`]).
+    pub(crate) version: u32,
+}
+
+impl Definition {
+    /// The version of the workflow, which every new execution of it stores
+    /// (`#[flux::workflow(version = N)]`, 1 by default).
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 /// What the caller asks for.
@@ -325,6 +335,7 @@ impl Prepared {
                     state: ExecutionState::Running,
                     input: self.input.clone(),
                     parent_id: run.parent_id.clone(),
+                    version: self.definition.version(),
                     time: crate::event::now(),
                 };
                 // The lease goes in the same transaction: the execution is never stored without
@@ -342,6 +353,7 @@ impl Prepared {
                     state: ExecutionState::Running,
                     input: self.input.clone(),
                     parent_id: None,
+                    version: self.definition.version(),
                     time: crate::event::now(),
                 };
                 let lease = run.engine().lease_write(run.execution_id.clone(), LeaseMode::Own);

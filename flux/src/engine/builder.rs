@@ -50,6 +50,7 @@ pub struct EngineBuilder {
     home: Option<PathBuf>,
     encryption_key: Option<String>,
     lease: Option<Duration>,
+    retention: Option<Duration>,
     outputs: Vec<(String, Arc<dyn OutputStorage>)>,
     states: States,
 }
@@ -68,6 +69,7 @@ impl std::fmt::Debug for EngineBuilder {
             .field("home", &self.home)
             .field("encryption_key", &self.encryption_key.as_ref().map(|_| "<redacted>"))
             .field("lease", &self.lease)
+            .field("retention", &self.retention)
             .field("outputs", &self.outputs.iter().map(|(name, _)| name).collect::<Vec<_>>())
             .finish()
     }
@@ -123,6 +125,17 @@ impl EngineBuilder {
         self
     }
 
+    /// Deletes finished executions (`COMPLETED`, `FAILED`, `CANCELLED`) once their last change
+    /// is older than `keep`, with their logs, in a background thread that runs a pass every
+    /// tenth of `keep` (at least every hour, at most every second) and stops when the engine is
+    /// dropped. Unfinished executions, and sub-workflows whose parent has not finished, are
+    /// never deleted; see [`Engine::run_retention`] and [`Engine::delete_where`]. Refused by
+    /// [`EngineBuilder::build`] if zero. Default: executions are kept.
+    pub fn retention(mut self, keep: Duration) -> Self {
+        self.retention = Some(keep);
+        self
+    }
+
     /// Makes `storage` available as `output_storage = "<name>"` (replacing the `"file"` one, or
     /// one given earlier, of the same name).
     pub fn output_storage(mut self, name: impl Into<String>, storage: impl OutputStorage) -> Self {
@@ -139,6 +152,9 @@ impl EngineBuilder {
 
     /// Opens the storage and builds the engine.
     pub fn build(self) -> Result<Engine> {
+        if self.retention.is_some_and(|keep| keep.is_zero()) {
+            return Err(Error::new(ErrorKind::Config, "a retention must be longer than zero"));
+        }
         let key = match &self.encryption_key {
             Some(key) => Some(secrets::parse_configured_key(key)?),
             None => None,
@@ -177,6 +193,9 @@ impl EngineBuilder {
             engine.set_lease(lease);
         }
         engine.add_states(&self.states);
+        if let Some(keep) = self.retention {
+            engine.keep_for(keep)?;
+        }
         Ok(engine)
     }
 }

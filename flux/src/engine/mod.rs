@@ -28,9 +28,11 @@ use crate::store::{MemoryStore, Store, StoredExecution};
 
 mod builder;
 mod lease;
+mod manage;
 mod state;
 
 pub use builder::EngineBuilder;
+pub use manage::DELETE_BATCH;
 pub use state::State;
 pub(crate) use state::States;
 
@@ -79,6 +81,8 @@ struct Inner {
     outputs: RwLock<Outputs>,
     /// What tasks receive as `State<T>` parameters, one per type.
     states: RwLock<States>,
+    /// The background deletion of old finished executions, if the engine has a retention.
+    retention: std::sync::OnceLock<manage::Retention>,
 }
 
 /// The executions claimed here, with their run once it exists.
@@ -183,6 +187,7 @@ impl Engine {
                 workflows: RwLock::default(),
                 outputs: RwLock::new(outputs),
                 states: RwLock::default(),
+                retention: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -195,7 +200,12 @@ impl Engine {
         let key = secrets::parse_configured_key(key)?;
         let store = self.inner.store.clone();
         let vault = Vault::new(store.clone(), KeySource::Configured(key));
-        Ok(self.copy_settings_to(Engine::assemble(store, vault, self.outputs())))
+        let engine = self.copy_settings_to(Engine::assemble(store, vault, self.outputs()));
+        // The same storage, so the same retention (a worker's engine, over a server's, has none).
+        if let Some(keep) = self.retention() {
+            engine.keep_for(keep)?;
+        }
+        Ok(engine)
     }
 
     /// An engine over `store` that shares this engine's secrets key and output storages (a
@@ -226,6 +236,9 @@ impl Engine {
             // Checked here, so that an error of `build` below is the database's.
             secrets::parse_configured_key(key)?;
             builder = builder.encryption_key(key.as_str());
+        }
+        if let Some(keep) = config.retention {
+            builder = builder.retention(keep);
         }
         match config.database()? {
             // In memory, secrets and outputs live in memory too (a random key unless one is set).

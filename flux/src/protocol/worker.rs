@@ -91,6 +91,9 @@ pub(crate) struct WireExecution {
     pub(crate) parent_id: Option<String>,
     pub(crate) claim_generation: u64,
     pub(crate) events: Vec<WireEvent>,
+    /// The version of the workflow it runs; a server that sends none stored none (1).
+    #[serde(default = "first_version")]
+    pub(crate) version: u32,
 }
 
 impl WireExecution {
@@ -106,6 +109,7 @@ impl WireExecution {
             parent_id: s.parent_id.clone(),
             claim_generation: s.claim_generation,
             events: s.events.iter().map(WireEvent::from_event).collect(),
+            version: s.version,
         }
     }
 
@@ -125,6 +129,7 @@ impl WireExecution {
         Ok(StoredExecution {
             id: self.id,
             workflow_name: self.workflow_name,
+            version: self.version,
             state,
             input: self.input.0,
             output: self.output.map(|o| o.0),

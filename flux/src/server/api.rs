@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -21,6 +21,7 @@ use super::state::{CatalogEntry, Shared, SharedState, lock};
 use super::stream::{Source, sse};
 use crate::event::ExecutionState;
 use crate::protocol::{self, NewSecret, Summary};
+use crate::store::{ExecutionFilter, ExecutionRow};
 
 /// The client and admin endpoints, and the API's description.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -31,6 +32,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/workflows/{name}/resume/{execution_id}/{mode}", axum::routing::post(resume))
         .route("/workflows/{name}/status/{execution_id}", get(status))
         .route("/workflows/{name}/cancel/{execution_id}", get(cancel))
+        .route("/executions", get(list_executions))
         .route("/admin/secrets", get(list_secrets).post(set_secret))
         .route("/admin/secrets/{name}", get(get_secret).delete(remove_secret))
         .route("/openapi.json", get(openapi))
@@ -247,6 +249,88 @@ async fn cancel(
         Target::Remote => dispatch::cancel_remote(&s, stored, wait).await?,
     }
     summary_response(&s, &name, &id, detailed).await
+}
+
+/// `GET /executions`: a page of the stored executions, newest first, with how many match.
+///
+/// Query: `workflow`, `state` (repeated for several), `created_after` and `created_before`
+/// (RFC 3339 UTC times, `[after, before)`), `parent` (repeated for several), `limit` (1 to
+/// 1000, default 50) and `offset`. Anything else, or a value that is not one, is answered 422
+/// saying which.
+async fn list_executions(
+    State(s): SharedState,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult {
+    let Query(pairs) = query.map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid query string: {}", e.body_text()))
+    })?;
+    let filter = execution_filter(&pairs)?;
+    let page = s.engine.list_executions(filter.clone()).await?;
+    let executions: Vec<Value> = page.executions.iter().map(execution_row).collect();
+    Ok(axum::Json(json!({
+        "executions": executions,
+        "total": page.total,
+        "limit": filter.limit,
+        "offset": filter.offset,
+    }))
+    .into_response())
+}
+
+/// The filter of `GET /executions`, or 422 naming the parameter at fault.
+fn execution_filter(pairs: &[(String, String)]) -> ApiResult<ExecutionFilter> {
+    let invalid = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail);
+    let time = |key: &str, value: &str| {
+        humantime::parse_rfc3339(value.trim()).map_err(|_| {
+            invalid(format!("`{key}` must be an RFC 3339 time in UTC such as 2026-12-07T03:00:00Z, not `{value}`"))
+        })
+    };
+    let mut filter = ExecutionFilter::new();
+    for (key, value) in pairs {
+        filter = match key.as_str() {
+            "workflow" => filter.workflow(value),
+            "state" => filter.state(value.trim().to_ascii_uppercase().parse().map_err(|_| {
+                let known: Vec<&str> = ExecutionState::ALL.iter().map(|s| s.as_str()).collect();
+                invalid(format!("unknown state `{value}` (expected one of {})", known.join(", ")))
+            })?),
+            "created_after" => filter.created_after(time(key, value)?),
+            "created_before" => filter.created_before(time(key, value)?),
+            "parent" => filter.parent(value),
+            "limit" => match value.trim().parse::<u32>() {
+                Ok(limit) if (1..=ExecutionFilter::MAX_LIMIT).contains(&limit) => filter.limit(limit),
+                _ => {
+                    return Err(invalid(format!(
+                        "`limit` must be a whole number from 1 to {}, not `{value}`",
+                        ExecutionFilter::MAX_LIMIT
+                    )));
+                }
+            },
+            "offset" => match value.trim().parse::<u64>() {
+                Ok(offset) if i64::try_from(offset).is_ok() => filter.offset(offset),
+                _ => return Err(invalid(format!("`offset` must be a whole number from 0, not `{value}`"))),
+            },
+            other => {
+                return Err(invalid(format!(
+                    "unknown query parameter `{other}` (expected workflow, state, created_after, created_before, \
+                     parent, limit or offset)"
+                )));
+            }
+        };
+    }
+    Ok(filter)
+}
+
+/// An execution of `GET /executions`.
+fn execution_row(row: &ExecutionRow) -> Value {
+    json!({
+        "execution_id": row.id,
+        "workflow_name": row.workflow_name,
+        "workflow_version": row.version,
+        "state": row.state.as_str(),
+        "parent_id": row.parent_id,
+        "worker": row.worker,
+        "created_at": protocol::rfc3339(row.created_at),
+        "updated_at": protocol::rfc3339(row.updated_at),
+    })
 }
 
 /// 401 unless the request carries the admin token.

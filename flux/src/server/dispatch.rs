@@ -96,6 +96,8 @@ pub(crate) async fn run_remote(
     let encoded: Arc<[u8]> = encoded.into();
     let now = crate::event::now();
     let event = Event::new(1, EventType::WorkflowScheduled, workflow_source(name, &id), name, encoded.clone(), now);
+    // A workflow workers run is defined by what they registered: the catalog keeps its version.
+    let version = lock(&s.catalog).get(name).map_or(1, |entry| entry.version);
     let writes = vec![
         Write::CreateExecution {
             id: execution_id.clone(),
@@ -103,6 +105,7 @@ pub(crate) async fn run_remote(
             state: ExecutionState::Scheduled,
             input: encoded,
             parent_id: None,
+            version,
             time: now,
         },
         Write::Append { execution_id, event: event.clone() },

@@ -15,7 +15,8 @@ mod tests {
     use super::{DOCS_HTML, OPENAPI_JSON};
     use serde_json::Value;
 
-    /// Every operation of docs/design.md §11 (and the two docs routes), as `(method, path)`.
+    /// Every operation of docs/design.md §11 and §16 (and the two docs routes), as
+    /// `(method, path)`.
     const OPERATIONS: &[(&str, &str)] = &[
         ("get", "/workflows"),
         ("get", "/workflows/{name}"),
@@ -23,6 +24,7 @@ mod tests {
         ("post", "/workflows/{name}/resume/{execution_id}/{mode}"),
         ("get", "/workflows/{name}/status/{execution_id}"),
         ("get", "/workflows/{name}/cancel/{execution_id}"),
+        ("get", "/executions"),
         ("get", "/admin/secrets"),
         ("post", "/admin/secrets"),
         ("get", "/admin/secrets/{name}"),
@@ -154,6 +156,35 @@ mod tests {
         assert_eq!(states.len(), 12);
         let types = doc["components"]["schemas"]["EventType"]["enum"].as_array().expect("event type enum");
         assert_eq!(types.len(), 28);
+    }
+
+    #[test]
+    fn the_execution_listing_takes_its_filter_and_answers_a_page() {
+        let doc = document();
+        let op = &doc["paths"]["/executions"]["get"];
+        let mut names: Vec<&str> = op["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name"))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["created_after", "created_before", "limit", "offset", "parent", "state", "workflow"]);
+        let page = &doc["components"]["schemas"]["ExecutionPage"];
+        assert_eq!(page["required"], serde_json::json!(["executions", "total", "limit", "offset"]));
+        let row = &doc["components"]["schemas"]["ExecutionRow"]["required"];
+        let fields = [
+            "execution_id",
+            "workflow_name",
+            "workflow_version",
+            "state",
+            "parent_id",
+            "worker",
+            "created_at",
+            "updated_at",
+        ];
+        assert_eq!(row, &serde_json::json!(fields));
+        assert!(op["responses"]["422"].is_object(), "a bad filter is answered 422");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::rules::{self, Holder};
-use super::{Commit, Store, StoredExecution, Write};
+use super::{Commit, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
 use crate::error::Result;
 use crate::event::ExecutionState;
 
@@ -23,6 +23,16 @@ pub struct MemoryStore {
     /// The owner and lease end of executions run by an engine ([`Write::Lease`]), changed only
     /// under the executions' lock.
     leases: Mutex<HashMap<String, (String, SystemTime)>>,
+    /// The order executions were created in, which orders those created at the same instant in
+    /// a listing; changed only under the executions' lock.
+    creation: Mutex<Creation>,
+}
+
+/// Each execution's place in the order of creation, and the next place.
+#[derive(Debug, Default)]
+struct Creation {
+    next: u64,
+    places: HashMap<String, u64>,
 }
 
 /// A secret's nonce and ciphertext.
@@ -58,6 +68,7 @@ impl MemoryStore {
 
     fn apply(&self, map: &mut HashMap<String, StoredExecution>, writes: Vec<Write>) -> Result<()> {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let mut creation = self.creation.lock().unwrap_or_else(|p| p.into_inner());
         // Check the whole batch first so that it applies atomically: each write against the
         // executions as the writes before it leave them, with the rules of every store.
         let mut batch = Batch { executions: map, leases: &leases, rows: HashMap::new() };
@@ -67,12 +78,16 @@ impl MemoryStore {
         drop(batch);
         for w in writes {
             match w {
-                Write::CreateExecution { id, workflow_name, state, input, parent_id, time } => {
+                Write::CreateExecution { id, workflow_name, state, input, parent_id, version, time } => {
+                    creation.next += 1;
+                    let place = creation.next;
+                    creation.places.insert(id.to_string(), place);
                     map.insert(
                         id.to_string(),
                         StoredExecution {
                             id: id.to_string(),
                             workflow_name: workflow_name.to_string(),
+                            version,
                             state,
                             input: input.to_vec(),
                             output: None,
@@ -89,6 +104,11 @@ impl MemoryStore {
                     if let Some(e) = map.get_mut(&*execution_id) {
                         e.events.push(event);
                     }
+                }
+                Write::DeleteExecution { execution_id } => {
+                    map.remove(&*execution_id);
+                    leases.remove(&*execution_id);
+                    creation.places.remove(&*execution_id);
                 }
                 Write::CachePut { key, task_name, value, expires_at } => {
                     let entry = CacheEntry { task_name: task_name.to_string(), value: value.to_vec(), expires_at };
@@ -181,6 +201,11 @@ impl<'a> Batch<'a> {
                     r.last_seq = event.seq;
                 }
             }
+            Write::DeleteExecution { execution_id: id } => {
+                let row = self.row(id);
+                rules::check_delete(id, row.map(|r| r.state))?;
+                *row = None;
+            }
             Write::CachePut { .. } => {}
             Write::Claim { execution_id: id, worker, generation } => {
                 let row = self.row(id);
@@ -211,6 +236,24 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// The row of a stored execution, with its lease if it has one.
+fn row_of(e: &StoredExecution, leases: &HashMap<String, (String, SystemTime)>) -> ExecutionRow {
+    let lease = leases.get(&e.id);
+    ExecutionRow {
+        id: e.id.clone(),
+        workflow_name: e.workflow_name.clone(),
+        version: e.version,
+        state: e.state,
+        worker: e.worker.clone(),
+        claim_generation: e.claim_generation,
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+        parent_id: e.parent_id.clone(),
+        owner: lease.map(|(owner, _)| owner.clone()),
+        lease_until: lease.map(|(_, until)| *until),
+    }
+}
+
 impl Store for MemoryStore {
     fn write(&self, writes: Vec<Write>) -> Commit {
         Commit::ready(self.apply(&mut self.lock(), writes))
@@ -220,26 +263,33 @@ impl Store for MemoryStore {
         Ok(self.lock().get(execution_id).cloned())
     }
 
-    fn list(&self, states: &[super::ExecutionState]) -> Result<Vec<super::ExecutionRow>> {
+    fn list(&self, states: &[super::ExecutionState]) -> Result<Vec<ExecutionRow>> {
         let executions = self.lock();
         let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rows: Vec<super::ExecutionRow> = executions
-            .values()
-            .filter(|e| states.contains(&e.state))
-            .map(|e| super::ExecutionRow {
-                id: e.id.clone(),
-                workflow_name: e.workflow_name.clone(),
-                state: e.state,
-                worker: e.worker.clone(),
-                claim_generation: e.claim_generation,
-                updated_at: e.updated_at,
-                parent_id: e.parent_id.clone(),
-                owner: leases.get(&e.id).map(|(owner, _)| owner.clone()),
-                lease_until: leases.get(&e.id).map(|(_, until)| *until),
-            })
-            .collect();
+        let mut rows: Vec<ExecutionRow> =
+            executions.values().filter(|e| states.contains(&e.state)).map(|e| row_of(e, &leases)).collect();
         rows.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)));
         Ok(rows)
+    }
+
+    fn list_executions(&self, filter: &ExecutionFilter) -> Result<ExecutionPage> {
+        filter.check()?;
+        let executions = self.lock();
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let creation = self.creation.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<(u64, ExecutionRow)> = executions
+            .values()
+            .map(|e| (creation.places.get(&e.id).copied().unwrap_or(0), row_of(e, &leases)))
+            .filter(|(_, row)| filter.matches(row))
+            .collect();
+        // Newest first; of those created at the same instant, the last created first.
+        rows.sort_unstable_by(|(a_place, a), (b_place, b)| {
+            b.created_at.cmp(&a.created_at).then_with(|| b_place.cmp(a_place))
+        });
+        let total = rows.len() as u64;
+        let skip = usize::try_from(filter.offset).unwrap_or(usize::MAX);
+        let page = rows.into_iter().skip(skip).take(filter.limit as usize).map(|(_, row)| row).collect();
+        Ok(ExecutionPage::new(page, total))
     }
 
     fn state(&self, execution_id: &str) -> Result<Option<crate::event::ExecutionState>> {

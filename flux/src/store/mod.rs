@@ -20,6 +20,7 @@ use crate::event::{Event, ExecutionState};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
+mod filter;
 mod memory;
 mod rules;
 #[cfg(feature = "sqlite")]
@@ -28,6 +29,7 @@ mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(inline)]
 pub use crate::__flux_store_conformance_tests as conformance_tests;
+pub use filter::{ExecutionFilter, ExecutionPage};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -129,6 +131,7 @@ impl std::fmt::Display for Durability {
 ///     match write {
 ///         Write::CreateExecution { id, .. } => id,
 ///         Write::Append { execution_id, .. }
+///         | Write::DeleteExecution { execution_id }
 ///         | Write::Claim { execution_id, .. }
 ///         | Write::Fence { execution_id, .. }
 ///         | Write::Lease { execution_id, .. }
@@ -153,8 +156,19 @@ pub enum Write {
         input: Arc<[u8]>,
         /// The execution that started this one as a sub-workflow.
         parent_id: Option<Arc<str>>,
+        /// The version of the workflow it runs (1 for a workflow without versions).
+        version: u32,
         /// Creation time.
         time: SystemTime,
+    },
+    /// Remove a finished execution with its log. Refused unless the execution is `COMPLETED`,
+    /// `FAILED` or `CANCELLED` ([`ErrorKind::InvalidState`]), or if there is none
+    /// ([`ErrorKind::NotFound`]). It removes only this execution: its sub-workflows are
+    /// executions of their own ([`Engine::delete`](crate::Engine::delete) removes them too).
+    /// Outputs kept in an output storage are not removed (see [`crate::output`]).
+    DeleteExecution {
+        /// Execution id.
+        execution_id: Arc<str>,
     },
     /// Append one event to an execution's log.
     Append {
@@ -229,6 +243,11 @@ impl Write {
         Write::SetState { execution_id: execution_id.into(), state, output, time: crate::event::now() }
     }
 
+    /// A [`Write::DeleteExecution`]: removes the finished execution `execution_id` with its log.
+    pub fn delete_execution(execution_id: impl Into<Arc<str>>) -> Self {
+        Write::DeleteExecution { execution_id: execution_id.into() }
+    }
+
     /// A [`Write::Claim`]: hands the execution to `worker` (or takes it back, with `None`) at
     /// claim generation `generation`.
     #[cfg(any(test, feature = "test-util"))]
@@ -277,6 +296,8 @@ pub struct StoredExecution {
     pub id: String,
     /// Workflow name.
     pub workflow_name: String,
+    /// The version of the workflow it runs (1 for executions stored before versions were).
+    pub version: u32,
     /// Current state.
     pub state: ExecutionState,
     /// The input, MessagePack.
@@ -297,19 +318,24 @@ pub struct StoredExecution {
     pub events: Vec<Event>,
 }
 
-/// An execution's row, without its log: what [`Store::list`] returns.
+/// An execution's row, without its log: what [`Store::list`] and [`Store::list_executions`]
+/// return.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutionRow {
     /// Execution id.
     pub id: String,
     /// Workflow name.
     pub workflow_name: String,
+    /// The version of the workflow it runs.
+    pub version: u32,
     /// Current state.
     pub state: ExecutionState,
     /// The worker holding the execution (server mode).
     pub worker: Option<String>,
     /// The claim generation (server mode).
     pub claim_generation: u64,
+    /// When the execution was created.
+    pub created_at: SystemTime,
     /// When its row last changed.
     pub updated_at: SystemTime,
     /// The execution that started this one as a sub-workflow.
@@ -329,9 +355,10 @@ pub struct ExecutionRow {
 /// its execution (nothing follows `i64::MAX`), changes the state of a finished execution, or
 /// moves a `CANCELLING` execution to anything but a finished state; a [`Write::Claim`] not at the
 /// stored generation plus one, a [`Write::Fence`] not at the stored generation, or a
-/// [`Write::Lease`] its [`LeaseMode`] does not allow; and a write (other than its creation) to an
-/// execution that does not exist, with [`ErrorKind::NotFound`]. Each write is judged from the store as the writes before it in the batch
-/// leave it. The `test-util` feature's `flux::store::conformance` checks these rules one by one.
+/// [`Write::Lease`] its [`LeaseMode`] does not allow; a [`Write::DeleteExecution`] of an
+/// execution that has not finished; and a write (other than its creation) to an execution that
+/// does not exist, with [`ErrorKind::NotFound`]. Each write is judged from the store as the
+/// writes before it in the batch leave it. The `test-util` feature's `flux::store::conformance` checks these rules one by one.
 pub trait Store: Send + Sync + 'static {
     /// Queues `writes` and returns a handle that resolves when they are durable.
     fn write(&self, writes: Vec<Write>) -> Commit;
@@ -355,6 +382,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The executions in any of `states`, oldest change first.
     fn list(&self, states: &[ExecutionState]) -> Result<Vec<ExecutionRow>>;
+
+    /// One page of the executions `filter` asks for, newest first (see [`ExecutionFilter`]), and
+    /// how many match in all, read together (the count and the page agree). Refuses a filter
+    /// [`ExecutionFilter::check`] refuses. Loads no log.
+    fn list_executions(&self, filter: &ExecutionFilter) -> Result<ExecutionPage>;
 
     /// The current state of one execution, or `None` if no execution has this id. Cheaper than
     /// [`Store::load`]: running executions poll it to notice a cancellation asked for elsewhere.

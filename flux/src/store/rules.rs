@@ -178,6 +178,26 @@ pub(crate) fn transition_refused(execution_id: &str, from: ExecutionState, to: E
     }
 }
 
+/// Only a finished execution is deleted (`state` is its state, `None`: there is none).
+pub(crate) fn check_delete(execution_id: &str, state: Option<ExecutionState>) -> Result<()> {
+    match state {
+        None => Err(not_found(execution_id)),
+        Some(state) if state.is_terminal() => Ok(()),
+        Some(state) => Err(delete_refused(execution_id, state)),
+    }
+}
+
+/// The error for the deletion of an execution that has not finished.
+pub(crate) fn delete_refused(execution_id: &str, state: ExecutionState) -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        format!(
+            "execution `{execution_id}` is {state}; only a finished execution (COMPLETED, FAILED or CANCELLED) \
+             can be deleted"
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -258,5 +278,16 @@ mod tests {
         let err = check_set_state("x", Running, Some(Cancelling)).unwrap_err();
         assert!(err.to_string().contains("it cannot become RUNNING, only finish"), "{err}");
         assert_eq!(check_set_state("x", Running, None).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn only_finished_executions_are_deleted() {
+        for &state in ExecutionState::ALL {
+            assert_eq!(check_delete("x", Some(state)).is_ok(), state.is_terminal(), "{state}");
+        }
+        let err = check_delete("x", Some(ExecutionState::Paused)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidState);
+        assert!(err.to_string().contains("execution `x` is PAUSED; only a finished execution"), "{err}");
+        assert_eq!(check_delete("x", None).unwrap_err().kind(), ErrorKind::NotFound);
     }
 }

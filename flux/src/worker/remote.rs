@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
 use crate::protocol::{self, Checkpoint, WireWrite};
 use crate::run::Subscription;
-use crate::store::{Commit, CommitSender, ExecutionRow, Store, StoredExecution, Write};
+use crate::store::{Commit, CommitSender, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
 
 /// An execution this worker holds.
 struct Held {
@@ -191,7 +191,8 @@ fn execution_of(w: &Write) -> Option<&Arc<str>> {
         | Write::SetState { execution_id, .. }
         | Write::Claim { execution_id, .. }
         | Write::Fence { execution_id, .. }
-        | Write::Lease { execution_id, .. } => Some(execution_id),
+        | Write::Lease { execution_id, .. }
+        | Write::DeleteExecution { execution_id } => Some(execution_id),
         Write::CachePut { .. } => None,
     }
 }
@@ -205,6 +206,19 @@ impl RemoteStore {
         writes.retain(|w| !matches!(w, Write::Lease { .. }));
         if writes.is_empty() {
             return Commit::ready(Ok(()));
+        }
+        // The worker protocol has no deletion: an execution held here is running anyway.
+        let held_deletion = writes.iter().find_map(|w| match w {
+            Write::DeleteExecution { execution_id } if self.held().contains_key(&**execution_id) => {
+                Some(execution_id.clone())
+            }
+            _ => None,
+        });
+        if let Some(id) = held_deletion {
+            return Commit::ready(Err(Error::new(
+                ErrorKind::InvalidState,
+                format!("execution `{id}` is running on this worker; only a finished execution can be deleted"),
+            )));
         }
         let remote_id = writes.iter().filter_map(execution_of).find(|id| self.held().contains_key(&***id)).cloned();
         let Some(id) = remote_id else {
@@ -274,6 +288,10 @@ impl Store for RemoteStore {
 
     fn list(&self, states: &[ExecutionState]) -> Result<Vec<ExecutionRow>> {
         self.local.list(states)
+    }
+
+    fn list_executions(&self, filter: &ExecutionFilter) -> Result<ExecutionPage> {
+        self.local.list_executions(filter)
     }
 
     fn state(&self, execution_id: &str) -> Result<Option<ExecutionState>> {

@@ -256,7 +256,12 @@ impl<W: WorkflowDefinition> Workflow<W> {
 
 /// The driver's view of `W`.
 pub(crate) fn definition<W: WorkflowDefinition>() -> Definition {
-    Definition { name: W::NAME, secret_requests: W::SECRET_REQUESTS, output_storage: W::OUTPUT_STORAGE }
+    Definition {
+        name: W::NAME,
+        secret_requests: W::SECRET_REQUESTS,
+        output_storage: W::OUTPUT_STORAGE,
+        version: W::VERSION,
+    }
 }
 
 /// The encoded input of a new execution of `W`.

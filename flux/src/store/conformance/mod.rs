@@ -63,11 +63,13 @@ use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventType, ExecutionState};
 
 mod claims;
+mod listing;
 mod log;
 mod reads;
 mod states;
 
 pub use claims::*;
+pub use listing::*;
 pub use log::*;
 pub use reads::*;
 pub use states::*;
@@ -176,6 +178,21 @@ macro_rules! __flux_store_conformance_module {
                 unknown_executions_load_as_none,
                 cached_results_expire_and_are_cleared_by_task_name,
                 secrets_are_stored_listed_in_order_and_removed,
+                listings_are_newest_first,
+                listings_filter_by_workflow,
+                listings_filter_by_any_of_several_states,
+                listings_filter_by_creation_time,
+                listings_filter_by_last_change,
+                listings_filter_by_parent,
+                listings_page_with_limit_and_offset,
+                listings_refuse_a_limit_out_of_range,
+                listed_rows_keep_every_field,
+                deletions_remove_a_finished_execution_and_its_log,
+                deletions_of_unfinished_executions_are_refused,
+                deletions_of_unknown_executions_are_not_found,
+                a_refused_deletion_refuses_its_batch,
+                deletions_leave_other_executions_alone,
+                a_batch_sees_its_own_deletions,
             );
 
             $($more)*
@@ -219,7 +236,15 @@ fn create(id: &str, state: ExecutionState) -> Write {
 
 fn create_at(id: &str, state: ExecutionState, time: SystemTime) -> Write {
     let input = Arc::from(&[0xc0u8][..]);
-    Write::CreateExecution { id: id.into(), workflow_name: "wf".into(), state, input, parent_id: None, time }
+    Write::CreateExecution {
+        id: id.into(),
+        workflow_name: "wf".into(),
+        state,
+        input,
+        parent_id: None,
+        version: 1,
+        time,
+    }
 }
 
 fn append(id: &str, seq: u64) -> Write {

@@ -6,7 +6,7 @@ use super::{accept, at, create, list, load};
 use crate::event::{Event, EventType, ExecutionState};
 use crate::store::{Store, Write};
 
-/// A loaded execution has every field of its row as written: id, workflow, state, input,
+/// A loaded execution has every field of its row as written: id, workflow, version, state, input,
 /// parent, creation and last change (to the microsecond), worker and generation, and the output
 /// of its last state change that had one.
 pub async fn loaded_executions_keep_every_field(store: &dyn Store) {
@@ -18,11 +18,13 @@ pub async fn loaded_executions_keep_every_field(store: &dyn Store) {
         state: ExecutionState::Scheduled,
         input: input.clone(),
         parent_id: Some("parent".into()),
+        version: 7,
         time: at(5),
     };
     accept(store, vec![created], "the creation of `x`").await;
     let x = load(store, "x");
     assert_eq!((x.id.as_str(), x.workflow_name.as_str(), x.state), ("x", "orders", ExecutionState::Scheduled));
+    assert_eq!(x.version, 7, "the workflow version");
     assert_eq!((&x.input[..], x.output, x.parent_id.as_deref()), (&input[..], None, Some("parent")));
     assert_eq!((x.created_at, x.updated_at), (at(5), at(5)), "the creation time");
     assert_eq!((x.worker, x.claim_generation, x.events.len()), (None, 0, 0));

@@ -128,6 +128,7 @@ pub async fn list_filters_by_state(store: &dyn Store) {
         state: ExecutionState::Running,
         input: Arc::from(&[0xc0u8][..]),
         parent_id: Some("b".into()),
+        version: 1,
         time: at(1),
     };
     let writes = vec![child, Write::claim("b", Some("w1"), 1), lease("b", "e", until, LeaseMode::Own)];

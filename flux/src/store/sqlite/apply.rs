@@ -73,10 +73,13 @@ fn apply<'a>(
     let mut batch = Batch { conn, seqs, append: None };
     for w in writes {
         match w {
-            Write::CreateExecution { id, workflow_name, state, input, parent_id, time } => {
-                batch.create(id, workflow_name, *state, input, parent_id.as_deref(), *time)?;
+            Write::CreateExecution { id, workflow_name, state, input, parent_id, version, time } => {
+                let new =
+                    NewRow { workflow_name, version: *version, state: *state, input, parent_id: parent_id.as_deref() };
+                batch.create(id, new, *time)?;
             }
             Write::Append { execution_id, event } => batch.append(execution_id, event)?,
+            Write::DeleteExecution { execution_id } => batch.delete(execution_id)?,
             Write::CachePut { key, task_name, value, expires_at } => {
                 batch.cache_put(key, task_name, value, *expires_at)?;
             }
@@ -93,6 +96,15 @@ fn apply<'a>(
     Ok(())
 }
 
+/// What a new execution's row holds besides its id and time.
+struct NewRow<'a> {
+    workflow_name: &'a str,
+    version: u32,
+    state: ExecutionState,
+    input: &'a [u8],
+    parent_id: Option<&'a str>,
+}
+
 /// The transaction a batch is applied in, and what it keeps between writes.
 ///
 /// Each write states its rule (see `store::rules`) in its statement, so that a write that is
@@ -107,22 +119,16 @@ struct Batch<'c, 's> {
 }
 
 impl Batch<'_, '_> {
-    fn create(
-        &mut self,
-        id: &Arc<str>,
-        workflow_name: &str,
-        state: ExecutionState,
-        input: &[u8],
-        parent_id: Option<&str>,
-        time: SystemTime,
-    ) -> std::result::Result<(), WriteError> {
+    fn create(&mut self, id: &Arc<str>, new: NewRow<'_>, time: SystemTime) -> std::result::Result<(), WriteError> {
         let t = to_micros(time);
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO executions (id, workflow_name, state, input, parent_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO executions (id, workflow_name, workflow_version, state, input, parent_id, created_at,
+                                     updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
         )?;
-        // The primary key refuses an id that exists.
-        stmt.execute(params![&**id, workflow_name, state.as_str(), input, parent_id, t]).map_err(|e| {
+        let NewRow { workflow_name, version, state, input, parent_id } = new;
+        // The unique id refuses an id that exists.
+        stmt.execute(params![&**id, workflow_name, version, state.as_str(), input, parent_id, t]).map_err(|e| {
             if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
                 refused(rules::check_create(id, true), || rules::already_exists(id))
             } else {
@@ -176,6 +182,27 @@ impl Batch<'_, '_> {
             return Err(refused_append(execution_id, event.seq, stored));
         }
         self.seqs.wrote(execution_id, LogEnd { key: end.key, seq });
+        Ok(())
+    }
+
+    fn delete(&mut self, execution_id: &Arc<str>) -> std::result::Result<(), WriteError> {
+        // Only a finished execution: its row goes, then the log its key held.
+        let key: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM executions WHERE id = ?1 AND state IN ('COMPLETED', 'FAILED', 'CANCELLED') RETURNING pk",
+            )?
+            .query_row([&**execution_id], |r| r.get(0))
+            .optional()?;
+        let Some(key) = key else {
+            let state = stored_state(self.conn, execution_id)?;
+            return Err(refused(rules::check_delete(execution_id, state), || {
+                rules::delete_refused(execution_id, state.unwrap_or(ExecutionState::Running))
+            }));
+        };
+        self.conn.prepare_cached("DELETE FROM events WHERE execution = ?1")?.execute([key])?;
+        // Nothing is appended to it any more; its key is never given again (AUTOINCREMENT).
+        self.seqs.finished(execution_id);
         Ok(())
     }
 
@@ -268,17 +295,7 @@ impl Batch<'_, '_> {
             self.seqs.finished(execution_id);
         }
         if changed == 0 {
-            let current: Option<String> = self
-                .conn
-                .query_row("SELECT state FROM executions WHERE id = ?1", [&**execution_id], |r| r.get(0))
-                .optional()?;
-            let from = match current.map(|s| s.parse::<ExecutionState>().map_err(|_| s)).transpose() {
-                Ok(from) => from,
-                Err(s) => {
-                    let message = format!("execution `{execution_id}` has an unknown state `{s}`");
-                    return Err(WriteError::Rejected(Error::new(ErrorKind::Corrupt, message)));
-                }
-            };
+            let from = stored_state(self.conn, execution_id)?;
             return Err(refused(rules::check_set_state(execution_id, state, from), || {
                 rules::transition_refused(execution_id, from.unwrap_or(state), state)
             }));
@@ -297,6 +314,22 @@ fn refused(checked: Result<()>, otherwise: impl FnOnce() -> Error) -> WriteError
 /// The error for an event that does not follow the stored log, which ends at `stored`.
 fn refused_append(execution_id: &str, seq: u64, stored: Option<LogEnd>) -> WriteError {
     WriteError::Rejected(rules::append_refused(execution_id, seq, stored.map(|end| end.seq)))
+}
+
+/// The stored state of an execution, `None` if there is no such execution.
+fn stored_state(conn: &Connection, execution_id: &str) -> std::result::Result<Option<ExecutionState>, WriteError> {
+    let current: Option<String> = conn
+        .prepare_cached("SELECT state FROM executions WHERE id = ?1")?
+        .query_row([execution_id], |r| r.get(0))
+        .optional()?;
+    current
+        .map(|s| {
+            s.parse::<ExecutionState>().map_err(|_| {
+                let message = format!("execution `{execution_id}` has an unknown state `{s}`");
+                WriteError::Rejected(Error::new(ErrorKind::Corrupt, message))
+            })
+        })
+        .transpose()
 }
 
 /// The stored claim generation of an execution, `None` if there is no such execution.
@@ -440,6 +473,7 @@ mod agreement {
             state,
             input,
             parent_id: None,
+            version: 1,
             time: SystemTime::now(),
         }
     }
@@ -530,5 +564,18 @@ mod agreement {
         }
         let taken = store.write(vec![lease("nope", "a", future, LeaseMode::Own)]).await;
         assert_eq!(answer(taken), answer(rules::check_lease("nope", "a", LeaseMode::Own, now, None)));
+    }
+
+    #[tokio::test]
+    async fn deletions_are_refused_as_the_rules_say() {
+        let (store, _dir) = store();
+        store.write(ExecutionState::ALL.iter().map(|&s| create_in(&format!("x-{s}"), s)).collect()).await.unwrap();
+        for &state in ExecutionState::ALL {
+            let id = format!("x-{state}");
+            let deleted = store.write(vec![Write::delete_execution(id.as_str())]).await;
+            assert_eq!(answer(deleted), answer(rules::check_delete(&id, Some(state))), "{state}");
+        }
+        let deleted = store.write(vec![Write::delete_execution("nope")]).await;
+        assert_eq!(answer(deleted), answer(rules::check_delete("nope", None)));
     }
 }

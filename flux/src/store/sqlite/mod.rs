@@ -27,7 +27,7 @@ use std::time::SystemTime;
 
 use rusqlite::{Connection, ErrorCode};
 
-use super::{Commit, Durability, ExecutionRow, Store, StoredExecution, Write};
+use super::{Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
@@ -143,6 +143,10 @@ impl Store for SqliteStore {
         self.with_reader(|conn| read::list(conn, &self.path, states))
     }
 
+    fn list_executions(&self, filter: &ExecutionFilter) -> Result<ExecutionPage> {
+        self.with_reader(|conn| read::list_executions(conn, &self.path, filter))
+    }
+
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
     }
@@ -198,6 +202,7 @@ mod testing {
             state: ExecutionState::Running,
             input: Arc::from(&b"\xc0"[..]),
             parent_id: None,
+            version: 1,
             time: SystemTime::now(),
         }
     }

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sql_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ExecutionState, Value, from_micros, to_micros};
-use crate::store::{ExecutionRow, StoredExecution};
+use crate::store::{ExecutionFilter, ExecutionPage, ExecutionRow, StoredExecution};
 
 /// `bytes` as text, if they are UTF-8.
 fn utf8(bytes: &[u8]) -> Option<&str> {
@@ -123,7 +124,7 @@ fn read_execution(conn: &Connection, path: &Path, execution_id: &str) -> Result<
     let row = conn
         .query_row(
             "SELECT workflow_name, state, input, output, parent_id, created_at, updated_at, worker,
-                    claim_generation, pk
+                    claim_generation, pk, workflow_version
              FROM executions WHERE id = ?1",
             [execution_id],
             |r| {
@@ -138,21 +139,35 @@ fn read_execution(conn: &Connection, path: &Path, execution_id: &str) -> Result<
                     r.get::<_, Option<String>>(7)?,
                     r.get::<_, i64>(8)?,
                     r.get::<_, i64>(9)?,
+                    r.get::<_, i64>(10)?,
                 ))
             },
         )
         .optional()
         .map_err(err)?;
-    let Some((workflow_name, state, input, output, parent_id, created_at, updated_at, worker, generation, key)) = row
+    let Some((
+        workflow_name,
+        state,
+        input,
+        output,
+        parent_id,
+        created_at,
+        updated_at,
+        worker,
+        generation,
+        key,
+        version,
+    )) = row
     else {
         return Ok(None);
     };
-    let state: ExecutionState = state
-        .parse()
-        .map_err(|e: Error| Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {}", e.message())))?;
+    let corrupt = |what: String| Error::new(ErrorKind::Corrupt, format!("execution `{execution_id}`: {what}"));
+    let state: ExecutionState = state.parse().map_err(|e: Error| corrupt(e.message().to_string()))?;
+    let version = u32::try_from(version).map_err(|_| corrupt(format!("its workflow version {version} is not one")))?;
     let stored = StoredExecution {
         id: execution_id.to_string(),
         workflow_name,
+        version,
         state,
         input,
         output,
@@ -262,38 +277,120 @@ impl LogReader {
     }
 }
 
+/// The columns of an execution's row, as [`row_of`] reads them.
+const ROW_COLUMNS: &str = "id, workflow_name, workflow_version, state, worker, claim_generation, created_at, updated_at, \
+                           parent_id, owner, lease_until";
+
+/// An execution's row, from a statement selecting [`ROW_COLUMNS`].
+fn row_of(r: &rusqlite::Row<'_>, path: &Path) -> Result<ExecutionRow> {
+    let err = |e| sql_error(path, "cannot read from database", e);
+    let id: String = r.get(0).map_err(err)?;
+    let corrupt = |what: String| Error::new(ErrorKind::Corrupt, format!("execution `{id}`: {what}"));
+    let version: i64 = r.get(2).map_err(err)?;
+    let version = u32::try_from(version).map_err(|_| corrupt(format!("its workflow version {version} is not one")))?;
+    let state: String = r.get(3).map_err(err)?;
+    let state = state.parse().map_err(|e: Error| corrupt(e.message().to_string()))?;
+    Ok(ExecutionRow {
+        workflow_name: r.get(1).map_err(err)?,
+        version,
+        state,
+        worker: r.get(4).map_err(err)?,
+        claim_generation: u64::try_from(r.get::<_, i64>(5).map_err(err)?).unwrap_or(0),
+        created_at: from_micros(r.get(6).map_err(err)?),
+        updated_at: from_micros(r.get(7).map_err(err)?),
+        parent_id: r.get(8).map_err(err)?,
+        owner: r.get(9).map_err(err)?,
+        lease_until: r.get::<_, Option<i64>>(10).map_err(err)?.map(from_micros),
+        id,
+    })
+}
+
 /// The rows of the executions in any of `states`, oldest change first.
 pub(super) fn list(conn: &Connection, path: &Path, states: &[ExecutionState]) -> Result<Vec<ExecutionRow>> {
     let err = |e| sql_error(path, "cannot read from database", e);
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, workflow_name, state, worker, claim_generation, updated_at, parent_id, owner,
-                    lease_until
-             FROM executions WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY updated_at, id",
-        )
-        .map_err(err)?;
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM executions WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY updated_at, id"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
     let wanted = format!("[{}]", states.iter().map(|s| format!("\"{}\"", s.as_str())).collect::<Vec<_>>().join(","));
     let mut rows = stmt.query([wanted]).map_err(err)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(err)? {
-        let id: String = r.get(0).map_err(err)?;
-        let state: String = r.get(2).map_err(err)?;
-        let state = state
-            .parse()
-            .map_err(|e: Error| Error::new(ErrorKind::Corrupt, format!("execution `{id}`: {}", e.message())))?;
-        out.push(ExecutionRow {
-            workflow_name: r.get(1).map_err(err)?,
-            state,
-            worker: r.get(3).map_err(err)?,
-            claim_generation: u64::try_from(r.get::<_, i64>(4).map_err(err)?).unwrap_or(0),
-            updated_at: from_micros(r.get(5).map_err(err)?),
-            parent_id: r.get(6).map_err(err)?,
-            owner: r.get(7).map_err(err)?,
-            lease_until: r.get::<_, Option<i64>>(8).map_err(err)?.map(from_micros),
-            id,
-        });
+        out.push(row_of(r, path)?);
     }
     Ok(out)
+}
+
+/// The `WHERE` clause of `filter` and its parameters, numbered from `?1`. Each condition is one
+/// an index answers: `executions_by_workflow (workflow_name, state, created_at)`,
+/// `executions_of_workflow (workflow_name, created_at)`, `executions_by_created`,
+/// `executions_by_state (state, updated_at)`, `executions_by_parent`.
+fn filter_clause(filter: &ExecutionFilter) -> (String, Vec<SqlValue>) {
+    /// Adds `value` to `params`; its placeholder.
+    fn bind(params: &mut Vec<SqlValue>, value: SqlValue) -> String {
+        params.push(value);
+        format!("?{}", params.len())
+    }
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    if let Some(workflow) = &filter.workflow {
+        conditions.push(format!("workflow_name = {}", bind(&mut params, SqlValue::Text(workflow.clone()))));
+    }
+    if !filter.states.is_empty() {
+        let states: Vec<String> =
+            filter.states.iter().map(|s| bind(&mut params, SqlValue::Text(s.as_str().to_string()))).collect();
+        conditions.push(format!("state IN ({})", states.join(", ")));
+    }
+    let times = [
+        ("created_at >=", filter.created_after),
+        ("created_at <", filter.created_before),
+        ("updated_at <", filter.updated_before),
+    ];
+    for (condition, at) in times {
+        if let Some(at) = at {
+            conditions.push(format!("{condition} {}", bind(&mut params, SqlValue::Integer(to_micros(at)))));
+        }
+    }
+    if !filter.parents.is_empty() {
+        let parents: Vec<String> =
+            filter.parents.iter().map(|p| bind(&mut params, SqlValue::Text(p.clone()))).collect();
+        conditions.push(format!("parent_id IN ({})", parents.join(", ")));
+    }
+    let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    (clause, params)
+}
+
+/// A page of the executions `filter` asks for, newest first, and how many match, in one read
+/// transaction.
+pub(super) fn list_executions(conn: &mut Connection, path: &Path, filter: &ExecutionFilter) -> Result<ExecutionPage> {
+    filter.check()?;
+    let err = |e| sql_error(path, "cannot list the executions of", e);
+    let (clause, mut params) = filter_clause(filter);
+    let tx = conn.transaction().map_err(err)?;
+    let total: i64 = tx
+        .prepare_cached(&format!("SELECT count(*) FROM executions {clause}"))
+        .and_then(|mut stmt| stmt.query_row(rusqlite::params_from_iter(&params), |r| r.get(0)))
+        .map_err(err)?;
+    // The key is the order of creation: it orders executions created at the same instant, and
+    // every index holds it, so that an index on `created_at` gives the order without a sort.
+    let n = params.len();
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM executions {clause} ORDER BY created_at DESC, pk DESC LIMIT ?{} OFFSET ?{}",
+        n + 1,
+        n + 2
+    );
+    params.push(SqlValue::Integer(i64::from(filter.limit)));
+    params.push(SqlValue::Integer(i64::try_from(filter.offset).unwrap_or(i64::MAX)));
+    let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(&params)).map_err(err)?;
+    let mut executions = Vec::with_capacity(filter.limit as usize);
+    while let Some(r) = rows.next().map_err(err)? {
+        executions.push(row_of(r, path)?);
+    }
+    drop(rows);
+    drop(stmt);
+    tx.finish().map_err(err)?;
+    Ok(ExecutionPage::new(executions, u64::try_from(total).unwrap_or(0)))
 }
 
 /// A cached result still valid at `now`.
@@ -386,6 +483,51 @@ mod tests {
         assert_eq!(events.len(), 120);
         for event in &events {
             assert_eq!(event.value_bytes(), value(event.seq()), "event #{}", event.seq());
+        }
+    }
+
+    /// The listings read through an index, never by scanning the table: the plan of each
+    /// common filter names an index, and those of a workflow, a state of it, or a time window
+    /// need no sort (a parent's sub-workflows, several states or the retention's old
+    /// executions are sorted once found).
+    #[test]
+    fn listings_are_answered_from_indexes() {
+        use crate::event::ExecutionState;
+        use crate::store::ExecutionFilter;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        drop(SqliteStore::open(&path, Durability::Default).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let day = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+        let filters = [
+            ExecutionFilter::new(),
+            ExecutionFilter::new().workflow("wf").state(ExecutionState::Completed).offset(100),
+            ExecutionFilter::new().workflow("wf").created_after(day),
+            ExecutionFilter::new().created_after(day).created_before(day),
+            ExecutionFilter::new().parent("p"),
+            ExecutionFilter::new().finished().updated_before(day),
+        ];
+        for filter in filters {
+            let (clause, params) = super::filter_clause(&filter);
+            for sql in [
+                format!("SELECT count(*) FROM executions {clause}"),
+                format!("SELECT {} FROM executions {clause} ORDER BY created_at DESC, pk DESC", super::ROW_COLUMNS),
+            ] {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let plan: Vec<String> = stmt
+                    .query_map(rusqlite::params_from_iter(&params), |r| r.get(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let plan = plan.join("; ");
+                assert!(plan.contains("INDEX"), "{filter:?}: {sql}: {plan}");
+                let whole_scan = plan.contains("SCAN executions") && !plan.contains("USING");
+                assert!(!whole_scan, "{filter:?} scans the table: {plan}");
+                let sorted = filter.states.len() > 1 || filter.updated_before.is_some() || !filter.parents.is_empty();
+                if !sorted && sql.contains("ORDER BY") {
+                    assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts: {plan}");
+                }
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
 /// The schema version this build writes. Databases with a higher version are refused.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,6 +119,46 @@ const MIGRATIONS: &[&str] = &[
     // 2 -> 3: the engine running an execution in its own process, and until when (its lease).
     "ALTER TABLE executions ADD COLUMN owner TEXT;
     ALTER TABLE executions ADD COLUMN lease_until INTEGER;",
+    // 3 -> 4: executions can be deleted, so their key becomes AUTOINCREMENT: a key is never
+    // given again, and a writer that still remembers a deleted execution's key (another process,
+    // say) can never append to a newer execution's log through it. The table is copied with
+    // its keys (which the events carry) and gains the version of the workflow each execution
+    // runs (1 for those stored before), and the indexes the listings and retention read by:
+    // workflow and state in order of creation (which also counts them), workflow in order of
+    // creation, creation alone, state in order of last change, and the sub-workflows of a
+    // parent.
+    "DROP VIEW execution_events;
+    CREATE TABLE executions_v4 (
+        pk INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        workflow_name TEXT NOT NULL,
+        workflow_version INTEGER NOT NULL DEFAULT 1,
+        state TEXT NOT NULL,
+        input BLOB NOT NULL,
+        output BLOB,
+        parent_id TEXT,
+        worker TEXT,
+        claim_generation INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        owner TEXT,
+        lease_until INTEGER
+    );
+    INSERT INTO executions_v4 (pk, id, workflow_name, state, input, output, parent_id, worker, claim_generation,
+                               created_at, updated_at, owner, lease_until)
+        SELECT pk, id, workflow_name, state, input, output, parent_id, worker, claim_generation, created_at,
+               updated_at, owner, lease_until
+        FROM executions;
+    DROP TABLE executions;
+    ALTER TABLE executions_v4 RENAME TO executions;
+    CREATE INDEX executions_by_workflow ON executions (workflow_name, state, created_at);
+    CREATE INDEX executions_of_workflow ON executions (workflow_name, created_at);
+    CREATE INDEX executions_by_created ON executions (created_at);
+    CREATE INDEX executions_by_state ON executions (state, updated_at);
+    CREATE INDEX executions_by_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;
+    CREATE VIEW execution_events AS
+        SELECT x.id AS execution_id, e.seq, e.type, e.source_id, e.name, e.value, e.time
+        FROM events e JOIN executions x ON x.pk = e.execution;",
 ];
 
 /// Opens a connection to the file and switches it to WAL mode.
@@ -240,7 +280,7 @@ mod tests {
     use super::{MIGRATIONS, SCHEMA_VERSION};
     use crate::error::ErrorKind;
     use crate::event::{Event, ExecutionState, to_micros};
-    use crate::store::{Durability, Store};
+    use crate::store::{Durability, Store, Write};
 
     #[test]
     fn many_openers_of_a_new_file_all_succeed() {
@@ -357,5 +397,69 @@ mod tests {
         let events: i64 =
             conn.query_row("SELECT count(*) FROM events WHERE execution_id = 'gone'", [], |r| r.get(0)).unwrap();
         assert_eq!((version, events), (1, 1));
+    }
+
+    /// A database as flux wrote it at schema version 3: a finished execution with two events
+    /// and a sub-workflow running, with a lease.
+    fn version_3_database(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE flux_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+             INSERT INTO flux_schema VALUES (1, 3);
+             INSERT INTO executions (pk, id, workflow_name, state, input, output, created_at, updated_at)
+                 VALUES (7, 'done', 'wf', 'COMPLETED', x'c0', x'05', 1, 2);
+             INSERT INTO executions (pk, id, workflow_name, state, input, parent_id, created_at, updated_at, owner,
+                                     lease_until)
+                 VALUES (9, 'child', 'sub', 'RUNNING', x'c0', 'done', 3, 4, 'engine-1', 50);
+             INSERT INTO events VALUES (7, 1, 'WORKFLOW_STARTED', 'wf_done', 'wf', x'c0', 10);
+             INSERT INTO events VALUES (9, 1, 'WORKFLOW_STARTED', 'sub_child', 'sub', x'c0', 11);
+             INSERT INTO events VALUES (7, 2, 'WORKFLOW_COMPLETED', 'wf_done', 'wf', x'05', 12);",
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_3_database_is_migrated_and_its_executions_read_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        version_3_database(&path);
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+
+        let done = store.load("done").unwrap().unwrap();
+        assert_eq!(
+            (done.version, done.state, done.output.as_deref()),
+            (1, ExecutionState::Completed, Some(&[5u8][..]))
+        );
+        assert_eq!(
+            summary(&done.events).iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(),
+            [(1, "WORKFLOW_STARTED"), (2, "WORKFLOW_COMPLETED")]
+        );
+        let child = store.load("child").unwrap().unwrap();
+        assert_eq!((child.version, child.parent_id.as_deref(), child.events.len()), (1, Some("done"), 1));
+        let rows = store.list(&[ExecutionState::Running]).unwrap();
+        assert_eq!((rows[0].owner.as_deref(), rows[0].version), (Some("engine-1"), 1), "the lease is kept");
+
+        // Keys are never given again: the execution with the largest key deleted, the next one
+        // created gets a larger key, and starts a log of its own.
+        store.write(vec![append("child", 2), Write::set_state("child", ExecutionState::Failed, None)]).await.unwrap();
+        store.write(vec![Write::delete_execution("child")]).await.unwrap();
+        store.write(vec![create("new"), append("new", 1)]).await.unwrap();
+        assert_eq!(store.load("new").unwrap().unwrap().events.len(), 1);
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let key: i64 = conn.query_row("SELECT pk FROM executions WHERE id = 'new'", [], |r| r.get(0)).unwrap();
+        assert!(key > 9, "a deleted execution's key was given again ({key})");
+        let orphans: i64 = conn
+            .query_row("SELECT count(*) FROM events WHERE execution NOT IN (SELECT pk FROM executions)", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(orphans, 0, "the deleted execution's events were kept");
+        let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }
