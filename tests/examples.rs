@@ -133,3 +133,31 @@ fn server_worker_example_runs_through_a_worker() {
     );
     assert!(out.contains("6. server stopped"), "{out}");
 }
+
+#[cfg(feature = "server")]
+#[test]
+fn client_example_drives_a_server_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("client", dir.path());
+    assert!(out.contains("1. workflows: checkout v1, refund v1, restock v1"), "{out}");
+    assert!(out.contains("2. run: order 1 packed (2 items)"), "{out}");
+    assert!(out.contains("3. start + status: PAUSED asks \"refund 40 EUR?\""), "{out}");
+    assert!(out.contains("   resume: refund of 40 EUR: yes"), "{out}");
+    let stream: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("4. stream:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("   "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        stream,
+        ["RUNNING", "progress: 1/3", "progress: 2/3", "progress: 3/3", "COMPLETED: order 2 packed (3 items)"],
+        "{out}"
+    );
+    assert!(out.contains("5. cancel: CANCELLED (cancelled)"), "{out}");
+    assert!(out.contains("6. a bad input: invalid_input (HTTP 422)"), "{out}");
+    // Until the server lists executions, the example says so; either way it gets to the end.
+    assert!(out.contains("7. executions: "), "{out}");
+    assert!(out.contains("8. server stopped"), "{out}");
+}
