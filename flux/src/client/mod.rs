@@ -20,7 +20,7 @@
 //! let mut events = hello.stream(&"Grace".to_string()).await?;
 //! while let Some(event) = events.next().await {
 //!     if let StreamEvent::Progress(progress) = event? {
-//!         println!("progress: {}", progress.json());
+//!         println!("progress: {}", progress.value_json());
 //!     }
 //! }
 //!

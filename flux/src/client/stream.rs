@@ -43,6 +43,7 @@ pub struct Progress {
     name: String,
     value: Value,
     time: SystemTime,
+    data: Value,
 }
 
 #[derive(Deserialize)]
@@ -58,15 +59,18 @@ struct WireProgress {
 impl Progress {
     /// Reads the data of a `task.progress` event.
     fn from_data(data: &str) -> Result<Progress> {
-        let wire: WireProgress = serde_json::from_str(data).map_err(|e| {
+        let unreadable = |e: serde_json::Error| {
             Error::new(ErrorKind::Http, format!("the server sent a progress event flux cannot read: {e}"))
-        })?;
+        };
+        let data: Value = serde_json::from_str(data).map_err(unreadable)?;
+        let wire = WireProgress::deserialize(&data).map_err(unreadable)?;
         Ok(Progress {
             execution_id: wire.execution_id,
             task_id: wire.task_id,
             name: wire.name,
             value: wire.value,
             time: parse_time(&wire.time)?,
+            data,
         })
     }
 
@@ -91,8 +95,14 @@ impl Progress {
     }
 
     /// The value as the server sent it (JSON).
-    pub fn json(&self) -> &Value {
+    pub fn value_json(&self) -> &Value {
         &self.value
+    }
+
+    /// The whole event as the server sent it (`{"execution_id", "task_id", "name", "value",
+    /// "time"}`), for programs that show it as it is.
+    pub fn data(&self) -> &Value {
+        &self.data
     }
 
     /// When the task reported it.
@@ -119,7 +129,7 @@ impl Progress {
 /// while let Some(event) = events.next().await {
 ///     match event? {
 ///         StreamEvent::State(status) => println!("{}", status.state()),
-///         StreamEvent::Progress(progress) => println!("progress: {}", progress.json()),
+///         StreamEvent::Progress(progress) => println!("progress: {}", progress.value_json()),
 ///         _ => {}
 ///     }
 /// }
@@ -276,7 +286,8 @@ mod tests {
         reader.read(&sse(TASK_PROGRESS, data)).unwrap();
         let Some(StreamEvent::Progress(progress)) = reader.pending.pop_front() else { panic!("no progress") };
         assert_eq!((progress.execution_id(), progress.task_id(), progress.name()), ("e1", "crunch_1", "crunch"));
-        assert_eq!(progress.json()["done"], 3);
+        assert_eq!(progress.value_json()["done"], 3);
+        assert_eq!(progress.data()["task_id"], "crunch_1");
         #[derive(Deserialize)]
         struct Done {
             done: u32,
