@@ -134,8 +134,12 @@ impl WireEvent {
     }
 }
 
-/// A time the server sent (RFC 3339, UTC).
+/// A time the server sent: RFC 3339 in UTC, or, for a time that format cannot show (after the
+/// year 9999), microseconds since the Unix epoch.
 pub(crate) fn parse_time(text: &str) -> Result<SystemTime> {
+    if let Ok(micros) = text.parse::<i64>() {
+        return Ok(crate::event::from_micros(micros));
+    }
     let utc = match text.strip_suffix("+00:00") {
         Some(head) => format!("{head}Z"),
         None => text.to_string(),
@@ -448,6 +452,8 @@ mod tests {
         let err = ExecutionStatus::<Value>::from_summary(value).unwrap_err();
         assert!(err.to_string().contains("TASK_TELEPORTED"), "{err}");
         assert!(parse_time("yesterday").is_err());
+        // Beyond the year 9999 the server sends microseconds since the epoch.
+        assert_eq!(parse_time(&i64::MAX.to_string()).unwrap(), crate::event::from_micros(i64::MAX));
         assert_eq!(parse_time("1970-01-01T00:00:01+00:00").unwrap(), parse_time("1970-01-01T00:00:01Z").unwrap());
     }
 
