@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = Engine::open(dir.path().join("flux.db")).expect("engine");
-    let (server, url) = rt.block_on(async {
+    let (server, client) = rt.block_on(async {
         let server = flux::server::Server::new()
             .engine(&engine)
             .bootstrap_token(TOKEN)
@@ -35,14 +35,13 @@ fn bench(c: &mut Criterion) {
             .max_concurrency(64)
             .register(steps);
         tokio::spawn(worker.run());
-        let client = reqwest::Client::new();
-        flux_suite::http::wait_for_catalog(&client, &url, Duration::from_secs(30)).await.expect("worker registered");
-        (server, url)
+        let client = flux::Client::new(&url).expect("a client");
+        flux_suite::http::wait_for_catalog(&client, Duration::from_secs(30)).await.expect("worker registered");
+        (server, client)
     });
-    let client = reqwest::Client::new();
     let run = |n: u32| {
-        let (client, url) = (client.clone(), url.clone());
-        async move { flux_suite::http::run_steps(&client, &url, n).await.expect("run") }
+        let client = client.clone();
+        async move { flux_suite::http::run_steps(&client, n).await.expect("run") }
     };
 
     let mut group = c.benchmark_group("server");

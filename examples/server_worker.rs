@@ -1,5 +1,5 @@
 //! A whole deployment in one command: a flux server, a worker that runs `hello_world` for it, and
-//! a client that talks to the server over HTTP, printing each step.
+//! a client (`flux::Client`) that talks to the server over HTTP, printing each step.
 //!
 //! ```text
 //! cargo run --example server_worker --features flux-suite/server
@@ -7,11 +7,12 @@
 //!
 //! The server stores executions in a temporary SQLite file and listens on a free port of
 //! 127.0.0.1. In a real deployment the three parts are separate processes: `flux start server`,
-//! a user binary calling `flux::worker::Worker::new(url).register(..).run()`, and any HTTP client
-//! (or the `flux workflow ...` CLI).
+//! a user binary calling `flux::worker::Worker::new(url).register(..).run()`, and any program
+//! using `flux::Client` (or the `flux workflow ...` CLI, or any HTTP client).
 
 use std::time::Duration;
 
+use flux::client::StreamEvent;
 use flux::prelude::*;
 use futures::StreamExt as _;
 
@@ -50,45 +51,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bootstrap_token("demo-bootstrap-token")
         .register(hello_world);
     let worker = tokio::spawn(worker.run());
-    let client = reqwest::Client::new();
+    let client = flux::Client::new(&url)?;
     let catalog = loop {
-        let list: serde_json::Value = client.get(format!("{url}/workflows")).send().await?.json().await?;
-        if list.as_array().is_some_and(|l| !l.is_empty()) {
+        let list = client.workflows().await?;
+        if !list.is_empty() {
             break list;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    println!("2. worker registered; the catalog is {catalog}");
+    let names: Vec<String> = catalog.iter().map(|w| format!("{} v{}", w.name(), w.version())).collect();
+    println!("2. worker registered; the catalog is {}", names.join(", "));
 
     // 3. A synchronous run: the server schedules it, the worker claims and runs it.
-    let run: serde_json::Value =
-        client.post(format!("{url}/workflows/hello_world/run/sync")).json(&"World").send().await?.json().await?;
-    println!("3. run/sync -> state {} output {}", run["state"], run["output"]);
+    let hello = client.workflow::<String, String>("hello_world");
+    let run = hello.run(&"World".to_string()).await?;
+    println!("3. run/sync -> state {} output {:?}", run.state(), run.output().map(String::as_str).unwrap_or_default());
 
-    // 4. A streamed run: state changes and progress as server-sent events.
+    // 4. A streamed run: state changes and progress, as the server sends them.
     println!("4. run/stream:");
-    let response = client.post(format!("{url}/workflows/hello_world/run/stream")).json(&"Stream").send().await?;
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
-    while let Some(chunk) = body.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk?));
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
-            if let Some(name) = block.lines().find_map(|l| l.strip_prefix("event: ")) {
-                println!("   event: {name}");
-            }
+    let mut events = hello.stream(&"Stream".to_string()).await?;
+    while let Some(event) = events.next().await {
+        match event? {
+            StreamEvent::State(status) => println!("   state: {}", status.state()),
+            StreamEvent::Progress(progress) => println!("   progress: {}", progress.value::<String>()?),
+            _ => {}
         }
     }
 
     // 5. The stored execution with its events.
-    let id = run["execution_id"].as_str().unwrap_or_default();
-    let status: serde_json::Value =
-        client.get(format!("{url}/workflows/hello_world/status/{id}?detailed=true")).send().await?.json().await?;
-    let events: Vec<&str> = status["events"]
-        .as_array()
-        .map(|events| events.iter().filter_map(|e| e["type"].as_str()).collect())
-        .unwrap_or_default();
-    println!("5. status of {id}: {} with events {}", status["state"], events.join(", "));
+    let id = run.execution_id();
+    let status = hello.clone().detailed(true).status(id).await?;
+    let events: Vec<String> = status.events().unwrap_or_default().iter().map(|e| e.kind().to_string()).collect();
+    println!("5. status of {id}: {} with events {}", status.state(), events.join(", "));
 
     worker.abort();
     server.shutdown().await?;

@@ -75,43 +75,37 @@ pub fn crashed_steps(id: &str, n: u32) -> StoppedLog {
     log
 }
 
-/// Driving a flux server over HTTP in the benchmarks.
+/// Driving a flux server over HTTP in the benchmarks and the chaos test, through
+/// `flux::Client`.
 #[cfg(feature = "server")]
 pub mod http {
     use std::time::{Duration, Instant};
 
-    /// Waits until the server at `url` lists a workflow (its worker has registered).
-    pub async fn wait_for_catalog(client: &reqwest::Client, url: &str, patience: Duration) -> Result<(), String> {
+    /// Waits until the server of `client` lists a workflow (its worker has registered).
+    pub async fn wait_for_catalog(client: &flux::Client, patience: Duration) -> Result<(), String> {
         let deadline = Instant::now() + patience;
         loop {
-            let answer = client.get(format!("{url}/workflows")).send().await.map_err(|e| e.to_string())?;
-            let list: Vec<serde_json::Value> = answer.json().await.unwrap_or_default();
-            if !list.is_empty() {
-                return Ok(());
-            }
+            // A server still starting is not reachable yet: ask again until the deadline.
+            let last = match client.workflows().await {
+                Ok(list) if !list.is_empty() => return Ok(()),
+                Ok(_) => "none registered".to_string(),
+                Err(e) => e.to_string(),
+            };
             if Instant::now() > deadline {
-                return Err(format!("no workflow registered at {url} within {patience:?}"));
+                return Err(format!("no workflow registered at {} within {patience:?} ({last})", client.url()));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    /// Runs `steps(n)` on the server at `url` with `run/sync` and checks that it completed with
-    /// [`steps_sum`](super::steps_sum)`(n)`.
-    pub async fn run_steps(client: &reqwest::Client, url: &str, n: u32) -> Result<(), String> {
-        let answer: serde_json::Value = client
-            .post(format!("{url}/workflows/steps/run/sync"))
-            .json(&n)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        if answer["state"] != "COMPLETED" || answer["output"] != super::steps_sum(n) {
-            return Err(format!("steps({n}) did not complete with {}: {answer}", super::steps_sum(n)));
+    /// Runs `steps(n)` on the server of `client` with `run/sync` and checks that it completed
+    /// with [`steps_sum`](super::steps_sum)`(n)`.
+    pub async fn run_steps(client: &flux::Client, n: u32) -> Result<(), String> {
+        let status = client.workflow::<u32, u64>("steps").run(&n).await.map_err(|e| e.to_string())?;
+        match status.output() {
+            Some(&sum) if sum == super::steps_sum(n) => Ok(()),
+            _ => Err(format!("steps({n}) did not complete with {}: {}", super::steps_sum(n), status.summary())),
         }
-        Ok(())
     }
 }
 

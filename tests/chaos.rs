@@ -80,17 +80,9 @@ fn start_worker(dir: &Path, url: &str, name: &str) -> Process {
     Process(child)
 }
 
-async fn submit(client: &reqwest::Client, url: &str, input: &str) -> String {
-    let answer = client
-        .post(format!("{url}/workflows/three_steps/run/async"))
-        .json(&input)
-        .send()
-        .await
-        .expect("the server answers")
-        .error_for_status()
-        .expect("the run is accepted");
-    let body: serde_json::Value = answer.json().await.expect("a JSON summary");
-    body["execution_id"].as_str().expect("an execution id").to_string()
+async fn submit(client: &flux::Client, input: &str) -> String {
+    let started = client.workflow::<String, String>("three_steps").start(&input.to_string()).await;
+    started.expect("the run is accepted").execution_id().to_string()
 }
 
 fn completed(db: &Path, ids: &[String]) -> usize {
@@ -146,12 +138,12 @@ async fn a_thousand_executions_survive_killed_workers_and_a_killed_server() {
     let mut server = start_server(dir.path(), port);
     let mut w1 = start_worker(dir.path(), &url, "w1");
     let _w2 = start_worker(dir.path(), &url, "w2");
-    let client = reqwest::Client::new();
-    flux_suite::http::wait_for_catalog(&client, &url, Duration::from_secs(60)).await.expect("the workers register");
+    let client = flux::Client::new(&url).unwrap();
+    flux_suite::http::wait_for_catalog(&client, Duration::from_secs(60)).await.expect("the workers register");
 
     let mut ids = Vec::with_capacity(EXECUTIONS);
     for i in 0..EXECUTIONS {
-        ids.push(submit(&client, &url, &format!("c{i}")).await);
+        ids.push(submit(&client, &format!("c{i}")).await);
     }
 
     // Chaos until every execution is COMPLETED.
@@ -190,7 +182,7 @@ async fn a_thousand_executions_survive_killed_workers_and_a_killed_server() {
     // The same inputs once more, with nothing killed: the clean runs to compare with.
     let mut clean = Vec::with_capacity(EXECUTIONS);
     for i in 0..EXECUTIONS {
-        clean.push(submit(&client, &url, &format!("c{i}")).await);
+        clean.push(submit(&client, &format!("c{i}")).await);
     }
     let deadline = Instant::now() + PATIENCE;
     while completed(&db, &clean) < EXECUTIONS {

@@ -112,19 +112,13 @@ fn builtins_and_subworkflow_examples_complete() {
 fn server_worker_example_runs_through_a_worker() {
     let dir = tempfile::tempdir().unwrap();
     let out = run("server_worker", dir.path());
-    assert!(out.contains("3. run/sync -> state \"COMPLETED\" output \"Hello, World\""), "{out}");
-    let stream: Vec<&str> = out.lines().filter_map(|l| l.trim().strip_prefix("event: ")).collect();
-    assert_eq!(
-        stream,
-        [
-            "hello_world.execution.scheduled",
-            "hello_world.execution.claimed",
-            "hello_world.execution.running",
-            "task.progress",
-            "hello_world.execution.completed"
-        ],
-        "{out}"
-    );
+    assert!(out.contains("2. worker registered; the catalog is hello_world v1"), "{out}");
+    assert!(out.contains("3. run/sync -> state COMPLETED output \"Hello, World\""), "{out}");
+    let stream: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("state: ").or_else(|| l.trim().strip_prefix("progress: ")))
+        .collect();
+    assert_eq!(stream, ["SCHEDULED", "CLAIMED", "RUNNING", "greeting Stream", "COMPLETED"], "{out}");
     assert!(
         out.contains(
             "WORKFLOW_SCHEDULED, WORKFLOW_CLAIMED, WORKFLOW_STARTED, TASK_STARTED, TASK_COMPLETED, WORKFLOW_COMPLETED"
@@ -145,4 +139,31 @@ fn versioning_example_refuses_the_unpatched_change_and_patches_it() {
     assert!(out.contains("-> COMPLETED: reserved lamp (approved: true)"), "{out}");
     assert!(out.contains("-> COMPLETED: reserved desk from north (approved: true)"), "{out}");
     assert_eq!(out.matches("reserve(lamp) ran").count(), 1, "the old call ran once: {out}");
+}
+
+#[cfg(feature = "server")]
+#[test]
+fn client_example_drives_a_server_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("client", dir.path());
+    assert!(out.contains("1. workflows: checkout v1, refund v1, restock v1"), "{out}");
+    assert!(out.contains("2. run: order 1 packed (2 items)"), "{out}");
+    assert!(out.contains("3. start + status: PAUSED asks \"refund 40 EUR?\""), "{out}");
+    assert!(out.contains("   resume: refund of 40 EUR: yes"), "{out}");
+    let stream: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("4. stream:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("   "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        stream,
+        ["RUNNING", "progress: 1/3", "progress: 2/3", "progress: 3/3", "COMPLETED: order 2 packed (3 items)"],
+        "{out}"
+    );
+    assert!(out.contains("5. cancel: CANCELLED (cancelled)"), "{out}");
+    assert!(out.contains("6. a bad input: invalid_input (HTTP 422)"), "{out}");
+    assert!(out.contains("7. executions: 4 in all"), "{out}");
+    assert!(out.contains("8. server stopped"), "{out}");
 }

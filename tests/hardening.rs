@@ -2,7 +2,8 @@
 //! bodies over the limit refused before they are read, headers over the limit, clients too slow
 //! to send their headers or body, too many connections, one event stream per worker, and
 //! session and admin tokens that have expired (replaced, forgotten by a restarted server, or let
-//! lapse).
+//! lapse). The client API is asked through `flux::Client`; raw requests are the hostile ones and
+//! the worker protocol.
 
 use std::time::Duration;
 
@@ -154,11 +155,10 @@ async fn an_oversized_body_is_refused_before_it_is_read_whole() {
     assert!(detail(&body).contains("flux.max_body_bytes"), "{body}");
 
     // Nothing was stored, and the server answers the next client normally.
-    let http = reqwest::Client::new();
-    let list = http.get(format!("{url}/admin/secrets")).bearer_auth(ADMIN).send().await.unwrap();
-    assert_eq!(list.json::<Value>().await.unwrap(), json!([]));
-    let run = http.post(format!("{url}/workflows/hello/run/sync")).json(&json!("World")).send().await.unwrap();
-    assert_eq!(run.json::<Value>().await.unwrap()["output"], "Hello, World");
+    let client = flux::Client::new(&url).unwrap().admin_token(ADMIN);
+    assert!(client.list_secrets().await.unwrap().is_empty());
+    let run = client.workflow::<String, String>("hello").run(&"World".to_string()).await.unwrap();
+    assert_eq!(run.into_result().unwrap(), "Hello, World");
     shutdown(running).await;
 }
 
@@ -352,11 +352,11 @@ async fn session_tokens_expire_when_replaced_or_left_unused_for_a_lease() {
     assert_eq!(status, StatusCode::NOT_FOUND, "the new token works at first");
     // Watched from outside (a request with the token would keep it alive): the catalog stops
     // naming the worker as serving `remote`.
-    let shown =
-        || async { http.get(format!("{url}/workflows/remote")).send().await.unwrap().json::<Value>().await.unwrap() };
-    assert_eq!(shown().await["workers"], json!(["w1"]));
+    let client = flux::Client::new(&url).unwrap();
+    let shown = || async { client.workflow_info("remote").await.unwrap().workers().to_vec() };
+    assert_eq!(shown().await, ["w1"]);
     let deadline = std::time::Instant::now() + PATIENCE;
-    while shown().await["workers"] != json!([]) {
+    while !shown().await.is_empty() {
         assert!(std::time::Instant::now() < deadline, "the session never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -403,17 +403,18 @@ async fn a_restarted_server_refuses_the_tokens_of_before() {
         let (status, answer) = status_with(&http, method.clone(), &endpoint, &session, &body).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {endpoint}: {answer}");
     }
-    for (method, endpoint) in [
-        (Method::GET, format!("{url}/admin/secrets")),
-        (Method::POST, format!("{url}/admin/secrets")),
-        (Method::GET, format!("{url}/admin/secrets/X")),
-        (Method::DELETE, format!("{url}/admin/secrets/X")),
-    ] {
-        let body = json!({ "name": "X", "value": "y" });
-        let (status, answer) = status_with(&http, method.clone(), &endpoint, ADMIN, &body).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {endpoint}: {answer}");
-        let (status, answer) = status_with(&http, method.clone(), &endpoint, "a-new-admin-token", &body).await;
-        assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {endpoint}: {answer}");
+    // The admin endpoints, through the client: the old admin token is refused, the new one not.
+    for (token, refused) in [(ADMIN, true), ("a-new-admin-token", false)] {
+        let admin = flux::Client::new(&url).unwrap().admin_token(token);
+        for (what, answer) in [
+            ("list", admin.list_secrets().await.map(|_| ())),
+            ("set", admin.set_secret("X", "y").await),
+            ("get", admin.get_secret("X").await.map(|_| ())),
+            ("remove", admin.remove_secret("X").await),
+        ] {
+            let unauthorized = answer.as_ref().is_err_and(|e| e.kind() == flux::ErrorKind::Unauthorized);
+            assert_eq!(unauthorized, refused, "{what} with {token}: {answer:?}");
+        }
     }
     shutdown(running).await;
 }
@@ -450,10 +451,8 @@ async fn a_claim_whose_worker_vanishes_mid_request_is_still_taken_back() {
     let (running, url) = bind_with_lease(&engine, Duration::from_millis(300)).await;
     let http = reqwest::Client::new();
     let token = register(&http, &url, "w1").await;
-    let (status, summary) =
-        status_with(&http, Method::POST, &format!("{url}/workflows/remote/run/async"), ADMIN, &json!("x")).await;
-    assert_eq!(status, StatusCode::OK, "{summary}");
-    let id = summary["execution_id"].as_str().unwrap_or_else(|| panic!("no execution id in {summary}")).to_string();
+    let remote = flux::Client::new(&url).unwrap().workflow::<String, String>("remote").detailed(true);
+    let id = remote.start(&"x".to_string()).await.unwrap().execution_id().to_string();
 
     let mut claim = TcpStream::connect(host(&url)).await.unwrap();
     let request = format!(
@@ -471,17 +470,15 @@ async fn a_claim_whose_worker_vanishes_mid_request_is_still_taken_back() {
     sender.send(outcome);
 
     // Nobody checkpoints for the claim: within a lease or two it is taken back and offered again.
-    let status_url = format!("{url}/workflows/remote/status/{id}?detailed=true");
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let (_, summary) = status_with(&http, Method::GET, &status_url, ADMIN, &Value::Null).await;
-        let kinds: Vec<&str> =
-            summary["events"].as_array().into_iter().flatten().filter_map(|e| e["type"].as_str()).collect();
-        if summary["state"] == "SCHEDULED" && kinds.len() == 3 {
-            assert_eq!(kinds, ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_SCHEDULED"]);
+        let status = remote.status(&id).await.unwrap();
+        let kinds: Vec<EventType> = status.events().unwrap_or_default().iter().map(|e| e.kind()).collect();
+        if status.state() == ExecutionState::Scheduled && kinds.len() == 3 {
+            assert_eq!(kinds, [EventType::WorkflowScheduled, EventType::WorkflowClaimed, EventType::WorkflowScheduled]);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the claim was never taken back: {summary}");
+        assert!(std::time::Instant::now() < deadline, "the claim was never taken back: {:?}", status.summary());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     shutdown(running).await;

@@ -1,11 +1,16 @@
 //! Server mode (docs/design.md §11) over real HTTP: a server on 127.0.0.1 with an ephemeral port
-//! per test, clients written with reqwest, workers run in process. Runs (sync, async, stream), the
-//! SSE wire format parsed by hand, pause and resume, cancellation, authentication of the worker and
-//! admin endpoints, secrets that never reach logs or disk in clear, the 4xx answers to bad input,
-//! and a database shared with another engine.
+//! per test, the client API driven through `flux::Client`, workers run in process. Runs (sync,
+//! async, stream), pause and resume, cancellation, authentication of the worker and admin
+//! endpoints, secrets that never reach logs or disk in clear, the 4xx answers to bad input, and a
+//! database shared with another engine. The answers are checked as the server sent them (the
+//! client keeps each summary as sent). Raw HTTP remains only for what the client never sends
+//! (malformed bodies, unknown modes, other spellings of flags, the worker protocol) and for one
+//! test that reads the SSE wire format byte by byte.
 
 use std::time::{Duration, Instant};
 
+use flux::Client;
+use flux::client::{EventStream, ExecutionStatus, RemoteWorkflow, StreamEvent};
 use flux::prelude::*;
 use flux::secrets::Secrets;
 use flux::server::{RunningServer, Server};
@@ -124,11 +129,19 @@ async fn shutdown(running: RunningServer) {
         .expect("the server shut down cleanly");
 }
 
-fn client() -> reqwest::Client {
+/// A client of the server at `url` (the typed client: every request of the client API goes
+/// through it), as patient as the tests.
+fn api(url: &str) -> Client {
+    Client::builder(url).timeout(PATIENCE).build().unwrap()
+}
+
+/// Raw HTTP, for what the typed client never sends: malformed bodies, unknown modes and flags,
+/// other spellings of `detailed`, unknown routes, the worker protocol, the documentation.
+fn raw() -> reqwest::Client {
     reqwest::Client::builder().timeout(PATIENCE).build().unwrap()
 }
 
-/// The status and the JSON body of a response (`Value::Null` if the body is not JSON).
+/// The status and the JSON body of a raw response (`{"not_json": ..}` if the body is not JSON).
 async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.unwrap();
@@ -136,12 +149,65 @@ async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
-    answer(client.get(url).send().await.unwrap()).await
+async fn raw_get(http: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+    answer(http.get(url).send().await.unwrap()).await
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, Value) {
-    answer(client.post(url).json(body).send().await.unwrap()).await
+async fn raw_post(http: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, Value) {
+    answer(http.post(url).json(body).send().await.unwrap()).await
+}
+
+/// The answer of a client call as these tests check the wire: 200 with the summary as the
+/// server sent it, or the status of the refusal with `{"detail": ...}` as the client read them.
+fn answered(result: flux::Result<ExecutionStatus<Value>>) -> (StatusCode, Value) {
+    match result {
+        Ok(status) => (StatusCode::OK, status.summary().clone()),
+        Err(e) => {
+            let code = e.http_status().unwrap_or_else(|| panic!("not an answer of the server: {e}"));
+            (StatusCode::from_u16(code).unwrap(), json!({ "detail": e.message() }))
+        }
+    }
+}
+
+/// A workflow of the server, its input and output as JSON.
+fn workflow(api: &Client, name: &str, detailed: bool) -> RemoteWorkflow<Value, Value> {
+    api.workflow::<Value, Value>(name).detailed(detailed)
+}
+
+/// `run/{mode}` (sync or async) through the client.
+async fn run_on(api: &Client, name: &str, mode: &str, detailed: bool, input: &Value) -> (StatusCode, Value) {
+    let workflow = workflow(api, name, detailed);
+    answered(match mode {
+        "sync" => workflow.run(input).await,
+        "async" => workflow.start(input).await,
+        other => panic!("run_on takes sync or async, not {other}"),
+    })
+}
+
+/// `resume/{id}/{mode}` (sync or async) through the client.
+async fn resume_on(api: &Client, name: &str, id: &str, mode: &str, input: &Value) -> (StatusCode, Value) {
+    let workflow = workflow(api, name, false);
+    answered(match mode {
+        "sync" => workflow.resume(id, input).await,
+        "async" => workflow.resume_async(id, input).await,
+        other => panic!("resume_on takes sync or async, not {other}"),
+    })
+}
+
+/// `status/{id}` through the client.
+async fn status_of(api: &Client, name: &str, id: &str, detailed: bool) -> (StatusCode, Value) {
+    answered(workflow(api, name, detailed).status(id).await)
+}
+
+/// `cancel/{id}` (waiting for it with `wait`) through the client.
+async fn cancel_on(api: &Client, name: &str, id: &str, wait: bool, detailed: bool) -> (StatusCode, Value) {
+    let workflow = workflow(api, name, detailed);
+    answered(if wait { workflow.cancel_and_wait(id).await } else { workflow.cancel(id).await })
+}
+
+/// `GET /workflows` through the client, as the server sent it.
+async fn catalog(api: &Client) -> Value {
+    Value::Array(api.workflows().await.unwrap().iter().map(|w| w.json().clone()).collect())
 }
 
 /// The `detail` of an error answer (which must be a JSON object with a string `detail`).
@@ -226,18 +292,11 @@ fn check_summary(summary: &Value, workflow: &str, id: &str, input: &Value, outpu
     );
 }
 
-/// Polls `GET status?detailed=true` until `done` holds, and returns that summary.
-async fn poll_status(
-    client: &reqwest::Client,
-    url: &str,
-    workflow: &str,
-    id: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
+/// Asks for the detailed status until `done` holds, and returns that summary.
+async fn poll_status(api: &Client, name: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (status, summary) = get(client, &format!("{url}/workflows/{workflow}/status/{id}?detailed=true")).await;
+        let (status, summary) = status_of(api, name, id, true).await;
         assert_eq!(status, StatusCode::OK, "{summary}");
         if done(&summary) {
             return summary;
@@ -247,16 +306,20 @@ async fn poll_status(
     }
 }
 
-/// Waits until `workflow` is in the server's catalog (a worker registered it).
-async fn wait_for_workflow(client: &reqwest::Client, url: &str, workflow: &str) {
+/// Waits until `name` is in the server's catalog (a worker registered it).
+async fn wait_for_workflow(api: &Client, name: &str) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (status, body) = get(client, &format!("{url}/workflows/{workflow}")).await;
-        if status == StatusCode::OK {
-            assert_eq!(body["source"], "worker", "{body}");
-            return;
+        match api.workflow_info(name).await {
+            Ok(info) => {
+                assert_eq!(info.source(), Some("worker"), "{:?}", info.json());
+                return;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), flux::ErrorKind::NotFound, "{e}");
+                assert!(Instant::now() < deadline, "workflow `{name}` never appeared: {e}");
+            }
         }
-        assert!(Instant::now() < deadline, "workflow `{workflow}` never appeared: {status} {body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -318,6 +381,27 @@ async fn read_sse(response: reqwest::Response) -> Vec<Message> {
     messages
 }
 
+/// Reads a stream of the client to its end, as the messages the server sent: each change of
+/// state under its event name with its summary, each progress report with its data.
+async fn stream_messages(stream: EventStream<Value>) -> Vec<Message> {
+    let items: Vec<StreamEvent<Value>> =
+        tokio::time::timeout(PATIENCE, stream.map(|item| item.unwrap()).collect()).await.expect("the stream ended");
+    items
+        .into_iter()
+        .filter_map(|item| match item {
+            StreamEvent::State(status) => {
+                let event =
+                    format!("{}.execution.{}", status.workflow_name(), status.state().as_str().to_ascii_lowercase());
+                Some(Message { event, data: status.summary().clone() })
+            }
+            StreamEvent::Progress(progress) => {
+                Some(Message { event: flux::protocol::TASK_PROGRESS.to_string(), data: progress.data().clone() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn names(messages: &[Message]) -> Vec<&str> {
     messages.iter().map(|m| m.event.as_str()).collect()
 }
@@ -366,22 +450,23 @@ fn check_hello_events(summary: &Value, id: &str, expected: &[&str]) {
 /// Runs `hello_world("World")` on the server at `url` in every mode and checks the answers;
 /// `events` is the exact event sequence of one completed execution.
 async fn hello_world_runs(url: &str, events: &[&str], async_states: &[&str]) {
-    let http = client();
+    let api = api(url);
+    let http = raw();
     let world = json!("World");
     let hello = json!("Hello, World");
 
     // Sync: the summary once it completed, exactly the wire shape.
-    let (status, summary) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &world).await;
+    let (status, summary) = run_on(&api, "hello_world", "sync", false, &world).await;
     assert_eq!(status, StatusCode::OK, "{summary}");
     let id = execution_id(&summary);
     check_summary(&summary, "hello_world", &id, &world, &hello, "COMPLETED");
     // Status says the same.
-    let (status, stored) = get(&http, &format!("{url}/workflows/hello_world/status/{id}")).await;
+    let (status, stored) = status_of(&api, "hello_world", &id, false).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stored, summary);
 
     // Async: at once, then poll until it completes.
-    let (status, summary) = post(&http, &format!("{url}/workflows/hello_world/run/async"), &world).await;
+    let (status, summary) = run_on(&api, "hello_world", "async", false, &world).await;
     assert_eq!(status, StatusCode::OK, "{summary}");
     let async_id = execution_id(&summary);
     assert_ne!(async_id, id);
@@ -390,14 +475,13 @@ async fn hello_world_runs(url: &str, events: &[&str], async_states: &[&str]) {
         assert_eq!(summary["output"], Value::Null, "{summary}");
     }
     let done =
-        poll_status(&http, url, "hello_world", &async_id, "the async run to complete", |s| state(s) == "COMPLETED")
-            .await;
+        poll_status(&api, "hello_world", &async_id, "the async run to complete", |s| state(s) == "COMPLETED").await;
     check_hello_events(&done, &async_id, events);
-    let (_, done) = get(&http, &format!("{url}/workflows/hello_world/status/{async_id}")).await;
+    let (_, done) = status_of(&api, "hello_world", &async_id, false).await;
     check_summary(&done, "hello_world", &async_id, &world, &hello, "COMPLETED");
 
     // Detailed: the events are added, and only then.
-    let (status, detailed) = post(&http, &format!("{url}/workflows/hello_world/run/sync?detailed=true"), &world).await;
+    let (status, detailed) = run_on(&api, "hello_world", "sync", true, &world).await;
     assert_eq!(status, StatusCode::OK, "{detailed}");
     let detailed_id = execution_id(&detailed);
     check_hello_events(&detailed, &detailed_id, events);
@@ -406,18 +490,19 @@ async fn hello_world_runs(url: &str, events: &[&str], async_states: &[&str]) {
     check_summary(&without_events, "hello_world", &detailed_id, &world, &hello, "COMPLETED");
     for flag in ["true", "True", "1"] {
         let (status, again) =
-            get(&http, &format!("{url}/workflows/hello_world/status/{detailed_id}?detailed={flag}")).await;
+            raw_get(&http, &format!("{url}/workflows/hello_world/status/{detailed_id}?detailed={flag}")).await;
         assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again, detailed, "detailed={flag}");
     }
     for flag in ["false", "False", "0"] {
         let (status, plain) =
-            get(&http, &format!("{url}/workflows/hello_world/status/{detailed_id}?detailed={flag}")).await;
+            raw_get(&http, &format!("{url}/workflows/hello_world/status/{detailed_id}?detailed={flag}")).await;
         assert_eq!(status, StatusCode::OK, "{plain}");
         assert_eq!(plain, without_events, "detailed={flag}");
     }
     for flag in ["True", "1"] {
-        let (status, run) = post(&http, &format!("{url}/workflows/hello_world/run/sync?detailed={flag}"), &world).await;
+        let (status, run) =
+            raw_post(&http, &format!("{url}/workflows/hello_world/run/sync?detailed={flag}"), &world).await;
         assert_eq!(status, StatusCode::OK, "{run}");
         check_hello_events(&run, &execution_id(&run), events);
     }
@@ -441,12 +526,10 @@ async fn sync_async_and_detailed_runs_on_a_worker() {
     let (_dir, engine) = engine_on_disk();
     let (running, url) = bind(Server::new().engine(&engine)).await;
     let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(hello_world).run());
-    let http = client();
-    wait_for_workflow(&http, &url, "hello_world").await;
-    let (_, shown) = get(&http, &format!("{url}/workflows/hello_world")).await;
-    assert_eq!(shown["name"], "hello_world");
-    assert_eq!(shown["version"], 1);
-    assert_eq!(shown["workers"], json!(["w"]));
+    let api = api(&url);
+    wait_for_workflow(&api, "hello_world").await;
+    let shown = api.workflow_info("hello_world").await.unwrap();
+    assert_eq!((shown.name(), shown.version(), shown.workers()), ("hello_world", 1, &["w".to_string()][..]));
     hello_world_runs(
         &url,
         &[
@@ -469,11 +552,10 @@ async fn an_input_a_worker_cannot_read_fails_the_execution_with_the_reason() {
     let (_dir, engine) = engine_on_disk();
     let (running, url) = bind(Server::new().engine(&engine)).await;
     let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(hello_world).run());
-    let http = client();
-    wait_for_workflow(&http, &url, "hello_world").await;
+    let api = api(&url);
+    wait_for_workflow(&api, "hello_world").await;
     // The server cannot check the type of a worker's workflow: the worker fails the execution.
-    let (status, failed) =
-        post(&http, &format!("{url}/workflows/hello_world/run/sync?detailed=true"), &json!({"bad": 1})).await;
+    let (status, failed) = run_on(&api, "hello_world", "sync", true, &json!({"bad": 1})).await;
     assert_eq!(status, StatusCode::OK, "{failed}");
     assert_eq!(state(&failed), "FAILED", "{failed}");
     assert_eq!(types(&failed), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_FAILED"], "{failed}");
@@ -520,24 +602,36 @@ fn check_crunching_stream(messages: &[Message], leading_states: &[&str]) {
 async fn stream_in_process_sends_state_changes_and_progress_then_ends() {
     let engine = Engine::in_memory();
     let (running, url) = bind(Server::new().engine(&engine).register(crunching).register(approval)).await;
-    let http = client();
+    let api = api(&url);
 
-    let response = http.post(format!("{url}/workflows/crunching/run/stream")).json(&21).send().await.unwrap();
-    let messages = read_sse(response).await;
+    let messages = stream_messages(workflow(&api, "crunching", false).stream(&json!(21)).await.unwrap()).await;
     check_crunching_stream(&messages, &["running"]);
     // Progress is never stored, and the task of the progress events is the one in the log.
     let id = execution_id(&messages[0].data);
-    let (_, stored) = get(&http, &format!("{url}/workflows/crunching/status/{id}?detailed=true")).await;
+    let (_, stored) = status_of(&api, "crunching", &id, true).await;
     assert_eq!(types(&stored), ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED", "WORKFLOW_COMPLETED"]);
     assert_eq!(stored["events"][1]["source_id"], messages[1].data["task_id"]);
 
     // A pausing workflow's stream ends at the pause, with the pause output.
-    let response = http.post(format!("{url}/workflows/approval/run/stream")).json(&"order 1").send().await.unwrap();
-    let messages = read_sse(response).await;
+    let messages = stream_messages(workflow(&api, "approval", false).stream(&json!("order 1")).await.unwrap()).await;
     assert_eq!(names(&messages), ["approval.execution.running", "approval.execution.paused"], "{messages:#?}");
     let id = execution_id(&messages[0].data);
     check_summary(&messages[0].data, "approval", &id, &json!("order 1"), &Value::Null, "RUNNING");
     check_summary(&messages[1].data, "approval", &id, &json!("order 1"), &json!("approve order 1?"), "PAUSED");
+    shutdown(running).await;
+}
+
+/// The SSE wire format itself, read by hand from raw bytes (the one stream not read through
+/// `flux::Client`, which would hide a framing mistake it tolerates): blocks of one `event:` and
+/// one `data:` line, the event names and data the client's tests rely on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sse_wire_format_is_pinned_byte_by_byte() {
+    let engine = Engine::in_memory();
+    let (running, url) = bind(Server::new().engine(&engine).register(crunching)).await;
+    let http = raw();
+    let response = http.post(format!("{url}/workflows/crunching/run/stream")).json(&21).send().await.unwrap();
+    let messages = read_sse(response).await;
+    check_crunching_stream(&messages, &["running"]);
     shutdown(running).await;
 }
 
@@ -548,15 +642,13 @@ async fn stream_on_a_worker_sends_scheduled_claimed_running_progress_completed()
     let worker = tokio::spawn(
         Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(crunching).register(approval).run(),
     );
-    let http = client();
-    wait_for_workflow(&http, &url, "crunching").await;
+    let api = api(&url);
+    wait_for_workflow(&api, "crunching").await;
 
-    let response = http.post(format!("{url}/workflows/crunching/run/stream")).json(&21).send().await.unwrap();
-    let messages = read_sse(response).await;
+    let messages = stream_messages(workflow(&api, "crunching", false).stream(&json!(21)).await.unwrap()).await;
     check_crunching_stream(&messages, &["scheduled", "claimed", "running"]);
 
-    let response = http.post(format!("{url}/workflows/approval/run/stream")).json(&"order 2").send().await.unwrap();
-    let messages = read_sse(response).await;
+    let messages = stream_messages(workflow(&api, "approval", false).stream(&json!("order 2")).await.unwrap()).await;
     assert_eq!(
         names(&messages),
         [
@@ -581,29 +673,28 @@ async fn stream_on_a_worker_sends_scheduled_claimed_running_progress_completed()
 async fn pause_and_resume_in_process() {
     let (_dir, engine) = engine_on_disk();
     let (running, url) = bind(Server::new().engine(&engine).register(approval)).await;
-    let http = client();
+    let api = api(&url);
     let input = json!("order 7");
 
     // run/sync stops at the pause, with its output.
-    let (status, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &input).await;
+    let (status, paused) = run_on(&api, "approval", "sync", false, &input).await;
     assert_eq!(status, StatusCode::OK, "{paused}");
     let id = execution_id(&paused);
     check_summary(&paused, "approval", &id, &input, &json!("approve order 7?"), "PAUSED");
 
     // A resume input of the wrong type: 422 naming the problem; still paused.
-    let resume_url = format!("{url}/workflows/approval/resume/{id}/sync");
-    let (status, refused) = post(&http, &resume_url, &json!(42)).await;
+    let (status, refused) = resume_on(&api, "approval", &id, "sync", &json!(42)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     let why = detail(&refused);
     assert!(why.contains("approval") && why.contains("String"), "{why}");
-    let (_, still) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    let (_, still) = status_of(&api, "approval", &id, false).await;
     check_summary(&still, "approval", &id, &input, &json!("approve order 7?"), "PAUSED");
 
     // The right input completes it.
-    let (status, done) = post(&http, &resume_url, &json!("yes")).await;
+    let (status, done) = resume_on(&api, "approval", &id, "sync", &json!("yes")).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     check_summary(&done, "approval", &id, &input, &json!("order 7: yes"), "COMPLETED");
-    let (_, detailed) = get(&http, &format!("{url}/workflows/approval/status/{id}?detailed=true")).await;
+    let (_, detailed) = status_of(&api, "approval", &id, true).await;
     assert_eq!(
         types(&detailed),
         [
@@ -620,17 +711,17 @@ async fn pause_and_resume_in_process() {
     );
 
     // Resuming again: 400, it is not paused.
-    let (status, again) = post(&http, &resume_url, &json!("yes")).await;
+    let (status, again) = resume_on(&api, "approval", &id, "sync", &json!("yes")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert!(detail(&again).contains("not paused"), "{again}");
 
     // Async resume answers at once; the execution then completes.
-    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 8")).await;
+    let (_, paused) = run_on(&api, "approval", "sync", false, &json!("order 8")).await;
     let id = execution_id(&paused);
-    let (status, resumed) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("no")).await;
+    let (status, resumed) = resume_on(&api, "approval", &id, "async", &json!("no")).await;
     assert_eq!(status, StatusCode::OK, "{resumed}");
     assert!(["RESUMING", "RUNNING", "COMPLETED"].contains(&state(&resumed)), "{resumed}");
-    let done = poll_status(&http, &url, "approval", &id, "the resume to complete", |s| state(s) == "COMPLETED").await;
+    let done = poll_status(&api, "approval", &id, "the resume to complete", |s| state(s) == "COMPLETED").await;
     assert_eq!(done["output"], "order 8: no");
     shutdown(running).await;
 }
@@ -640,21 +731,21 @@ async fn pause_and_resume_on_a_worker() {
     let (_dir, engine) = engine_on_disk();
     let (running, url) = bind(Server::new().engine(&engine)).await;
     let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(approval).run());
-    let http = client();
-    wait_for_workflow(&http, &url, "approval").await;
+    let api = api(&url);
+    wait_for_workflow(&api, "approval").await;
     let input = json!("order 9");
 
-    let (status, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &input).await;
+    let (status, paused) = run_on(&api, "approval", "sync", false, &input).await;
     assert_eq!(status, StatusCode::OK, "{paused}");
     let id = execution_id(&paused);
     check_summary(&paused, "approval", &id, &input, &json!("approve order 9?"), "PAUSED");
 
     // Async resume: RESUME_SCHEDULED at once, then the worker completes it.
-    let (status, scheduled) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("yes")).await;
+    let (status, scheduled) = resume_on(&api, "approval", &id, "async", &json!("yes")).await;
     assert_eq!(status, StatusCode::OK, "{scheduled}");
     assert_eq!(state(&scheduled), "RESUME_SCHEDULED", "{scheduled}");
     assert_eq!(scheduled["execution_id"], id.as_str());
-    let done = poll_status(&http, &url, "approval", &id, "the resume to complete", |s| state(s) == "COMPLETED").await;
+    let done = poll_status(&api, "approval", &id, "the resume to complete", |s| state(s) == "COMPLETED").await;
     assert_eq!(done["output"], "order 9: yes");
     let kinds = types(&done);
     assert!(
@@ -681,20 +772,20 @@ async fn pause_and_resume_on_a_worker() {
     check_event_shapes(&done);
 
     // Resuming again: 400.
-    let (status, again) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("yes")).await;
+    let (status, again) = resume_on(&api, "approval", &id, "async", &json!("yes")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert!(detail(&again).contains("not paused"), "{again}");
 
     // A resume input of the wrong type is refused (the worker finds out): it stays PAUSED, and
     // the right input then completes it.
-    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 10")).await;
+    let (_, paused) = run_on(&api, "approval", "sync", false, &json!("order 10")).await;
     assert_eq!(state(&paused), "PAUSED", "{paused}");
     let id = execution_id(&paused);
-    let (status, answer) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!(42)).await;
+    let (status, answer) = resume_on(&api, "approval", &id, "async", &json!(42)).await;
     match status {
         StatusCode::OK => {
             assert_eq!(state(&answer), "RESUME_SCHEDULED", "{answer}");
-            poll_status(&http, &url, "approval", &id, "the refused resume to leave it PAUSED", |s| {
+            poll_status(&api, "approval", &id, "the refused resume to leave it PAUSED", |s| {
                 state(s) == "PAUSED" && types(s).last().map(String::as_str) != Some("WORKFLOW_RESUME_SCHEDULED")
             })
             .await;
@@ -702,12 +793,11 @@ async fn pause_and_resume_on_a_worker() {
         StatusCode::UNPROCESSABLE_ENTITY => assert!(!detail(&answer).is_empty()),
         other => panic!("a wrong resume input answered {other}: {answer}"),
     }
-    let (_, still) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    let (_, still) = status_of(&api, "approval", &id, false).await;
     check_summary(&still, "approval", &id, &json!("order 10"), &json!("approve order 10?"), "PAUSED");
-    let (status, resumed) = post(&http, &format!("{url}/workflows/approval/resume/{id}/async"), &json!("ok")).await;
+    let (status, resumed) = resume_on(&api, "approval", &id, "async", &json!("ok")).await;
     assert_eq!(status, StatusCode::OK, "{resumed}");
-    let done =
-        poll_status(&http, &url, "approval", &id, "the second resume to complete", |s| state(s) == "COMPLETED").await;
+    let done = poll_status(&api, "approval", &id, "the second resume to complete", |s| state(s) == "COMPLETED").await;
     assert_eq!(done["output"], "order 10: ok");
     worker.abort();
     shutdown(running).await;
@@ -720,35 +810,33 @@ async fn a_refused_sync_resume_on_a_worker_answers() {
     let engine = Engine::in_memory();
     let (running, url) = bind(Server::new().engine(&engine)).await;
     let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(approval).run());
-    let http = client();
-    wait_for_workflow(&http, &url, "approval").await;
-    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 11")).await;
+    let api = api(&url);
+    wait_for_workflow(&api, "approval").await;
+    let (_, paused) = run_on(&api, "approval", "sync", false, &json!("order 11")).await;
     assert_eq!(state(&paused), "PAUSED", "{paused}");
     let id = execution_id(&paused);
 
-    let request = http.post(format!("{url}/workflows/approval/resume/{id}/sync")).json(&42).send();
-    let response = tokio::time::timeout(Duration::from_secs(15), request)
+    let refused = json!(42);
+    let request = resume_on(&api, "approval", &id, "sync", &refused);
+    let (status, body) = tokio::time::timeout(Duration::from_secs(15), request)
         .await
-        .expect("a sync resume with a refused input never answered (waited 15 s)")
-        .unwrap();
-    let (status, body) = answer(response).await;
+        .expect("a sync resume with a refused input never answered (waited 15 s)");
     // The worker's refusal comes back as the in-process one does: 422 naming the pause's type.
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let reason = detail(&body);
     assert!(reason.contains("approval") && reason.contains("String") && reason.contains("PAUSED"), "{reason}");
-    let (_, still) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    let (_, still) = status_of(&api, "approval", &id, false).await;
     assert_eq!(state(&still), "PAUSED", "{still}");
     worker.abort();
     shutdown(running).await;
 }
 
 /// Starts `long_nap(30)` with run/async and waits until its task runs.
-async fn start_long_nap(http: &reqwest::Client, url: &str) -> String {
-    let (status, started) = post(http, &format!("{url}/workflows/long_nap/run/async"), &json!(30)).await;
+async fn start_long_nap(api: &Client) -> String {
+    let (status, started) = run_on(api, "long_nap", "async", false, &json!(30)).await;
     assert_eq!(status, StatusCode::OK, "{started}");
     let id = execution_id(&started);
-    poll_status(http, url, "long_nap", &id, "the task to start", |s| types(s).iter().any(|t| t == "TASK_STARTED"))
-        .await;
+    poll_status(api, "long_nap", &id, "the task to start", |s| types(s).iter().any(|t| t == "TASK_STARTED")).await;
     id
 }
 
@@ -756,12 +844,11 @@ async fn start_long_nap(http: &reqwest::Client, url: &str) -> String {
 async fn cancel_in_process_running_and_paused() {
     let (_dir, engine) = engine_on_disk();
     let (running, url) = bind(Server::new().engine(&engine).register(long_nap).register(approval)).await;
-    let http = client();
+    let api = api(&url);
 
-    let id = start_long_nap(&http, &url).await;
+    let id = start_long_nap(&api).await;
     let began = Instant::now();
-    let (status, cancelled) =
-        get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync&detailed=true")).await;
+    let (status, cancelled) = cancel_on(&api, "long_nap", &id, true, true).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert!(began.elapsed() < Duration::from_secs(20), "the cancel waited for the 30 s task");
     assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
@@ -771,32 +858,31 @@ async fn cancel_in_process_running_and_paused() {
     );
     check_event_shapes(&cancelled);
     assert!(cancelled["output"].to_string().to_lowercase().contains("cancel"), "{cancelled}");
-    let (_, stored) = get(&http, &format!("{url}/workflows/long_nap/status/{id}")).await;
+    let (_, stored) = status_of(&api, "long_nap", &id, false).await;
     assert_eq!(state(&stored), "CANCELLED");
 
     // Cancelling again: 400, it has finished.
-    let (status, again) = get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync")).await;
+    let (status, again) = cancel_on(&api, "long_nap", &id, true, false).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert!(detail(&again).contains("already finished"), "{again}");
 
     // Async cancel (the default mode) answers at once; the execution then ends CANCELLED.
-    let id = start_long_nap(&http, &url).await;
-    let (status, cancelling) = get(&http, &format!("{url}/workflows/long_nap/cancel/{id}")).await;
+    let id = start_long_nap(&api).await;
+    let (status, cancelling) = cancel_on(&api, "long_nap", &id, false, false).await;
     assert_eq!(status, StatusCode::OK, "{cancelling}");
     assert!(["CANCELLING", "CANCELLED"].contains(&state(&cancelling)), "{cancelling}");
-    let done = poll_status(&http, &url, "long_nap", &id, "the async cancel", |s| state(s) == "CANCELLED").await;
+    let done = poll_status(&api, "long_nap", &id, "the async cancel", |s| state(s) == "CANCELLED").await;
     assert!(in_order(&types(&done), &["WORKFLOW_CANCELLING", "TASK_CANCELLED", "WORKFLOW_CANCELLED"]));
 
     // A paused execution is cancelled at once.
-    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 12")).await;
+    let (_, paused) = run_on(&api, "approval", "sync", false, &json!("order 12")).await;
     assert_eq!(state(&paused), "PAUSED");
     let id = execution_id(&paused);
-    let (status, cancelled) =
-        get(&http, &format!("{url}/workflows/approval/cancel/{id}?mode=sync&detailed=true")).await;
+    let (status, cancelled) = cancel_on(&api, "approval", &id, true, true).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
     assert_eq!(types(&cancelled).last().map(String::as_str), Some("WORKFLOW_CANCELLED"));
-    let (status, resume) = post(&http, &format!("{url}/workflows/approval/resume/{id}/sync"), &json!("yes")).await;
+    let (status, resume) = resume_on(&api, "approval", &id, "sync", &json!("yes")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a cancelled execution cannot be resumed: {resume}");
     shutdown(running).await;
 }
@@ -808,13 +894,12 @@ async fn cancel_on_a_worker_running_and_paused() {
     let worker = tokio::spawn(
         Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(long_nap).register(approval).run(),
     );
-    let http = client();
-    wait_for_workflow(&http, &url, "long_nap").await;
+    let api = api(&url);
+    wait_for_workflow(&api, "long_nap").await;
 
-    let id = start_long_nap(&http, &url).await;
+    let id = start_long_nap(&api).await;
     let began = Instant::now();
-    let (status, cancelled) =
-        get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync&detailed=true")).await;
+    let (status, cancelled) = cancel_on(&api, "long_nap", &id, true, true).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert!(began.elapsed() < Duration::from_secs(20), "the cancel waited for the 30 s task");
     assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
@@ -836,16 +921,15 @@ async fn cancel_on_a_worker_running_and_paused() {
     );
     assert_eq!(kinds.last().map(String::as_str), Some("WORKFLOW_CANCELLED"), "{kinds:?}");
     check_event_shapes(&cancelled);
-    let (status, again) = get(&http, &format!("{url}/workflows/long_nap/cancel/{id}?mode=sync")).await;
+    let (status, again) = cancel_on(&api, "long_nap", &id, true, false).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert!(detail(&again).contains("already finished"), "{again}");
 
     // A paused one (no worker holds it) is cancelled at once.
-    let (_, paused) = post(&http, &format!("{url}/workflows/approval/run/sync"), &json!("order 13")).await;
+    let (_, paused) = run_on(&api, "approval", "sync", false, &json!("order 13")).await;
     assert_eq!(state(&paused), "PAUSED", "{paused}");
     let id = execution_id(&paused);
-    let (status, cancelled) =
-        get(&http, &format!("{url}/workflows/approval/cancel/{id}?mode=sync&detailed=true")).await;
+    let (status, cancelled) = cancel_on(&api, "approval", &id, true, true).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(state(&cancelled), "CANCELLED", "{cancelled}");
     assert!(in_order(&types(&cancelled), &["WORKFLOW_PAUSED", "WORKFLOW_CANCELLING", "WORKFLOW_CANCELLED"]));
@@ -887,12 +971,15 @@ async fn worker_and_admin_endpoints_need_the_right_token() {
     use reqwest::Method;
     let engine = Engine::in_memory();
     let (running, url) = bind(Server::new().engine(&engine).register(hello_world)).await;
-    let http = client();
+    let http = raw();
     let w1 = register_worker(&http, &url, "w1").await;
     let w2 = register_worker(&http, &url, "w2").await;
     assert_ne!(w1, w2);
-    let (_, catalog) = get(&http, &format!("{url}/workflows")).await;
-    assert_eq!(catalog, json!([{ "name": "hello_world", "version": 1 }, { "name": "remote_only", "version": 1 }]));
+    let api = api(&url);
+    assert_eq!(
+        catalog(&api).await,
+        json!([{ "name": "hello_world", "version": 1 }, { "name": "remote_only", "version": 1 }])
+    );
 
     let registration = json!({ "name": "w3", "workflows": [] });
     for token in [None, Some("wrong"), Some(w1.as_str()), Some(ADMIN)] {
@@ -930,23 +1017,24 @@ async fn worker_and_admin_endpoints_need_the_right_token() {
     let response = http.post(format!("{url}/workers/w1/claim/0123456789abcdef")).bearer_auth(&renewed).send().await;
     assert_eq!(response.unwrap().status(), StatusCode::NOT_FOUND);
 
-    let secret = json!({ "name": "X", "value": "y" });
-    let admin_endpoints = [
-        (Method::GET, format!("{url}/admin/secrets")),
-        (Method::POST, format!("{url}/admin/secrets")),
-        (Method::GET, format!("{url}/admin/secrets/X")),
-        (Method::DELETE, format!("{url}/admin/secrets/X")),
-    ];
-    for (method, endpoint) in admin_endpoints {
-        for token in [None, Some("wrong"), Some(BOOTSTRAP), Some(renewed.as_str())] {
-            expect_401(&http, method.clone(), &endpoint, token, &secret).await;
+    for token in [None, Some("wrong"), Some(BOOTSTRAP), Some(renewed.as_str())] {
+        let client = match token {
+            Some(token) => api.clone().admin_token(token),
+            None => api.clone(),
+        };
+        for refused in [
+            client.list_secrets().await.map(|_| ()),
+            client.set_secret("X", "y").await,
+            client.get_secret("X").await.map(|_| ()),
+            client.remove_secret("X").await,
+        ] {
+            let e = refused.unwrap_err();
+            assert_eq!((e.kind(), e.http_status()), (flux::ErrorKind::Unauthorized, Some(401)), "{token:?}: {e}");
+            assert!(!e.message().is_empty());
         }
     }
     // Nothing was stored by the refused requests.
-    let (status, list) =
-        answer(http.get(format!("{url}/admin/secrets")).bearer_auth(ADMIN).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(list, json!([]));
+    assert!(api.clone().admin_token(ADMIN).list_secrets().await.unwrap().is_empty());
     shutdown(running).await;
 }
 
@@ -956,36 +1044,23 @@ const SECRET_VALUE: &str = "sk-live-5a1f0c9e-never-in-clear";
 async fn secrets_through_the_admin_api_never_reach_logs_or_disk_in_clear() {
     let (dir, engine) = engine_on_disk();
     let (running, url) = bind(Server::new().engine(&engine).register(uses_secret)).await;
-    let http = client();
-    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(ADMIN);
+    let api = api(&url);
+    let http = raw();
+    let admin = api.clone().admin_token(ADMIN);
 
-    let response = admin(http.post(format!("{url}/admin/secrets")))
-        .json(&json!({ "name": "API_TOKEN", "value": SECRET_VALUE }))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = answer(response).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(!body.to_string().contains(SECRET_VALUE), "{body}");
+    admin.set_secret("API_TOKEN", SECRET_VALUE).await.unwrap();
 
     // Listing names it and never shows the value.
-    let response = admin(http.get(format!("{url}/admin/secrets"))).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.unwrap();
-    assert!(!text.contains(SECRET_VALUE), "{text}");
-    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!(["API_TOKEN"]));
+    assert_eq!(admin.list_secrets().await.unwrap(), ["API_TOKEN"]);
 
     // Getting it by name returns it.
-    let (status, got) = answer(admin(http.get(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "{got}");
-    assert_eq!(got["value"], SECRET_VALUE);
-    assert_eq!(got["name"], "API_TOKEN");
+    assert_eq!(admin.get_secret("API_TOKEN").await.unwrap(), SECRET_VALUE);
 
     // A worker registers (its session token must not be logged either).
     let session = register_worker(&http, &url, "w-secret").await;
 
     // A workflow run over HTTP uses it; it is in neither its answer nor its events.
-    let (status, run) = post(&http, &format!("{url}/workflows/uses_secret/run/sync?detailed=true"), &json!("k")).await;
+    let (status, run) = run_on(&api, "uses_secret", "sync", true, &json!("k")).await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!(run["output"], format!("k: a {}-character token", SECRET_VALUE.len()));
     assert!(!run.to_string().contains(SECRET_VALUE), "{run}");
@@ -1009,17 +1084,12 @@ async fn secrets_through_the_admin_api_never_reach_logs_or_disk_in_clear() {
     check_files();
 
     // Deleting removes it.
-    let (status, removed) =
-        answer(admin(http.delete(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "{removed}");
-    let (status, gone) = answer(admin(http.get(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
-    assert!(detail(&gone).contains("API_TOKEN"), "{gone}");
-    let (status, gone) =
-        answer(admin(http.delete(format!("{url}/admin/secrets/API_TOKEN"))).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
-    let (_, list) = answer(admin(http.get(format!("{url}/admin/secrets"))).send().await.unwrap()).await;
-    assert_eq!(list, json!([]));
+    admin.remove_secret("API_TOKEN").await.unwrap();
+    let gone = admin.get_secret("API_TOKEN").await.unwrap_err();
+    assert_eq!(gone.http_status(), Some(404), "{gone}");
+    assert!(gone.message().contains("API_TOKEN"), "{gone}");
+    assert_eq!(admin.remove_secret("API_TOKEN").await.unwrap_err().http_status(), Some(404));
+    assert!(admin.list_secrets().await.unwrap().is_empty());
     shutdown(running).await;
     drop(engine);
     check_files();
@@ -1052,7 +1122,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn bad_input_gets_the_right_4xx_with_a_detail() {
     let engine = Engine::in_memory();
     let (running, url) = bind(Server::new().engine(&engine).register(hello_world).register(approval)).await;
-    let http = client();
+    let api = api(&url);
+    let http = raw();
 
     // Malformed JSON.
     let response = http
@@ -1067,50 +1138,51 @@ async fn bad_input_gets_the_right_4xx_with_a_detail() {
     assert!(detail(&body).contains("JSON"), "{body}");
 
     // An input of the wrong type.
-    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &json!({ "a": 1 })).await;
+    let (status, body) = run_on(&api, "hello_world", "sync", false, &json!({ "a": 1 })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(detail(&body).contains("hello_world") && detail(&body).contains("String"), "{body}");
-    for mode in ["async", "stream"] {
-        let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/{mode}"), &json!(7)).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "run/{mode}: {body}");
-    }
+    let hello = workflow(&api, "hello_world", false);
+    let (status, body) = answered(hello.start(&json!(7)).await);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "run/async: {body}");
+    let refused = hello.stream(&json!(7)).await.unwrap_err();
+    assert_eq!(refused.http_status(), Some(422), "run/stream: {refused}");
 
     // An unknown workflow.
-    let (status, body) = post(&http, &format!("{url}/workflows/nope/run/sync"), &json!("World")).await;
+    let (status, body) = run_on(&api, "nope", "sync", false, &json!("World")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(detail(&body).contains("nope"), "{body}");
 
     // An unknown execution, for status, cancel and resume.
     let missing = "00000000000000000000000000000000";
     for (status, body) in [
-        get(&http, &format!("{url}/workflows/hello_world/status/{missing}")).await,
-        get(&http, &format!("{url}/workflows/hello_world/cancel/{missing}")).await,
-        get(&http, &format!("{url}/workflows/hello_world/cancel/{missing}?mode=sync")).await,
-        post(&http, &format!("{url}/workflows/approval/resume/{missing}/sync"), &json!("yes")).await,
+        status_of(&api, "hello_world", missing, false).await,
+        cancel_on(&api, "hello_world", missing, false, false).await,
+        cancel_on(&api, "hello_world", missing, true, false).await,
+        resume_on(&api, "approval", missing, "sync", &json!("yes")).await,
     ] {
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert!(detail(&body).contains(missing), "{body}");
     }
     // An execution asked for under another workflow's name is unknown there too.
-    let (_, done) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    let (_, done) = run_on(&api, "hello_world", "sync", false, &json!("World")).await;
     let id = execution_id(&done);
-    let (status, body) = get(&http, &format!("{url}/workflows/approval/status/{id}")).await;
+    let (status, body) = status_of(&api, "approval", &id, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     // Unknown modes and flags.
-    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/fast"), &json!("World")).await;
+    let (status, body) = raw_post(&http, &format!("{url}/workflows/hello_world/run/fast"), &json!("World")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(detail(&body).contains("fast"), "{body}");
-    let (status, body) = post(&http, &format!("{url}/workflows/approval/resume/{id}/fast"), &json!("x")).await;
+    let (status, body) = raw_post(&http, &format!("{url}/workflows/approval/resume/{id}/fast"), &json!("x")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let (status, body) = get(&http, &format!("{url}/workflows/hello_world/cancel/{id}?mode=now")).await;
+    let (status, body) = raw_get(&http, &format!("{url}/workflows/hello_world/cancel/{id}?mode=now")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(detail(&body).contains("now"), "{body}");
-    let (status, body) = get(&http, &format!("{url}/workflows/hello_world/status/{id}?detailed=maybe")).await;
+    let (status, body) = raw_get(&http, &format!("{url}/workflows/hello_world/status/{id}?detailed=maybe")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     // Unknown routes and methods.
-    let (status, body) = get(&http, &format!("{url}/nope")).await;
+    let (status, body) = raw_get(&http, &format!("{url}/nope")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(!detail(&body).is_empty());
     let (status, body) = answer(http.delete(format!("{url}/workflows")).send().await.unwrap()).await;
@@ -1129,16 +1201,15 @@ async fn bad_input_gets_the_right_4xx_with_a_detail() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     // The catalog.
-    let (status, list) = get(&http, &format!("{url}/workflows")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(list, json!([{ "name": "approval", "version": 1 }, { "name": "hello_world", "version": 1 }]));
-    let (status, shown) = get(&http, &format!("{url}/workflows/hello_world")).await;
-    assert_eq!(status, StatusCode::OK, "{shown}");
-    assert_eq!(shown["name"], "hello_world");
-    assert_eq!(shown["version"], 1);
-    let (status, body) = get(&http, &format!("{url}/workflows/nope")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(detail(&body).contains("nope"), "{body}");
+    assert_eq!(
+        catalog(&api).await,
+        json!([{ "name": "approval", "version": 1 }, { "name": "hello_world", "version": 1 }])
+    );
+    let shown = api.workflow_info("hello_world").await.unwrap();
+    assert_eq!((shown.name(), shown.version()), ("hello_world", 1));
+    let unknown = api.workflow_info("nope").await.unwrap_err();
+    assert_eq!(unknown.http_status(), Some(404), "{unknown}");
+    assert!(unknown.message().contains("nope"), "{unknown}");
 
     // The documentation.
     let response = http.get(format!("{url}/openapi.json")).send().await.unwrap();
@@ -1163,7 +1234,8 @@ async fn bad_input_gets_the_right_4xx_with_a_detail() {
 async fn workflow_names_with_whitespace_or_control_characters_are_refused() {
     let engine = Engine::in_memory();
     let (running, url) = bind(Server::new().engine(&engine)).await;
-    let http = client();
+    let api = api(&url);
+    let http = raw();
     let register = |names: &[&str]| {
         let workflows: Vec<Value> = names.iter().map(|n| json!({ "name": n, "version": 1 })).collect();
         http.post(format!("{url}/workers/register"))
@@ -1189,8 +1261,7 @@ async fn workflow_names_with_whitespace_or_control_characters_are_refused() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {body}");
         assert!(detail(&body).contains("invalid workflow name"), "{bad:?}: {body}");
     }
-    let (_, catalog) = get(&http, &format!("{url}/workflows")).await;
-    assert_eq!(catalog, json!([]), "a refused registration registered nothing");
+    assert_eq!(catalog(&api).await, json!([]), "a refused registration registered nothing");
     let response = http.post(format!("{url}/workflows/a%0Ab/run/stream")).json(&json!("x")).send().await.unwrap();
     let (status, body) = answer(response).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -1198,8 +1269,10 @@ async fn workflow_names_with_whitespace_or_control_characters_are_refused() {
 
     let (status, body) = answer(register(&["fine", "ünïcode-名前.v2"]).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, catalog) = get(&http, &format!("{url}/workflows")).await;
-    assert_eq!(catalog, json!([{ "name": "fine", "version": 1 }, { "name": "ünïcode-名前.v2", "version": 1 }]));
+    assert_eq!(
+        catalog(&api).await,
+        json!([{ "name": "fine", "version": 1 }, { "name": "ünïcode-名前.v2", "version": 1 }])
+    );
     shutdown(running).await;
 }
 
@@ -1209,22 +1282,16 @@ async fn bodies_over_the_limit_get_413_with_a_json_detail() {
     let mut config = flux::Config::default();
     config.max_body_bytes = 1024;
     let (running, url) = bind(Server::from_config(config).engine(&engine).register(hello_world)).await;
-    let http = client();
+    let api = api(&url);
+    let http = raw();
     let big = json!("x".repeat(2000));
 
-    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &big).await;
+    let (status, body) = run_on(&api, "hello_world", "sync", false, &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(!detail(&body).is_empty());
-    let response = http
-        .post(format!("{url}/admin/secrets"))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "name": "BIG", "value": "x".repeat(2000) }))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = answer(response).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-    assert!(!detail(&body).is_empty());
+    let too_big = api.clone().admin_token(ADMIN).set_secret("BIG", &"x".repeat(2000)).await.unwrap_err();
+    assert_eq!((too_big.kind(), too_big.http_status()), (flux::ErrorKind::InvalidInput, Some(413)), "{too_big}");
+    assert!(!too_big.message().is_empty());
     let registration = json!({ "name": "w", "workflows": [{ "name": "x".repeat(2000) }] });
     let response =
         http.post(format!("{url}/workers/register")).bearer_auth(BOOTSTRAP).json(&registration).send().await.unwrap();
@@ -1247,7 +1314,7 @@ async fn bodies_over_the_limit_get_413_with_a_json_detail() {
     assert!(!detail(&body).is_empty());
 
     // Under the limit all is well.
-    let (status, body) = post(&http, &format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    let (status, body) = run_on(&api, "hello_world", "sync", false, &json!("World")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["output"], "Hello, World");
     shutdown(running).await;
@@ -1272,8 +1339,8 @@ async fn a_server_leaves_alone_the_runs_of_other_engines_on_its_database() {
 
     let server_engine = Engine::open(dir.path().join("flux.db")).unwrap();
     let (running, url) = bind(Server::new().engine(&server_engine)).await;
-    let http = client();
-    let during = poll_status(&http, &url, "gated", id, "TASK_STARTED", |s| types(s).len() >= 2).await;
+    let api = api(&url);
+    let during = poll_status(&api, "gated", id, "TASK_STARTED", |s| types(s).len() >= 2).await;
     assert_eq!(state(&during), "RUNNING", "{during}");
     assert_eq!(types(&during), ["WORKFLOW_STARTED", "TASK_STARTED"], "{during}");
 
@@ -1281,7 +1348,7 @@ async fn a_server_leaves_alone_the_runs_of_other_engines_on_its_database() {
     let done = tokio::time::timeout(PATIENCE, run).await.expect("the run ends").unwrap().expect("the run succeeds");
     assert_eq!(done.state(), ExecutionState::Completed, "{:?}", done.error());
     assert_eq!(done.output().map(String::as_str), Some("x passed"));
-    let (status, stored) = get(&http, &format!("{url}/workflows/gated/status/{id}?detailed=true")).await;
+    let (status, stored) = status_of(&api, "gated", id, true).await;
     assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(state(&stored), "COMPLETED", "{stored}");
     assert_eq!(stored["output"], "x passed");

@@ -90,9 +90,8 @@ async fn a_server_gives_its_state_to_the_tasks_it_runs() {
         .bootstrap_token("b".repeat(32))
         .admin_token("a".repeat(32));
     let running = server.bind("127.0.0.1:0").await.unwrap();
-    let url = format!("{}/workflows/orders/run/sync", running.url());
-    let body: serde_json::Value =
-        reqwest::Client::new().post(url).json(&"cy").send().await.unwrap().json().await.unwrap();
-    assert_eq!(body["output"], "cy: query 1 on server", "{body}");
+    let client = flux::Client::new(running.url()).unwrap();
+    let output = client.workflow::<String, String>("orders").run(&"cy".to_string()).await.unwrap().into_result();
+    assert_eq!(output.unwrap(), "cy: query 1 on server");
     running.shutdown().await.unwrap();
 }

@@ -3,7 +3,9 @@
 //! that register with it, claim its executions, run them and checkpoint their events. Workers are
 //! killed with SIGKILL or paused with SIGSTOP, cut off from the server by a proxy, leases run out,
 //! the server restarts under them; and workers made by hand with reqwest show the fencing of stale
-//! claims, cancellations and reconnections, and the server's answers to bad times.
+//! claims, cancellations and reconnections, and the server's answers to bad times. The client API
+//! (runs, statuses, cancels, streams, the catalog) is driven through `flux::Client`; raw HTTP is
+//! only the worker protocol of the hand-made workers.
 //!
 //! Each test has its own temporary directory, database and server; deadlines are generous
 //! (tests run in parallel on small machines).
@@ -13,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use flux::Client;
+use flux::client::{EventStream, ExecutionStatus, RemoteWorkflow, StreamEvent};
 use futures::StreamExt as _;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -293,33 +297,77 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     tokio::time::timeout(DEADLINE, exchange).await.expect("the server answers within the deadline")
 }
 
-async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
-    send(client.get(url)).await
+/// A client of the server at `url`: every request of the client API goes through it.
+fn api(url: &str) -> Client {
+    Client::builder(url).timeout(DEADLINE).build().expect("a client")
 }
 
-async fn post(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
-    send(client.post(url).json(body)).await
+/// The answer of a client call as these tests check the wire: 200 with the summary as the
+/// server sent it, or the status of the refusal with `{"detail": ...}` as the client read them.
+fn answered(result: flux::Result<ExecutionStatus<Value>>) -> (StatusCode, Value) {
+    match result {
+        Ok(status) => (StatusCode::OK, status.summary().clone()),
+        Err(e) => {
+            let code = e.http_status().unwrap_or_else(|| panic!("not an answer of the server: {e}"));
+            (StatusCode::from_u16(code).expect("a status"), json!({ "detail": e.message() }))
+        }
+    }
 }
 
-/// `GET /workflows/{name}/status/{id}?detailed=true`.
-async fn status(client: &reqwest::Client, url: &str, workflow: &str, id: &str) -> Value {
-    let (code, body) = get(client, format!("{url}/workflows/{workflow}/status/{id}?detailed=true")).await;
-    assert_eq!(code, StatusCode::OK, "status of {id}: {body}");
-    body
+/// A workflow of the server, its input and output as JSON.
+fn workflow(api: &Client, name: &str, detailed: bool) -> RemoteWorkflow<Value, Value> {
+    api.workflow::<Value, Value>(name).detailed(detailed)
+}
+
+/// `run/{mode}` (sync or async) through the client.
+async fn run_on(api: &Client, name: &str, mode: &str, detailed: bool, input: &Value) -> (StatusCode, Value) {
+    let workflow = workflow(api, name, detailed);
+    answered(match mode {
+        "sync" => workflow.run(input).await,
+        "async" => workflow.start(input).await,
+        other => panic!("run_on takes sync or async, not {other}"),
+    })
+}
+
+/// `resume/{id}/{mode}` (sync or async) through the client.
+async fn resume_on(
+    api: &Client,
+    name: &str,
+    id: &str,
+    mode: &str,
+    detailed: bool,
+    input: &Value,
+) -> (StatusCode, Value) {
+    let workflow = workflow(api, name, detailed);
+    answered(match mode {
+        "sync" => workflow.resume(id, input).await,
+        "async" => workflow.resume_async(id, input).await,
+        other => panic!("resume_on takes sync or async, not {other}"),
+    })
+}
+
+/// `cancel/{id}` (waiting for it with `wait`) through the client.
+async fn cancel_on(api: &Client, name: &str, id: &str, wait: bool, detailed: bool) -> (StatusCode, Value) {
+    let workflow = workflow(api, name, detailed);
+    answered(if wait { workflow.cancel_and_wait(id).await } else { workflow.cancel(id).await })
+}
+
+/// `GET /workflows` through the client, as the server sent it.
+async fn catalog(api: &Client) -> Value {
+    Value::Array(api.workflows().await.expect("the catalog").iter().map(|w| w.json().clone()).collect())
+}
+
+/// The detailed status of an execution, as the server sent it.
+async fn status(api: &Client, workflow_name: &str, id: &str) -> Value {
+    let summary = workflow(api, workflow_name, true).status(id).await;
+    summary.unwrap_or_else(|e| panic!("status of {id}: {e}")).summary().clone()
 }
 
 /// Polls the status of an execution (there is no event to await for it) until `done` holds.
-async fn wait_status(
-    client: &reqwest::Client,
-    url: &str,
-    workflow: &str,
-    id: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
+async fn wait_status(api: &Client, workflow: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
-        let summary = status(client, url, workflow, id).await;
+        let summary = status(api, workflow, id).await;
         if done(&summary) {
             return summary;
         }
@@ -328,29 +376,26 @@ async fn wait_status(
     }
 }
 
-/// Polls `GET /workflows` until it lists every workflow of the test worker, and checks that
+/// Polls the catalog until it lists every workflow of the test worker, and checks that
 /// `worker` is among those that registered each one.
-async fn wait_catalog(client: &reqwest::Client, url: &str, worker: &str) {
+async fn wait_catalog(api: &Client, worker: &str) {
     let start = Instant::now();
     loop {
-        let (code, list) = get(client, format!("{url}/workflows")).await;
-        assert_eq!(code, StatusCode::OK, "{list}");
-        let names: Vec<&str> = list.as_array().expect("a list").iter().filter_map(|w| w["name"].as_str()).collect();
-        let mut registered = WORKFLOWS.iter().all(|w| names.contains(w));
+        let list = api.workflows().await.expect("the catalog");
+        let mut registered = WORKFLOWS.iter().all(|w| list.iter().any(|entry| entry.name() == *w));
         if registered {
             for workflow in WORKFLOWS {
-                let (code, entry) = get(client, format!("{url}/workflows/{workflow}")).await;
-                assert_eq!(code, StatusCode::OK, "{entry}");
-                registered &= entry["workers"].as_array().is_some_and(|w| w.iter().any(|n| n == worker));
+                let entry = api.workflow_info(workflow).await.expect("a catalog entry");
+                registered &= entry.workers().iter().any(|n| n == worker);
             }
         }
         if registered {
-            for entry in list.as_array().expect("a list") {
-                assert_eq!(entry["version"], 1, "{list}");
+            for entry in &list {
+                assert_eq!(entry.version(), 1, "{:?}", entry.json());
             }
             return;
         }
-        assert!(start.elapsed() < DEADLINE, "worker `{worker}` did not register in time; the catalog is {list}");
+        assert!(start.elapsed() < DEADLINE, "worker `{worker}` did not register in time; the catalog is {list:?}");
         tokio::time::sleep(POLL).await;
     }
 }
@@ -408,27 +453,23 @@ fn since(earlier: SystemTime, later: SystemTime) -> Duration {
     later.duration_since(earlier).unwrap_or_default()
 }
 
-/// Reads an SSE answer to its end (bounded by [`DEADLINE`]): `(event name, data)` pairs.
-/// `first` is told the data of the first event as soon as it arrives.
-async fn read_sse(response: reqwest::Response, first: tokio::sync::oneshot::Sender<Value>) -> Vec<(String, Value)> {
+/// Reads a stream of the client to its end (bounded by [`DEADLINE`]): each change of state as
+/// `(event name, summary as sent)`. `first` is told the first summary as soon as it arrives.
+async fn read_stream(
+    mut events: EventStream<Value>,
+    first: tokio::sync::oneshot::Sender<Value>,
+) -> Vec<(String, Value)> {
     let mut first = Some(first);
     let mut seen = Vec::new();
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
     let read = async {
-        while let Some(chunk) = body.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.expect("the stream continues")));
-            while let Some(end) = text.find("\n\n") {
-                let block: String = text.drain(..end + 2).collect();
-                let name = block.lines().find_map(|l| l.strip_prefix("event:")).map(|n| n.trim().to_string());
-                let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
-                if let (Some(name), Some(data)) = (name, data) {
-                    let data: Value = serde_json::from_str(data).expect("SSE data is JSON");
-                    if let Some(tx) = first.take() {
-                        let _ = tx.send(data.clone());
-                    }
-                    seen.push((name, data));
+        while let Some(item) = events.next().await {
+            if let StreamEvent::State(status) = item.expect("the stream continues") {
+                let name =
+                    format!("{}.execution.{}", status.workflow_name(), status.state().as_str().to_ascii_lowercase());
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(status.summary().clone());
                 }
+                seen.push((name, status.summary().clone()));
             }
         }
     };
@@ -448,23 +489,19 @@ async fn a_worker_process_registers_claims_runs_and_checkpoints() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
-    let client = client();
+    let api = api(&url);
 
     // Before any worker: nothing in the catalog, and hello_world is unknown.
-    let (code, list) = get(&client, format!("{url}/workflows")).await;
-    assert_eq!((code, list), (StatusCode::OK, json!([])));
-    let (code, body) = post(&client, format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    assert_eq!(catalog(&api).await, json!([]));
+    let (code, body) = run_on(&api, "hello_world", "sync", false, &json!("World")).await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
 
     let _worker = WorkerProcess::spawn(&url, "w-hello", tmp.path(), &[]);
-    wait_catalog(&client, &url, "w-hello").await;
-    let (_, entry) = get(&client, format!("{url}/workflows/hello_world")).await;
-    assert_eq!(entry["name"], "hello_world");
-    assert_eq!(entry["version"], 1);
-    assert_eq!(entry["workers"], json!(["w-hello"]));
+    wait_catalog(&api, "w-hello").await;
+    let entry = api.workflow_info("hello_world").await.expect("a catalog entry");
+    assert_eq!((entry.name(), entry.version(), entry.workers()), ("hello_world", 1, &["w-hello".to_string()][..]));
 
-    let (code, run) =
-        post(&client, format!("{url}/workflows/hello_world/run/sync?detailed=true"), &json!("World")).await;
+    let (code, run) = run_on(&api, "hello_world", "sync", true, &json!("World")).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     assert_eq!(run["state"], "COMPLETED", "{run:#}");
     assert_eq!(run["output"], "Hello, World");
@@ -502,7 +539,7 @@ async fn a_worker_process_registers_claims_runs_and_checkpoints() {
     }
 
     // What the worker checkpointed is what the server stored.
-    let stored = status(&client, &url, "hello_world", id).await;
+    let stored = status(&api, "hello_world", id).await;
     assert_eq!(stored, run);
     assert_eq!(side_effects(tmp.path()), ["say_hello start", "say_hello done"]);
 
@@ -521,21 +558,17 @@ async fn a_killed_worker_s_execution_is_finished_by_another_worker() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
-    let client = client();
+    let api = api(&url);
     let mut first = WorkerProcess::spawn(&url, "w-first", tmp.path(), &[("FLUX_TEST_SLOW_STEP", "2")]);
-    wait_catalog(&client, &url, "w-first").await;
+    wait_catalog(&api, "w-first").await;
 
     // A streamed run: its first event names the execution, its end is awaited below.
-    let response = tokio::time::timeout(
-        DEADLINE,
-        client.post(format!("{url}/workflows/three_steps/run/stream?detailed=true")).json(&json!("a")).send(),
-    )
-    .await
-    .expect("the server answers")
-    .expect("the run is accepted");
-    assert_eq!(response.status(), StatusCode::OK);
+    let events = tokio::time::timeout(DEADLINE, workflow(&api, "three_steps", true).stream(&json!("a")))
+        .await
+        .expect("the server answers")
+        .expect("the run is accepted");
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let stream = tokio::spawn(read_sse(response, first_tx));
+    let stream = tokio::spawn(read_stream(events, first_tx));
     let opened = tokio::time::timeout(DEADLINE, first_rx).await.expect("a first event").expect("a first event");
     let id = opened["execution_id"].as_str().expect("an execution id").to_string();
 
@@ -545,8 +578,7 @@ async fn a_killed_worker_s_execution_is_finished_by_another_worker() {
         assert!(start.elapsed() < DEADLINE, "step 2 never started: {:?}", side_effects(tmp.path()));
         tokio::time::sleep(POLL).await;
     }
-    wait_status(&client, &url, "three_steps", &id, "TASK_STARTED of step 2", |s| of_type(s, "TASK_STARTED").len() == 2)
-        .await;
+    wait_status(&api, "three_steps", &id, "TASK_STARTED of step 2", |s| of_type(s, "TASK_STARTED").len() == 2).await;
     let killed_at = SystemTime::now();
     let killed = Instant::now();
     first.kill();
@@ -558,7 +590,7 @@ async fn a_killed_worker_s_execution_is_finished_by_another_worker() {
     assert_eq!(last_name, "three_steps.execution.completed", "{seen:#?}");
     assert_eq!(last["output"], "a:1:2:3", "{last:#}");
 
-    let done = status(&client, &url, "three_steps", &id).await;
+    let done = status(&api, "three_steps", &id).await;
     assert_eq!(done["state"], "COMPLETED", "{done:#}");
     assert_eq!(done["output"], "a:1:2:3");
     assert_eq!(last["events"], done["events"], "the stream saw every stored event");
@@ -817,6 +849,7 @@ async fn a_stale_claim_cannot_write() {
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
     let client = client();
+    let api = api(&url);
 
     // Registration needs the bootstrap token.
     let registration = json!({"name": "intruder", "workflows": [{"name": "three_steps", "version": 1}]});
@@ -826,10 +859,10 @@ async fn a_stale_claim_cannot_write() {
     assert!(body["detail"].is_string());
 
     let worker = HandWorker::register(&client, &url, "hand-1").await;
-    let (_, list) = get(&client, format!("{url}/workflows")).await;
+    let list = catalog(&api).await;
     assert_eq!(list, json!([{"name": "three_steps", "version": 1}]));
 
-    let (code, run) = post(&client, format!("{url}/workflows/three_steps/run/async"), &json!("a")).await;
+    let (code, run) = run_on(&api, "three_steps", "async", false, &json!("a")).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     assert_eq!(run["state"], "SCHEDULED", "{run}");
     let id = run["execution_id"].as_str().expect("an execution id").to_string();
@@ -861,7 +894,7 @@ async fn a_stale_claim_cannot_write() {
     let (code, body) = worker.checkpoint(&id, &Checkpoint { generation: 1, writes: Vec::new() }).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["seq"], 2);
-    let taken_back = wait_status(&client, &url, "three_steps", &id, "the take-back of the expired claim", |s| {
+    let taken_back = wait_status(&api, "three_steps", &id, "the take-back of the expired claim", |s| {
         s["state"] == "SCHEDULED" && of_type(s, "WORKFLOW_SCHEDULED").len() == 2
     })
     .await;
@@ -875,7 +908,7 @@ async fn a_stale_claim_cannot_write() {
         Checkpoint { generation: claim.generation, writes: vec![WireWrite::Append { event: started_event(&id, 4) }] };
     let (code, body) = worker.checkpoint(&id, &late).await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
-    assert_eq!(status(&client, &url, "three_steps", &id).await, taken_back, "the late checkpoint changed nothing");
+    assert_eq!(status(&api, "three_steps", &id).await, taken_back, "the late checkpoint changed nothing");
 
     // Claimed again (offered again: the same hand-made worker takes it), under a newer generation.
     let again = worker.claim(&id).await.expect("the execution can be claimed again");
@@ -891,7 +924,7 @@ async fn a_stale_claim_cannot_write() {
     assert_eq!(body["seq"], 4);
 
     // The old generation cannot write: 409 with a detail, and the log is unchanged.
-    let before = status(&client, &url, "three_steps", &id).await;
+    let before = status(&api, "three_steps", &id).await;
     let stale = Checkpoint {
         generation: claim.generation,
         writes: vec![
@@ -905,7 +938,7 @@ async fn a_stale_claim_cannot_write() {
     assert!(detail.contains(&format!("generation {}", claim.generation)), "{detail}");
     let heartbeat = Checkpoint { generation: claim.generation, writes: Vec::new() };
     assert_eq!(worker.checkpoint(&id, &heartbeat).await.0, StatusCode::CONFLICT, "a stale heartbeat is refused too");
-    assert_eq!(status(&client, &url, "three_steps", &id).await, before, "the stale checkpoint changed nothing");
+    assert_eq!(status(&api, "three_steps", &id).await, before, "the stale checkpoint changed nothing");
     assert_eq!(before["state"], "CLAIMED");
 
     // Another worker cannot write under the holder's generation either.
@@ -925,7 +958,7 @@ async fn a_stale_claim_cannot_write() {
     let (code, body) = worker.checkpoint(&id, &current).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["seq"], next);
-    let running = status(&client, &url, "three_steps", &id).await;
+    let running = status(&api, "three_steps", &id).await;
     assert_eq!(running["state"], "RUNNING", "{running:#}");
     assert_eq!(types(&running).last().map(String::as_str), Some("WORKFLOW_STARTED"));
     assert_eq!(events(&running).last().unwrap()["value"], "a");
@@ -936,7 +969,7 @@ async fn a_stale_claim_cannot_write() {
     let (code, body) = worker.checkpoint(&id, &current).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["seq"], next);
-    assert_eq!(status(&client, &url, "three_steps", &id).await, running, "a resend changed the log");
+    assert_eq!(status(&api, "three_steps", &id).await, running, "a resend changed the log");
 
     // The new generation with a seq that leaves a gap: 400, and nothing stored.
     let seq = next + 2;
@@ -945,7 +978,7 @@ async fn a_stale_claim_cannot_write() {
     let (code, body) = worker.checkpoint(&id, &wrong).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "seq {seq}: {body}");
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
-    assert_eq!(status(&client, &url, "three_steps", &id).await, running, "seq {seq} changed the log");
+    assert_eq!(status(&api, "three_steps", &id).await, running, "seq {seq} changed the log");
 
     server.shutdown().await.expect("the server stops");
 }
@@ -953,7 +986,7 @@ async fn a_stale_claim_cannot_write() {
 /// Registers the hand-made worker `name`, starts `three_steps("a")` with run/async and claims
 /// it: the execution id and the claim.
 async fn claimed_by_hand(worker: &HandWorker<'_>) -> (String, ClaimAnswer) {
-    let (code, run) = post(worker.client, format!("{}/workflows/three_steps/run/async", worker.url), &json!("a")).await;
+    let (code, run) = run_on(&api(worker.url), "three_steps", "async", false, &json!("a")).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     let id = run["execution_id"].as_str().expect("an execution id").to_string();
     let claim = worker.claim(&id).await.expect("the claim succeeds");
@@ -963,10 +996,10 @@ async fn claimed_by_hand(worker: &HandWorker<'_>) -> (String, ClaimAnswer) {
 
 /// Checks, for about `window`, that the stored execution stays as `expected`: for what must not
 /// happen (a take-back) there is no event to wait for.
-async fn stays_the_same(client: &reqwest::Client, url: &str, id: &str, expected: &Value, window: Duration) {
+async fn stays_the_same(api: &Client, id: &str, expected: &Value, window: Duration) {
     let start = Instant::now();
     while start.elapsed() < window {
-        let now = status(client, url, "three_steps", id).await;
+        let now = status(api, "three_steps", id).await;
         assert_eq!(&now, expected, "the execution changed after {:?}", start.elapsed());
         tokio::time::sleep(POLL).await;
     }
@@ -982,13 +1015,16 @@ async fn a_checkpoint_after_a_cancellation_is_stored_and_answered_with_it() {
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
     let client = client();
+    let api = api(&url);
     let worker = HandWorker::register(&client, &url, "hand-cancel").await;
     let (id, claim) = claimed_by_hand(&worker).await;
 
     let asked = Instant::now();
-    let cancel =
-        tokio::spawn(send(client.get(format!("{url}/workflows/three_steps/cancel/{id}?mode=sync&detailed=true"))));
-    wait_status(&client, &url, "three_steps", &id, "CANCELLING", |s| s["state"] == "CANCELLING").await;
+    let cancel = tokio::spawn({
+        let (api, id) = (api.clone(), id.clone());
+        async move { cancel_on(&api, "three_steps", &id, true, true).await }
+    });
+    wait_status(&api, "three_steps", &id, "CANCELLING", |s| s["state"] == "CANCELLING").await;
 
     let first = Checkpoint {
         generation: claim.generation,
@@ -999,7 +1035,7 @@ async fn a_checkpoint_after_a_cancellation_is_stored_and_answered_with_it() {
     };
     let (code, body) = worker.checkpoint(&id, &first).await;
     assert_eq!((code, &body), (StatusCode::OK, &json!({"seq": 3, "cancelling": true})), "{body}");
-    let stored = status(&client, &url, "three_steps", &id).await;
+    let stored = status(&api, "three_steps", &id).await;
     assert_eq!(stored["state"], "CANCELLING", "{stored:#}");
     assert_eq!(types(&stored), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED"]);
 
@@ -1017,7 +1053,7 @@ async fn a_checkpoint_after_a_cancellation_is_stored_and_answered_with_it() {
     );
     assert_sequential(&cancelled);
     assert!(took < LEASE, "the cancel waited {took:?}, as if for the lease");
-    assert_eq!(status(&client, &url, "three_steps", &id).await, cancelled);
+    assert_eq!(status(&api, "three_steps", &id).await, cancelled);
 
     server.shutdown().await.expect("the server stops");
 }
@@ -1030,6 +1066,7 @@ async fn a_worker_away_during_a_cancellation_hears_of_it() {
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
     let client = client();
+    let api = api(&url);
     let worker = HandWorker::register(&client, &url, "hand-away").await;
     let connection = worker.connect().await;
     let (id, claim) = claimed_by_hand(&worker).await;
@@ -1046,7 +1083,7 @@ async fn a_worker_away_during_a_cancellation_hears_of_it() {
 
     // The connection drops; meanwhile the execution is cancelled.
     drop(connection);
-    let (code, cancelling) = get(&client, format!("{url}/workflows/three_steps/cancel/{id}")).await;
+    let (code, cancelling) = cancel_on(&api, "three_steps", &id, false, false).await;
     assert_eq!(code, StatusCode::OK, "{cancelling}");
     assert_eq!(cancelling["state"], "CANCELLING", "{cancelling}");
 
@@ -1067,7 +1104,7 @@ async fn a_worker_away_during_a_cancellation_hears_of_it() {
     // The worker stops the run and records it.
     let (code, body) = worker.checkpoint(&id, &Checkpoint { generation: g, writes: cancelled_writes(&id, 3) }).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    let done = status(&client, &url, "three_steps", &id).await;
+    let done = status(&api, "three_steps", &id).await;
     assert_eq!(done["state"], "CANCELLED", "{done:#}");
     assert_eq!(
         types(&done),
@@ -1086,6 +1123,7 @@ async fn a_worker_that_reconnects_keeps_its_claims() {
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
     let client = client();
+    let api = api(&url);
     let worker = HandWorker::register(&client, &url, "hand-back").await;
     let connection = worker.connect().await;
     let (id, claim) = claimed_by_hand(&worker).await;
@@ -1093,11 +1131,11 @@ async fn a_worker_that_reconnects_keeps_its_claims() {
     drop(connection);
     wait_server_log("the server to see the connection go", &["worker disconnected", "worker=hand-back"]).await;
     let _connection = worker.connect().await;
-    let claimed = status(&client, &url, "three_steps", &id).await;
+    let claimed = status(&api, "three_steps", &id).await;
     assert_eq!(types(&claimed), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"]);
     assert_eq!(claimed["state"], "CLAIMED");
     // No heartbeat for longer than the grace and a sweep of the server: the claim holds.
-    stays_the_same(&client, &url, &id, &claimed, DISCONNECT_GRACE + Duration::from_millis(500)).await;
+    stays_the_same(&api, &id, &claimed, DISCONNECT_GRACE + Duration::from_millis(500)).await;
     let (code, body) = worker.heartbeat(&id, claim.generation).await;
     assert_eq!((code, &body), (StatusCode::OK, &json!({"seq": 2, "cancelling": false})), "{body}");
     let started =
@@ -1105,7 +1143,7 @@ async fn a_worker_that_reconnects_keeps_its_claims() {
     let (code, body) = worker.checkpoint(&id, &started).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(
-        types(&status(&client, &url, "three_steps", &id).await),
+        types(&status(&api, "three_steps", &id).await),
         ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED"]
     );
 
@@ -1123,6 +1161,7 @@ async fn a_take_back_that_storage_refuses_is_tried_again() {
     let server = start_server(&db, "127.0.0.1:0").await;
     let url = server.url();
     let client = client();
+    let api = api(&url);
     let worker = HandWorker::register(&client, &url, "hand-refused").await;
     let (id, claim) = claimed_by_hand(&worker).await;
 
@@ -1136,15 +1175,14 @@ async fn a_take_back_that_storage_refuses_is_tried_again() {
     // The lease runs out; taking the claim back needs an event, which storage refuses.
     wait_server_log("the refused take-back", &["cannot take back an expired claim", &format!("execution_id={id}")])
         .await;
-    let refused = status(&client, &url, "three_steps", &id).await;
+    let refused = status(&api, "three_steps", &id).await;
     assert_eq!(types(&refused), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"]);
     assert_eq!(refused["state"], "CLAIMED");
     other_process.execute_batch("DROP TRIGGER refuse_events").expect("the trigger is dropped");
 
-    let taken_back = wait_status(&client, &url, "three_steps", &id, "the take-back once storage accepts it", |s| {
-        s["state"] != "CLAIMED"
-    })
-    .await;
+    let taken_back =
+        wait_status(&api, "three_steps", &id, "the take-back once storage accepts it", |s| s["state"] != "CLAIMED")
+            .await;
     assert_eq!(taken_back["state"], "SCHEDULED", "{taken_back:#}");
     assert_eq!(types(&taken_back), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_SCHEDULED"]);
     assert_sequential(&taken_back);
@@ -1171,9 +1209,10 @@ async fn event_times_outside_the_years_1970_to_9999_are_refused() {
     let server = start_server(&db, "127.0.0.1:0").await;
     let url = server.url();
     let client = client();
+    let api = api(&url);
     let worker = HandWorker::register(&client, &url, "hand-times").await;
     let (id, claim) = claimed_by_hand(&worker).await;
-    let claimed = status(&client, &url, "three_steps", &id).await;
+    let claimed = status(&api, "three_steps", &id).await;
 
     let at = |time: i64| {
         let mut event = started_event(&id, 3);
@@ -1191,14 +1230,14 @@ async fn event_times_outside_the_years_1970_to_9999_are_refused() {
             let (code, body) = worker.checkpoint(&id, &Checkpoint { generation: claim.generation, writes }).await;
             assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "time {time}: {body}");
             assert!(body["detail"].as_str().is_some_and(|d| d.contains(&time.to_string())), "{body}");
-            assert_eq!(status(&client, &url, "three_steps", &id).await, claimed, "time {time} changed the log");
+            assert_eq!(status(&api, "three_steps", &id).await, claimed, "time {time} changed the log");
         }
     }
 
     let last = Checkpoint { generation: claim.generation, writes: vec![WireWrite::Append { event: at(LAST_OF_9999) }] };
     let (code, body) = worker.checkpoint(&id, &last).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    let stored = status(&client, &url, "three_steps", &id).await;
+    let stored = status(&api, "three_steps", &id).await;
     assert_eq!(types(&stored), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED"]);
     assert_eq!(events(&stored)[2]["time"], "9999-12-31T23:59:59.999999Z");
 
@@ -1211,7 +1250,7 @@ async fn event_times_outside_the_years_1970_to_9999_are_refused() {
         )
         .expect("the event is updated");
     assert_eq!(changed, 1);
-    let shown = status(&client, &url, "three_steps", &id).await;
+    let shown = status(&api, "three_steps", &id).await;
     assert_eq!(events(&shown)[2]["time"], i64::MAX.to_string(), "{shown:#}");
     assert_eq!(events(&shown)[..2], events(&stored)[..2]);
 
@@ -1230,13 +1269,12 @@ async fn worker_run_executions_pause_resume_and_cancel() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
-    let client = client();
+    let api = api(&url);
     let _worker = WorkerProcess::spawn(&url, "w-pause", tmp.path(), &[]);
-    wait_catalog(&client, &url, "w-pause").await;
+    wait_catalog(&api, "w-pause").await;
 
     // Pause.
-    let (code, paused) =
-        post(&client, format!("{url}/workflows/approval/run/sync?detailed=true"), &json!("order-7")).await;
+    let (code, paused) = run_on(&api, "approval", "sync", true, &json!("order-7")).await;
     assert_eq!(code, StatusCode::OK, "{paused}");
     assert_eq!(paused["state"], "PAUSED", "{paused:#}");
     assert_eq!(paused["output"], Value::Null);
@@ -1255,8 +1293,7 @@ async fn worker_run_executions_pause_resume_and_cancel() {
     let id = paused["execution_id"].as_str().expect("an execution id").to_string();
 
     // Resume.
-    let (code, resumed) =
-        post(&client, format!("{url}/workflows/approval/resume/{id}/sync?detailed=true"), &json!("yes")).await;
+    let (code, resumed) = resume_on(&api, "approval", &id, "sync", true, &json!("yes")).await;
     assert_eq!(code, StatusCode::OK, "{resumed}");
     assert_eq!(resumed["state"], "COMPLETED", "{resumed:#}");
     assert_eq!(resumed["output"], "order-7:yes");
@@ -1281,24 +1318,21 @@ async fn worker_run_executions_pause_resume_and_cancel() {
     );
     assert_sequential(&resumed);
     assert_eq!(of_type(&resumed, "TASK_COMPLETED")[0]["value"], "yes");
-    let (code, body) = post(&client, format!("{url}/workflows/approval/resume/{id}/sync"), &json!("again")).await;
+    let (code, body) = resume_on(&api, "approval", &id, "sync", false, &json!("again")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "a finished execution cannot be resumed: {body}");
 
     // Cancel.
-    let (code, run) = post(&client, format!("{url}/workflows/sleeper/run/async"), &json!(30_000)).await;
+    let (code, run) = run_on(&api, "sleeper", "async", false, &json!(30_000)).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     let id = run["execution_id"].as_str().expect("an execution id").to_string();
-    wait_status(&client, &url, "sleeper", &id, "the sleeping task to start", |s| {
-        !of_type(s, "TASK_STARTED").is_empty()
-    })
-    .await;
+    wait_status(&api, "sleeper", &id, "the sleeping task to start", |s| !of_type(s, "TASK_STARTED").is_empty()).await;
     let asked = Instant::now();
-    let (code, cancelled) = get(&client, format!("{url}/workflows/sleeper/cancel/{id}?mode=sync&detailed=true")).await;
+    let (code, cancelled) = cancel_on(&api, "sleeper", &id, true, true).await;
     let took = asked.elapsed();
     assert_eq!(code, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["state"], "CANCELLED", "{cancelled:#}");
     assert!(took < Duration::from_secs(20), "the sleeping task was interrupted ({took:?})");
-    let stored = status(&client, &url, "sleeper", &id).await;
+    let stored = status(&api, "sleeper", &id).await;
     assert_eq!(stored["state"], "CANCELLED");
     let kinds = types(&stored);
     let position = |kind: &str| kinds.iter().position(|k| k == kind).unwrap_or_else(|| panic!("no {kind}: {kinds:?}"));
@@ -1312,7 +1346,7 @@ async fn worker_run_executions_pause_resume_and_cancel() {
         side_effects(tmp.path()).iter().filter(|l| l.starts_with("sleep_for")).collect::<Vec<_>>(),
         ["sleep_for start"]
     );
-    let (code, body) = get(&client, format!("{url}/workflows/sleeper/cancel/{id}?mode=sync")).await;
+    let (code, body) = cancel_on(&api, "sleeper", &id, true, false).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "a finished execution cannot be cancelled: {body}");
     eprintln!("cancel?mode=sync of a worker-run task took {took:?}");
 
@@ -1333,10 +1367,10 @@ async fn a_worker_reconnects_to_a_restarted_server() {
     let server = start_server(&db, "127.0.0.1:0").await;
     let url = server.url();
     let addr = server.local_addr();
-    let client = client();
+    let api = api(&url);
     let _worker = WorkerProcess::spawn(&url, "w-reconnect", tmp.path(), &[]);
-    wait_catalog(&client, &url, "w-reconnect").await;
-    let (code, before) = post(&client, format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    wait_catalog(&api, "w-reconnect").await;
+    let (code, before) = run_on(&api, "hello_world", "sync", false, &json!("World")).await;
     assert_eq!(code, StatusCode::OK, "{before}");
     assert_eq!(before["state"], "COMPLETED", "{before:#}");
     let first_id = before["execution_id"].as_str().expect("an execution id").to_string();
@@ -1347,8 +1381,9 @@ async fn a_worker_reconnects_to_a_restarted_server() {
         .expect("the server stops");
     let stopped = Instant::now();
     // A new client: the old one's pooled connections went with the old server.
-    let client = self::client();
-    assert!(client.get(format!("{url}/workflows")).send().await.is_err(), "nothing listens any more");
+    let api = self::api(&url);
+    let gone = api.workflows().await.expect_err("nothing listens any more");
+    assert_eq!(gone.kind(), flux::ErrorKind::Unreachable, "{gone}");
 
     // The same port, as soon as it is free again.
     let server = loop {
@@ -1371,12 +1406,11 @@ async fn a_worker_reconnects_to_a_restarted_server() {
     assert_eq!(server.url(), url);
 
     // The new server knows the worker only once it registered again.
-    wait_catalog(&client, &url, "w-reconnect").await;
+    wait_catalog(&api, "w-reconnect").await;
     let reconnected = stopped.elapsed();
     eprintln!("the worker registered with the restarted server {reconnected:?} after the restart");
 
-    let (code, after) =
-        post(&client, format!("{url}/workflows/hello_world/run/sync?detailed=true"), &json!("Again")).await;
+    let (code, after) = run_on(&api, "hello_world", "sync", true, &json!("Again")).await;
     assert_eq!(code, StatusCode::OK, "{after}");
     assert_eq!(after["state"], "COMPLETED", "{after:#}");
     assert_eq!(after["output"], "Hello, Again");
@@ -1394,7 +1428,7 @@ async fn a_worker_reconnects_to_a_restarted_server() {
     );
 
     // The execution of the first server is in the same database.
-    let old = status(&client, &url, "hello_world", &first_id).await;
+    let old = status(&api, "hello_world", &first_id).await;
     assert_eq!(old["state"], "COMPLETED");
     assert_eq!(old["output"], "Hello, World");
 
@@ -1413,14 +1447,14 @@ async fn workers_renew_their_claims_within_the_server_s_lease() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
-    let client = client();
+    let api = api(&url);
     let slow = [("FLUX_TEST_HEARTBEAT_MS", "5000")];
     let _a = WorkerProcess::spawn(&url, "w-lease-a", tmp.path(), &slow);
     let _b = WorkerProcess::spawn(&url, "w-lease-b", tmp.path(), &slow);
-    wait_catalog(&client, &url, "w-lease-a").await;
-    wait_catalog(&client, &url, "w-lease-b").await;
+    wait_catalog(&api, "w-lease-a").await;
+    wait_catalog(&api, "w-lease-b").await;
 
-    let (code, run) = post(&client, format!("{url}/workflows/sleeper/run/sync?detailed=true"), &json!(4000)).await;
+    let (code, run) = run_on(&api, "sleeper", "sync", true, &json!(4000)).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     assert_eq!(run["state"], "COMPLETED", "{run:#}");
     assert_eq!(run["output"], 4000);
@@ -1451,23 +1485,21 @@ async fn a_worker_that_lost_its_claim_stops_its_run() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
-    let client = client();
+    let api = api(&url);
     let (dir_paused, dir_other) = (subdirectory(tmp.path(), "paused"), subdirectory(tmp.path(), "other"));
     let paused = WorkerProcess::spawn(&url, "w-paused", &dir_paused, &[("FLUX_TEST_SLOW_STEP", "2")]);
-    wait_catalog(&client, &url, "w-paused").await;
-    let (code, run) = post(&client, format!("{url}/workflows/three_steps/run/async"), &json!("a")).await;
+    wait_catalog(&api, "w-paused").await;
+    let (code, run) = run_on(&api, "three_steps", "async", false, &json!("a")).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     let id = run["execution_id"].as_str().expect("an execution id").to_string();
-    wait_status(&client, &url, "three_steps", &id, "TASK_STARTED of step 2", |s| of_type(s, "TASK_STARTED").len() == 2)
-        .await;
+    wait_status(&api, "three_steps", &id, "TASK_STARTED of step 2", |s| of_type(s, "TASK_STARTED").len() == 2).await;
     // Named to be chosen first when the execution is offered again.
     let _other = WorkerProcess::spawn(&url, "w-other", &dir_other, &[]);
-    wait_catalog(&client, &url, "w-other").await;
+    wait_catalog(&api, "w-other").await;
 
     paused.signal("STOP");
     let done =
-        wait_status(&client, &url, "three_steps", &id, "completion by the other worker", |s| s["state"] == "COMPLETED")
-            .await;
+        wait_status(&api, "three_steps", &id, "completion by the other worker", |s| s["state"] == "COMPLETED").await;
     paused.signal("CONT");
     paused.wait_log("the run to stop", "this worker lost its claim; its run stops").await;
     paused.wait_log("the run to end", "execution stopped on this worker").await;
@@ -1481,7 +1513,7 @@ async fn a_worker_that_lost_its_claim_stops_its_run() {
     // worker replayed task 1 and ran tasks 2 and 3.
     assert_eq!(side_effects(&dir_paused), ["step 1 start", "step 1 done", "step 2 start"]);
     assert_eq!(side_effects(&dir_other), ["step 2 start", "step 2 done", "step 3 start", "step 3 done"]);
-    assert_eq!(status(&client, &url, "three_steps", &id).await, done, "the stopped run wrote nothing");
+    assert_eq!(status(&api, "three_steps", &id).await, done, "the stopped run wrote nothing");
 
     server.shutdown().await.expect("the server stops");
 }
@@ -1500,26 +1532,23 @@ async fn a_cancellation_asked_while_a_worker_is_cut_off_reaches_it() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
-    let client = client();
+    let api = api(&url);
     let proxy = Proxy::start(server.local_addr());
     let _worker = WorkerProcess::spawn(&proxy.url, "w-cut-off", tmp.path(), &[]);
-    wait_catalog(&client, &url, "w-cut-off").await;
-    let (code, run) = post(&client, format!("{url}/workflows/sleeper/run/async"), &json!(30_000)).await;
+    wait_catalog(&api, "w-cut-off").await;
+    let (code, run) = run_on(&api, "sleeper", "async", false, &json!(30_000)).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     let id = run["execution_id"].as_str().expect("an execution id").to_string();
-    wait_status(&client, &url, "sleeper", &id, "the sleeping task to start", |s| {
-        !of_type(s, "TASK_STARTED").is_empty()
-    })
-    .await;
+    wait_status(&api, "sleeper", &id, "the sleeping task to start", |s| !of_type(s, "TASK_STARTED").is_empty()).await;
 
     proxy.cut();
     let asked = Instant::now();
-    let (code, cancelling) = get(&client, format!("{url}/workflows/sleeper/cancel/{id}")).await;
+    let (code, cancelling) = cancel_on(&api, "sleeper", &id, false, false).await;
     assert_eq!(code, StatusCode::OK, "{cancelling}");
     assert_eq!(cancelling["state"], "CANCELLING", "{cancelling}");
     proxy.restore();
 
-    let done = wait_status(&client, &url, "sleeper", &id, "the end", |s| {
+    let done = wait_status(&api, "sleeper", &id, "the end", |s| {
         ["CANCELLED", "COMPLETED", "FAILED"].contains(&s["state"].as_str().unwrap_or(""))
     })
     .await;
@@ -1558,16 +1587,16 @@ async fn a_second_worker_under_a_connected_name_waits_for_the_first_to_go() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
     let url = server.url();
-    let client = client();
+    let api = api(&url);
     let (dir_first, dir_second) = (subdirectory(tmp.path(), "first"), subdirectory(tmp.path(), "second"));
     let mut first = WorkerProcess::spawn(&url, "w-same", &dir_first, &[]);
-    wait_catalog(&client, &url, "w-same").await;
+    wait_catalog(&api, "w-same").await;
     first.wait_log("its connection", "connected").await;
     let second = WorkerProcess::spawn(&url, "w-same", &dir_second, &[]);
     second.wait_log("the refused registration", "is connected already").await;
     second.wait_log("another try", "cannot register; retrying").await;
 
-    let (code, run) = post(&client, format!("{url}/workflows/three_steps/run/sync?detailed=true"), &json!("a")).await;
+    let (code, run) = run_on(&api, "three_steps", "sync", true, &json!("a")).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     assert_eq!(run["state"], "COMPLETED", "{run:#}");
     assert_eq!(run["output"], "a:1:2:3");
@@ -1597,7 +1626,7 @@ async fn a_second_worker_under_a_connected_name_waits_for_the_first_to_go() {
     assert!(!first_log.contains("cannot renew") && !first_log.contains("cannot connect"), "{first_log}");
 
     first.kill();
-    let (code, run) = post(&client, format!("{url}/workflows/hello_world/run/sync"), &json!("World")).await;
+    let (code, run) = run_on(&api, "hello_world", "sync", false, &json!("World")).await;
     assert_eq!(code, StatusCode::OK, "{run}");
     assert_eq!(run["state"], "COMPLETED", "{run:#}");
     assert_eq!(run["output"], "Hello, World");

@@ -246,11 +246,11 @@ async fn server(executions: u32, n: u32) -> Duration {
             .spawn()
             .unwrap_or_else(|e| fail(format!("cannot start the worker: {e}"))),
     );
-    let client = reqwest::Client::new();
-    flux_suite::http::wait_for_catalog(&client, &url, Duration::from_secs(30)).await.unwrap_or_else(|e| fail(e));
+    let client = flux::Client::new(&url).unwrap_or_else(|e| fail(e));
+    flux_suite::http::wait_for_catalog(&client, Duration::from_secs(30)).await.unwrap_or_else(|e| fail(e));
     let started = Instant::now();
     let runs = (0..executions).map(|_| async {
-        flux_suite::http::run_steps(&client, &url, n).await.unwrap_or_else(|e| fail(e));
+        flux_suite::http::run_steps(&client, n).await.unwrap_or_else(|e| fail(e));
     });
     futures::future::join_all(runs).await;
     let took = started.elapsed();

@@ -51,6 +51,17 @@ pub enum ErrorKind {
     /// or re-run; the execution is left as it was stored, to be replayed again once the code
     /// matches (or branches with [`patched`](crate::patched)).
     NonDeterminism,
+    /// A flux server refused a request's input: a body that is not the workflow's input type, a
+    /// query parameter it cannot read, a body over its size limit (HTTP 422 and 413).
+    InvalidInput,
+    /// A flux server refused a request for want of the right token (HTTP 401 and 403).
+    Unauthorized,
+    /// A flux server could not be reached: nothing listens at its URL, or connecting took too
+    /// long.
+    Unreachable,
+    /// Any other failure of a request to a flux server: an error of its own (HTTP 5xx), an
+    /// exchange that broke off or took too long, an answer that is not flux's API.
+    Http,
     /// A stored error whose kind this version of flux does not know.
     #[serde(other)]
     Unknown,
@@ -76,6 +87,10 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Conflict => "conflict",
             ErrorKind::NonDeterminism => "non_determinism",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Http => "http",
             ErrorKind::Unknown => "unknown",
         }
     }
@@ -90,7 +105,8 @@ impl fmt::Display for ErrorKind {
 /// The error of every fallible flux operation, and the failure a workflow sees from a task.
 ///
 /// It is plain data (kind, message, the chain of causes, the task it concerns, the name of the
-/// user's error type it came from, and whether it is terminal), so it can be stored in the event
+/// user's error type it came from, whether it is terminal, and for an error a server answered with
+/// its HTTP status), so it can be stored in the event
 /// log and loaded again exactly: a failed execution always reloads, and its error still says
 /// what type it was ([`Error::is`]).
 ///
@@ -119,6 +135,8 @@ pub struct Error {
     type_name: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     terminal: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http_status: Option<u16>,
 }
 
 /// An error type whose values say whether they are final: a task failing with a terminal value
@@ -174,7 +192,15 @@ impl Error {
 
     /// An error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), chain: Vec::new(), task_id: None, type_name: None, terminal: false }
+        Error {
+            kind,
+            message: message.into(),
+            chain: Vec::new(),
+            task_id: None,
+            type_name: None,
+            terminal: false,
+            http_status: None,
+        }
     }
 
     /// A terminal task failure made of `err`: a task that fails with it is not retried (its
@@ -244,7 +270,15 @@ impl Error {
             chain.push(c.to_string());
             cause = c.source();
         }
-        Error { kind, message: err.to_string(), chain, task_id: None, type_name: None, terminal: false }
+        Error {
+            kind,
+            message: err.to_string(),
+            chain,
+            task_id: None,
+            type_name: None,
+            terminal: false,
+            http_status: None,
+        }
     }
 
     /// Attaches the id of the task this error concerns.
@@ -277,6 +311,23 @@ impl Error {
     /// The id of the task this error concerns, if any.
     pub fn task_id(&self) -> Option<&str> {
         self.task_id.as_deref()
+    }
+
+    /// The HTTP status a flux server answered with, for an error a `flux::Client` request got
+    /// back (`404` for [`ErrorKind::NotFound`], ...); `None` for every other error.
+    ///
+    /// ```
+    /// let err = flux::Error::new(flux::ErrorKind::NotFound, "no execution `x`").with_http_status(404);
+    /// assert_eq!(err.http_status(), Some(404));
+    /// ```
+    pub fn http_status(&self) -> Option<u16> {
+        self.http_status
+    }
+
+    /// Records the HTTP status a server answered with.
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
     }
 
     pub(crate) fn decode(what: impl fmt::Display, err: impl fmt::Display) -> Self {

@@ -55,7 +55,8 @@
 //!   what a run returns.
 //! - Server mode (feature `server`): `flux::server::Server::new().register(wf).serve(addr)` runs
 //!   workflows over HTTP, and `flux::worker::Worker::new(url).register(wf).run()` turns any
-//!   binary into a worker for it.
+//!   binary into a worker for it. `flux::Client::new(url)` (feature `client`) drives such a
+//!   server from any program, typed: `client.workflow::<I, O>("name").run(&input)`.
 //! - [`store`] is the storage trait with its SQLite and in-memory backends; [`value`] the
 //!   canonical MessagePack encoding every stored value uses.
 //!
@@ -85,10 +86,13 @@
 //!   cancel, stream, secrets, `/openapi.json`, `/docs`) and hands executions to remote
 //!   `flux::worker::Worker`s, which claim them, replay their logs and send what they record back
 //!   as checkpoints. Implies `sqlite` and `worker`.
+//! - `client`: `flux::Client`, the typed HTTP client of a flux server (run, start, stream,
+//!   status, resume, cancel, list executions, secrets), with `flux::protocol`; no server crates.
 //! - `worker`: `flux::worker::Worker` alone, for a binary that only runs executions a server
 //!   hands it: an HTTP client (reqwest) and `flux::protocol`, the shapes that cross the network,
-//!   without the server's crates (axum, hyper's server side).
-//! - `cli`: the `flux` command-line tool (`flux start server`, `flux workflow run ...`).
+//!   without the server's crates (axum, hyper's server side). Implies `client`.
+//! - `cli`: the `flux` command-line tool (`flux start server`, `flux workflow run ...`); implies
+//!   `server` and `client`.
 //! - `test-util`: the store conformance suite (`flux::store::conformance`) for your own `Store`, and
 //!   constructors of the writes only flux makes, for tests.
 #![warn(missing_docs)]
@@ -127,15 +131,19 @@ mod driver;
 mod workflow;
 mod erased;
 mod recovery;
-// Server mode: what crosses the network, the server, and the worker client.
-#[cfg(any(feature = "server", feature = "worker"))]
+// Server mode: what crosses the network, the typed client, the server, and the worker.
+#[cfg(feature = "client")]
 pub mod protocol;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "worker")]
 pub mod worker;
 
 pub use builtins::{choice, now, patched, pause, pause_with, progress, randint, randrange, sleep, uuid4};
+#[cfg(feature = "client")]
+pub use client::Client;
 pub use compose::{AllResults, Parallel, parallel};
 pub use config::{Config, DatabaseLocation, WorkersConfig};
 pub use context::ExecutionContext;

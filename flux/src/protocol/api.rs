@@ -3,10 +3,23 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::ExecutionState;
+
 /// The name of the server-sent event that carries a task's progress (`POST .../run/stream`):
 /// `{"execution_id", "task_id", "name", "value", "time"}`. The other events of a stream are
 /// named `{workflow}.execution.{state}` and carry the execution's summary.
 pub const TASK_PROGRESS: &str = "task.progress";
+
+/// The name of the server-sent event a stream-mode resume sends when the workflow refused the
+/// resume input: `{"detail": "..."}`. The execution is paused again, and the stream's next and
+/// last event says so.
+pub const STREAM_ERROR: &str = "error";
+
+/// Whether an execution in `state` is at rest: finished, or paused. A stream ends there, and a
+/// `sync` request answers.
+pub(crate) fn is_resting(state: ExecutionState) -> bool {
+    state.is_terminal() || state == ExecutionState::Paused
+}
 
 /// The body of `POST /admin/secrets`: `{"name": ..., "value": ...}`, nothing else.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! What crosses the network between a flux server, its workers and its clients (features
-//! `server` and `worker`).
+//! `client`, `worker` and `server`).
 //!
 //! The client API speaks JSON: executions as summaries whose values are the JSON forms of what
 //! is stored, events streamed under the names given here. The worker protocol sends
@@ -15,13 +15,16 @@ mod api;
 mod json;
 #[cfg(feature = "server")]
 mod summary;
+#[cfg(feature = "worker")]
 mod worker;
 
-pub use self::api::{NewSecret, TASK_PROGRESS};
+pub(crate) use self::api::is_resting;
+pub use self::api::{NewSecret, STREAM_ERROR, TASK_PROGRESS};
 #[cfg(feature = "server")]
 pub(crate) use self::json::{json_to_msgpack, msgpack_to_json, rfc3339};
 #[cfg(feature = "server")]
-pub(crate) use self::summary::{Summary, is_resting, state_after};
+pub(crate) use self::summary::{Summary, state_after};
+#[cfg(feature = "worker")]
 pub(crate) use self::worker::{
     Blob, Checkpoint, CheckpointAnswer, ClaimResponse, EXECUTION_CANCELLED, EXECUTION_RESUMED, EXECUTION_SCHEDULED,
     Gpu, MSGPACK, Offer, Registered, Registration, Resources, WireEvent, WireWrite, WorkflowRef,

@@ -27,11 +27,6 @@ pub(crate) fn state_after(kind: EventType) -> Option<ExecutionState> {
     })
 }
 
-/// Whether a stream or a waiting request stops at `state`.
-pub(crate) fn is_resting(state: ExecutionState) -> bool {
-    state.is_terminal() || state == ExecutionState::Paused
-}
-
 /// The JSON form of one event (`{"id", "type", "source_id", "name", "value", "time"}`).
 pub(crate) fn event_json(execution_id: &str, event: &Event) -> Value {
     let mut map = Map::new();

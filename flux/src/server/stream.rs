@@ -84,7 +84,11 @@ async fn next_sse(st: &mut StreamState) -> Option<SseEvent> {
                     // The worker refused the resume input: the execution is paused again.
                     st.summary.state = ExecutionState::Paused;
                     st.refused = Some(reason);
-                    return Some(SseEvent::default().event("error").data(json!({ "detail": st.refused }).to_string()));
+                    return Some(
+                        SseEvent::default()
+                            .event(protocol::STREAM_ERROR)
+                            .data(json!({ "detail": st.refused }).to_string()),
+                    );
                 }
                 None => {
                     // The run ended without a final event reaching us (its engine failed):

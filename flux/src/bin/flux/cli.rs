@@ -208,17 +208,6 @@ pub enum RunMode {
     Stream,
 }
 
-impl RunMode {
-    /// The mode's segment in the API path.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunMode::Sync => "sync",
-            RunMode::Async => "async",
-            RunMode::Stream => "stream",
-        }
-    }
-}
-
 /// How `cancel` waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CancelMode {
@@ -226,16 +215,6 @@ pub enum CancelMode {
     Sync,
     /// Return at once.
     Async,
-}
-
-impl CancelMode {
-    /// The mode's value in the API query.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CancelMode::Sync => "sync",
-            CancelMode::Async => "async",
-        }
-    }
 }
 
 /// `flux secrets ...`

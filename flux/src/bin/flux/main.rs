@@ -56,12 +56,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser as _;
-use flux::protocol::NewSecret;
+use flux::client::{EventStream, ExecutionStatus, StreamEvent};
+use flux::protocol::{STREAM_ERROR, TASK_PROGRESS};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command, Format, GlobalOptions, RunMode, SecretsCommand, StartCommand, WorkflowCommand};
-use crate::client::{Client, parse_input};
+use crate::cli::{
+    CancelMode, Cli, Command, Format, GlobalOptions, RunMode, SecretsCommand, StartCommand, WorkflowCommand,
+};
+use crate::client::parse_input;
 use crate::error::CliError;
 
 /// How long background work may take to stop once a command is done.
@@ -219,11 +222,13 @@ async fn start_worker(global: &GlobalOptions, name: String, token: Option<String
 
 /// `flux workflow ...`.
 async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<(), CliError> {
-    let client = Client::new(&server_url(global)?, None)?;
+    let client = client::connect(&server_url(global)?, None)?;
+    let failure = |e: flux::Error| client::failure(&client, e, false);
     let format = global.format;
     match command {
         WorkflowCommand::List => {
-            let list = client.get(client.url(&["workflows"])?).await?;
+            let workflows = client.workflows().await.map_err(failure)?;
+            let list = Value::Array(workflows.iter().map(|w| w.json().clone()).collect());
             show(format, &list, |list| match list.as_array() {
                 Some(items) if items.is_empty() => {
                     "no workflows: start a worker (`flux start worker NAME`) to register some\n".to_string()
@@ -233,58 +238,77 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
             })
         }
         WorkflowCommand::Show { name } => {
-            let workflow = client.get(client.url(&["workflows", &name])?).await?;
-            show(format, &workflow, |workflow| match workflow.as_object() {
+            let workflow = client.workflow_info(&name).await.map_err(failure)?;
+            show(format, workflow.json(), |workflow| match workflow.as_object() {
                 Some(object) => output::object_view(object, &["name", "version"], &[]),
                 None => format!("{}\n", output::pretty(workflow)),
             })
         }
         WorkflowCommand::Run { name, input, mode, detailed } => {
-            let mut url = client.url(&["workflows", &name, "run", mode.as_str()])?;
-            if detailed {
-                url.query_pairs_mut().append_pair("detailed", "true");
-            }
-            execute(&client, url, &parse_input(&input), mode, format).await
+            let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
+            let input = parse_input(&input);
+            let answer = match mode {
+                RunMode::Sync => Answer::Summary(workflow.run(&input).await),
+                RunMode::Async => Answer::Summary(workflow.start(&input).await),
+                RunMode::Stream => Answer::Stream(workflow.stream(&input).await),
+            };
+            execute(&client, answer, format).await
         }
         WorkflowCommand::Resume { name, execution_id, input, mode, detailed } => {
-            let mut url = client.url(&["workflows", &name, "resume", &execution_id, mode.as_str()])?;
-            if detailed {
-                url.query_pairs_mut().append_pair("detailed", "true");
-            }
-            execute(&client, url, &parse_input(&input), mode, format).await
+            let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
+            let input = parse_input(&input);
+            let answer = match mode {
+                RunMode::Sync => Answer::Summary(workflow.resume(&execution_id, &input).await),
+                RunMode::Async => Answer::Summary(workflow.resume_async(&execution_id, &input).await),
+                RunMode::Stream => Answer::Stream(workflow.resume_stream(&execution_id, &input).await),
+            };
+            execute(&client, answer, format).await
         }
         WorkflowCommand::Status { name, execution_id, detailed } => {
-            let mut url = client.url(&["workflows", &name, "status", &execution_id])?;
-            url.query_pairs_mut().append_pair("detailed", if detailed { "true" } else { "false" });
-            let summary = client.get(url).await?;
-            show(format, &summary, output::summary)
+            let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
+            let status = workflow.status(&execution_id).await.map_err(failure)?;
+            show(format, status.summary(), output::summary)
         }
         WorkflowCommand::Cancel { name, execution_id, mode } => {
-            let mut url = client.url(&["workflows", &name, "cancel", &execution_id])?;
-            url.query_pairs_mut().append_pair("mode", mode.as_str());
-            let summary = client.get(url).await?;
-            show(format, &summary, output::summary)
+            let workflow = client.workflow::<Value, Value>(name);
+            let status = match mode {
+                CancelMode::Async => workflow.cancel(&execution_id).await,
+                CancelMode::Sync => workflow.cancel_and_wait(&execution_id).await,
+            };
+            show(format, status.map_err(failure)?.summary(), output::summary)
         }
     }
 }
 
-/// Runs or resumes: prints the summary (sync, async) or each event as it arrives (stream).
-async fn execute(
-    client: &Client,
-    url: reqwest::Url,
-    input: &Value,
-    mode: RunMode,
-    format: Format,
-) -> Result<(), CliError> {
-    if mode != RunMode::Stream {
-        let summary = client.post(url, input).await?;
-        return show(format, &summary, output::summary);
-    }
-    let mut events = client.post_stream(url, input).await?;
+/// The answer of a run or resume: a summary (sync, async) or a stream of events.
+enum Answer {
+    Summary(flux::Result<ExecutionStatus<Value>>),
+    Stream(flux::Result<EventStream<Value>>),
+}
+
+/// Prints the summary of a run or resume, or each event of its stream as it arrives.
+async fn execute(client: &flux::Client, answer: Answer, format: Format) -> Result<(), CliError> {
+    let failure = |e: flux::Error| client::failure(client, e, false);
+    let mut events = match answer {
+        Answer::Summary(status) => return show(format, status.map_err(failure)?.summary(), output::summary),
+        Answer::Stream(events) => events.map_err(failure)?,
+    };
     while let Some(event) = events.next().await {
-        let event = event.map_err(|e| CliError::msg(format!("the event stream broke off: {e}")))?;
-        let data = output::event_data(&event.data);
-        emit(&format!("{}\n", output::stream_line(format, &event.event, &data)))?;
+        let (name, data) = match event {
+            Ok(StreamEvent::State(status)) => {
+                let state = status.state().as_str().to_ascii_lowercase();
+                (format!("{}.execution.{state}", status.workflow_name()), status.summary().clone())
+            }
+            Ok(StreamEvent::Progress(progress)) => (TASK_PROGRESS.to_string(), progress.data().clone()),
+            // The events of the log are in the states' summaries already.
+            Ok(_) => continue,
+            // The workflow refused a resume input: said, and the stream goes on to the pause.
+            Err(e) if e.kind() == flux::ErrorKind::InvalidInput && e.http_status().is_none() => {
+                (STREAM_ERROR.to_string(), json!({ "detail": e.message() }))
+            }
+            Err(e) => return Err(CliError::msg(format!("the event stream broke off: {e}"))),
+        };
+        emit(&format!("{}\n", output::stream_line(format, &name, &data)))?;
     }
     Ok(())
 }
@@ -298,24 +322,17 @@ async fn secrets(global: &GlobalOptions, command: SecretsCommand) -> Result<(), 
             (url.clone().unwrap_or(config.workers.server_url), token.clone().or(config.admin_token))
         }
     };
-    let client = Client::new(&url, admin_token)?;
+    if admin_token.is_none() {
+        return Err(CliError::msg(format!("no admin token: {}", client::ADMIN_TOKEN_HINT)));
+    }
+    let client = client::connect(&url, admin_token)?;
+    let failure = |e: flux::Error| client::failure(&client, e, true);
     let format = global.format;
     match command {
         SecretsCommand::List => {
-            let listed = client.admin_get(client.url(&["admin", "secrets"])?).await?;
-            // Names only, whatever the server sends.
-            let names: Vec<Value> = match &listed {
-                Value::Array(items) => items
-                    .iter()
-                    .filter_map(|item| match item {
-                        Value::String(_) => Some(item.clone()),
-                        Value::Object(object) => object.get("name").cloned(),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => return Err(CliError::msg("the server's list of secrets is not a JSON array")),
-            };
-            show(format, &Value::Array(names), |names| match names.as_array() {
+            let names = client.list_secrets().await.map_err(failure)?;
+            let names = Value::Array(names.into_iter().map(Value::String).collect());
+            show(format, &names, |names| match names.as_array() {
                 Some(names) if !names.is_empty() => {
                     output::table(&["NAME"], &names.iter().map(|n| vec![output::cell(n)]).collect::<Vec<_>>())
                 }
@@ -323,25 +340,23 @@ async fn secrets(global: &GlobalOptions, command: SecretsCommand) -> Result<(), 
             })
         }
         SecretsCommand::Set { name, value } => {
-            let body = NewSecret { name: name.clone(), value };
-            let stored = client.admin_post(client.url(&["admin", "secrets"])?, &body).await?;
-            show(format, &stored, |_| format!("secret {} stored\n", output::cell(&json!(name))))
+            client.set_secret(&name, &value).await.map_err(failure)?;
+            show(format, &json!({ "name": name }), |_| format!("secret {} stored\n", output::cell(&json!(name))))
         }
         SecretsCommand::Get { name } => {
-            let secret = client.admin_get(client.url(&["admin", "secrets", &name])?).await?;
-            show(format, &secret, |secret| match secret.as_object() {
-                // The value as it is (not as JSON): it is what the user stored.
-                Some(object) => output::key_values(
-                    &["name", "value"]
-                        .iter()
-                        .map(|key| (key.to_string(), object.get(*key).map(output::cell).unwrap_or_default()))
-                        .collect::<Vec<_>>(),
-                ),
-                None => format!("{}\n", output::pretty(secret)),
+            let value = client.get_secret(&name).await.map_err(failure)?;
+            // The value as it is (not as JSON): it is what the user stored.
+            let secret = json!({ "name": name, "value": value });
+            show(format, &secret, |_| {
+                output::key_values(&[
+                    ("name".to_string(), output::cell(&json!(name))),
+                    ("value".to_string(), output::cell(&json!(value))),
+                ])
             })
         }
         SecretsCommand::Remove { name } => {
-            let removed = client.admin_delete(client.url(&["admin", "secrets", &name])?).await?;
+            client.remove_secret(&name).await.map_err(failure)?;
+            let removed = json!({ "name": name, "removed": true });
             show(format, &removed, |_| format!("secret {} removed\n", output::cell(&json!(name))))
         }
     }

@@ -176,11 +176,6 @@ pub fn summary(value: &Value) -> String {
     out
 }
 
-/// The `data:` of a server-sent event as JSON (or as a string when it is not JSON).
-pub fn event_data(data: &str) -> Value {
-    serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_string()))
-}
-
 /// One streamed event as a line: `EVENT  summary` (table) or `{"event": .., "data": ..}` (JSON).
 pub fn stream_line(format: Format, event: &str, data: &Value) -> String {
     match format {
@@ -308,6 +303,5 @@ TIME                  TYPE              NAME         SOURCE_ID       VALUE
         assert_eq!(parsed, json!({"event": "task.progress", "data": progress}));
         assert!(line.starts_with(r#"{"event":"task.progress","data":{"#), "{line}");
         assert!(!line.contains('\n'));
-        assert_eq!(event_data("not json"), json!("not json"));
     }
 }

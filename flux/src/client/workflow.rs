@@ -1,0 +1,221 @@
+//! One workflow of a server, typed by its input and output: run, start, stream, status, resume
+//! and cancel its executions.
+
+use std::marker::PhantomData;
+
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Client;
+use super::http::Auth;
+use super::status::{ExecutionStatus, WorkflowInfo};
+use super::stream::EventStream;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A workflow of a flux server, typed by its input `I` and output `O`
+/// ([`Client::workflow`]): the HTTP counterpart of a workflow value's `run`, `start`, `stream`,
+/// `status`, `resume` and `cancel`.
+///
+/// `I` and `O` are the workflow's own types, or any types with the same JSON form
+/// (`serde_json::Value` takes anything). An input the workflow cannot read is refused by the
+/// server (an error of kind [`ErrorKind::InvalidInput`]); an unknown workflow or execution is
+/// [`ErrorKind::NotFound`].
+///
+/// ```no_run
+/// # async fn demo() -> flux::Result<()> {
+/// let client = flux::Client::new("http://127.0.0.1:8000")?;
+/// let approval = client.workflow::<String, String>("approval");
+/// let paused = approval.run(&"order 7".to_string()).await?;
+/// assert!(paused.is_paused());
+/// let done = approval.resume(paused.execution_id(), &"yes").await?;
+/// println!("{:?}", done.output());
+/// # Ok(()) }
+/// ```
+pub struct RemoteWorkflow<I, O> {
+    client: Client,
+    name: String,
+    detailed: bool,
+    types: PhantomData<fn(&I) -> O>,
+}
+
+impl<I, O> Clone for RemoteWorkflow<I, O> {
+    fn clone(&self) -> Self {
+        RemoteWorkflow {
+            client: self.client.clone(),
+            name: self.name.clone(),
+            detailed: self.detailed,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<I, O> std::fmt::Debug for RemoteWorkflow<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWorkflow")
+            .field("server", &self.client.url())
+            .field("name", &self.name)
+            .field("detailed", &self.detailed)
+            .finish()
+    }
+}
+
+/// How a run or resume answers (the last segment of its path).
+#[derive(Clone, Copy)]
+enum Mode {
+    Sync,
+    Async,
+    Stream,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
+impl<I, O> RemoteWorkflow<I, O> {
+    /// The handle of workflow `name` on `client`'s server.
+    pub(crate) fn new(client: Client, name: String) -> Self {
+        RemoteWorkflow { client, name, detailed: false, types: PhantomData }
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether answers carry the execution's events (`?detailed=true`): then
+    /// [`ExecutionStatus::events`] is `Some`, and streams hand out each durable event as
+    /// [`StreamEvent::Event`](super::StreamEvent::Event).
+    pub fn detailed(mut self, detailed: bool) -> Self {
+        self.detailed = detailed;
+        self
+    }
+
+    /// `GET /workflows/{name}`: what the server knows of this workflow.
+    pub async fn info(&self) -> Result<WorkflowInfo> {
+        self.client.workflow_info(&self.name).await
+    }
+
+    /// The URL `/workflows/{name}/{segments..}`, with `?detailed=true` when asked for.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url> {
+        let mut path = vec!["workflows", self.name.as_str()];
+        path.extend_from_slice(segments);
+        let mut url = self.client.http().url(&path)?;
+        if self.detailed {
+            url.query_pairs_mut().append_pair("detailed", "true");
+        }
+        Ok(url)
+    }
+}
+
+impl<I: Serialize, O: DeserializeOwned + Send + 'static> RemoteWorkflow<I, O> {
+    /// `POST /workflows/{name}/run/sync`: runs an execution and answers once it finished or
+    /// paused.
+    ///
+    /// A workflow that fails is an `Ok` status in state `FAILED` with its error (as
+    /// [`crate::Execution`]); an `Err` says the request failed.
+    pub async fn run(&self, input: &I) -> Result<ExecutionStatus<O>> {
+        self.post(&["run", Mode::Sync.as_str()], input).await
+    }
+
+    /// `POST /workflows/{name}/run/async`: starts an execution and answers at once; the status
+    /// names the execution, for [`RemoteWorkflow::status`], [`RemoteWorkflow::cancel`] and
+    /// [`RemoteWorkflow::resume`].
+    pub async fn start(&self, input: &I) -> Result<ExecutionStatus<O>> {
+        self.post(&["run", Mode::Async.as_str()], input).await
+    }
+
+    /// `POST /workflows/{name}/run/stream`: runs an execution and hands out its changes of
+    /// state and its progress as they happen, until it finishes or pauses.
+    pub async fn stream(&self, input: &I) -> Result<EventStream<O>> {
+        self.post_stream(&["run", Mode::Stream.as_str()], input).await
+    }
+
+    /// `GET /workflows/{name}/status/{id}`: the execution as stored now.
+    pub async fn status(&self, execution_id: &str) -> Result<ExecutionStatus<O>> {
+        let url = self.url(&["status", execution_id])?;
+        self.summary(self.client.http().request(Method::GET, url, Auth::Plain)).await
+    }
+
+    /// `POST /workflows/{name}/resume/{id}/sync`: resumes a paused execution with `input` (the
+    /// type its pause waits for) and answers once it finished or paused again. A resume input
+    /// the pause cannot read is refused (kind [`ErrorKind::InvalidInput`], or a status still
+    /// `PAUSED` from a worker that refused it); an execution that is not paused is
+    /// [`ErrorKind::InvalidState`].
+    pub async fn resume<R: Serialize + ?Sized>(&self, execution_id: &str, input: &R) -> Result<ExecutionStatus<O>> {
+        self.post(&["resume", execution_id, Mode::Sync.as_str()], input).await
+    }
+
+    /// `POST /workflows/{name}/resume/{id}/async`: resumes a paused execution and answers at
+    /// once.
+    pub async fn resume_async<R: Serialize + ?Sized>(
+        &self,
+        execution_id: &str,
+        input: &R,
+    ) -> Result<ExecutionStatus<O>> {
+        self.post(&["resume", execution_id, Mode::Async.as_str()], input).await
+    }
+
+    /// `POST /workflows/{name}/resume/{id}/stream`: resumes a paused execution and hands out
+    /// its events until it finishes or pauses again.
+    pub async fn resume_stream<R: Serialize + ?Sized>(&self, execution_id: &str, input: &R) -> Result<EventStream<O>> {
+        self.post_stream(&["resume", execution_id, Mode::Stream.as_str()], input).await
+    }
+
+    /// `GET /workflows/{name}/cancel/{id}`: asks for the cancellation of an execution and
+    /// answers at once (state `CANCELLING`, or `CANCELLED` for one that was not running).
+    /// Cancelling a finished execution is [`ErrorKind::InvalidState`].
+    pub async fn cancel(&self, execution_id: &str) -> Result<ExecutionStatus<O>> {
+        self.cancel_in(execution_id, "async").await
+    }
+
+    /// `GET /workflows/{name}/cancel/{id}?mode=sync`: cancels an execution and answers once it
+    /// is `CANCELLED` (its running task stopped, its rollback run).
+    pub async fn cancel_and_wait(&self, execution_id: &str) -> Result<ExecutionStatus<O>> {
+        self.cancel_in(execution_id, "sync").await
+    }
+
+    async fn cancel_in(&self, execution_id: &str, mode: &str) -> Result<ExecutionStatus<O>> {
+        let mut url = self.url(&["cancel", execution_id])?;
+        url.query_pairs_mut().append_pair("mode", mode);
+        self.summary(self.client.http().request(Method::GET, url, Auth::Plain)).await
+    }
+
+    /// `POST` of `input` as JSON to `/workflows/{name}/{segments..}`, answered with a summary.
+    async fn post<B: Serialize + ?Sized>(&self, segments: &[&str], input: &B) -> Result<ExecutionStatus<O>> {
+        let url = self.url(segments)?;
+        let body = encode(input)?;
+        self.summary(self.client.http().request(Method::POST, url, Auth::Plain).json(&body)).await
+    }
+
+    /// `POST` of `input` as JSON to `/workflows/{name}/{segments..}`, answered with events.
+    async fn post_stream<B: Serialize + ?Sized>(&self, segments: &[&str], input: &B) -> Result<EventStream<O>> {
+        let url = self.url(segments)?;
+        let body = encode(input)?;
+        let http = self.client.http();
+        let request = http
+            .request(Method::POST, url, Auth::Plain)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&body);
+        let response = http.send(request).await?;
+        Ok(EventStream::new(response, http.shown().to_string()))
+    }
+
+    /// Sends `request` and reads its summary.
+    async fn summary(&self, request: reqwest::RequestBuilder) -> Result<ExecutionStatus<O>> {
+        let summary = self.client.http().value(request).await?;
+        ExecutionStatus::from_summary(summary)
+    }
+}
+
+/// `input` as the JSON value sent.
+fn encode<B: Serialize + ?Sized>(input: &B) -> Result<serde_json::Value> {
+    serde_json::to_value(input)
+        .map_err(|e| Error::new(ErrorKind::Encode, format!("the input cannot be written as JSON: {e}")))
+}
