@@ -106,8 +106,8 @@ mod wf {
         nap(*ctx.input()).await
     }
 
-    /// Takes the given number of seconds to answer (without telling anyone).
-    #[flux::workflow]
+    /// Takes the given number of seconds to answer (without telling anyone). At version 2.
+    #[flux::workflow(version = 2)]
     pub async fn slow(ctx: ExecutionContext<u64>) -> u64 {
         tokio::time::sleep(Duration::from_secs(*ctx.input())).await;
         *ctx.input()
@@ -196,8 +196,11 @@ async fn the_catalog_lists_workflows_with_their_versions() {
     names.sort_unstable();
     assert_eq!(
         names,
-        [("approval", 1), ("checkout", 1), ("crunching", 1), ("hello_world", 1), ("long_nap", 1), ("slow", 1)]
+        [("approval", 1), ("checkout", 1), ("crunching", 1), ("hello_world", 1), ("long_nap", 1), ("slow", 2)]
     );
+    let slow = workflows.iter().find(|w| w.name() == "slow").unwrap();
+    assert_eq!(slow.versions(), [2], "the version of #[flux::workflow(version = 2)]");
+    assert_eq!(slow.json()["versions"], serde_json::json!([2]));
     let info = client.workflow::<String, String>("hello_world").info().await.unwrap();
     assert_eq!((info.name(), info.version(), info.source()), ("hello_world", 1, Some("in_process")));
     assert!(info.workers().is_empty());

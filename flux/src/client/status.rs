@@ -309,6 +309,7 @@ fn pause_name(events: Option<&[Event]>) -> Option<String> {
 pub struct WorkflowInfo {
     name: String,
     version: u32,
+    versions: Vec<u32>,
     source: Option<String>,
     workers: Vec<String>,
     json: Value,
@@ -319,6 +320,8 @@ struct WireWorkflow {
     name: String,
     #[serde(default = "first_version")]
     version: u32,
+    #[serde(default)]
+    versions: Vec<u32>,
     #[serde(default)]
     source: Option<String>,
     #[serde(default)]
@@ -334,7 +337,16 @@ impl WorkflowInfo {
     /// Reads a catalog entry as the server sent it.
     pub(crate) fn from_json(json: Value) -> std::result::Result<WorkflowInfo, serde_json::Error> {
         let wire = WireWorkflow::deserialize(&json)?;
-        Ok(WorkflowInfo { name: wire.name, version: wire.version, source: wire.source, workers: wire.workers, json })
+        // A server that lists no versions knows the one it names.
+        let versions = if wire.versions.is_empty() { vec![wire.version] } else { wire.versions };
+        Ok(WorkflowInfo {
+            name: wire.name,
+            version: wire.version,
+            versions,
+            source: wire.source,
+            workers: wire.workers,
+            json,
+        })
     }
 
     /// The workflow's name.
@@ -345,6 +357,12 @@ impl WorkflowInfo {
     /// The highest version of it the server knows.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Every version of it the server knows (registered in the server or by its workers), in
+    /// order.
+    pub fn versions(&self) -> &[u32] {
+        &self.versions
     }
 
     /// Where it runs, when the server says (`GET /workflows/{name}`): `"in_process"` or
