@@ -192,7 +192,7 @@ async fn headers_over_the_limit_get_431() {
     let answer = read_to_close(&mut stream).await;
     let (status, body) = parse_answer(&answer);
     assert_eq!(status, 200, "{answer:?}");
-    assert_eq!(body, json!([{ "name": "hello", "version": 1 }]));
+    assert_eq!(body, json!([{ "name": "hello", "version": 1, "versions": [1] }]));
     shutdown(running).await;
 }
 

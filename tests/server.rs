@@ -978,7 +978,7 @@ async fn worker_and_admin_endpoints_need_the_right_token() {
     let api = api(&url);
     assert_eq!(
         catalog(&api).await,
-        json!([{ "name": "hello_world", "version": 1 }, { "name": "remote_only", "version": 1 }])
+        json!([{ "name": "hello_world", "version": 1, "versions": [1] }, { "name": "remote_only", "version": 1, "versions": [1] }])
     );
 
     let registration = json!({ "name": "w3", "workflows": [] });
@@ -1203,7 +1203,7 @@ async fn bad_input_gets_the_right_4xx_with_a_detail() {
     // The catalog.
     assert_eq!(
         catalog(&api).await,
-        json!([{ "name": "approval", "version": 1 }, { "name": "hello_world", "version": 1 }])
+        json!([{ "name": "approval", "version": 1, "versions": [1] }, { "name": "hello_world", "version": 1, "versions": [1] }])
     );
     let shown = api.workflow_info("hello_world").await.unwrap();
     assert_eq!((shown.name(), shown.version()), ("hello_world", 1));
@@ -1271,7 +1271,7 @@ async fn workflow_names_with_whitespace_or_control_characters_are_refused() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         catalog(&api).await,
-        json!([{ "name": "fine", "version": 1 }, { "name": "ünïcode-名前.v2", "version": 1 }])
+        json!([{ "name": "fine", "version": 1, "versions": [1] }, { "name": "ünïcode-名前.v2", "version": 1, "versions": [1] }])
     );
     shutdown(running).await;
 }

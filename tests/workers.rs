@@ -860,7 +860,7 @@ async fn a_stale_claim_cannot_write() {
 
     let worker = HandWorker::register(&client, &url, "hand-1").await;
     let list = catalog(&api).await;
-    assert_eq!(list, json!([{"name": "three_steps", "version": 1}]));
+    assert_eq!(list, json!([{"name": "three_steps", "version": 1, "versions": [1]}]));
 
     let (code, run) = run_on(&api, "three_steps", "async", false, &json!("a")).await;
     assert_eq!(code, StatusCode::OK, "{run}");
