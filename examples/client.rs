@@ -11,7 +11,8 @@
 
 use std::time::Duration;
 
-use flux::client::{ExecutionFilter, StreamEvent};
+use flux::ExecutionFilter;
+use flux::client::StreamEvent;
 use futures::StreamExt as _;
 
 /// The workflows the server runs. A workflow's name is also a value in its module, so they live
@@ -145,10 +146,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("6. a bad input: {} (HTTP {})", err.kind(), err.http_status().unwrap_or_default());
 
     // 7. The executions the server keeps.
-    let page = client.list_executions(ExecutionFilter::new().limit(10)).await?;
-    println!("7. executions: {} in all", page.total);
-    for row in &page.executions {
-        println!("   {} {} {}", row.workflow_name, row.execution_id, row.state);
+    let list = client.list_executions(ExecutionFilter::new().limit(10)).await?;
+    println!("7. executions: {} in all", list.total);
+    for execution in &list.executions {
+        println!("   {} {} {}", execution.workflow_name, execution.execution_id, execution.state);
     }
 
     server.shutdown().await?;

@@ -1,6 +1,6 @@
 //! The `flux` CLI binary driven as a user would: `flux start server` and `flux start worker` as
 //! child processes, then one `flux` process per command: run, status, resume, cancel, stream,
-//! secrets, and the errors a user sees.
+//! the execution list, secrets, and the errors a user sees.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -426,6 +426,77 @@ fn workflows_run_show_their_status_pause_resume_cancel_and_stream() {
 }
 
 #[test]
+fn executions_are_listed_filtered_and_paged() {
+    let flux = Flux::server_and_worker();
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let run = flux.json(&["workflow", "run", "hello_world", name, "--format", "json"]);
+        assert_eq!(run["state"], "COMPLETED", "{run}");
+        ids.push(run["execution_id"].as_str().expect("an execution id").to_string());
+    }
+    let paused = flux.json(&["workflow", "run", "approval", "x", "--format", "json"]);
+    assert_eq!(paused["state"], "PAUSED", "{paused}");
+    let paused_id = paused["execution_id"].as_str().expect("an execution id").to_string();
+
+    // As JSON: the server's answer, newest first.
+    let all = flux.json(&["execution", "list", "--format", "json"]);
+    assert_eq!((all["total"].as_u64(), all["limit"].as_u64(), all["offset"].as_u64()), (Some(4), Some(50), Some(0)));
+    let listed: Vec<&str> =
+        all["executions"].as_array().expect("rows").iter().filter_map(|r| r["execution_id"].as_str()).collect();
+    assert_eq!(listed, [paused_id.as_str(), ids[2].as_str(), ids[1].as_str(), ids[0].as_str()], "{all}");
+
+    // As a table: a header, a row per execution, and what part of the total it shows.
+    let table = flux.ok(&["execution", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["ID", "WORKFLOW", "VERSION", "STATE", "CREATED", "UPDATED"], "{table}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[..4], [paused_id.as_str(), "approval", "1", "PAUSED"], "{table}");
+    assert!(row[4].ends_with('Z') && row[5].ends_with('Z'), "{table}");
+    assert_eq!(lines.last().copied(), Some("1-4 of 4 shown"), "{table}");
+
+    // Filters: workflow, states (any case, repeated), creation window.
+    let hellos = flux.json(&["execution", "list", "--workflow", "hello_world", "--format", "json"]);
+    assert_eq!(hellos["total"], 3, "{hellos}");
+    let waiting = flux.json(&["execution", "list", "--state", "paused", "--format", "json"]);
+    assert_eq!(waiting["total"], 1, "{waiting}");
+    assert_eq!(waiting["executions"][0]["execution_id"], paused_id.as_str(), "{waiting}");
+    let either = flux.json(&["execution", "list", "--state", "PAUSED", "--state", "completed", "--format", "json"]);
+    assert_eq!(either["total"], 4, "{either}");
+    let (past, future) = ("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z");
+    let none = flux.json(&["execution", "list", "--created-after", future, "--format", "json"]);
+    assert_eq!(none["total"], 0, "{none}");
+    let window =
+        flux.json(&["execution", "list", "--created-after", past, "--created-before", future, "--format", "json"]);
+    assert_eq!(window["total"], 4, "{window}");
+    assert_eq!(flux.ok(&["execution", "list", "--created-before", past]), "no executions match\n");
+
+    // Pages.
+    let first = flux.ok(&["execution", "list", "--workflow", "hello_world", "--limit", "2"]);
+    assert_eq!(first.lines().count(), 5, "{first}");
+    assert!(first.ends_with("\n1-2 of 3 shown; the next page: --offset 2\n"), "{first}");
+    let second = ["execution", "list", "--workflow", "hello_world", "--limit", "2", "--offset", "2"];
+    let next = flux.json(&[&second[..], &["--format", "json"]].concat());
+    assert_eq!(next["offset"], 2, "{next}");
+    assert_eq!(next["executions"][0]["execution_id"], ids[0].as_str(), "{next}");
+
+    // Bad options are usage errors that name the value and what would do.
+    let dir = flux.dir.path();
+    let bad_state = run_command(flux.command(&["execution", "list", "--state", "done"]));
+    assert_eq!(bad_state.code(), Some(2), "{bad_state:?}");
+    assert!(bad_state.stderr.contains("unknown state `done`"), "{bad_state:?}");
+    for state in ["RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED"] {
+        assert!(bad_state.stderr.contains(state), "{state} missing: {bad_state:?}");
+    }
+    let bad_time = run_command(flux_command(dir, &["execution", "list", "--created-after", "yesterday"]));
+    assert_eq!(bad_time.code(), Some(2), "{bad_time:?}");
+    assert!(bad_time.stderr.contains("`yesterday` is not an RFC 3339 time"), "{bad_time:?}");
+    let bad_limit = run_command(flux_command(dir, &["execution", "list", "--limit", "1001"]));
+    assert_eq!(bad_limit.code(), Some(2), "{bad_limit:?}");
+    assert!(bad_limit.stderr.contains("1001"), "{bad_limit:?}");
+}
+
+#[test]
 fn secrets_are_managed_with_the_admin_token_and_never_listed_with_values() {
     let flux = Flux::server();
     let value = "s3cr3t-value";
@@ -530,7 +601,7 @@ fn every_command_has_help_and_bad_arguments_are_usage_errors() {
         run.stdout
     };
     let root = help(&[]);
-    for command in ["start", "workflow", "secrets", "--server-url", "--admin-token", "--format"] {
+    for command in ["start", "workflow", "execution", "secrets", "--server-url", "--admin-token", "--format"] {
         assert!(root.contains(command), "flux --help lacks {command}:\n{root}");
     }
     help(&["start"]);
@@ -539,7 +610,7 @@ fn every_command_has_help_and_bad_arguments_are_usage_errors() {
     for expected in ["Worker::new", ".register(", "hello_world", "approval", "countdown", "--token"] {
         assert!(worker.contains(expected), "flux start worker --help lacks {expected}:\n{worker}");
     }
-    for command in ["workflow", "secrets"] {
+    for command in ["workflow", "execution", "secrets"] {
         help(&[command]);
     }
     let run = help(&["workflow", "run"]);
@@ -548,6 +619,10 @@ fn every_command_has_help_and_bad_arguments_are_usage_errors() {
     assert!(help(&["workflow", "cancel"]).contains("async"));
     for command in ["list", "show", "status"] {
         help(&["workflow", command]);
+    }
+    let list = help(&["execution", "list"]);
+    for expected in ["--workflow", "--state", "--created-after", "--created-before", "--limit", "--offset"] {
+        assert!(list.contains(expected), "flux execution list --help lacks {expected}:\n{list}");
     }
     assert!(help(&["secrets", "list"]).contains("never"));
     for command in ["set", "get", "remove"] {

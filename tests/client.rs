@@ -6,11 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use flux::client::{ExecutionFilter, StreamEvent};
+use flux::client::StreamEvent;
 use flux::prelude::*;
 use flux::server::{RunningServer, Server};
 use flux::worker::Worker;
-use flux::{Client, ErrorKind};
+use flux::{Client, ErrorKind, ExecutionFilter};
 use futures::StreamExt as _;
 use serde::Serialize;
 
@@ -519,7 +519,8 @@ async fn a_server_that_is_not_there_is_unreachable_and_a_slow_answer_times_out()
     shutdown(running).await;
 }
 
-/// `GET /executions` through the client: filters by workflow and state, pages.
+/// `GET /executions` through the client, with the engine's filter: by workflow and state, by
+/// times, by parent, a page at a time; every criterion reaches the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_executions_filters_and_pages() {
     let (running, client) = serve().await;
@@ -531,8 +532,11 @@ async fn list_executions_filters_and_pages() {
     let paused = approval.run(&"order 6".to_string()).await.unwrap();
 
     let all = client.list_executions(ExecutionFilter::new()).await.unwrap();
-    assert_eq!((all.total, all.executions.len(), all.offset), (4, 4, 0));
+    assert_eq!((all.total, all.executions.len(), all.offset, all.limit), (4, 4, 0, 50));
     assert!(!all.has_more());
+    assert_eq!(all.next(&ExecutionFilter::new()), None);
+    assert_eq!(all.executions[0].execution_id, paused.execution_id(), "newest first");
+    assert_eq!(all.json()["total"], 4);
 
     let hellos = client.list_executions(ExecutionFilter::new().workflow("hello_world")).await.unwrap();
     assert_eq!(hellos.total, 3);
@@ -541,12 +545,18 @@ async fn list_executions_filters_and_pages() {
         && row.workflow_version == 1
         && row.created_at <= row.updated_at));
 
-    let page = client.list_executions(ExecutionFilter::new().workflow("hello_world").limit(2)).await.unwrap();
-    assert_eq!((page.total, page.executions.len(), page.limit), (3, 2, 2));
-    assert!(page.has_more());
-    let filter = ExecutionFilter::new().workflow("hello_world").limit(2);
-    let next = client.list_executions(filter.next_page(&page)).await.unwrap();
-    assert_eq!((next.executions.len(), next.offset), (1, 2));
+    // Page by page, each page's `next` the filter of the one after.
+    let mut filter = ExecutionFilter::new().workflow("hello_world").limit(2);
+    let mut pages = Vec::new();
+    loop {
+        let page = client.list_executions(filter.clone()).await.unwrap();
+        pages.push((page.executions.len(), page.offset, page.has_more()));
+        match page.next(&filter) {
+            Some(next) => filter = next,
+            None => break,
+        }
+    }
+    assert_eq!(pages, [(2, 0, true), (1, 2, false)]);
 
     let waiting = ExecutionFilter::new().states([ExecutionState::Paused, ExecutionState::Running]);
     let waiting = client.list_executions(waiting).await.unwrap();
@@ -554,7 +564,21 @@ async fn list_executions_filters_and_pages() {
     assert_eq!(waiting.executions[0].execution_id, paused.execution_id());
 
     let future = std::time::SystemTime::now() + Duration::from_secs(3600);
-    assert_eq!(client.list_executions(ExecutionFilter::new().created_after(future)).await.unwrap().total, 0);
-    assert_eq!(client.list_executions(ExecutionFilter::new().created_before(future)).await.unwrap().total, 4);
+    let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let total = |filter: ExecutionFilter| {
+        let client = client.clone();
+        async move { client.list_executions(filter).await.unwrap().total }
+    };
+    assert_eq!(total(ExecutionFilter::new().created_after(future)).await, 0);
+    assert_eq!(total(ExecutionFilter::new().created_before(future)).await, 4);
+    // The criteria the engine's filter adds reach the server too (none is dropped on the way).
+    assert_eq!(total(ExecutionFilter::new().updated_before(past)).await, 0);
+    assert_eq!(total(ExecutionFilter::new().updated_before(future)).await, 4);
+    assert_eq!(total(ExecutionFilter::new().parent(paused.execution_id()).parent("nobody")).await, 0);
+
+    // A filter the engine refuses is refused the same way, before any request.
+    let err = client.list_executions(ExecutionFilter::new().limit(1001)).await.unwrap_err();
+    assert_eq!((err.kind(), err.http_status()), (ErrorKind::Config, None), "{err}");
+    assert!(err.to_string().contains("between 1 and 1000, not 1001"), "{err}");
     shutdown(running).await;
 }

@@ -381,8 +381,8 @@ async fn retention_deletes_in_bounded_batches_beside_new_runs_and_the_file_stops
     drop(engine);
 }
 
-/// Over HTTP: `GET /executions` answers pages of exactly the documented shape, and 422 for a
-/// bad state, limit or time.
+/// Over HTTP: `GET /executions` answers pages of exactly the documented shape, takes every
+/// criterion of the filter, and answers 422 for a bad state, limit or time.
 #[cfg(feature = "server")]
 #[tokio::test]
 async fn the_http_listing_answers_pages_and_refuses_bad_filters() {
@@ -402,8 +402,8 @@ async fn the_http_listing_answers_pages_and_refuses_bad_filters() {
         .unwrap();
     let url = format!("{}/executions", server.url());
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let get = |query: &'static str| {
-        let (client, url) = (client.clone(), url.clone());
+    let get = |query: &str| {
+        let (client, url, query) = (client.clone(), url.clone(), query.to_string());
         async move {
             let response = client.get(format!("{url}{query}")).send().await.unwrap();
             let status = response.status().as_u16();
@@ -440,6 +440,16 @@ async fn the_http_listing_answers_pages_and_refuses_bad_filters() {
     assert_eq!(listed, [created[4].as_str(), created[3].as_str()]);
     let (_, page) = get("?created_after=2000-01-01T00:00:00Z&created_before=2001-01-01T00:00:00Z").await;
     assert_eq!(page, json!({"executions": [], "total": 0, "limit": 50, "offset": 0}));
+    // The last change, and several parents as repeated parameters: every criterion of the filter
+    // can be sent.
+    let (_, page) = get("?updated_before=2000-01-01T00:00:00Z").await;
+    assert_eq!(page["total"].as_u64(), Some(0), "{page}");
+    let (_, page) = get("?updated_before=2999-01-01T00:00:00Z&workflow=tripler").await;
+    assert_eq!(page["total"].as_u64(), Some(5), "{page}");
+    let (_, page) = get(&format!("?parent={}&parent={}&parent=nobody", created[5], created[0])).await;
+    let listed: Vec<&str> =
+        page["executions"].as_array().unwrap().iter().map(|r| r["execution_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [created[7].as_str(), created[6].as_str()]);
 
     for (query, named) in [
         ("?state=DONE", "unknown state `DONE`"),
@@ -448,6 +458,7 @@ async fn the_http_listing_answers_pages_and_refuses_bad_filters() {
         ("?offset=-1", "`offset`"),
         ("?created_after=yesterday", "`created_after` must be an RFC 3339 time"),
         ("?created_before=2026-13-01T00:00:00Z", "`created_before`"),
+        ("?updated_before=soon", "`updated_before` must be an RFC 3339 time"),
         ("?states=RUNNING", "unknown query parameter `states`"),
     ] {
         let (status, body) = get(query).await;

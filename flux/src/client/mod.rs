@@ -2,7 +2,8 @@
 //!
 //! ```no_run
 //! use futures::StreamExt as _;
-//! use flux::client::{ExecutionFilter, StreamEvent};
+//! use flux::ExecutionFilter;
+//! use flux::client::StreamEvent;
 //!
 //! # async fn demo() -> flux::Result<()> {
 //! let client = flux::Client::new("http://127.0.0.1:8000")?;
@@ -24,14 +25,14 @@
 //!     }
 //! }
 //!
-//! // The failed executions of the last page.
+//! // The newest failed executions (the engine's filter, sent as a query).
 //! let failed = client.list_executions(ExecutionFilter::new().state(flux::ExecutionState::Failed)).await?;
 //! # Ok(()) }
 //! ```
 //!
 //! Every answer is typed: an execution as an [`ExecutionStatus`] (its output decoded as the
 //! workflow's output type, its error as the [`Error`] the execution recorded), a stream as
-//! [`StreamEvent`]s. A request the server refuses is an [`Error`] whose kind fits the answer
+//! [`StreamEvent`]s, a listing as an [`ExecutionList`]. A request the server refuses is an [`Error`] whose kind fits the answer
 //! ([`ErrorKind::NotFound`] for 404, [`ErrorKind::InvalidInput`] for 422,
 //! [`ErrorKind::Unauthorized`] for 401, [`ErrorKind::InvalidState`] for 400,
 //! [`ErrorKind::Conflict`] for 409), whose message is the server's `detail` and whose
@@ -53,8 +54,9 @@ use serde_json::Value;
 
 use self::http::{Auth, Http};
 use crate::error::{Error, ErrorKind, Result};
+use crate::store::ExecutionFilter;
 
-pub use self::executions::{DEFAULT_LIMIT, ExecutionFilter, ExecutionPage, ExecutionRow, MAX_LIMIT};
+pub use self::executions::{ExecutionList, ListedExecution};
 pub use self::status::{ExecutionStatus, WorkflowInfo};
 pub use self::stream::{EventStream, Progress, StreamEvent};
 pub use self::workflow::RemoteWorkflow;
@@ -167,34 +169,33 @@ impl Client {
         WorkflowInfo::from_json(entry).map_err(|e| self.http.not_the_api(&e))
     }
 
-    /// `GET /executions`: a page of the executions `filter` selects.
+    /// `GET /executions`: a page of the executions `filter` selects, newest first, with how
+    /// many match in all.
+    ///
+    /// The filter is the engine's [`ExecutionFilter`], and every criterion it holds is sent
+    /// (states and parents as repeated parameters), so the server selects what
+    /// [`Engine::list_executions`](crate::Engine::list_executions) would with it. A filter that
+    /// [`ExecutionFilter::check`] refuses (a limit of 0 or above
+    /// [`ExecutionFilter::MAX_LIMIT`]) is refused here the same way, of kind
+    /// [`ErrorKind::Config`], before any request. [`ExecutionList::next`] gives the filter of
+    /// the next page.
     ///
     /// ```no_run
-    /// use flux::client::ExecutionFilter;
+    /// use flux::{ExecutionFilter, ExecutionState};
     ///
     /// # async fn demo() -> flux::Result<()> {
     /// let client = flux::Client::new("http://127.0.0.1:8000")?;
-    /// let mut filter = ExecutionFilter::new().workflow("checkout").limit(100);
-    /// loop {
-    ///     let page = client.list_executions(filter.clone()).await?;
-    ///     for row in &page.executions {
-    ///         println!("{} {}", row.execution_id, row.state);
-    ///     }
-    ///     if !page.has_more() {
-    ///         break;
-    ///     }
-    ///     filter = filter.next_page(&page);
-    /// }
+    /// let filter = ExecutionFilter::new().workflow("checkout").state(ExecutionState::Failed).limit(20);
+    /// let list = client.list_executions(filter).await?;
+    /// println!("{} of {} failed checkouts", list.executions.len(), list.total);
     /// # Ok(()) }
     /// ```
-    pub async fn list_executions(&self, filter: ExecutionFilter) -> Result<ExecutionPage> {
+    pub async fn list_executions(&self, filter: ExecutionFilter) -> Result<ExecutionList> {
+        filter.check()?;
         let mut url = self.http.url(&["executions"])?;
-        let query = filter.query();
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(&query);
-        }
+        url.query_pairs_mut().extend_pairs(&executions::query(&filter));
         let answer = self.http.value(self.http.request(Method::GET, url, Auth::Plain)).await?;
-        ExecutionPage::from_json(&answer)
+        ExecutionList::from_json(answer)
     }
 }
 

@@ -254,8 +254,9 @@ async fn cancel(
 /// `GET /executions`: a page of the stored executions, newest first, with how many match.
 ///
 /// Query: `workflow`, `state` (repeated for several), `created_after` and `created_before`
-/// (RFC 3339 UTC times, `[after, before)`), `parent` (repeated for several), `limit` (1 to
-/// 1000, default 50) and `offset`. Anything else, or a value that is not one, is answered 422
+/// (RFC 3339 UTC times, `[after, before)`), `updated_before` (RFC 3339, last change strictly
+/// before), `parent` (repeated for several), `limit` (1 to 1000, default 50) and `offset`: every
+/// criterion of an [`ExecutionFilter`], so that the typed client sends any filter whole. Anything else, or a value that is not one, is answered 422
 /// saying which.
 async fn list_executions(
     State(s): SharedState,
@@ -294,6 +295,7 @@ fn execution_filter(pairs: &[(String, String)]) -> ApiResult<ExecutionFilter> {
             })?),
             "created_after" => filter.created_after(time(key, value)?),
             "created_before" => filter.created_before(time(key, value)?),
+            "updated_before" => filter.updated_before(time(key, value)?),
             "parent" => filter.parent(value),
             "limit" => match value.trim().parse::<u32>() {
                 Ok(limit) if (1..=ExecutionFilter::MAX_LIMIT).contains(&limit) => filter.limit(limit),
@@ -311,7 +313,7 @@ fn execution_filter(pairs: &[(String, String)]) -> ApiResult<ExecutionFilter> {
             other => {
                 return Err(invalid(format!(
                     "unknown query parameter `{other}` (expected workflow, state, created_after, created_before, \
-                     parent, limit or offset)"
+                     updated_before, parent, limit or offset)"
                 )));
             }
         };

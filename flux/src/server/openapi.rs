@@ -169,7 +169,10 @@ mod tests {
             .map(|p| p["name"].as_str().expect("name"))
             .collect();
         names.sort_unstable();
-        assert_eq!(names, ["created_after", "created_before", "limit", "offset", "parent", "state", "workflow"]);
+        assert_eq!(
+            names,
+            ["created_after", "created_before", "limit", "offset", "parent", "state", "updated_before", "workflow"]
+        );
         let page = &doc["components"]["schemas"]["ExecutionPage"];
         assert_eq!(page["required"], serde_json::json!(["executions", "total", "limit", "offset"]));
         let row = &doc["components"]["schemas"]["ExecutionRow"]["required"];

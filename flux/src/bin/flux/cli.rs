@@ -1,6 +1,9 @@
 //! The command line surface: clap definitions only, no behaviour.
 
+use std::time::SystemTime;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flux::{ExecutionFilter, ExecutionState};
 
 /// Shown after `flux --help`.
 const EXAMPLES: &str = "\
@@ -11,6 +14,7 @@ Examples:
   flux workflow run hello_world World            # input `World` is sent as the JSON string \"World\"
   flux workflow run countdown 50 --mode stream
   flux workflow status hello_world <execution id> --detailed --format json
+  flux execution list --workflow hello_world --state failed --state cancelled --limit 20
   flux secrets set API_KEY s3cr3t --admin-token <admin token>
 
 The server URL defaults to FLUX_WORKERS__SERVER_URL (or [flux.workers] server_url in flux.toml,
@@ -99,6 +103,9 @@ pub enum Command {
     /// List, run, resume, inspect and cancel workflows on a server
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// List the executions the server keeps, of every workflow
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
     /// Manage the server's secrets (needs the admin token)
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -217,6 +224,76 @@ pub enum CancelMode {
     Async,
 }
 
+/// `flux execution ...`
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// List executions, newest first, a page at a time
+    ///
+    /// Prints the id, workflow, version, state and times of each execution of the page, then how
+    /// many of all that match are shown. Every option narrows the list; --state may be given
+    /// several times for executions in any of those states.
+    List(ListExecutions),
+}
+
+/// The options of `flux execution list`: a filter and a page.
+#[derive(Debug, Args)]
+pub struct ListExecutions {
+    /// Only executions of this workflow
+    #[arg(long, value_name = "NAME")]
+    pub workflow: Option<String>,
+    /// Only executions in this state (any case); repeat for any of several
+    #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
+    pub states: Vec<ExecutionState>,
+    /// Only executions created at this time or later (RFC 3339 UTC, e.g. 2026-12-07T03:00:00Z)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub created_after: Option<SystemTime>,
+    /// Only executions created before this time (RFC 3339 UTC)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub created_before: Option<SystemTime>,
+    /// The most executions to show (1 to 1000)
+    #[arg(long, value_name = "N", default_value_t = ExecutionFilter::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(ExecutionFilter::MAX_LIMIT)))]
+    pub limit: u32,
+    /// How many matching executions to skip, newest first (for the next pages)
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    pub offset: u64,
+}
+
+impl ListExecutions {
+    /// The filter these options make.
+    pub fn filter(&self) -> ExecutionFilter {
+        let mut filter =
+            ExecutionFilter::new().states(self.states.iter().copied()).limit(self.limit).offset(self.offset);
+        if let Some(workflow) = &self.workflow {
+            filter = filter.workflow(workflow);
+        }
+        if let Some(time) = self.created_after {
+            filter = filter.created_after(time);
+        }
+        if let Some(time) = self.created_before {
+            filter = filter.created_before(time);
+        }
+        filter
+    }
+}
+
+/// A `--state` value: a state's name in any case (`failed`, `FAILED`); anything else refused,
+/// naming it and the states there are.
+fn parse_state(text: &str) -> Result<ExecutionState, String> {
+    text.trim().to_ascii_uppercase().parse().map_err(|_| {
+        let known: Vec<&str> = ExecutionState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown state `{text}` (expected one of {})", known.join(", "))
+    })
+}
+
+/// A time option's value: RFC 3339 in UTC (`2026-12-07T03:00:00Z`, fractions of a second
+/// allowed).
+fn parse_time(text: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339(text.trim())
+        .map_err(|_| format!("`{text}` is not an RFC 3339 time in UTC such as 2026-12-07T03:00:00Z"))
+}
+
 /// `flux secrets ...`
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
@@ -280,5 +357,58 @@ mod tests {
         assert_eq!(cli.global.server_url.as_deref(), Some("http://h:1"));
         assert!(matches!(cli.command, Command::Workflow(WorkflowCommand::Cancel { mode: CancelMode::Async, .. })));
         assert!(Cli::try_parse_from(["flux", "workflow", "cancel", "c", "id", "--mode", "stream"]).is_err());
+    }
+
+    #[test]
+    fn execution_list_options_make_the_filter() {
+        let cli = Cli::try_parse_from(["flux", "execution", "list"]).expect("parses");
+        let Command::Execution(ExecutionCommand::List(list)) = cli.command else { panic!("not a list") };
+        assert_eq!(list.filter(), ExecutionFilter::new());
+
+        let cli = Cli::try_parse_from([
+            "flux",
+            "execution",
+            "list",
+            "--workflow",
+            "orders",
+            "--state",
+            "failed",
+            "--state",
+            "CANCELLED",
+            "--created-after",
+            "2026-12-07T03:00:00Z",
+            "--created-before",
+            "2026-12-08T03:00:00.5Z",
+            "--limit",
+            "20",
+            "--offset",
+            "40",
+        ])
+        .expect("parses");
+        let Command::Execution(ExecutionCommand::List(list)) = cli.command else { panic!("not a list") };
+        let day = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_612_400);
+        let expected = ExecutionFilter::new()
+            .workflow("orders")
+            .state(ExecutionState::Failed)
+            .state(ExecutionState::Cancelled)
+            .created_after(day)
+            .created_before(day + std::time::Duration::from_millis(86_400_500))
+            .limit(20)
+            .offset(40);
+        assert_eq!(list.filter(), expected);
+    }
+
+    #[test]
+    fn bad_execution_list_options_are_named() {
+        let err = Cli::try_parse_from(["flux", "execution", "list", "--state", "done"]).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("unknown state `done`"), "{text}");
+        assert!(text.contains("expected one of CREATED, SCHEDULED") && text.contains("CANCELLED"), "{text}");
+        let err = Cli::try_parse_from(["flux", "execution", "list", "--created-after", "yesterday"]).expect_err("no");
+        assert!(err.to_string().contains("`yesterday` is not an RFC 3339 time"), "{err}");
+        for limit in ["0", "1001", "-1"] {
+            assert!(Cli::try_parse_from(["flux", "execution", "list", "--limit", limit]).is_err(), "{limit}");
+        }
+        assert!(Cli::try_parse_from(["flux", "execution", "list", "--offset", "-1"]).is_err());
     }
 }

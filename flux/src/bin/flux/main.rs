@@ -8,6 +8,8 @@
 //! flux workflow resume NAME EXECUTION_ID INPUT [--mode sync|async|stream] [--detailed]
 //! flux workflow status NAME EXECUTION_ID [--detailed]
 //! flux workflow cancel NAME EXECUTION_ID [--mode async|sync]
+//! flux execution list [--workflow NAME] [--state STATE]... [--created-after T] [--created-before T]
+//!                     [--limit N] [--offset N]
 //! flux secrets list | set NAME VALUE | get NAME | remove NAME
 //! global: --server-url URL, --admin-token TOKEN, --format table|json
 //! ```
@@ -62,7 +64,8 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    CancelMode, Cli, Command, Format, GlobalOptions, RunMode, SecretsCommand, StartCommand, WorkflowCommand,
+    CancelMode, Cli, Command, ExecutionCommand, Format, GlobalOptions, RunMode, SecretsCommand, StartCommand,
+    WorkflowCommand,
 };
 use crate::client::parse_input;
 use crate::error::CliError;
@@ -116,6 +119,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Start(StartCommand::Server { host, port }) => start_server(host, port).await,
         Command::Start(StartCommand::Worker { name, token }) => start_worker(&global, name, token).await,
         Command::Workflow(command) => workflow(&global, command).await,
+        Command::Execution(command) => execution(&global, command).await,
         Command::Secrets(command) => secrets(&global, command).await,
     }
 }
@@ -311,6 +315,18 @@ async fn execute(client: &flux::Client, answer: Answer, format: Format) -> Resul
         emit(&format!("{}\n", output::stream_line(format, &name, &data)))?;
     }
     Ok(())
+}
+
+/// `flux execution ...`.
+async fn execution(global: &GlobalOptions, command: ExecutionCommand) -> Result<(), CliError> {
+    let client = client::connect(&server_url(global)?, None)?;
+    let failure = |e: flux::Error| client::failure(&client, e, false);
+    match command {
+        ExecutionCommand::List(options) => {
+            let list = client.list_executions(options.filter()).await.map_err(failure)?;
+            show(global.format, list.json(), |_| output::execution_list(&list))
+        }
+    }
 }
 
 /// `flux secrets ...`.

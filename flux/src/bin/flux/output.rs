@@ -1,6 +1,9 @@
 //! Rendering the server's JSON for people (aligned tables, key-value views, one line per streamed
 //! event) or for programs (pretty JSON, one JSON object per streamed event).
 
+use std::time::SystemTime;
+
+use flux::client::ExecutionList;
 use flux::protocol::TASK_PROGRESS;
 use serde_json::{Map, Value};
 
@@ -176,6 +179,42 @@ pub fn summary(value: &Value) -> String {
     out
 }
 
+/// A page of executions: a table (id, workflow, version, state, created, updated; times to the
+/// second, in UTC), then which of all that match it shows and how to ask for the next page.
+pub fn execution_list(list: &ExecutionList) -> String {
+    let text = |s: &str| clean(s);
+    let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    if list.executions.is_empty() {
+        return match list.total {
+            0 => "no executions match\n".to_string(),
+            total => format!("no executions at offset {}: {total} match in all\n", list.offset),
+        };
+    }
+    let rows: Vec<Vec<String>> = list
+        .executions
+        .iter()
+        .map(|e| {
+            vec![
+                text(&e.execution_id),
+                text(&e.workflow_name),
+                e.workflow_version.to_string(),
+                e.state.to_string(),
+                time(e.created_at),
+                time(e.updated_at),
+            ]
+        })
+        .collect();
+    let mut out = table(&["ID", "WORKFLOW", "VERSION", "STATE", "CREATED", "UPDATED"], &rows);
+    let first = list.offset.saturating_add(1);
+    let last = list.offset.saturating_add(list.executions.len() as u64);
+    out.push_str(&format!("\n{first}-{last} of {} shown", list.total));
+    if list.has_more() {
+        out.push_str(&format!("; the next page: --offset {last}"));
+    }
+    out.push('\n');
+    out
+}
+
 /// One streamed event as a line: `EVENT  summary` (table) or `{"event": .., "data": ..}` (JSON).
 pub fn stream_line(format: Format, event: &str, data: &Value) -> String {
     match format {
@@ -279,6 +318,32 @@ TIME                  TYPE              NAME         SOURCE_ID       VALUE
         assert_eq!(shown, expected);
         let no_events = summary(&json!({"state": "PAUSED", "output": null, "events": []}));
         assert_eq!(no_events, "state   PAUSED\noutput  null\n\nevents: none\n");
+    }
+
+    #[test]
+    fn execution_lists_are_a_table_and_what_part_of_the_total_it_shows() {
+        let row = |id: &str, state: &str| {
+            json!({"execution_id": id, "workflow_name": "hello_world", "workflow_version": 2, "state": state,
+                   "parent_id": null, "worker": "w1", "created_at": "2026-12-07T03:00:00.123456Z",
+                   "updated_at": "2026-12-07T03:00:01.5Z"})
+        };
+        let list = |executions: Vec<Value>, total: u64, offset: u64| {
+            let answer = json!({"executions": executions, "total": total, "limit": 2, "offset": offset});
+            ExecutionList::from_json(answer).expect("a list")
+        };
+        let shown = execution_list(&list(vec![row("e2", "RUNNING"), row("e1\u{1b}", "COMPLETED")], 5, 0));
+        let expected = "\
+ID        WORKFLOW     VERSION  STATE      CREATED               UPDATED
+e2        hello_world  2        RUNNING    2026-12-07T03:00:00Z  2026-12-07T03:00:01Z
+e1\\u{1b}  hello_world  2        COMPLETED  2026-12-07T03:00:00Z  2026-12-07T03:00:01Z
+
+1-2 of 5 shown; the next page: --offset 2
+";
+        assert_eq!(shown, expected);
+        let last = execution_list(&list(vec![row("e0", "FAILED")], 5, 4));
+        assert!(last.ends_with("\n5-5 of 5 shown\n"), "{last}");
+        assert_eq!(execution_list(&list(vec![], 0, 0)), "no executions match\n");
+        assert_eq!(execution_list(&list(vec![], 5, 10)), "no executions at offset 10: 5 match in all\n");
     }
 
     #[test]
