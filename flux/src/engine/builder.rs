@@ -126,8 +126,9 @@ impl EngineBuilder {
     }
 
     /// Deletes finished executions (`COMPLETED`, `FAILED`, `CANCELLED`) once their last change
-    /// is older than `keep`, with their logs, in a background thread that runs a pass every
-    /// tenth of `keep` (at least every hour, at most every second) and stops when the engine is
+    /// is older than `keep`, with their logs, in a background thread that runs a pass a second
+    /// after the engine is built, then every tenth of `keep` (at least every hour, at most every
+    /// second), and stops when the engine is
     /// dropped. Unfinished executions, and sub-workflows whose parent has not finished, are
     /// never deleted; see [`Engine::run_retention`] and [`Engine::delete_where`]. Refused by
     /// [`EngineBuilder::build`] if zero. Default: executions are kept.

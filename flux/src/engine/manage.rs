@@ -38,6 +38,9 @@ const MAX_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 pub(super) struct Retention {
     /// How long finished executions are kept after their last change.
     pub(super) keep: Duration,
+    /// Held by a pass while it runs: the background passes and [`Engine::run_retention`] take
+    /// turns, so that two passes never try to delete the same executions.
+    pass: std::sync::Mutex<()>,
     /// Closed when the engine is dropped, which wakes the thread to stop.
     _stop: mpsc::Sender<()>,
     /// Disconnects when the thread has stopped (for tests).
@@ -81,8 +84,12 @@ fn start_retention(inner: Weak<Inner>, keep: Duration) -> Result<Retention> {
         .spawn(move || {
             #[cfg(test)]
             let _done = done;
-            // Woken early only when the engine goes (the sender is dropped).
-            while let Err(mpsc::RecvTimeoutError::Timeout) = wake.recv_timeout(every) {
+            // The first pass comes soon after the start, so that a process that never lives a
+            // whole interval (a batch job, one restarted often) still deletes what it should;
+            // then one per interval. Woken early only when the engine goes (the sender drops).
+            let mut wait = MIN_RETENTION_INTERVAL.min(every);
+            while let Err(mpsc::RecvTimeoutError::Timeout) = wake.recv_timeout(wait) {
+                wait = every;
                 let Some(inner) = inner.upgrade() else { return };
                 let engine = Engine { inner };
                 match retention_pass(&engine, keep) {
@@ -94,9 +101,14 @@ fn start_retention(inner: Weak<Inner>, keep: Duration) -> Result<Retention> {
         })
         .map_err(|e| Error::new(ErrorKind::Storage, format!("cannot start the retention thread: {e}")))?;
     #[cfg(test)]
-    return Ok(Retention { keep, _stop: stop, stopped: std::sync::Mutex::new(Some(stopped)) });
+    return Ok(Retention {
+        keep,
+        pass: std::sync::Mutex::new(()),
+        _stop: stop,
+        stopped: std::sync::Mutex::new(Some(stopped)),
+    });
     #[cfg(not(test))]
-    Ok(Retention { keep, _stop: stop })
+    Ok(Retention { keep, pass: std::sync::Mutex::new(()), _stop: stop })
 }
 
 impl Engine {
@@ -203,6 +215,7 @@ async fn off_thread<T: Send + 'static>(what: &str, f: impl FnOnce() -> Result<T>
 
 /// One retention pass: the finished executions last changed more than `keep` ago.
 fn retention_pass(engine: &Engine, keep: Duration) -> Result<u64> {
+    let _turn = engine.inner.retention.get().map(|r| r.pass.lock().unwrap_or_else(|p| p.into_inner()));
     let cutoff = SystemTime::now().checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
     delete_matching(engine, ExecutionFilter::new().finished().updated_before(cutoff))
 }
