@@ -70,7 +70,8 @@ fn print(execution: &Execution<Plan, Report>) {
 }
 
 async fn demo() -> flux::Result<()> {
-    let server = flux_suite::mcp::serve().await.map_err(|e| flux::Error::new(flux::ErrorKind::Config, e.to_string()))?;
+    let server =
+        flux_suite::mcp::serve().await.map_err(|e| flux::Error::new(flux::ErrorKind::Config, e.to_string()))?;
     println!("MCP server at {}", server.url);
     let plan = Plan {
         url: server.url.clone(),
@@ -112,7 +113,9 @@ async fn main() -> std::process::ExitCode {
         }
         ["replay", id] => use_tools.replay(id).await.map(Some),
         _ => {
-            eprintln!("usage: mcp_client | mcp_client run <id> <url> <name> [<tool> <json>]... | mcp_client replay <id>");
+            eprintln!(
+                "usage: mcp_client | mcp_client run <id> <url> <name> [<tool> <json>]... | mcp_client replay <id>"
+            );
             return std::process::ExitCode::from(2);
         }
     };

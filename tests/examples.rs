@@ -176,5 +176,8 @@ fn mcp_client_example_calls_tools_and_resumes_without_its_server() {
     assert!(out.contains("state: PAUSED") && out.contains("server stopped after 2 tool calls"), "{out}");
     let resumed = &out[out.find("server stopped").unwrap()..];
     assert!(resumed.contains("state: COMPLETED\ntools: 3\n  add -> 42\n"), "{out}");
-    assert!(resumed.contains("fail failed (terminal: true): MCP tool `fail` of server `calc` failed: out of paper"), "{out}");
+    assert!(
+        resumed.contains("fail failed (terminal: true): MCP tool `fail` of server `calc` failed: out of paper"),
+        "{out}"
+    );
 }

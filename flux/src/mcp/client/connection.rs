@@ -73,7 +73,9 @@ impl ClientHandler for Handler {
             }
         };
         let Some(target) = target else {
-            tracing::warn!("an MCP server asked for an elicitation while not exactly one tool call was in flight: declined");
+            tracing::warn!(
+                "an MCP server asked for an elicitation while not exactly one tool call was in flight: declined"
+            );
             return Ok(answer(ElicitationAction::Decline));
         };
         let (reply, answered) = oneshot::channel();
@@ -150,7 +152,8 @@ impl Connector {
                 Transport::Stdio { program, args } => {
                     let mut command = tokio::process::Command::new(program);
                     command.args(args);
-                    let child = TokioChildProcess::new(command).map_err(|e| format!("`{program}` did not start: {e}"))?;
+                    let child =
+                        TokioChildProcess::new(command).map_err(|e| format!("`{program}` did not start: {e}"))?;
                     handler.serve(child).await.map_err(|e| e.to_string())
                 }
             }

@@ -58,7 +58,9 @@ mod connection;
 mod tools;
 
 use connection::{Connector, Transport};
-pub use tools::{ElicitationAction, ElicitationAnswer, ElicitationRequest, Tool, ToolError, ToolOutput, ToolSet, ToolSpec};
+pub use tools::{
+    ElicitationAction, ElicitationAnswer, ElicitationRequest, Tool, ToolError, ToolOutput, ToolSet, ToolSpec,
+};
 
 /// How long opening a session may take, unless [`McpClient::connect_timeout`] says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -245,9 +247,8 @@ impl McpClient {
             }
         };
         let task = format!("mcp_{}_{}", self.settings.name, sanitize(tool));
-        let call = TaskCall::begin(Cow::Owned(task.clone()), || {
-            (task.as_str(), Args::new(2).arg_str(tool).arg(&arguments))
-        });
+        let call =
+            TaskCall::begin(Cow::Owned(task.clone()), || (task.as_str(), Args::new(2).arg_str(tool).arg(&arguments)));
         let this = self.clone();
         let tool = tool.to_string();
         let attempt = move |_: &Call<'_>| {
@@ -313,11 +314,7 @@ impl McpClient {
     }
 
     /// The answer to an elicitation request: the resume input of the pause `elicitation_{tool}`.
-    async fn elicit(
-        &self,
-        tool: &str,
-        request: rmcp::model::ElicitRequestParams,
-    ) -> Result<rmcp::model::ElicitResult> {
+    async fn elicit(&self, tool: &str, request: rmcp::model::ElicitRequestParams) -> Result<rmcp::model::ElicitResult> {
         use rmcp::model::ElicitRequestParams as Params;
         let server = self.settings.name.clone();
         let request = match request {
@@ -332,7 +329,9 @@ impl McpClient {
             },
             Params::UrlElicitationParams { message, url, elicitation_id, .. } => {
                 // A page for a person to open, never another scheme a server could abuse.
-                if !(url.to_ascii_lowercase().starts_with("http://") || url.to_ascii_lowercase().starts_with("https://")) {
+                if !(url.to_ascii_lowercase().starts_with("http://")
+                    || url.to_ascii_lowercase().starts_with("https://"))
+                {
                     tracing::warn!(server, tool, "an elicitation asked to open a URL that is not http(s): declined");
                     return Ok(rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Decline));
                 }
