@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "mcp")]
+pub mod mcp;
+
 use flux::{Event, EventType};
 
 /// The event types of a log, in order.

@@ -167,3 +167,17 @@ fn client_example_drives_a_server_typed() {
     assert!(out.contains("7. executions: 4 in all"), "{out}");
     assert!(out.contains("8. server stopped"), "{out}");
 }
+
+#[cfg(feature = "mcp")]
+#[test]
+fn mcp_client_example_calls_tools_and_resumes_without_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("mcp_client", dir.path());
+    assert!(out.contains("state: PAUSED") && out.contains("server stopped after 2 tool calls"), "{out}");
+    let resumed = &out[out.find("server stopped").unwrap()..];
+    assert!(resumed.contains("state: COMPLETED\ntools: 3\n  add -> 42\n"), "{out}");
+    assert!(
+        resumed.contains("fail failed (terminal: true): MCP tool `fail` of server `calc` failed: out of paper"),
+        "{out}"
+    );
+}
