@@ -306,6 +306,45 @@ pub mod __private {
         }
     }
 
+    /// Asks whether a workflow's input type has a JSON Schema: see [`ViaJsonSchema`].
+    pub struct SchemaProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+    impl<T> SchemaProbe<T> {
+        /// A probe of `T`.
+        pub const fn new() -> Self {
+            SchemaProbe(std::marker::PhantomData)
+        }
+    }
+
+    impl<T> Default for SchemaProbe<T> {
+        fn default() -> Self {
+            SchemaProbe::new()
+        }
+    }
+
+    /// An input type deriving `schemars::JsonSchema` (with the `mcp` feature) has its schema.
+    pub trait ViaJsonSchema {
+        /// The schema as JSON text.
+        fn input_schema(&self) -> Option<String>;
+    }
+    #[cfg(feature = "mcp")]
+    impl<T: schemars::JsonSchema> ViaJsonSchema for &SchemaProbe<T> {
+        fn input_schema(&self) -> Option<String> {
+            serde_json::to_string(&schemars::schema_for!(T)).ok()
+        }
+    }
+
+    /// Any other input type has none.
+    pub trait ViaNoSchema {
+        /// `None`.
+        fn input_schema(&self) -> Option<String>;
+    }
+    impl<T> ViaNoSchema for SchemaProbe<T> {
+        fn input_schema(&self) -> Option<String> {
+            None
+        }
+    }
+
     /// `flux::Error` is kept as it is.
     pub trait ViaFluxError {
         /// Converts.
