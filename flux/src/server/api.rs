@@ -52,9 +52,25 @@ async fn docs() -> impl IntoResponse {
 /// `GET /workflows`: every workflow of the catalog with its version.
 async fn list_workflows(State(s): SharedState) -> impl IntoResponse {
     let catalog = lock(&s.catalog);
-    let list: Vec<Value> =
-        catalog.iter().map(|(name, e)| json!({ "name": name, "version": e.version, "versions": e.versions })).collect();
+    let list: Vec<Value> = catalog
+        .iter()
+        .map(|(name, e)| {
+            let mut entry = json!({ "name": name, "version": e.version, "versions": e.versions });
+            add_input_schema(&s, name, &mut entry);
+            entry
+        })
+        .collect();
     axum::Json(Value::Array(list))
+}
+
+/// Adds `input_schema` to a catalog entry when the workflow runs here and its input has a JSON
+/// Schema ([`WorkflowDefinition::input_schema`](crate::WorkflowDefinition::input_schema)).
+fn add_input_schema(s: &Shared, name: &str, entry: &mut Value) {
+    let schema = s.local.get(name).and_then(|w| w.input_schema());
+    if let (Some(schema), Some(map)) = (schema.and_then(|text| serde_json::from_str(&text).ok()), entry.as_object_mut())
+    {
+        map.insert("input_schema".to_string(), schema);
+    }
 }
 
 /// `GET /workflows/{name}`: a workflow, where it runs and which workers registered it.
@@ -62,14 +78,15 @@ async fn show_workflow(State(s): SharedState, path: Result<Path<String>, PathRej
     let Path(name) = path.map_err(path_error)?;
     let catalog = lock(&s.catalog);
     let entry = catalog.get(&name).ok_or_else(|| unknown_workflow(&name, &catalog))?;
-    Ok(axum::Json(json!({
+    let mut answer = json!({
         "name": name,
         "version": entry.version,
         "versions": entry.versions,
         "source": if entry.in_process { "in_process" } else { "worker" },
         "workers": entry.workers,
-    }))
-    .into_response())
+    });
+    add_input_schema(&s, &name, &mut answer);
+    Ok(axum::Json(answer).into_response())
 }
 
 /// 404 for a workflow the catalog does not have, naming those it has.
@@ -334,7 +351,7 @@ fn execution_row(row: &ExecutionRow) -> Value {
 }
 
 /// 401 unless the request carries the admin token.
-fn check_admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
+pub(super) fn check_admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
     match super::auth::bearer(headers) {
         Some(token) if s.admin_token.matches(token) => Ok(()),
         _ => Err(ApiError::unauthorized("admin token")),

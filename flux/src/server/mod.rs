@@ -24,6 +24,7 @@ mod respond;
 mod stream;
 mod dispatch;
 mod api;
+mod roster;
 mod workers;
 
 use std::collections::HashMap;
@@ -280,6 +281,7 @@ impl Server {
 fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.max_body_bytes;
     api::routes()
+        .merge(roster::routes())
         .merge(workers::routes())
         .fallback(respond::no_route)
         .method_not_allowed_fallback(respond::wrong_method)

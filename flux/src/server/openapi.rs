@@ -29,6 +29,8 @@ mod tests {
         ("post", "/admin/secrets"),
         ("get", "/admin/secrets/{name}"),
         ("delete", "/admin/secrets/{name}"),
+        ("get", "/workers"),
+        ("get", "/workers/{name}"),
         ("post", "/workers/register"),
         ("get", "/workers/{name}/connect"),
         ("post", "/workers/{name}/claim/{execution_id}"),
