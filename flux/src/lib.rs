@@ -145,7 +145,7 @@ pub use builtins::{choice, now, patched, pause, pause_with, progress, randint, r
 #[cfg(feature = "client")]
 pub use client::Client;
 pub use compose::{AllResults, Parallel, parallel};
-pub use config::{Config, DatabaseLocation, WorkersConfig};
+pub use config::{Config, DatabaseLocation, McpConfig, McpTransport, WorkersConfig};
 pub use context::ExecutionContext;
 pub use engine::{Engine, EngineBuilder, State};
 pub use error::{Error, ErrorKind, Result, TerminalError};
