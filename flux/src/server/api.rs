@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/workflows/{name}/status/{execution_id}", get(status))
         .route("/workflows/{name}/cancel/{execution_id}", get(cancel))
         .route("/executions", get(list_executions))
+        .route("/executions/{execution_id}", get(show_execution))
         .route("/admin/secrets", get(list_secrets).post(set_secret))
         .route("/admin/secrets/{name}", get(get_secret).delete(remove_secret))
         .route("/openapi.json", get(openapi))
@@ -291,6 +292,21 @@ async fn list_executions(
         "offset": filter.offset,
     }))
     .into_response())
+}
+
+/// `GET /executions/{execution_id}`: an execution of any workflow, as stored now (the status
+/// of `GET /workflows/{name}/status/{execution_id}` for a caller that knows only the id).
+async fn show_execution(
+    State(s): SharedState,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let Path(id) = path.map_err(path_error)?;
+    let detailed = detailed(query.as_deref())?;
+    match s.engine.load(&id).await? {
+        Some(stored) => Ok(axum::Json(summary_of(&s, &stored, detailed).to_json()).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`"))),
+    }
 }
 
 /// The filter of `GET /executions`, or 422 naming the parameter at fault.

@@ -25,6 +25,7 @@ mod tests {
         ("get", "/workflows/{name}/status/{execution_id}"),
         ("get", "/workflows/{name}/cancel/{execution_id}"),
         ("get", "/executions"),
+        ("get", "/executions/{execution_id}"),
         ("get", "/admin/secrets"),
         ("post", "/admin/secrets"),
         ("get", "/admin/secrets/{name}"),
