@@ -36,7 +36,7 @@ impl Default for McpConfig {
 /// use flux::McpTransport;
 /// assert_eq!("streamable-http".parse::<McpTransport>()?, McpTransport::StreamableHttp);
 /// assert_eq!(McpTransport::Stdio.to_string(), "stdio");
-/// assert!("http".parse::<McpTransport>().is_err());
+/// assert!("carrier-pigeon".parse::<McpTransport>().is_err());
 /// # Ok::<(), flux::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
