@@ -181,3 +181,22 @@ fn mcp_client_example_calls_tools_and_resumes_without_its_server() {
         "{out}"
     );
 }
+
+#[cfg(feature = "mcp")]
+#[test]
+fn mcp_server_example_prints_an_assistant_config_and_checks_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(flux_suite::example("mcp_server"))
+        .current_dir(dir.path())
+        .env("FLUX_MCP_EXAMPLE_CHECK", "1")
+        .env_remove("FLUX_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"mcpServers\""), "{stdout}");
+    assert!(stdout.contains("\"Authorization\": \"Bearer change-me-admin-token\""), "{stdout}");
+    assert!(stdout.contains("check: 23 tools, the workflow's own: order_book, order_book_async, resume_order_book, resume_order_book_async, status_order_book"), "{stdout}");
+    assert!(stdout.contains("check: order_book -> \"COMPLETED\" \"ordered 2 x \\\"Dune\\\"\""), "{stdout}");
+    assert!(stdout.contains("check: done"), "{stdout}");
+}

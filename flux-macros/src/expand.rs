@@ -426,6 +426,13 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
             const VERSION: u32 = #version;
             const SECRET_REQUESTS: &'static [&'static str] = &[#(#secret_requests),*];
             const OUTPUT_STORAGE: ::core::option::Option<&'static str> = #output_storage;
+            fn input_schema() -> ::core::option::Option<::std::string::String> {
+                // Autoref specialisation: the schema when the input derives `JsonSchema` (and
+                // flux has `mcp`), else `None`.
+                #[allow(unused_imports)]
+                use ::flux::__private::{ViaJsonSchema as _, ViaNoSchema as _};
+                (&&::flux::__private::SchemaProbe::<#in_ty>::new()).input_schema()
+            }
             fn body(#ctx: ::flux::ExecutionContext<#in_ty>) -> ::flux::__private::BoxFuture<::flux::Result<#out_ty>> {
                 ::std::boxed::Box::pin(async move { #converted })
             }

@@ -33,6 +33,9 @@ pub(crate) trait ErasedWorkflow: Recoverable {
     /// The version of the workflow's code (`#[flux::workflow(version = n)]`).
     fn version(&self) -> u32;
 
+    /// The JSON Schema of the input, as JSON text ([`WorkflowDefinition::input_schema`]).
+    fn input_schema(&self) -> Option<String>;
+
     /// Checks that an encoded input fits the workflow's input type.
     fn check_input(&self, input: &[u8]) -> Result<()>;
 
@@ -104,6 +107,10 @@ impl<W: WorkflowDefinition> Recoverable for Erased<W> {
 impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
     fn version(&self) -> u32 {
         W::VERSION
+    }
+
+    fn input_schema(&self) -> Option<String> {
+        W::input_schema()
     }
 
     fn check_input(&self, input: &[u8]) -> Result<()> {

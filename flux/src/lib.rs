@@ -147,7 +147,7 @@ pub use builtins::{choice, now, patched, pause, pause_with, progress, randint, r
 #[cfg(feature = "client")]
 pub use client::Client;
 pub use compose::{AllResults, Parallel, parallel};
-pub use config::{Config, DatabaseLocation, WorkersConfig};
+pub use config::{Config, DatabaseLocation, McpConfig, McpTransport, WorkersConfig};
 pub use context::ExecutionContext;
 pub use engine::{Engine, EngineBuilder, State};
 pub use error::{Error, ErrorKind, Result, TerminalError};
@@ -305,6 +305,45 @@ pub mod __private {
         fn to_flux_error(&self, kind: ErrorKind) -> Error {
             let error = Error::from_std(kind, &self.0).with_type_name(std::any::type_name::<E>());
             if self.0.is_terminal() { error.into_terminal() } else { error }
+        }
+    }
+
+    /// Asks whether a workflow's input type has a JSON Schema: see [`ViaJsonSchema`].
+    pub struct SchemaProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+    impl<T> SchemaProbe<T> {
+        /// A probe of `T`.
+        pub const fn new() -> Self {
+            SchemaProbe(std::marker::PhantomData)
+        }
+    }
+
+    impl<T> Default for SchemaProbe<T> {
+        fn default() -> Self {
+            SchemaProbe::new()
+        }
+    }
+
+    /// An input type deriving `schemars::JsonSchema` (with the `mcp` feature) has its schema.
+    pub trait ViaJsonSchema {
+        /// The schema as JSON text.
+        fn input_schema(&self) -> Option<String>;
+    }
+    #[cfg(feature = "mcp")]
+    impl<T: schemars::JsonSchema> ViaJsonSchema for &SchemaProbe<T> {
+        fn input_schema(&self) -> Option<String> {
+            serde_json::to_string(&schemars::schema_for!(T)).ok()
+        }
+    }
+
+    /// Any other input type has none.
+    pub trait ViaNoSchema {
+        /// `None`.
+        fn input_schema(&self) -> Option<String>;
+    }
+    impl<T> ViaNoSchema for SchemaProbe<T> {
+        fn input_schema(&self) -> Option<String> {
+            None
         }
     }
 

@@ -40,7 +40,8 @@
 //! [`ErrorKind::Unreachable`]. This client has no server dependencies; it speaks plain HTTP.
 
 mod executions;
-mod http;
+// `pub(crate)` for the MCP server, which reads endpoints the typed client has no method for yet.
+pub(crate) mod http;
 mod secrets;
 mod status;
 mod stream;

@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/workflows/{name}/status/{execution_id}", get(status))
         .route("/workflows/{name}/cancel/{execution_id}", get(cancel))
         .route("/executions", get(list_executions))
+        .route("/executions/{execution_id}", get(show_execution))
         .route("/admin/secrets", get(list_secrets).post(set_secret))
         .route("/admin/secrets/{name}", get(get_secret).delete(remove_secret))
         .route("/openapi.json", get(openapi))
@@ -52,9 +53,25 @@ async fn docs() -> impl IntoResponse {
 /// `GET /workflows`: every workflow of the catalog with its version.
 async fn list_workflows(State(s): SharedState) -> impl IntoResponse {
     let catalog = lock(&s.catalog);
-    let list: Vec<Value> =
-        catalog.iter().map(|(name, e)| json!({ "name": name, "version": e.version, "versions": e.versions })).collect();
+    let list: Vec<Value> = catalog
+        .iter()
+        .map(|(name, e)| {
+            let mut entry = json!({ "name": name, "version": e.version, "versions": e.versions });
+            add_input_schema(&s, name, &mut entry);
+            entry
+        })
+        .collect();
     axum::Json(Value::Array(list))
+}
+
+/// Adds `input_schema` to a catalog entry when the workflow runs here and its input has a JSON
+/// Schema ([`WorkflowDefinition::input_schema`](crate::WorkflowDefinition::input_schema)).
+fn add_input_schema(s: &Shared, name: &str, entry: &mut Value) {
+    let schema = s.local.get(name).and_then(|w| w.input_schema());
+    if let (Some(schema), Some(map)) = (schema.and_then(|text| serde_json::from_str(&text).ok()), entry.as_object_mut())
+    {
+        map.insert("input_schema".to_string(), schema);
+    }
 }
 
 /// `GET /workflows/{name}`: a workflow, where it runs and which workers registered it.
@@ -62,14 +79,15 @@ async fn show_workflow(State(s): SharedState, path: Result<Path<String>, PathRej
     let Path(name) = path.map_err(path_error)?;
     let catalog = lock(&s.catalog);
     let entry = catalog.get(&name).ok_or_else(|| unknown_workflow(&name, &catalog))?;
-    Ok(axum::Json(json!({
+    let mut answer = json!({
         "name": name,
         "version": entry.version,
         "versions": entry.versions,
         "source": if entry.in_process { "in_process" } else { "worker" },
         "workers": entry.workers,
-    }))
-    .into_response())
+    });
+    add_input_schema(&s, &name, &mut answer);
+    Ok(axum::Json(answer).into_response())
 }
 
 /// 404 for a workflow the catalog does not have, naming those it has.
@@ -277,6 +295,21 @@ async fn list_executions(
     .into_response())
 }
 
+/// `GET /executions/{execution_id}`: an execution of any workflow, as stored now (the status
+/// of `GET /workflows/{name}/status/{execution_id}` for a caller that knows only the id).
+async fn show_execution(
+    State(s): SharedState,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let Path(id) = path.map_err(path_error)?;
+    let detailed = detailed(query.as_deref())?;
+    match s.engine.load(&id).await? {
+        Some(stored) => Ok(axum::Json(summary_of(&s, &stored, detailed).to_json()).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`"))),
+    }
+}
+
 /// The filter of `GET /executions`, or 422 naming the parameter at fault.
 fn execution_filter(pairs: &[(String, String)]) -> ApiResult<ExecutionFilter> {
     let invalid = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail);
@@ -336,7 +369,7 @@ fn execution_row(row: &ExecutionRow) -> Value {
 }
 
 /// 401 unless the request carries the admin token.
-fn check_admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
+pub(super) fn check_admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
     match super::auth::bearer(headers) {
         Some(token) if s.admin_token.matches(token) => Ok(()),
         _ => Err(ApiError::unauthorized("admin token")),

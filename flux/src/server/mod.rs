@@ -24,7 +24,10 @@ mod respond;
 mod stream;
 mod dispatch;
 mod api;
+mod roster;
 mod workers;
+#[cfg(feature = "mcp")]
+mod mount;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +60,8 @@ pub struct Server {
     admin_token: Option<String>,
     lease_timeout: Option<Duration>,
     states: States,
+    /// Whether to serve MCP at `/mcp` ([`Server::mcp`]).
+    mcp: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -88,6 +93,7 @@ impl Server {
             admin_token: None,
             lease_timeout: None,
             states: States::default(),
+            mcp: false,
         }
     }
 
@@ -137,6 +143,28 @@ impl Server {
         self
     }
 
+    /// Also serves MCP at `/mcp` (feature `mcp`): the tools of
+    /// [`McpServer`](crate::mcp::server::McpServer) over this server's own API, for AI
+    /// assistants, as streamable HTTP (stateless), behind the admin token (`Authorization:
+    /// Bearer <admin token>`). The MCP server's name is `[flux.mcp] name` (default `Flux`).
+    ///
+    /// Its tools call this server back over HTTP at the address it listens on (the loopback
+    /// address when it listens on every interface), so it is mounted by [`Server::bind`] and
+    /// [`Server::serve`]; [`Server::into_router`], which listens nowhere, leaves it out: mount
+    /// [`McpServer::router`](crate::mcp::server::McpServer::router) next to it yourself.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> flux::Result<()> {
+    /// let server = flux::server::Server::new().admin_token("s3cret").mcp().bind("127.0.0.1:8000").await?;
+    /// // Assistants connect to http://127.0.0.1:8000/mcp with `Authorization: Bearer s3cret`.
+    /// # server.shutdown().await }
+    /// ```
+    #[cfg(feature = "mcp")]
+    pub fn mcp(mut self) -> Server {
+        self.mcp = true;
+        self
+    }
+
     /// Starts serving on `addr` (port 0 picks a free port) and returns at once.
     ///
     /// The listener keeps to the limits of [`Config`]: at most `max_connections` connections
@@ -151,12 +179,29 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::new(ErrorKind::Config, format!("cannot read the listening address: {e}")))?;
+        let mcp = self.mcp;
         let parts = self.start().await?;
-        let router = router(parts.shared.clone());
+        #[cfg_attr(not(feature = "mcp"), allow(unused_mut))]
+        let mut router = router(parts.shared.clone());
+        #[cfg(feature = "mcp")]
+        if mcp {
+            let name = parts.mcp_name.clone();
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let mounted = mount::routes(&parts.shared, local_addr, &parts.admin_token, &name, cancel.clone())?;
+            router = router.merge(mounted.with_state(parts.shared.clone()));
+            let mut shutdown = parts.shared.shutdown.subscribe();
+            tokio::spawn(async move {
+                let _ = shutdown.wait_for(|stopped| *stopped).await;
+                cancel.cancel();
+            });
+        }
+        #[cfg(not(feature = "mcp"))]
+        let _ = mcp;
         let serve = http::serve(listener, router, parts.shared.http_limits, parts.shared.shutdown.subscribe());
         let server = tokio::spawn(serve);
         tracing::info!(address = %local_addr, "flux server listening");
-        let Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher } = parts;
+        let Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher, .. } =
+            parts;
         Ok(RunningServer {
             local_addr,
             shared,
@@ -251,7 +296,8 @@ impl Server {
         }
         shared.engine.recover_in_background(shared.shutdown.subscribe());
         let dispatcher = tokio::spawn(dispatch::dispatcher(shared.clone()));
-        Ok(Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher })
+        let mcp_name = config.mcp.name.clone();
+        Ok(Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher, mcp_name })
     }
 
     /// Serves on `addr` until Ctrl-C. A generated token is printed once, on standard output.
@@ -280,6 +326,7 @@ impl Server {
 fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.max_body_bytes;
     api::routes()
+        .merge(roster::routes())
         .merge(workers::routes())
         .fallback(respond::no_route)
         .method_not_allowed_fallback(respond::wrong_method)
@@ -304,6 +351,9 @@ struct Parts {
     generated_bootstrap: bool,
     generated_admin: bool,
     dispatcher: tokio::task::JoinHandle<()>,
+    /// The name of the MCP endpoint (`[flux.mcp] name`).
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
+    mcp_name: String,
 }
 
 /// A server that is set up but does not listen: its routes, for a listener of your own or for
@@ -475,7 +525,10 @@ mod tests {
         let serving = tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::new();
 
-        let catalog: Value = http.get(format!("{base}/workflows")).send().await.unwrap().json().await.unwrap();
+        let mut catalog: Value = http.get(format!("{base}/workflows")).send().await.unwrap().json().await.unwrap();
+        // With `mcp`, the catalog also carries the input's JSON Schema (a `String` here).
+        let schema = catalog[0].as_object_mut().unwrap().remove("input_schema");
+        assert_eq!(schema.map(|s| s["type"].clone()), cfg!(feature = "mcp").then(|| json!("string")));
         assert_eq!(catalog, json!([{"name": "shout", "version": 1, "versions": [1]}]));
         let run = http.post(format!("{base}/workflows/shout/run/sync")).body("\"hey\"").send().await.unwrap();
         assert_eq!(run.status(), reqwest::StatusCode::OK);

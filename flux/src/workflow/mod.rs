@@ -37,6 +37,14 @@ pub trait WorkflowDefinition: Send + Sync + 'static {
     const SECRET_REQUESTS: &'static [&'static str] = &[];
     /// Where the output is kept (`output_storage`): `None` in the log, or an output storage name.
     const OUTPUT_STORAGE: Option<&'static str> = None;
+    /// The JSON Schema of the input, as JSON text: `Some` when flux is built with the `mcp`
+    /// feature and the input type derives `schemars::JsonSchema` (`#[flux::workflow]` finds out
+    /// by itself; nothing else is asked of other inputs), `None` otherwise. A server shows it
+    /// as `input_schema` in its catalog, and the MCP server gives the workflow's own tools
+    /// typed parameters from it.
+    fn input_schema() -> Option<String> {
+        None
+    }
     /// Runs the body once over `ctx`.
     fn body(ctx: ExecutionContext<Self::Input>) -> BoxFuture<Result<Self::Output>>;
 }

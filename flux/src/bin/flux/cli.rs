@@ -140,6 +140,12 @@ pub enum StartCommand {
         #[arg(long, value_name = "BOOTSTRAP_TOKEN")]
         token: Option<String>,
     },
+    /// Start an MCP server over a flux server's API, for AI assistants
+    ///
+    /// Offers the server's workflows and executions as MCP tools, over stdio (for an assistant
+    /// that starts it) or streamable HTTP at http://HOST:PORT/mcp, until Ctrl-C.
+    #[command(after_long_help = crate::mcp::MCP_HELP)]
+    Mcp(crate::mcp::McpArgs),
 }
 
 /// `flux workflow ...`

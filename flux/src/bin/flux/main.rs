@@ -51,6 +51,7 @@ mod cli;
 mod client;
 mod demo;
 mod error;
+mod mcp;
 mod output;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -118,6 +119,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match command {
         Command::Start(StartCommand::Server { host, port }) => start_server(host, port).await,
         Command::Start(StartCommand::Worker { name, token }) => start_worker(&global, name, token).await,
+        Command::Start(StartCommand::Mcp(args)) => mcp::start_mcp(&global, args).await,
         Command::Workflow(command) => workflow(&global, command).await,
         Command::Execution(command) => execution(&global, command).await,
         Command::Secrets(command) => secrets(&global, command).await,

@@ -20,6 +20,13 @@
 //! lease_timeout = "30s"                   # FLUX_WORKERS__LEASE_TIMEOUT: a silent worker loses its claims
 //! heartbeat_interval = "5s"               # FLUX_WORKERS__HEARTBEAT_INTERVAL
 //!
+//! [flux.mcp]                              # `flux start mcp`: an MCP server over a flux server
+//! name = "Flux"                           # FLUX_MCP__NAME: the name it gives assistants
+//! host = "localhost"                      # FLUX_MCP__HOST: where it listens (streamable-http)
+//! port = 8080                             # FLUX_MCP__PORT
+//! server_url = "http://localhost:8000"    # FLUX_MCP__SERVER_URL: the flux server it talks to
+//! transport = "streamable-http"           # FLUX_MCP__TRANSPORT: "stdio" or "streamable-http"
+//!
 //! [flux.security]
 //! encryption_key = "..."                  # FLUX_SECURITY__ENCRYPTION_KEY (secrets at rest)
 //! admin_token = "..."                     # FLUX_SECURITY__ADMIN_TOKEN: guards /admin endpoints
@@ -40,6 +47,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
+
+mod mcp;
+
+pub use self::mcp::{McpConfig, McpTransport};
 
 const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -95,6 +106,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Server mode: workers and the connection to the server.
     pub workers: WorkersConfig,
+    /// `[flux.mcp]`: the MCP server of `flux start mcp`.
+    pub mcp: McpConfig,
 }
 
 /// `[flux.workers]`: how workers find the server and how long their claims last.
@@ -152,6 +165,7 @@ impl Default for Config {
             retention: None,
             admin_token: None,
             workers: WorkersConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -172,6 +186,7 @@ impl std::fmt::Debug for Config {
             .field("retention", &self.retention)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("workers", &self.workers)
+            .field("mcp", &self.mcp)
             .finish()
     }
 }
@@ -187,7 +202,7 @@ pub enum DatabaseLocation {
 }
 
 /// The environment variables [`Config::load`] reads.
-const ENV_KEYS: [&str; 16] = [
+const ENV_KEYS: [&str; 21] = [
     "FLUX_HOME",
     "FLUX_DATABASE_URL",
     "FLUX_DURABILITY",
@@ -204,6 +219,11 @@ const ENV_KEYS: [&str; 16] = [
     "FLUX_WORKERS__SERVER_URL",
     "FLUX_WORKERS__LEASE_TIMEOUT",
     "FLUX_WORKERS__HEARTBEAT_INTERVAL",
+    "FLUX_MCP__NAME",
+    "FLUX_MCP__HOST",
+    "FLUX_MCP__PORT",
+    "FLUX_MCP__SERVER_URL",
+    "FLUX_MCP__TRANSPORT",
 ];
 
 #[derive(Default, Deserialize)]
@@ -228,6 +248,17 @@ struct FileSection {
     security: SecuritySection,
     #[serde(default)]
     workers: WorkersSection,
+    #[serde(default)]
+    mcp: McpSection,
+}
+
+#[derive(Default, Deserialize)]
+struct McpSection {
+    name: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    server_url: Option<String>,
+    transport: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -348,6 +379,11 @@ impl Config {
                 "FLUX_WORKERS__HEARTBEAT_INTERVAL" => {
                     section.workers.heartbeat_interval = Some(DurationValue::Text(value))
                 }
+                "FLUX_MCP__NAME" => section.mcp.name = Some(value),
+                "FLUX_MCP__HOST" => section.mcp.host = Some(value),
+                "FLUX_MCP__PORT" => section.mcp.port = Some(parse_env(&key, &value)?),
+                "FLUX_MCP__SERVER_URL" => section.mcp.server_url = Some(value),
+                "FLUX_MCP__TRANSPORT" => section.mcp.transport = Some(value),
                 _ => {}
             }
         }
@@ -376,6 +412,17 @@ impl Config {
             heartbeat_interval: match section.workers.heartbeat_interval {
                 Some(d) => d.parse("flux.workers.heartbeat_interval")?,
                 None => defaults.heartbeat_interval,
+            },
+        };
+        let mcp_defaults = McpConfig::default();
+        let mcp = McpConfig {
+            name: section.mcp.name.filter(|n| !n.trim().is_empty()).unwrap_or(mcp_defaults.name),
+            host: section.mcp.host.unwrap_or(mcp_defaults.host),
+            port: section.mcp.port.unwrap_or(mcp_defaults.port),
+            server_url: section.mcp.server_url.unwrap_or(mcp_defaults.server_url),
+            transport: match section.mcp.transport {
+                Some(t) => t.parse()?,
+                None => mcp_defaults.transport,
             },
         };
         let max_body_bytes = section.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -412,6 +459,7 @@ impl Config {
             retention,
             admin_token: section.security.admin_token.filter(|t| !t.is_empty()),
             workers,
+            mcp,
         };
         config.database()?;
         Ok(config)
@@ -565,5 +613,22 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Config);
             assert!(err.to_string().contains(named), "{key}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn mcp_section_reads_from_file_and_env() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!(c.mcp, McpConfig::default());
+        assert_eq!((c.mcp.port, c.mcp.transport), (8080, McpTransport::StreamableHttp));
+        let file = "[flux.mcp]\nname = \"Ops\"\nport = 9100\ntransport = \"stdio\"\n";
+        let c = Config::from_sources(
+            Some((Path::new("flux.toml"), file)),
+            env(&[("FLUX_MCP__PORT", "9200"), ("FLUX_MCP__SERVER_URL", "http://flux:8000")]),
+        )
+        .unwrap();
+        assert_eq!((c.mcp.name.as_str(), c.mcp.port, c.mcp.transport), ("Ops", 9200, McpTransport::Stdio));
+        assert_eq!(c.mcp.server_url, "http://flux:8000");
+        let err = Config::from_sources(None, env(&[("FLUX_MCP__TRANSPORT", "carrier-pigeon")])).unwrap_err();
+        assert!(err.to_string().contains("unknown MCP transport `carrier-pigeon`"), "{err}");
     }
 }
