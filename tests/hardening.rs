@@ -192,6 +192,11 @@ async fn headers_over_the_limit_get_431() {
     let answer = read_to_close(&mut stream).await;
     let (status, body) = parse_answer(&answer);
     assert_eq!(status, 200, "{answer:?}");
+    let mut body = body;
+    // A server built with the `mcp` feature adds the input's JSON Schema (tests/mcp_server.rs).
+    if let Some(entry) = body.get_mut(0).and_then(Value::as_object_mut) {
+        entry.remove("input_schema");
+    }
     assert_eq!(body, json!([{ "name": "hello", "version": 1, "versions": [1] }]));
     shutdown(running).await;
 }

@@ -346,3 +346,47 @@ async fn the_tools_over_stdio_of_flux_start_mcp() {
     client.cancel().await.expect("the client closes");
     server.shutdown().await.expect("the server stops");
 }
+
+/// A workflow that uses flux's own MCP server through the MCP client task: discovers its tools,
+/// runs a workflow through `execute_workflow_sync`, gets a refusal as a failed task, then
+/// pauses; resumed after the server is gone, it completes from its log.
+#[flux::workflow]
+async fn assistant(ctx: flux::ExecutionContext<String>) -> flux::Result<Vec<String>> {
+    let server = flux::mcp::client(format!("{}/mcp", ctx.input())).name("flux").bearer(ADMIN);
+    let tools = server.discover().await?;
+    let run = tools.call("execute_workflow_sync", json!({"workflow_name": "greet", "input_data": "\"Ada\""})).await?;
+    let run: Value = run.json()?;
+    let refused = tools
+        .call("execute_workflow_sync", json!({"workflow_name": "nope", "input_data": "1"}))
+        .await
+        .expect_err("an unknown workflow is refused");
+    let _: bool = flux::pause("look").await?;
+    Ok(vec![
+        tools.len().to_string(),
+        run["output"].as_str().unwrap_or_default().to_string(),
+        refused.is::<flux::mcp::ToolError>().to_string(),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_client_task_drives_flux_own_mcp_server_and_replays_without_it() {
+    let running = flux_server().await;
+    let url = running.url().to_string();
+    let engine = flux::Engine::in_memory();
+    let paused = assistant.on(&engine).run(url).await.unwrap();
+    assert_eq!(paused.state(), flux::ExecutionState::Paused, "{:?}", paused.error());
+    let names: Vec<&str> =
+        paused.events().iter().filter(|e| e.kind() == flux::EventType::TaskStarted).map(|e| e.name()).collect();
+    assert_eq!(
+        names,
+        ["mcp_flux_discover", "mcp_flux_execute_workflow_sync", "mcp_flux_execute_workflow_sync", "pause"]
+    );
+
+    // The flux server (and its MCP endpoint) goes away; the resume answers every call from the log.
+    tokio::time::timeout(PATIENCE, running.shutdown()).await.unwrap().unwrap();
+    let done = assistant.on(&engine).resume(paused.execution_id(), true).await.unwrap();
+    assert_eq!(done.state(), flux::ExecutionState::Completed, "{:?}", done.error());
+    let output = done.output().unwrap();
+    assert!(output[0].parse::<usize>().unwrap() >= 13, "the 13 tools and the workflows' own: {output:?}");
+    assert_eq!(output[1..], ["Hello, Ada".to_string(), "true".to_string()]);
+}
