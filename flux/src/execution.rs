@@ -27,6 +27,50 @@ struct PausedAt<U> {
     output: U,
 }
 
+/// The `WORKFLOW_PAUSED` a `PAUSED` execution stopped at: the last of its log.
+fn paused_event(state: ExecutionState, events: &[Event]) -> Option<&Event> {
+    if state != ExecutionState::Paused {
+        return None;
+    }
+    events.iter().rev().find(|e| e.kind == EventType::WorkflowPaused)
+}
+
+/// The name of the pause a `PAUSED` execution with log `events` stopped at.
+pub(crate) fn pause_name(state: ExecutionState, events: &[Event]) -> Option<String> {
+    paused_event(state, events)?.value::<PausedAt<serde::de::IgnoredAny>>().ok().map(|p| p.name)
+}
+
+/// An execution's outcome as a `Result`: the output once `COMPLETED`, the error once `FAILED`
+/// or `CANCELLED`, and an error naming the state (and the `pause`) before then. The one rule of
+/// [`Execution::into_result`] and of the client's statuses.
+pub(crate) fn outcome<O>(
+    id: &str,
+    state: ExecutionState,
+    output: Option<O>,
+    error: Option<Error>,
+    pause: Option<String>,
+) -> Result<O> {
+    match state {
+        ExecutionState::Completed => match (output, error) {
+            (Some(output), _) => Ok(output),
+            // An output that could not be read (the client's) is its error.
+            (None, Some(error)) => Err(error),
+            (None, None) => Err(Error::new(ErrorKind::Decode, format!("execution `{id}` completed without an output"))),
+        },
+        ExecutionState::Failed | ExecutionState::Cancelled => Err(error.unwrap_or_else(|| {
+            Error::new(ErrorKind::Unknown, format!("execution `{id}` ended {state} without an error"))
+        })),
+        ExecutionState::Paused => {
+            let pause = pause.map(|name| format!(" at pause `{name}`")).unwrap_or_default();
+            Err(Error::new(
+                ErrorKind::InvalidState,
+                format!("execution `{id}` has not finished: it is PAUSED{pause}; resume it to go on"),
+            ))
+        }
+        state => Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` has not finished: it is {state}"))),
+    }
+}
+
 /// One execution of a workflow, as returned by `run`, `replay` and `status`.
 ///
 /// A workflow that failed is still an `Execution` (in state `FAILED`, with [`Execution::error`]);
@@ -103,25 +147,8 @@ impl<I, O> Execution<I, O> {
     ///
     /// [`ErrorKind::InvalidState`]: crate::ErrorKind::InvalidState
     pub fn into_result(self) -> Result<O> {
-        let id = &self.execution_id;
-        match self.state {
-            ExecutionState::Completed => self
-                .output
-                .ok_or_else(|| Error::new(ErrorKind::Decode, format!("execution `{id}` completed without an output"))),
-            ExecutionState::Failed | ExecutionState::Cancelled => Err(self.error.unwrap_or_else(|| {
-                Error::new(ErrorKind::Unknown, format!("execution `{id}` ended {} without an error", self.state))
-            })),
-            ExecutionState::Paused => {
-                let pause = self.pause_name().map(|name| format!(" at pause `{name}`")).unwrap_or_default();
-                Err(Error::new(
-                    ErrorKind::InvalidState,
-                    format!("execution `{id}` has not finished: it is PAUSED{pause}; resume it to go on"),
-                ))
-            }
-            state => {
-                Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` has not finished: it is {state}")))
-            }
-        }
+        let pause = self.pause_name();
+        outcome(&self.execution_id, self.state, self.output, self.error, pause)
     }
 
     /// The error, once `FAILED` (or `CANCELLED`: an error of kind [`ErrorKind::Cancelled`]).
@@ -138,7 +165,7 @@ impl<I, O> Execution<I, O> {
 
     /// The name of the pause a `PAUSED` execution waits at.
     pub fn pause_name(&self) -> Option<String> {
-        self.paused_event()?.value::<PausedAt<serde::de::IgnoredAny>>().ok().map(|p| p.name)
+        pause_name(self.state, &self.events)
     }
 
     /// The value a `PAUSED` execution exposes (`flux::pause_with`; `()` for `flux::pause`).
@@ -151,10 +178,7 @@ impl<I, O> Execution<I, O> {
     }
 
     fn paused_event(&self) -> Option<&Event> {
-        if self.state != ExecutionState::Paused {
-            return None;
-        }
-        self.events.iter().rev().find(|e| e.kind == EventType::WorkflowPaused)
+        paused_event(self.state, &self.events)
     }
 
     /// The log.

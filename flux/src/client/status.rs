@@ -193,32 +193,8 @@ impl<O> ExecutionStatus<O> {
     /// # Ok(()) }
     /// ```
     pub fn into_result(self) -> Result<O> {
-        let id = &self.execution_id;
-        match self.state {
-            ExecutionState::Completed => match (self.output, self.error) {
-                (Some(output), _) => Ok(output),
-                (None, Some(error)) => Err(error),
-                (None, None) => {
-                    Err(Error::new(ErrorKind::Decode, format!("execution `{id}` completed without an output")))
-                }
-            },
-            ExecutionState::Failed | ExecutionState::Cancelled => Err(self.error.unwrap_or_else(|| {
-                Error::new(ErrorKind::Unknown, format!("execution `{id}` ended {} without an error", self.state))
-            })),
-            ExecutionState::Paused => {
-                let pause = match pause_name(self.events.as_deref()) {
-                    Some(name) => format!(" at pause `{name}`"),
-                    None => String::new(),
-                };
-                Err(Error::new(
-                    ErrorKind::InvalidState,
-                    format!("execution `{id}` has not finished: it is PAUSED{pause}; resume it to go on"),
-                ))
-            }
-            state => {
-                Err(Error::new(ErrorKind::InvalidState, format!("execution `{id}` has not finished: it is {state}")))
-            }
-        }
+        let pause = self.pause_name();
+        crate::execution::outcome(&self.execution_id, self.state, self.output, self.error, pause)
     }
 
     /// The input, as the type `T` (the workflow's input type, or `serde_json::Value`).
@@ -242,10 +218,7 @@ impl<O> ExecutionStatus<O> {
 
     /// The name of the pause a `PAUSED` execution waits at, when its events were asked for.
     pub fn pause_name(&self) -> Option<String> {
-        if self.state != ExecutionState::Paused {
-            return None;
-        }
-        pause_name(self.events.as_deref())
+        crate::execution::pause_name(self.state, self.events.as_deref().unwrap_or_default())
     }
 
     /// The log, when it was asked for ([`RemoteWorkflow::detailed`](super::RemoteWorkflow::detailed)):
@@ -283,16 +256,6 @@ impl<O> ExecutionStatus<O> {
     pub fn is_cancelled(&self) -> bool {
         self.state == ExecutionState::Cancelled
     }
-}
-
-/// The name in the last `WORKFLOW_PAUSED` of `events`.
-fn pause_name(events: Option<&[Event]>) -> Option<String> {
-    #[derive(Deserialize)]
-    struct PausedAt {
-        name: String,
-    }
-    let paused = events?.iter().rev().find(|e| e.kind() == EventType::WorkflowPaused)?;
-    paused.value::<PausedAt>().ok().map(|p| p.name)
 }
 
 /// A workflow a server knows: `GET /workflows` lists them, `GET /workflows/{name}` shows one.

@@ -122,6 +122,11 @@ impl Order {
         Order { waiting: starts.len(), starts, next }
     }
 
+    /// Whether the log recorded no call at all (a new execution's run).
+    pub(super) fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
     /// Whether some recorded call has not been made again yet.
     pub(super) fn waiting(&self) -> bool {
         self.waiting > 0

@@ -168,7 +168,9 @@ impl RunState {
                     self.replaying.store(false, Ordering::Relaxed);
                 }
             }
-            None if scope::is_replay_only() => {
+            // Replay-only mode exists only inside a recorded group: a run without a recorded
+            // call skips the task-local lookup.
+            None if !inner.order.is_empty() && scope::is_replay_only() => {
                 // A group being replayed makes a call its first run never made (it stopped
                 // before): the call is taken back, so that its id stays free for the call that
                 // did take it, and the group stops making calls (see `compose`).
