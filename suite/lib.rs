@@ -297,3 +297,4 @@ where
         self.inner.secret_remove(name)
     }
 }
+

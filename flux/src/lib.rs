@@ -136,6 +136,8 @@ mod recovery;
 pub mod protocol;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "ai")]
+pub mod ai;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 #[cfg(feature = "server")]

@@ -1,0 +1,1 @@
+//! AI agents as durable tasks (feature `ai`).
