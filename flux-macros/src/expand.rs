@@ -36,6 +36,21 @@ fn split_attrs(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&A
     (public, body, cfg)
 }
 
+/// The text of the `#[doc = ".."]` attributes (the doc comment), one literal per line.
+fn doc_lines(attrs: &[Attribute]) -> Vec<syn::LitStr> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value: syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(text), .. }),
+                ..
+            }) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `d` as a `core::time::Duration` expression.
 fn duration_tokens(d: std::time::Duration) -> TokenStream {
     let secs = d.as_secs();
@@ -199,6 +214,7 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
     let options = options_tokens(def);
     let map = map_fn(def, &rec_tys);
     let call = call_fn(def, &body_attrs, &recorded);
+    let docs = doc_lines(&item.attrs);
     let companion_doc = format!(
         "Companion of the flux task `{name}`: its name and options, and `with_options(..).call(..)` to call it with other options."
     );
@@ -209,6 +225,7 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         #[allow(non_camel_case_types)]
         #vis struct #ident {
             options: ::flux::TaskOptions,
+            recorded_as: ::core::option::Option<::std::string::String>,
         }
 
         #(#cfg_attrs)*
@@ -221,7 +238,15 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
 
             /// The task with other options, for the calls made through it.
             pub fn with_options(options: ::flux::TaskOptions) -> Self {
-                #ident { options }
+                #ident { options, recorded_as: ::core::option::Option::None }
+            }
+
+            /// The calls made through this value are recorded under the name `name` (an
+            /// agent's tool calls after its first turn, `{tool}_{turn}`).
+            #[doc(hidden)]
+            pub fn __recorded_as(mut self, name: ::std::string::String) -> Self {
+                self.recorded_as = ::core::option::Option::Some(name);
+                self
             }
 
             #map
@@ -234,6 +259,9 @@ pub(crate) fn task(def: &TaskDef) -> TokenStream {
         #vis fn #ident(#(#rec_idents: #rec_tys),*) -> impl ::core::future::Future<Output = ::flux::Result<#out_ty>> {
             #ident::with_options(#ident::OPTIONS).call(#(#rec_idents),*)
         }
+
+        #(#cfg_attrs)*
+        ::flux::__task_tool! { #ident, [#(#docs),*], [#(#rec_idents: #rec_tys),*] }
     }
 }
 
@@ -276,6 +304,7 @@ fn call_fn(def: &TaskDef, body_attrs: &[&Attribute], recorded: &[&Arg]) -> Token
     });
     let body_fn = local("__flux_task_body");
     let (call, call_info, opts) = (local("__flux_call"), local("__flux_info"), local("__flux_options"));
+    let recorded_as = local("__flux_recorded_as");
     let full_name = if def.templated {
         let name = &def.name;
         let lit = def.options.name.as_ref().map_or_else(|| quote!(#name), |l| quote!(#l));
@@ -294,7 +323,10 @@ fn call_fn(def: &TaskDef, body_attrs: &[&Attribute], recorded: &[&Arg]) -> Token
             #(#body_attrs)*
             #asyncness fn #body_fn(#(#body_params),*) #ret #block
             let #opts = self.options;
-            let #call = ::flux::__private::TaskCall::begin(#ident::NAME, || (#full_name, #encoded_args));
+            let #call = match self.recorded_as {
+                ::core::option::Option::None => ::flux::__private::TaskCall::begin(#ident::NAME, || (#full_name, #encoded_args)),
+                ::core::option::Option::Some(#recorded_as) => ::flux::__private::TaskCall::begin(#ident::NAME, || (#recorded_as, #encoded_args)),
+            };
             #take_args
             async move {
                 #call

@@ -137,6 +137,9 @@ pub struct Error {
     terminal: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     http_status: Option<u16>,
+    /// How long the failed party asked to wait before another try, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
 }
 
 /// An error type whose values say whether they are final: a task failing with a terminal value
@@ -200,6 +203,7 @@ impl Error {
             type_name: None,
             terminal: false,
             http_status: None,
+            retry_after_ms: None,
         }
     }
 
@@ -278,6 +282,7 @@ impl Error {
             type_name: None,
             terminal: false,
             http_status: None,
+            retry_after_ms: None,
         }
     }
 
@@ -328,6 +333,25 @@ impl Error {
     pub fn with_http_status(mut self, status: u16) -> Self {
         self.http_status = Some(status);
         self
+    }
+
+    /// Says how long to wait before the next attempt (an HTTP `Retry-After`, say): the retry
+    /// that follows this error waits at least that long, and never more than
+    /// [`MAX_RETRY_DELAY`](crate::task::MAX_RETRY_DELAY) (a terminal error is not retried at all).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = flux::Error::new(flux::ErrorKind::TaskFailed, "rate limited").with_retry_after(Duration::from_secs(2));
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// How long the failed party asked to wait before another try, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after_ms.map(std::time::Duration::from_millis)
     }
 
     pub(crate) fn decode(what: impl fmt::Display, err: impl fmt::Display) -> Self {

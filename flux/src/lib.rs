@@ -149,7 +149,7 @@ pub use builtins::{choice, now, patched, pause, pause_with, progress, randint, r
 #[cfg(feature = "client")]
 pub use client::Client;
 pub use compose::{AllResults, Parallel, parallel};
-pub use config::{Config, DatabaseLocation, McpConfig, McpTransport, WorkersConfig};
+pub use config::{AiConfig, Config, DatabaseLocation, McpConfig, McpTransport, WorkersConfig};
 pub use context::ExecutionContext;
 pub use engine::{Engine, EngineBuilder, State};
 pub use error::{Error, ErrorKind, Result, TerminalError};
@@ -278,6 +278,62 @@ pub mod prelude {
     pub use crate::{Engine, EventType, Execution, ExecutionContext, ExecutionState};
 }
 
+/// With the `ai` feature, `#[flux::task]` gives each task `name::tool()`: the task as a tool of
+/// an agent (generated code; the task's arguments are read from the model's JSON object).
+#[cfg(feature = "ai")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __task_tool {
+    ($task:ident, [$($doc:expr),*], [$($arg:ident : $ty:ty),*]) => {
+        #[allow(dead_code)]
+        impl $task {
+            /// This task as a tool of an AI agent (`flux::ai`): named after the task, described
+            /// by its doc comment, with its arguments' JSON Schema. Each call the model makes is
+            /// a call of the task.
+            pub fn tool() -> ::flux::ai::Tool {
+                #[allow(unused_imports)]
+                use ::flux::__private::{ViaNoToolSchema as _, ViaToolSchema as _};
+                let run: ::flux::ai::ToolFn = ::std::sync::Arc::new(
+                    |task: ::std::string::String, args: ::flux::__private::serde_json::Value| {
+                        #[allow(unused_mut, unused_variables)]
+                        let read = ::flux::ai::__private::ToolArgs::new($task::NAME, args).and_then(|mut args| {
+                            ::flux::Result::Ok(($(args.take::<$ty>(::core::stringify!($arg))?,)*))
+                        });
+                        match read {
+                            ::core::result::Result::Ok(($($arg,)*)) => {
+                                let call = $task::with_options($task::OPTIONS).__recorded_as(task).call($($arg),*);
+                                ::std::boxed::Box::pin(async move {
+                                    let out = call.await?;
+                                    ::flux::ai::__private::to_tool_value($task::NAME, &out)
+                                }) as ::flux::__private::BoxFuture<_>
+                            }
+                            ::core::result::Result::Err(e) => ::std::boxed::Box::pin(::core::future::ready(
+                                ::core::result::Result::Err(e),
+                            )) as ::flux::__private::BoxFuture<_>,
+                        }
+                    },
+                );
+                ::flux::ai::Tool::from_recorded(
+                    $task::NAME,
+                    ::flux::ai::__private::doc_text(&[$($doc),*]),
+                    ::flux::ai::__private::object_schema(::std::vec![$(
+                        (::core::stringify!($arg), (&&::flux::__private::SchemaProbe::<$ty>::new()).tool_schema())
+                    ),*]),
+                    run,
+                )
+            }
+        }
+    };
+}
+
+/// Without the `ai` feature, tasks are no tools.
+#[cfg(not(feature = "ai"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __task_tool {
+    ($($anything:tt)*) => {};
+}
+
 /// Support for generated code. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
@@ -348,6 +404,36 @@ pub mod __private {
             None
         }
     }
+
+    /// A task argument's type deriving `schemars::JsonSchema` (with the `ai` feature) has its
+    /// schema in the tool an agent is given.
+    #[cfg(feature = "ai")]
+    pub trait ViaToolSchema {
+        /// The schema.
+        fn tool_schema(&self) -> serde_json::Value;
+    }
+    #[cfg(feature = "ai")]
+    impl<T: schemars::JsonSchema> ViaToolSchema for &SchemaProbe<T> {
+        fn tool_schema(&self) -> serde_json::Value {
+            crate::ai::inline_schema::<T>()
+        }
+    }
+
+    /// Any other argument type is described as any JSON value.
+    #[cfg(feature = "ai")]
+    pub trait ViaNoToolSchema {
+        /// `{}`.
+        fn tool_schema(&self) -> serde_json::Value;
+    }
+    #[cfg(feature = "ai")]
+    impl<T> ViaNoToolSchema for SchemaProbe<T> {
+        fn tool_schema(&self) -> serde_json::Value {
+            serde_json::Value::Object(serde_json::Map::new())
+        }
+    }
+
+    #[cfg(feature = "ai")]
+    pub use serde_json;
 
     /// `flux::Error` is kept as it is.
     pub trait ViaFluxError {

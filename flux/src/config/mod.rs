@@ -48,8 +48,11 @@ use serde::Deserialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
+mod ai;
 mod mcp;
 
+#[cfg_attr(not(feature = "ai"), allow(unused_imports))]
+pub use self::ai::{AiConfig, ProviderKind, ProviderSettings};
 pub use self::mcp::{McpConfig, McpTransport};
 
 const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -108,6 +111,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     /// `[flux.mcp]`: the MCP server of `flux start mcp`.
     pub mcp: McpConfig,
+    /// `[flux.ai]`: the model providers of AI agents.
+    pub ai: AiConfig,
 }
 
 /// `[flux.workers]`: how workers find the server and how long their claims last.
@@ -166,6 +171,7 @@ impl Default for Config {
             admin_token: None,
             workers: WorkersConfig::default(),
             mcp: McpConfig::default(),
+            ai: AiConfig::default(),
         }
     }
 }
@@ -187,6 +193,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("workers", &self.workers)
             .field("mcp", &self.mcp)
+            .field("ai", &self.ai)
             .finish()
     }
 }
@@ -250,6 +257,8 @@ struct FileSection {
     workers: WorkersSection,
     #[serde(default)]
     mcp: McpSection,
+    #[serde(default)]
+    ai: ai::AiSection,
 }
 
 #[derive(Default, Deserialize)]
@@ -384,6 +393,9 @@ impl Config {
                 "FLUX_MCP__PORT" => section.mcp.port = Some(parse_env(&key, &value)?),
                 "FLUX_MCP__SERVER_URL" => section.mcp.server_url = Some(value),
                 "FLUX_MCP__TRANSPORT" => section.mcp.transport = Some(value),
+                _ if key.starts_with("FLUX_AI__") => {
+                    section.ai.set_env(&key, value);
+                }
                 _ => {}
             }
         }
@@ -460,6 +472,7 @@ impl Config {
             admin_token: section.security.admin_token.filter(|t| !t.is_empty()),
             workers,
             mcp,
+            ai: section.ai.finish()?,
         };
         config.database()?;
         Ok(config)

@@ -92,9 +92,29 @@ pub(crate) struct RunState {
     /// Set when the driver is done with the run; wakes those waiting for its end.
     done: AtomicBool,
     done_notify: Notify,
+    /// Values the layers above the core keep for the length of the run (an agent's working
+    /// memory), by key: see [`RunState::kept`].
+    locals: Mutex<Vec<(u64, Arc<dyn std::any::Any + Send + Sync>)>>,
 }
 
 impl RunState {
+    /// The value kept under `key` for the length of this run, made with `T::default()` the
+    /// first time it is asked for. Keys are the callers' (an id each owner draws once); a key
+    /// asked for with another type gets a fresh value of that type in place of the old one.
+    #[cfg_attr(not(feature = "ai"), allow(dead_code))]
+    pub(crate) fn kept<T: Default + Send + Sync + 'static>(&self, key: u64) -> Arc<T> {
+        let mut locals = self.locals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, value)) = locals.iter().find(|(k, _)| *k == key)
+            && let Ok(value) = Arc::clone(value).downcast::<T>()
+        {
+            return value;
+        }
+        locals.retain(|(k, _)| *k != key);
+        let value = Arc::new(T::default());
+        locals.push((key, value.clone() as Arc<dyn std::any::Any + Send + Sync>));
+        value
+    }
+
     /// A run of execution `execution_id` of `workflow_name` (a sub-workflow of `parent_id`) over
     /// its log so far.
     pub(crate) fn new(
@@ -133,6 +153,7 @@ impl RunState {
             stop_notify: Notify::new(),
             replaying,
             listening: AtomicBool::new(false),
+            locals: Mutex::new(Vec::new()),
             batched,
             done: AtomicBool::new(false),
             done_notify: Notify::new(),

@@ -5,12 +5,12 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Call, Codec, Handlers, Step, TaskOptions};
+use super::{Call, Codec, Handlers, MAX_RETRY_DELAY, Step, TaskOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventType;
 use crate::run::{self, RecordedChain, RunState, Source};
@@ -190,12 +190,17 @@ impl<T> Chain<'_, T> {
         let max = options.retry_max_attempts;
         let mut k = recorded.failed_attempts;
         let resumed_failure = recorded.fallback_started || recorded.rollback_started || k > max;
+        // The wait the last failure asked for (`Error::retry_after`), if longer than the options'.
+        let mut asked: Option<Duration> = None;
         let failure = if resumed_failure {
             self.recorded_failure(&recorded)
         } else {
             loop {
                 if k > 0 && recorded.started_retries < k {
-                    let delay = options.delay_before(k);
+                    let delay = match asked.take() {
+                        Some(wait) => options.delay_before(k).max(wait.min(MAX_RETRY_DELAY)),
+                        None => options.delay_before(k),
+                    };
                     if self.run.or_cancelled(tokio::time::sleep(delay)).await.is_none() {
                         return self.cancelled(rollback.take()).await;
                     }
@@ -233,6 +238,7 @@ impl<T> Chain<'_, T> {
                     // A terminal error is final: no retry, straight to the fallback or rollback.
                     Err(error) if error.is_terminal() => break error,
                     Err(error) => {
+                        asked = error.retry_after();
                         if max > 0 {
                             let failed = RetryFailed { current_attempt: k, max_attempts: max, error };
                             self.defer_value(EventType::TaskRetryFailed, &failed)?;

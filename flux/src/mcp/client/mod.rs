@@ -235,18 +235,31 @@ impl McpClient {
     /// `mcp_{server}_{tool}`, whose arguments are the tool's name and `arguments`. Arguments that
     /// are not an object are a terminal error, and record nothing.
     pub async fn call(&self, tool: &str, arguments: Value) -> Result<ToolOutput> {
+        let task = format!("mcp_{}_{}", self.settings.name, sanitize(tool));
+        self.call_recorded_as(task, tool, arguments).await
+    }
+
+    /// Calls the tool `tool` as [`call`](McpClient::call) does, recorded as the task `task`
+    /// (an agent's tool calls are named after the tool). The call begins now, so its id
+    /// follows call order.
+    pub(crate) fn call_recorded_as(
+        &self,
+        task: String,
+        tool: &str,
+        arguments: Value,
+    ) -> impl std::future::Future<Output = Result<ToolOutput>> + Send + 'static {
         let arguments = match arguments {
             Value::Object(map) => Some(map),
             Value::Null => None,
             other => {
-                return Err(Error::new(
+                let error = Error::new(
                     ErrorKind::InvalidInput,
                     format!("the arguments of MCP tool `{tool}` must be a JSON object, not `{other}`"),
                 )
-                .into_terminal());
+                .into_terminal();
+                return futures::future::Either::Left(std::future::ready(Err(error)));
             }
         };
-        let task = format!("mcp_{}_{}", self.settings.name, sanitize(tool));
         let call =
             TaskCall::begin(Cow::Owned(task.clone()), || (task.as_str(), Args::new(2).arg_str(tool).arg(&arguments)));
         let this = self.clone();
@@ -256,7 +269,8 @@ impl McpClient {
             Ok(async move { this.call_once(&tool, arguments).await })
         };
         let handlers = Handlers { fallback: None::<NoHandler<ToolOutput>>, rollback: None::<NoHandler<()>> };
-        call.run(codec::<ToolOutput>(), &self.settings.options, attempt, handlers).await
+        let options = self.settings.options.clone();
+        futures::future::Either::Right(async move { call.run(codec::<ToolOutput>(), &options, attempt, handlers).await })
     }
 
     /// One attempt of a discovery.

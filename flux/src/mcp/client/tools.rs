@@ -135,6 +135,11 @@ impl fmt::Debug for ToolSet {
 }
 
 impl ToolSet {
+    /// The client the tools are called through.
+    pub fn client(&self) -> &McpClient {
+        &self.client
+    }
+
     /// The descriptions of the tools, in the server's order.
     pub fn specs(&self) -> &[ToolSpec] {
         &self.specs
