@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "ai")]
+pub mod ai;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 
@@ -297,4 +299,3 @@ where
         self.inner.secret_remove(name)
     }
 }
-
