@@ -369,7 +369,8 @@ impl<T: Storable + Send + 'static> AgentCall<T> {
                 history: history.clone(),
                 user: body_user.clone(),
             };
-            Ok(conversation.run::<T>())
+            // Boxed: an agent's body is a large future, and agents nest (an agent as a tool).
+            Ok(Box::pin(conversation.run::<T>()) as BoxFuture<Result<AgentOutput<T>>>)
         };
         Box::pin(async move {
             let handlers = Handlers { fallback: None::<NoHandler<AgentOutput<T>>>, rollback: None::<NoHandler<()>> };
@@ -445,29 +446,36 @@ impl Conversation {
             n: 0,
             usage: Usage::default(),
         };
-        let mut response = model_calls.call(&messages, true).await?;
+        let mut response = Box::pin(model_calls.call(&messages, true)).await?;
         let (mut made, mut turn) = (0usize, 0u32);
         while !response.tool_calls.is_empty() && made < s.max_tool_calls {
             made += response.tool_calls.len();
             messages.push(Message::assistant_calls(response.text.clone(), response.tool_calls.clone()));
-            let results = run_tools(&s.name, &tools, &response.tool_calls, turn).await?;
+            let results = Box::pin(run_tools(&s.name, &tools, &response.tool_calls, turn)).await?;
             for (call, result) in response.tool_calls.iter().zip(results) {
                 messages.push(Message::tool_result(call, result));
             }
             turn += 1;
-            response = model_calls.call(&messages, true).await?;
+            response = Box::pin(model_calls.call(&messages, true)).await?;
         }
         if !response.tool_calls.is_empty() {
-            if !response.text.is_empty() {
-                messages.push(Message::assistant(response.text.clone()));
+            // Every call the model asked for gets an answer (providers refuse a conversation
+            // with calls left unanswered): that it was not made.
+            messages.push(Message::assistant_calls(response.text.clone(), response.tool_calls.clone()));
+            for call in &response.tool_calls {
+                let refused = format!("Error: not called: the limit of {} tool calls is reached", s.max_tool_calls);
+                messages.push(Message::tool_result(call, refused));
             }
             messages.push(Message::user(FINAL_ANSWER_NOW));
-            response = model_calls.call(&messages, false).await?;
+            response = Box::pin(model_calls.call(&messages, false)).await?;
         }
         let mut content = response.text;
         let output = match &s.response {
             None => serde_json::from_value::<T>(Value::String(content)).map_err(|e| {
-                Error::new(ErrorKind::Decode, format!("agent `{}`: the answer is text, not the output type: {e}", s.name))
+                Error::new(
+                    ErrorKind::Decode,
+                    format!("agent `{}`: the answer is text, not the output type: {e}", s.name),
+                )
             })?,
             Some(format) => {
                 let mut retries = s.max_schema_retries;
@@ -477,7 +485,10 @@ impl Conversation {
                         Err(e) if retries == 0 => {
                             return Err(Error::new(
                                 ErrorKind::InvalidInput,
-                                format!("agent `{}`: the answer does not match the schema `{}`: {e}", s.name, format.name),
+                                format!(
+                                    "agent `{}`: the answer does not match the schema `{}`: {e}",
+                                    s.name, format.name
+                                ),
                             )
                             .with_cause(content)
                             .into_terminal());
@@ -491,7 +502,7 @@ impl Conversation {
                                 "Your response did not match the required schema. Validation errors:\n{e}\n\nRespond again with ONLY valid JSON matching this schema:\n{}",
                                 format.schema
                             )));
-                            content = model_calls.call(&messages, false).await?.text;
+                            content = Box::pin(model_calls.call(&messages, false)).await?.text;
                         }
                     }
                 }
@@ -534,7 +545,7 @@ impl ModelCalls {
         let (provider, engine) = (self.provider.clone(), self.engine.clone());
         let attempt = move |_: &Call<'_>| {
             let (provider, engine, request) = (provider.clone(), engine.clone(), request.clone());
-            Ok(ask(provider, engine, request))
+            Ok(Box::pin(ask(provider, engine, request)) as BoxFuture<Result<ModelResponse>>)
         };
         let handlers = Handlers { fallback: None::<NoHandler<ModelResponse>>, rollback: None::<NoHandler<()>> };
         let response = call.run(codec::<ModelResponse>(), &self.options, attempt, handlers).await?;
@@ -544,7 +555,11 @@ impl ModelCalls {
 }
 
 /// One attempt of a model call: the endpoint (and key) resolved now, tokens sent on as progress.
-async fn ask(provider: Arc<dyn Provider>, engine: Option<crate::Engine>, request: ModelRequest) -> Result<ModelResponse> {
+async fn ask(
+    provider: Arc<dyn Provider>,
+    engine: Option<crate::Engine>,
+    request: ModelRequest,
+) -> Result<ModelResponse> {
     let configured = engine.as_ref().and_then(|e| e.state::<Providers>());
     let endpoint = match configured {
         Some(providers) => providers.endpoint(&request.model, engine.as_ref())?,

@@ -50,7 +50,7 @@ impl Provider for GenaiProvider {
         let stream = request.stream;
         let call = async move {
             let target = target(&client, &endpoint).await?;
-            let (chat, options) = chat_request(&request);
+            let (chat, options) = chat_request(&request, endpoint.kind);
             if !stream {
                 let response = client
                     .exec_chat(genai::ModelSpec::Target(target), chat, Some(&options))
@@ -123,20 +123,17 @@ async fn target(client: &genai::Client, endpoint: &Endpoint) -> Result<ServiceTa
     }
     target.auth = match &endpoint.api_key {
         Some(key) => AuthData::from_single(key.expose().to_string()),
-        // No key: an empty one, so genai reads no environment variable of its own.
-        None => AuthData::from_single(String::new()),
+        // No key (a local OpenAI-compatible server, Ollama): a placeholder, since genai wants
+        // one, and so that it reads no environment variable of its own.
+        None => AuthData::from_single("none".to_string()),
     };
     Ok(target)
 }
 
 /// The genai request and options of `request`.
-fn chat_request(request: &ModelRequest) -> (ChatRequest, ChatOptions) {
+fn chat_request(request: &ModelRequest, kind: ProviderKind) -> (ChatRequest, ChatOptions) {
     let mut messages: Vec<ChatMessage> = Vec::with_capacity(request.messages.len());
-    let mut results: Vec<ToolResponse> = Vec::new();
     for message in &request.messages {
-        if message.role != Role::Tool && !results.is_empty() {
-            messages.push(ChatMessage::tool(MessageContent::from_tool_responses(std::mem::take(&mut results))));
-        }
         match message.role {
             Role::User => messages.push(ChatMessage::user(message.content.clone())),
             Role::Assistant if message.tool_calls.is_empty() => {
@@ -150,11 +147,11 @@ fn chat_request(request: &ModelRequest) -> (ChatRequest, ChatOptions) {
                 parts.extend(message.tool_calls.iter().map(|c| genai::chat::ContentPart::ToolCall(to_genai_call(c))));
                 messages.push(ChatMessage::assistant(MessageContent::from_parts(parts)));
             }
-            Role::Tool => results.push(tool_response(message)),
+            // One message per result: some adapters (Ollama's) keep only one result per message.
+            Role::Tool => {
+                messages.push(ChatMessage::tool(MessageContent::from_tool_responses(vec![tool_response(message)])))
+            }
         }
-    }
-    if !results.is_empty() {
-        messages.push(ChatMessage::tool(MessageContent::from_tool_responses(results)));
     }
     let mut chat = ChatRequest::new(messages).with_system(request.system.clone());
     if !request.tools.is_empty() {
@@ -168,8 +165,14 @@ fn chat_request(request: &ModelRequest) -> (ChatRequest, ChatOptions) {
         options = options.with_max_tokens(max);
     }
     if let Some(schema) = &request.response_schema {
-        let spec = JsonSpec { name: schema.name.clone(), description: None, schema: schema.schema.clone() };
-        options = options.with_response_format(ChatResponseFormat::JsonSpec(spec));
+        let format = if kind == ProviderKind::Ollama {
+            // genai sends no schema to Ollama: its JSON mode at least, with the schema in the prompt.
+            ChatResponseFormat::JsonMode
+        } else {
+            let spec = JsonSpec { name: schema.name.clone(), description: None, schema: schema.schema.clone() };
+            ChatResponseFormat::JsonSpec(spec)
+        };
+        options = options.with_response_format(format);
     }
     (chat, options)
 }
@@ -210,6 +213,12 @@ fn usage(usage: &genai::chat::Usage) -> Usage {
 /// A genai error as a flux error: by HTTP status when there is one (with `Retry-After`), as a
 /// transport failure otherwise.
 fn call_error(endpoint: &Endpoint, error: &genai::Error) -> Error {
+    // A stream's failure comes wrapped: the HTTP error is inside.
+    if let genai::Error::WebStream { error: inner, .. } = error
+        && let Some(inner) = inner.downcast_ref::<genai::Error>()
+    {
+        return call_error(endpoint, inner);
+    }
     let (status, headers, body) = match error {
         genai::Error::HttpError { status, headers, body, .. } => (Some(*status), Some(&**headers), body.clone()),
         genai::Error::WebModelCall { webc_error, .. } | genai::Error::WebAdapterCall { webc_error, .. } => {

@@ -19,9 +19,9 @@ pub use provider::{
     transport_error,
 };
 pub use skills::{Skill, Skills};
-pub use tool::{Tool, ToolFn};
 #[doc(hidden)]
 pub use tool::inline_schema;
+pub use tool::{Tool, ToolFn};
 
 #[doc(hidden)]
 pub mod __private {

@@ -197,8 +197,11 @@ impl Providers {
 }
 
 fn missing(provider: &str, source: &str) -> Error {
-    Error::new(ErrorKind::MissingSecret, format!("the API key of provider `{provider}` is not set: it is read from {source}"))
-        .into_terminal()
+    Error::new(
+        ErrorKind::MissingSecret,
+        format!("the API key of provider `{provider}` is not set: it is read from {source}"),
+    )
+    .into_terminal()
 }
 
 /// The error of a model call the provider answered with HTTP `status`: retryable for 408, 409,
@@ -215,7 +218,11 @@ pub fn status_error(endpoint: &Endpoint, status: u16, detail: &str, retry_after:
         _ => "answered with an error",
     };
     let detail = detail.trim();
-    let detail = if detail.len() > 500 { format!("{}…", detail.chars().take(500).collect::<String>()) } else { detail.to_string() };
+    let detail = if detail.len() > 500 {
+        format!("{}…", detail.chars().take(500).collect::<String>())
+    } else {
+        detail.to_string()
+    };
     let error = Error::new(
         ErrorKind::TaskFailed,
         format!("provider `{}` {what} for model `{}`: HTTP {status}", endpoint.provider, endpoint.model),

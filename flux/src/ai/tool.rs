@@ -41,7 +41,12 @@ impl std::fmt::Debug for Tool {
 impl Tool {
     /// A tool made of a call that records itself (a task call): what generated code and the
     /// other constructors build on.
-    pub fn from_recorded(name: impl Into<String>, description: impl Into<String>, parameters: Value, run: ToolFn) -> Tool {
+    pub fn from_recorded(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        parameters: Value,
+        run: ToolFn,
+    ) -> Tool {
         let definition = ToolDefinition { name: name.into(), description: description.into(), parameters };
         Tool { definition: Arc::new(definition), read_only: false, requires_approval: false, run }
     }
@@ -178,7 +183,8 @@ impl ToolArgs {
     pub fn take<T: serde::de::DeserializeOwned>(&mut self, name: &str) -> Result<T> {
         let value = self.map.remove(name).unwrap_or(Value::Null);
         serde_json::from_value(value).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, format!("argument `{name}` of tool `{}`: {e}", self.tool)).into_terminal()
+            Error::new(ErrorKind::InvalidInput, format!("argument `{name}` of tool `{}`: {e}", self.tool))
+                .into_terminal()
         })
     }
 }

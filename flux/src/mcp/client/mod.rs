@@ -270,7 +270,9 @@ impl McpClient {
         };
         let handlers = Handlers { fallback: None::<NoHandler<ToolOutput>>, rollback: None::<NoHandler<()>> };
         let options = self.settings.options.clone();
-        futures::future::Either::Right(async move { call.run(codec::<ToolOutput>(), &options, attempt, handlers).await })
+        futures::future::Either::Right(
+            async move { call.run(codec::<ToolOutput>(), &options, attempt, handlers).await },
+        )
     }
 
     /// One attempt of a discovery.
