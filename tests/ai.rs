@@ -637,3 +637,61 @@ async fn tool_arguments_carry_the_json_schema_of_their_types() {
     assert!(schema["properties"]["query"].get("$ref").is_none(), "schemas are inlined: {schema}");
     let _ = Arc::new(tool);
 }
+
+/// Lines of a file (none when it does not exist yet).
+fn lines(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_first_tool_a_new_process_asks_no_model_twice_and_records_once() {
+    let turns = vec![
+        Turn::ToolCalls(vec![("record".into(), json!({"note": "a"})), ("wait".into(), json!({}))]),
+        Turn::Text("Recorded and waited.".into()),
+    ];
+    let provider =
+        ScriptedProvider::start(Dialect::OpenAi, Script::new().model("crash", turns)).await.unwrap().require_key(KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.txt");
+    let child = |mode: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flux-ai-child"));
+        cmd.args([mode, dir.path().to_str().unwrap(), "clerk-1", &provider.base_url()])
+            .env("FLUX_TEST_MODEL_KEY", KEY)
+            .env("FLUX_AI_LEDGER", &ledger)
+            .stderr(std::process::Stdio::inherit());
+        cmd
+    };
+    let mut first = child("run").env("FLUX_AI_BLOCK", "1").stdout(std::process::Stdio::null()).spawn().unwrap();
+    // Wait until `record` completed and `wait` started, both stored; then SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let db = dir.path().join("flux.db");
+    loop {
+        assert!(first.try_wait().unwrap().is_none(), "the first process ended on its own");
+        assert!(Instant::now() < deadline, "the tools never ran: {:?}", lines(&ledger));
+        if lines(&ledger).contains(&"waiting".to_string()) {
+            let engine = Engine::open(&db).unwrap();
+            let stored = engine.store().load("clerk-1").unwrap().unwrap();
+            let journal = task_events(&stored.events);
+            if journal.contains(&(EventType::TaskCompleted, "record".into()))
+                && journal.contains(&(EventType::TaskStarted, "wait".into()))
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().unwrap();
+    assert!(!first.wait().unwrap().success());
+    assert_eq!(provider.requests().len(), 1);
+
+    let out = child("replay").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("state: COMPLETED"), "{stdout}");
+    assert!(stdout.contains("output: Recorded and waited."), "{stdout}");
+    // The model saw turn 0 once (before the kill) and turn 1 once (after it).
+    let turns: Vec<usize> = provider.requests().iter().map(|r| r.turn).collect();
+    assert_eq!(turns, [0, 1], "no finished turn is asked again");
+    // `record` finished before the kill: it ran once. `wait` had only started: it ran again.
+    assert_eq!(lines(&ledger), ["record a", "waiting", "waiting"]);
+    assert!(provider.violations().is_empty(), "{:?}", provider.violations());
+}
