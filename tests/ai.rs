@@ -2,6 +2,7 @@
 //! `flux_suite::ai`, which speaks OpenAI's, Anthropic's, Gemini's and Ollama's wire formats on
 //! loopback and checks every request against the provider's documented shape.
 
+use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -694,4 +695,117 @@ async fn killed_after_the_first_tool_a_new_process_asks_no_model_twice_and_recor
     // `record` finished before the kill: it ran once. `wait` had only started: it ran again.
     assert_eq!(lines(&ledger), ["record a", "waiting", "waiting"]);
     assert!(provider.violations().is_empty(), "{:?}", provider.violations());
+}
+
+#[cfg(feature = "mcp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_are_agent_tools() {
+    #[flux::workflow]
+    async fn calculator(ctx: ExecutionContext<(String, String)>) -> flux::Result<String> {
+        let (model, url) = ctx.input().clone();
+        let tools = flux::mcp::client(url).name("calc").discover().await?;
+        flux::ai::agent("You calculate.")
+            .model(model)
+            .name("calculator")
+            .stream(false)
+            .tools(Tool::mcp(&tools))
+            .call("2 + 40?")
+            .await
+    }
+    let server = flux_suite::mcp::serve().await.unwrap();
+    let turns = vec![
+        Turn::ToolCalls(vec![("add".into(), json!({"a": 2, "b": 40})), ("fail".into(), json!({"reason": "no paper"}))]),
+        Turn::Text("42".into()),
+    ];
+    let (provider, engine) = setup(Dialect::OpenAi, Script::new().model("m12", turns)).await;
+    let done = calculator.on(&engine).run(("openai/m12".to_string(), server.url.clone())).await.unwrap();
+    assert_eq!(done.output().map(String::as_str), Some("42"), "{:?}", done.error());
+    let started: Vec<String> =
+        task_events(done.events()).into_iter().filter(|(k, _)| *k == EventType::TaskStarted).map(|(_, n)| n).collect();
+    assert_eq!(started, ["mcp_calc_discover", "calculator", "llm_0", "add", "fail", "llm_1"]);
+    let requests = provider.requests();
+    let names: Vec<String> = tool_definitions(Dialect::OpenAi, &requests[0].body).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"add".to_string()) && names.contains(&"greet".to_string()), "{names:?}");
+    let results: Vec<Value> = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(results[0], json!("42"));
+    assert!(results[1].as_str().unwrap().contains("no paper"), "{results:?}");
+    server.stop().await;
+}
+
+/// Two read-only tools that each wait for the other: they finish only when run together.
+static MEETING: std::sync::LazyLock<tokio::sync::Barrier> = std::sync::LazyLock::new(|| tokio::sync::Barrier::new(2));
+
+/// Meets the other.
+#[flux::task]
+async fn meet(who: String) -> String {
+    tokio::time::timeout(Duration::from_secs(10), MEETING.wait())
+        .await
+        .map(|_| format!("{who} met"))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_tools_of_a_turn_run_together_and_agents_run_in_parallel() {
+    #[flux::workflow]
+    async fn meeting(ctx: ExecutionContext<String>) -> flux::Result<Vec<String>> {
+        let model = ctx.input().clone();
+        let host = flux::ai::agent("You host.")
+            .model(&model)
+            .name("host")
+            .stream(false)
+            .max_tokens(64)
+            .tool(meet::tool().read_only(true));
+        let guest = flux::ai::agent("You visit.").model(format!("{model}-guest")).name("guest").stream(false);
+        flux::parallel([host.call("Meet both.").into_future(), guest.call("Say hello.").into_future()]).await
+    }
+    let script = Script::new()
+        .model(
+            "m13",
+            vec![
+                Turn::ToolCalls(vec![("meet".into(), json!({"who": "ann"})), ("meet".into(), json!({"who": "bob"}))]),
+                Turn::Text("Both met.".into()),
+            ],
+        )
+        .model("m13-guest", vec![Turn::Text("Hello.".into())]);
+    let (provider, engine) = setup(Dialect::OpenAi, script).await;
+    let done = meeting.on(&engine).run("openai/m13".to_string()).await.unwrap();
+    assert_eq!(done.output().cloned(), Some(vec!["Both met.".to_string(), "Hello.".to_string()]), "{:?}", done.error());
+    let host_second = provider.requests().into_iter().find(|r| r.model == "m13" && r.turn == 1).unwrap();
+    let results: Vec<Value> = host_second.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(results, [json!("ann met"), json!("bob met")]);
+    let first = provider.requests().into_iter().find(|r| r.model == "m13").unwrap();
+    let max = first.body.get("max_completion_tokens").or_else(|| first.body.get("max_tokens")).cloned();
+    assert_eq!(max, Some(json!(64)), "{}", first.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_provider_is_retried_and_not_terminal() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let settings = ProviderSettings::new().base_url(format!("http://127.0.0.1:{port}/v1/")).api_key_secret("k");
+    let engine = Engine::in_memory();
+    flux::secrets::set(&engine, "k", KEY).unwrap();
+    let engine = engine.with_state(Providers::new().provider("openai", settings));
+    #[flux::workflow]
+    async fn lonely(ctx: ExecutionContext<String>) -> flux::Result<String> {
+        let quick = TaskOptions::new().retry_max_attempts(1).retry_delay(Duration::from_millis(1));
+        flux::ai::agent("x").model(ctx.input()).name("lonely").model_options(quick).call("anyone?").await
+    }
+    let failed = lonely.on(&engine).run("openai/m14".to_string()).await.unwrap();
+    let error = failed.error().unwrap();
+    assert!(!error.is_terminal(), "{error:?}");
+    assert!(error.message().contains("provider `openai` could not be reached for model `m14`"), "{error}");
+    let kinds = flux_suite::kinds(failed.events());
+    assert!(kinds.contains(&EventType::TaskRetryStarted), "{kinds:?}");
 }

@@ -254,8 +254,8 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
             let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
             let input = parse_input(&input);
             let answer = match mode {
-                RunMode::Sync => Answer::Summary(workflow.run(&input).await),
-                RunMode::Async => Answer::Summary(workflow.start(&input).await),
+                RunMode::Sync => Answer::Summary(Box::new(workflow.run(&input).await)),
+                RunMode::Async => Answer::Summary(Box::new(workflow.start(&input).await)),
                 RunMode::Stream => Answer::Stream(workflow.stream(&input).await),
             };
             execute(&client, answer, format).await
@@ -264,8 +264,8 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
             let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
             let input = parse_input(&input);
             let answer = match mode {
-                RunMode::Sync => Answer::Summary(workflow.resume(&execution_id, &input).await),
-                RunMode::Async => Answer::Summary(workflow.resume_async(&execution_id, &input).await),
+                RunMode::Sync => Answer::Summary(Box::new(workflow.resume(&execution_id, &input).await)),
+                RunMode::Async => Answer::Summary(Box::new(workflow.resume_async(&execution_id, &input).await)),
                 RunMode::Stream => Answer::Stream(workflow.resume_stream(&execution_id, &input).await),
             };
             execute(&client, answer, format).await
@@ -288,7 +288,7 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
 
 /// The answer of a run or resume: a summary (sync, async) or a stream of events.
 enum Answer {
-    Summary(flux::Result<ExecutionStatus<Value>>),
+    Summary(Box<flux::Result<ExecutionStatus<Value>>>),
     Stream(flux::Result<EventStream<Value>>),
 }
 
@@ -296,7 +296,7 @@ enum Answer {
 async fn execute(client: &flux::Client, answer: Answer, format: Format) -> Result<(), CliError> {
     let failure = |e: flux::Error| client::failure(client, e, false);
     let mut events = match answer {
-        Answer::Summary(status) => return show(format, status.map_err(failure)?.summary(), output::summary),
+        Answer::Summary(status) => return show(format, (*status).map_err(failure)?.summary(), output::summary),
         Answer::Stream(events) => events.map_err(failure)?,
     };
     while let Some(event) = events.next().await {
