@@ -3,7 +3,12 @@
 use std::process::Command;
 
 fn run(name: &str, dir: &std::path::Path) -> String {
+    run_with(name, &[], dir)
+}
+
+fn run_with(name: &str, args: &[&str], dir: &std::path::Path) -> String {
     let out = Command::new(flux_suite::example(name))
+        .args(args)
         .current_dir(dir)
         .env_remove("FLUX_HOME")
         .env_remove("FLUX_DATABASE_URL")
@@ -199,4 +204,55 @@ fn mcp_server_example_prints_an_assistant_config_and_checks_itself() {
     assert!(stdout.contains("check: 23 tools, the workflow's own: order_book, order_book_async, resume_order_book, resume_order_book_async, status_order_book"), "{stdout}");
     assert!(stdout.contains("check: order_book -> \"COMPLETED\" \"ordered 2 x \\\"Dune\\\"\""), "{stdout}");
     assert!(stdout.contains("check: done"), "{stdout}");
+}
+
+#[cfg(feature = "ai")]
+#[test]
+fn agent_example_researches_with_a_tool_then_streams_the_article() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("agent", dir.path());
+    let journal: Vec<&str> = out.lines().filter(|l| l.starts_with("TASK_") || l.starts_with("WORKFLOW_")).collect();
+    let journal: Vec<String> = journal.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let expected = [
+        "WORKFLOW_STARTED research_and_write",
+        "TASK_STARTED researcher",
+        "TASK_STARTED llm_0",
+        "TASK_COMPLETED llm_0",
+        "TASK_STARTED search_notes",
+        "TASK_COMPLETED search_notes",
+        "TASK_STARTED llm_1",
+        "TASK_COMPLETED llm_1",
+        "TASK_COMPLETED researcher",
+        "TASK_STARTED writer",
+        "TASK_STARTED llm_0",
+        "TASK_COMPLETED llm_0",
+        "TASK_COMPLETED writer",
+        "WORKFLOW_COMPLETED research_and_write",
+    ];
+    assert_eq!(journal, expected, "{out}");
+    assert!(out.contains("  tokens: Work that survives a crash"), "{out}");
+    assert!(out.contains("streamed 61 tokens; stored: 14 events, 0 of them progress"), "{out}");
+    assert!(out.contains("model requests: 3\n"), "{out}");
+    assert!(out.contains(": COMPLETED"), "{out}");
+    assert!(dir.path().join(".flux/flux.db").exists(), "the execution is stored on the default engine");
+}
+
+#[cfg(feature = "ai")]
+#[test]
+fn agent_chat_example_remembers_and_pauses_for_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("agent_chat", dir.path());
+    assert!(
+        out.contains("PAUSED: agent `support` asks to call `issue_refund` with {\"cents\":2599,\"order\":1042}\nresuming: approved"),
+        "{out}"
+    );
+    assert!(out.contains("support:  It was order 1042, the lamp with the cracked shade."), "{out}");
+    assert!(out.contains("support:  Done: $25.99 for order 1042 is on its way back to you."), "{out}");
+    assert!(out.contains("tasks: llm_0 wm_memorize_0 wm_memorize_1 llm_0 wm_memorize_2 wm_memorize_3 llm_0 pause issue_refund llm_1 wm_memorize_4 wm_memorize_5\n"), "{out}");
+    assert!(out.contains("refunds issued: 1\nmodel requests: 4\n"), "{out}");
+
+    let out = run_with("agent_chat", &["--reject"], dir.path());
+    assert!(out.contains("resuming: rejected"), "{out}");
+    assert!(out.contains("support:  I could not issue the refund"), "{out}");
+    assert!(out.contains("refunds issued: 0\n"), "{out}");
 }

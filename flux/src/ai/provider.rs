@@ -183,14 +183,15 @@ impl Providers {
                 None => Err(missing(provider, &format!("the flux secret `{secret}`"))),
             };
         }
-        let configured = settings.and_then(|s| s.api_key_env.as_deref());
-        let Some(var) = configured.or(kind.default_key_env()) else {
+        // A provider of another name gets only the key configured for it: never, say,
+        // `OPENAI_API_KEY` sent to a third party's OpenAI-compatible server. Without one it is
+        // called with no key (a local server).
+        let usual = ProviderKind::of_builtin(provider).and_then(|_| kind.default_key_env());
+        let Some(var) = settings.and_then(|s| s.api_key_env.as_deref()).or(usual) else {
             return Ok(None);
         };
         match std::env::var(var) {
             Ok(key) if !key.is_empty() => Ok(Some(ApiKey::new(key))),
-            // A provider of another name speaking a keyed API may need no key (a local server).
-            _ if configured.is_none() && settings.is_some() && ProviderKind::of_builtin(provider).is_none() => Ok(None),
             _ => Err(missing(provider, &format!("the environment variable `{var}`"))),
         }
     }
@@ -313,5 +314,8 @@ mod tests {
             .endpoint("anthropic/claude", None)
             .unwrap_err();
         assert!(e.message().contains("FLUX_TEST_SURELY_UNSET_KEY"), "{e}");
+        // Another name speaking OpenAI's API never borrows OpenAI's key.
+        let local = Providers::new().provider("local", ProviderSettings::new().base_url("http://127.0.0.1:1/v1/"));
+        assert!(local.endpoint("local/m", None).unwrap().api_key.is_none());
     }
 }

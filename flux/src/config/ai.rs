@@ -88,7 +88,9 @@ pub struct ProviderSettings {
     pub kind: Option<ProviderKind>,
     /// Its base URL (`http://localhost:8080/v1/`), when not the provider's usual one.
     pub base_url: Option<String>,
-    /// The environment variable holding its key.
+    /// The environment variable holding its key. Without it (or `api_key_secret`) the providers
+    /// flux knows read their usual variable (`OPENAI_API_KEY`, ...), and a provider of any other
+    /// name is called without a key: it never gets another provider's.
     pub api_key_env: Option<String>,
     /// The flux secret holding its key (read from the engine's vault).
     pub api_key_secret: Option<String>,
