@@ -809,3 +809,31 @@ async fn an_unreachable_provider_is_retried_and_not_terminal() {
     let kinds = flux_suite::kinds(failed.events());
     assert!(kinds.contains(&EventType::TaskRetryStarted), "{kinds:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_provider_is_spoken_to_over_tls() {
+    // A loopback listener that keeps the first bytes it gets: a TLS ClientHello starts with the
+    // handshake record type 0x16 and version 0x03.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let first = std::thread::spawn(move || {
+        use std::io::Read as _;
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut bytes = [0u8; 2];
+        socket.read_exact(&mut bytes).unwrap();
+        bytes
+    });
+    let settings = ProviderSettings::new().base_url(format!("https://127.0.0.1:{port}/v1/")).api_key_secret("k");
+    let engine = Engine::in_memory();
+    flux::secrets::set(&engine, "k", KEY).unwrap();
+    let engine = engine.with_state(Providers::new().provider("openai", settings));
+    #[flux::workflow]
+    async fn secure(ctx: ExecutionContext<String>) -> flux::Result<String> {
+        let once = TaskOptions::new().retry_max_attempts(0);
+        flux::ai::agent("x").model(ctx.input()).name("secure").model_options(once).call("hello?").await
+    }
+    let failed = secure.on(&engine).run("openai/m15".to_string()).await.unwrap();
+    assert_eq!(first.join().unwrap(), [0x16, 0x03], "the request began a TLS handshake");
+    let error = failed.error().unwrap();
+    assert!(error.message().contains("provider `openai` could not be reached for model `m15`"), "{error}");
+}

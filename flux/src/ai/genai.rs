@@ -32,7 +32,10 @@ impl GenaiProvider {
     /// A provider with an HTTP client of its own (connections kept alive and shared by every
     /// call).
     pub fn new() -> Result<GenaiProvider> {
-        GenaiProvider::with_http_client(reqwest::Client::new())
+        let http = reqwest::Client::builder().build().map_err(|e| {
+            Error::new(crate::error::ErrorKind::Config, "the model client cannot be built").with_cause(e.to_string())
+        })?;
+        GenaiProvider::with_http_client(http)
     }
 
     /// A provider making its requests with `http` (a proxy, TLS settings, timeouts of your own).

@@ -46,7 +46,8 @@ impl std::fmt::Debug for Http {
     }
 }
 
-/// The server URL `text`, checked: `http://host[:port][/prefix]`.
+/// The server URL `text`, checked: `http://host[:port][/prefix]` (or `https://` with the `tls`
+/// feature).
 pub(crate) fn parse_base(text: &str) -> Result<Url> {
     let text = text.trim();
     let invalid = |why: String| Error::new(ErrorKind::Config, format!("invalid flux server URL `{text}`: {why}"));
@@ -58,7 +59,12 @@ pub(crate) fn parse_base(text: &str) -> Result<Url> {
     let base = Url::parse(text).map_err(|e| invalid(format!("{e} ({expected})")))?;
     match base.scheme() {
         "http" => {}
-        "https" => return Err(invalid("this build of flux speaks plain http only".into())),
+        "https" if cfg!(feature = "tls") => {}
+        "https" => {
+            return Err(invalid(
+                "this build of flux speaks plain http only: enable its `tls` feature for https".into(),
+            ));
+        }
         other => return Err(invalid(format!("unsupported scheme `{other}` ({expected})"))),
     }
     if base.cannot_be_a_base() || base.host().is_none() {
@@ -239,10 +245,14 @@ mod tests {
 
     #[test]
     fn bad_server_urls_are_named() {
-        for bad in ["localhost:8000", "https://h:1", "ftp://h", "not a url", "http://", "http://h/?x=1"] {
+        for bad in ["localhost:8000", "ftp://h", "not a url", "http://", "http://h/?x=1"] {
             let err = parse_base(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
             assert!(err.to_string().contains(&format!("`{}`", bad.trim())), "{err}");
+        }
+        match cfg!(feature = "tls") {
+            true => assert_eq!(parse_base("https://h:1").unwrap().as_str(), "https://h:1/"),
+            false => assert!(parse_base("https://h:1").unwrap_err().to_string().contains("enable its `tls` feature")),
         }
         assert!(parse_base("localhost:8000").unwrap_err().to_string().contains("did you mean http://localhost:8000?"));
     }

@@ -37,7 +37,8 @@
 //! [`ErrorKind::Unauthorized`] for 401, [`ErrorKind::InvalidState`] for 400,
 //! [`ErrorKind::Conflict`] for 409), whose message is the server's `detail` and whose
 //! [`Error::http_status`] is the status; a server that cannot be reached is
-//! [`ErrorKind::Unreachable`]. This client has no server dependencies; it speaks plain HTTP.
+//! [`ErrorKind::Unreachable`]. This client has no server dependencies; it speaks plain HTTP,
+//! and HTTPS with the `tls` feature.
 
 mod executions;
 // `pub(crate)` for the MCP server, which reads endpoints the typed client has no method for yet.

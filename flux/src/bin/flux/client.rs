@@ -80,7 +80,7 @@ mod tests {
             shown.starts_with("error: could not reach the flux server at http://127.0.0.1:9 (Connection refused"),
             "{shown}"
         );
-        for bad in ["localhost:8000", "https://h:1", "ftp://h", "not a url", "http://"] {
+        for bad in ["localhost:8000", "ftp://h", "not a url", "http://"] {
             assert!(connect(bad, None).is_err(), "{bad} accepted");
         }
     }
