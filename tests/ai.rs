@@ -837,3 +837,55 @@ async fn an_https_provider_is_spoken_to_over_tls() {
     let error = failed.error().unwrap();
     assert!(error.message().contains("provider `openai` could not be reached for model `m15`"), "{error}");
 }
+
+/// Through a server and a worker: the tokens of an agent on the worker reach a client of the
+/// server's HTTP stream as progress, before the execution completes.
+#[cfg(feature = "server")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reach_the_http_stream_from_a_worker() {
+    use flux::client::StreamEvent;
+    let script = Script::new().model("m16", vec![Turn::Text("Six times seven is forty two".into())]);
+    let provider = ScriptedProvider::start(Dialect::Ollama, script).await.unwrap();
+    let providers = Providers::new().provider("ollama", ProviderSettings::new().base_url(provider.base_url()));
+    let running = flux::server::Server::new()
+        .engine(&Engine::in_memory())
+        .bootstrap_token("boot-0123456789abcdef")
+        .admin_token("admin-0123456789abcdef")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let worker = tokio::spawn(
+        flux::worker::Worker::new(running.url())
+            .name("agent-worker")
+            .bootstrap_token("boot-0123456789abcdef")
+            .state(providers)
+            .register(chatty)
+            .run(),
+    );
+    let client = flux::Client::builder(running.url()).timeout(Duration::from_secs(30)).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.workflows().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the worker did not register");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stream = client.workflow::<String, String>("chatty").stream(&"ollama/m16".to_string()).await.unwrap();
+    let items: Vec<StreamEvent<String>> =
+        tokio::time::timeout(Duration::from_secs(30), stream.map(|item| item.unwrap()).collect()).await.unwrap();
+    let tokens: Vec<String> = items
+        .iter()
+        .filter_map(|item| match item {
+            StreamEvent::Progress(p) if p.name() == "llm_0" => p.value_json()["token"].as_str().map(String::from),
+            _ => None,
+        })
+        .collect();
+    assert!(tokens.len() > 1, "{tokens:?}");
+    assert_eq!(tokens.concat().trim(), "Six times seven is forty two");
+    let first_token = items.iter().position(|i| matches!(i, StreamEvent::Progress(_))).unwrap();
+    let completed = items
+        .iter()
+        .position(|i| matches!(i, StreamEvent::State(s) if s.state() == ExecutionState::Completed))
+        .expect("the stream ends with the completed state");
+    assert!(first_token < completed);
+    worker.abort();
+    running.shutdown().await.unwrap();
+}
