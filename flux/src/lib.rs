@@ -136,14 +136,15 @@ mod recovery;
 pub mod protocol;
 #[cfg(feature = "client")]
 pub mod client;
-#[cfg(feature = "ai")]
-pub mod ai;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "worker")]
 pub mod worker;
+// AI agents: built on tasks, the client's HTTP stack and, with `mcp`, MCP tool sets.
+#[cfg(feature = "ai")]
+pub mod ai;
 
 pub use builtins::{choice, now, patched, pause, pause_with, progress, randint, randrange, sleep, uuid4};
 #[cfg(feature = "client")]
