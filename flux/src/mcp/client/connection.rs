@@ -139,7 +139,9 @@ impl Connector {
         }
         let handler = Handler::default();
         let waiting = handler.waiting.clone();
-        let opening = async {
+        // Boxed: the handshake's future (rmcp's transport over reqwest, TLS included) is large,
+        // and would otherwise sit inside every workflow future that calls a tool.
+        let opening = Box::pin(async {
             match transport {
                 Transport::Http { url, bearer } => {
                     let mut config =
@@ -157,7 +159,7 @@ impl Connector {
                     handler.serve(child).await.map_err(|e| e.to_string())
                 }
             }
-        };
+        });
         let service = match tokio::time::timeout(limit, opening).await {
             Ok(Ok(service)) => service,
             Ok(Err(e)) => return Err(unreachable(server, transport, &e)),

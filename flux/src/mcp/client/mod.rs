@@ -224,7 +224,9 @@ impl McpClient {
         let this = self.clone();
         let attempt = move |_: &Call<'_>| {
             let this = this.clone();
-            Ok(async move { this.list_tools().await })
+            // Boxed, as every attempt here: rmcp's futures are large, and a workflow's future
+            // holds the attempt it waits on.
+            Ok(Box::pin(async move { this.list_tools().await }))
         };
         let handlers = Handlers { fallback: None::<NoHandler<Vec<ToolSpec>>>, rollback: None::<NoHandler<()>> };
         let specs = call.run(codec::<Vec<ToolSpec>>(), &options, attempt, handlers).await?;
@@ -266,7 +268,7 @@ impl McpClient {
         let tool = tool.to_string();
         let attempt = move |_: &Call<'_>| {
             let (this, tool, arguments) = (this.clone(), tool.clone(), arguments.clone());
-            Ok(async move { this.call_once(&tool, arguments).await })
+            Ok(Box::pin(async move { this.call_once(&tool, arguments).await }))
         };
         let handlers = Handlers { fallback: None::<NoHandler<ToolOutput>>, rollback: None::<NoHandler<()>> };
         let options = self.settings.options.clone();
