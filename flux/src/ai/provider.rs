@@ -86,9 +86,17 @@ pub struct Endpoint {
 /// use flux::ai::{Providers, ProviderSettings};
 /// let providers = Providers::new()
 ///     .provider("openai", ProviderSettings::new().base_url("http://127.0.0.1:8080/v1/"))
-///     .provider("local", ProviderSettings::new().base_url("http://127.0.0.1:1234/v1/").api_key_env("LOCAL_KEY"));
+///     .provider("local", ProviderSettings::new().base_url("http://127.0.0.1:1234/v1/"))
+///     .provider("hosted", ProviderSettings::new().base_url("https://llm.example/v1/").api_key_env("HOSTED_KEY"));
+/// // Another name speaks OpenAI's API, with no key unless one is configured.
 /// let endpoint = providers.endpoint("local/qwen", None)?;
 /// assert_eq!((endpoint.model.as_str(), endpoint.kind), ("qwen", flux::ai::ProviderKind::OpenAi));
+/// assert!(endpoint.api_key.is_none());
+/// // A configured key that is not there is an error naming where it was looked for.
+/// # if std::env::var_os("HOSTED_KEY").is_none() {
+/// let missing = providers.endpoint("hosted/big", None).unwrap_err();
+/// assert!(missing.message().contains("HOSTED_KEY"));
+/// # }
 /// assert!(providers.endpoint("gpt-4o", None).is_err());
 /// # Ok::<(), flux::Error>(())
 /// ```
