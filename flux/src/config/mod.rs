@@ -206,6 +206,8 @@ pub enum DatabaseLocation {
     Sqlite(PathBuf),
     /// Nothing persisted (`sqlite::memory:`).
     Memory,
+    /// A PostgreSQL database (`postgres://…` or `postgresql://…`), the URL as given.
+    Postgres(String),
 }
 
 /// The environment variables [`Config::load`] reads.
@@ -485,12 +487,18 @@ impl Config {
         if url == "sqlite::memory:" || url == "sqlite://:memory:" {
             return Ok(DatabaseLocation::Memory);
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseLocation::Postgres(url.to_string()));
+        }
         match url.strip_prefix("sqlite://") {
             Some(path) if !path.is_empty() => Ok(DatabaseLocation::Sqlite(PathBuf::from(path))),
             Some(_) => Err(Error::new(ErrorKind::Config, format!("database url `{url}` names no file"))),
             None => Err(Error::new(
                 ErrorKind::Config,
-                format!("unsupported database url `{url}`: expected `sqlite://<path>` or `sqlite::memory:`"),
+                format!(
+                    "unsupported database url `{url}`: expected `sqlite://<path>`, `sqlite::memory:` or \
+                     `postgres://user:password@host:port/database`"
+                ),
             )),
         }
     }
@@ -526,9 +534,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = Config::from_sources(None, env(&[("FLUX_DATABASE_URL", "postgres://db/flux")])).unwrap_err();
+        let err = Config::from_sources(None, env(&[("FLUX_DATABASE_URL", "mysql://db/flux")])).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        assert!(err.to_string().contains("postgres://db/flux"), "{err}");
+        assert!(err.to_string().contains("mysql://db/flux") && err.to_string().contains("postgres://"), "{err}");
+        let c = Config::from_sources(None, env(&[("FLUX_DATABASE_URL", "postgres://db/flux")])).unwrap();
+        assert_eq!(c.database().unwrap(), DatabaseLocation::Postgres("postgres://db/flux".into()));
         let err = Config::from_sources(None, env(&[("FLUX_DURABILITY", "sometimes")])).unwrap_err();
         assert!(err.to_string().contains("sometimes"), "{err}");
         let err = Config::from_sources(Some((Path::new("cfg/flux.toml"), "[flux]\nhome = 3\n")), env(&[])).unwrap_err();

@@ -19,6 +19,8 @@ enum Storage {
     Memory,
     #[cfg(feature = "sqlite")]
     Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
     Custom(Arc<dyn Store>),
 }
 
@@ -61,6 +63,8 @@ impl std::fmt::Debug for EngineBuilder {
             Storage::Memory => "memory".to_string(),
             #[cfg(feature = "sqlite")]
             Storage::Sqlite(path) => format!("sqlite:{}", path.display()),
+            #[cfg(feature = "postgres")]
+            Storage::Postgres(_) => "postgres".to_string(),
             Storage::Custom(store) => store.describe(),
         };
         f.debug_struct("EngineBuilder")
@@ -86,6 +90,18 @@ impl EngineBuilder {
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
         self.storage = Storage::Sqlite(path.into());
+        self
+    }
+
+    /// Keeps the executions in the PostgreSQL database at `url`
+    /// (`postgres://user:password@host:port/database`), in the schema `flux`; see
+    /// [`PostgresStore`](crate::store::PostgresStore). Its home (secrets key file, `"file"`
+    /// outputs) is `.flux` unless [`home`](EngineBuilder::home) says otherwise: flux servers
+    /// sharing a database must share their encryption key
+    /// ([`encryption_key`](EngineBuilder::encryption_key)) to read each other's secrets.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.storage = Storage::Postgres(url.into());
         self
     }
 
@@ -164,7 +180,7 @@ impl EngineBuilder {
             Storage::Memory | Storage::Custom(_) if self.durability.is_some() => {
                 return Err(Error::new(
                     ErrorKind::Config,
-                    "a durability is a setting of the SQLite store; this engine's store has its own",
+                    "a durability is a setting of the SQLite and PostgreSQL stores; this engine's store has its own",
                 ));
             }
             Storage::Memory => (Arc::new(MemoryStore::new()), self.home),
@@ -176,6 +192,11 @@ impl EngineBuilder {
                     path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
                 });
                 (Arc::new(store), Some(home))
+            }
+            #[cfg(feature = "postgres")]
+            Storage::Postgres(url) => {
+                let store = crate::store::PostgresStore::open(&url, self.durability.unwrap_or_default())?;
+                (Arc::new(store), Some(self.home.unwrap_or_else(|| PathBuf::from(".flux"))))
             }
         };
         let key_source = match (key, &home) {

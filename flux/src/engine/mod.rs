@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 use crate::output::{self, OutputStorage};
 use crate::secrets::{self, KeySource, Vault};
-#[cfg(any(feature = "sqlite", test))]
+#[cfg(any(feature = "sqlite", feature = "postgres", test))]
 use crate::store::Durability;
 use crate::store::{MemoryStore, Store, StoredExecution};
 
@@ -150,15 +150,28 @@ static DEFAULT: Mutex<Option<Engine>> = Mutex::new(None);
 impl Engine {
     /// Opens (or creates) the SQLite database at `path` with default durability. Secrets are
     /// encrypted with the key in `encryption.key` next to the database (created on first use).
-    #[cfg(feature = "sqlite")]
+    /// With the `postgres` feature, a `postgres://…` URL opens that PostgreSQL database instead
+    /// (see [`EngineBuilder::postgres`]).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn open(path: impl AsRef<Path>) -> Result<Engine> {
-        Engine::builder().sqlite(path.as_ref()).build()
+        Engine::open_with(path, Durability::Default)
     }
 
-    /// Opens (or creates) the SQLite database at `path` with the given durability.
-    #[cfg(feature = "sqlite")]
+    /// [`Engine::open`] with the given durability.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Engine> {
-        Engine::builder().sqlite(path.as_ref()).durability(durability).build()
+        let path = path.as_ref();
+        #[cfg(feature = "postgres")]
+        if let Some(url) = path.to_str().filter(|p| p.starts_with("postgres://") || p.starts_with("postgresql://")) {
+            return Engine::builder().postgres(url).durability(durability).build();
+        }
+        #[cfg(feature = "sqlite")]
+        return Engine::builder().sqlite(path).durability(durability).build();
+        #[cfg(not(feature = "sqlite"))]
+        Err(Error::new(
+            ErrorKind::Config,
+            format!("`{}` is not a postgres:// URL, and this build has no SQLite", path.display()),
+        ))
     }
 
     /// An engine that keeps everything in memory: for tests. Its secrets key is random.
@@ -256,6 +269,17 @@ impl Engine {
                 ErrorKind::Config,
                 format!("`{}` needs the `sqlite` feature of flux", config.database_url),
             )),
+            #[cfg(feature = "postgres")]
+            DatabaseLocation::Postgres(url) => {
+                builder.home(&config.home).postgres(url).durability(config.durability).build().map_err(|e| {
+                    Error::new(e.kind(), "cannot open the PostgreSQL database of FLUX_DATABASE_URL")
+                        .with_cause(e.to_string())
+                })
+            }
+            #[cfg(not(feature = "postgres"))]
+            DatabaseLocation::Postgres(_) => {
+                Err(Error::new(ErrorKind::Config, "a `postgres://` database URL needs the `postgres` feature of flux"))
+            }
         }
     }
 

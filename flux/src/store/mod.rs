@@ -23,6 +23,8 @@ pub mod conformance;
 mod filter;
 mod memory;
 mod rules;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -31,6 +33,8 @@ mod sqlite;
 pub use crate::__flux_store_conformance_tests as conformance_tests;
 pub use filter::{ExecutionFilter, ExecutionPage};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{DEFAULT_SCHEMA as POSTGRES_DEFAULT_SCHEMA, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
