@@ -6,6 +6,11 @@ use std::path::PathBuf;
 pub mod ai;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+mod places;
+
+#[cfg(feature = "postgres")]
+pub use places::postgres;
+pub use places::{Place, places};
 
 use flux::{Event, EventType};
 

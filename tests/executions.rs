@@ -116,9 +116,10 @@ async fn listings_filter_and_page_in_memory() {
 }
 
 #[tokio::test]
-async fn listings_filter_and_page_in_sqlite() {
-    let (_dir, engine) = engine_on_disk();
-    list_with_filters_and_pages(&engine).await;
+async fn listings_filter_and_page_in_every_store() {
+    for place in flux_suite::places() {
+        list_with_filters_and_pages(&place.open()).await;
+    }
 }
 
 /// The number of events stored for execution `id`, read from the file itself.

@@ -165,28 +165,28 @@ async fn a_resume_input_of_the_wrong_type_is_refused_and_the_execution_stays_pau
 
 #[tokio::test]
 async fn the_paused_state_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let id = {
-        let engine = Engine::open(&path).unwrap();
-        let paused = approve_order.on(&engine).run("restart".to_string()).await.unwrap();
-        assert!(paused.is_paused());
-        paused.execution_id().to_string()
-    };
-    // A new engine on the same file (as a new process would open it).
-    let engine = Engine::open(&path).unwrap();
-    let status = approve_order.on(&engine).status(&id).await.unwrap();
-    assert_eq!(status.state(), ExecutionState::Paused);
-    assert_eq!(status.pause_name().as_deref(), Some("approve"));
-    // A replay of a paused execution returns it as stored.
-    let replayed = approve_order.on(&engine).replay(&id).await.unwrap();
-    assert!(replayed.is_paused());
-    assert_eq!(replayed.events().len(), status.events().len());
-    let done = approve_order.on(&engine).resume(&id, Approval { ok: true }).await.unwrap();
-    assert_eq!(done.state(), ExecutionState::Completed);
-    let reloaded = approve_order.on(&Engine::open(&path).unwrap()).status(&id).await.unwrap();
-    assert_eq!(reloaded.output(), done.output());
-    assert_eq!(kinds(reloaded.events()), kinds(done.events()));
+    for place in flux_suite::places() {
+        let id = {
+            let engine = place.open();
+            let paused = approve_order.on(&engine).run("restart".to_string()).await.unwrap();
+            assert!(paused.is_paused(), "{place}");
+            paused.execution_id().to_string()
+        };
+        // A new engine on the same store (as a new process would open it).
+        let engine = place.open();
+        let status = approve_order.on(&engine).status(&id).await.unwrap();
+        assert_eq!(status.state(), ExecutionState::Paused, "{place}");
+        assert_eq!(status.pause_name().as_deref(), Some("approve"), "{place}");
+        // A replay of a paused execution returns it as stored.
+        let replayed = approve_order.on(&engine).replay(&id).await.unwrap();
+        assert!(replayed.is_paused(), "{place}");
+        assert_eq!(replayed.events().len(), status.events().len(), "{place}");
+        let done = approve_order.on(&engine).resume(&id, Approval { ok: true }).await.unwrap();
+        assert_eq!(done.state(), ExecutionState::Completed, "{place}");
+        let reloaded = approve_order.on(&place.open()).status(&id).await.unwrap();
+        assert_eq!(reloaded.output(), done.output(), "{place}");
+        assert_eq!(kinds(reloaded.events()), kinds(done.events()), "{place}");
+    }
 }
 
 #[tokio::test]

@@ -11,72 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use flux::ErrorKind;
 use flux::prelude::*;
 
-/// The test server's URL; `None` (said once, past the harness's capture) when there is none.
-fn server() -> Option<String> {
-    if let Some(url) = std::env::var("FLUX_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) {
-        return Some(url);
-    }
-    assert!(
-        std::env::var_os("FLUX_TEST_POSTGRES_REQUIRED").is_none(),
-        "FLUX_TEST_POSTGRES_URL is not set, and FLUX_TEST_POSTGRES_REQUIRED says these tests must run"
-    );
-    static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: the PostgreSQL tests need a server; `eval \"$(.ci/postgres start)\"` starts one and sets \
-             FLUX_TEST_POSTGRES_URL"
-        );
-    });
-    None
-}
-
-/// Runs `sql` on the server's maintenance database.
-async fn admin(server: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
-}
-
-/// A new database of the test server, dropped when this goes.
-struct Database {
-    server: String,
-    name: String,
-}
-
-impl Database {
-    async fn new(server: &str) -> Database {
-        let name = format!("flux_t_{}", uuid_ish());
-        admin(server, &format!("CREATE DATABASE {name}")).await;
-        Database { server: server.to_string(), name }
-    }
-
-    /// Its URL: the server's, with this database.
-    fn url(&self) -> String {
-        let base = self.server.rsplit_once('/').map_or(self.server.as_str(), |(base, _)| base);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(admin(&server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")));
-        })
-        .join()
-        .unwrap();
-    }
-}
-
-fn uuid_ish() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
+use flux_suite::postgres::{Database, execute, server};
 
 static CHARGED: AtomicU32 = AtomicU32::new(0);
 
@@ -101,7 +36,7 @@ async fn order(ctx: ExecutionContext<String>) -> flux::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_open_stores_a_workflow_that_another_engine_loads_and_replays() {
     let Some(server) = server() else { return };
-    let db = Database::new(&server).await;
+    let db = Database::new(&server);
     let engine = Engine::open(db.url()).unwrap();
     let done = order.on(&engine).run("lamp".to_string()).await.unwrap();
     assert_eq!(done.output().map(String::as_str), Some("reserved lamp, charged 2500"), "{:?}", done.error());
@@ -124,7 +59,7 @@ async fn engine_open_stores_a_workflow_that_another_engine_loads_and_replays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flux_database_url_selects_postgres() {
     let Some(server) = server() else { return };
-    let db = Database::new(&server).await;
+    let db = Database::new(&server);
     let config = flux::Config::from_sources(None, vec![("FLUX_DATABASE_URL".to_string(), db.url())]).unwrap();
     let engine = Engine::from_config(&config).unwrap();
     let done = order.on(&engine).run("desk".to_string()).await.unwrap();
@@ -160,9 +95,9 @@ async fn bad_urls_refused_connections_and_missing_databases_say_what_is_wrong() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_from_a_newer_flux_is_refused_and_left_alone() {
     let Some(server) = server() else { return };
-    let db = Database::new(&server).await;
+    let db = Database::new(&server);
     drop(Engine::open(db.url()).unwrap());
-    admin(&db.url(), "UPDATE flux.flux_schema SET version = 99").await;
+    execute(&db.url(), "UPDATE flux.flux_schema SET version = 99");
     let e = Engine::open(db.url()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::SchemaTooNew, "{e}");
     assert!(e.message().contains("version 99"), "{e}");

@@ -84,8 +84,9 @@ async fn held_executions_and_children_of_running_parents_are_left_alone() {
 #[tokio::test]
 async fn a_lease_is_taken_over_only_once_it_has_run_out_and_only_by_one_engine() {
     lease_rules(&Engine::in_memory()).await;
-    let dir = tempfile::tempdir().unwrap();
-    lease_rules(&Engine::open(dir.path().join("flux.db")).unwrap()).await;
+    for place in flux_suite::places() {
+        lease_rules(&place.open()).await;
+    }
 }
 
 /// The rules of `Write::Lease`, the same in every store.
@@ -128,11 +129,17 @@ async fn waits(ctx: flux::ExecutionContext<u32>) -> flux::Result<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_engine_renews_its_leases_and_keeps_its_executions() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
+    for place in flux_suite::places() {
+        live_engine_keeps_its_executions(&place).await;
+    }
+}
+
+/// Two engines on `place` (two processes, or two servers on one database): the one running an
+/// execution renews its lease, so the other never takes it over.
+async fn live_engine_keeps_its_executions(place: &flux_suite::Place) {
     let lease = Duration::from_millis(300);
-    let running = Engine::open(&path).unwrap().with_lease(lease);
-    let other = Engine::open(&path).unwrap().with_lease(lease);
+    let running = place.open().with_lease(lease);
+    let other = place.open().with_lease(lease);
     other.register(waits);
 
     let run = tokio::spawn({
@@ -153,11 +160,11 @@ async fn a_live_engine_renews_its_leases_and_keeps_its_executions() {
     tokio::time::sleep(lease * 3).await;
     // A takeover would replay the waiting task and block: the timeout tells it apart.
     let recovered = tokio::time::timeout(lease * 3, other.recover()).await;
-    assert!(recovered.is_ok_and(|r| r.unwrap().is_empty()), "a live engine's execution was taken over");
+    assert!(recovered.is_ok_and(|r| r.unwrap().is_empty()), "{place}: a live engine's execution was taken over");
 
     GATE.notify_one();
     let done = run.await.unwrap().unwrap();
-    assert_eq!(done.output(), Some(&7));
+    assert_eq!(done.output(), Some(&7), "{place}");
 }
 
 #[cfg(feature = "server")]

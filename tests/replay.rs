@@ -47,24 +47,25 @@ async fn a_plain_run_records_the_documented_events() {
 
 #[tokio::test]
 async fn replaying_a_finished_execution_returns_it_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    let first = hello_world.on(&engine).run("Ada".to_string()).await.unwrap();
-    drop(engine);
+    for place in flux_suite::places() {
+        let engine = place.open();
+        let first = hello_world.on(&engine).run("Ada".to_string()).await.unwrap();
+        drop(engine);
 
-    // A fresh engine, as in a new process.
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    let again = hello_world.on(&engine).replay(first.execution_id()).await.unwrap();
-    assert_eq!(again.output(), first.output());
-    assert_eq!(again.state(), ExecutionState::Completed);
-    assert_eq!(again.events(), first.events());
-    let stored = engine.store().load(first.execution_id()).unwrap().unwrap();
-    assert_eq!(stored.events.len(), 4, "replay wrote no events");
+        // A fresh engine, as in a new process.
+        let engine = place.open();
+        let again = hello_world.on(&engine).replay(first.execution_id()).await.unwrap();
+        assert_eq!(again.output(), first.output(), "{place}");
+        assert_eq!(again.state(), ExecutionState::Completed, "{place}");
+        assert_eq!(again.events(), first.events(), "{place}");
+        let stored = engine.store().load(first.execution_id()).unwrap().unwrap();
+        assert_eq!(stored.events.len(), 4, "{place}: replay wrote no events");
 
-    // run_with_id on an existing id continues that execution instead of starting another.
-    let same = hello_world.on(&engine).run_with_id(first.execution_id(), "ignored".into()).await.unwrap();
-    assert_eq!(same.output().map(String::as_str), Some("Hello, Ada"));
-    assert_eq!(engine.store().load(first.execution_id()).unwrap().unwrap().events.len(), 4);
+        // run_with_id on an existing id continues that execution instead of starting another.
+        let same = hello_world.on(&engine).run_with_id(first.execution_id(), "ignored".into()).await.unwrap();
+        assert_eq!(same.output().map(String::as_str), Some("Hello, Ada"), "{place}");
+        assert_eq!(engine.store().load(first.execution_id()).unwrap().unwrap().events.len(), 4, "{place}");
+    }
 }
 
 static ECHO_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -173,42 +174,43 @@ async fn budget(ctx: ExecutionContext<u32>) -> Result<u32, NotEnough> {
 
 #[tokio::test]
 async fn a_failing_body_ends_failed_and_the_error_reloads_from_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let id = {
-        let engine = Engine::open(&path).unwrap();
-        let execution = budget.on(&engine).run(3).await.unwrap();
-        assert!(execution.has_failed());
-        assert_eq!(kinds(execution.events()), [WorkflowStarted, WorkflowFailed]);
-        let err = execution.error().unwrap();
-        assert_eq!(err.kind(), ErrorKind::WorkflowFailed);
-        assert_eq!(err.message(), "only 3 left");
-        execution.execution_id().to_string()
-    };
-    let engine = Engine::open(&path).unwrap();
-    let reloaded = budget.on(&engine).status(&id).await.unwrap();
-    assert_eq!(reloaded.state(), ExecutionState::Failed);
-    assert_eq!(reloaded.error().unwrap().message(), "only 3 left");
-    assert_eq!(reloaded.error().unwrap().kind(), ErrorKind::WorkflowFailed);
-    assert_eq!(reloaded.output(), None);
-    assert_eq!(reloaded.events()[1].value::<Error>().unwrap().message(), "only 3 left");
+    for place in flux_suite::places() {
+        let id = {
+            let engine = place.open();
+            let execution = budget.on(&engine).run(3).await.unwrap();
+            assert!(execution.has_failed(), "{place}");
+            assert_eq!(kinds(execution.events()), [WorkflowStarted, WorkflowFailed], "{place}");
+            let err = execution.error().unwrap();
+            assert_eq!(err.kind(), ErrorKind::WorkflowFailed, "{place}");
+            assert_eq!(err.message(), "only 3 left", "{place}");
+            execution.execution_id().to_string()
+        };
+        let engine = place.open();
+        let reloaded = budget.on(&engine).status(&id).await.unwrap();
+        assert_eq!(reloaded.state(), ExecutionState::Failed, "{place}");
+        assert_eq!(reloaded.error().unwrap().message(), "only 3 left", "{place}");
+        assert_eq!(reloaded.error().unwrap().kind(), ErrorKind::WorkflowFailed, "{place}");
+        assert_eq!(reloaded.output(), None, "{place}");
+        assert_eq!(reloaded.events()[1].value::<Error>().unwrap().message(), "only 3 left", "{place}");
+    }
 }
 
 #[tokio::test]
 async fn a_failed_task_is_recorded_and_replayed_as_its_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    let execution = pay.on(&engine).run(7).await.unwrap();
-    assert!(execution.has_failed());
-    assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskFailed, WorkflowFailed]);
-    let err = execution.error().unwrap();
-    assert_eq!(err.kind(), ErrorKind::TaskFailed);
-    assert_eq!(err.message(), "cannot pay 7");
-    assert!(err.task_id().unwrap().starts_with("refuse_"));
-    assert_eq!(err.to_string(), format!("task `{}` failed: cannot pay 7", err.task_id().unwrap()));
+    for place in flux_suite::places() {
+        let engine = place.open();
+        let execution = pay.on(&engine).run(7).await.unwrap();
+        assert!(execution.has_failed(), "{place}");
+        assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskFailed, WorkflowFailed], "{place}");
+        let err = execution.error().unwrap();
+        assert_eq!(err.kind(), ErrorKind::TaskFailed, "{place}");
+        assert_eq!(err.message(), "cannot pay 7", "{place}");
+        assert!(err.task_id().unwrap().starts_with("refuse_"), "{place}");
+        assert_eq!(err.to_string(), format!("task `{}` failed: cannot pay 7", err.task_id().unwrap()), "{place}");
 
-    let reloaded = pay.on(&Engine::open(dir.path().join("flux.db")).unwrap()).status(execution.execution_id()).await;
-    assert_eq!(reloaded.unwrap().error(), Some(err));
+        let reloaded = pay.on(&place.open()).status(execution.execution_id()).await;
+        assert_eq!(reloaded.unwrap().error(), Some(err), "{place}");
+    }
 }
 
 #[tokio::test]

@@ -151,7 +151,7 @@ impl Engine {
     /// Opens (or creates) the SQLite database at `path` with default durability. Secrets are
     /// encrypted with the key in `encryption.key` next to the database (created on first use).
     /// With the `postgres` feature, a `postgres://…` URL opens that PostgreSQL database instead
-    /// (see [`EngineBuilder::postgres`]).
+    /// (see `EngineBuilder::postgres`).
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn open(path: impl AsRef<Path>) -> Result<Engine> {
         Engine::open_with(path, Durability::Default)
