@@ -131,15 +131,22 @@ async fn a_paused_execution_is_cancelled_at_once() {
 
 #[tokio::test]
 async fn a_cancel_by_id_from_another_engine_is_noticed_by_the_running_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let runner = Engine::open(&path).unwrap();
-    let handle = checkout.on(&runner).start(2).await.unwrap();
+    // Orders 20, 21, ...: one per store, apart from the other tests' orders.
+    for (order, place) in (20u32..).zip(flux_suite::places()) {
+        cancel_from_another_engine(order, &place).await;
+    }
+}
+
+/// Runs order `order` on one engine of `place` and cancels it from another (another process,
+/// or another server on one database).
+async fn cancel_from_another_engine(order: u32, place: &flux_suite::Place) {
+    let runner = place.open();
+    let handle = checkout.on(&runner).start(order).await.unwrap();
     let id = handle.execution_id().to_string();
-    charging(2).await;
+    charging(order).await;
 
     // Another engine (as another process would) asks for the cancellation.
-    let other = Engine::open(&path).unwrap();
+    let other = place.open();
     let asked = checkout.on(&other).cancel(&id).await.unwrap();
     assert!(matches!(asked.state(), ExecutionState::Cancelling | ExecutionState::Cancelled), "state {}", asked.state());
     let finished = handle.await.unwrap();
@@ -156,10 +163,10 @@ async fn a_cancel_by_id_from_another_engine_is_noticed_by_the_running_one() {
             WorkflowCancelled
         ]
     );
-    assert!(ROLLED_BACK.lock().unwrap().contains(&2));
+    assert!(ROLLED_BACK.lock().unwrap().contains(&order), "{place}");
     let stored = checkout.on(&other).status(&id).await.unwrap();
-    assert_eq!(stored.state(), ExecutionState::Cancelled);
-    assert_eq!(kinds(stored.events()), kinds(finished.events()));
+    assert_eq!(stored.state(), ExecutionState::Cancelled, "{place}");
+    assert_eq!(kinds(stored.events()), kinds(finished.events()), "{place}");
 }
 
 #[tokio::test]
