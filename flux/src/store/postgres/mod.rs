@@ -4,8 +4,9 @@
 //! trait's reads are synchronous (the engine calls them on its blocking pool), and this way
 //! they work from any thread without entering the caller's runtime. Writes go to one writer
 //! connection, which commits every batch queued while it was busy in one transaction (group
-//! commit), each batch under a savepoint so that a refused batch leaves the others alone. The
-//! rules of [`Store`] are checked against rows read `FOR UPDATE` in that transaction, so two
+//! commit), each batch under a savepoint so that a refused batch leaves the others alone;
+//! deferred writes (a task's start) wait up to [`HOLD_WINDOW`](crate::store::HOLD_WINDOW) for
+//! the write that follows them. The rules of [`Store`] are checked against rows read `FOR UPDATE` in that transaction, so two
 //! flux servers writing to one execution are serialized by the database.
 //!
 //! [`Durability`] maps to `synchronous_commit`: `default` and `batched` commit with it `off`
@@ -193,6 +194,15 @@ impl PostgresStore {
         rx.recv().unwrap_or_else(|_| Err(self.stopped()))
     }
 
+    /// Queues `writes` for the writer.
+    fn queue(&self, writes: Vec<Write>, deferred: bool) -> Commit {
+        let (sender, commit) = Commit::pending();
+        if let Err(mpsc::error::SendError(job)) = self.writer.send(write::Job { writes, reply: sender, deferred }) {
+            job.reply.send(Err(self.stopped()));
+        }
+        commit
+    }
+
     fn stopped(&self) -> Error {
         Error::new(ErrorKind::Storage, format!("the PostgreSQL store of {} stopped", self.shown))
     }
@@ -238,11 +248,11 @@ async fn connect(config: &Config, schema: &str, shown: &str) -> Result<Client> {
 
 impl Store for PostgresStore {
     fn write(&self, writes: Vec<Write>) -> Commit {
-        let (sender, commit) = Commit::pending();
-        if let Err(mpsc::error::SendError(job)) = self.writer.send(write::Job { writes, reply: sender }) {
-            job.reply.send(Err(self.stopped()));
-        }
-        commit
+        self.queue(writes, false)
+    }
+
+    fn write_deferred(&self, writes: Vec<Write>) -> Commit {
+        self.queue(writes, true)
     }
 
     fn durability(&self) -> Durability {

@@ -12,7 +12,7 @@ use super::describe_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{ExecutionState, from_micros, to_micros};
 use crate::store::rules::{self, Holder};
-use crate::store::{CommitSender, Write};
+use crate::store::{CommitSender, HOLD_WINDOW, Write};
 
 /// At most this many batches share a commit.
 const GROUP: usize = 256;
@@ -21,6 +21,9 @@ const GROUP: usize = 256;
 pub(super) struct Job {
     pub(super) writes: Vec<Write>,
     pub(super) reply: CommitSender,
+    /// Nothing waits for it yet ([`Store::write_deferred`](crate::store::Store::write_deferred)):
+    /// it may wait up to [`HOLD_WINDOW`] for a write to share its commit.
+    pub(super) deferred: bool,
 }
 
 /// The writer's prepared statements.
@@ -91,12 +94,20 @@ pub(super) async fn run(mut client: Client, mut jobs: mpsc::UnboundedReceiver<Jo
             return;
         }
     };
-    let mut group = Vec::new();
+    let mut group: Vec<Job> = Vec::new();
     while let Some(first) = jobs.recv().await {
         group.push(first);
         while group.len() < GROUP {
             match jobs.try_recv() {
                 Ok(job) => group.push(job),
+                // Only deferred writes so far: the write that follows them (a task's result
+                // after its start) usually comes within the window, and shares the commit.
+                Err(_) if group.iter().all(|j| j.deferred) => {
+                    match tokio::time::timeout(HOLD_WINDOW, jobs.recv()).await {
+                        Ok(Some(job)) => group.push(job),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -108,30 +119,45 @@ pub(super) async fn run(mut client: Client, mut jobs: mpsc::UnboundedReceiver<Jo
 }
 
 /// Commits `group` in one transaction; the result of each job.
+///
+/// First all at once, the jobs sharing what they read: one round trip per statement and no
+/// savepoints. A refusal (rare: a stale claim, a lost lease) rolls that back, and the group is
+/// committed again with each job under a savepoint, so that only the refused ones are left out.
 async fn commit(client: &mut Client, s: &Statements, group: &[Job], shown: &str) -> Vec<Result<()>> {
     let failed = |e: &tokio_postgres::Error| describe_error(shown, "cannot commit to", e);
+    let all = async {
+        let tx = client.transaction().await.map_err(|e| failed(&e))?;
+        let mut rows = HashMap::new();
+        for job in group {
+            apply(&tx, s, &job.writes, &mut rows, shown).await?;
+        }
+        flush(&tx, s, &rows, shown).await?;
+        tx.commit().await.map_err(|e| failed(&e))
+    };
+    match all.await {
+        Ok(()) => return group.iter().map(|_| Ok(())).collect(),
+        Err(e) if group.len() == 1 => return vec![Err(e)],
+        Err(_) => {}
+    }
     let tx = match client.transaction().await {
         Ok(tx) => tx,
         Err(e) => return group.iter().map(|_| Err(failed(&e))).collect(),
     };
-    let alone = group.len() == 1;
     let mut results = Vec::with_capacity(group.len());
     for job in group {
-        if !alone && let Err(e) = tx.batch_execute("SAVEPOINT batch").await {
+        if let Err(e) = tx.batch_execute("SAVEPOINT batch").await {
             return group.iter().map(|_| Err(failed(&e))).collect();
         }
-        let applied = apply(&tx, s, &job.writes, shown).await;
-        if !alone {
-            let end = if applied.is_ok() { "RELEASE SAVEPOINT batch" } else { "ROLLBACK TO SAVEPOINT batch" };
-            if let Err(e) = tx.batch_execute(end).await {
-                return group.iter().map(|_| Err(failed(&e))).collect();
-            }
+        let mut rows = HashMap::new();
+        let applied = match apply(&tx, s, &job.writes, &mut rows, shown).await {
+            Ok(()) => flush(&tx, s, &rows, shown).await,
+            Err(e) => Err(e),
+        };
+        let end = if applied.is_ok() { "RELEASE SAVEPOINT batch" } else { "ROLLBACK TO SAVEPOINT batch" };
+        if let Err(e) = tx.batch_execute(end).await {
+            return group.iter().map(|_| Err(failed(&e))).collect();
         }
         results.push(applied);
-    }
-    if alone && results.iter().any(Result::is_err) {
-        let _ = tx.rollback().await;
-        return results;
     }
     match tx.commit().await {
         Ok(()) => results,
@@ -158,11 +184,19 @@ impl Row {
     }
 }
 
-/// Applies one batch, or refuses it (leaving the savepoint to be rolled back).
-async fn apply(tx: &Transaction<'_>, s: &Statements, writes: &[Write], shown: &str) -> Result<()> {
+/// The executions a transaction touched so far, as its writes leave them (`None`: no such
+/// execution, any more).
+type Rows<'w> = HashMap<&'w str, Option<Row>>;
+
+/// Applies one batch, or refuses it (its transaction or savepoint is then rolled back).
+async fn apply<'w>(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    writes: &'w [Write],
+    rows: &mut Rows<'w>,
+    shown: &str,
+) -> Result<()> {
     let err = |e: tokio_postgres::Error| describe_error(shown, "cannot write to", &e);
-    // `None`: no such execution (any more).
-    let mut rows: HashMap<&str, Option<Row>> = HashMap::new();
     for write in writes {
         match write {
             Write::CreateExecution { id, workflow_name, state, input, parent_id, version, time } => {
@@ -198,7 +232,7 @@ async fn apply(tx: &Transaction<'_>, s: &Statements, writes: &[Write], shown: &s
                 rows.insert(id, Some(row));
             }
             Write::Append { execution_id: id, event } => {
-                let row = row(tx, s, &mut rows, id, shown).await?;
+                let row = row(tx, s, rows, id, shown).await?;
                 rules::check_append(id, event.seq, row.as_ref().map(|r| r.last_seq))?;
                 let Some(row) = row else { return Err(rules::not_found(id)) };
                 let seq =
@@ -221,7 +255,7 @@ async fn apply(tx: &Transaction<'_>, s: &Statements, writes: &[Write], shown: &s
                 row.appended = true;
             }
             Write::DeleteExecution { execution_id: id } => {
-                let row = row(tx, s, &mut rows, id, shown).await?;
+                let row = row(tx, s, rows, id, shown).await?;
                 rules::check_delete(id, row.as_ref().map(|r| r.state))?;
                 if let Some(r) = row.take() {
                     tx.execute(&s.delete, &[&r.pk]).await.map_err(err)?;
@@ -236,7 +270,7 @@ async fn apply(tx: &Transaction<'_>, s: &Statements, writes: &[Write], shown: &s
                 .map_err(err)?;
             }
             Write::Claim { execution_id: id, worker, generation } => {
-                let row = row(tx, s, &mut rows, id, shown).await?;
+                let row = row(tx, s, rows, id, shown).await?;
                 rules::check_claim(id, *generation, row.as_ref().map(|r| r.generation))?;
                 let Some(row) = row else { return Err(rules::not_found(id)) };
                 let stored = i64::try_from(*generation).map_err(|_| {
@@ -246,18 +280,18 @@ async fn apply(tx: &Transaction<'_>, s: &Statements, writes: &[Write], shown: &s
                 (row.generation, row.worker) = (*generation, worker.is_some());
             }
             Write::Fence { execution_id: id, generation } => {
-                let row = row(tx, s, &mut rows, id, shown).await?;
+                let row = row(tx, s, rows, id, shown).await?;
                 rules::check_fence(id, *generation, row.as_ref().map(|r| r.generation))?;
             }
             Write::Lease { execution_id: id, owner, until, mode } => {
-                let row = row(tx, s, &mut rows, id, shown).await?;
+                let row = row(tx, s, rows, id, shown).await?;
                 rules::check_lease(id, owner, *mode, SystemTime::now(), row.as_ref().map(Row::holder))?;
                 let Some(row) = row else { return Err(rules::not_found(id)) };
                 tx.execute(&s.lease, &[&row.pk, &&**owner, &to_micros(*until)]).await.map_err(err)?;
                 (row.owner, row.until) = (Some(owner.to_string()), Some(*until));
             }
             Write::SetState { execution_id: id, state, output, time } => {
-                let row = row(tx, s, &mut rows, id, shown).await?;
+                let row = row(tx, s, rows, id, shown).await?;
                 rules::check_set_state(id, *state, row.as_ref().map(|r| r.state))?;
                 let Some(row) = row else { return Err(rules::not_found(id)) };
                 tx.execute(&s.set_state, &[&row.pk, &state.as_str(), &output.as_deref(), &to_micros(*time)])
@@ -267,8 +301,15 @@ async fn apply(tx: &Transaction<'_>, s: &Statements, writes: &[Write], shown: &s
             }
         }
     }
+    Ok(())
+}
+
+/// Stores the end of each log the transaction appended to.
+async fn flush(tx: &Transaction<'_>, s: &Statements, rows: &Rows<'_>, shown: &str) -> Result<()> {
     for row in rows.values().flatten().filter(|r| r.appended) {
-        tx.execute(&s.last_seq, &[&row.pk, &row.last_seq]).await.map_err(err)?;
+        tx.execute(&s.last_seq, &[&row.pk, &row.last_seq])
+            .await
+            .map_err(|e| describe_error(shown, "cannot write to", &e))?;
     }
     Ok(())
 }
@@ -277,7 +318,7 @@ async fn apply(tx: &Transaction<'_>, s: &Statements, writes: &[Write], shown: &s
 async fn row<'r, 'w>(
     tx: &Transaction<'_>,
     s: &Statements,
-    rows: &'r mut HashMap<&'w str, Option<Row>>,
+    rows: &'r mut Rows<'w>,
     id: &'w str,
     shown: &str,
 ) -> Result<&'r mut Option<Row>> {
