@@ -16,8 +16,9 @@ pub struct Place {
 
 enum Kind {
     Sqlite(tempfile::TempDir),
+    /// The database, and a home for the engine's key file and file outputs.
     #[cfg(feature = "postgres")]
-    Postgres(postgres::Database),
+    Postgres(postgres::Database, tempfile::TempDir),
 }
 
 impl std::fmt::Debug for Place {
@@ -48,7 +49,7 @@ impl Place {
         match &self.kind {
             Kind::Sqlite(dir) => dir.path().join("flux.db"),
             #[cfg(feature = "postgres")]
-            Kind::Postgres(db) => PathBuf::from(db.url()),
+            Kind::Postgres(db, _) => PathBuf::from(db.url()),
         }
     }
 
@@ -59,7 +60,15 @@ impl Place {
 
     /// A new engine on it with `durability`.
     pub fn open_with(&self, durability: Durability) -> Engine {
-        Engine::open_with(self.location(), durability).unwrap_or_else(|e| panic!("{self}: cannot open: {e}"))
+        let opened = match &self.kind {
+            Kind::Sqlite(_) => Engine::open_with(self.location(), durability),
+            // Its home in the place's own directory, not the working directory's `.flux`.
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(db, home) => {
+                Engine::builder().postgres(db.url()).home(home.path()).durability(durability).build()
+            }
+        };
+        opened.unwrap_or_else(|e| panic!("{self}: cannot open: {e}"))
     }
 }
 
@@ -69,7 +78,8 @@ pub fn places() -> Vec<Place> {
     let mut all = vec![Place::sqlite()];
     #[cfg(feature = "postgres")]
     if let Some(server) = postgres::server() {
-        all.push(Place { name: "postgres", kind: Kind::Postgres(postgres::Database::new(&server)) });
+        let home = tempfile::tempdir().expect("a temporary directory");
+        all.push(Place { name: "postgres", kind: Kind::Postgres(postgres::Database::new(&server), home) });
     }
     all
 }

@@ -106,3 +106,34 @@ async fn a_schema_from_a_newer_flux_is_refused_and_left_alone() {
     let version: i32 = client.query_one("SELECT version FROM flux.flux_schema", &[]).await.unwrap().get(0);
     assert_eq!(version, 99, "untouched");
 }
+
+/// Two servers on one database share secrets when they share the encryption key; the database
+/// holds only ciphertext, and another key is refused, not misread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_sharing_a_database_and_a_key_share_secrets_stored_encrypted() {
+    let Some(server) = server() else { return };
+    let db = Database::new(&server);
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let open = |home: &std::path::Path, key: &str| {
+        Engine::builder().postgres(db.url()).home(home).encryption_key(key).build().unwrap()
+    };
+    let a = open(home_a.path(), KEY);
+    let value = "sk-live-do-not-leak-0123456789";
+    flux::secrets::set(&a, "PAYMENTS_KEY", value).unwrap();
+    let b = open(home_b.path(), KEY);
+    assert_eq!(flux::secrets::get(&b, "PAYMENTS_KEY").unwrap().as_deref(), Some(value));
+    assert_eq!(flux::secrets::list(&b).unwrap(), ["PAYMENTS_KEY"]);
+
+    let (client, connection) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let row = client.query_one("SELECT nonce, ciphertext FROM flux.secrets WHERE name = 'PAYMENTS_KEY'", &[]).await;
+    let (nonce, ciphertext): (Vec<u8>, Vec<u8>) = row.map(|r| (r.get(0), r.get(1))).unwrap();
+    assert!(!nonce.is_empty());
+    assert!(!ciphertext.windows(value.len()).any(|w| w == value.as_bytes()), "the database holds it in clear");
+
+    let other_key = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let c = open(tempfile::tempdir().unwrap().path(), other_key);
+    let e = flux::secrets::get(&c, "PAYMENTS_KEY").unwrap_err();
+    assert!(!e.to_string().contains(value), "{e}");
+}
