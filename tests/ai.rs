@@ -52,6 +52,16 @@ fn task_events(events: &[flux::Event]) -> Vec<(EventType, String)> {
     events.iter().filter(|e| task_kinds.contains(&e.kind())).map(|e| (e.kind(), e.name().to_string())).collect()
 }
 
+/// The names of the tasks started, in order.
+fn started(events: &[flux::Event]) -> Vec<String> {
+    task_events(events).into_iter().filter(|(k, _)| *k == EventType::TaskStarted).map(|(_, n)| n).collect()
+}
+
+/// The tool results (`role: tool` messages) an OpenAI-format request sends back.
+fn tool_results(body: &Value) -> Vec<Value> {
+    body["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool").map(|m| m["content"].clone()).collect()
+}
+
 fn expect(pairs: &[(EventType, &str)]) -> Vec<(EventType, String)> {
     pairs.iter().map(|(k, n)| (*k, n.to_string())).collect()
 }
@@ -499,13 +509,7 @@ async fn failures_unknown_tools_and_the_call_limit_go_back_to_the_model() {
     let requests = provider.requests();
     assert_eq!(requests.len(), 4);
     let tool_messages = |i: usize| -> Vec<String> {
-        requests[i].body["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .map(|m| m["content"].as_str().unwrap().to_string())
-            .collect()
+        tool_results(&requests[i].body).iter().map(|m| m.as_str().unwrap().to_string()).collect()
     };
     assert_eq!(
         tool_messages(1),
@@ -575,20 +579,12 @@ async fn agents_skills_and_functions_are_tools() {
     let (provider, engine) = setup(Dialect::OpenAi, script).await;
     let done = editor.on(&engine).run("openai/m11".to_string()).await.unwrap();
     assert_eq!(done.output().map(String::as_str), Some("Paris: bright, brief."), "{:?}", done.error());
-    use EventType::*;
-    let started: Vec<String> =
-        task_events(done.events()).into_iter().filter(|(k, _)| *k == TaskStarted).map(|(_, n)| n).collect();
+    let started = started(done.events());
     assert_eq!(started, ["editor", "llm_0", "use_skill", "utc_offset", "llm_1", "writer_1", "llm_0", "llm_2"]);
     let requests = provider.requests();
     let system = requests[0].body["messages"][0]["content"].as_str().unwrap().to_string();
     assert!(system.contains("- tone: The house style"), "{system}");
-    let results: Vec<Value> = requests[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].clone())
-        .collect();
+    let results = tool_results(&requests[1].body);
     assert_eq!(results, [json!("Be brief."), json!("1")]);
     let writer_request = requests.iter().find(|r| r.model == "m11-writer").unwrap();
     let asked =
@@ -720,19 +716,12 @@ async fn mcp_tools_are_agent_tools() {
     let (provider, engine) = setup(Dialect::OpenAi, Script::new().model("m12", turns)).await;
     let done = calculator.on(&engine).run(("openai/m12".to_string(), server.url.clone())).await.unwrap();
     assert_eq!(done.output().map(String::as_str), Some("42"), "{:?}", done.error());
-    let started: Vec<String> =
-        task_events(done.events()).into_iter().filter(|(k, _)| *k == EventType::TaskStarted).map(|(_, n)| n).collect();
+    let started = started(done.events());
     assert_eq!(started, ["mcp_calc_discover", "calculator", "llm_0", "add", "fail", "llm_1"]);
     let requests = provider.requests();
     let names: Vec<String> = tool_definitions(Dialect::OpenAi, &requests[0].body).into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"add".to_string()) && names.contains(&"greet".to_string()), "{names:?}");
-    let results: Vec<Value> = requests[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].clone())
-        .collect();
+    let results = tool_results(&requests[1].body);
     assert_eq!(results[0], json!("42"));
     assert!(results[1].as_str().unwrap().contains("no paper"), "{results:?}");
     server.stop().await;
@@ -777,13 +766,7 @@ async fn read_only_tools_of_a_turn_run_together_and_agents_run_in_parallel() {
     let done = meeting.on(&engine).run("openai/m13".to_string()).await.unwrap();
     assert_eq!(done.output().cloned(), Some(vec!["Both met.".to_string(), "Hello.".to_string()]), "{:?}", done.error());
     let host_second = provider.requests().into_iter().find(|r| r.model == "m13" && r.turn == 1).unwrap();
-    let results: Vec<Value> = host_second.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].clone())
-        .collect();
+    let results = tool_results(&host_second.body);
     assert_eq!(results, [json!("ann met"), json!("bob met")]);
     let first = provider.requests().into_iter().find(|r| r.model == "m13").unwrap();
     let max = first.body.get("max_completion_tokens").or_else(|| first.body.get("max_tokens")).cloned();

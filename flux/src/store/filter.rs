@@ -165,6 +165,18 @@ impl ExecutionFilter {
         Ok(())
     }
 
+    /// The filter's time conditions a store states in SQL, each as the column with its
+    /// comparison and the instant: `created_at >=`, `created_at <`, `updated_at <`.
+    pub(crate) fn time_bounds(&self) -> impl Iterator<Item = (&'static str, SystemTime)> {
+        [
+            ("created_at >=", self.created_after),
+            ("created_at <", self.created_before),
+            ("updated_at <", self.updated_before),
+        ]
+        .into_iter()
+        .filter_map(|(condition, at)| at.map(|at| (condition, at)))
+    }
+
     /// Whether the execution of `row` meets every condition of the filter (not the page).
     pub fn matches(&self, row: &ExecutionRow) -> bool {
         self.workflow.as_ref().is_none_or(|w| *w == row.workflow_name)

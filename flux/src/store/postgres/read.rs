@@ -50,9 +50,8 @@ impl Reader {
         Ok(Reader { client, shown: shown.to_string(), execution, log, state, cache })
     }
 
-    fn err(&self, context: &str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
-        let context = context.to_string();
-        move |e| describe_error(&self.shown, &context, &e)
+    fn err(&self, context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+        move |e| describe_error(&self.shown, context, &e)
     }
 
     /// One execution with its log: the row, then the log (two statements, so a log may hold
@@ -146,15 +145,8 @@ impl Reader {
             let states: Vec<String> = filter.states.iter().map(|s| s.as_str().to_string()).collect();
             conditions.push(format!("state = ANY({})", bind(&mut params, Box::new(states))));
         }
-        let times = [
-            ("created_at >=", filter.created_after),
-            ("created_at <", filter.created_before),
-            ("updated_at <", filter.updated_before),
-        ];
-        for (condition, at) in times {
-            if let Some(at) = at {
-                conditions.push(format!("{condition} {}", bind(&mut params, Box::new(to_micros(at)))));
-            }
+        for (condition, at) in filter.time_bounds() {
+            conditions.push(format!("{condition} {}", bind(&mut params, Box::new(to_micros(at)))));
         }
         if !filter.parents.is_empty() {
             conditions.push(format!("parent_id = ANY({})", bind(&mut params, Box::new(filter.parents.clone()))));

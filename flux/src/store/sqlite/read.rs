@@ -341,15 +341,8 @@ fn filter_clause(filter: &ExecutionFilter) -> (String, Vec<SqlValue>) {
             filter.states.iter().map(|s| bind(&mut params, SqlValue::Text(s.as_str().to_string()))).collect();
         conditions.push(format!("state IN ({})", states.join(", ")));
     }
-    let times = [
-        ("created_at >=", filter.created_after),
-        ("created_at <", filter.created_before),
-        ("updated_at <", filter.updated_before),
-    ];
-    for (condition, at) in times {
-        if let Some(at) = at {
-            conditions.push(format!("{condition} {}", bind(&mut params, SqlValue::Integer(to_micros(at)))));
-        }
+    for (condition, at) in filter.time_bounds() {
+        conditions.push(format!("{condition} {}", bind(&mut params, SqlValue::Integer(to_micros(at)))));
     }
     if !filter.parents.is_empty() {
         let parents: Vec<String> =
