@@ -167,6 +167,7 @@ impl ExecutionFilter {
 
     /// The filter's time conditions a store states in SQL, each as the column with its
     /// comparison and the instant: `created_at >=`, `created_at <`, `updated_at <`.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn time_bounds(&self) -> impl Iterator<Item = (&'static str, SystemTime)> {
         [
             ("created_at >=", self.created_after),
