@@ -108,10 +108,14 @@ enum Target {
     Remote,
 }
 
-/// Where workflow `name` runs, or 404.
-fn target(s: &Shared, name: &str) -> ApiResult<Target> {
+/// Where workflow `name` runs, or 404. With other servers on the database, a workflow this one
+/// does not know yet may have been registered with one of them a moment ago.
+async fn target(s: &Shared, name: &str) -> ApiResult<Target> {
     if let Some(w) = s.local.get(name) {
         return Ok(Target::Local(w.clone()));
+    }
+    if s.shared_store && !lock(&s.catalog).contains_key(name) {
+        super::cluster::learn_catalog(s).await;
     }
     let catalog = lock(&s.catalog);
     if catalog.contains_key(name) { Ok(Target::Remote) } else { Err(unknown_workflow(name, &catalog)) }
@@ -138,7 +142,7 @@ async fn run(
     let Path((name, mode)) = path.map_err(path_error)?;
     let mode = Mode::parse(&mode)?;
     let detailed = detailed(query.as_deref())?;
-    let target = target(&s, &name)?;
+    let target = target(&s, &name).await?;
     let input = json_body(body)?;
     let encoded = protocol::json_to_msgpack(&input)?;
     match target {
@@ -180,7 +184,7 @@ async fn resume(
     let Path((name, id, mode)) = path.map_err(path_error)?;
     let mode = Mode::parse(&mode)?;
     let detailed = detailed(query.as_deref())?;
-    let target = target(&s, &name)?;
+    let target = target(&s, &name).await?;
     let input = json_body(body)?;
     let encoded = protocol::json_to_msgpack(&input)?;
     let before = load_of(&s, &name, &id).await?;
@@ -257,7 +261,7 @@ async fn cancel(
         }
     };
     let detailed = detailed(query.as_deref())?;
-    let target = target(&s, &name)?;
+    let target = target(&s, &name).await?;
     let stored = load_of(&s, &name, &id).await?;
     if stored.state.is_terminal() {
         return Err(crate::driver::already_finished(&id, stored.state).into());

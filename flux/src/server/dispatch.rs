@@ -5,19 +5,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::hub::{HubItem, HubReceiver};
 use super::respond::{ApiError, ApiResult, Mode, summary_of, summary_response, to_completion, unless_shutdown};
-use super::state::{ClaimInfo, Shared, lock};
+use super::state::{Shared, lock};
 use super::stream::{Source, sse};
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventType, ExecutionState};
 use crate::protocol::{self, Offer, Summary};
-use crate::store::{StoredExecution, Write};
+use crate::store::{ExecutionRow, LeaseMode, StoredExecution, Write};
 
 /// How long an offer waits to be claimed before it is made again (perhaps to another worker).
 const REOFFER: Duration = Duration::from_secs(3);
@@ -91,7 +91,7 @@ pub(crate) async fn run_remote(
     detailed: bool,
 ) -> ApiResult {
     let id = crate::driver::new_execution_id();
-    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id));
+    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
     let execution_id: Arc<str> = Arc::from(id.as_str());
     let encoded: Arc<[u8]> = encoded.into();
     let now = crate::event::now();
@@ -140,7 +140,7 @@ pub(crate) async fn resume_remote(
     detailed: bool,
 ) -> ApiResult {
     let id = before.id.clone();
-    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id));
+    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, last_seq(&before)));
     to_completion(schedule_resume(s.clone(), id.clone(), encoded)).await?;
     s.wake.notify_one();
     answer_remote(s, summary_of(s, &before, detailed), rx, mode, detailed).await
@@ -184,7 +184,7 @@ async fn schedule_resume(s: Arc<Shared>, id: String, encoded: Vec<u8>) -> ApiRes
 /// (its state becomes `CANCELLING` until the worker records the end).
 pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait: bool) -> ApiResult<()> {
     let id = stored.id.clone();
-    let rx = wait.then(|| s.hub.subscribe(&id));
+    let rx = wait.then(|| s.hub.subscribe(&id, last_seq(&stored)));
     to_completion(start_cancel(s.clone(), id.clone())).await?;
     if let Some(rx) = rx {
         let mut stop = s.shutdown.subscribe();
@@ -198,6 +198,10 @@ pub(crate) async fn cancel_remote(s: &Arc<Shared>, stored: StoredExecution, wait
 
 /// Cancels execution `id` at once if no worker holds it, or marks it `CANCELLING` and tells its
 /// worker; on a task of its own (see [`to_completion`]).
+///
+/// A worker may hold it through this server or another one on the same database (or through
+/// this one before it restarted): the server that hears from the worker tells it, and if none
+/// does before the claim's lease runs out, the execution is cancelled then.
 async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
     let _serial = s.claim_lock.lock().await;
     let stored = s.engine.load(&id).await?.ok_or_else(|| s.engine.not_found(&id))?;
@@ -208,22 +212,31 @@ async fn start_cancel(s: Arc<Shared>, id: String) -> ApiResult<()> {
         c.cancelling = true;
         c.worker.clone()
     });
-    let Some(worker) = holder else {
+    // A paused or scheduled execution keeps the name of its last worker, who no longer holds it.
+    let held_elsewhere = stored.worker.is_some() && HELD.contains(&stored.state);
+    if holder.is_none() && !held_elsewhere {
         finish_cancelled(&s, &stored).await?;
         lock(&s.pending).offers.remove(&id);
         return Ok(());
-    };
+    }
     if stored.state != ExecutionState::Cancelling {
         s.engine
             .store()
             .write(vec![Write::set_state(Arc::from(id.as_str()), ExecutionState::Cancelling, None)])
             .await?;
     }
-    let offer = Offer { execution_id: id.clone(), workflow_name: stored.workflow_name.clone() };
-    if let Some(connection) = lock(&s.workers).get(&worker).and_then(|w| w.connection.as_ref()) {
-        let _ = connection.tx.send((protocol::EXECUTION_CANCELLED, offer));
+    if let Some(worker) = holder {
+        tell_cancelled(&s, &worker, &id, &stored.workflow_name);
     }
     Ok(())
+}
+
+/// Tells `worker`, if connected, that execution `id` is to be cancelled.
+pub(crate) fn tell_cancelled(s: &Shared, worker: &str, id: &str, workflow: &str) {
+    let offer = Offer { execution_id: id.to_string(), workflow_name: workflow.to_string() };
+    if let Some(connection) = lock(&s.workers).get(worker).and_then(|w| w.connection.as_ref()) {
+        let _ = connection.tx.send((protocol::EXECUTION_CANCELLED, offer));
+    }
 }
 
 /// Records the cancellation of an execution no worker runs. The caller holds `claim_lock`.
@@ -258,15 +271,19 @@ async fn finish_cancelled(s: &Shared, stored: &StoredExecution) -> crate::Result
 }
 
 /// Takes an execution back from the worker that held it and schedules it again (or finishes
-/// its cancellation). The caller holds `claim_lock`.
+/// its cancellation). The caller holds `claim_lock`. `found` is the claim generation seen in
+/// storage for a claim this server does not hold: nothing is done if it moved since.
 ///
 /// The claim is dropped only once the execution is rescheduled (or finished): if storage
 /// refuses, the next sweep tries again.
-async fn take_back(s: &Shared, id: &str) -> crate::Result<()> {
+async fn take_back(s: &Shared, id: &str, found: Option<u64>) -> crate::Result<()> {
     let Some(stored) = s.engine.load(id).await? else {
         lock(&s.claims).by_execution.remove(id);
         return Ok(());
     };
+    if found.is_some_and(|g| g != stored.claim_generation || stored.worker.is_none()) {
+        return Ok(());
+    }
     if protocol::is_resting(stored.state) {
         lock(&s.claims).by_execution.remove(id);
         return Ok(());
@@ -307,48 +324,142 @@ async fn take_back(s: &Shared, id: &str) -> crate::Result<()> {
     Ok(())
 }
 
-/// At start-up: scheduled executions of remote workflows are offered again, and claims found
-/// in storage get a fresh lease (their worker may still be running them).
-pub(crate) async fn restore(s: &Arc<Shared>) -> crate::Result<()> {
+/// The states of an execution a worker may hold.
+const HELD: [ExecutionState; 5] = [
+    ExecutionState::Claimed,
+    ExecutionState::ResumeClaimed,
+    ExecutionState::Running,
+    ExecutionState::Resuming,
+    ExecutionState::Cancelling,
+];
+
+/// The executions in `states`, read on the blocking pool.
+pub(crate) async fn list(s: &Shared, states: &'static [ExecutionState]) -> crate::Result<Vec<ExecutionRow>> {
     let store = s.engine.store().clone();
-    let states = [
-        ExecutionState::Scheduled,
-        ExecutionState::ResumeScheduled,
-        ExecutionState::Claimed,
-        ExecutionState::ResumeClaimed,
-        ExecutionState::Running,
-        ExecutionState::Resuming,
-        ExecutionState::Cancelling,
-    ];
-    let rows = tokio::task::spawn_blocking(move || store.list(&states))
+    tokio::task::spawn_blocking(move || store.list(states))
         .await
-        .map_err(|e| Error::new(ErrorKind::Storage, format!("listing executions failed: {e}")))??;
+        .map_err(|e| Error::new(ErrorKind::Storage, format!("listing executions failed: {e}")))?
+}
+
+/// Adds the scheduled executions of remote workflows in storage to those waiting for a worker
+/// (at start-up, and with other servers on the database, from time to time: they may have
+/// scheduled them, or taken them back); forgets those waiting since before `since` that are no
+/// longer scheduled (a worker of another server claimed them, or they were cancelled).
+pub(crate) async fn find_scheduled(s: &Shared, since: Option<Instant>) -> crate::Result<()> {
+    let rows = list(s, &[ExecutionState::Scheduled, ExecutionState::ResumeScheduled]).await?;
+    let mut pending = lock(&s.pending);
+    let mut found = std::collections::HashSet::with_capacity(rows.len());
     for row in rows {
         if s.local.contains_key(row.workflow_name.as_str()) {
             continue;
         }
-        match (row.state, row.worker) {
-            (ExecutionState::Scheduled | ExecutionState::ResumeScheduled, _) => {
-                lock(&s.pending).add(&row.id, &row.workflow_name, row.state == ExecutionState::ResumeScheduled);
-            }
-            (state, Some(worker)) => {
-                lock(&s.claims).by_execution.insert(
-                    row.id,
-                    ClaimInfo {
-                        worker,
-                        generation: row.claim_generation,
-                        lease_until: Instant::now() + s.lease_timeout,
-                        last_seq: 0,
-                        cancelling: state == ExecutionState::Cancelling,
-                    },
-                );
-            }
-            // Never claimed by a worker: run by an engine of another process on the same
-            // database (or a child of an in-process run), not the server's to take.
-            (_, None) => {}
+        if !pending.offers.contains_key(&row.id) {
+            pending.add(&row.id, &row.workflow_name, row.state == ExecutionState::ResumeScheduled);
         }
+        found.insert(row.id);
+    }
+    if let Some(since) = since {
+        pending.offers.retain(|id, offer| offer.since >= since || found.contains(id));
     }
     Ok(())
+}
+
+/// At start-up: scheduled executions of remote workflows are offered again. Claims found in
+/// storage are left to their lease: the worker holding one continues it (its next checkpoint
+/// is taken as its claim, see `workers::adopt`), or, if it is not heard from before the lease
+/// runs out, the execution is taken back (by this server or another on the database).
+pub(crate) async fn restore(s: &Arc<Shared>) -> crate::Result<()> {
+    find_scheduled(s, None).await
+}
+
+/// When the lease stored with a claim runs out; a claim stored before leases were has one
+/// lease from its last change.
+fn stored_deadline(row: &ExecutionRow, lease: Duration) -> SystemTime {
+    row.lease_until.unwrap_or(row.updated_at + lease)
+}
+
+/// Takes back the claims this server does not hold whose stored lease ran out: their worker
+/// and the server it spoke to went silent (killed, or cut off from the database).
+async fn take_over(s: &Shared) {
+    let rows = match list(s, &HELD).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look for expired claims");
+            return;
+        }
+    };
+    let now = SystemTime::now();
+    let expired: Vec<(String, u64)> = {
+        let claims = lock(&s.claims);
+        rows.into_iter()
+            .filter(|r| {
+                r.worker.is_some()
+                    && !s.local.contains_key(r.workflow_name.as_str())
+                    && !claims.by_execution.contains_key(&r.id)
+                    && stored_deadline(r, s.lease_timeout) < now
+            })
+            .map(|r| (r.id, r.claim_generation))
+            .collect()
+    };
+    if expired.is_empty() {
+        return;
+    }
+    let _serial = s.claim_lock.lock().await;
+    for (id, generation) in expired {
+        if lock(&s.claims).by_execution.contains_key(&id) {
+            continue;
+        }
+        match take_back(s, &id, Some(generation)).await {
+            Ok(()) => {}
+            // Another server took it back first.
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                tracing::debug!(execution_id = %id, "another server took back an expired claim first");
+            }
+            Err(e) => tracing::error!(execution_id = %id, error = %e, "cannot take back an expired claim"),
+        }
+    }
+}
+
+/// Renews the stored lease of every claim whose worker is still heard from, a third of a lease
+/// before it runs out; forgets a claim whose lease another server took (its worker now speaks
+/// to that one).
+async fn renew(s: &Shared) {
+    let now = Instant::now();
+    let margin = s.lease_timeout.saturating_mul(2) / 3;
+    let due: Vec<(String, u64)> = lock(&s.claims)
+        .by_execution
+        .iter()
+        .filter(|(_, c)| c.lease_until > now && c.stored_until <= now + margin)
+        .map(|(id, c)| (id.clone(), c.generation))
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let owner: Arc<str> = Arc::from(s.engine.owner());
+    let until = SystemTime::now() + s.lease_timeout;
+    let commits = due.iter().map(|(id, _)| {
+        s.engine.store().write(vec![Write::Lease {
+            execution_id: Arc::from(id.as_str()),
+            owner: owner.clone(),
+            until,
+            mode: LeaseMode::Renew,
+        }])
+    });
+    let results = futures::future::join_all(commits).await;
+    let mut claims = lock(&s.claims);
+    for ((id, generation), result) in due.into_iter().zip(results) {
+        let Some(claim) = claims.by_execution.get_mut(&id).filter(|c| c.generation == generation) else {
+            continue;
+        };
+        match result {
+            Ok(()) => claim.stored_until = now + s.lease_timeout,
+            Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {
+                tracing::info!(execution_id = %id, "another server answers for this claim now");
+                claims.by_execution.remove(&id);
+            }
+            Err(e) => tracing::warn!(execution_id = %id, error = %e, "cannot renew the lease of a claim"),
+        }
+    }
 }
 
 /// Offers pending executions to connected workers and takes back expired claims, until the
@@ -356,6 +467,9 @@ pub(crate) async fn restore(s: &Arc<Shared>) -> crate::Result<()> {
 pub(crate) async fn dispatcher(s: Arc<Shared>) {
     let mut stop = s.shutdown.subscribe();
     let mut ticks = 0u32;
+    // Stored leases are looked at four times a lease.
+    let every = (s.lease_timeout / 4).clamp(TICK, Duration::from_secs(5));
+    let mut next_take_over = Instant::now() + every;
     loop {
         tokio::select! {
             _ = s.wake.notified() => {}
@@ -363,6 +477,11 @@ pub(crate) async fn dispatcher(s: Arc<Shared>) {
             _ = stop.wait_for(|v| *v) => return,
         }
         sweep(&s).await;
+        renew(&s).await;
+        if Instant::now() >= next_take_over {
+            take_over(&s).await;
+            next_take_over = Instant::now() + every;
+        }
         offer(&s);
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(64) {
@@ -390,7 +509,7 @@ async fn sweep(s: &Shared) {
             .by_execution
             .get(&id)
             .is_some_and(|c| c.generation == generation && c.lease_until <= Instant::now());
-        if still && let Err(e) = take_back(s, &id).await {
+        if still && let Err(e) = take_back(s, &id, None).await {
             tracing::error!(execution_id = %id, error = %e, "cannot take back an expired claim");
         }
     }

@@ -1,6 +1,8 @@
 //! The server's fan-out of execution events: what it stores for remote executions (claims,
 //! checkpoints, its own state changes) and the progress workers forward, delivered to SSE
-//! streams and to requests waiting for an execution to stop.
+//! streams and to requests waiting for an execution to stop. With several servers on one
+//! database, each also passes on what the others stored (see [`super::cluster`]): every
+//! execution's durable events reach a listener once each, in order of their seq.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,10 +29,16 @@ struct Listener {
     queued: Arc<AtomicUsize>,
 }
 
+/// The listeners of one execution, and the last durable event they were given.
+struct Topic {
+    listeners: Vec<Listener>,
+    seq: u64,
+}
+
 /// Listeners by execution id.
 #[derive(Default)]
 pub(crate) struct Hub {
-    listeners: Mutex<HashMap<String, Vec<Listener>>>,
+    listeners: Mutex<HashMap<String, Topic>>,
 }
 
 /// The receiving end of [`Hub::subscribe`].
@@ -53,13 +61,27 @@ impl HubReceiver {
 }
 
 impl Hub {
-    /// Starts listening to the events of `execution_id`.
-    pub(crate) fn subscribe(&self, execution_id: &str) -> HubReceiver {
+    /// Starts listening to the events of `execution_id` that follow event `after` (0 for all),
+    /// which the listener knows already.
+    pub(crate) fn subscribe(&self, execution_id: &str, after: u64) -> HubReceiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        listeners.entry(execution_id.to_string()).or_default().push(Listener { tx, queued: queued.clone() });
+        let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = all.entry(execution_id.to_string()).or_insert(Topic { listeners: Vec::new(), seq: 0 });
+        topic.seq = topic.seq.max(after);
+        topic.listeners.push(Listener { tx, queued: queued.clone() });
         HubReceiver { rx, queued }
+    }
+
+    /// The executions listened to, each with the last durable event its listeners got.
+    pub(crate) fn followed(&self) -> Vec<(String, u64)> {
+        let all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().map(|(id, topic)| (id.clone(), topic.seq)).collect()
+    }
+
+    /// Whether anyone listens to `execution_id`.
+    pub(crate) fn follows(&self, execution_id: &str) -> bool {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).contains_key(execution_id)
     }
 
     /// Delivers durable events (never dropped) and progress events (dropped for a listener with
@@ -70,17 +92,27 @@ impl Hub {
     }
 
     /// Delivers items in order (progress dropped for a listener with [`PROGRESS_QUEUE`]
-    /// waiting).
+    /// waiting; a durable event its listeners were given already, dropped).
     pub(crate) fn publish_items(&self, execution_id: &str, events: &[HubItem]) {
         if events.is_empty() {
             return;
         }
         let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(listeners) = all.get_mut(execution_id) else {
+        let Some(topic) = all.get_mut(execution_id) else {
             return;
         };
-        listeners.retain(|l| {
-            for item in events {
+        let seen = topic.seq;
+        let fresh = |item: &&HubItem| match item {
+            HubItem::Event(event) => event.seq() == 0 || event.seq() > seen,
+            HubItem::Refused(_) => true,
+        };
+        if let Some(last) =
+            events.iter().filter_map(|i| if let HubItem::Event(e) = i { Some(e.seq()) } else { None }).max()
+        {
+            topic.seq = topic.seq.max(last);
+        }
+        topic.listeners.retain(|l| {
+            for item in events.iter().filter(fresh) {
                 if let HubItem::Event(event) = item
                     && event.kind() == EventType::TaskProgress
                 {
@@ -95,7 +127,7 @@ impl Hub {
             }
             true
         });
-        if listeners.is_empty() {
+        if topic.listeners.is_empty() {
             all.remove(execution_id);
         }
     }
@@ -103,9 +135,9 @@ impl Hub {
     /// Forgets listeners that went away (their requests ended).
     pub(crate) fn prune(&self) {
         let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        all.retain(|_, listeners| {
-            listeners.retain(|l| !l.tx.is_closed());
-            !listeners.is_empty()
+        all.retain(|_, topic| {
+            topic.listeners.retain(|l| !l.tx.is_closed());
+            !topic.listeners.is_empty()
         });
     }
 }

@@ -23,6 +23,7 @@ mod state;
 mod respond;
 mod stream;
 mod dispatch;
+mod cluster;
 mod api;
 mod roster;
 mod workers;
@@ -264,6 +265,8 @@ impl Server {
             token_or_generated(self.bootstrap_token.or(config.workers.bootstrap_token.clone()))?;
         let (admin_token, generated_admin) = token_or_generated(self.admin_token.or(config.admin_token.clone()))?;
         let (shutdown, _) = watch::channel(false);
+        // Other servers may share the store: their changes are followed (see `cluster`).
+        let changes = engine.store().changes();
         let shared = Arc::new(Shared {
             engine,
             local: self.local.iter().map(|w| (w.name(), w.clone())).collect(),
@@ -286,6 +289,7 @@ impl Server {
                 request_timeout: config.request_timeout,
             },
             wake: Notify::new(),
+            shared_store: changes.is_some(),
             shutdown,
         });
         dispatch::restore(&shared).await?;
@@ -295,6 +299,10 @@ impl Server {
             shared.engine.register_recoverable(workflow.clone());
         }
         shared.engine.recover_in_background(shared.shutdown.subscribe());
+        if let Some(changes) = changes {
+            cluster::learn_catalog(&shared).await;
+            tokio::spawn(cluster::follow(shared.clone(), changes));
+        }
         let dispatcher = tokio::spawn(dispatch::dispatcher(shared.clone()));
         let mcp_name = config.mcp.name.clone();
         Ok(Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher, mcp_name })

@@ -68,6 +68,9 @@ pub(crate) struct Shared {
     pub(crate) http_limits: Limits,
     /// Wakes the dispatcher (new work, a worker connected).
     pub(crate) wake: Notify,
+    /// Whether other servers may share the store (it tells of their changes): executions
+    /// are then also looked for in the store, not only where this server scheduled them.
+    pub(crate) shared_store: bool,
     /// Turns true when the server stops: the dispatcher and open streams end.
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -122,6 +125,9 @@ pub(crate) struct ClaimInfo {
     pub(crate) generation: u64,
     /// When it runs out unless the worker is heard from.
     pub(crate) lease_until: Instant,
+    /// When the lease stored with it runs out unless renewed: other servers on the database
+    /// take the execution back after that (see [`Write::Lease`](crate::store::Write::Lease)).
+    pub(crate) stored_until: Instant,
     /// The last event stored under this claim (0 when unknown, after a restart).
     pub(crate) last_seq: u64,
     /// Its cancellation was asked for: every answer to the worker says so until it ends.
@@ -143,11 +149,14 @@ pub(crate) struct Offered {
     pub(crate) resumed: bool,
     /// To whom and when it was last offered.
     pub(crate) offered: Option<(String, Instant)>,
+    /// When it was added.
+    pub(crate) since: Instant,
 }
 
 impl Pending {
     /// Adds execution `id` to those waiting for a worker (to resume it, when `resumed`).
     pub(crate) fn add(&mut self, id: &str, workflow: &str, resumed: bool) {
-        self.offers.insert(id.to_string(), Offered { workflow: workflow.to_string(), resumed, offered: None });
+        let offered = Offered { workflow: workflow.to_string(), resumed, offered: None, since: Instant::now() };
+        self.offers.insert(id.to_string(), offered);
     }
 }

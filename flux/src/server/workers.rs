@@ -27,7 +27,7 @@ use super::state::{CatalogEntry, ClaimInfo, Connection, Shared, SharedState, Wor
 use crate::error::ErrorKind;
 use crate::event::{Event, EventType, ExecutionState};
 use crate::protocol::{self, Checkpoint, ClaimResponse, Offer, Registered, Registration, WireExecution, WireWrite};
-use crate::store::Write;
+use crate::store::{LeaseMode, Write};
 
 /// How long a disconnected worker keeps its claims, to allow for a quick reconnect.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
@@ -130,6 +130,10 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
             entry.versions.insert(w.version);
             entry.workers.insert(name.clone());
         }
+    }
+    if s.shared_store {
+        let workflows = registration.workflows.iter().map(|w| (w.name.clone(), w.version)).collect();
+        super::cluster::share_catalog(&s, workflows).await?;
     }
     s.wake.notify_one();
     let lease_timeout_ms = u64::try_from(s.lease_timeout.as_millis()).unwrap_or(u64::MAX);
@@ -307,20 +311,34 @@ async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult 
         crate::event::now(),
     );
     let execution_id: Arc<str> = Arc::from(id.as_str());
-    s.engine
+    let now = Instant::now();
+    let claimed = s
+        .engine
         .store()
         .write(vec![
             Write::Claim { execution_id: execution_id.clone(), worker: Some(Arc::from(name.as_str())), generation },
+            lease(&s, &execution_id),
             Write::Append { execution_id: execution_id.clone(), event: event.clone() },
             Write::SetState { execution_id, state, output: None, time: event.time() },
         ])
-        .await?;
+        .await;
+    if let Err(e) = claimed {
+        lock(&s.pending).offers.remove(&id);
+        return Err(match e.kind() {
+            // Claimed through another server on the database since it was read.
+            ErrorKind::Conflict => {
+                ApiError::new(StatusCode::CONFLICT, format!("execution `{id}` was claimed by another worker"))
+            }
+            _ => e.into(),
+        });
+    }
     lock(&s.claims).by_execution.insert(
         id.clone(),
         ClaimInfo {
             worker: name.clone(),
             generation,
-            lease_until: Instant::now() + s.lease_timeout,
+            lease_until: now + s.lease_timeout,
+            stored_until: now + s.lease_timeout,
             last_seq: seq,
             cancelling: false,
         },
@@ -334,6 +352,54 @@ async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult 
     stored.worker = Some(name);
     let resume_input = if resumed { pending_resume(&stored.events).map(protocol::Blob) } else { None };
     msgpack_response(&ClaimResponse { generation, execution: WireExecution::from_stored(&stored), resume_input })
+}
+
+/// The lease this server stores with a claim it answers for: other servers on the database take
+/// the execution back once it runs out.
+fn lease(s: &Shared, execution_id: &Arc<str>) -> Write {
+    Write::Lease {
+        execution_id: execution_id.clone(),
+        owner: Arc::from(s.engine.owner()),
+        until: std::time::SystemTime::now() + s.lease_timeout,
+        mode: LeaseMode::Own,
+    }
+}
+
+/// Takes up a claim this server does not know of, from the checkpoint of the worker holding it:
+/// the worker held it through this server before it restarted, or through another server on the
+/// database that it left. The claim is taken up only if storage says the worker holds the
+/// execution under `generation` and it has not finished; the lease stored with it is this
+/// server's from then on. The caller holds `claim_lock`.
+async fn adopt(s: &Shared, name: &str, id: &str, generation: u64) -> ApiResult<()> {
+    let stored = s.engine.load(id).await?;
+    let Some(stored) = stored.filter(|e| {
+        e.worker.as_deref() == Some(name) && e.claim_generation == generation && !protocol::is_resting(e.state)
+    }) else {
+        return Err(stale(name, id, generation));
+    };
+    let execution_id: Arc<str> = Arc::from(id);
+    s.engine
+        .store()
+        .write(vec![Write::Fence { execution_id: execution_id.clone(), generation }, lease(s, &execution_id)])
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::Conflict => stale(name, id, generation),
+            _ => e.into(),
+        })?;
+    let now = Instant::now();
+    lock(&s.claims).by_execution.insert(
+        id.to_string(),
+        ClaimInfo {
+            worker: name.to_string(),
+            generation,
+            lease_until: now + s.lease_timeout,
+            stored_until: now + s.lease_timeout,
+            last_seq: last_seq(&stored),
+            cancelling: stored.state == ExecutionState::Cancelling,
+        },
+    );
+    tracing::info!(worker = %name, execution_id = %id, generation, "took up the claim of a returning worker");
+    Ok(())
 }
 
 /// 409: the worker no longer holds the execution under this generation.
@@ -361,14 +427,20 @@ async fn checkpoint(
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("not a MessagePack checkpoint: {}", e.message()))
     })?;
     let generation = checkpoint.generation;
-    let (last, cancelling) = {
-        let mut claims = lock(&s.claims);
-        match claims.by_execution.get_mut(&id) {
-            Some(c) if c.worker == name && c.generation == generation => {
-                c.lease_until = Instant::now() + s.lease_timeout;
-                (c.last_seq, c.cancelling)
-            }
-            _ => return Err(stale(&name, &id, generation)),
+    let (last, cancelling) = match held(&s, &name, &id, generation) {
+        Some(Some(claim)) => claim,
+        Some(None) => return Err(stale(&name, &id, generation)),
+        None => {
+            let (shared, worker, execution) = (s.clone(), name.clone(), id.clone());
+            to_completion(async move {
+                let _serial = shared.claim_lock.lock().await;
+                if held(&shared, &worker, &execution, generation).is_some() {
+                    return Ok(());
+                }
+                adopt(&shared, &worker, &execution, generation).await
+            })
+            .await?;
+            held(&s, &name, &id, generation).flatten().ok_or_else(|| stale(&name, &id, generation))?
         }
     };
     // Every answer tells the worker whether a cancellation is waiting for it, so that one asked
@@ -392,6 +464,22 @@ async fn checkpoint(
     // that the claim's last seq never falls behind the store.
     let seq = to_completion(store_checkpoint(s, name, id, generation, received)).await?;
     answer(seq)
+}
+
+/// Whether worker `name` holds execution `id` under `generation` through this server (its lease
+/// then renewed): `Some(Some((last seq, cancelling)))` if it does, `Some(None)` if someone else
+/// does, `None` if this server knows of no claim of `id`.
+#[allow(clippy::option_option)]
+fn held(s: &Shared, name: &str, id: &str, generation: u64) -> Option<Option<(u64, bool)>> {
+    let mut claims = lock(&s.claims);
+    match claims.by_execution.get_mut(id) {
+        Some(c) if c.worker == name && c.generation == generation => {
+            c.lease_until = Instant::now() + s.lease_timeout;
+            Some(Some((c.last_seq, c.cancelling)))
+        }
+        Some(_) => Some(None),
+        None => None,
+    }
 }
 
 /// What the writes of a checkpoint stand for.
@@ -484,14 +572,32 @@ async fn store_checkpoint(
     generation: u64,
     received: Received,
 ) -> ApiResult<u64> {
-    let Received { writes, items, seq, resting } = received;
-    if writes.len() > 1
-        && let Err(e) = s.engine.store().write(writes).await
-    {
-        return Err(match e.kind() {
-            ErrorKind::Conflict => stale(&name, &id, generation),
-            _ => e.into(),
-        });
+    let Received { writes, items, seq, mut resting } = received;
+    if writes.len() > 1 {
+        // A state change may be refused because the execution was cancelled through another
+        // server since the claim was read: kept to try again without it.
+        let moves = |w: &Write| matches!(w, Write::SetState { state, .. } if !state.is_terminal());
+        let again = writes.iter().any(moves).then(|| writes.clone());
+        let mut stored = s.engine.store().write(writes).await;
+        if let Some(mut writes) = again
+            && stored.as_ref().is_err_and(|e| e.kind() == ErrorKind::InvalidState)
+            && s.engine.execution_state(&id).await? == Some(ExecutionState::Cancelling)
+        {
+            // Cancelled through another server since the claim was read: the worker hears of it
+            // from this answer; what it recorded is stored, but for a state other than an end.
+            if let Some(c) = lock(&s.claims).by_execution.get_mut(&id).filter(|c| c.generation == generation) {
+                c.cancelling = true;
+            }
+            writes.retain(|w| !moves(w));
+            resting = writes.iter().any(|w| matches!(w, Write::SetState { state, .. } if protocol::is_resting(*state)));
+            stored = s.engine.store().write(writes).await;
+        }
+        if let Err(e) = stored {
+            return Err(match e.kind() {
+                ErrorKind::Conflict => stale(&name, &id, generation),
+                _ => e.into(),
+            });
+        }
     }
     {
         let mut claims = lock(&s.claims);

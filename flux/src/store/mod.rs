@@ -416,6 +416,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a secret; returns whether it existed.
     fn secret_remove(&self, name: &str) -> Result<bool>;
+
+    /// The changes other processes commit, for a store several processes share (PostgreSQL):
+    /// each receiver gets every [`Change`] committed after it was made, except this store's
+    /// own. `None` (the default) for a store only this process writes to, whose writes the
+    /// process sees as it makes them.
+    ///
+    /// Notices can be lost (a dropped connection, a receiver that fell behind): a receiver then
+    /// gets [`Change::Missed`] and should read again what it follows, and a process that must
+    /// not miss a change also looks at the store from time to time.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    /// Records that a worker registered workflow `name` at `version` with a server, for a
+    /// store several servers share: the others then accept runs of it too. A store only this
+    /// process writes to keeps nothing (the default).
+    fn catalog_put(&self, name: &str, version: u32) -> Result<()> {
+        let _ = (name, version);
+        Ok(())
+    }
+
+    /// The workflows [`Store::catalog_put`] recorded, each with its highest version, sorted by
+    /// name.
+    fn catalog_list(&self) -> Result<Vec<(String, u32)>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A change another process committed to a shared store (see [`Store::changes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Execution `id` changed: events were appended, or its row changed (to `state`, when the
+    /// commit set one; the last one it set).
+    Execution {
+        /// The execution.
+        id: Arc<str>,
+        /// The state the commit left it in, if the commit set one.
+        state: Option<ExecutionState>,
+    },
+    /// Notices may have been lost since the last one: read again whatever is followed.
+    Missed,
 }
 
 /// Resolves when a submitted batch of writes is durable (or failed).

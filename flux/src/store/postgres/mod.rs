@@ -4,10 +4,13 @@
 //! trait's reads are synchronous (the engine calls them on its blocking pool), and this way
 //! they work from any thread without entering the caller's runtime. Writes go to one writer
 //! connection, which commits every batch queued while it was busy in one transaction (group
-//! commit), each batch under a savepoint so that a refused batch leaves the others alone;
-//! deferred writes (a task's start) wait up to [`HOLD_WINDOW`](crate::store::HOLD_WINDOW) for
-//! the write that follows them. The rules of [`Store`] are checked against rows read `FOR UPDATE` in that transaction, so two
-//! flux servers writing to one execution are serialized by the database.
+//! commit; a refused batch is left out of it, the others committed); deferred writes (a task's
+//! start) wait up to [`HOLD_WINDOW`](crate::store::HOLD_WINDOW) for the write that follows
+//! them. The rules of [`Store`] are checked against rows read `FOR UPDATE` in that
+//! transaction, so two flux servers writing to one execution are serialized by the database.
+//! Each commit also
+//! tells the other processes on the schema which executions it changed (`NOTIFY`, delivered
+//! only if it commits), which they receive through [`Store::changes`].
 //!
 //! [`Durability`] maps to `synchronous_commit`: `default` and `batched` commit with it `off`
 //! (the commit is in PostgreSQL's memory when acknowledged: it survives the flux process being
@@ -15,6 +18,7 @@
 //! of commits, never a part of one), `full` with it `on` (acknowledged once the database server
 //! flushed its write-ahead log: it survives the server's power loss too).
 
+mod notice;
 mod read;
 mod schema;
 mod write;
@@ -26,7 +30,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
+use super::{Change, Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
@@ -52,6 +56,11 @@ pub struct PostgresStore {
     readers: Vec<Arc<read::Reader>>,
     next_reader: AtomicUsize,
     writer: mpsc::UnboundedSender<write::Job>,
+    /// Where the changes of other stores are told, and this store's origin.
+    channel: notice::Channel,
+    config: Config,
+    /// The changes other stores commit, once someone asked for them (see [`Store::changes`]).
+    changes: std::sync::OnceLock<tokio::sync::broadcast::Sender<Change>>,
     /// Stops the store's runtime (and so its connections) when the store goes.
     _stop: StopOnDrop,
 }
@@ -160,7 +169,8 @@ impl PostgresStore {
             .recv()
             .map_err(|_| Error::new(ErrorKind::Storage, format!("the PostgreSQL store of {shown} stopped")))??;
         let (writer, jobs) = mpsc::unbounded_channel();
-        handle.spawn(write::run(writer_client, jobs, shown.clone()));
+        let channel = notice::Channel::new(schema, uuid::Uuid::new_v4().simple().to_string());
+        handle.spawn(write::run(writer_client, jobs, shown.clone(), channel.clone()));
         Ok(PostgresStore {
             shown,
             schema: schema.to_string(),
@@ -169,6 +179,9 @@ impl PostgresStore {
             readers,
             next_reader: AtomicUsize::new(0),
             writer,
+            channel,
+            config,
+            changes: std::sync::OnceLock::new(),
             _stop: StopOnDrop(Some(stop)),
         })
     }
@@ -311,5 +324,26 @@ impl Store for PostgresStore {
     fn secret_remove(&self, name: &str) -> Result<bool> {
         let name = name.to_string();
         self.read(move |r| async move { r.secret_remove(&name).await })
+    }
+
+    fn catalog_put(&self, name: &str, version: u32) -> Result<()> {
+        let name = name.to_string();
+        self.read(move |r| async move { r.catalog_put(&name, version).await })
+    }
+
+    fn catalog_list(&self) -> Result<Vec<(String, u32)>> {
+        self.read(move |r| async move { r.catalog_list().await })
+    }
+
+    /// The changes of the other stores on this schema, through `LISTEN` on a connection of its
+    /// own, opened on the first call (and again whenever it drops).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        let tx = self.changes.get_or_init(|| {
+            let (tx, _) = tokio::sync::broadcast::channel(notice::BACKLOG);
+            let listening = notice::listen(self.config.clone(), self.channel.clone(), tx.clone(), self.shown.clone());
+            self.runtime.spawn(listening);
+            tx
+        });
+        Some(tx.subscribe())
     }
 }

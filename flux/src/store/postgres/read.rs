@@ -225,6 +225,33 @@ impl Reader {
         rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>().map_err(&err)
     }
 
+    pub(super) async fn catalog_put(&self, name: &str, version: u32) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO catalog (name, version, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET version = GREATEST(catalog.version, $2), updated_at = $3",
+                &[&name, &i64::from(version), &to_micros(SystemTime::now())],
+            )
+            .await
+            .map(|_| ())
+            .map_err(self.err("cannot record a workflow in"))
+    }
+
+    pub(super) async fn catalog_list(&self) -> Result<Vec<(String, u32)>> {
+        let err = self.err("cannot list the workflows of");
+        let rows = self
+            .client
+            .query("SELECT name, version FROM catalog ORDER BY name COLLATE \"C\"", &[])
+            .await
+            .map_err(&err)?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get(1).map_err(&err)?;
+                Ok((r.try_get(0).map_err(&err)?, u32::try_from(version).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
     pub(super) async fn secret_remove(&self, name: &str) -> Result<bool> {
         self.client
             .execute("DELETE FROM secrets WHERE name = $1", &[&name])

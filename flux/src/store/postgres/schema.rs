@@ -11,7 +11,7 @@ use super::{describe_error, quote};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The version this code writes.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `n` takes a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -62,6 +62,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_by_created ON executions (created_at);
     CREATE INDEX executions_by_state ON executions (state, updated_at);
     CREATE INDEX executions_by_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;",
+    // 1 -> 2: the workflows workers registered with any of the servers sharing the database.
+    "CREATE TABLE catalog (
+        name TEXT PRIMARY KEY,
+        version BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );",
 ];
 
 /// Creates the schema if needed and brings it to [`SCHEMA_VERSION`], in one transaction that

@@ -37,6 +37,7 @@ struct Statements {
     claim: Statement,
     lease: Statement,
     set_state: Statement,
+    notify: Statement,
 }
 
 impl Statements {
@@ -78,12 +79,19 @@ impl Statements {
                     "UPDATE executions SET state = $2, output = COALESCE($3, output), updated_at = $4 WHERE pk = $1",
                 )
                 .await?,
+            notify: client.prepare("SELECT pg_notify($1, $2)").await?,
         })
     }
 }
 
-/// Commits the jobs that arrive on `jobs` until the store goes.
-pub(super) async fn run(mut client: Client, mut jobs: mpsc::UnboundedReceiver<Job>, shown: String) {
+/// Commits the jobs that arrive on `jobs` until the store goes; each commit tells the store's
+/// listeners in other processes which executions it changed (see [`super::notice`]).
+pub(super) async fn run(
+    mut client: Client,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    shown: String,
+    notices: super::notice::Channel,
+) {
     let statements = match Statements::prepare(&client).await {
         Ok(s) => s,
         Err(e) => {
@@ -111,7 +119,7 @@ pub(super) async fn run(mut client: Client, mut jobs: mpsc::UnboundedReceiver<Jo
                 Err(_) => break,
             }
         }
-        let results = commit(&mut client, &statements, &group, &shown).await;
+        let results = commit(&mut client, &statements, &group, &shown, &notices).await;
         for (job, result) in group.drain(..).zip(results) {
             job.reply.send(result);
         }
@@ -123,7 +131,13 @@ pub(super) async fn run(mut client: Client, mut jobs: mpsc::UnboundedReceiver<Jo
 /// First all at once, the jobs sharing what they read: one round trip per statement and no
 /// savepoints. A refusal (rare: a stale claim, a lost lease) rolls that back, and the group is
 /// committed again with each job under a savepoint, so that only the refused ones are left out.
-async fn commit(client: &mut Client, s: &Statements, group: &[Job], shown: &str) -> Vec<Result<()>> {
+async fn commit(
+    client: &mut Client,
+    s: &Statements,
+    group: &[Job],
+    shown: &str,
+    notices: &super::notice::Channel,
+) -> Vec<Result<()>> {
     let failed = |e: &tokio_postgres::Error| describe_error(shown, "cannot commit to", e);
     let all = async {
         let tx = client.transaction().await.map_err(|e| failed(&e))?;
@@ -131,7 +145,8 @@ async fn commit(client: &mut Client, s: &Statements, group: &[Job], shown: &str)
         for job in group {
             apply(&tx, s, &job.writes, &mut rows, shown).await?;
         }
-        flush(&tx, s, &rows, shown).await?;
+        let notice = notices.payloads(group.iter().map(|j| &j.writes[..]));
+        tokio::try_join!(flush(&tx, s, &rows, shown), notify(&tx, s, notices, &notice, shown))?;
         tx.commit().await.map_err(|e| failed(&e))
     };
     match all.await {
@@ -158,6 +173,10 @@ async fn commit(client: &mut Client, s: &Statements, group: &[Job], shown: &str)
             return group.iter().map(|_| Err(failed(&e))).collect();
         }
         results.push(applied);
+    }
+    let applied = group.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(j, _)| &j.writes[..]);
+    if let Err(e) = notify(&tx, s, notices, &notices.payloads(applied), shown).await {
+        return group.iter().map(|_| Err(e.clone())).collect();
     }
     match tx.commit().await {
         Ok(()) => results,
@@ -310,6 +329,23 @@ async fn flush(tx: &Transaction<'_>, s: &Statements, rows: &Rows<'_>, shown: &st
         tx.execute(&s.last_seq, &[&row.pk, &row.last_seq])
             .await
             .map_err(|e| describe_error(shown, "cannot write to", &e))?;
+    }
+    Ok(())
+}
+
+/// Sends the notices of a commit, inside its transaction: PostgreSQL delivers them when (and
+/// only if) it commits.
+async fn notify(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    notices: &super::notice::Channel,
+    payloads: &[String],
+    shown: &str,
+) -> Result<()> {
+    for payload in payloads {
+        tx.execute(&s.notify, &[&notices.name(), payload])
+            .await
+            .map_err(|e| describe_error(shown, "cannot notify the listeners of", &e))?;
     }
     Ok(())
 }
