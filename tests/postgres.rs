@@ -137,3 +137,58 @@ async fn servers_sharing_a_database_and_a_key_share_secrets_stored_encrypted() {
     let e = flux::secrets::get(&c, "PAYMENTS_KEY").unwrap_err();
     assert!(!e.to_string().contains(value), "{e}");
 }
+
+/// The next change `rx` hears of, within ten seconds.
+async fn heard(rx: &mut tokio::sync::broadcast::Receiver<flux::store::Change>) -> flux::store::Change {
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a change within ten seconds")
+        .expect("the store still tells")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_hears_of_the_commits_of_another_store_on_its_schema_but_not_of_its_own() {
+    use flux::store::{Change, Durability, PostgresStore, Store, Write};
+    let Some(server) = server() else { return };
+    let db = Database::new(&server);
+    let a = PostgresStore::open(&db.url(), Durability::Default).unwrap();
+    let b = PostgresStore::open(&db.url(), Durability::Default).unwrap();
+    let mut heard_by_a = a.changes().expect("a PostgreSQL store tells of changes");
+    let mut heard_by_b = b.changes().expect("a PostgreSQL store tells of changes");
+    // Each listener says first that it may have missed what came before it listened.
+    assert_eq!(heard(&mut heard_by_a).await, Change::Missed);
+    assert_eq!(heard(&mut heard_by_b).await, Change::Missed);
+
+    let created = |id: &str| Write::CreateExecution {
+        id: id.into(),
+        workflow_name: "order".into(),
+        state: ExecutionState::Scheduled,
+        input: std::sync::Arc::from(&[0xc0u8][..]),
+        parent_id: None,
+        version: 1,
+        time: std::time::SystemTime::now(),
+    };
+    a.write(vec![created("shared-1")]).await.unwrap();
+    assert_eq!(
+        heard(&mut heard_by_b).await,
+        Change::Execution { id: "shared-1".into(), state: Some(ExecutionState::Scheduled) }
+    );
+    b.write(vec![Write::set_state("shared-1", ExecutionState::Cancelled, None)]).await.unwrap();
+    assert_eq!(
+        heard(&mut heard_by_a).await,
+        Change::Execution { id: "shared-1".into(), state: Some(ExecutionState::Cancelled) }
+    );
+    // A refused batch tells nothing, and neither store hears of its own commits: the next
+    // change each hears of is the other's next commit.
+    assert!(a.write(vec![Write::set_state("shared-1", ExecutionState::Running, None)]).await.is_err());
+    a.write(vec![created("shared-2")]).await.unwrap();
+    assert_eq!(
+        heard(&mut heard_by_b).await,
+        Change::Execution { id: "shared-2".into(), state: Some(ExecutionState::Scheduled) }
+    );
+    b.write(vec![created("shared-3")]).await.unwrap();
+    assert_eq!(
+        heard(&mut heard_by_a).await,
+        Change::Execution { id: "shared-3".into(), state: Some(ExecutionState::Scheduled) }
+    );
+}
