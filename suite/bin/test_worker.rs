@@ -76,6 +76,58 @@ async fn three_steps(ctx: ExecutionContext<String>) -> flux::Result<String> {
     step(3, two).await
 }
 
+/// The connection to the ledger (`FLUX_TEST_LEDGER_URL`): a table `ledger (execution, step)`
+/// in a PostgreSQL database, where each run of a `five_steps` step adds a row.
+#[cfg(feature = "postgres")]
+static LEDGER: tokio::sync::OnceCell<Option<tokio_postgres::Client>> = tokio::sync::OnceCell::const_new();
+
+/// Adds a row for step `n` of `execution` to the ledger, if there is one.
+#[cfg(feature = "postgres")]
+async fn ledger(execution: &str, n: u32) {
+    let client = LEDGER
+        .get_or_init(|| async {
+            let url = std::env::var("FLUX_TEST_LEDGER_URL").ok()?;
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to the ledger: {e}"));
+            tokio::spawn(connection);
+            Some(client)
+        })
+        .await;
+    if let Some(client) = client {
+        client
+            .execute(
+                "INSERT INTO ledger (execution, step) VALUES ($1, $2)",
+                &[&execution, &i32::try_from(n).unwrap_or(0)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot write to the ledger: {e}"));
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn ledger(_execution: &str, _n: u32) {}
+
+#[flux::task]
+async fn ledger_step(execution: String, n: u32, input: String) -> String {
+    if let Some(ms) = std::env::var("FLUX_TEST_STEP_MS").ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    ledger(&execution, n).await;
+    format!("{input}:{n}")
+}
+
+/// Five steps, each adding a row to the ledger.
+#[flux::workflow]
+async fn five_steps(ctx: ExecutionContext<String>) -> flux::Result<String> {
+    let id = ctx.execution_id().to_string();
+    let mut value = ctx.input().clone();
+    for n in 1..=5 {
+        value = ledger_step(id.clone(), n, value).await?;
+    }
+    Ok(value)
+}
+
 #[flux::workflow]
 async fn approval(ctx: ExecutionContext<String>) -> flux::Result<String> {
     let answer: String = flux::pause("approval").await?;
@@ -105,6 +157,7 @@ async fn main() -> ExitCode {
     let mut worker = flux::worker::Worker::new(server)
         .register(hello_world)
         .register(three_steps)
+        .register(five_steps)
         .register(approval)
         .register(sleeper);
     if let Ok(name) = std::env::var("FLUX_TEST_WORKER_NAME") {

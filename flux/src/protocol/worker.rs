@@ -282,6 +282,10 @@ pub(crate) struct Registration {
     pub(crate) workflows: Vec<WorkflowRef>,
     #[serde(default)]
     pub(crate) resources: Resources,
+    /// How many executions the worker runs at once: the server offers it no more (unlimited
+    /// when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_concurrency: Option<u32>,
 }
 
 /// The answer to a registration.

@@ -550,29 +550,43 @@ fn expire_sessions(s: &Shared, now: Instant) {
     }
 }
 
-/// Offers each pending execution to the connected worker with the least work that runs its
-/// workflow.
+/// Offers each pending execution, oldest first, to the connected worker with the least work that
+/// runs its workflow and has room for it: a worker that said how many executions it runs at
+/// once is offered no more than that, counting its claims and the offers it has not answered.
 fn offer(s: &Shared) {
     let workers = lock(&s.workers);
     let claims = lock(&s.claims);
+    let mut pending = lock(&s.pending);
+    let now = Instant::now();
     let mut load: HashMap<&str, usize> = HashMap::new();
     for c in claims.by_execution.values() {
         *load.entry(c.worker.as_str()).or_default() += 1;
     }
-    let mut pending = lock(&s.pending);
-    let now = Instant::now();
-    let mut ids: Vec<&String> = pending.offers.keys().collect();
-    ids.sort();
-    let ids: Vec<String> = ids.into_iter().cloned().collect();
-    for id in ids {
-        let Some(offer) = pending.offers.get_mut(&id) else { continue };
-        if offer.offered.as_ref().is_some_and(|(_, at)| now.duration_since(*at) < REOFFER) {
-            continue;
+    for offer in pending.offers.values() {
+        if let Some((worker, at)) = &offer.offered
+            && now.duration_since(*at) < REOFFER
+            && let Some((name, _)) = workers.get_key_value(worker)
+        {
+            *load.entry(name.as_str()).or_default() += 1;
         }
+    }
+    let mut ids: Vec<(Instant, String)> = pending
+        .offers
+        .iter()
+        .filter(|(_, o)| o.offered.as_ref().is_none_or(|(_, at)| now.duration_since(*at) >= REOFFER))
+        .map(|(id, o)| (o.since, id.clone()))
+        .collect();
+    ids.sort_unstable();
+    for (_, id) in ids {
+        let Some(offer) = pending.offers.get_mut(&id) else { continue };
         let previous = offer.offered.as_ref().map(|(w, _)| w.as_str());
         let chosen = workers
             .iter()
-            .filter(|(_, w)| w.connection.is_some() && w.workflows.contains(&offer.workflow))
+            .filter(|(name, w)| {
+                w.connection.is_some()
+                    && w.workflows.contains(&offer.workflow)
+                    && w.capacity.is_none_or(|room| load.get(name.as_str()).copied().unwrap_or(0) < room)
+            })
             .min_by_key(|(name, _)| {
                 (load.get(name.as_str()).copied().unwrap_or(0), Some(name.as_str()) == previous, name.as_str())
             })

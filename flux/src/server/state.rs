@@ -91,6 +91,8 @@ pub(crate) struct WorkerEntry {
     pub(crate) workflows: BTreeSet<String>,
     /// What its machine has.
     pub(crate) resources: Resources,
+    /// How many executions it runs at once (`None`: it did not say).
+    pub(crate) capacity: Option<usize>,
     /// Its event stream, while connected.
     pub(crate) connection: Option<Connection>,
     /// How many connections it opened (the id of the latest).

@@ -89,6 +89,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
             session: Token::new(&session_token),
             workflows: BTreeSet::new(),
             resources: protocol::Resources::default(),
+            capacity: None,
             connection: None,
             connections: 0,
             session_connected: false,
@@ -105,6 +106,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
         entry.last_seen = Instant::now();
         entry.workflows = workflows;
         entry.resources = registration.resources;
+        entry.capacity = registration.max_concurrency.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         tracing::info!(
             worker = %name,
             workflows = ?entry.workflows,
@@ -282,6 +284,8 @@ async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult 
         ExecutionState::Scheduled => false,
         ExecutionState::ResumeScheduled => true,
         state => {
+            lock(&s.pending).offers.remove(&id);
+            s.wake.notify_one();
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("execution `{id}` is {state}; only a scheduled execution can be claimed"),
@@ -324,6 +328,7 @@ async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult 
         .await;
     if let Err(e) = claimed {
         lock(&s.pending).offers.remove(&id);
+        s.wake.notify_one();
         return Err(match e.kind() {
             // Claimed through another server on the database since it was read.
             ErrorKind::Conflict => {
@@ -605,6 +610,8 @@ async fn store_checkpoint(
             c.last_seq = seq;
             if resting {
                 claims.by_execution.remove(&id);
+                // The worker has room for another execution.
+                s.wake.notify_one();
             }
         }
     }

@@ -293,6 +293,7 @@ impl Worker {
                 .map(|w| WorkflowRef { name: w.name().to_string(), version: w.version() })
                 .collect(),
             resources: resources(),
+            max_concurrency: Some(u32::try_from(self.max_concurrency).unwrap_or(u32::MAX)),
         };
         let response = endpoint
             .client
