@@ -192,3 +192,31 @@ async fn a_store_hears_of_the_commits_of_another_store_on_its_schema_but_not_of_
         Change::Execution { id: "shared-3".into(), state: Some(ExecutionState::Scheduled) }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_database_refuses_is_left_out_and_the_batches_committed_with_it_are_kept() {
+    use flux::store::{Durability, PostgresStore, Store, Write};
+    let Some(server) = server() else { return };
+    let db = Database::new(&server);
+    let store = PostgresStore::open(&db.url(), Durability::Default).unwrap();
+    let create = |id: &str| Write::CreateExecution {
+        id: id.into(),
+        workflow_name: "order".into(),
+        state: ExecutionState::Running,
+        input: std::sync::Arc::from(&[0xc0u8][..]),
+        parent_id: None,
+        version: 1,
+        time: std::time::SystemTime::now(),
+    };
+    // PostgreSQL's text cannot hold a NUL character: the rules allow the name, the database
+    // refuses it. Both batches are queued before either commits, so they meet in one group.
+    let kept = store.write(vec![create("kept")]);
+    let refused = store.write(vec![create("refused\0name")]);
+    let also_kept = store.write(vec![create("also-kept")]);
+    assert!(kept.await.is_ok());
+    let error = refused.await.expect_err("a NUL in an id is refused by PostgreSQL");
+    assert_eq!(error.kind(), ErrorKind::Storage, "{error}");
+    assert!(also_kept.await.is_ok());
+    assert!(store.load("kept").unwrap().is_some());
+    assert!(store.load("also-kept").unwrap().is_some());
+}

@@ -10,7 +10,15 @@
 //! flux_bench server-concurrent 50 100                 50 concurrent executions of 100 tasks (tasks/s)
 //! flux_bench raw 1000 normal|full|normal-batch100     rusqlite alone: single-row commits (the limit)
 //! flux_bench raw 1000 normal-step|full-step           rusqlite alone: a step's two rows per commit
+//! flux_bench pg-raw 1000 default|full                  tokio-postgres alone: single-row commits
+//! flux_bench pg-sequential 1000 default|full           `sequential` on the PostgreSQL store
+//! flux_bench pg-servers 3 50 100                       50 concurrent executions of 100 tasks through
+//!                                                      3 servers on one PostgreSQL database, one
+//!                                                      worker process each (tasks/s)
 //! ```
+//!
+//! The `pg-` workloads (feature `postgres`) make a database of their own on the PostgreSQL server
+//! `FLUX_TEST_POSTGRES_URL` names, and drop it after.
 //!
 //! Every run uses a fresh database in a temporary directory. Only the workload itself is timed:
 //! opening the engine, starting processes and checking the output are not.
@@ -89,6 +97,8 @@ fn main() {
             let took = rt.block_on(in_process(&engine, workload, n));
             report(workload, u64::from(n), label, took);
         }
+        #[cfg(feature = "postgres")]
+        "pg-raw" | "pg-sequential" | "pg-servers" => postgres::run(&rt, workload, &args[1..]),
         other => fail(format!("unknown workload `{other}`")),
     }
 }
@@ -261,12 +271,131 @@ async fn server(executions: u32, n: u32) -> Duration {
 /// The worker process of [`server`]: runs `steps` for the server at `url` with an in-memory
 /// engine of its own, until it is killed.
 async fn worker(url: &str) {
-    let worker = flux::worker::Worker::new(url)
-        .name("compare-worker")
-        .bootstrap_token(TOKEN)
-        .max_concurrency(256)
-        .register(steps);
+    let name = std::env::var("FLUX_BENCH_WORKER_NAME").unwrap_or_else(|_| "compare-worker".to_string());
+    let worker = flux::worker::Worker::new(url).name(name).bootstrap_token(TOKEN).max_concurrency(256).register(steps);
     if let Err(e) = worker.run().await {
         fail(e);
+    }
+}
+
+/// The PostgreSQL workloads.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use flux_suite::postgres::Database;
+
+    pub(super) fn run(rt: &tokio::runtime::Runtime, workload: &str, args: &[String]) {
+        let number = |i: usize, default: u32| {
+            args.get(i).map_or(default, |s| s.parse().unwrap_or_else(|_| fail(format!("`{s}` is not a count"))))
+        };
+        let server = flux_suite::postgres::server().unwrap_or_else(|| fail("set FLUX_TEST_POSTGRES_URL"));
+        let db = Database::new(&server);
+        let url = db.url();
+        match workload {
+            "pg-raw" => {
+                let n = number(0, 1000);
+                let mode = args.get(1).map_or("default", String::as_str);
+                report("pg-raw", u64::from(n), mode, rt.block_on(raw(&url, n, mode)));
+            }
+            "pg-sequential" => {
+                let n = number(0, 1000);
+                let label = args.get(1).map_or("default", String::as_str);
+                let durability: Durability = label.parse().unwrap_or_else(|e| fail(e));
+                let engine = Engine::open_with(&url, durability).unwrap_or_else(|e| fail(e));
+                // One short run first: the store's connections and statements are ready.
+                rt.block_on(in_process(&engine, "sequential", 10));
+                let took = rt.block_on(in_process(&engine, "sequential", n));
+                report("pg-sequential", u64::from(n), label, took);
+            }
+            _ => {
+                let servers = number(0, 1).max(1);
+                let executions = number(1, 50);
+                let n = number(2, 100);
+                let took = rt.block_on(through_servers(&url, servers, executions, n));
+                report(&format!("pg-servers-{servers}"), u64::from(executions) * u64::from(n), "default", took);
+            }
+        }
+        drop(db);
+    }
+
+    /// `n` commits of one row the size of an event, each its own transaction, on one connection
+    /// (`synchronous_commit` off for `default`, on for `full`).
+    async fn raw(url: &str, n: u32, mode: &str) -> Duration {
+        let (client, connection) =
+            tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| fail(e));
+        tokio::spawn(connection);
+        let synchronous = if mode == "full" { "on" } else { "off" };
+        client
+            .batch_execute(&format!(
+                "SET synchronous_commit TO {synchronous};
+                 CREATE TABLE raw_events (id BIGSERIAL PRIMARY KEY, execution BIGINT NOT NULL, seq BIGINT NOT NULL,
+                     type TEXT NOT NULL, name TEXT NOT NULL, value BYTEA NOT NULL, time BIGINT NOT NULL)"
+            ))
+            .await
+            .unwrap_or_else(|e| fail(e));
+        let insert = client
+            .prepare("INSERT INTO raw_events (execution, seq, type, name, value, time) VALUES ($1, $2, $3, $4, $5, $6)")
+            .await
+            .unwrap_or_else(|e| fail(e));
+        let value = vec![0x92u8; 24];
+        let started = Instant::now();
+        for seq in 0..i64::from(n) {
+            client.batch_execute("BEGIN").await.unwrap_or_else(|e| fail(e));
+            client
+                .execute(&insert, &[&1i64, &seq, &"TASK_COMPLETED", &"step", &value, &seq])
+                .await
+                .unwrap_or_else(|e| fail(e));
+            client.batch_execute("COMMIT").await.unwrap_or_else(|e| fail(e));
+        }
+        started.elapsed()
+    }
+
+    /// `executions` concurrent executions of `steps(n)` submitted round-robin (`run/sync`) to
+    /// `servers` servers of this process on the database at `url`, each with one worker process.
+    async fn through_servers(url: &str, servers: u32, executions: u32, n: u32) -> Duration {
+        let home = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+        let exe = std::env::current_exe().unwrap_or_else(|e| fail(e));
+        let mut running = Vec::new();
+        let mut workers = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..servers {
+            let engine = Engine::builder()
+                .postgres(url)
+                .home(home.path().join(format!("server-{i}")))
+                .build()
+                .unwrap_or_else(|e| fail(e));
+            let server = flux::server::Server::new()
+                .engine(&engine)
+                .bootstrap_token(TOKEN)
+                .admin_token("compare-admin-token")
+                .bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| fail(e));
+            let url = server.url();
+            workers.push(WorkerProcess(
+                Command::new(&exe)
+                    .args(["worker", &url])
+                    .env("FLUX_BENCH_WORKER_NAME", format!("compare-worker-{i}"))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| fail(format!("cannot start the worker: {e}"))),
+            ));
+            let client = flux::Client::new(&url).unwrap_or_else(|e| fail(e));
+            flux_suite::http::wait_for_catalog(&client, Duration::from_secs(30)).await.unwrap_or_else(|e| fail(e));
+            clients.push(client);
+            running.push(server);
+        }
+        let started = Instant::now();
+        let runs = (0..executions).map(|i| {
+            let client = &clients[i as usize % clients.len()];
+            async move { flux_suite::http::run_steps(client, n).await.unwrap_or_else(|e| fail(e)) }
+        });
+        futures::future::join_all(runs).await;
+        let took = started.elapsed();
+        for server in running {
+            server.shutdown().await.unwrap_or_else(|e| fail(e));
+        }
+        drop(workers);
+        took
     }
 }

@@ -19,6 +19,7 @@
 //! flushed its write-ahead log: it survives the server's power loss too).
 
 mod notice;
+mod pipeline;
 mod read;
 mod schema;
 mod write;

@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn a_notice_names_each_execution_once_with_the_last_state_set() {
         let channel = Channel::new("flux", "a".into());
-        let writes = vec![
+        let writes = [
             Write::set_state("x", ExecutionState::Running, None),
             Write::set_state("odd%\nid", ExecutionState::Paused, None),
             Write::set_state("x", ExecutionState::Completed, None),

@@ -26,23 +26,62 @@ pub(super) struct Job {
     pub(super) deferred: bool,
 }
 
-/// The writer's prepared statements.
-struct Statements {
+/// The writer's prepared statements: by primary key for the slow path (a batch at a time),
+/// by id for the pipeline (see [`super::pipeline`]).
+pub(super) struct Statements {
     row: Statement,
+    pub(super) rows: Statement,
+    pub(super) create_plain: Statement,
+    pub(super) append_by_id: Statement,
+    pub(super) last_seq_by_id: Statement,
+    pub(super) delete_by_id: Statement,
+    pub(super) claim_by_id: Statement,
+    pub(super) lease_by_id: Statement,
+    pub(super) set_state_by_id: Statement,
     create: Statement,
     append: Statement,
     last_seq: Statement,
     delete: Statement,
-    cache_put: Statement,
+    pub(super) cache_put: Statement,
     claim: Statement,
     lease: Statement,
     set_state: Statement,
-    notify: Statement,
+    pub(super) notify: Statement,
 }
 
 impl Statements {
     async fn prepare(client: &Client) -> std::result::Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
+            rows: client
+                .prepare(
+                    "SELECT id, pk, state, claim_generation, worker IS NOT NULL, owner, lease_until, last_seq
+                     FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                )
+                .await?,
+            create_plain: client
+                .prepare(
+                    "INSERT INTO executions (id, workflow_name, workflow_version, state, input, parent_id, created_at,
+                                             updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                )
+                .await?,
+            append_by_id: client
+                .prepare(
+                    "INSERT INTO events (execution, seq, type, source_id, name, value, time)
+                     SELECT pk, $2, $3, $4, $5, $6, $7 FROM executions WHERE id = $1",
+                )
+                .await?,
+            last_seq_by_id: client.prepare("UPDATE executions SET last_seq = $2 WHERE id = $1").await?,
+            delete_by_id: client.prepare("DELETE FROM executions WHERE id = $1").await?,
+            claim_by_id: client
+                .prepare("UPDATE executions SET worker = $2, claim_generation = $3 WHERE id = $1")
+                .await?,
+            lease_by_id: client.prepare("UPDATE executions SET owner = $2, lease_until = $3 WHERE id = $1").await?,
+            set_state_by_id: client
+                .prepare(
+                    "UPDATE executions SET state = $2, output = COALESCE($3, output), updated_at = $4 WHERE id = $1",
+                )
+                .await?,
             row: client
                 .prepare(
                     "SELECT pk, state, claim_generation, worker IS NOT NULL, owner, lease_until, last_seq
@@ -128,9 +167,9 @@ pub(super) async fn run(
 
 /// Commits `group` in one transaction; the result of each job.
 ///
-/// First all at once, the jobs sharing what they read: one round trip per statement and no
-/// savepoints. A refusal (rare: a stale claim, a lost lease) rolls that back, and the group is
-/// committed again with each job under a savepoint, so that only the refused ones are left out.
+/// Usually in two round trips (see [`super::pipeline`]). If the database refuses what the rules
+/// allowed, the group is committed again with each job under a savepoint, so that only the
+/// refused ones are left out.
 async fn commit(
     client: &mut Client,
     s: &Statements,
@@ -138,22 +177,10 @@ async fn commit(
     shown: &str,
     notices: &super::notice::Channel,
 ) -> Vec<Result<()>> {
-    let failed = |e: &tokio_postgres::Error| describe_error(shown, "cannot commit to", e);
-    let all = async {
-        let tx = client.transaction().await.map_err(|e| failed(&e))?;
-        let mut rows = HashMap::new();
-        for job in group {
-            apply(&tx, s, &job.writes, &mut rows, shown).await?;
-        }
-        let notice = notices.payloads(group.iter().map(|j| &j.writes[..]));
-        tokio::try_join!(flush(&tx, s, &rows, shown), notify(&tx, s, notices, &notice, shown))?;
-        tx.commit().await.map_err(|e| failed(&e))
-    };
-    match all.await {
-        Ok(()) => return group.iter().map(|_| Ok(())).collect(),
-        Err(e) if group.len() == 1 => return vec![Err(e)],
-        Err(_) => {}
+    if let Some(results) = super::pipeline::commit(client, s, group, shown, notices).await {
+        return results;
     }
+    let failed = |e: &tokio_postgres::Error| describe_error(shown, "cannot commit to", e);
     let tx = match client.transaction().await {
         Ok(tx) => tx,
         Err(e) => return group.iter().map(|_| Err(failed(&e))).collect(),
@@ -185,20 +212,21 @@ async fn commit(
 }
 
 /// What the rules look at in one execution, as the batch leaves it so far.
-struct Row {
-    pk: i64,
-    state: ExecutionState,
-    generation: u64,
-    worker: bool,
-    owner: Option<String>,
-    until: Option<SystemTime>,
-    last_seq: i64,
+#[derive(Clone, Debug)]
+pub(super) struct Row {
+    pub(super) pk: i64,
+    pub(super) state: ExecutionState,
+    pub(super) generation: u64,
+    pub(super) worker: bool,
+    pub(super) owner: Option<String>,
+    pub(super) until: Option<SystemTime>,
+    pub(super) last_seq: i64,
     /// Whether `last_seq` moved in this batch.
-    appended: bool,
+    pub(super) appended: bool,
 }
 
 impl Row {
-    fn holder(&self) -> Holder<'_> {
+    pub(super) fn holder(&self) -> Holder<'_> {
         Holder { state: self.state, worker: self.worker, owner: self.owner.as_deref(), until: self.until }
     }
 }
