@@ -8,9 +8,13 @@
 //!
 //! The ratio of the two is what a step costs over the database's own commit.
 //!
+//! - `servers/{1,3}`: 50 concurrent executions of `five_steps` (trivial steps) submitted
+//!   round-robin, `run/sync`, to one or three servers of this process on one database, each with
+//!   one `flux-test-worker` process; reported per task (its inverse is tasks/s).
+//!
 //! ```text
 //! eval "$(.ci/postgres start)"
-//! cargo bench -p flux-suite --features postgres --bench postgres
+//! cargo bench -p flux-suite --features server,postgres --bench postgres
 //! ```
 
 use std::time::{Duration, Instant};
@@ -79,7 +83,99 @@ fn bench(c: &mut Criterion) {
             });
         });
     }
+    for servers in [1, 3] {
+        let deployment = rt.block_on(Deployment::start(&server, servers));
+        group.bench_function(BenchmarkId::new("servers", servers), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    rt.block_on(deployment.run(CONCURRENT));
+                }
+                start.elapsed() / (CONCURRENT * 5)
+            });
+        });
+        rt.block_on(deployment.stop());
+    }
     group.finish();
+}
+
+/// Executions at once in `servers`.
+const CONCURRENT: u32 = 50;
+
+/// Servers on one database, each with one worker process.
+struct Deployment {
+    _db: Database,
+    _home: tempfile::TempDir,
+    servers: Vec<flux::server::RunningServer>,
+    workers: Vec<std::process::Child>,
+    clients: Vec<flux::Client>,
+}
+
+impl Deployment {
+    async fn start(server: &str, count: usize) -> Deployment {
+        let db = Database::new(server);
+        let home = tempfile::tempdir().expect("a directory");
+        let mut deployment =
+            Deployment { _db: db, _home: home, servers: Vec::new(), workers: Vec::new(), clients: Vec::new() };
+        for i in 0..count {
+            let engine = Engine::builder()
+                .postgres(deployment._db.url())
+                .home(deployment._home.path().join(format!("server-{i}")))
+                .build()
+                .expect("engine");
+            let running = flux::server::Server::new()
+                .engine(&engine)
+                .bootstrap_token("bench-token")
+                .admin_token("bench-admin")
+                .bind("127.0.0.1:0")
+                .await
+                .expect("server");
+            let url = running.url();
+            deployment.workers.push(
+                std::process::Command::new(env!("CARGO_BIN_EXE_flux-test-worker"))
+                    .env("FLUX_HOME", deployment._home.path().join(format!("worker-{i}")))
+                    .env("FLUX_TEST_SERVER", &url)
+                    .env("FLUX_TEST_WORKER_NAME", format!("bench-worker-{i}"))
+                    .env("FLUX_WORKERS__BOOTSTRAP_TOKEN", "bench-token")
+                    .env("FLUX_TEST_MAX_CONCURRENCY", "64")
+                    .env_remove("FLUX_TEST_LEDGER_URL")
+                    .env_remove("FLUX_TEST_STEP_MS")
+                    .env_remove("FLUX_TEST_SIDE_EFFECTS")
+                    .env("RUST_LOG", "error")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("the test worker starts"),
+            );
+            let client = flux::Client::new(&url).expect("client");
+            flux_suite::http::wait_for_catalog(&client, Duration::from_secs(60)).await.expect("the worker registers");
+            deployment.clients.push(client);
+            deployment.servers.push(running);
+        }
+        deployment
+    }
+
+    /// `n` executions of `five_steps` at once, round-robin over the servers.
+    async fn run(&self, n: u32) {
+        let runs = (0..n).map(|i| {
+            let client = &self.clients[i as usize % self.clients.len()];
+            async move {
+                let done = client.workflow::<String, String>("five_steps").run(&format!("b{i}")).await.expect("run");
+                assert_eq!(done.output().map(String::as_str), Some(format!("b{i}:1:2:3:4:5").as_str()));
+            }
+        });
+        futures::future::join_all(runs).await;
+    }
+
+    async fn stop(mut self) {
+        for server in self.servers.drain(..) {
+            server.shutdown().await.expect("shutdown");
+        }
+        for worker in &mut self.workers {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+    }
 }
 
 criterion_group!(benches, bench);

@@ -311,11 +311,37 @@ mod postgres {
                 let servers = number(0, 1).max(1);
                 let executions = number(1, 50);
                 let n = number(2, 100);
+                let busy = busy_seconds();
                 let took = rt.block_on(through_servers(&url, servers, executions, n));
-                report(&format!("pg-servers-{servers}"), u64::from(executions) * u64::from(n), "default", took);
+                let busy = busy_seconds() - busy;
+                let tasks = u64::from(executions) * u64::from(n);
+                // What the whole machine (servers, workers, PostgreSQL) spent per task, next to
+                // the throughput: on a machine whose cores are all busy, more servers cannot add
+                // throughput, only spread it.
+                let seconds = took.as_secs_f64();
+                println!(
+                    "{{\"workload\": \"pg-servers-{servers}\", \"n\": {tasks}, \"durability\": \"default\", \
+                     \"seconds\": {seconds:.6}, \"per_step_us\": {:.3}, \"peak_rss_mb\": {:.1}, \
+                     \"cpu_us_per_task\": {:.1}, \"cpu_busy\": {:.3}}}",
+                    seconds * 1e6 / tasks as f64,
+                    peak_rss_mb(),
+                    busy * 1e6 / tasks as f64,
+                    busy / seconds / f64::from(u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1)),
+                );
             }
         }
         drop(db);
+    }
+
+    /// The CPU time the whole machine spent so far (all cores, user and system), from
+    /// `/proc/stat`; 0 where unknown.
+    fn busy_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+        let fields: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+        let busy: f64 = fields.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).take(6).map(|(_, v)| v).sum();
+        busy / 100.0
     }
 
     /// `n` commits of one row the size of an event, each its own transaction, on one connection

@@ -9,6 +9,9 @@
 #                                     # also runs another build's flux_bench on the same workloads,
 #                                     # interleaved, and prints this build against it
 #   PYTHON=0 benches/compare/run.sh   # leaves the Python side out
+#   POSTGRES=0 benches/compare/run.sh # leaves the PostgreSQL workloads out (they use the server
+#                                     # FLUX_TEST_POSTGRES_URL names, or a throwaway cluster
+#                                     # made with .ci/postgres)
 #
 # It builds the flux side (`flux_bench`, release), installs flux-core in a Python 3.12 virtualenv
 # (benches/compare/setup_python.sh), runs every workload RUNS times, and prints one table of
@@ -24,8 +27,16 @@ mkdir -p "$out_dir"
 results=$out_dir/results.jsonl
 : >"$results"
 
+features=server
+if [[ ${POSTGRES:-1} != 0 ]]; then
+    features=server,postgres
+    if [[ -z ${FLUX_TEST_POSTGRES_URL:-} ]]; then
+        eval "$(.ci/postgres start)"
+        trap '.ci/postgres stop "$FLUX_TEST_POSTGRES_DIR" >/dev/null 2>&1 || true' EXIT
+    fi
+fi
 echo "building flux_bench (release)..." >&2
-cargo build --release --quiet -p flux-suite --features server --example flux_bench
+cargo build --release --quiet -p flux-suite --features "$features" --example flux_bench
 flux=target/release/examples/flux_bench
 if [[ ${PYTHON:-1} != 0 ]]; then
     py=$(benches/compare/setup_python.sh | tail -1)
@@ -57,6 +68,16 @@ workloads=(
     "flux server $flux server 100"
     "flux server-50x100 $flux server-concurrent 50 100"
 )
+if [[ ${POSTGRES:-1} != 0 ]]; then
+    workloads+=(
+        "limit pg-raw-default $flux pg-raw 1000 default"
+        "limit pg-raw-full $flux pg-raw 300 full"
+        "flux pg-sequential $flux pg-sequential 1000 default"
+        "flux pg-sequential-full $flux pg-sequential 300 full"
+        "flux pg-servers-1 $flux pg-servers 1 50 100"
+        "flux pg-servers-3 $flux pg-servers 3 50 100"
+    )
+fi
 if [[ ${PYTHON:-1} != 0 ]]; then
     workloads+=(
         "python sequential $py benches/compare/python/bench_flux.py sequential 1000"

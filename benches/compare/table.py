@@ -87,6 +87,36 @@ def main(path):
     print("limit: raw rusqlite loop of single-row commits in WAL mode (synchronous=NORMAL for default, "
           "FULL for full); for batched, 100 rows per commit.")
 
+    # PostgreSQL: a step against the same server's single-row commit loop, and the throughput of
+    # 50 concurrent executions through one and through three servers on one database.
+    pg_rows = [("pg-sequential", "sequential 1,000, default", "pg-raw-default"),
+               ("pg-sequential-full", "sequential 300, full", "pg-raw-full")]
+    pg_measured = [(shown, median("flux", label), median("limit", limit)) for label, shown, limit in pg_rows]
+    if any(f is not None for _, f, _ in pg_measured):
+        print()
+        print("| PostgreSQL workload | flux | limit | flux / limit | target | met |")
+        print("|---|---|---|---|---|---|")
+        for shown, f, limit in pg_measured:
+            met = "–" if f is None or limit is None else ("yes" if f <= 1.5 * limit else "**no**")
+            print(f"| {shown} | {fmt(f)} | {fmt(limit)} | {ratio(f, limit)} | ≤ 1.5 × limit | {met} |")
+        rates, cpu, busy = {}, {}, {}
+        for servers in (1, 3):
+            got = runs.get(("flux", f"pg-servers-{servers}"), [])
+            rates[servers] = statistics.median([r["n"] / r["seconds"] for r in got]) if got else None
+            cpu[servers] = median("flux", f"pg-servers-{servers}", "cpu_us_per_task") if got else None
+            busy[servers] = median("flux", f"pg-servers-{servers}", "cpu_busy") if got else None
+        if rates[1] and rates[3]:
+            print()
+            print("| 50 concurrent executions of 100 tasks | tasks/s | machine CPU per task | cores busy |")
+            print("|---|---|---|---|")
+            for servers, shown in ((1, "one server, one worker"), (3, "three servers on one database, one worker each")):
+                print(f"| {shown} | {rates[servers]:,.0f} | {fmt(cpu[servers])} | {busy[servers]:.0%} |")
+            print(f"| three / one (target ≥ 2×) | {rates[3] / rates[1]:,.2f}× "
+                  f"{'(met)' if rates[3] >= 2 * rates[1] else '(**not met**)'} | | |")
+        print()
+        print("limit: one tokio-postgres connection committing one row the size of an event per "
+              "transaction (BEGIN, INSERT, COMMIT), synchronous_commit off (default) or on (full).")
+
     # The log of a step holds two events (TASK_STARTED, then the result), which the limit's
     # single row does not: this shows flux against the same loop committing a step's two rows.
     step_rows = [("sequential", "sequential 1,000, default", "raw-step-normal"),
