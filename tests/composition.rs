@@ -268,29 +268,30 @@ async fn group_then_repeat(_ctx: ExecutionContext<()>) -> flux::Result<i64> {
 
 #[tokio::test]
 async fn calls_after_a_replayed_group_keep_their_occurrence_numbers() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let engine = Engine::open(&path).unwrap();
-    let first = group_then_repeat.on(&engine).run(()).await.unwrap();
-    assert_eq!(first.output(), Some(&2));
-    assert_eq!(AFTER_RUNS.load(Ordering::SeqCst), 3);
-    // A crash right after the group: the last call and the end are not in the log.
-    let id = "after-the-group";
-    let mut log = flux_suite::StoppedLog::new("group_then_repeat", id, &());
-    for event in first.events().iter().skip(1).take(6) {
-        log.raw(event.kind(), event.source_id(), event.name(), event.value_bytes().to_vec());
+    for place in flux_suite::places() {
+        AFTER_RUNS.store(0, Ordering::SeqCst);
+        let engine = place.open();
+        let first = group_then_repeat.on(&engine).run(()).await.unwrap();
+        assert_eq!(first.output(), Some(&2), "{place}");
+        assert_eq!(AFTER_RUNS.load(Ordering::SeqCst), 3, "{place}");
+        // A crash right after the group: the last call and the end are not in the log.
+        let id = "after-the-group";
+        let mut log = flux_suite::StoppedLog::new("group_then_repeat", id, &());
+        for event in first.events().iter().skip(1).take(6) {
+            log.raw(event.kind(), event.source_id(), event.name(), event.value_bytes().to_vec());
+        }
+        log.commit(&engine).await;
+        drop(engine);
+        let engine = place.open();
+        let replayed = group_then_repeat.on(&engine).replay(id).await.unwrap();
+        assert_eq!(replayed.output(), Some(&2), "{place}");
+        // Only the call after the group ran again, under the id of the first run.
+        assert_eq!(AFTER_RUNS.load(Ordering::SeqCst), 4, "{place}");
+        let last_call = &replayed.events()[replayed.events().len() - 3];
+        assert_eq!(last_call.kind(), TaskStarted, "{place}");
+        assert_eq!(last_call.source_id(), first.events()[first.events().len() - 3].source_id(), "{place}");
+        assert!(last_call.source_id().ends_with("~2"), "{place}: {}", last_call.source_id());
     }
-    log.commit(&engine).await;
-    drop(engine);
-    let engine = Engine::open(&path).unwrap();
-    let replayed = group_then_repeat.on(&engine).replay(id).await.unwrap();
-    assert_eq!(replayed.output(), Some(&2));
-    // Only the call after the group ran again, under the id of the first run.
-    assert_eq!(AFTER_RUNS.load(Ordering::SeqCst), 4);
-    let last_call = &replayed.events()[replayed.events().len() - 3];
-    assert_eq!(last_call.kind(), TaskStarted);
-    assert_eq!(last_call.source_id(), first.events()[first.events().len() - 3].source_id());
-    assert!(last_call.source_id().ends_with("~2"), "{}", last_call.source_id());
 }
 
 #[flux::task]

@@ -105,48 +105,54 @@ fn kinds(execution: &Execution<impl Sized, impl Sized>) -> Vec<String> {
 
 #[tokio::test]
 async fn a_terminal_error_is_attempted_once_and_reloads_with_its_type() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let id = {
-        let engine = Engine::open(&path).unwrap();
-        let execution = pay_declined.on(&engine).run(500).await.unwrap();
-        assert_eq!(DECLINED_ATTEMPTS.load(Ordering::SeqCst), 1, "retry_max_attempts = 5 does not retry it");
-        assert_eq!(kinds(&execution), ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_FAILED", "WORKFLOW_FAILED"]);
-        execution.execution_id().to_string()
-    };
-    // A new engine over the same file: the error reloads with everything it said.
-    let engine = Engine::open(&path).unwrap();
-    let stored = pay_declined.on(&engine).status(&id).await.unwrap();
-    let error = stored.error().expect("a failed execution has its error");
-    assert!(error.is_terminal(), "{error:?}");
-    assert!(error.is::<PaymentDeclined>(), "{error:?}");
-    assert_eq!(error.type_name(), Some(std::any::type_name::<PaymentDeclined>()));
-    assert_eq!(error.message(), "payment declined by the bank");
-    assert_eq!(error.kind(), ErrorKind::TaskFailed);
-    let failed = stored.events().iter().find(|e| e.kind() == EventType::TaskFailed).unwrap();
-    assert!(failed.value::<Error>().unwrap().is_terminal());
+    for place in flux_suite::places() {
+        DECLINED_ATTEMPTS.store(0, Ordering::SeqCst);
+        let id = {
+            let engine = place.open();
+            let execution = pay_declined.on(&engine).run(500).await.unwrap();
+            assert_eq!(
+                DECLINED_ATTEMPTS.load(Ordering::SeqCst),
+                1,
+                "{place}: retry_max_attempts = 5 does not retry it"
+            );
+            assert_eq!(kinds(&execution), ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_FAILED", "WORKFLOW_FAILED"]);
+            execution.execution_id().to_string()
+        };
+        // A new engine over the same store: the error reloads with everything it said.
+        let engine = place.open();
+        let stored = pay_declined.on(&engine).status(&id).await.unwrap();
+        let error = stored.error().expect("a failed execution has its error");
+        assert!(error.is_terminal(), "{place}: {error:?}");
+        assert!(error.is::<PaymentDeclined>(), "{place}: {error:?}");
+        assert_eq!(error.type_name(), Some(std::any::type_name::<PaymentDeclined>()), "{place}");
+        assert_eq!(error.message(), "payment declined by the bank", "{place}");
+        assert_eq!(error.kind(), ErrorKind::TaskFailed, "{place}");
+        let failed = stored.events().iter().find(|e| e.kind() == EventType::TaskFailed).unwrap();
+        assert!(failed.value::<Error>().unwrap().is_terminal(), "{place}");
+    }
 }
 
 #[tokio::test]
 async fn a_retryable_error_is_attempted_once_and_retried_five_times_and_reloads_with_its_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let id = {
-        let engine = Engine::open(&path).unwrap();
-        let execution = pay_while_down.on(&engine).run(500).await.unwrap();
-        assert_eq!(DOWN_ATTEMPTS.load(Ordering::SeqCst), 6, "the first attempt and five retries");
-        let events = kinds(&execution);
-        assert_eq!(events.iter().filter(|k| *k == "TASK_RETRY_FAILED").count(), 6);
-        assert_eq!(events.iter().filter(|k| *k == "TASK_RETRY_STARTED").count(), 5);
-        execution.execution_id().to_string()
-    };
-    let engine = Engine::open(&path).unwrap();
-    let stored = pay_while_down.on(&engine).status(&id).await.unwrap();
-    let error = stored.error().expect("a failed execution has its error");
-    assert!(!error.is_terminal());
-    assert!(error.is::<ServiceDown>() && !error.is::<PaymentDeclined>(), "{error:?}");
-    assert_eq!(error.message(), "payment service unavailable");
-    assert_eq!(error.chain(), ["gateway 10.0.0.7 refused the connection"]);
+    for place in flux_suite::places() {
+        DOWN_ATTEMPTS.store(0, Ordering::SeqCst);
+        let id = {
+            let engine = place.open();
+            let execution = pay_while_down.on(&engine).run(500).await.unwrap();
+            assert_eq!(DOWN_ATTEMPTS.load(Ordering::SeqCst), 6, "{place}: the first attempt and five retries");
+            let events = kinds(&execution);
+            assert_eq!(events.iter().filter(|k| *k == "TASK_RETRY_FAILED").count(), 6, "{place}");
+            assert_eq!(events.iter().filter(|k| *k == "TASK_RETRY_STARTED").count(), 5, "{place}");
+            execution.execution_id().to_string()
+        };
+        let engine = place.open();
+        let stored = pay_while_down.on(&engine).status(&id).await.unwrap();
+        let error = stored.error().expect("a failed execution has its error");
+        assert!(!error.is_terminal(), "{place}");
+        assert!(error.is::<ServiceDown>() && !error.is::<PaymentDeclined>(), "{place}: {error:?}");
+        assert_eq!(error.message(), "payment service unavailable", "{place}");
+        assert_eq!(error.chain(), ["gateway 10.0.0.7 refused the connection"], "{place}");
+    }
 }
 
 #[tokio::test]

@@ -727,33 +727,36 @@ async fn replayed(ctx: ExecutionContext<u32>) -> flux::Result<String> {
 
 #[tokio::test]
 async fn replaying_from_a_fresh_engine_does_not_run_the_nodes_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let first = {
-        let engine = Engine::open(&path).unwrap();
-        replayed.on(&engine).run(1).await.unwrap()
-    };
-    assert_eq!(first.output().map(String::as_str), Some("got 2"), "{:?}", first.error());
-    let expected = [
-        WorkflowStarted,
-        TaskStarted,
-        TaskStarted,
-        TaskCompleted,
-        TaskStarted,
-        TaskCompleted,
-        TaskCompleted,
-        WorkflowCompleted,
-    ];
-    assert_eq!(kinds(first.events()), expected);
-    assert_eq!((REPLAY_FIRST_RUNS.load(Ordering::SeqCst), REPLAY_SECOND_RUNS.load(Ordering::SeqCst)), (1, 1));
+    for place in flux_suite::places() {
+        REPLAY_FIRST_RUNS.store(0, Ordering::SeqCst);
+        REPLAY_SECOND_RUNS.store(0, Ordering::SeqCst);
+        let first = {
+            let engine = place.open();
+            replayed.on(&engine).run(1).await.unwrap()
+        };
+        assert_eq!(first.output().map(String::as_str), Some("got 2"), "{place}: {:?}", first.error());
+        let expected = [
+            WorkflowStarted,
+            TaskStarted,
+            TaskStarted,
+            TaskCompleted,
+            TaskStarted,
+            TaskCompleted,
+            TaskCompleted,
+            WorkflowCompleted,
+        ];
+        assert_eq!(kinds(first.events()), expected, "{place}");
+        let runs = || (REPLAY_FIRST_RUNS.load(Ordering::SeqCst), REPLAY_SECOND_RUNS.load(Ordering::SeqCst));
+        assert_eq!(runs(), (1, 1), "{place}");
 
-    // A fresh engine on the same file, as in a new process.
-    let engine = Engine::open(&path).unwrap();
-    let again = replayed.on(&engine).replay(first.execution_id()).await.unwrap();
-    assert_eq!(again.output(), first.output());
-    assert_eq!(again.events(), first.events());
-    assert_eq!(engine.store().load(first.execution_id()).unwrap().unwrap().events.len(), expected.len());
-    assert_eq!((REPLAY_FIRST_RUNS.load(Ordering::SeqCst), REPLAY_SECOND_RUNS.load(Ordering::SeqCst)), (1, 1));
+        // A fresh engine on the same store, as in a new process.
+        let engine = place.open();
+        let again = replayed.on(&engine).replay(first.execution_id()).await.unwrap();
+        assert_eq!(again.output(), first.output(), "{place}");
+        assert_eq!(again.events(), first.events(), "{place}");
+        assert_eq!(engine.store().load(first.execution_id()).unwrap().unwrap().events.len(), expected.len());
+        assert_eq!(runs(), (1, 1), "{place}");
+    }
 }
 
 static CRASH_FIRST_RUNS: AtomicU32 = AtomicU32::new(0);

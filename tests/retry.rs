@@ -9,23 +9,22 @@ use flux::prelude::*;
 use flux::{Error, ErrorKind, TaskMetadata, TaskOptions};
 use flux_suite::{StoppedLog, kinds};
 
-/// Runs `wf` on a SQLite engine in `dir`, then loads it again in a fresh engine and checks
-/// that state, events and error came back intact.
+/// Runs `wf` on an engine of `place`, then loads it again in a fresh engine and checks that
+/// state, events and error came back intact.
 async fn run_and_reload<W: flux::WorkflowDefinition>(
-    dir: &tempfile::TempDir,
+    place: &flux_suite::Place,
     wf: &flux::Workflow<W>,
     input: W::Input,
 ) -> Execution<W::Input, W::Output>
 where
     W::Output: PartialEq + std::fmt::Debug,
 {
-    let path = dir.path().join("flux.db");
-    let execution = wf.on(&Engine::open(&path).unwrap()).run(input).await.unwrap();
-    let reloaded = wf.on(&Engine::open(&path).unwrap()).status(execution.execution_id()).await.unwrap();
-    assert_eq!(reloaded.state(), execution.state());
-    assert_eq!(reloaded.events(), execution.events());
-    assert_eq!(reloaded.error(), execution.error());
-    assert_eq!(reloaded.output(), execution.output());
+    let execution = wf.on(&place.open()).run(input).await.unwrap();
+    let reloaded = wf.on(&place.open()).status(execution.execution_id()).await.unwrap();
+    assert_eq!(reloaded.state(), execution.state(), "{place}");
+    assert_eq!(reloaded.events(), execution.events(), "{place}");
+    assert_eq!(reloaded.error(), execution.error(), "{place}");
+    assert_eq!(reloaded.output(), execution.output(), "{place}");
     execution
 }
 
@@ -47,31 +46,33 @@ async fn wf_fails_twice(_ctx: ExecutionContext<()>) -> flux::Result<String> {
 
 #[tokio::test]
 async fn retries_until_an_attempt_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_fails_twice, ()).await;
-    assert_eq!(execution.output().map(String::as_str), Some("done"));
-    assert_eq!(
-        kinds(execution.events()),
-        [
-            WorkflowStarted,
-            TaskStarted,
-            TaskRetryFailed,
-            TaskRetryStarted,
-            TaskRetryFailed,
-            TaskRetryStarted,
-            TaskRetryCompleted,
-            TaskCompleted,
-            WorkflowCompleted
-        ]
-    );
-    #[derive(serde::Deserialize)]
-    struct Completed {
-        current_attempt: u32,
-        max_attempts: u32,
-        output: String,
+    for place in flux_suite::places() {
+        TWICE.store(0, Ordering::SeqCst);
+        let execution = run_and_reload(&place, &wf_fails_twice, ()).await;
+        assert_eq!(execution.output().map(String::as_str), Some("done"));
+        assert_eq!(
+            kinds(execution.events()),
+            [
+                WorkflowStarted,
+                TaskStarted,
+                TaskRetryFailed,
+                TaskRetryStarted,
+                TaskRetryFailed,
+                TaskRetryStarted,
+                TaskRetryCompleted,
+                TaskCompleted,
+                WorkflowCompleted
+            ]
+        );
+        #[derive(serde::Deserialize)]
+        struct Completed {
+            current_attempt: u32,
+            max_attempts: u32,
+            output: String,
+        }
+        let done: Completed = execution.events()[6].value().unwrap();
+        assert_eq!((done.current_attempt, done.max_attempts, done.output.as_str()), (2, 3, "done"));
     }
-    let done: Completed = execution.events()[6].value().unwrap();
-    assert_eq!((done.current_attempt, done.max_attempts, done.output.as_str()), (2, 3, "done"));
 }
 
 // 2. Always fails.
@@ -90,27 +91,28 @@ async fn wf_always_fails(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
 
 #[tokio::test]
 async fn exhausted_retries_fail_the_task_and_the_workflow() {
-    let dir = tempfile::tempdir().unwrap();
-    let before = ALWAYS.load(Ordering::SeqCst);
-    let execution = run_and_reload(&dir, &wf_always_fails, 4).await;
-    assert_eq!(ALWAYS.load(Ordering::SeqCst) - before, 3);
-    assert_eq!(
-        kinds(execution.events()),
-        [
-            WorkflowStarted,
-            TaskStarted,
-            TaskRetryFailed,
-            TaskRetryStarted,
-            TaskRetryFailed,
-            TaskRetryStarted,
-            TaskRetryFailed,
-            TaskFailed,
-            WorkflowFailed
-        ]
-    );
-    let err = execution.error().unwrap();
-    assert_eq!(err.kind(), ErrorKind::TaskFailed);
-    assert_eq!(err.message(), "bad 4");
+    for place in flux_suite::places() {
+        let before = ALWAYS.load(Ordering::SeqCst);
+        let execution = run_and_reload(&place, &wf_always_fails, 4).await;
+        assert_eq!(ALWAYS.load(Ordering::SeqCst) - before, 3);
+        assert_eq!(
+            kinds(execution.events()),
+            [
+                WorkflowStarted,
+                TaskStarted,
+                TaskRetryFailed,
+                TaskRetryStarted,
+                TaskRetryFailed,
+                TaskRetryStarted,
+                TaskRetryFailed,
+                TaskFailed,
+                WorkflowFailed
+            ]
+        );
+        let err = execution.error().unwrap();
+        assert_eq!(err.kind(), ErrorKind::TaskFailed);
+        assert_eq!(err.message(), "bad 4");
+    }
 }
 
 // 3. Same, with a fallback.
@@ -130,26 +132,27 @@ async fn wf_with_fallback(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
 
 #[tokio::test]
 async fn a_fallback_replaces_the_failed_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_with_fallback, 7).await;
-    assert_eq!(execution.output(), Some(&700));
-    assert_eq!(
-        kinds(execution.events()),
-        [
-            WorkflowStarted,
-            TaskStarted,
-            TaskRetryFailed,
-            TaskRetryStarted,
-            TaskRetryFailed,
-            TaskRetryStarted,
-            TaskRetryFailed,
-            TaskFallbackStarted,
-            TaskFallbackCompleted,
-            TaskCompleted,
-            WorkflowCompleted
-        ]
-    );
-    assert_eq!(execution.events()[9].value::<u32>().unwrap(), 700);
+    for place in flux_suite::places() {
+        let execution = run_and_reload(&place, &wf_with_fallback, 7).await;
+        assert_eq!(execution.output(), Some(&700));
+        assert_eq!(
+            kinds(execution.events()),
+            [
+                WorkflowStarted,
+                TaskStarted,
+                TaskRetryFailed,
+                TaskRetryStarted,
+                TaskRetryFailed,
+                TaskRetryStarted,
+                TaskRetryFailed,
+                TaskFallbackStarted,
+                TaskFallbackCompleted,
+                TaskCompleted,
+                WorkflowCompleted
+            ]
+        );
+        assert_eq!(execution.events()[9].value::<u32>().unwrap(), 700);
+    }
 }
 
 // 4. Rollback only.
@@ -171,14 +174,15 @@ async fn wf_rollback(ctx: ExecutionContext<String>) -> flux::Result<u32> {
 
 #[tokio::test]
 async fn a_rollback_runs_when_the_task_fails_for_good() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_rollback, "o-1".to_string()).await;
-    assert_eq!(
-        kinds(execution.events()),
-        [WorkflowStarted, TaskStarted, TaskRollbackStarted, TaskRollbackCompleted, TaskFailed, WorkflowFailed]
-    );
-    assert!(ROLLED_BACK.lock().unwrap().contains(&"o-1".to_string()));
-    assert_eq!(execution.error().unwrap().message(), "card declined for o-1");
+    for place in flux_suite::places() {
+        let execution = run_and_reload(&place, &wf_rollback, "o-1".to_string()).await;
+        assert_eq!(
+            kinds(execution.events()),
+            [WorkflowStarted, TaskStarted, TaskRollbackStarted, TaskRollbackCompleted, TaskFailed, WorkflowFailed]
+        );
+        assert!(ROLLED_BACK.lock().unwrap().contains(&"o-1".to_string()));
+        assert_eq!(execution.error().unwrap().message(), "card declined for o-1");
+    }
 }
 
 // 5. Fallback and rollback: the fallback wins, the rollback never runs.
@@ -204,14 +208,22 @@ async fn wf_both(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
 
 #[tokio::test]
 async fn a_fallback_takes_precedence_over_the_rollback() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_both, 1).await;
-    assert_eq!(execution.output(), Some(&2));
-    assert_eq!(
-        kinds(execution.events()),
-        [WorkflowStarted, TaskStarted, TaskFallbackStarted, TaskFallbackCompleted, TaskCompleted, WorkflowCompleted]
-    );
-    assert_eq!(BOTH_ROLLBACKS.load(Ordering::SeqCst), 0);
+    for place in flux_suite::places() {
+        let execution = run_and_reload(&place, &wf_both, 1).await;
+        assert_eq!(execution.output(), Some(&2));
+        assert_eq!(
+            kinds(execution.events()),
+            [
+                WorkflowStarted,
+                TaskStarted,
+                TaskFallbackStarted,
+                TaskFallbackCompleted,
+                TaskCompleted,
+                WorkflowCompleted
+            ]
+        );
+        assert_eq!(BOTH_ROLLBACKS.load(Ordering::SeqCst), 0);
+    }
 }
 
 // 6. Failing fallback; failing rollback.
@@ -245,26 +257,28 @@ async fn wf_broken_rollback(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
 
 #[tokio::test]
 async fn a_failing_fallback_fails_the_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_broken_fallback, 3).await;
-    assert_eq!(
-        kinds(execution.events()),
-        [WorkflowStarted, TaskStarted, TaskFallbackStarted, TaskFallbackFailed, TaskFailed, WorkflowFailed]
-    );
-    let err = execution.error().unwrap();
-    assert_eq!(err.message(), "bad 3");
-    assert_eq!(err.chain(), ["fallback failed: fallback down too"]);
+    for place in flux_suite::places() {
+        let execution = run_and_reload(&place, &wf_broken_fallback, 3).await;
+        assert_eq!(
+            kinds(execution.events()),
+            [WorkflowStarted, TaskStarted, TaskFallbackStarted, TaskFallbackFailed, TaskFailed, WorkflowFailed]
+        );
+        let err = execution.error().unwrap();
+        assert_eq!(err.message(), "bad 3");
+        assert_eq!(err.chain(), ["fallback failed: fallback down too"]);
+    }
 }
 
 #[tokio::test]
 async fn a_failing_rollback_fails_the_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_broken_rollback, 3).await;
-    assert_eq!(
-        kinds(execution.events()),
-        [WorkflowStarted, TaskStarted, TaskRollbackStarted, TaskRollbackFailed, TaskFailed, WorkflowFailed]
-    );
-    assert_eq!(execution.error().unwrap().chain(), ["rollback failed: cannot undo"]);
+    for place in flux_suite::places() {
+        let execution = run_and_reload(&place, &wf_broken_rollback, 3).await;
+        assert_eq!(
+            kinds(execution.events()),
+            [WorkflowStarted, TaskStarted, TaskRollbackStarted, TaskRollbackFailed, TaskFailed, WorkflowFailed]
+        );
+        assert_eq!(execution.error().unwrap().chain(), ["rollback failed: cannot undo"]);
+    }
 }
 
 // 7. Timeouts.
@@ -420,42 +434,46 @@ async fn wf_ttl(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
 
 #[tokio::test]
 async fn cached_results_are_shared_across_executions_until_they_expire() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let first = wf_cached.on(&Engine::open(&path).unwrap()).run(9).await.unwrap();
-    assert_eq!(first.output().unwrap(), &[81, 81, 81]);
-    let ids: Vec<&str> = first.events().iter().filter(|e| e.kind() == TaskCompleted).map(|e| e.source_id()).collect();
-    assert!(ids[1].ends_with("~1") && ids[2].ends_with("~2"), "{ids:?}");
-    // A second execution, in a fresh engine as another process would have.
-    let second = wf_cached.on(&Engine::open(&path).unwrap()).run(9).await.unwrap();
-    assert_eq!(second.output().unwrap(), &[81, 81, 81]);
-    assert_eq!(CACHED_RUNS.load(Ordering::SeqCst), 1, "the body ran once");
-    assert_eq!(
-        kinds(second.events()),
-        [
-            WorkflowStarted,
-            TaskStarted,
-            TaskCompleted,
-            TaskStarted,
-            TaskCompleted,
-            TaskStarted,
-            TaskCompleted,
-            WorkflowCompleted
-        ]
-    );
-    // Clearing the cache makes it run again.
-    let engine = Engine::open(&path).unwrap();
-    assert_eq!(engine.clear_task_cache(expensive::NAME).unwrap(), 1);
-    wf_cached.on(&engine).run(9).await.unwrap();
-    assert_eq!(CACHED_RUNS.load(Ordering::SeqCst), 2);
+    for place in flux_suite::places() {
+        CACHED_RUNS.store(0, Ordering::SeqCst);
+        TTL_RUNS.store(0, Ordering::SeqCst);
+        let first = wf_cached.on(&place.open()).run(9).await.unwrap();
+        assert_eq!(first.output().unwrap(), &[81, 81, 81], "{place}");
+        let ids: Vec<&str> =
+            first.events().iter().filter(|e| e.kind() == TaskCompleted).map(|e| e.source_id()).collect();
+        assert!(ids[1].ends_with("~1") && ids[2].ends_with("~2"), "{place}: {ids:?}");
+        // A second execution, in a fresh engine as another process would have.
+        let second = wf_cached.on(&place.open()).run(9).await.unwrap();
+        assert_eq!(second.output().unwrap(), &[81, 81, 81], "{place}");
+        assert_eq!(CACHED_RUNS.load(Ordering::SeqCst), 1, "{place}: the body ran once");
+        assert_eq!(
+            kinds(second.events()),
+            [
+                WorkflowStarted,
+                TaskStarted,
+                TaskCompleted,
+                TaskStarted,
+                TaskCompleted,
+                TaskStarted,
+                TaskCompleted,
+                WorkflowCompleted
+            ],
+            "{place}"
+        );
+        // Clearing the cache makes it run again.
+        let engine = place.open();
+        assert_eq!(engine.clear_task_cache(expensive::NAME).unwrap(), 1, "{place}");
+        wf_cached.on(&engine).run(9).await.unwrap();
+        assert_eq!(CACHED_RUNS.load(Ordering::SeqCst), 2, "{place}");
 
-    let engine = Engine::open(&path).unwrap();
-    wf_ttl.on(&engine).run(1).await.unwrap();
-    wf_ttl.on(&engine).run(1).await.unwrap();
-    assert_eq!(TTL_RUNS.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    wf_ttl.on(&engine).run(1).await.unwrap();
-    assert_eq!(TTL_RUNS.load(Ordering::SeqCst), 2, "an expired entry runs the task again");
+        let engine = place.open();
+        wf_ttl.on(&engine).run(1).await.unwrap();
+        wf_ttl.on(&engine).run(1).await.unwrap();
+        assert_eq!(TTL_RUNS.load(Ordering::SeqCst), 1, "{place}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        wf_ttl.on(&engine).run(1).await.unwrap();
+        assert_eq!(TTL_RUNS.load(Ordering::SeqCst), 2, "{place}: an expired entry runs the task again");
+    }
 }
 
 // 10. Name templates.
@@ -499,11 +517,12 @@ async fn wf_catches(ctx: ExecutionContext<String>) -> flux::Result<String> {
 
 #[tokio::test]
 async fn a_caught_failure_lets_the_workflow_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_catches, "k".into()).await;
-    assert_eq!(execution.output().map(String::as_str), Some("default (k not found)"));
-    assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskFailed, WorkflowCompleted]);
-    assert_eq!(execution.events()[2].value::<Error>().unwrap().message(), "k not found");
+    for place in flux_suite::places() {
+        let execution = run_and_reload(&place, &wf_catches, "k".into()).await;
+        assert_eq!(execution.output().map(String::as_str), Some("default (k not found)"));
+        assert_eq!(kinds(execution.events()), [WorkflowStarted, TaskStarted, TaskFailed, WorkflowCompleted]);
+        assert_eq!(execution.events()[2].value::<Error>().unwrap().message(), "k not found");
+    }
 }
 
 // with_options and metadata.
@@ -669,15 +688,16 @@ async fn wf_needs_secret(_ctx: ExecutionContext<()>) -> flux::Result<usize> {
 
 #[tokio::test]
 async fn timeout_and_missing_secret_failures_reload_from_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let execution = run_and_reload(&dir, &wf_slow_on_disk, ()).await;
-    let err = execution.error().unwrap();
-    assert_eq!(err.kind(), ErrorKind::TaskTimeout);
-    assert!(err.message().ends_with("timed out after 50ms"), "{err}");
-    let execution = run_and_reload(&dir, &wf_needs_secret, ()).await;
-    let err = execution.error().unwrap();
-    assert_eq!(err.kind(), ErrorKind::MissingSecret);
-    assert!(err.message().ends_with("needs secrets that are not set: NOT_SET_ANYWHERE"), "{err}");
+    for place in flux_suite::places() {
+        let execution = run_and_reload(&place, &wf_slow_on_disk, ()).await;
+        let err = execution.error().unwrap();
+        assert_eq!(err.kind(), ErrorKind::TaskTimeout);
+        assert!(err.message().ends_with("timed out after 50ms"), "{err}");
+        let execution = run_and_reload(&place, &wf_needs_secret, ()).await;
+        let err = execution.error().unwrap();
+        assert_eq!(err.kind(), ErrorKind::MissingSecret);
+        assert!(err.message().ends_with("needs secrets that are not set: NOT_SET_ANYWHERE"), "{err}");
+    }
 }
 
 // Review follow-ups: the cache key, the cache with output storage and fallbacks, sync tasks

@@ -56,23 +56,26 @@ async fn a_child_runs_as_its_own_execution_linked_to_the_parent() {
 
 #[tokio::test]
 async fn the_child_execution_is_stored_with_its_parent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let engine = Engine::open(&path).unwrap();
-    let execution = parent.on(&engine).run(4).await.unwrap();
-    drop(engine);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let (child_id, parent_id): (String, Option<String>) = conn
-        .query_row("SELECT id, parent_id FROM executions WHERE workflow_name = 'child'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!(parent_id.as_deref(), Some(execution.execution_id()));
-    let engine = Engine::open(&path).unwrap();
-    let status = child.on(&engine).status(&child_id).await.unwrap();
-    assert_eq!(status.parent_id(), Some(execution.execution_id()));
-    assert_eq!(status.output(), Some(&12));
-    assert_eq!(kinds(status.events()), vec![WorkflowStarted, TaskStarted, TaskCompleted, WorkflowCompleted]);
+    for place in flux_suite::places() {
+        let engine = place.open();
+        let execution = parent.on(&engine).run(4).await.unwrap();
+        drop(engine);
+        // A fresh engine finds the child by its parent.
+        let engine = place.open();
+        let filter = flux::ExecutionFilter::new().workflow("child").parent(execution.execution_id());
+        let page = engine.store().list_executions(&filter).unwrap();
+        assert_eq!(page.total, 1, "{place}: {page:?}");
+        let row = &page.executions[0];
+        assert_eq!(row.parent_id.as_deref(), Some(execution.execution_id()), "{place}");
+        let status = child.on(&engine).status(&row.id).await.unwrap();
+        assert_eq!(status.parent_id(), Some(execution.execution_id()), "{place}");
+        assert_eq!(status.output(), Some(&12), "{place}");
+        assert_eq!(
+            kinds(status.events()),
+            vec![WorkflowStarted, TaskStarted, TaskCompleted, WorkflowCompleted],
+            "{place}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -326,7 +326,10 @@ mod postgres {
                     seconds * 1e6 / tasks as f64,
                     peak_rss_mb(),
                     busy * 1e6 / tasks as f64,
-                    busy / seconds / f64::from(u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1)),
+                    busy / seconds
+                        / f64::from(
+                            u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1)
+                        ),
                 );
             }
         }
