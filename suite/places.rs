@@ -53,6 +53,16 @@ impl Place {
         }
     }
 
+    /// What `FLUX_DATABASE_URL` takes for it, for a process of its own: `sqlite://{path}` or
+    /// the database's URL.
+    pub fn database_url(&self) -> String {
+        match &self.kind {
+            Kind::Sqlite(dir) => format!("sqlite://{}", dir.path().join("flux.db").display()),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(db, _) => db.url(),
+        }
+    }
+
     /// A new engine on it (default durability).
     pub fn open(&self) -> Engine {
         self.open_with(Durability::Default)

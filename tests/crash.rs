@@ -5,12 +5,16 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use flux::{Engine, EventType, ExecutionState};
-use flux_suite::example;
+use flux::{EventType, ExecutionState};
+use flux_suite::{Place, example};
 
-fn command(home: &Path) -> Command {
+/// The example, at home in `home`, storing its executions in `place`.
+fn command(home: &Path, place: &Place) -> Command {
     let mut cmd = Command::new(example("crash_steps"));
-    cmd.env("FLUX_HOME", home).env_remove("FLUX_DATABASE_URL").env_remove("FLUX_SLOW_STEP").env_remove("FLUX_CONFIG");
+    cmd.env("FLUX_HOME", home)
+        .env("FLUX_DATABASE_URL", place.database_url())
+        .env_remove("FLUX_SLOW_STEP")
+        .env_remove("FLUX_CONFIG");
     // A lease short enough for `recover` to take a killed process's execution over quickly.
     cmd.env("FLUX_LEASE_MS", LEASE_MS.to_string());
     cmd.current_dir(home);
@@ -33,12 +37,12 @@ fn lines(file: &Path) -> Vec<String> {
 
 /// Starts the workflow with step `slow` sleeping, waits until that step has started, and kills
 /// the process with SIGKILL.
-fn kill_during_step(home: &Path, id: &str, file: &Path, slow: u32) {
-    kill_during(command(home), home, id, file, slow);
+fn kill_during_step(home: &Path, place: &Place, id: &str, file: &Path, slow: u32) {
+    kill_during(command(home, place), place, id, file, slow);
 }
 
 /// [`kill_during_step`] with the process `cmd` starts.
-fn kill_during(mut cmd: Command, home: &Path, id: &str, file: &Path, slow: u32) {
+fn kill_during(mut cmd: Command, place: &Place, id: &str, file: &Path, slow: u32) {
     let mut child = cmd
         .args(["run", id, file.to_str().expect("utf-8 path")])
         .env("FLUX_SLOW_STEP", slow.to_string())
@@ -55,7 +59,7 @@ fn kill_during(mut cmd: Command, home: &Path, id: &str, file: &Path, slow: u32) 
     }
     // Wait until the step's TASK_STARTED is stored too, so that the replay below is a restart
     // of a started task, not a first start.
-    let engine = Engine::open(home.join("flux.db")).expect("engine");
+    let engine = place.open();
     loop {
         let stored = engine.store().load(id).expect("load");
         let started = stored.map_or(0, |s| s.events.iter().filter(|e| e.kind() == EventType::TaskStarted).count());
@@ -72,168 +76,178 @@ fn kill_during(mut cmd: Command, home: &Path, id: &str, file: &Path, slow: u32) 
 
 #[test]
 fn killed_during_task_2_replays_without_rerunning_task_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("effects.txt");
-    kill_during_step(dir.path(), "crash-2", &file, 2);
-    assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+    for place in flux_suite::places() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("effects.txt");
+        kill_during_step(dir.path(), &place, "crash-2", &file, 2);
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
 
-    let stdout = run_ok(command(dir.path()).args(["replay", "crash-2"]));
-    assert!(stdout.contains("state: COMPLETED"), "{stdout}");
-    assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
-    // Task 1 ran exactly once; task 2 ran again because its result was never recorded.
-    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+        let stdout = run_ok(command(dir.path(), &place).args(["replay", "crash-2"]));
+        assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+        assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
+        // Task 1 ran exactly once; task 2 ran again because its result was never recorded.
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
 
-    // The stored log: one TASK_STARTED per task (none written twice), three completions.
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    let stored = engine.store().load("crash-2").unwrap().expect("stored");
-    assert_eq!(stored.state, ExecutionState::Completed);
-    use EventType::*;
-    assert_eq!(
-        flux_suite::kinds(&stored.events),
-        [
-            WorkflowStarted,
-            TaskStarted,
-            TaskCompleted,
-            TaskStarted,
-            TaskCompleted,
-            TaskStarted,
-            TaskCompleted,
-            WorkflowCompleted
-        ]
-    );
-    let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
-    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+        // The stored log: one TASK_STARTED per task (none written twice), three completions.
+        let engine = place.open();
+        let stored = engine.store().load("crash-2").unwrap().expect("stored");
+        assert_eq!(stored.state, ExecutionState::Completed);
+        use EventType::*;
+        assert_eq!(
+            flux_suite::kinds(&stored.events),
+            [
+                WorkflowStarted,
+                TaskStarted,
+                TaskCompleted,
+                TaskStarted,
+                TaskCompleted,
+                TaskStarted,
+                TaskCompleted,
+                WorkflowCompleted
+            ]
+        );
+        let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
+        assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    }
 }
 
 #[test]
 fn killed_during_inline_step_2_replays_without_rerunning_step_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("effects.txt");
-    let inline = || {
-        let mut cmd = command(dir.path());
-        cmd.env("FLUX_INLINE_STEPS", "1");
-        cmd
-    };
-    kill_during(inline(), dir.path(), "inline-2", &file, 2);
-    assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+    for place in flux_suite::places() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("effects.txt");
+        let inline = || {
+            let mut cmd = command(dir.path(), &place);
+            cmd.env("FLUX_INLINE_STEPS", "1");
+            cmd
+        };
+        kill_during(inline(), &place, "inline-2", &file, 2);
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
 
-    let stdout = run_ok(inline().args(["replay", "inline-2"]));
-    assert!(stdout.contains("state: COMPLETED") && stdout.contains("output: [10, 20, 30]"), "{stdout}");
-    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    let stored = engine.store().load("inline-2").unwrap().expect("stored");
-    let started: Vec<&str> =
-        stored.events.iter().filter(|e| e.kind() == EventType::TaskStarted).map(|e| e.name()).collect();
-    assert_eq!(started, ["inline_1", "inline_2", "inline_3"], "one TASK_STARTED per step, none written twice");
-    assert_eq!(stored.events.len(), 8);
+        let stdout = run_ok(inline().args(["replay", "inline-2"]));
+        assert!(stdout.contains("state: COMPLETED") && stdout.contains("output: [10, 20, 30]"), "{stdout}");
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+        let engine = place.open();
+        let stored = engine.store().load("inline-2").unwrap().expect("stored");
+        let started: Vec<&str> =
+            stored.events.iter().filter(|e| e.kind() == EventType::TaskStarted).map(|e| e.name()).collect();
+        assert_eq!(started, ["inline_1", "inline_2", "inline_3"], "one TASK_STARTED per step, none written twice");
+        assert_eq!(stored.events.len(), 8);
+    }
 }
 
 #[test]
 fn a_new_process_recovers_a_killed_execution_once_its_lease_has_run_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("effects.txt");
-    kill_during_step(dir.path(), "lost-2", &file, 2);
-    let killed = Instant::now();
+    for place in flux_suite::places() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("effects.txt");
+        kill_during_step(dir.path(), &place, "lost-2", &file, 2);
+        let killed = Instant::now();
 
-    // The dead process renewed its lease until it was killed: for now nothing is taken over.
-    let early = run_ok(command(dir.path()).arg("recover"));
-    if killed.elapsed() < Duration::from_millis(LEASE_MS / 2) {
-        assert!(early.contains("nothing to recover"), "{early}");
-        assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+        // The dead process renewed its lease until it was killed: for now nothing is taken over.
+        let early = run_ok(command(dir.path(), &place).arg("recover"));
+        if killed.elapsed() < Duration::from_millis(LEASE_MS / 2) {
+            assert!(early.contains("nothing to recover"), "{early}");
+            assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+        }
+
+        // A new process that names no execution continues it once the lease has run out.
+        let stdout = run_ok(command(dir.path(), &place).args(["recover", "60"]));
+        assert!(stdout.contains("recovered lost-2: COMPLETED"), "{stdout}");
+        assert!(killed.elapsed() >= Duration::from_millis(LEASE_MS / 3), "taken over before the lease ran out");
+        // Task 1 ran once; task 2, whose result was never recorded, ran again.
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+        let status = run_ok(command(dir.path(), &place).args(["status", "lost-2"]));
+        assert!(status.contains("state: COMPLETED") && status.contains("output: [10, 20, 30]"), "{status}");
+        let engine = place.open();
+        let stored = engine.store().load("lost-2").unwrap().expect("stored");
+        let completed = stored.events.iter().filter(|e| e.kind() == EventType::TaskCompleted).count();
+        assert_eq!((stored.events.len(), completed), (8, 3));
+        // Nothing is left for another recovery.
+        assert!(run_ok(command(dir.path(), &place).arg("recover")).contains("nothing to recover"));
     }
-
-    // A new process that names no execution continues it once the lease has run out.
-    let stdout = run_ok(command(dir.path()).args(["recover", "60"]));
-    assert!(stdout.contains("recovered lost-2: COMPLETED"), "{stdout}");
-    assert!(killed.elapsed() >= Duration::from_millis(LEASE_MS / 3), "taken over before the lease ran out");
-    // Task 1 ran once; task 2, whose result was never recorded, ran again.
-    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
-    let status = run_ok(command(dir.path()).args(["status", "lost-2"]));
-    assert!(status.contains("state: COMPLETED") && status.contains("output: [10, 20, 30]"), "{status}");
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    let stored = engine.store().load("lost-2").unwrap().expect("stored");
-    let completed = stored.events.iter().filter(|e| e.kind() == EventType::TaskCompleted).count();
-    assert_eq!((stored.events.len(), completed), (8, 3));
-    // Nothing is left for another recovery.
-    assert!(run_ok(command(dir.path()).arg("recover")).contains("nothing to recover"));
 }
 
 #[test]
 fn batched_mode_killed_during_task_2_keeps_a_prefix_of_the_log_and_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("effects.txt");
-    // TASK_STARTED of task 2 reaches the disk through a batch commit: the log is a prefix of
-    // what was recorded, so task 1's TASK_COMPLETED, recorded before it, is there too.
-    std::fs::write(dir.path().join("flux.toml"), "[flux]\ndurability = \"batched\"\n").unwrap();
-    kill_during_step(dir.path(), "batched-2", &file, 2);
-    assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
+    for place in flux_suite::places() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("effects.txt");
+        // TASK_STARTED of task 2 reaches the disk through a batch commit: the log is a prefix of
+        // what was recorded, so task 1's TASK_COMPLETED, recorded before it, is there too.
+        std::fs::write(dir.path().join("flux.toml"), "[flux]\ndurability = \"batched\"\n").unwrap();
+        kill_during_step(dir.path(), &place, "batched-2", &file, 2);
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2"]);
 
-    let stdout = run_ok(command(dir.path()).args(["replay", "batched-2"]));
-    assert!(stdout.contains("state: COMPLETED"), "{stdout}");
-    assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
-    assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
+        let stdout = run_ok(command(dir.path(), &place).args(["replay", "batched-2"]));
+        assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+        assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
+        assert_eq!(lines(&file), ["start 1", "done 1", "start 2", "start 2", "done 2", "start 3", "done 3"]);
 
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    let stored = engine.store().load("batched-2").unwrap().expect("stored");
-    assert_eq!(stored.state, ExecutionState::Completed);
-    let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
-    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
-    let completed = stored.events.iter().filter(|e| e.kind() == EventType::TaskCompleted).count();
-    assert_eq!(completed, 3);
+        let engine = place.open();
+        let stored = engine.store().load("batched-2").unwrap().expect("stored");
+        assert_eq!(stored.state, ExecutionState::Completed);
+        let seqs: Vec<u64> = stored.events.iter().map(|e| e.seq()).collect();
+        assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+        let completed = stored.events.iter().filter(|e| e.kind() == EventType::TaskCompleted).count();
+        assert_eq!(completed, 3);
+    }
 }
 
 #[test]
 fn killed_inside_task_1_leaves_a_running_execution_that_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("effects.txt");
-    kill_during_step(dir.path(), "crash-1", &file, 1);
+    for place in flux_suite::places() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("effects.txt");
+        kill_during_step(dir.path(), &place, "crash-1", &file, 1);
 
-    let status = run_ok(command(dir.path()).args(["status", "crash-1"]));
-    assert!(status.contains("state: RUNNING"), "{status}");
+        let status = run_ok(command(dir.path(), &place).args(["status", "crash-1"]));
+        assert!(status.contains("state: RUNNING"), "{status}");
 
-    let stdout = run_ok(command(dir.path()).args(["replay", "crash-1"]));
-    assert!(stdout.contains("state: COMPLETED"), "{stdout}");
-    assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
-    assert_eq!(lines(&file), ["start 1", "start 1", "done 1", "start 2", "done 2", "start 3", "done 3"]);
+        let stdout = run_ok(command(dir.path(), &place).args(["replay", "crash-1"]));
+        assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+        assert!(stdout.contains("output: [10, 20, 30]"), "{stdout}");
+        assert_eq!(lines(&file), ["start 1", "start 1", "done 1", "start 2", "done 2", "start 3", "done 3"]);
 
-    // Replaying the finished execution runs nothing and writes nothing.
-    let before =
-        Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
-    let again = run_ok(command(dir.path()).args(["replay", "crash-1"]));
-    assert!(again.contains("output: [10, 20, 30]"), "{again}");
-    let after =
-        Engine::open(dir.path().join("flux.db")).unwrap().store().load("crash-1").unwrap().unwrap().events.len();
-    assert_eq!(before, after);
-    assert_eq!(lines(&file).len(), 7);
+        // Replaying the finished execution runs nothing and writes nothing.
+        let before = place.open().store().load("crash-1").unwrap().unwrap().events.len();
+        let again = run_ok(command(dir.path(), &place).args(["replay", "crash-1"]));
+        assert!(again.contains("output: [10, 20, 30]"), "{again}");
+        let after = place.open().store().load("crash-1").unwrap().unwrap().events.len();
+        assert_eq!(before, after);
+        assert_eq!(lines(&file).len(), 7);
+    }
 }
 
 #[test]
 fn two_processes_share_one_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let children: Vec<_> = ["a", "b"]
-        .iter()
-        .map(|id| {
-            let file = dir.path().join(format!("effects-{id}.txt"));
-            command(dir.path())
-                .args(["run", id, file.to_str().unwrap(), "300"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("the example starts")
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().expect("finished");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains("state: COMPLETED"), "{stdout}");
-        assert!(stdout.contains("events: 602"), "{stdout}");
-    }
-    let engine = Engine::open(dir.path().join("flux.db")).unwrap();
-    for id in ["a", "b"] {
-        let stored = engine.store().load(id).unwrap().expect("stored");
-        assert_eq!(stored.state, ExecutionState::Completed);
-        assert_eq!(stored.events.len(), 602);
-        assert_eq!(lines(&dir.path().join(format!("effects-{id}.txt"))).len(), 600);
+    for place in flux_suite::places() {
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|id| {
+                let file = dir.path().join(format!("effects-{id}.txt"));
+                command(dir.path(), &place)
+                    .args(["run", id, file.to_str().unwrap(), "300"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("the example starts")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("finished");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+            assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+            assert!(stdout.contains("events: 602"), "{stdout}");
+        }
+        let engine = place.open();
+        for id in ["a", "b"] {
+            let stored = engine.store().load(id).unwrap().expect("stored");
+            assert_eq!(stored.state, ExecutionState::Completed);
+            assert_eq!(stored.events.len(), 602);
+            assert_eq!(lines(&dir.path().join(format!("effects-{id}.txt"))).len(), 600);
+        }
     }
 }
