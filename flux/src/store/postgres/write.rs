@@ -1,6 +1,7 @@
 //! The writer: one connection that commits every batch queued while it was busy in one
-//! transaction, each batch under a savepoint, its writes checked by the rules of every store
-//! against the rows they touch, read `FOR UPDATE`.
+//! transaction, its writes checked by the rules of every store against the rows they touch,
+//! read `FOR UPDATE`. Usually in two round trips ([`super::pipeline`]); when the database
+//! refuses what the rules allowed, again with each batch under a savepoint (here).
 
 use std::collections::HashMap;
 use std::time::SystemTime;
