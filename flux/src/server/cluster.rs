@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use super::dispatch::{find_scheduled, list, tell_cancelled};
+use super::dispatch::{FOREIGN_GRACE, find_scheduled, list, tell_cancelled};
 use super::state::{CatalogEntry, Shared, lock};
 use crate::event::ExecutionState;
 use crate::store::Change;
@@ -116,7 +116,7 @@ impl Seen {
 
 /// Looks at the store for everything a notice may have told: the catalog, scheduled and
 /// cancelled executions, and the events of those listened to.
-async fn look_everywhere(s: &Shared) {
+async fn look_everywhere(s: &Arc<Shared>) {
     learn_catalog(s).await;
     look_for_scheduled(s).await;
     match list(s, &[ExecutionState::Cancelling]).await {
@@ -133,10 +133,17 @@ async fn look_everywhere(s: &Shared) {
 }
 
 /// Takes the scheduled executions in the store as this server's offers too, and wakes the
-/// dispatcher.
-async fn look_for_scheduled(s: &Shared) {
+/// dispatcher, now and once those scheduled by other servers may be offered.
+async fn look_for_scheduled(s: &Arc<Shared>) {
     match find_scheduled(s, Some(Instant::now())).await {
-        Ok(()) => s.wake.notify_one(),
+        Ok(()) => {
+            s.wake.notify_one();
+            let shared = s.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(FOREIGN_GRACE).await;
+                shared.wake.notify_one();
+            });
+        }
         Err(e) => tracing::warn!(error = %e, "cannot look for scheduled executions"),
     }
 }

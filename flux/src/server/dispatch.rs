@@ -25,6 +25,10 @@ const REOFFER: Duration = Duration::from_secs(3);
 /// How often the dispatcher looks at leases and offers without being woken.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How long an execution another server scheduled is left to that server's workers before this
+/// one offers it too.
+pub(crate) const FOREIGN_GRACE: Duration = Duration::from_millis(100);
+
 /// The source id of an execution's workflow events: `{workflow}_{id}`.
 pub(crate) fn workflow_source(workflow: &str, id: &str) -> Arc<str> {
     Arc::from(format!("{workflow}_{id}"))
@@ -345,8 +349,13 @@ pub(crate) async fn list(s: &Shared, states: &'static [ExecutionState]) -> crate
 /// (at start-up, and with other servers on the database, from time to time: they may have
 /// scheduled them, or taken them back); forgets those waiting since before `since` that are no
 /// longer scheduled (a worker of another server claimed them, or they were cancelled).
+///
+/// With other servers (`since` given), an execution scheduled less than [`FOREIGN_GRACE`] ago
+/// is offered only once that much has passed: the server that scheduled it usually has a worker
+/// claim it first, and offering it here too would only make two workers race for one claim.
 pub(crate) async fn find_scheduled(s: &Shared, since: Option<Instant>) -> crate::Result<()> {
     let rows = list(s, &[ExecutionState::Scheduled, ExecutionState::ResumeScheduled]).await?;
+    let (now, wall) = (Instant::now(), SystemTime::now());
     let mut pending = lock(&s.pending);
     let mut found = std::collections::HashSet::with_capacity(rows.len());
     for row in rows {
@@ -355,6 +364,13 @@ pub(crate) async fn find_scheduled(s: &Shared, since: Option<Instant>) -> crate:
         }
         if !pending.offers.contains_key(&row.id) {
             pending.add(&row.id, &row.workflow_name, row.state == ExecutionState::ResumeScheduled);
+            let waited = wall.duration_since(row.updated_at).unwrap_or_default();
+            if since.is_some()
+                && let Some(left) = FOREIGN_GRACE.checked_sub(waited)
+                && let Some(offer) = pending.offers.get_mut(&row.id)
+            {
+                offer.not_before = Some(now + left);
+            }
         }
         found.insert(row.id);
     }
@@ -574,6 +590,7 @@ fn offer(s: &Shared) {
         .offers
         .iter()
         .filter(|(_, o)| o.offered.as_ref().is_none_or(|(_, at)| now.duration_since(*at) >= REOFFER))
+        .filter(|(_, o)| o.not_before.is_none_or(|at| at <= now))
         .map(|(id, o)| (o.since, id.clone()))
         .collect();
     ids.sort_unstable();

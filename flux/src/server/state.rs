@@ -153,12 +153,16 @@ pub(crate) struct Offered {
     pub(crate) offered: Option<(String, Instant)>,
     /// When it was added.
     pub(crate) since: Instant,
+    /// Not offered before then: an execution another server scheduled is left to that server's
+    /// workers for a moment (see `dispatch::find_scheduled`).
+    pub(crate) not_before: Option<Instant>,
 }
 
 impl Pending {
     /// Adds execution `id` to those waiting for a worker (to resume it, when `resumed`).
     pub(crate) fn add(&mut self, id: &str, workflow: &str, resumed: bool) {
-        let offered = Offered { workflow: workflow.to_string(), resumed, offered: None, since: Instant::now() };
+        let offered =
+            Offered { workflow: workflow.to_string(), resumed, offered: None, since: Instant::now(), not_before: None };
         self.offers.insert(id.to_string(), offered);
     }
 }
