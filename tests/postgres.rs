@@ -191,6 +191,17 @@ async fn a_store_hears_of_the_commits_of_another_store_on_its_schema_but_not_of_
         heard(&mut heard_by_a).await,
         Change::Execution { id: "shared-3".into(), state: Some(ExecutionState::Scheduled) }
     );
+    // A published message is heard, whole, before the writes queued after it.
+    a.publish("shared-2", b"progress 1");
+    a.write(vec![Write::set_state("shared-2", ExecutionState::Running, None)]).await.unwrap();
+    assert_eq!(
+        heard(&mut heard_by_b).await,
+        Change::Published { id: "shared-2".into(), message: b"progress 1"[..].into() }
+    );
+    assert_eq!(
+        heard(&mut heard_by_b).await,
+        Change::Execution { id: "shared-2".into(), state: Some(ExecutionState::Running) }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

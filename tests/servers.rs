@@ -1,6 +1,6 @@
 //! Several flux servers on one PostgreSQL database (SPEC §17): a workflow run through one server
-//! is claimed by a worker connected to another, its sync and stream answers come from the server
-//! the client asked; the catalog, cancellations and scheduled executions reach every server;
+//! is claimed by a worker connected to another, its sync and stream answers (progress included)
+//! come from the server the client asked; the catalog, cancellations and scheduled executions reach every server;
 //! and the claims a stopped server answered for are taken back by another once their stored
 //! lease runs out, and finished by a worker of that one.
 //!
@@ -176,6 +176,19 @@ async fn a_run_through_one_server_is_run_by_a_worker_of_another_and_answered_whe
     assert_eq!(last["state"], "COMPLETED", "{last:#}");
     assert_eq!(last["output"], "y:1:2:3", "{last:#}");
     assert_eq!(seen, types(&last), "the stream through A saw each event B stored, once, in order");
+
+    // Progress the worker reports through B reaches a stream opened through A.
+    let mut events = workflow(&api_a, "progressing").stream(&json!(3)).await.expect("the stream opens");
+    let mut progress = Vec::new();
+    let read = async {
+        while let Some(item) = events.next().await {
+            if let StreamEvent::Progress(p) = item.expect("a stream event") {
+                progress.push(p.value_json().clone());
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read).await.expect("the stream ends");
+    assert_eq!(progress, [json!("1 of 3"), json!("2 of 3"), json!("3 of 3")]);
     drop(_worker);
     a.shutdown().await.expect("A stops");
     b.shutdown().await.expect("B stops");

@@ -33,7 +33,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// How often polling loops look again.
 const POLL: Duration = Duration::from_millis(50);
 /// Every workflow the test worker registers.
-const WORKFLOWS: [&str; 5] = ["approval", "five_steps", "hello_world", "sleeper", "three_steps"];
+const WORKFLOWS: [&str; 6] = ["approval", "five_steps", "hello_world", "progressing", "sleeper", "three_steps"];
 
 // ---------------------------------------------------------------------------------------------
 // The server and the worker processes

@@ -128,6 +128,20 @@ async fn five_steps(ctx: ExecutionContext<String>) -> flux::Result<String> {
     Ok(value)
 }
 
+#[flux::task]
+async fn report_progress(n: u32) -> u32 {
+    for i in 1..=n {
+        flux::progress(format!("{i} of {n}")).await;
+    }
+    n
+}
+
+/// A task reporting its progress `n` times.
+#[flux::workflow]
+async fn progressing(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    report_progress(*ctx.input()).await
+}
+
 #[flux::workflow]
 async fn approval(ctx: ExecutionContext<String>) -> flux::Result<String> {
     let answer: String = flux::pause("approval").await?;
@@ -158,6 +172,7 @@ async fn main() -> ExitCode {
         .register(hello_world)
         .register(three_steps)
         .register(five_steps)
+        .register(progressing)
         .register(approval)
         .register(sleeper);
     if let Ok(name) = std::env::var("FLUX_TEST_WORKER_NAME") {

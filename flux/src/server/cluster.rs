@@ -10,7 +10,8 @@
 //! - a cancellation asked for elsewhere reaches the worker holding the execution through this
 //!   server;
 //! - the durable events another server stores reach this server's streams and waiting
-//!   requests (progress, which is not stored, reaches only the server holding the worker);
+//!   requests, and so does the progress its workers report (passed on without being stored,
+//!   see [`Store::publish`](crate::store::Store::publish));
 //! - the workflows workers registered elsewhere are in this server's catalog.
 //!
 //! Claims a dead server answered for are taken back by any server once their stored lease runs
@@ -25,8 +26,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use super::dispatch::{FOREIGN_GRACE, find_scheduled, list, tell_cancelled};
+use super::hub::HubItem;
 use super::state::{CatalogEntry, Shared, lock};
-use crate::event::ExecutionState;
+use crate::event::{Event, EventType, ExecutionState};
+use crate::protocol::Blob;
 use crate::store::Change;
 
 /// How often the store is looked at for what notices may have missed.
@@ -53,6 +56,7 @@ pub(crate) async fn follow(s: Arc<Shared>, mut changes: broadcast::Receiver<Chan
         while let Some(change) = next.take() {
             match change {
                 Ok(Change::Execution { id, state }) => seen.note(&s, id, state),
+                Ok(Change::Published { id, message }) => pass_on_progress(&s, &id, &message),
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => seen.everything = true,
                 Err(broadcast::error::RecvError::Closed) => {
                     // The store stopped telling: polling alone from now on.
@@ -170,6 +174,45 @@ async fn tail(s: &Shared, id: &str) {
         Ok(None) => {}
         Err(e) => tracing::warn!(execution_id = %id, error = %e, "cannot read the events of an execution"),
     }
+}
+
+/// A task's progress, as servers pass it to each other: task id, task name, value (MessagePack)
+/// and time (microseconds since the epoch).
+type SharedProgress = (String, String, Blob, i64);
+
+/// Passes the progress a worker reported through this server to the other servers, whose
+/// streams of the execution may be open.
+pub(crate) fn share_progress(s: &Shared, execution_id: &str, items: &[HubItem]) {
+    if !s.shared_store {
+        return;
+    }
+    for item in items {
+        if let HubItem::Event(e) = item
+            && e.kind() == EventType::TaskProgress
+        {
+            let shared: SharedProgress = (
+                e.source_id().to_string(),
+                e.name().to_string(),
+                Blob(e.value_bytes().to_vec()),
+                crate::event::to_micros(e.time()),
+            );
+            if let Ok(message) = crate::value::to_msgpack(&shared) {
+                s.engine.store().publish(execution_id, &message);
+            }
+        }
+    }
+}
+
+/// Gives this server's listeners of execution `id` the progress another server passed on.
+fn pass_on_progress(s: &Shared, id: &str, message: &[u8]) {
+    if !s.hub.follows(id) {
+        return;
+    }
+    let Ok((task_id, name, value, time)) = crate::value::from_msgpack::<SharedProgress>(message) else {
+        return;
+    };
+    let time = crate::event::from_micros(time);
+    s.hub.publish(id, &[Event::new(0, EventType::TaskProgress, task_id, name, value.0, time)]);
 }
 
 /// Adds the workflows workers registered with other servers to the catalog.

@@ -578,6 +578,9 @@ async fn store_checkpoint(
     received: Received,
 ) -> ApiResult<u64> {
     let Received { writes, items, seq, mut resting } = received;
+    // Told before the writes are queued: other servers' streams get the progress before the
+    // events that follow it.
+    super::cluster::share_progress(&s, &id, &items);
     if writes.len() > 1 {
         // A state change may be refused because the execution was cancelled through another
         // server since the claim was read: kept to try again without it.
@@ -638,6 +641,8 @@ async fn progress(
     }
     let value = protocol::json_to_msgpack(&report.value)?;
     let event = Event::new(0, EventType::TaskProgress, report.task_id, report.name, value, crate::event::now());
-    s.hub.publish(&id, &[event]);
+    let items = [HubItem::Event(event)];
+    s.hub.publish_items(&id, &items);
+    super::cluster::share_progress(&s, &id, &items);
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -429,6 +429,15 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Passes `message`, about execution `execution_id`, to the other processes on a shared store
+    /// without storing it (a task's progress, which a stream on another server shows); they get
+    /// it as [`Change::Published`]. At most [`MAX_PUBLISHED`] bytes; larger messages, and every
+    /// message on a store only this process uses (the default), go nowhere. It does not wait,
+    /// and a message can be lost like any notice.
+    fn publish(&self, execution_id: &str, message: &[u8]) {
+        let _ = (execution_id, message);
+    }
+
     /// Records that a worker registered workflow `name` at `version` with a server, for a
     /// store several servers share: the others then accept runs of it too. A store only this
     /// process writes to keeps nothing (the default).
@@ -456,9 +465,19 @@ pub enum Change {
         /// The state the commit left it in, if the commit set one.
         state: Option<ExecutionState>,
     },
+    /// A message another process published about execution `id` ([`Store::publish`]).
+    Published {
+        /// The execution.
+        id: Arc<str>,
+        /// The message.
+        message: Arc<[u8]>,
+    },
     /// Notices may have been lost since the last one: read again whatever is followed.
     Missed,
 }
+
+/// The largest message [`Store::publish`] passes on.
+pub const MAX_PUBLISHED: usize = 3800;
 
 /// Resolves when a submitted batch of writes is durable (or failed).
 #[must_use = "a write is only known to be durable once its commit resolves"]

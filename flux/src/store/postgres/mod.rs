@@ -211,7 +211,9 @@ impl PostgresStore {
     /// Queues `writes` for the writer.
     fn queue(&self, writes: Vec<Write>, deferred: bool) -> Commit {
         let (sender, commit) = Commit::pending();
-        if let Err(mpsc::error::SendError(job)) = self.writer.send(write::Job { writes, reply: sender, deferred }) {
+        if let Err(mpsc::error::SendError(job)) =
+            self.writer.send(write::Job { writes, reply: sender, deferred, published: None })
+        {
             job.reply.send(Err(self.stopped()));
         }
         commit
@@ -325,6 +327,15 @@ impl Store for PostgresStore {
     fn secret_remove(&self, name: &str) -> Result<bool> {
         let name = name.to_string();
         self.read(move |r| async move { r.secret_remove(&name).await })
+    }
+
+    /// Sends the message with `pg_notify` in the writer's next commit, without waiting: other
+    /// stores get it before they hear of the writes queued after it.
+    fn publish(&self, execution_id: &str, message: &[u8]) {
+        let Some(payload) = self.channel.published(execution_id, message) else { return };
+        let (reply, _unwatched) = Commit::pending();
+        let job = write::Job { writes: Vec::new(), reply, deferred: true, published: Some(payload) };
+        let _ = self.writer.send(job);
     }
 
     fn catalog_put(&self, name: &str, version: u32) -> Result<()> {

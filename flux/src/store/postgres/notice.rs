@@ -5,7 +5,9 @@
 //! A notice's payload is the sending store's origin on its first line, then one line per
 //! execution: the state the commit left it in (`-` for none), a space, and its id with `%` and
 //! line breaks percent-encoded. PostgreSQL refuses payloads of 8000 bytes or more, so a commit
-//! that touched many executions sends several notices.
+//! that touched many executions sends several notices. A published message
+//! ([`Store::publish`](crate::store::Store::publish)) is the origin, then `#` and the encoded
+//! id, then the message in hexadecimal.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -77,14 +79,7 @@ impl Channel {
             let mut line = String::with_capacity(id.len() + 24);
             line.push_str(state.map_or("-", |s| s.as_str()));
             line.push(' ');
-            for c in id.chars() {
-                match c {
-                    '%' => line.push_str("%25"),
-                    '\n' => line.push_str("%0A"),
-                    '\r' => line.push_str("%0D"),
-                    c => line.push(c),
-                }
-            }
+            line.push_str(&encode(id));
             if !payload.is_empty() && payload.len() + 1 + line.len() > MAX_PAYLOAD {
                 payloads.push(std::mem::take(&mut payload));
             }
@@ -99,21 +94,64 @@ impl Channel {
         payloads
     }
 
+    /// The payload publishing `message` about execution `id`; `None` if it is too large.
+    pub(super) fn published(&self, id: &str, message: &[u8]) -> Option<String> {
+        if message.len() > crate::store::MAX_PUBLISHED {
+            return None;
+        }
+        let mut payload = String::with_capacity(self.origin.len() + id.len() + 2 * message.len() + 4);
+        let _ = write!(payload, "{}\n#{}\n", self.origin, encode(id));
+        for b in message {
+            let _ = write!(payload, "{b:02x}");
+        }
+        (payload.len() <= MAX_PAYLOAD).then_some(payload)
+    }
+
     /// The changes a notice tells of, unless this store sent it.
     fn parse(&self, payload: &str) -> Vec<Change> {
         let mut lines = payload.split('\n');
         if lines.next() == Some(self.origin.as_str()) {
             return Vec::new();
         }
-        lines
-            .filter_map(|line| {
-                let (state, id) = line.split_once(' ')?;
-                let state = if state == "-" { None } else { Some(state.parse().ok()?) };
-                let id = id.replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%");
-                Some(Change::Execution { id: Arc::from(id), state })
-            })
-            .collect()
+        let mut changes = Vec::new();
+        while let Some(line) = lines.next() {
+            if let Some(id) = line.strip_prefix('#') {
+                let hex = lines.next().unwrap_or_default().as_bytes();
+                let message: Option<Vec<u8>> = hex
+                    .chunks(2)
+                    .map(|pair| std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok()))
+                    .collect();
+                if let Some(message) = message.filter(|_| hex.len().is_multiple_of(2)) {
+                    changes.push(Change::Published { id: Arc::from(decode(id)), message: message.into() });
+                }
+                continue;
+            }
+            let Some((state, id)) = line.split_once(' ') else { continue };
+            let state = if state == "-" {
+                None
+            } else {
+                match state.parse() {
+                    Ok(state) => Some(state),
+                    Err(_) => continue,
+                }
+            };
+            changes.push(Change::Execution { id: Arc::from(decode(id)), state });
+        }
+        changes
     }
+}
+
+/// An execution id with `%` and line breaks percent-encoded.
+fn encode(id: &str) -> std::borrow::Cow<'_, str> {
+    if !id.contains(['%', '\n', '\r']) {
+        return std::borrow::Cow::Borrowed(id);
+    }
+    std::borrow::Cow::Owned(id.replace('%', "%25").replace('\n', "%0A").replace('\r', "%0D"))
+}
+
+/// The id [`encode`] encoded.
+fn decode(id: &str) -> String {
+    id.replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")
 }
 
 /// Listens on `channel` until the store goes, passing the changes other stores commit to
@@ -198,6 +236,20 @@ mod tests {
         assert!(payloads.iter().all(|p| p.len() < 8000 && p.starts_with("origin\n")));
         let told: usize = payloads.iter().map(|p| Channel::new("flux", "me".into()).parse(p).len()).sum();
         assert_eq!(told, 2000);
+    }
+
+    #[test]
+    fn a_published_message_reaches_the_other_stores_whole() {
+        let channel = Channel::new("flux", "a".into());
+        let payload = channel.published("odd%\nid", &[0, 1, 0xfe, 0xff]).expect("small enough");
+        assert_eq!(payload, "a\n#odd%25%0Aid\n0001feff");
+        assert_eq!(
+            Channel::new("flux", "b".into()).parse(&payload),
+            vec![Change::Published { id: "odd%\nid".into(), message: vec![0, 1, 0xfe, 0xff].into() }]
+        );
+        assert!(channel.parse(&payload).is_empty());
+        assert!(channel.published("x", &vec![7; crate::store::MAX_PUBLISHED + 1]).is_none());
+        assert!(channel.published("x", &vec![7; crate::store::MAX_PUBLISHED]).is_some());
     }
 
     #[test]

@@ -274,7 +274,7 @@ pub(super) async fn commit(
         }
     }
     let accepted = group.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(j, _)| &j.writes[..]);
-    let payloads = notices.payloads(accepted);
+    let payloads = super::write::notices_of(group, accepted, notices);
     let channel = notices.name();
     let writes = futures::future::join_all(sql.iter().map(|q| q.run(client, s)));
     let notify = futures::future::join_all(

@@ -25,6 +25,22 @@ pub(super) struct Job {
     /// Nothing waits for it yet ([`Store::write_deferred`](crate::store::Store::write_deferred)):
     /// it may wait up to [`HOLD_WINDOW`] for a write to share its commit.
     pub(super) deferred: bool,
+    /// A published message's notice ([`Store::publish`](crate::store::Store::publish)), sent
+    /// in the commit of its group before the commit's own notices: other stores get it before
+    /// they hear of the writes queued after it.
+    pub(super) published: Option<String>,
+}
+
+/// The notices of `group`'s commit: the published messages in order, then what the `applied`
+/// batches changed.
+pub(super) fn notices_of<'w>(
+    group: &'w [Job],
+    applied: impl Iterator<Item = &'w [Write]>,
+    notices: &super::notice::Channel,
+) -> Vec<String> {
+    let mut all: Vec<String> = group.iter().filter_map(|j| j.published.clone()).collect();
+    all.extend(notices.payloads(applied));
+    all
 }
 
 /// The writer's prepared statements: by primary key for the slow path (a batch at a time),
@@ -203,7 +219,7 @@ async fn commit(
         results.push(applied);
     }
     let applied = group.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(j, _)| &j.writes[..]);
-    if let Err(e) = notify(&tx, s, notices, &notices.payloads(applied), shown).await {
+    if let Err(e) = notify(&tx, s, notices, &notices_of(group, applied, notices), shown).await {
         return group.iter().map(|_| Err(e.clone())).collect();
     }
     match tx.commit().await {
