@@ -42,7 +42,7 @@ worker=target/debug/examples/worker
 
 export FLUX_WORKERS__BOOTSTRAP_TOKEN=two-servers-example-bootstrap
 export FLUX_SECURITY__ADMIN_TOKEN=two-servers-example-admin
-export FLUX_ENCRYPTION_KEY=two-servers-example-key
+export FLUX_SECURITY__ENCRYPTION_KEY=5e1f0a9c3b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f
 export FLUX_WORKERS__LEASE_TIMEOUT=5s
 export RUST_LOG=${RUST_LOG:-warn}
 home=$(mktemp -d)

@@ -62,7 +62,7 @@ fn start_server(dir: &Path, db_url: &str, n: usize, port: u16) -> Process {
         .env("FLUX_DATABASE_URL", db_url)
         .env("FLUX_WORKERS__BOOTSTRAP_TOKEN", TOKEN)
         .env("FLUX_WORKERS__LEASE_TIMEOUT", "3s")
-        .env("FLUX_ENCRYPTION_KEY", "chaos-servers-shared-key")
+        .env("FLUX_SECURITY__ENCRYPTION_KEY", "5e1f0a9c3b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f")
         .env_remove("FLUX_CONFIG")
         .env_remove("FLUX_SERVER_HOST")
         .env_remove("FLUX_SERVER_PORT")

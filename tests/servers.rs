@@ -25,11 +25,14 @@ const BOOTSTRAP: &str = "servers-test-bootstrap-token";
 const LEASE: Duration = Duration::from_secs(2);
 const DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
+/// The encryption key every server of a test shares.
+const KEY: &str = "5e1f0a9c3b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f";
 
 /// A server on an ephemeral port, with its own engine on the database at `url`.
 async fn start_server(url: &str, home: &Path) -> RunningServer {
     flux_suite::logs::capture("flux=info");
-    let engine = flux::Engine::builder().postgres(url).home(home).build().expect("the database opens");
+    let engine =
+        flux::Engine::builder().postgres(url).home(home).encryption_key(KEY).build().expect("the database opens");
     Server::new()
         .engine(&engine)
         .bootstrap_token(BOOTSTRAP)
@@ -275,5 +278,32 @@ async fn the_claims_of_a_server_that_stopped_are_finished_through_another_once_t
     let count = |line: &str| effects.lines().filter(|l| *l == line).count();
     assert_eq!((count("step 1 done"), count("step 2 start"), count("step 3 done")), (1, 2, 1), "{effects}");
     eprintln!("taken back and finished {took:?} after server A stopped (lease {LEASE:?})");
+    b.shutdown().await.expect("B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_encryption_key_differs_from_the_others_refuses_to_start() {
+    let Some(pg) = server() else { return };
+    let db = Database::new(&pg);
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let start = |home: &str, key: &str| {
+        let engine = flux::Engine::builder()
+            .postgres(db.url())
+            .home(tmp.path().join(home))
+            .encryption_key(key)
+            .build()
+            .expect("the database opens");
+        Server::new().engine(&engine).bootstrap_token(BOOTSTRAP).admin_token("admin").bind("127.0.0.1:0")
+    };
+    const OTHER: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let a = start("a", KEY).await.expect("the first server starts");
+    let b = start("b", KEY).await.expect("a server with the same key starts");
+    let error = start("c", OTHER).await.expect_err("a server with another key is refused");
+    assert_eq!(error.kind(), flux::ErrorKind::Config, "{error}");
+    assert!(error.message().contains("encrypted under another key"), "{error}");
+    assert!(error.message().contains("FLUX_SECURITY__ENCRYPTION_KEY"), "{error}");
+    // The check is not a secret anyone sees.
+    assert!(flux::secrets::list(a.engine()).expect("the secrets").is_empty());
+    a.shutdown().await.expect("A stops");
     b.shutdown().await.expect("B stops");
 }

@@ -391,6 +391,7 @@ mod postgres {
             let engine = Engine::builder()
                 .postgres(url)
                 .home(home.path().join(format!("server-{i}")))
+                .encryption_key("5e1f0a9c3b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f")
                 .build()
                 .unwrap_or_else(|e| fail(e));
             let server = flux::server::Server::new()

@@ -288,7 +288,39 @@ pub fn get(vault: &(impl AsRef<Vault> + ?Sized), name: &str) -> Result<Option<St
 
 /// The names of all secrets, sorted.
 pub fn list(vault: &(impl AsRef<Vault> + ?Sized)) -> Result<Vec<String>> {
-    vault.as_ref().store.secret_list()
+    let mut names = vault.as_ref().store.secret_list()?;
+    names.retain(|name| name != KEY_CHECK);
+    Ok(names)
+}
+
+/// What a store shared by several servers keeps to check that they encrypt its secrets under one
+/// key (see `check_shared_key`). No secret can be named so: the name holds a control character.
+const KEY_CHECK: &str = "\u{1}flux key check";
+
+/// Checks that `vault`'s key is the one the other engines on its store use: the first to check
+/// stores a value encrypted under its key, the others must be able to decrypt it. Fails with
+/// [`ErrorKind::Config`] otherwise (an engine with another key could not read the secrets the
+/// others stored, nor they its).
+#[cfg(feature = "server")]
+pub(crate) fn check_shared_key(vault: &Vault) -> Result<()> {
+    let ring = vault.keyring()?;
+    if vault.store.secret_get(KEY_CHECK)?.is_none() {
+        let (nonce, sealed) = ring.encrypt(KEY_CHECK, "flux")?;
+        vault.store.secret_put(KEY_CHECK, &nonce, &sealed)?;
+    }
+    // Read back: of two engines that stored their own at once, one finds the other's.
+    let stored = vault.store.secret_get(KEY_CHECK)?;
+    match stored.map(|(nonce, sealed)| ring.decrypt(KEY_CHECK, &nonce, &sealed)) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "the secrets in {} are encrypted under another key than this engine's: give every server sharing \
+                 the database the same key (`FLUX_SECURITY__ENCRYPTION_KEY`, or the same key file)",
+                vault.store.describe()
+            ),
+        )),
+    }
 }
 
 /// Removes the secret `name`; returns whether it existed.

@@ -300,6 +300,10 @@ impl Server {
         }
         shared.engine.recover_in_background(shared.shutdown.subscribe());
         if let Some(changes) = changes {
+            let vault = shared.engine.vault().clone();
+            tokio::task::spawn_blocking(move || crate::secrets::check_shared_key(&vault))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Storage, format!("checking the encryption key failed: {e}")))??;
             cluster::learn_catalog(&shared).await;
             tokio::spawn(cluster::follow(shared.clone(), changes));
         }
