@@ -131,7 +131,7 @@ async fn look_everywhere(s: &Arc<Shared>) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot look for cancelled executions"),
     }
-    for (id, _) in s.hub.followed() {
+    for id in s.hub.followed() {
         tail(s, &id).await;
     }
 }

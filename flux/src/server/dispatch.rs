@@ -274,18 +274,43 @@ async fn finish_cancelled(s: &Shared, stored: &StoredExecution) -> crate::Result
     Ok(())
 }
 
+/// Forgets this server's claim of `id` at `generation`: the claim moved on without it.
+fn forget_claim(s: &Shared, id: &str, generation: u64) {
+    let mut claims = lock(&s.claims);
+    if claims.by_execution.get(id).is_some_and(|c| c.generation == generation) {
+        claims.by_execution.remove(id);
+        tracing::info!(execution_id = %id, "another server answers for this claim now");
+    }
+}
+
+/// Whose claim [`take_back`] takes back.
+#[derive(Clone, Copy)]
+enum Whose {
+    /// This server's claim at this generation, whose worker went silent: taken back only while
+    /// the stored lease is still this server's (another server may have taken the claim up for
+    /// the worker, which then speaks to it).
+    Mine(u64),
+    /// A claim another server answered for, seen in storage at this generation with its lease
+    /// run out.
+    Theirs(u64),
+}
+
 /// Takes an execution back from the worker that held it and schedules it again (or finishes
-/// its cancellation). The caller holds `claim_lock`. `found` is the claim generation seen in
-/// storage for a claim this server does not hold: nothing is done if it moved since.
+/// its cancellation). The caller holds `claim_lock`. Nothing is done if the claim moved on from
+/// the generation `whose` names.
 ///
 /// The claim is dropped only once the execution is rescheduled (or finished): if storage
 /// refuses, the next sweep tries again.
-async fn take_back(s: &Shared, id: &str, found: Option<u64>) -> crate::Result<()> {
+async fn take_back(s: &Shared, id: &str, whose: Whose) -> crate::Result<()> {
     let Some(stored) = s.engine.load(id).await? else {
         lock(&s.claims).by_execution.remove(id);
         return Ok(());
     };
-    if found.is_some_and(|g| g != stored.claim_generation || stored.worker.is_none()) {
+    let (Whose::Mine(generation) | Whose::Theirs(generation)) = whose;
+    if generation != stored.claim_generation || stored.worker.is_none() {
+        if matches!(whose, Whose::Mine(_)) {
+            forget_claim(s, id, generation);
+        }
         return Ok(());
     }
     if protocol::is_resting(stored.state) {
@@ -309,14 +334,28 @@ async fn take_back(s: &Shared, id: &str, found: Option<u64>) -> crate::Result<()
         crate::event::now(),
     );
     let execution_id: Arc<str> = Arc::from(id);
-    s.engine
-        .store()
-        .write(vec![
-            Write::Claim { execution_id: execution_id.clone(), worker: None, generation: stored.claim_generation + 1 },
-            Write::Append { execution_id: execution_id.clone(), event: event.clone() },
-            Write::SetState { execution_id, state, output: None, time: event.time() },
-        ])
-        .await?;
+    let mut writes = Vec::with_capacity(4);
+    if matches!(whose, Whose::Mine(_)) {
+        // Refused unless the stored lease is still this server's.
+        writes.push(Write::Lease {
+            execution_id: execution_id.clone(),
+            owner: Arc::from(s.engine.owner()),
+            until: SystemTime::now(),
+            mode: LeaseMode::Renew,
+        });
+    }
+    writes.extend([
+        Write::Claim { execution_id: execution_id.clone(), worker: None, generation: stored.claim_generation + 1 },
+        Write::Append { execution_id: execution_id.clone(), event: event.clone() },
+        Write::SetState { execution_id, state, output: None, time: event.time() },
+    ]);
+    if let Err(e) = s.engine.store().write(writes).await {
+        if e.kind() == ErrorKind::Conflict && matches!(whose, Whose::Mine(_)) {
+            // Another server took the claim up for the worker, or took it back.
+            forget_claim(s, id, generation);
+        }
+        return Err(e);
+    }
     lock(&s.claims).by_execution.remove(id);
     s.hub.publish(id, std::slice::from_ref(&event));
     lock(&s.pending).add(id, &stored.workflow_name, resume.is_some());
@@ -425,7 +464,7 @@ async fn take_over(s: &Shared) {
         if lock(&s.claims).by_execution.contains_key(&id) {
             continue;
         }
-        match take_back(s, &id, Some(generation)).await {
+        match take_back(s, &id, Whose::Theirs(generation)).await {
             Ok(()) => {}
             // Another server took it back first.
             Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -436,8 +475,8 @@ async fn take_over(s: &Shared) {
     }
 }
 
-/// Renews the stored lease of every claim whose worker is still heard from, a third of a lease
-/// before it runs out; forgets a claim whose lease another server took (its worker now speaks
+/// Renews the stored lease of every claim whose worker is still heard from, once a third of the
+/// lease has passed; forgets a claim whose lease another server took (its worker now speaks
 /// to that one).
 async fn renew(s: &Shared) {
     let now = Instant::now();
@@ -469,8 +508,11 @@ async fn renew(s: &Shared) {
         };
         match result {
             Ok(()) => claim.stored_until = now + s.lease_timeout,
-            Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {
+            Err(e) if e.kind() == ErrorKind::Conflict => {
                 tracing::info!(execution_id = %id, "another server answers for this claim now");
+                claims.by_execution.remove(&id);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
                 claims.by_execution.remove(&id);
             }
             Err(e) => tracing::warn!(execution_id = %id, error = %e, "cannot renew the lease of a claim"),
@@ -483,9 +525,10 @@ async fn renew(s: &Shared) {
 pub(crate) async fn dispatcher(s: Arc<Shared>) {
     let mut stop = s.shutdown.subscribe();
     let mut ticks = 0u32;
-    // Stored leases are looked at four times a lease.
+    // Stored leases are looked at four times a lease, from one lease after start-up: the
+    // workers of claims left by a restart get a whole lease to come back.
     let every = (s.lease_timeout / 4).clamp(TICK, Duration::from_secs(5));
-    let mut next_take_over = Instant::now() + every;
+    let mut next_take_over = Instant::now() + s.lease_timeout;
     loop {
         tokio::select! {
             _ = s.wake.notified() => {}
@@ -525,8 +568,14 @@ async fn sweep(s: &Shared) {
             .by_execution
             .get(&id)
             .is_some_and(|c| c.generation == generation && c.lease_until <= Instant::now());
-        if still && let Err(e) = take_back(s, &id, None).await {
-            tracing::error!(execution_id = %id, error = %e, "cannot take back an expired claim");
+        if !still {
+            continue;
+        }
+        match take_back(s, &id, Whose::Mine(generation)).await {
+            // Another server answers for it now (see `forget_claim`).
+            Ok(()) | Err(_) if !lock(&s.claims).by_execution.contains_key(&id) => {}
+            Ok(()) => {}
+            Err(e) => tracing::error!(execution_id = %id, error = %e, "cannot take back an expired claim"),
         }
     }
 }

@@ -27,12 +27,13 @@ struct Listener {
     tx: mpsc::UnboundedSender<HubItem>,
     /// Progress events queued and not taken yet; beyond [`PROGRESS_QUEUE`] they are dropped.
     queued: Arc<AtomicUsize>,
+    /// The last durable event it was given (or knew of when it subscribed).
+    seq: u64,
 }
 
-/// The listeners of one execution, and the last durable event they were given.
+/// The listeners of one execution.
 struct Topic {
     listeners: Vec<Listener>,
-    seq: u64,
 }
 
 /// Listeners by execution id.
@@ -67,16 +68,15 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        let topic = all.entry(execution_id.to_string()).or_insert(Topic { listeners: Vec::new(), seq: 0 });
-        topic.seq = topic.seq.max(after);
-        topic.listeners.push(Listener { tx, queued: queued.clone() });
+        let topic = all.entry(execution_id.to_string()).or_insert(Topic { listeners: Vec::new() });
+        topic.listeners.push(Listener { tx, queued: queued.clone(), seq: after });
         HubReceiver { rx, queued }
     }
 
-    /// The executions listened to, each with the last durable event its listeners got.
-    pub(crate) fn followed(&self) -> Vec<(String, u64)> {
+    /// The executions listened to.
+    pub(crate) fn followed(&self) -> Vec<String> {
         let all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter().map(|(id, topic)| (id.clone(), topic.seq)).collect()
+        all.keys().cloned().collect()
     }
 
     /// Whether anyone listens to `execution_id`.
@@ -101,25 +101,21 @@ impl Hub {
         let Some(topic) = all.get_mut(execution_id) else {
             return;
         };
-        let seen = topic.seq;
-        let fresh = |item: &&HubItem| match item {
-            HubItem::Event(event) => event.seq() == 0 || event.seq() > seen,
-            HubItem::Refused(_) => true,
-        };
-        if let Some(last) =
-            events.iter().filter_map(|i| if let HubItem::Event(e) = i { Some(e.seq()) } else { None }).max()
-        {
-            topic.seq = topic.seq.max(last);
-        }
-        topic.listeners.retain(|l| {
-            for item in events.iter().filter(fresh) {
-                if let HubItem::Event(event) = item
-                    && event.kind() == EventType::TaskProgress
-                {
-                    if l.queued.load(Ordering::Relaxed) >= PROGRESS_QUEUE {
-                        continue;
+        topic.listeners.retain_mut(|l| {
+            for item in events {
+                if let HubItem::Event(event) = item {
+                    if event.kind() == EventType::TaskProgress {
+                        if l.queued.load(Ordering::Relaxed) >= PROGRESS_QUEUE {
+                            continue;
+                        }
+                        l.queued.fetch_add(1, Ordering::Relaxed);
+                    } else if event.seq() != 0 {
+                        // Durable: each once, in the order of the log.
+                        if event.seq() <= l.seq {
+                            continue;
+                        }
+                        l.seq = event.seq();
                     }
-                    l.queued.fetch_add(1, Ordering::Relaxed);
                 }
                 if l.tx.send(item.clone()).is_err() {
                     return false;
@@ -139,5 +135,36 @@ impl Hub {
             topic.listeners.retain(|l| !l.tx.is_closed());
             !topic.listeners.is_empty()
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> Event {
+        Event::new(seq, EventType::TaskCompleted, "t", "t", crate::run::NIL, crate::event::now())
+    }
+
+    fn seqs(rx: &mut HubReceiver) -> Vec<u64> {
+        let mut got = Vec::new();
+        while let Ok(HubItem::Event(e)) = rx.rx.try_recv() {
+            got.push(e.seq());
+        }
+        got
+    }
+
+    #[test]
+    fn each_listener_gets_each_durable_event_once_from_where_it_joined() {
+        let hub = Hub::default();
+        let mut first = hub.subscribe("x", 0);
+        hub.publish("x", &[event(1), event(2)]);
+        // A request that loaded the log up to 3 joins before event 3's own publish arrives.
+        let mut second = hub.subscribe("x", 3);
+        hub.publish("x", &[event(3)]);
+        // What another server stored, passed on again: nothing twice.
+        hub.publish("x", &[event(2), event(3), event(4)]);
+        assert_eq!(seqs(&mut first), [1, 2, 3, 4]);
+        assert_eq!(seqs(&mut second), [4]);
     }
 }

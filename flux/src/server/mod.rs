@@ -292,6 +292,14 @@ impl Server {
             shared_store: changes.is_some(),
             shutdown,
         });
+        if shared.shared_store {
+            // Before anything runs: a server with another key than the others' would fail the
+            // executions it continues that need their secrets.
+            let vault = shared.engine.vault().clone();
+            tokio::task::spawn_blocking(move || crate::secrets::check_shared_key(&vault))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Storage, format!("checking the encryption key failed: {e}")))??;
+        }
         dispatch::restore(&shared).await?;
         // What the server ran in its own process and left RUNNING when it died (or a peer on the
         // same database did) is continued once its lease has run out: now, and once per lease.
@@ -300,10 +308,6 @@ impl Server {
         }
         shared.engine.recover_in_background(shared.shutdown.subscribe());
         if let Some(changes) = changes {
-            let vault = shared.engine.vault().clone();
-            tokio::task::spawn_blocking(move || crate::secrets::check_shared_key(&vault))
-                .await
-                .map_err(|e| Error::new(ErrorKind::Storage, format!("checking the encryption key failed: {e}")))??;
             cluster::learn_catalog(&shared).await;
             tokio::spawn(cluster::follow(shared.clone(), changes));
         }

@@ -327,8 +327,12 @@ async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult 
         ])
         .await;
     if let Err(e) = claimed {
-        lock(&s.pending).offers.remove(&id);
-        s.wake.notify_one();
+        // Claimed, finished or removed meanwhile: no longer to be offered. Any other error
+        // (storage busy, say) leaves the offer, made again later.
+        if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidState | ErrorKind::NotFound) {
+            lock(&s.pending).offers.remove(&id);
+            s.wake.notify_one();
+        }
         return Err(match e.kind() {
             // Claimed through another server on the database since it was read.
             ErrorKind::Conflict => {
@@ -602,7 +606,14 @@ async fn store_checkpoint(
         }
         if let Err(e) = stored {
             return Err(match e.kind() {
-                ErrorKind::Conflict => stale(&name, &id, generation),
+                ErrorKind::Conflict => {
+                    // The fence refused it: this claim is over, whoever holds the execution now.
+                    let mut claims = lock(&s.claims);
+                    if claims.by_execution.get(&id).is_some_and(|c| c.generation == generation) {
+                        claims.by_execution.remove(&id);
+                    }
+                    stale(&name, &id, generation)
+                }
                 _ => e.into(),
             });
         }
