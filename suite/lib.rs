@@ -85,6 +85,34 @@ pub fn crashed_steps(id: &str, n: u32) -> StoppedLog {
     log
 }
 
+/// Child processes of the tests that kill processes.
+pub mod process {
+    use std::path::Path;
+    use std::process::Child;
+
+    /// A child process SIGKILLed (and reaped) when dropped.
+    pub struct Killed(pub Child);
+
+    impl Killed {
+        /// SIGKILL, then reap.
+        pub fn kill(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    /// `dir/name`, opened to append a child's log to.
+    pub fn log_file(dir: &Path, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).expect("a log file")
+    }
+}
+
 /// Driving a flux server over HTTP in the benchmarks and the chaos test, through
 /// `flux::Client`.
 #[cfg(feature = "server")]

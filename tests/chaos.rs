@@ -9,34 +9,15 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flux::{Engine, EventType, ExecutionState};
+use flux_suite::process::{Killed as Process, log_file};
 
 const EXECUTIONS: usize = 1000;
 const TOKEN: &str = "chaos-bootstrap-token";
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// A child process killed (SIGKILL) when dropped.
-struct Process(Child);
-
-impl Process {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn log_file(dir: &Path, name: &str) -> std::fs::File {
-    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).expect("a log file")
-}
 
 /// Starts the server on `port` and waits until it listens.
 fn start_server(dir: &Path, port: u16) -> Process {

@@ -15,11 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flux::{Engine, EventType, ExecutionState};
 use flux_suite::postgres::{Database, execute, server};
+use flux_suite::process::{Killed as Process, log_file};
 
 const EXECUTIONS: usize = 1000;
 const SERVERS: usize = 3;
@@ -27,26 +28,6 @@ const TOKEN: &str = "chaos-servers-bootstrap-token";
 const PATIENCE: Duration = Duration::from_secs(240);
 /// How many executions a worker runs at once.
 const CONCURRENCY: usize = 8;
-
-/// A child process SIGKILLed (and reaped) when dropped.
-struct Process(Child);
-
-impl Process {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn log_file(dir: &Path, name: &str) -> std::fs::File {
-    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).expect("a log file")
-}
 
 /// A free loopback port.
 fn free_port() -> u16 {

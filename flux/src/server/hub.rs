@@ -31,15 +31,10 @@ struct Listener {
     seq: u64,
 }
 
-/// The listeners of one execution.
-struct Topic {
-    listeners: Vec<Listener>,
-}
-
 /// Listeners by execution id.
 #[derive(Default)]
 pub(crate) struct Hub {
-    listeners: Mutex<HashMap<String, Topic>>,
+    listeners: Mutex<HashMap<String, Vec<Listener>>>,
 }
 
 /// The receiving end of [`Hub::subscribe`].
@@ -68,8 +63,7 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        let topic = all.entry(execution_id.to_string()).or_insert(Topic { listeners: Vec::new() });
-        topic.listeners.push(Listener { tx, queued: queued.clone(), seq: after });
+        all.entry(execution_id.to_string()).or_default().push(Listener { tx, queued: queued.clone(), seq: after });
         HubReceiver { rx, queued }
     }
 
@@ -98,10 +92,10 @@ impl Hub {
             return;
         }
         let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(topic) = all.get_mut(execution_id) else {
+        let Some(listeners) = all.get_mut(execution_id) else {
             return;
         };
-        topic.listeners.retain_mut(|l| {
+        listeners.retain_mut(|l| {
             for item in events {
                 if let HubItem::Event(event) = item {
                     if event.kind() == EventType::TaskProgress {
@@ -123,7 +117,7 @@ impl Hub {
             }
             true
         });
-        if topic.listeners.is_empty() {
+        if listeners.is_empty() {
             all.remove(execution_id);
         }
     }
@@ -131,9 +125,9 @@ impl Hub {
     /// Forgets listeners that went away (their requests ended).
     pub(crate) fn prune(&self) {
         let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        all.retain(|_, topic| {
-            topic.listeners.retain(|l| !l.tx.is_closed());
-            !topic.listeners.is_empty()
+        all.retain(|_, listeners| {
+            listeners.retain(|l| !l.tx.is_closed());
+            !listeners.is_empty()
         });
     }
 }
