@@ -16,7 +16,7 @@ use crate::errors::Errors;
 use crate::model::{Arg, Injected, TaskDef, TaskOptions, WorkflowDef};
 use crate::symbol::{
     CACHE, CACHE_TTL, FALLBACK, METADATA, NAME, OUTPUT_STORAGE, RETRY_BACKOFF, RETRY_DELAY, RETRY_MAX_ATTEMPTS,
-    ROLLBACK, SECRET_REQUESTS, Symbol, TIMEOUT, VERSION,
+    ROLLBACK, SCHEDULE, SECRET_REQUESTS, Symbol, TIMEOUT, TIMEZONE, VERSION,
 };
 use crate::value;
 
@@ -91,6 +91,8 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
     let mut secret_requests = Vec::new();
     let mut output_storage = None;
     let mut version = 1;
+    let mut schedule = None;
+    let mut timezone = None;
     for option in written.iter() {
         let (key, value) = (option.name, &option.value);
         match key {
@@ -109,14 +111,68 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
                 Some(n) => version = n,
                 None => {}
             },
+            SCHEDULE => {
+                if let Some(lit) = value::string(value, key, &mut errors) {
+                    check_cron(&lit, &mut errors);
+                    schedule = Some(lit.value());
+                }
+            }
+            TIMEZONE => {
+                if let Some(lit) = value::string(value, key, &mut errors) {
+                    if lit.value().trim().is_empty() {
+                        errors.add(lit.span(), "a time zone cannot be empty: name one, such as `Europe/Paris`");
+                    }
+                    timezone = Some((lit.value(), lit.span()));
+                }
+            }
             _ => {}
         }
     }
+    let timezone = match (timezone, &schedule) {
+        (Some((_, span)), None) => {
+            errors.add(span, "`timezone` is the time zone of a `schedule`, and this workflow has none");
+            None
+        }
+        (zone, _) => zone.map(|(zone, _)| zone),
+    };
     let input = workflow_input(&params, &item.sig, &mut errors);
     check_owned(&output.ty, "a workflow's output", &mut errors);
     errors.finish()?;
     let input = input.ok_or_else(|| syn::Error::new(Span::call_site(), NEEDS_CONTEXT))?;
-    Ok(WorkflowDef { item, name, version, secret_requests, output_storage, input, output })
+    Ok(WorkflowDef { item, name, version, secret_requests, output_storage, schedule, timezone, input, output })
+}
+
+/// Checks the cron expression of `schedule = ".."`: 5 or 6 fields, each one the parser of
+/// flux's schedules accepts (with feature `schedule`; without it, the expansion names the
+/// feature).
+fn check_cron(lit: &syn::LitStr, errors: &mut Errors) {
+    let expression = lit.value();
+    let fields = expression.split_whitespace().count();
+    if !(5..=6).contains(&fields) {
+        errors.add(
+            lit.span(),
+            format!(
+                "invalid cron expression: it has {fields} fields; expected 5 (minute hour day-of-month month \
+                 day-of-week) or 6 (with seconds first)"
+            ),
+        );
+    } else if let Err(message) = parse_cron(&expression) {
+        errors.add(lit.span(), message);
+    }
+}
+
+/// The parser of flux's schedules, on an expression of the right number of fields.
+#[cfg(feature = "schedule")]
+fn parse_cron(expression: &str) -> Result<(), String> {
+    use croner::parser::{CronParser, Seconds, Year};
+    let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
+    parser.parse(expression).map(drop).map_err(|e| format!("invalid cron expression `{expression}`: {e}"))
+}
+
+/// Without feature `schedule`, the fields are not read: the expansion names the feature.
+#[cfg(not(feature = "schedule"))]
+fn parse_cron(_expression: &str) -> Result<(), String> {
+    Ok(())
 }
 
 /// What neither a task nor a workflow can be: `const`, `unsafe`, `extern`, generic, variadic.
@@ -408,5 +464,29 @@ mod tests {
         assert!(template_placeholders("x_{0}").is_err());
         assert!(template_placeholders("x_{a").is_err());
         assert!(template_placeholders("x_}").is_err());
+    }
+
+    /// The cron expression of `schedule = ".."`, as the macro judges it.
+    fn cron_error(expression: &str) -> Option<String> {
+        let lit = syn::LitStr::new(expression, Span::call_site());
+        let mut errors = Errors::default();
+        check_cron(&lit, &mut errors);
+        errors.finish().err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn cron_expressions_of_five_or_six_fields_are_taken_and_others_refused() {
+        assert_eq!(cron_error("0 9 * * MON-FRI"), None);
+        assert_eq!(cron_error("*/15 * * * * *"), None);
+        assert!(cron_error("0 9 * *").is_some_and(|e| e.contains("it has 4 fields")));
+        assert!(cron_error("0 0 9 * * * 2027").is_some_and(|e| e.contains("it has 7 fields")));
+    }
+
+    #[cfg(feature = "schedule")]
+    #[test]
+    fn cron_fields_out_of_range_are_refused() {
+        for bad in ["0 25 * * *", "61 * * * *", "0 9 * * FUNDAY", "0 9 32 * *"] {
+            assert!(cron_error(bad).is_some_and(|e| e.contains("invalid cron expression")), "{bad}");
+        }
     }
 }

@@ -427,6 +427,20 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
         Some(storage) => quote!(::core::option::Option::Some(#storage)),
         None => quote!(::core::option::Option::None),
     };
+    let schedule = match &def.schedule {
+        Some(expression) => {
+            let timezone = def.timezone.as_deref().unwrap_or("UTC");
+            quote! {
+                const SCHEDULE: ::core::option::Option<(&'static str, &'static str)> =
+                    ::core::option::Option::Some((#expression, #timezone));
+                fn schedule_input() -> ::core::option::Option<#in_ty> {
+                    // A declared schedule starts the workflow with the input type's default.
+                    ::flux::__private::scheduled_input::<#in_ty>()
+                }
+            }
+        }
+        None => quote!(),
+    };
     let body_ident = format_ident!("__flux_workflow_{}", def.name_ident());
     let mut body_fn = item.clone();
     body_fn.sig.ident = body_ident.clone();
@@ -458,6 +472,7 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
             const VERSION: u32 = #version;
             const SECRET_REQUESTS: &'static [&'static str] = &[#(#secret_requests),*];
             const OUTPUT_STORAGE: ::core::option::Option<&'static str> = #output_storage;
+            #schedule
             fn input_schema() -> ::core::option::Option<::std::string::String> {
                 // Autoref specialisation: the schema when the input derives `JsonSchema` (and
                 // flux has `mcp`), else `None`.

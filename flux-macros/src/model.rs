@@ -90,6 +90,10 @@ pub(crate) struct WorkflowDef {
     pub(crate) secret_requests: Vec<String>,
     /// `output_storage`: the name of an output storage (`None` keeps outputs inline).
     pub(crate) output_storage: Option<String>,
+    /// `schedule`: a cron expression, checked.
+    pub(crate) schedule: Option<String>,
+    /// `timezone`: the schedule's time zone (UTC unless given).
+    pub(crate) timezone: Option<String>,
     /// `I` of the `ExecutionContext<I>` parameter.
     pub(crate) input: Type,
     /// What the function returns.

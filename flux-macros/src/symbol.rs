@@ -56,6 +56,10 @@ pub(crate) const OUTPUT_STORAGE: Symbol = Symbol("output_storage");
 
 /// `version`: the version of a workflow's code, stored with each of its executions.
 pub(crate) const VERSION: Symbol = Symbol("version");
+/// `schedule`: a cron expression the workflow is started at (feature `schedule`).
+pub(crate) const SCHEDULE: Symbol = Symbol("schedule");
+/// `timezone`: the time zone the `schedule` is read in.
+pub(crate) const TIMEZONE: Symbol = Symbol("timezone");
 
 /// The options of `#[task]`, in the order messages list them.
 pub(crate) const TASK_OPTIONS: &[Symbol] = &[
@@ -74,7 +78,7 @@ pub(crate) const TASK_OPTIONS: &[Symbol] = &[
 ];
 
 /// The options of `#[workflow]`, in the order messages list them.
-pub(crate) const WORKFLOW_OPTIONS: &[Symbol] = &[NAME, VERSION, SECRET_REQUESTS, OUTPUT_STORAGE];
+pub(crate) const WORKFLOW_OPTIONS: &[Symbol] = &[NAME, VERSION, SECRET_REQUESTS, OUTPUT_STORAGE, SCHEDULE, TIMEZONE];
 
 /// `symbols` as a list for messages: `name, secret_requests, output_storage`.
 pub(crate) fn list(symbols: &[Symbol]) -> String {
@@ -90,17 +94,18 @@ mod tests {
         let ident = proc_macro2::Ident::new("timeout", proc_macro2::Span::call_site());
         assert!(ident == TIMEOUT);
         assert!(ident != CACHE);
-        assert_eq!(list(WORKFLOW_OPTIONS), "name, version, secret_requests, output_storage");
+        assert_eq!(list(WORKFLOW_OPTIONS), "name, version, secret_requests, output_storage, schedule, timezone");
     }
 
     #[test]
-    fn options_are_listed_once_and_workflow_options_but_version_are_task_options() {
+    fn options_are_listed_once_and_workflow_options_but_version_and_schedule_are_task_options() {
         for options in [TASK_OPTIONS, WORKFLOW_OPTIONS] {
             for (i, a) in options.iter().enumerate() {
                 assert!(options[i + 1..].iter().all(|b| a != b), "{a} is listed twice");
             }
         }
-        assert!(WORKFLOW_OPTIONS.iter().all(|w| *w == VERSION || TASK_OPTIONS.contains(w)));
-        assert!(!TASK_OPTIONS.contains(&VERSION), "a task has no version");
+        let workflow_only = [VERSION, SCHEDULE, TIMEZONE];
+        assert!(WORKFLOW_OPTIONS.iter().all(|w| workflow_only.contains(w) || TASK_OPTIONS.contains(w)));
+        assert!(workflow_only.iter().all(|w| !TASK_OPTIONS.contains(w)), "a task has no version or schedule");
     }
 }

@@ -102,6 +102,30 @@ impl<W: WorkflowDefinition> Recoverable for Erased<W> {
             Ok(id)
         })
     }
+
+    fn start_new(&self, engine: &Engine, id: String, input: Vec<u8>) -> BoxFuture<'static, Result<crate::engine::Run>> {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let input = workflow::decode_input::<W>(&id, &input)?;
+            let (mut prepared, input) = workflow::new_run::<W>(&engine, id, input).await?;
+            prepared.begin().await?;
+            Ok(spawn::<W>(prepared, input))
+        })
+    }
+
+    fn declared_schedule(&self) -> Option<(&'static str, &'static str, Result<Vec<u8>>)> {
+        let (expression, timezone) = W::SCHEDULE?;
+        let input = W::schedule_input().map(|input| {
+            value::to_msgpack(&input).map_err(|e| {
+                Error::new(
+                    ErrorKind::Encode,
+                    format!("the scheduled input of workflow `{}` cannot be encoded", W::NAME),
+                )
+                .with_cause(e.message().to_string())
+            })
+        });
+        Some((expression, timezone, input.unwrap_or_else(|| Ok(vec![0xc0]))))
+    }
 }
 
 impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {

@@ -131,6 +131,8 @@ mod driver;
 mod workflow;
 mod erased;
 mod recovery;
+#[cfg(feature = "schedule")]
+pub mod schedule;
 // Server mode: what crosses the network, the typed client, the server, and the worker.
 #[cfg(feature = "client")]
 pub mod protocol;
@@ -350,6 +352,27 @@ pub mod __private {
     pub use tokio;
 
     use crate::error::{Error, ErrorKind};
+
+    /// The input a schedule declared by `#[flux::workflow(schedule = "..")]` starts the
+    /// workflow with: the input type's default.
+    #[cfg(feature = "schedule")]
+    pub fn scheduled_input<T: Default>() -> Option<T> {
+        Some(T::default())
+    }
+
+    /// Without feature `schedule`, `schedule = ".."` is refused naming the feature.
+    #[cfg(not(feature = "schedule"))]
+    #[diagnostic::on_unimplemented(
+        message = "`#[flux::workflow(schedule = \"..\")]` needs flux's feature `schedule`",
+        label = "enable feature `schedule` of flux"
+    )]
+    pub trait ScheduleFeature {}
+
+    /// Without feature `schedule`, `schedule = ".."` is refused naming the feature.
+    #[cfg(not(feature = "schedule"))]
+    pub fn scheduled_input<T: ScheduleFeature>() -> Option<T> {
+        None
+    }
 
     /// Holds a user error on its way to becoming a [`Error`].
     pub struct ErrorWrap<E>(pub E);

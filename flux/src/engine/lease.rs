@@ -44,6 +44,12 @@ impl Engine {
         self.inner.workflows.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
+    /// Every workflow registered for recovery.
+    #[cfg_attr(not(feature = "schedule"), allow(dead_code))]
+    pub(crate) fn recoverables(&self) -> Vec<Arc<dyn Recoverable>> {
+        self.inner.workflows.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
     /// This engine's lease write for `execution_id`.
     pub(crate) fn lease_write(&self, execution_id: Arc<str>, mode: LeaseMode) -> Write {
         Write::Lease { execution_id, owner: self.inner.owner.clone(), until: SystemTime::now() + self.lease(), mode }

@@ -108,7 +108,19 @@ pub(crate) trait Recoverable: Send + Sync {
     /// Stores a fork of execution `source` from step `from_step` under a new id and runs it to
     /// its end (or next pause); resolves with the new id.
     fn fork(&self, engine: &Engine, source: String, from_step: usize) -> BoxFuture<'static, Result<String>>;
+    /// Stores a new execution `id` with the encoded `input` (refused with
+    /// [`ErrorKind::Conflict`] if the id is taken) and runs it in the background; resolves once
+    /// it is stored, with the run.
+    #[cfg_attr(not(feature = "schedule"), allow(dead_code))]
+    fn start_new(&self, engine: &Engine, id: String, input: Vec<u8>) -> BoxFuture<'static, Result<Run>>;
+    /// The schedule `#[flux::workflow(schedule = "..")]` declares: its cron expression, its time
+    /// zone, and the encoded input of each fire.
+    #[cfg_attr(not(feature = "schedule"), allow(dead_code))]
+    fn declared_schedule(&self) -> Option<(&'static str, &'static str, Result<Vec<u8>>)>;
 }
+
+/// A run going on in the background, resolving with the state it stopped in.
+pub(crate) type Run = tokio::task::JoinHandle<Result<ExecutionState>>;
 
 /// Marks an execution as being run by this engine until dropped.
 pub(crate) struct LocalClaim {
@@ -452,6 +464,12 @@ mod tests {
         }
         fn continue_execution(&self, _engine: &Engine, _id: String) -> BoxFuture<'static, Result<ExecutionState>> {
             Box::pin(async { Ok(ExecutionState::Completed) })
+        }
+        fn start_new(&self, _: &Engine, _: String, _: Vec<u8>) -> BoxFuture<'static, Result<Run>> {
+            Box::pin(async { Err(Error::new(ErrorKind::InvalidState, "not a workflow")) })
+        }
+        fn declared_schedule(&self) -> Option<(&'static str, &'static str, Result<Vec<u8>>)> {
+            None
         }
     }
 

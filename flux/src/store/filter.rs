@@ -47,6 +47,9 @@ pub struct ExecutionFilter {
     /// Only sub-workflow executions started by one of these executions; empty: any execution,
     /// sub-workflow or not.
     pub parents: Vec<String>,
+    /// Only executions that the schedule of this name started: those whose id is the name, `_`
+    /// and a fire time of [`FIRE_TIME_LEN`] characters (see `flux::schedule`).
+    pub schedule: Option<String>,
     /// The most rows a page holds: [`ExecutionFilter::DEFAULT_LIMIT`] unless set, at most
     /// [`ExecutionFilter::MAX_LIMIT`].
     pub limit: u32,
@@ -63,6 +66,7 @@ impl Default for ExecutionFilter {
             created_before: None,
             updated_before: None,
             parents: Vec::new(),
+            schedule: None,
             limit: Self::DEFAULT_LIMIT,
             offset: 0,
         }
@@ -133,6 +137,23 @@ impl ExecutionFilter {
         self
     }
 
+    /// Only executions that schedule `name` started.
+    pub fn schedule(mut self, name: impl Into<String>) -> Self {
+        self.schedule = Some(name.into());
+        self
+    }
+
+    /// The id prefix (`{schedule}_`) and the id length of the executions
+    /// [`ExecutionFilter::schedule`] asks for.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn schedule_ids(&self) -> Option<(String, usize)> {
+        self.schedule.as_ref().map(|name| {
+            let prefix = format!("{name}_");
+            let len = prefix.len() + FIRE_TIME_LEN;
+            (prefix, len)
+        })
+    }
+
     /// At most `limit` rows per page (1 to [`ExecutionFilter::MAX_LIMIT`], checked by
     /// [`ExecutionFilter::check`]).
     pub fn limit(mut self, limit: u32) -> Self {
@@ -186,7 +207,17 @@ impl ExecutionFilter {
             && self.created_before.is_none_or(|t| row.created_at < t)
             && self.updated_before.is_none_or(|t| row.updated_at < t)
             && (self.parents.is_empty() || row.parent_id.as_ref().is_some_and(|p| self.parents.contains(p)))
+            && self.schedule.as_ref().is_none_or(|name| started_by(&row.id, name))
     }
+}
+
+/// How many characters the fire time at the end of a scheduled execution's id has
+/// (`2026-12-24T18:00:00Z`).
+pub const FIRE_TIME_LEN: usize = 20;
+
+/// Whether execution `id` is one that schedule `name` started: `{name}_{fire time}`.
+fn started_by(id: &str, name: &str) -> bool {
+    id.len() == name.len() + 1 + FIRE_TIME_LEN && id.strip_prefix(name).is_some_and(|rest| rest.starts_with('_'))
 }
 
 /// One page of a listing: the rows, newest first, and how many executions match in all.

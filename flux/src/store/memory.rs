@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::rules::{self, Holder};
-use super::{Commit, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
-use crate::error::Result;
+use super::{Commit, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, StoredSchedule, Write};
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
 /// A [`Store`] that keeps everything in memory, for tests.
@@ -26,6 +26,7 @@ pub struct MemoryStore {
     /// The order executions were created in, which orders those created at the same instant in
     /// a listing; changed only under the executions' lock.
     creation: Mutex<Creation>,
+    schedules: Mutex<std::collections::BTreeMap<String, StoredSchedule>>,
 }
 
 /// Each execution's place in the order of creation, and the next place.
@@ -330,5 +331,35 @@ impl Store for MemoryStore {
         let before = cache.len();
         cache.retain(|_, e| task_name.is_some_and(|n| n != e.task_name));
         Ok((before - cache.len()) as u64)
+    }
+
+    fn schedule_put(&self, schedule: &StoredSchedule, expected: Option<u64>) -> Result<u64> {
+        let mut schedules = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        let revision = match (schedules.get(&schedule.name), expected) {
+            (None, None) => 1,
+            (Some(_), None) => return Err(super::schedule_exists(&schedule.name)),
+            (None, Some(_)) => {
+                return Err(Error::new(ErrorKind::NotFound, format!("no schedule named `{}`", schedule.name)));
+            }
+            (Some(stored), Some(expected)) if stored.revision == expected => expected + 1,
+            (Some(stored), Some(expected)) => {
+                return Err(super::schedule_moved(&schedule.name, expected, stored.revision));
+            }
+        };
+        let stored = StoredSchedule { revision, updated_at: SystemTime::now(), ..schedule.clone() };
+        schedules.insert(schedule.name.clone(), stored);
+        Ok(revision)
+    }
+
+    fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>> {
+        Ok(self.schedules.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned())
+    }
+
+    fn schedule_list(&self) -> Result<Vec<StoredSchedule>> {
+        Ok(self.schedules.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect())
+    }
+
+    fn schedule_delete(&self, name: &str) -> Result<bool> {
+        Ok(self.schedules.lock().unwrap_or_else(|p| p.into_inner()).remove(name).is_some())
     }
 }

@@ -31,7 +31,7 @@ mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(inline)]
 pub use crate::__flux_store_conformance_tests as conformance_tests;
-pub use filter::{ExecutionFilter, ExecutionPage};
+pub use filter::{ExecutionFilter, ExecutionPage, FIRE_TIME_LEN};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_SCHEMA as POSTGRES_DEFAULT_SCHEMA, PostgresStore};
@@ -451,6 +451,70 @@ pub trait Store: Send + Sync + 'static {
     fn catalog_list(&self) -> Result<Vec<(String, u32)>> {
         Ok(Vec::new())
     }
+
+    /// Stores a new schedule (`expected: None`; refused with [`ErrorKind::Conflict`] if one of
+    /// this name exists), or replaces one whose stored revision is still `expected` (refused
+    /// with [`ErrorKind::Conflict`] if it moved on, [`ErrorKind::NotFound`] if there is none).
+    /// Returns the revision it now has: 1 for a new one, one more than `expected` otherwise. The
+    /// revision of `schedule` itself is ignored. Two processes that read a schedule and both
+    /// replace it: one wins, the other is told.
+    ///
+    /// The default keeps no schedules and refuses, naming the store.
+    fn schedule_put(&self, schedule: &StoredSchedule, expected: Option<u64>) -> Result<u64> {
+        let _ = (schedule, expected);
+        Err(no_schedules(&self.describe()))
+    }
+
+    /// One schedule, or `None` if there is none of this name.
+    fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// Every schedule, sorted by name.
+    fn schedule_list(&self) -> Result<Vec<StoredSchedule>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a schedule (not the executions it started); whether it existed.
+    fn schedule_delete(&self, name: &str) -> Result<bool> {
+        let _ = name;
+        Ok(false)
+    }
+}
+
+/// The error of a store that keeps no schedules.
+fn no_schedules(store: &str) -> Error {
+    Error::new(ErrorKind::Config, format!("store `{store}` does not keep schedules"))
+}
+
+/// The error of creating a schedule whose name is taken.
+pub(crate) fn schedule_exists(name: &str) -> Error {
+    Error::new(ErrorKind::Conflict, format!("a schedule named `{name}` exists already"))
+}
+
+/// The error of replacing a schedule that was changed since it was read.
+pub(crate) fn schedule_moved(name: &str, expected: u64, stored: u64) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("schedule `{name}` changed since it was read (revision {stored}, not {expected}); read it again"),
+    )
+}
+
+/// A schedule as a store keeps it: its name, the workflow it starts, and the rest (definition,
+/// input, state) as the `schedule` module encodes it, which stores keep without reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSchedule {
+    /// The schedule's name, unique in the store.
+    pub name: String,
+    /// The workflow each fire starts.
+    pub workflow_name: String,
+    /// The definition and state, encoded.
+    pub body: Vec<u8>,
+    /// How many times it was stored: 1 when created, one more at each replacement.
+    pub revision: u64,
+    /// When it was last stored.
+    pub updated_at: SystemTime,
 }
 
 /// A change another process committed to a shared store (see [`Store::changes`]).

@@ -45,6 +45,15 @@ pub trait WorkflowDefinition: Send + Sync + 'static {
     fn input_schema() -> Option<String> {
         None
     }
+    /// The schedule `#[flux::workflow(schedule = "..")]` declares (with feature `schedule`):
+    /// its cron expression and time zone (`timezone = ".."`, UTC by default). A scheduler
+    /// creates it, named after the workflow, or brings it up to date, when it starts.
+    const SCHEDULE: Option<(&'static str, &'static str)> = None;
+    /// The input each fire of the declared schedule starts the workflow with: the input type's
+    /// `Default` (`#[flux::workflow(schedule = "..")]` asks for one).
+    fn schedule_input() -> Option<Self::Input> {
+        None
+    }
     /// Runs the body once over `ctx`.
     fn body(ctx: ExecutionContext<Self::Input>) -> BoxFuture<Result<Self::Output>>;
 }
@@ -251,6 +260,26 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let engine = self.engine()?;
         let launch = Launch::Fork { id: driver::new_execution_id(), source: id.to_string(), from_step };
         run_to_end::<W>(&engine, driver::claim(&engine, definition::<W>(), launch)?.plan().await?, None).await
+    }
+
+    /// Waits until execution `id` stops (finishes, or pauses) and returns it as stored: for an
+    /// execution running elsewhere, such as one a schedule started or another process runs. It
+    /// looks at the stored state, less often as time passes (from every 5 ms to every 250 ms).
+    pub async fn wait(&self, id: &str) -> Result<ExecutionOf<W>> {
+        let engine = self.engine()?;
+        let mut delay = std::time::Duration::from_millis(5);
+        loop {
+            match engine.execution_state(id).await? {
+                None => return Err(engine.not_found(id)),
+                Some(state) if state.is_terminal() || state == crate::ExecutionState::Paused => {
+                    return self.status(id).await;
+                }
+                Some(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_millis(250));
+                }
+            }
+        }
     }
 
     /// The execution as stored, without running anything.

@@ -66,12 +66,14 @@ mod claims;
 mod listing;
 mod log;
 mod reads;
+mod schedules;
 mod states;
 
 pub use claims::*;
 pub use listing::*;
 pub use log::*;
 pub use reads::*;
+pub use schedules::*;
 pub use states::*;
 
 /// What a check runs on: a store, and whatever must live as long as it.
@@ -213,6 +215,8 @@ macro_rules! __flux_store_conformance_module {
                 a_refused_deletion_refuses_its_batch,
                 deletions_leave_other_executions_alone,
                 a_batch_sees_its_own_deletions,
+                schedules_are_created_once_and_replaced_at_their_revision,
+                listings_filter_by_schedule,
             );
 
             $($more)*

@@ -31,7 +31,10 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{Change, Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
+use super::{
+    Change, Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, StoredSchedule,
+    Write,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
@@ -345,6 +348,25 @@ impl Store for PostgresStore {
 
     fn catalog_list(&self) -> Result<Vec<(String, u32)>> {
         self.read(move |r| async move { r.catalog_list().await })
+    }
+
+    fn schedule_put(&self, schedule: &StoredSchedule, expected: Option<u64>) -> Result<u64> {
+        let schedule = schedule.clone();
+        self.read(move |r| async move { r.schedule_put(&schedule, expected).await })
+    }
+
+    fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>> {
+        let name = name.to_string();
+        self.read(move |r| async move { r.schedule_get(&name).await })
+    }
+
+    fn schedule_list(&self) -> Result<Vec<StoredSchedule>> {
+        self.read(move |r| async move { r.schedule_list().await })
+    }
+
+    fn schedule_delete(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.read(move |r| async move { r.schedule_delete(&name).await })
     }
 
     /// The changes of the other stores on this schema, through `LISTEN` on a connection of its

@@ -11,7 +11,7 @@ use tokio_postgres::{Client, Row, Statement};
 use super::describe_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, ExecutionState, Value, from_micros, to_micros};
-use crate::store::{ExecutionFilter, ExecutionPage, ExecutionRow, StoredExecution};
+use crate::store::{ExecutionFilter, ExecutionPage, ExecutionRow, StoredExecution, StoredSchedule};
 
 /// The columns of an execution's row, as [`row_of`] reads them.
 const ROW_COLUMNS: &str = "id, workflow_name, workflow_version, state, worker, claim_generation, created_at, updated_at, \
@@ -151,6 +151,11 @@ impl Reader {
         if !filter.parents.is_empty() {
             conditions.push(format!("parent_id = ANY({})", bind(&mut params, Box::new(filter.parents.clone()))));
         }
+        if let Some((prefix, len)) = filter.schedule_ids() {
+            let len = bind(&mut params, Box::new(i32::try_from(len).unwrap_or(i32::MAX)));
+            let prefix = bind(&mut params, Box::new(prefix));
+            conditions.push(format!("octet_length(id) = {len} AND starts_with(id, {prefix})"));
+        }
         let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let limit = bind(&mut params, Box::new(i64::from(filter.limit)));
         let offset = bind(&mut params, Box::new(i64::try_from(filter.offset).unwrap_or(i64::MAX)));
@@ -252,6 +257,68 @@ impl Reader {
             .collect()
     }
 
+    pub(super) async fn schedule_put(&self, schedule: &StoredSchedule, expected: Option<u64>) -> Result<u64> {
+        let err = self.err("cannot store a schedule in");
+        let now = to_micros(SystemTime::now());
+        let Some(expected) = expected else {
+            let created = self
+                .client
+                .execute(
+                    "INSERT INTO schedules (name, workflow_name, body, revision, updated_at) VALUES ($1, $2, $3, 1, $4)
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&schedule.name, &schedule.workflow_name, &schedule.body, &now],
+                )
+                .await
+                .map_err(&err)?;
+            return if created == 1 { Ok(1) } else { Err(crate::store::schedule_exists(&schedule.name)) };
+        };
+        let revision = i64::try_from(expected).unwrap_or(i64::MAX);
+        let replaced = self
+            .client
+            .execute(
+                "UPDATE schedules SET workflow_name = $2, body = $3, revision = revision + 1, updated_at = $4
+                 WHERE name = $1 AND revision = $5",
+                &[&schedule.name, &schedule.workflow_name, &schedule.body, &now, &revision],
+            )
+            .await
+            .map_err(&err)?;
+        if replaced == 1 {
+            return Ok(expected + 1);
+        }
+        match self.schedule_get(&schedule.name).await? {
+            Some(stored) => Err(crate::store::schedule_moved(&schedule.name, expected, stored.revision)),
+            None => Err(Error::new(ErrorKind::NotFound, format!("no schedule named `{}`", schedule.name))),
+        }
+    }
+
+    pub(super) async fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>> {
+        let err = self.err("cannot read a schedule from");
+        let row = self
+            .client
+            .query_opt(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = $1"), &[&name])
+            .await
+            .map_err(&err)?;
+        row.map(|r| schedule_of(&r)).transpose().map_err(&err)
+    }
+
+    pub(super) async fn schedule_list(&self) -> Result<Vec<StoredSchedule>> {
+        let err = self.err("cannot list the schedules of");
+        let rows = self
+            .client
+            .query(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name COLLATE \"C\""), &[])
+            .await
+            .map_err(&err)?;
+        rows.iter().map(schedule_of).collect::<std::result::Result<_, _>>().map_err(&err)
+    }
+
+    pub(super) async fn schedule_delete(&self, name: &str) -> Result<bool> {
+        self.client
+            .execute("DELETE FROM schedules WHERE name = $1", &[&name])
+            .await
+            .map(|n| n > 0)
+            .map_err(self.err("cannot remove a schedule from"))
+    }
+
     pub(super) async fn secret_remove(&self, name: &str) -> Result<bool> {
         self.client
             .execute("DELETE FROM secrets WHERE name = $1", &[&name])
@@ -286,5 +353,18 @@ fn row_at(r: &Row, at: usize, err: &impl Fn(tokio_postgres::Error) -> Error) -> 
         owner: r.try_get(at + 9).map_err(err)?,
         lease_until: r.try_get::<_, Option<i64>>(at + 10).map_err(err)?.map(from_micros),
         id,
+    })
+}
+
+const SCHEDULE_COLUMNS: &str = "name, workflow_name, body, revision, updated_at";
+
+fn schedule_of(r: &Row) -> std::result::Result<StoredSchedule, tokio_postgres::Error> {
+    let revision: i64 = r.try_get(3)?;
+    Ok(StoredSchedule {
+        name: r.try_get(0)?,
+        workflow_name: r.try_get(1)?,
+        body: r.try_get(2)?,
+        revision: u64::try_from(revision).unwrap_or(0),
+        updated_at: from_micros(r.try_get(4)?),
     })
 }

@@ -11,7 +11,7 @@ use super::{describe_error, quote};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The version this code writes.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `n` takes a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -66,6 +66,14 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE catalog (
         name TEXT PRIMARY KEY,
         version BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );",
+    // 2 -> 3: schedules.
+    "CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        workflow_name TEXT NOT NULL,
+        body BYTEA NOT NULL,
+        revision BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     );",
 ];

@@ -27,7 +27,9 @@ use std::time::SystemTime;
 
 use rusqlite::{Connection, ErrorCode};
 
-use super::{Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
+use super::{
+    Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, StoredSchedule, Write,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
@@ -173,6 +175,22 @@ impl Store for SqliteStore {
 
     fn cache_clear(&self, task_name: Option<&str>) -> Result<u64> {
         self.with_reader(|conn| read::cache_clear(conn, &self.path, task_name))
+    }
+
+    fn schedule_put(&self, schedule: &StoredSchedule, expected: Option<u64>) -> Result<u64> {
+        self.with_reader(|conn| read::schedule_put(conn, &self.path, schedule, expected))
+    }
+
+    fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>> {
+        self.with_reader(|conn| read::schedule_get(conn, &self.path, name))
+    }
+
+    fn schedule_list(&self) -> Result<Vec<StoredSchedule>> {
+        self.with_reader(|conn| read::schedule_list(conn, &self.path))
+    }
+
+    fn schedule_delete(&self, name: &str) -> Result<bool> {
+        self.with_reader(|conn| read::schedule_delete(conn, &self.path, name))
     }
 }
 

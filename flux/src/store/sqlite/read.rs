@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::sql_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ExecutionState, Value, from_micros, to_micros};
-use crate::store::{ExecutionFilter, ExecutionPage, ExecutionRow, StoredExecution};
+use crate::store::{ExecutionFilter, ExecutionPage, ExecutionRow, StoredExecution, StoredSchedule};
 
 /// `bytes` as text, if they are UTF-8.
 fn utf8(bytes: &[u8]) -> Option<&str> {
@@ -349,6 +349,15 @@ fn filter_clause(filter: &ExecutionFilter) -> (String, Vec<SqlValue>) {
             filter.parents.iter().map(|p| bind(&mut params, SqlValue::Text(p.clone()))).collect();
         conditions.push(format!("parent_id IN ({})", parents.join(", ")));
     }
+    if let Some((prefix, len)) = filter.schedule_ids() {
+        // A range of the unique index on `id` (`_` is followed by `` ` `` in byte order), then
+        // the length in bytes, which leaves out the ids of a schedule named `{name}_…`.
+        let above = format!("{}`", &prefix[..prefix.len() - 1]);
+        let from = bind(&mut params, SqlValue::Text(prefix));
+        let to = bind(&mut params, SqlValue::Text(above));
+        let len = bind(&mut params, SqlValue::Integer(i64::try_from(len).unwrap_or(i64::MAX)));
+        conditions.push(format!("id >= {from} AND id < {to} AND length(CAST(id AS BLOB)) = {len}"));
+    }
     let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     (clause, params)
 }
@@ -437,6 +446,82 @@ pub(super) fn cache_clear(conn: &Connection, path: &Path, task_name: Option<&str
         None => conn.execute("DELETE FROM task_cache", []),
     };
     changed.map(|n| n as u64).map_err(|e| sql_error(path, "cannot clear the task cache of", e))
+}
+
+/// Stores a new schedule, or replaces one still at revision `expected` (each one statement,
+/// so two processes cannot both win); the revision it now has.
+pub(super) fn schedule_put(
+    conn: &Connection,
+    path: &Path,
+    schedule: &StoredSchedule,
+    expected: Option<u64>,
+) -> Result<u64> {
+    let err = |e| sql_error(path, "cannot store a schedule in", e);
+    let now = to_micros(SystemTime::now());
+    let Some(expected) = expected else {
+        let created = conn
+            .execute(
+                "INSERT INTO schedules (name, workflow_name, body, revision, updated_at) VALUES (?1, ?2, ?3, 1, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+                params![schedule.name, schedule.workflow_name, schedule.body, now],
+            )
+            .map_err(err)?;
+        return if created == 1 { Ok(1) } else { Err(crate::store::schedule_exists(&schedule.name)) };
+    };
+    let revision = i64::try_from(expected).map_err(|_| bad_revision(&schedule.name, expected))?;
+    let replaced = conn
+        .execute(
+            "UPDATE schedules SET workflow_name = ?2, body = ?3, revision = revision + 1, updated_at = ?4
+             WHERE name = ?1 AND revision = ?5",
+            params![schedule.name, schedule.workflow_name, schedule.body, now, revision],
+        )
+        .map_err(err)?;
+    if replaced == 1 {
+        return Ok(expected + 1);
+    }
+    match schedule_get(conn, path, &schedule.name)? {
+        Some(stored) => Err(crate::store::schedule_moved(&schedule.name, expected, stored.revision)),
+        None => Err(Error::new(ErrorKind::NotFound, format!("no schedule named `{}`", schedule.name))),
+    }
+}
+
+fn bad_revision(name: &str, revision: u64) -> Error {
+    Error::new(ErrorKind::Conflict, format!("schedule `{name}` has no revision {revision}"))
+}
+
+const SCHEDULE_COLUMNS: &str = "name, workflow_name, body, revision, updated_at";
+
+fn schedule_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSchedule> {
+    let revision: i64 = r.get(3)?;
+    Ok(StoredSchedule {
+        name: r.get(0)?,
+        workflow_name: r.get(1)?,
+        body: r.get(2)?,
+        revision: u64::try_from(revision).unwrap_or(0),
+        updated_at: from_micros(r.get(4)?),
+    })
+}
+
+/// One schedule.
+pub(super) fn schedule_get(conn: &Connection, path: &Path, name: &str) -> Result<Option<StoredSchedule>> {
+    conn.query_row(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?1"), [name], schedule_of)
+        .optional()
+        .map_err(|e| sql_error(path, "cannot read a schedule from", e))
+}
+
+/// Every schedule, by name.
+pub(super) fn schedule_list(conn: &Connection, path: &Path) -> Result<Vec<StoredSchedule>> {
+    let err = |e| sql_error(path, "cannot list the schedules of", e);
+    let mut stmt = conn.prepare(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name")).map_err(err)?;
+    let rows = stmt.query_map([], schedule_of).map_err(err)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(err)
+}
+
+/// Removes a schedule; whether it existed.
+pub(super) fn schedule_delete(conn: &Connection, path: &Path, name: &str) -> Result<bool> {
+    conn.execute("DELETE FROM schedules WHERE name = ?1", [name])
+        .map(|n| n > 0)
+        .map_err(|e| sql_error(path, "cannot remove a schedule from", e))
 }
 
 #[cfg(test)]

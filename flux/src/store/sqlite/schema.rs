@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
 /// The schema version this build writes. Databases with a higher version are refused.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -159,6 +159,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE VIEW execution_events AS
         SELECT x.id AS execution_id, e.seq, e.type, e.source_id, e.name, e.value, e.time
         FROM events e JOIN executions x ON x.pk = e.execution;",
+    // 4 -> 5: schedules, in the table version 1 set aside for them (which nothing wrote to) with
+    // the columns they need.
+    "DROP TABLE schedules;
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        workflow_name TEXT NOT NULL,
+        body BLOB NOT NULL,
+        revision INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
 ];
 
 /// Opens a connection to the file and switches it to WAL mode.
@@ -253,6 +263,21 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
                     format!(
                         "database `{}`: {orphans} events belong to no execution; the migration to schema \
                          version 2 would drop them, so the file was left unchanged",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        if from == 4 {
+            // The table of version 1 is replaced: refused (and nothing changed) if it holds rows
+            // flux did not write.
+            let rows: i64 = tx.query_row("SELECT count(*) FROM schedules", [], |r| r.get(0)).map_err(err)?;
+            if rows > 0 {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "database `{}`: table `schedules` holds {rows} rows that flux did not write; the migration \
+                         to schema version 5 would replace it, so the file was left unchanged",
                         path.display()
                     ),
                 ));
@@ -461,5 +486,58 @@ mod tests {
         assert_eq!(orphans, 0, "the deleted execution's events were kept");
         let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A database at schema version 4, with `rows` in the table version 1 set aside for
+    /// schedules.
+    fn version_4_database(path: &Path, rows: usize) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE flux_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+             INSERT INTO flux_schema VALUES (1, 4);",
+        )
+        .unwrap();
+        for n in 0..rows {
+            conn.execute(
+                "INSERT INTO schedules (name, workflow_name, spec, created_at) VALUES (?1, 'wf', '{}', 1)",
+                [format!("s{n}")],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_version_4_database_gets_the_schedules_table_of_version_5() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        version_4_database(&path, 0);
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+        let schedule = crate::store::StoredSchedule {
+            name: "nightly".into(),
+            workflow_name: "wf".into(),
+            body: b"{}".to_vec(),
+            revision: 0,
+            updated_at: std::time::SystemTime::now(),
+        };
+        assert_eq!(store.schedule_put(&schedule, None).unwrap(), 1);
+        assert_eq!(store.schedule_list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_4_database_with_rows_in_the_old_schedules_table_is_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        version_4_database(&path, 2);
+        let Err(err) = SqliteStore::open(&path, Durability::Default) else { panic!("the migration is refused") };
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.to_string().contains("holds 2 rows that flux did not write"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
+        let rows: i64 = conn.query_row("SELECT count(*) FROM schedules", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, rows), (4, 2));
     }
 }
