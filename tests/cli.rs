@@ -533,6 +533,61 @@ fn secrets_are_managed_with_the_admin_token_and_never_listed_with_values() {
 }
 
 #[test]
+fn schedules_are_created_fire_on_the_worker_and_are_paused_resumed_shown_and_deleted() {
+    let flux = Flux::server_and_worker();
+    let created = flux.ok(&["schedule", "create", "hello_world", "--name", "greet", "--every", "1s", "--input", "Dee"]);
+    assert!(created.lines().any(|l| l.starts_with("status") && l.ends_with("active")), "{created}");
+    let deadline = Instant::now() + PROGRESS;
+    let id = loop {
+        let history = flux.json(&["schedule", "history", "greet", "--format", "json"]);
+        let done = history["entries"].as_array().and_then(|e| e.iter().find(|e| e["state"] == "COMPLETED").cloned());
+        if let Some(entry) = done {
+            break entry["execution_id"].as_str().expect("an execution id").to_string();
+        }
+        if Instant::now() > deadline {
+            flux.fail(&format!("the schedule never completed a fire: {history}"));
+        }
+        thread::sleep(POLL);
+    };
+    assert!(id.starts_with("greet_"), "{id}");
+    let status = flux.json(&["workflow", "status", "hello_world", &id, "--format", "json"]);
+    assert_eq!(status["output"], "Hello, Dee", "{status}");
+    let history = flux.ok(&["schedule", "history", "greet"]);
+    assert!(history.contains(&id) && history.contains("COMPLETED") && history.contains("shown"), "{history}");
+
+    let created = flux.json(&[
+        "schedule",
+        "create",
+        "hello_world",
+        "--name",
+        "weekdays",
+        "--cron",
+        "0 9 * * MON-FRI",
+        "--timezone",
+        "Europe/Paris",
+        "--overlap",
+        "buffer-one",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(created["schedule_config"]["overlap"], "buffer_one", "{created}");
+    let listed = flux.ok(&["schedule", "list"]);
+    for expected in ["NAME", "greet", "weekdays", "cron", "interval", "active"] {
+        assert!(listed.contains(expected), "`schedule list` lacks {expected}:\n{listed}");
+    }
+    assert!(flux.ok(&["schedule", "pause", "weekdays"]).contains("paused"));
+    assert_eq!(flux.json(&["schedule", "show", "weekdays", "--format", "json"])["status"], "paused");
+    assert!(flux.ok(&["schedule", "resume", "weekdays"]).contains("active"));
+    assert!(flux.ok(&["schedule", "delete", "weekdays"]).contains("deleted"));
+    assert!(flux.fails(&["schedule", "show", "weekdays"]).contains("(HTTP 404)"));
+    let refused = flux.fails(&["schedule", "create", "hello_world", "--name", "bad", "--cron", "0 25 * * *"]);
+    assert!(refused.contains("invalid cron expression `0 25 * * *`"), "{refused}");
+    let refused = flux.fails(&["schedule", "create", "hello_world", "--name", "bad", "--every", "soon"]);
+    assert!(refused.contains("invalid --every `soon`"), "{refused}");
+    flux.ok(&["schedule", "delete", "greet"]);
+}
+
+#[test]
 fn a_server_without_tokens_prints_the_ones_it_generated_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut command = flux_command(dir.path(), &["start", "server", "--host", "127.0.0.1", "--port", "0"]);
@@ -601,7 +656,9 @@ fn every_command_has_help_and_bad_arguments_are_usage_errors() {
         run.stdout
     };
     let root = help(&[]);
-    for command in ["start", "workflow", "execution", "secrets", "--server-url", "--admin-token", "--format"] {
+    for command in
+        ["start", "workflow", "execution", "secrets", "schedule", "--server-url", "--admin-token", "--format"]
+    {
         assert!(root.contains(command), "flux --help lacks {command}:\n{root}");
     }
     help(&["start"]);
@@ -625,6 +682,13 @@ fn every_command_has_help_and_bad_arguments_are_usage_errors() {
         assert!(list.contains(expected), "flux execution list --help lacks {expected}:\n{list}");
     }
     assert!(help(&["secrets", "list"]).contains("never"));
+    let create = help(&["schedule", "create"]);
+    for expected in ["--cron", "--timezone", "--every", "--at", "--overlap", "--catchup-window", "--input"] {
+        assert!(create.contains(expected), "flux schedule create --help lacks {expected}:\n{create}");
+    }
+    for command in ["list", "show", "pause", "resume", "delete", "history"] {
+        help(&["schedule", command]);
+    }
     for command in ["set", "get", "remove"] {
         help(&["secrets", command]);
     }
@@ -634,6 +698,8 @@ fn every_command_has_help_and_bad_arguments_are_usage_errors() {
         &["workflow", "cancel", "hello_world", "id", "--mode", "stream"],
         &["workflow", "run", "hello_world"],
         &["secrets", "set", "ONLY_A_NAME"],
+        &["schedule", "create", "hello_world"],
+        &["schedule", "create", "hello_world", "--cron", "* * * * *", "--every", "5"],
         &["--format", "yaml", "workflow", "list"],
         &["start", "server", "--port", "99999"],
     ] {

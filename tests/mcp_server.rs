@@ -150,6 +150,22 @@ fn expected_static_tools() -> Vec<(&'static str, BTreeSet<String>, BTreeSet<Stri
         ("list_workers", set(&[]), set(&[])),
         ("get_worker", set(&["worker_name"]), set(&["worker_name"])),
         ("health_check", set(&[]), set(&[])),
+        (
+            "create_schedule",
+            set(&["workflow_name", "name", "schedule_config", "description", "input_data"]),
+            set(&["workflow_name", "name", "schedule_config"]),
+        ),
+        ("list_schedules", set(&["workflow_name", "active_only", "limit", "offset"]), set(&[])),
+        ("get_schedule", set(&["schedule_id"]), set(&["schedule_id"])),
+        (
+            "update_schedule",
+            set(&["schedule_id", "schedule_config", "description", "input_data"]),
+            set(&["schedule_id"]),
+        ),
+        ("pause_schedule", set(&["schedule_id"]), set(&["schedule_id"])),
+        ("resume_schedule", set(&["schedule_id"]), set(&["schedule_id"])),
+        ("delete_schedule", set(&["schedule_id"]), set(&["schedule_id"])),
+        ("get_schedule_history", set(&["schedule_id", "limit", "offset"]), set(&["schedule_id"])),
     ]
 }
 
@@ -183,6 +199,90 @@ async fn wait_for_state(client: &RunningService<RoleClient, ()>, workflow: &str,
         assert!(Instant::now() < deadline, "{workflow} {id} never reached {state}: {status}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The schedule tools: create (its fires run), list, get, update, pause, resume, history and
+/// delete, and the reasons of refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_tools_create_pause_resume_and_delete_schedules() {
+    let server = flux_server().await;
+    let client = http_client(&server.url(), Some(ADMIN)).await.expect("the MCP client connects");
+    let config = r#"{"type": "interval", "interval_seconds": 1}"#;
+    let created = ok(
+        &client,
+        "create_schedule",
+        json!({"workflow_name": "greet", "name": "hello", "schedule_config": config, "input_data": "\"Bob\"",
+               "description": "greets Bob"}),
+    )
+    .await;
+    let schedule = &created["schedule"];
+    assert_eq!((schedule["name"].as_str(), schedule["status"].as_str()), (Some("hello"), Some("active")), "{created}");
+    assert_eq!((schedule["description"].as_str(), schedule["input_data"].as_str()), (Some("greets Bob"), Some("Bob")));
+
+    // The server fires it every second: its first execution completes.
+    let deadline = Instant::now() + PATIENCE;
+    let first = loop {
+        let history = ok(&client, "get_schedule_history", json!({"schedule_id": "hello"})).await;
+        let done = history["entries"].as_array().and_then(|e| e.iter().find(|e| e["state"] == "COMPLETED").cloned());
+        if let Some(entry) = done {
+            break entry;
+        }
+        assert!(Instant::now() < deadline, "the schedule never fired: {history}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let id = first["execution_id"].as_str().expect("an execution id");
+    assert!(id.starts_with("hello_") && id.ends_with('Z'), "{id}");
+    let run = ok(&client, "get_execution", json!({"execution_id": id})).await;
+    assert_eq!(run["output"], "Hello, Bob", "{run}");
+
+    let paused = ok(&client, "pause_schedule", json!({"schedule_id": "hello"})).await;
+    assert_eq!(paused["schedule"]["status"], "paused");
+    let active = ok(&client, "list_schedules", json!({})).await;
+    assert_eq!(active["count"], 0, "a paused schedule is not active: {active}");
+    let all = ok(&client, "list_schedules", json!({"active_only": false, "workflow_name": "greet"})).await;
+    assert_eq!(all["count"], 1, "{all}");
+    let resumed = ok(&client, "resume_schedule", json!({"schedule_id": "hello"})).await;
+    assert_eq!(resumed["schedule"]["status"], "active");
+    let updated = ok(
+        &client,
+        "update_schedule",
+        json!({"schedule_id": "hello", "schedule_config": r#"{"type": "cron", "cron_expression": "0 9 * * MON-FRI", "timezone": "Europe/Paris"}"#}),
+    )
+    .await;
+    assert_eq!(updated["schedule"]["schedule_config"]["timezone"], "Europe/Paris", "{updated}");
+    let got = ok(&client, "get_schedule", json!({"schedule_id": "hello"})).await;
+    assert_eq!(got["schedule"]["schedule_type"], "cron", "{got}");
+
+    let error = failure(
+        &client,
+        "create_schedule",
+        json!({"workflow_name": "greet", "name": "hello", "schedule_config": config}),
+    )
+    .await;
+    assert!(error.contains("a schedule named `hello` exists already"), "{error}");
+    let bad = r#"{"type": "cron", "cron_expression": "0 25 * * *"}"#;
+    let error =
+        failure(&client, "create_schedule", json!({"workflow_name": "greet", "name": "bad", "schedule_config": bad}))
+            .await;
+    assert!(error.contains("invalid cron expression `0 25 * * *`"), "{error}");
+    let error = failure(
+        &client,
+        "create_schedule",
+        json!({"workflow_name": "greet", "name": "bad", "schedule_config": "{oops"}),
+    )
+    .await;
+    assert!(error.contains("`schedule_config` is not valid JSON"), "{error}");
+    let error =
+        failure(&client, "create_schedule", json!({"workflow_name": "nope", "name": "x", "schedule_config": config}))
+            .await;
+    assert!(error.contains("workflow `nope` is not registered"), "{error}");
+
+    let deleted = ok(&client, "delete_schedule", json!({"schedule_id": "hello"})).await;
+    assert_eq!(deleted["deleted"], "hello");
+    let error = failure(&client, "get_schedule", json!({"schedule_id": "hello"})).await;
+    assert!(error.contains("no schedule named `hello`"), "{error}");
+    let history = ok(&client, "get_schedule_history", json!({"schedule_id": "hello"})).await;
+    assert!(history["total"].as_u64().is_some_and(|n| n >= 1), "the executions stay: {history}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -338,25 +338,27 @@ async fn a_once_schedule_fires_once_and_then_has_ended() {
 }
 
 #[tokio::test]
-async fn two_engines_on_one_file_start_each_of_a_thousand_fires_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.db");
-    let (a, b) = (Engine::open(&path).unwrap(), Engine::open(&path).unwrap());
-    let schedule = Schedule::interval(Duration::from_secs(1)).unwrap().start(at(0)).overlap(Overlap::Allow);
-    a.schedule(quick, schedule.clone(), 1).await.unwrap();
-    b.schedule(quick, schedule, 1).await.unwrap();
-    let mut started = 0;
-    for n in 0..1000 {
-        let (x, y) = tokio::join!(a.fire_schedules(at(n)), b.fire_schedules(at(n)));
-        started += x.unwrap().len() + y.unwrap().len();
+async fn two_engines_on_one_database_start_each_of_a_thousand_fires_once() {
+    // SQLite (two engines on one file) and, when a server is at hand, PostgreSQL.
+    for place in flux_suite::places() {
+        let (a, b) = (place.open(), place.open());
+        let schedule = Schedule::interval(Duration::from_secs(1)).unwrap().start(at(0)).overlap(Overlap::Allow);
+        a.schedule(quick, schedule.clone(), 1).await.unwrap();
+        b.schedule(quick, schedule, 1).await.unwrap();
+        let mut started = 0;
+        for n in 0..1000 {
+            let (x, y) = tokio::join!(a.fire_schedules(at(n)), b.fire_schedules(at(n)));
+            started += x.unwrap().len() + y.unwrap().len();
+        }
+        assert_eq!(started, 1000, "{place}: fires started, by both engines");
+        let page = a.schedule_history("quick", 1000, 0).await.unwrap();
+        assert_eq!(page.total, 1000, "{place}: executions the schedule started");
+        let mut seen: Vec<&str> = page.executions.iter().map(|r| r.id.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 1000, "{place}");
+        assert_eq!(a.schedule_info("quick").await.unwrap().unwrap().fires, 1000, "{place}");
     }
-    assert_eq!(started, 1000, "fires started, by both engines");
-    let page = a.schedule_history("quick", 1000, 0).await.unwrap();
-    assert_eq!(page.total, 1000, "executions the schedule started");
-    let mut seen: Vec<&str> = page.executions.iter().map(|r| r.id.as_str()).collect();
-    seen.dedup();
-    assert_eq!(seen.len(), 1000);
-    assert_eq!(a.schedule_info("quick").await.unwrap().unwrap().fires, 1000);
 }
 
 /// A clock that follows Tokio's (paused) time from `start`.

@@ -1370,3 +1370,117 @@ async fn a_server_leaves_alone_the_runs_of_other_engines_on_its_database() {
     check_event_shapes(&stored);
     shutdown(running).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Schedules
+// ---------------------------------------------------------------------------------------------
+
+/// Waits until the history of schedule `name` lists a completed execution; its entry.
+async fn first_completed_fire(http: &reqwest::Client, url: &str, name: &str) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, history) = raw_get(http, &format!("{url}/schedules/{name}/history")).await;
+        assert_eq!(status, StatusCode::OK, "{history}");
+        let entries = history["entries"].as_array().cloned().unwrap_or_default();
+        if let Some(done) = entries.into_iter().find(|e| e["state"] == "COMPLETED") {
+            return done;
+        }
+        assert!(Instant::now() < deadline, "schedule `{name}` never completed a fire: {history}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn schedules_over_http_fire_on_a_worker_and_are_paused_resumed_changed_and_deleted() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(hello_world).run());
+    let api = api(&url);
+    wait_for_workflow(&api, "hello_world").await;
+    let http = raw();
+    let every_second = json!({"type": "interval", "interval_seconds": 1});
+    let request = json!({
+        "workflow_name": "hello_world",
+        "name": "greeter",
+        "schedule_config": every_second,
+        "input_data": "Ann",
+        "description": "greets Ann",
+    });
+    let (status, created) = raw_post(&http, &format!("{url}/schedules"), &request).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (&created["name"], &created["workflow_name"], &created["status"], &created["schedule_type"]),
+        (&json!("greeter"), &json!("hello_world"), &json!("active"), &json!("interval")),
+        "{created}"
+    );
+    assert_eq!(created["schedule_config"], json!({"type": "interval", "interval_seconds": 1, "overlap": "skip"}));
+    assert_eq!((&created["input_data"], &created["run_count"]), (&json!("Ann"), &json!(0)));
+
+    // The server fires it; the worker runs the execution it stored.
+    let fire = first_completed_fire(&http, &url, "greeter").await;
+    let id = fire["execution_id"].as_str().unwrap();
+    assert!(id.starts_with("greeter_20") && id.len() == "greeter_".len() + 20, "{id}");
+    let (_, run) = raw_get(&http, &format!("{url}/executions/{id}")).await;
+    assert_eq!((&run["output"], &run["state"]), (&json!("Hello, Ann"), &json!("COMPLETED")), "{run}");
+
+    // Refusals, each with its reason.
+    let (status, taken) = raw_post(&http, &format!("{url}/schedules"), &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{taken}");
+    let bad_cron = json!({"workflow_name": "hello_world", "name": "bad",
+                          "schedule_config": {"type": "cron", "cron_expression": "0 25 * * *"}});
+    let (status, refused) = raw_post(&http, &format!("{url}/schedules"), &bad_cron).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("invalid cron expression `0 25 * * *`"), "{refused}");
+    let unknown = json!({"workflow_name": "nope", "schedule_config": every_second});
+    let (status, refused) = raw_post(&http, &format!("{url}/schedules"), &unknown).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    let bad_name = json!({"workflow_name": "hello_world", "name": "a b", "schedule_config": every_second});
+    let (status, refused) = raw_post(&http, &format!("{url}/schedules"), &bad_name).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+
+    // Pause, list, resume, change, through the typed client.
+    let paused = api.pause_schedule("greeter").await.unwrap();
+    assert_eq!(paused["status"], "paused");
+    let listed = api.schedules().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((&listed[0]["name"], &listed[0]["status"]), (&json!("greeter"), &json!("paused")));
+    let resumed = api.resume_schedule("greeter").await.unwrap();
+    assert_eq!(resumed["status"], "active");
+    let cron = json!({"type": "cron", "cron_expression": "0 9 * * MON-FRI", "timezone": "Europe/Paris"});
+    let changed = api.update_schedule("greeter", json!({"schedule_config": cron, "input_data": "Bo"})).await.unwrap();
+    assert_eq!((&changed["schedule_type"], &changed["input_data"]), (&json!("cron"), &json!("Bo")), "{changed}");
+    let next = changed["next_run_at"].as_str().unwrap();
+    assert!(next.ends_with(":00:00Z") || next.ends_with(":00:00.000000Z"), "{next}");
+
+    // Deleted: gone, its executions kept.
+    api.delete_schedule("greeter").await.unwrap();
+    let error = api.schedule("greeter").await.unwrap_err();
+    assert_eq!(error.kind(), flux::ErrorKind::NotFound, "{error}");
+    let error = api.delete_schedule("greeter").await.unwrap_err();
+    assert_eq!(error.kind(), flux::ErrorKind::NotFound, "{error}");
+    let history = api.schedule_history("greeter", 10, 0).await.unwrap();
+    assert!(history["total"].as_u64().unwrap() >= 1, "{history}");
+    worker.abort();
+    shutdown(running).await;
+}
+
+#[tokio::test]
+async fn a_schedule_of_a_workflow_the_server_runs_fires_in_its_process() {
+    let (running, url) = bind(Server::new().engine(&Engine::in_memory()).register(hello_world)).await;
+    let http = raw();
+    let request = json!({"workflow_name": "hello_world", "schedule_config": {"type": "interval", "interval_seconds": 1},
+                         "input_data": "Cy"});
+    let (status, created) = raw_post(&http, &format!("{url}/schedules"), &request).await;
+    assert_eq!((status, &created["name"]), (StatusCode::CREATED, &json!("hello_world")), "{created}");
+    let fire = first_completed_fire(&http, &url, "hello_world").await;
+    let (_, run) = raw_get(&http, &format!("{url}/executions/{}", fire["execution_id"].as_str().unwrap())).await;
+    assert_eq!(run["output"], "Hello, Cy", "{run}");
+    // An input the workflow cannot take is refused before anything is stored.
+    let wrong = json!({"workflow_name": "hello_world", "name": "wrong", "schedule_config": {"type": "interval",
+                       "interval_seconds": 60}, "input_data": {"n": 1}});
+    let (status, refused) = raw_post(&http, &format!("{url}/schedules"), &wrong).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let (status, _) = raw_get(&http, &format!("{url}/schedules/wrong")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    shutdown(running).await;
+}

@@ -43,6 +43,7 @@
 mod executions;
 // `pub(crate)` for the MCP server, which reads endpoints the typed client has no method for yet.
 pub(crate) mod http;
+mod schedules;
 mod secrets;
 mod status;
 mod stream;

@@ -50,8 +50,8 @@ use crate::workflow::WorkflowDefinition;
 mod fire;
 mod spec;
 
-pub(crate) use fire::fire_due;
 pub use fire::{Fired, Scheduler};
+pub(crate) use fire::{Starter, fire_due};
 pub use spec::{Overlap, Schedule, parse_cron};
 use spec::{format_secs, from_secs, to_secs};
 
@@ -511,7 +511,7 @@ fn still_going(state: ExecutionState) -> bool {
 }
 
 /// A fire started or dropped, for [`fire`].
-type StartFuture<'a> = BoxFuture<'a, Result<Option<tokio::task::JoinHandle<Result<ExecutionState>>>>>;
+pub(crate) type StartFuture<'a> = BoxFuture<'a, Result<Option<tokio::task::JoinHandle<Result<ExecutionState>>>>>;
 
 /// How long a scheduler sleeps at most between two looks at the store.
 pub(crate) const POLL: Duration = Duration::from_secs(1);

@@ -103,14 +103,14 @@ fn unknown_workflow(name: &str, catalog: &std::collections::BTreeMap<String, Cat
 }
 
 /// Where a workflow runs.
-enum Target {
+pub(super) enum Target {
     Local(Arc<dyn crate::erased::ErasedWorkflow>),
     Remote,
 }
 
 /// Where workflow `name` runs, or 404. With other servers on the database, a workflow this one
 /// does not know yet may have been registered with one of them a moment ago.
-async fn target(s: &Shared, name: &str) -> ApiResult<Target> {
+pub(super) async fn target(s: &Shared, name: &str) -> ApiResult<Target> {
     if let Some(w) = s.local.get(name) {
         return Ok(Target::Local(w.clone()));
     }

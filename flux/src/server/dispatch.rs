@@ -85,21 +85,14 @@ async fn answer_remote(
     }
 }
 
-/// Schedules a new execution of a workflow that workers run.
-pub(crate) async fn run_remote(
-    s: &Arc<Shared>,
-    name: &str,
-    input: Value,
-    encoded: Vec<u8>,
-    mode: Mode,
-    detailed: bool,
-) -> ApiResult {
-    let id = crate::driver::new_execution_id();
-    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
-    let execution_id: Arc<str> = Arc::from(id.as_str());
+/// Stores a new execution `id` of workflow `name`, which workers run, in state `SCHEDULED`,
+/// and offers it to them. An execution of this id that exists is refused
+/// ([`crate::ErrorKind::Conflict`]).
+pub(crate) async fn schedule_remote(s: &Shared, name: &str, id: &str, encoded: Vec<u8>) -> crate::Result<()> {
+    let execution_id: Arc<str> = Arc::from(id);
     let encoded: Arc<[u8]> = encoded.into();
     let now = crate::event::now();
-    let event = Event::new(1, EventType::WorkflowScheduled, workflow_source(name, &id), name, encoded.clone(), now);
+    let event = Event::new(1, EventType::WorkflowScheduled, workflow_source(name, id), name, encoded.clone(), now);
     // A workflow workers run is defined by what they registered: the catalog keeps its version.
     let version = lock(&s.catalog).get(name).map_or(1, |entry| entry.version);
     let writes = vec![
@@ -114,16 +107,27 @@ pub(crate) async fn run_remote(
         },
         Write::Append { execution_id, event: event.clone() },
     ];
+    s.engine.store().write(writes).await?;
+    s.hub.publish(id, std::slice::from_ref(&event));
+    lock(&s.pending).add(id, name, false);
+    s.wake.notify_one();
+    Ok(())
+}
+
+/// Schedules a new execution of a workflow that workers run.
+pub(crate) async fn run_remote(
+    s: &Arc<Shared>,
+    name: &str,
+    input: Value,
+    encoded: Vec<u8>,
+    mode: Mode,
+    detailed: bool,
+) -> ApiResult {
+    let id = crate::driver::new_execution_id();
+    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
     // Stored, then offered, on a task of its own (see `to_completion`).
     let (shared, scheduled, workflow) = (s.clone(), id.clone(), name.to_string());
-    to_completion(async move {
-        shared.engine.store().write(writes).await?;
-        shared.hub.publish(&scheduled, std::slice::from_ref(&event));
-        lock(&shared.pending).add(&scheduled, &workflow, false);
-        shared.wake.notify_one();
-        Ok(())
-    })
-    .await?;
+    to_completion(async move { Ok(schedule_remote(&shared, &workflow, &scheduled, encoded).await?) }).await?;
     let initial = Summary {
         workflow_name: name.to_string(),
         execution_id: id,

@@ -26,6 +26,7 @@ mod dispatch;
 mod cluster;
 mod api;
 mod roster;
+mod schedules;
 mod workers;
 #[cfg(feature = "mcp")]
 mod mount;
@@ -312,6 +313,8 @@ impl Server {
             tokio::spawn(cluster::follow(shared.clone(), changes));
         }
         let dispatcher = tokio::spawn(dispatch::dispatcher(shared.clone()));
+        // Schedules fire in every server: their executions' ids keep each fire to one start.
+        schedules::start(&shared);
         let mcp_name = config.mcp.name.clone();
         Ok(Parts { shared, bootstrap_token, admin_token, generated_bootstrap, generated_admin, dispatcher, mcp_name })
     }
@@ -343,6 +346,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.max_body_bytes;
     api::routes()
         .merge(roster::routes())
+        .merge(schedules::routes())
         .merge(workers::routes())
         .fallback(respond::no_route)
         .method_not_allowed_fallback(respond::wrong_method)

@@ -106,7 +106,9 @@ impl From<Error> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::InvalidState => StatusCode::BAD_REQUEST,
             ErrorKind::Conflict | ErrorKind::NonDeterminism => StatusCode::CONFLICT,
-            ErrorKind::Decode | ErrorKind::Encode | ErrorKind::MissingSecret => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Decode | ErrorKind::Encode | ErrorKind::MissingSecret | ErrorKind::InvalidInput => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

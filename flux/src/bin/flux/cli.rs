@@ -109,6 +109,97 @@ pub enum Command {
     /// Manage the server's secrets (needs the admin token)
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Create, list, pause, resume and delete the schedules that start workflows
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// `flux schedule ...`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule: exactly one of --cron, --every and --at says when it fires
+    ///
+    /// Each fire starts execution NAME_TIME of the workflow (nightly_2026-12-07T09:00:00Z).
+    Create {
+        /// The workflow each fire starts
+        workflow: String,
+        /// The schedule's name [default: the workflow's]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// A cron expression: 5 fields (minute hour day-of-month month day-of-week) or 6
+        /// (seconds first), e.g. "0 9 * * MON-FRI"
+        #[arg(long, value_name = "EXPR", conflicts_with_all = ["every", "at"], required_unless_present_any = ["every", "at"])]
+        cron: Option<String>,
+        /// The time zone of --cron (IANA name) [default: UTC]
+        #[arg(long, value_name = "ZONE", requires = "cron")]
+        timezone: Option<String>,
+        /// An interval in whole seconds, or with a unit (30s, 5m, 1h)
+        #[arg(long, value_name = "DURATION", conflicts_with = "at")]
+        every: Option<String>,
+        /// One instant (RFC 3339, e.g. 2026-12-24T18:00:00Z)
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// While the previous execution is still going: skip the fire, allow it, or buffer one
+        #[arg(long, value_enum, default_value_t = OverlapArg::Skip)]
+        overlap: OverlapArg,
+        /// After downtime, fire each missed instant of this window (e.g. 1h) instead of once
+        #[arg(long, value_name = "DURATION")]
+        catchup_window: Option<String>,
+        /// The input each fire gets: JSON, or a bare word taken as a string
+        #[arg(long, value_name = "INPUT", default_value = "null")]
+        input: String,
+        /// What the schedule is for
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the schedules
+    List {
+        /// Only the schedules of this workflow
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
+    },
+    /// Show one schedule
+    Show {
+        /// The schedule's name
+        name: String,
+    },
+    /// Pause a schedule: it does not fire until resumed
+    Pause {
+        /// The schedule's name
+        name: String,
+    },
+    /// Resume a schedule: it fires next at its first instant after now
+    Resume {
+        /// The schedule's name
+        name: String,
+    },
+    /// Delete a schedule (the executions it started stay)
+    Delete {
+        /// The schedule's name
+        name: String,
+    },
+    /// The executions a schedule started, newest first
+    History {
+        /// The schedule's name
+        name: String,
+        /// The most executions to show (1 to 1000)
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        /// How many executions to skip
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        offset: u64,
+    },
+}
+
+/// `--overlap`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OverlapArg {
+    /// Drop the fire.
+    Skip,
+    /// Start it alongside.
+    Allow,
+    /// Keep one and start it when the previous execution ends.
+    BufferOne,
 }
 
 /// `flux start ...`

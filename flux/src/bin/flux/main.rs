@@ -65,8 +65,8 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    CancelMode, Cli, Command, ExecutionCommand, Format, GlobalOptions, RunMode, SecretsCommand, StartCommand,
-    WorkflowCommand,
+    CancelMode, Cli, Command, ExecutionCommand, Format, GlobalOptions, OverlapArg, RunMode, ScheduleCommand,
+    SecretsCommand, StartCommand, WorkflowCommand,
 };
 use crate::client::parse_input;
 use crate::error::CliError;
@@ -123,6 +123,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Workflow(command) => workflow(&global, command).await,
         Command::Execution(command) => execution(&global, command).await,
         Command::Secrets(command) => secrets(&global, command).await,
+        Command::Schedule(command) => schedule(&global, command).await,
     }
 }
 
@@ -327,6 +328,119 @@ async fn execution(global: &GlobalOptions, command: ExecutionCommand) -> Result<
         ExecutionCommand::List(options) => {
             let list = client.list_executions(options.filter()).await.map_err(failure)?;
             show(global.format, list.json(), |_| output::execution_list(&list))
+        }
+    }
+}
+
+/// A duration given as whole seconds (`90`) or with units (`5m`, `1h 30m`).
+fn seconds(what: &str, text: &str) -> Result<u64, CliError> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Ok(secs);
+    }
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.subsec_nanos() == 0 => Ok(d.as_secs()),
+        Ok(_) => Err(CliError::msg(format!("{what} must be a whole number of seconds, not `{text}`"))),
+        Err(e) => Err(CliError::msg(format!("invalid {what} `{text}`: {e} (write 30, 30s, 5m or 1h)"))),
+    }
+}
+
+/// `flux schedule ...`.
+async fn schedule(global: &GlobalOptions, command: ScheduleCommand) -> Result<(), CliError> {
+    let client = client::connect(&server_url(global)?, None)?;
+    let failure = |e: flux::Error| client::failure(&client, e, false);
+    let format = global.format;
+    let view = |schedule: &Value| match schedule.as_object() {
+        Some(object) => output::object_view(object, &["name", "workflow_name", "status", "next_run_at"], &["id"]),
+        None => format!("{}\n", output::pretty(schedule)),
+    };
+    let leading = ["name", "workflow_name", "schedule_type", "status", "next_run_at", "last_run_at", "run_count"];
+    match command {
+        ScheduleCommand::Create {
+            workflow,
+            name,
+            cron,
+            timezone,
+            every,
+            at,
+            overlap,
+            catchup_window,
+            input,
+            description,
+        } => {
+            let overlap = match overlap {
+                OverlapArg::Skip => "skip",
+                OverlapArg::Allow => "allow",
+                OverlapArg::BufferOne => "buffer_one",
+            };
+            let mut config = match (cron, every, at) {
+                (Some(cron), _, _) => {
+                    json!({ "type": "cron", "cron_expression": cron, "timezone": timezone.unwrap_or_else(|| "UTC".into()) })
+                }
+                (None, Some(every), _) => {
+                    json!({ "type": "interval", "interval_seconds": seconds("--every", &every)? })
+                }
+                (None, None, Some(at)) => json!({ "type": "once", "run_time": at }),
+                (None, None, None) => return Err(CliError::msg("say when it fires: --cron, --every or --at")),
+            };
+            config["overlap"] = json!(overlap);
+            if let Some(window) = catchup_window {
+                config["catchup_window_seconds"] = json!(seconds("--catchup-window", &window)?);
+            }
+            let name = name.unwrap_or_else(|| workflow.clone());
+            let created =
+                client.create_schedule(&workflow, &name, config, parse_input(&input)).await.map_err(failure)?;
+            let created = match description {
+                Some(text) => client.update_schedule(&name, json!({ "description": text })).await.map_err(failure)?,
+                None => created,
+            };
+            show(format, &created, view)
+        }
+        ScheduleCommand::List { workflow } => {
+            let schedules = client.schedules().await.map_err(failure)?;
+            let listed: Vec<Value> = schedules
+                .into_iter()
+                .filter(|s| workflow.as_ref().is_none_or(|w| s["workflow_name"] == json!(w)))
+                .collect();
+            show(format, &Value::Array(listed), |list| match list.as_array() {
+                Some(items) if items.is_empty() => "no schedules\n".to_string(),
+                Some(items) => {
+                    let shown: Vec<Value> = items
+                        .iter()
+                        .map(|item| {
+                            let mut row = serde_json::Map::new();
+                            for key in leading {
+                                row.insert(key.to_string(), item.get(key).cloned().unwrap_or(Value::Null));
+                            }
+                            Value::Object(row)
+                        })
+                        .collect();
+                    output::objects_table(&shown, &leading, &[])
+                }
+                None => format!("{}\n", output::pretty(list)),
+            })
+        }
+        ScheduleCommand::Show { name } => show(format, &client.schedule(&name).await.map_err(failure)?, view),
+        ScheduleCommand::Pause { name } => show(format, &client.pause_schedule(&name).await.map_err(failure)?, view),
+        ScheduleCommand::Resume { name } => show(format, &client.resume_schedule(&name).await.map_err(failure)?, view),
+        ScheduleCommand::Delete { name } => {
+            client.delete_schedule(&name).await.map_err(failure)?;
+            let deleted = json!({ "deleted": name });
+            show(format, &deleted, |_| format!("schedule {} deleted\n", output::cell(&json!(name))))
+        }
+        ScheduleCommand::History { name, limit, offset } => {
+            let history = client.schedule_history(&name, limit, offset).await.map_err(failure)?;
+            show(format, &history, |history| {
+                let entries = history["entries"].as_array().cloned().unwrap_or_default();
+                if entries.is_empty() {
+                    return format!("schedule {} started no executions\n", output::cell(&json!(name)));
+                }
+                let table = output::objects_table(
+                    &entries,
+                    &["execution_id", "state", "started_at", "completed_at"],
+                    &["workflow_name"],
+                );
+                format!("{table}{} of {} shown\n", entries.len(), history["total"])
+            })
         }
     }
 }

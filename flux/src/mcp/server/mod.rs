@@ -26,6 +26,7 @@
 //! ```
 
 mod answer;
+mod schedules;
 mod schema;
 mod tools;
 mod typed;

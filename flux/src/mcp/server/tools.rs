@@ -263,7 +263,7 @@ impl FluxTools {
 impl FluxTools {
     /// The static tools.
     pub(crate) fn static_router() -> ToolRouter<FluxTools> {
-        FluxTools::tool_router()
+        FluxTools::tool_router() + super::schedules::router()
     }
 
     /// `execute_workflow_sync` and `execute_workflow_async`.
