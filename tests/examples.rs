@@ -112,6 +112,26 @@ fn builtins_and_subworkflow_examples_complete() {
     assert!(out.contains(r#"output: ["reserved 7", "packed 7", "notified 7"]"#), "{out}");
 }
 
+#[cfg(feature = "schedule")]
+#[test]
+fn schedules_example_prints_five_fires_a_second_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("schedules", dir.path());
+    let fires: Vec<&str> = out.lines().filter(|l| l.starts_with("heartbeat_demo_")).collect();
+    assert_eq!(fires.len(), 5, "{out}");
+    let seconds: Vec<u32> = fires
+        .iter()
+        .map(|l| {
+            assert!(l.ends_with("COMPLETED  heartbeat: all systems nominal"), "{out}");
+            let time = l.split_whitespace().next().unwrap().trim_start_matches("heartbeat_demo_");
+            let t = humantime::parse_rfc3339(time).unwrap();
+            (t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 100_000) as u32
+        })
+        .collect();
+    assert!(seconds.windows(2).all(|w| w[1] == w[0] + 1), "one a second: {out}");
+    assert!(out.contains("5 fires in all; the schedule has ended"), "{out}");
+}
+
 #[cfg(feature = "server")]
 #[test]
 fn server_worker_example_runs_through_a_worker() {

@@ -50,8 +50,10 @@ use crate::workflow::WorkflowDefinition;
 mod fire;
 mod spec;
 
+#[cfg(feature = "server")]
+pub(crate) use fire::Starter;
+pub(crate) use fire::fire_due;
 pub use fire::{Fired, Scheduler};
-pub(crate) use fire::{Starter, fire_due};
 pub use spec::{Overlap, Schedule, parse_cron};
 use spec::{format_secs, from_secs, to_secs};
 
