@@ -15,8 +15,8 @@ use crate::ast::{Binding, Input, Macro, Options, Param, TypedParam};
 use crate::errors::Errors;
 use crate::model::{Arg, Injected, TaskDef, TaskOptions, WorkflowDef};
 use crate::symbol::{
-    CACHE, CACHE_TTL, FALLBACK, METADATA, NAME, OUTPUT_STORAGE, RETRY_BACKOFF, RETRY_DELAY, RETRY_MAX_ATTEMPTS,
-    ROLLBACK, SCHEDULE, SECRET_REQUESTS, Symbol, TIMEOUT, TIMEZONE, VERSION,
+    CACHE, CACHE_TTL, FALLBACK, MAX_CONCURRENCY, METADATA, NAME, OUTPUT_STORAGE, RETRY_BACKOFF, RETRY_DELAY,
+    RETRY_MAX_ATTEMPTS, ROLLBACK, SCHEDULE, SECRET_REQUESTS, Symbol, TIMEOUT, TIMEZONE, VERSION,
 };
 use crate::value;
 
@@ -93,6 +93,7 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
     let mut version = 1;
     let mut schedule = None;
     let mut timezone = None;
+    let mut max_concurrency = None;
     for option in written.iter() {
         let (key, value) = (option.name, &option.value);
         match key {
@@ -109,6 +110,11 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
             VERSION => match value::count(value, key, &mut errors) {
                 Some(0) => errors.add_spanned(value, "`version` starts at 1"),
                 Some(n) => version = n,
+                None => {}
+            },
+            MAX_CONCURRENCY => match value::count(value, key, &mut errors) {
+                Some(0) => errors.add_spanned(value, "`max_concurrency` is at least 1"),
+                Some(n) => max_concurrency = Some(n),
                 None => {}
             },
             SCHEDULE => {
@@ -139,7 +145,18 @@ pub(crate) fn workflow(input: Input, mut errors: Errors) -> syn::Result<Workflow
     check_owned(&output.ty, "a workflow's output", &mut errors);
     errors.finish()?;
     let input = input.ok_or_else(|| syn::Error::new(Span::call_site(), NEEDS_CONTEXT))?;
-    Ok(WorkflowDef { item, name, version, secret_requests, output_storage, schedule, timezone, input, output })
+    Ok(WorkflowDef {
+        item,
+        name,
+        version,
+        secret_requests,
+        output_storage,
+        schedule,
+        timezone,
+        max_concurrency,
+        input,
+        output,
+    })
 }
 
 /// Checks the cron expression of `schedule = ".."`: 5 or 6 fields, each one the parser of
@@ -241,6 +258,10 @@ fn task_options(written: &Options, errors: &mut Errors) -> TaskOptions {
             METADATA => options.metadata = value::boolean(value, key, errors),
             SECRET_REQUESTS => options.secret_requests = Some(value::secret_names(value, key, errors)),
             OUTPUT_STORAGE => options.output_storage = value::storage(value, key, errors),
+            MAX_CONCURRENCY => match value::count(value, key, errors) {
+                Some(0) => errors.add_spanned(value, "`max_concurrency` is at least 1"),
+                n => options.max_concurrency = n,
+            },
             _ => {}
         }
     }

@@ -106,6 +106,10 @@ fn options_tokens(def: &TaskDef) -> TokenStream {
         let d = duration_tokens(d);
         options = quote!(#options.cache_ttl(#d));
     }
+    if let Some(n) = o.max_concurrency {
+        let n = n as usize;
+        options = quote!(#options.max_concurrency(#n));
+    }
     options
 }
 
@@ -441,6 +445,13 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
         }
         None => quote!(),
     };
+    let max_concurrency = match def.max_concurrency {
+        Some(n) => {
+            let n = n as usize;
+            quote!(const MAX_CONCURRENCY: ::core::option::Option<usize> = ::core::option::Option::Some(#n);)
+        }
+        None => quote!(),
+    };
     let body_ident = format_ident!("__flux_workflow_{}", def.name_ident());
     let mut body_fn = item.clone();
     body_fn.sig.ident = body_ident.clone();
@@ -473,6 +484,7 @@ pub(crate) fn workflow(def: &WorkflowDef) -> TokenStream {
             const SECRET_REQUESTS: &'static [&'static str] = &[#(#secret_requests),*];
             const OUTPUT_STORAGE: ::core::option::Option<&'static str> = #output_storage;
             #schedule
+            #max_concurrency
             fn input_schema() -> ::core::option::Option<::std::string::String> {
                 // Autoref specialisation: the schema when the input derives `JsonSchema` (and
                 // flux has `mcp`), else `None`.

@@ -58,6 +58,8 @@ pub(crate) struct TaskOptions {
     pub(crate) secret_requests: Option<Vec<String>>,
     /// `output_storage`: the name of an output storage (`None` keeps outputs inline).
     pub(crate) output_storage: Option<String>,
+    /// `max_concurrency`: at least 1, if given.
+    pub(crate) max_concurrency: Option<u32>,
 }
 
 /// A checked `#[flux::task]`.
@@ -94,6 +96,8 @@ pub(crate) struct WorkflowDef {
     pub(crate) schedule: Option<String>,
     /// `timezone`: the schedule's time zone (UTC unless given).
     pub(crate) timezone: Option<String>,
+    /// `max_concurrency`: at least 1, if given.
+    pub(crate) max_concurrency: Option<u32>,
     /// `I` of the `ExecutionContext<I>` parameter.
     pub(crate) input: Type,
     /// What the function returns.

@@ -58,6 +58,8 @@ pub(crate) const OUTPUT_STORAGE: Symbol = Symbol("output_storage");
 pub(crate) const VERSION: Symbol = Symbol("version");
 /// `schedule`: a cron expression the workflow is started at (feature `schedule`).
 pub(crate) const SCHEDULE: Symbol = Symbol("schedule");
+/// `max_concurrency`: how many executions of a workflow an engine runs at once.
+pub(crate) const MAX_CONCURRENCY: Symbol = Symbol("max_concurrency");
 /// `timezone`: the time zone the `schedule` is read in.
 pub(crate) const TIMEZONE: Symbol = Symbol("timezone");
 
@@ -75,10 +77,12 @@ pub(crate) const TASK_OPTIONS: &[Symbol] = &[
     METADATA,
     SECRET_REQUESTS,
     OUTPUT_STORAGE,
+    MAX_CONCURRENCY,
 ];
 
 /// The options of `#[workflow]`, in the order messages list them.
-pub(crate) const WORKFLOW_OPTIONS: &[Symbol] = &[NAME, VERSION, SECRET_REQUESTS, OUTPUT_STORAGE, SCHEDULE, TIMEZONE];
+pub(crate) const WORKFLOW_OPTIONS: &[Symbol] =
+    &[NAME, VERSION, SECRET_REQUESTS, OUTPUT_STORAGE, SCHEDULE, TIMEZONE, MAX_CONCURRENCY];
 
 /// `symbols` as a list for messages: `name, secret_requests, output_storage`.
 pub(crate) fn list(symbols: &[Symbol]) -> String {
@@ -94,7 +98,10 @@ mod tests {
         let ident = proc_macro2::Ident::new("timeout", proc_macro2::Span::call_site());
         assert!(ident == TIMEOUT);
         assert!(ident != CACHE);
-        assert_eq!(list(WORKFLOW_OPTIONS), "name, version, secret_requests, output_storage, schedule, timezone");
+        assert_eq!(
+            list(WORKFLOW_OPTIONS),
+            "name, version, secret_requests, output_storage, schedule, timezone, max_concurrency"
+        );
     }
 
     #[test]

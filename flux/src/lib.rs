@@ -154,7 +154,7 @@ pub use client::Client;
 pub use compose::{AllResults, Parallel, parallel};
 pub use config::{AiConfig, Config, DatabaseLocation, McpConfig, McpTransport, WorkersConfig};
 pub use context::ExecutionContext;
-pub use engine::{Engine, EngineBuilder, State};
+pub use engine::{Engine, EngineBuilder, Queue, State};
 pub use error::{Error, ErrorKind, Result, TerminalError};
 pub use event::{Event, EventType, ExecutionState};
 pub use execution::Execution;

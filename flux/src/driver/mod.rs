@@ -73,6 +73,8 @@ pub(crate) enum Launch {
     /// A new execution `id` with the input of execution `source`, whose log starts with the
     /// recorded calls of the first `from_step` steps of `source` (see [`fork`]).
     Fork { id: String, source: String, from_step: usize },
+    /// Start the stored `SCHEDULED` execution `id`, which waited for room in a queue.
+    Queued { id: String },
 }
 
 /// A new execution's encoded input and the execution it is a sub-workflow of, if any.
@@ -119,6 +121,9 @@ enum Kind {
     FinishCancel { asked: bool },
     /// A fork: its row, lease and whole starting log are stored by [`Prepared::begin`].
     Fork,
+    /// A queued execution: `RUNNING`, its lease and `WORKFLOW_STARTED` are stored by
+    /// [`Prepared::begin`].
+    Queued,
 }
 
 /// An execution claimed in this engine and loaded, not yet touched in storage.
@@ -155,6 +160,28 @@ enum Begin {
     FinishCancel { asked: bool },
     /// A fork's row, lease and starting log (`WORKFLOW_STARTED` and the copied calls).
     Fork,
+    /// A queued execution's `RUNNING` state, lease and `WORKFLOW_STARTED`.
+    Queued,
+}
+
+/// Stores a new execution `id` of `definition` with the encoded `input` in state `SCHEDULED`,
+/// with `WORKFLOW_SCHEDULED`: an execution waiting for room in a queue. Durable when this
+/// returns.
+pub(crate) async fn store_scheduled(engine: &Engine, definition: Definition, id: &str, input: Arc<[u8]>) -> Result<()> {
+    let now = crate::event::now();
+    let source = format!("{}_{id}", definition.name);
+    let event = Event::new(1, EventType::WorkflowScheduled, source, definition.name, input.clone(), now);
+    let execution_id: Arc<str> = Arc::from(id);
+    let create = Write::CreateExecution {
+        id: execution_id.clone(),
+        workflow_name: Arc::from(definition.name),
+        state: ExecutionState::Scheduled,
+        input,
+        parent_id: None,
+        version: definition.version(),
+        time: now,
+    };
+    engine.store().write(vec![create, Write::Append { execution_id, event }]).await
 }
 
 /// A new random execution id (32 hexadecimal digits).
@@ -175,7 +202,9 @@ pub(crate) struct Claimed {
 /// here (so that one execution is never driven twice at once by one engine). Writes nothing.
 pub(crate) fn claim(engine: &Engine, definition: Definition, launch: Launch) -> Result<Claimed> {
     let id = match &launch {
-        Launch::New { id, .. } | Launch::Resume { id, .. } | Launch::Fork { id, .. } => id.as_str(),
+        Launch::New { id, .. } | Launch::Resume { id, .. } | Launch::Fork { id, .. } | Launch::Queued { id } => {
+            id.as_str()
+        }
         Launch::Continue { id, or_new } => {
             // A caller-chosen id for a new execution: an empty one would not be one.
             if id.is_empty() && or_new.is_some() {
@@ -253,6 +282,23 @@ impl Claimed {
                 let events = fork::forked_log(&source, from_step, started)?;
                 Ok(ready(id, None, input, events, Kind::Fork))
             }
+            Launch::Queued { id } => {
+                let stored = engine.load(&id).await?.ok_or_else(|| engine.not_found(&id))?;
+                check_workflow(&stored, definition.name)?;
+                let kind = match stored.state {
+                    ExecutionState::Scheduled => Kind::Queued,
+                    // Cancelled while it waited.
+                    ExecutionState::Cancelling => Kind::FinishCancel { asked: cancelling_recorded(&stored.events) },
+                    state if state.is_terminal() => return Ok(Plan::Stored(stored)),
+                    state => {
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!("queued execution `{id}` is {state}: another process started it"),
+                        ));
+                    }
+                };
+                Ok(ready(id, stored.parent_id, stored.input.into(), stored.events, kind))
+            }
             Launch::Worker { stored, resume } => {
                 let started = stored.events.iter().any(|e| e.kind() == EventType::WorkflowStarted);
                 let kind = Kind::Claimed { started, resume };
@@ -304,6 +350,7 @@ impl Ready {
             Kind::Claimed { started, resume: None } => Begin::Claimed { started },
             Kind::FinishCancel { asked } => Begin::FinishCancel { asked },
             Kind::Fork => Begin::Fork,
+            Kind::Queued => Begin::Queued,
         };
         Prepared { run, claim, definition, input, begin }
     }
@@ -369,6 +416,16 @@ impl Prepared {
                 run.engine().renew_in_background();
                 stored
             }
+            Begin::Queued => {
+                // The state, the lease and `WORKFLOW_STARTED` (at the seq after the log's) in one
+                // transaction: of two processes starting it, one commits.
+                let running = Write::set_state(run.execution_id.clone(), ExecutionState::Running, None);
+                let lease = run.engine().lease_write(run.execution_id.clone(), LeaseMode::Own);
+                let started = run.workflow().entry(EventType::WorkflowStarted, self.input.clone());
+                let stored = run.record_durable([started], [running, lease]).await;
+                run.engine().renew_in_background();
+                stored
+            }
             Begin::Claimed { started } => {
                 let running = Write::set_state(run.execution_id.clone(), ExecutionState::Running, None);
                 if started {
@@ -383,7 +440,7 @@ impl Prepared {
             run.close();
             return Err(e);
         }
-        if matches!(self.begin, Begin::Create | Begin::Fork) {
+        if matches!(self.begin, Begin::Create | Begin::Fork | Begin::Queued) {
             tracing::debug!(workflow = %run.workflow_name, execution_id = %run.execution_id, "execution started");
         }
         self.begin = Begin::Nothing;

@@ -29,10 +29,13 @@ use crate::store::{MemoryStore, Store, StoredExecution};
 mod builder;
 mod lease;
 mod manage;
+mod queue;
 mod state;
 
 pub use builder::EngineBuilder;
 pub use manage::DELETE_BATCH;
+pub(crate) use queue::Limiter;
+pub use queue::Queue;
 pub use state::State;
 pub(crate) use state::States;
 
@@ -83,6 +86,8 @@ struct Inner {
     states: RwLock<States>,
     /// The background deletion of old finished executions, if the engine has a retention.
     retention: std::sync::OnceLock<manage::Retention>,
+    /// The queues, by name (and each limited workflow's, as `workflow:{name}`).
+    queues: Mutex<queue::Queues>,
 }
 
 /// The executions claimed here, with their run once it exists.
@@ -213,6 +218,7 @@ impl Engine {
                 outputs: RwLock::new(outputs),
                 states: RwLock::default(),
                 retention: std::sync::OnceLock::new(),
+                queues: Mutex::default(),
             }),
         }
     }

@@ -212,12 +212,26 @@ impl<T> Chain<'_, T> {
                     };
                     self.defer_value(EventType::TaskRetryStarted, &started)?;
                 }
+                // A task with a `max_concurrency` waits for a place among the engine's attempts of
+                // it, held for this attempt.
+                let place = match options.max_concurrency {
+                    Some(n) => {
+                        let turn = self.run.engine().task_limiter(self.task, n).enter().turn();
+                        match self.run.or_cancelled(turn).await {
+                            None => return self.cancelled(rollback.take()).await,
+                            Some(admission) => admission.map(|a| a.permit()),
+                        }
+                    }
+                    None => None,
+                };
                 let running = run::in_task(
                     self.task_id,
                     self.name,
                     guarded(self.task_id, options.timeout, attempt.start(&self.call)),
                 );
-                let Some(outcome) = self.run.or_cancelled(running).await else {
+                let outcome = self.run.or_cancelled(running).await;
+                drop(place);
+                let Some(outcome) = outcome else {
                     return self.cancelled(rollback.take()).await;
                 };
                 let outcome = match outcome {

@@ -38,6 +38,10 @@ pub struct TaskOptions {
     /// Where the output is kept: `None` in the log (inline), or the name of one of the engine's
     /// output storages (`"file"`), with only a reference in the log.
     pub output_storage: Option<Cow<'static, str>>,
+    /// How many attempts of this task (by name) an engine runs at once, across all executions;
+    /// `None`: no limit (default). An attempt beyond the limit waits its turn, first come, first
+    /// served, after its `TASK_STARTED`.
+    pub max_concurrency: Option<usize>,
 }
 
 impl Default for TaskOptions {
@@ -57,7 +61,14 @@ impl TaskOptions {
             cache: false,
             cache_ttl: None,
             output_storage: None,
+            max_concurrency: None,
         }
+    }
+
+    /// Sets how many attempts of the task an engine runs at once (at least 1).
+    pub const fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(if n == 0 { 1 } else { n });
+        self
     }
 
     /// Sets the number of extra attempts.
@@ -108,6 +119,7 @@ impl TaskOptions {
             cache: false,
             cache_ttl: None,
             output_storage: Some(Cow::Borrowed(name)),
+            max_concurrency: None,
         }
     }
 

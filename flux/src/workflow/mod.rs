@@ -45,6 +45,10 @@ pub trait WorkflowDefinition: Send + Sync + 'static {
     fn input_schema() -> Option<String> {
         None
     }
+    /// How many executions of the workflow an engine runs at once
+    /// (`#[flux::workflow(max_concurrency = n)]`); the others wait in `SCHEDULED` and start in
+    /// the order they were submitted. `None`: no limit.
+    const MAX_CONCURRENCY: Option<usize> = None;
     /// The schedule `#[flux::workflow(schedule = "..")]` declares (with feature `schedule`):
     /// its cron expression and time zone (`timezone = ".."`, UTC by default). A scheduler
     /// creates it, named after the workflow, or brings it up to date, when it starts.
@@ -138,8 +142,70 @@ impl<W: WorkflowDefinition> Workflow<W> {
     /// `Err` only when the engine cannot work (storage unusable, input not encodable); a
     /// workflow that fails returns `Ok` with an execution in state `FAILED`.
     pub async fn run(&self, input: W::Input) -> Result<ExecutionOf<W>> {
+        if W::MAX_CONCURRENCY.is_some() {
+            return self.submit(&self.engine()?, None, input).await?.await;
+        }
         let (prepared, input) = new_run::<W>(&self.engine()?, driver::new_execution_id(), input).await?;
         drive::<W>(prepared, input).await
+    }
+
+    /// Submits a new execution to queue `queue` of the engine ([`Engine::queue`]): it is stored
+    /// at once in state `SCHEDULED`, waits for room in the queue (and under the workflow's own
+    /// `max_concurrency`), then runs in the background. Executions start in the order they were
+    /// submitted. The handle's `.await` gives the result.
+    ///
+    /// Needs a Tokio runtime. The limits hold for the executions this engine starts; an
+    /// execution still waiting when its process stops stays `SCHEDULED`.
+    pub async fn enqueue(&self, queue: &str, input: W::Input) -> Result<ExecutionHandle<W>> {
+        let engine = self.engine()?;
+        let limiter = engine.limiter(queue);
+        self.submit(&engine, Some(limiter), input).await
+    }
+
+    /// Stores a new execution `SCHEDULED`, takes its places in line (the queue's, else the
+    /// workflow's), and runs it in the background once it has room in both.
+    async fn submit(
+        &self,
+        engine: &Engine,
+        queue: Option<Arc<crate::engine::Limiter>>,
+        input: W::Input,
+    ) -> Result<ExecutionHandle<W>> {
+        let id = driver::new_execution_id();
+        let encoded = encode_input::<W>(&input)?;
+        driver::store_scheduled(engine, definition::<W>(), &id, encoded).await?;
+        let own = W::MAX_CONCURRENCY.map(|n| engine.workflow_limiter(W::NAME, n));
+        // The first line is entered now, so that executions start in the order submitted.
+        let (first, then) = match (queue, own) {
+            (Some(queue), own) => (queue.enter(), own),
+            (None, Some(own)) => (own.enter(), None),
+            (None, None) => unreachable!("a submission without a limit"),
+        };
+        let workflow = self.on(engine);
+        let (engine, execution_id) = (engine.clone(), id.clone());
+        let join = tokio::spawn(async move {
+            let closed = || Error::new(ErrorKind::InvalidState, "the engine's queue stopped");
+            let first = first.turn().await.ok_or_else(closed)?;
+            let then = match then {
+                Some(own) => Some(own.enter().turn().await.ok_or_else(closed)?),
+                None => None,
+            };
+            let launch = Launch::Queued { id: execution_id };
+            let plan = driver::claim(&engine, definition::<W>(), launch)?.plan().await?;
+            let (prepared, input) = match plan {
+                Plan::Stored(stored) => return to_execution::<W>(&engine, stored),
+                Plan::Run(ready) => {
+                    let (mut prepared, input) = prepare::<W>(ready, None)?;
+                    prepared.begin().await?;
+                    (prepared, input)
+                }
+            };
+            // Started: the next in line may start; the places are held until the run stops.
+            let places: Vec<_> = std::iter::once(first).chain(then).map(|admission| admission.permit()).collect();
+            let result = drive::<W>(prepared, input).await;
+            drop(places);
+            result
+        });
+        Ok(ExecutionHandle::new(id, workflow, join))
     }
 
     /// Starts a new execution in the background and returns at once (once the execution is
@@ -148,6 +214,9 @@ impl<W: WorkflowDefinition> Workflow<W> {
     /// Needs a Tokio runtime (the execution runs as a spawned task).
     pub async fn start(&self, input: W::Input) -> Result<ExecutionHandle<W>> {
         let engine = self.engine()?;
+        if W::MAX_CONCURRENCY.is_some() {
+            return self.submit(&engine, None, input).await;
+        }
         let (mut prepared, input) = new_run::<W>(&engine, driver::new_execution_id(), input).await?;
         prepared.begin().await?;
         let id = prepared.execution_id().to_string();
