@@ -552,6 +552,11 @@ fn schedules_are_created_fire_on_the_worker_and_are_paused_resumed_shown_and_del
     assert!(id.starts_with("greet_"), "{id}");
     let status = flux.json(&["workflow", "status", "hello_world", &id, "--format", "json"]);
     assert_eq!(status["output"], "Hello, Dee", "{status}");
+    // Messages and events on it: it set none, and a finished execution takes no message.
+    let event = flux.ok(&["workflow", "event", "hello_world", &id, "status"]);
+    assert!(event.contains("set no event"), "{event}");
+    let refused = flux.fails(&["workflow", "send", "hello_world", &id, "payment", "25", "--key", "k1"]);
+    assert!(refused.contains("has finished (COMPLETED)"), "{refused}");
     let history = flux.ok(&["schedule", "history", "greet"]);
     assert!(history.contains(&id) && history.contains("COMPLETED") && history.contains("shown"), "{history}");
 
@@ -677,6 +682,8 @@ fn every_command_has_help_and_bad_arguments_are_usage_errors() {
     for command in ["list", "show", "status"] {
         help(&["workflow", command]);
     }
+    assert!(help(&["workflow", "send"]).contains("--key"));
+    assert!(help(&["workflow", "event"]).contains("set_event"));
     let list = help(&["execution", "list"]);
     for expected in ["--workflow", "--state", "--created-after", "--created-before", "--limit", "--offset"] {
         assert!(list.contains(expected), "flux execution list --help lacks {expected}:\n{list}");

@@ -112,6 +112,17 @@ fn builtins_and_subworkflow_examples_complete() {
     assert!(out.contains(r#"output: ["reserved 7", "packed 7", "notified 7"]"#), "{out}");
 }
 
+#[test]
+fn messages_example_pays_one_checkout_once_and_expires_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("messages", dir.path());
+    assert!(out.contains("order 1 says: waiting for payment"), "{out}");
+    assert!(out.contains("payment sent: delivered true, then delivered false"), "{out}");
+    assert!(out.contains("COMPLETED: order 1: charged 2500 cents"), "{out}");
+    assert!(out.contains("COMPLETED: order 2: no payment within 3 s, expired"), "{out}");
+    assert!(out.contains("order 1 says: order 1: charged 2500 cents"), "{out}");
+}
+
 #[cfg(feature = "schedule")]
 #[test]
 fn schedules_example_prints_five_fires_a_second_apart() {

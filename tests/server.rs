@@ -1484,3 +1484,65 @@ async fn a_schedule_of_a_workflow_the_server_runs_fires_in_its_process() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     shutdown(running).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Messages and events
+// ---------------------------------------------------------------------------------------------
+
+/// Says it waits, takes a payment (at most a minute), then any second one for a second, says
+/// what it got.
+#[flux::workflow]
+async fn awaits_payment(_ctx: ExecutionContext<String>) -> flux::Result<String> {
+    flux::set_event("status", "waiting".to_string()).await?;
+    let cents: Option<u32> = flux::recv("payment").timeout(Duration::from_secs(60)).await?;
+    let again: Option<u32> = flux::recv("payment").timeout(Duration::from_secs(1)).await?;
+    let outcome = match (cents, again) {
+        (Some(c), None) => format!("paid {c}"),
+        (Some(c), Some(d)) => format!("paid {c} and {d}"),
+        (None, _) => "expired".to_string(),
+    };
+    flux::set_event("status", outcome.clone()).await?;
+    Ok(outcome)
+}
+
+#[tokio::test]
+async fn messages_and_events_over_http_reach_a_workflow_the_server_runs() {
+    let (running, url) = bind(Server::new().engine(&Engine::in_memory()).register(awaits_payment)).await;
+    let api = api(&url);
+    let workflow = api.workflow::<String, String>("awaits_payment");
+    let started = workflow.start(&"order 7".to_string()).await.unwrap();
+    let id = started.execution_id().to_string();
+    let deadline = Instant::now() + PATIENCE;
+    while workflow.get_event::<String>(&id, "status").await.unwrap().as_deref() != Some("waiting") {
+        assert!(Instant::now() < deadline, "the workflow never said it waits");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(workflow.send_keyed(&id, "payment", "pay-1", &2500).await.unwrap());
+    assert!(!workflow.send_keyed(&id, "payment", "pay-1", &2500).await.unwrap(), "a duplicate was delivered");
+    let deadline = Instant::now() + PATIENCE;
+    let done = loop {
+        let (_, status) = status_of(&api, "awaits_payment", &id, false).await;
+        if state(&status) == "COMPLETED" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the payment never completed the workflow: {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(done["output"], "paid 2500", "{done}");
+    assert_eq!(workflow.get_event::<String>(&id, "status").await.unwrap().as_deref(), Some("paid 2500"));
+    assert_eq!(workflow.get_event::<String>(&id, "nothing").await.unwrap(), None);
+
+    // Refusals: a finished execution, an unknown one, an unknown workflow.
+    let http = raw();
+    let (status, refused) =
+        raw_post(&http, &format!("{url}/workflows/awaits_payment/send/{id}/payment"), &json!(1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("has finished (COMPLETED)"), "{refused}");
+    let (status, _) = raw_post(&http, &format!("{url}/workflows/awaits_payment/send/nope/payment"), &json!(1)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = raw_post(&http, &format!("{url}/workflows/nope/send/{id}/payment"), &json!(1)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, event) = raw_get(&http, &format!("{url}/workflows/awaits_payment/events/{id}/status")).await;
+    assert_eq!((status, &event["set"], &event["value"]), (StatusCode::OK, &json!(true), &json!("paid 2500")));
+    shutdown(running).await;
+}

@@ -131,6 +131,7 @@ mod driver;
 mod workflow;
 mod erased;
 mod recovery;
+pub mod messages;
 #[cfg(feature = "schedule")]
 pub mod schedule;
 // Server mode: what crosses the network, the typed client, the server, and the worker.
@@ -159,6 +160,7 @@ pub use error::{Error, ErrorKind, Result, TerminalError};
 pub use event::{Event, EventType, ExecutionState};
 pub use execution::Execution;
 pub use graph::{Graph, GraphError};
+pub use messages::{recv, set_event};
 pub use recovery::Recovered;
 pub use run::spawn;
 pub use secrets::Vault;

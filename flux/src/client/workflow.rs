@@ -143,6 +143,53 @@ impl<I: Serialize, O: DeserializeOwned + Send + 'static> RemoteWorkflow<I, O> {
         self.summary(self.client.http().request(Method::GET, url, Auth::Plain)).await
     }
 
+    /// `POST /workflows/{name}/send/{id}/{topic}`: sends `message` on `topic` to execution `id`
+    /// (kept until it receives it with `flux::recv`).
+    pub async fn send<M: Serialize + ?Sized>(&self, execution_id: &str, topic: &str, message: &M) -> Result<()> {
+        self.send_message(execution_id, topic, None, message).await.map(drop)
+    }
+
+    /// [`RemoteWorkflow::send`] with an idempotency key: a message of the same key is delivered
+    /// once; `false` when this one was a duplicate.
+    pub async fn send_keyed<M: Serialize + ?Sized>(
+        &self,
+        execution_id: &str,
+        topic: &str,
+        key: &str,
+        message: &M,
+    ) -> Result<bool> {
+        self.send_message(execution_id, topic, Some(key), message).await
+    }
+
+    async fn send_message<M: Serialize + ?Sized>(
+        &self,
+        execution_id: &str,
+        topic: &str,
+        key: Option<&str>,
+        message: &M,
+    ) -> Result<bool> {
+        let url = self.client.http().url(&["workflows", &self.name, "send", execution_id, topic])?;
+        let mut request = self.client.http().request(Method::POST, url, Auth::Plain).json(message);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let answer = self.client.http().value(request).await?;
+        Ok(answer["delivered"].as_bool().unwrap_or(false))
+    }
+
+    /// `GET /workflows/{name}/events/{id}/{key}`: the latest value execution `id` set under
+    /// `key` with `flux::set_event`, or `None` if it set none yet.
+    pub async fn get_event<T: DeserializeOwned>(&self, execution_id: &str, key: &str) -> Result<Option<T>> {
+        let url = self.client.http().url(&["workflows", &self.name, "events", execution_id, key])?;
+        let answer = self.client.http().value(self.client.http().request(Method::GET, url, Auth::Plain)).await?;
+        if answer["set"] != serde_json::Value::Bool(true) {
+            return Ok(None);
+        }
+        serde_json::from_value(answer["value"].clone())
+            .map(Some)
+            .map_err(|e| Error::new(ErrorKind::Decode, format!("event `{key}` of execution `{execution_id}`: {e}")))
+    }
+
     /// `POST /workflows/{name}/resume/{id}/sync`: resumes a paused execution with `input` (the
     /// type its pause waits for) and answers once it finished or paused again. A resume input
     /// the pause cannot read is refused (kind [`ErrorKind::InvalidInput`], or a status still

@@ -88,6 +88,8 @@ struct Inner {
     retention: std::sync::OnceLock<manage::Retention>,
     /// The queues, by name (and each limited workflow's, as `workflow:{name}`).
     queues: Mutex<queue::Queues>,
+    /// Told of each message sent through this engine, for the receives waiting here.
+    sent: tokio::sync::Notify,
 }
 
 /// The executions claimed here, with their run once it exists.
@@ -219,6 +221,7 @@ impl Engine {
                 states: RwLock::default(),
                 retention: std::sync::OnceLock::new(),
                 queues: Mutex::default(),
+                sent: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -431,6 +434,11 @@ impl Engine {
             Ok(result) => result,
             Err(e) => Err(Error::new(ErrorKind::Storage, format!("loading execution `{execution_id}` failed: {e}"))),
         }
+    }
+
+    /// Told of each message sent through this engine ([`crate::messages`]).
+    pub(crate) fn messages_sent(&self) -> &tokio::sync::Notify {
+        &self.inner.sent
     }
 
     /// The error for an execution id this engine's store does not hold.

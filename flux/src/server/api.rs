@@ -32,6 +32,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/workflows/{name}/resume/{execution_id}/{mode}", axum::routing::post(resume))
         .route("/workflows/{name}/status/{execution_id}", get(status))
         .route("/workflows/{name}/cancel/{execution_id}", get(cancel))
+        .route("/workflows/{name}/send/{execution_id}/{topic}", axum::routing::post(send))
+        .route("/workflows/{name}/events/{execution_id}/{key}", get(get_event))
         .route("/executions", get(list_executions))
         .route("/executions/{execution_id}", get(show_execution))
         .route("/admin/secrets", get(list_secrets).post(set_secret))
@@ -271,6 +273,41 @@ async fn cancel(
         Target::Remote => dispatch::cancel_remote(&s, stored, wait).await?,
     }
     summary_response(&s, &name, &id, detailed).await
+}
+
+/// `POST /workflows/{name}/send/{execution_id}/{topic}`: keeps the body (JSON) as the next
+/// message on `topic` for the execution, which `flux::recv` takes; an `Idempotency-Key` header
+/// delivers a message of that key once (`"delivered": false` for a duplicate).
+async fn send(
+    State(s): SharedState,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let Path((name, id, topic)) = path.map_err(path_error)?;
+    target(&s, &name).await?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "the `Idempotency-Key` header is not visible ASCII")
+        })?),
+    };
+    let message = json_body(body)?;
+    let encoded = protocol::json_to_msgpack(&message)?;
+    let delivered = crate::messages::send_encoded(&s.engine, &name, &id, &topic, key, encoded).await?;
+    Ok(axum::Json(json!({ "execution_id": id, "topic": topic, "delivered": delivered })).into_response())
+}
+
+/// `GET /workflows/{name}/events/{execution_id}/{key}`: the latest value the execution set
+/// under `key` with `flux::set_event` (`"set": false` and a null value if none yet).
+async fn get_event(State(s): SharedState, path: Result<Path<(String, String, String)>, PathRejection>) -> ApiResult {
+    let Path((name, id, key)) = path.map_err(path_error)?;
+    let value = crate::messages::event_value(&s.engine, &name, &id, &key).await?;
+    let (set, value) = match value {
+        Some(bytes) => (true, protocol::msgpack_to_json(&bytes)),
+        None => (false, Value::Null),
+    };
+    Ok(axum::Json(json!({ "execution_id": id, "key": key, "set": set, "value": value })).into_response())
 }
 
 /// `GET /executions`: a page of the stored executions, newest first, with how many match.

@@ -24,6 +24,8 @@ mod tests {
         ("post", "/workflows/{name}/resume/{execution_id}/{mode}"),
         ("get", "/workflows/{name}/status/{execution_id}"),
         ("get", "/workflows/{name}/cancel/{execution_id}"),
+        ("post", "/workflows/{name}/send/{execution_id}/{topic}"),
+        ("get", "/workflows/{name}/events/{execution_id}/{key}"),
         ("get", "/executions"),
         ("get", "/executions/{execution_id}"),
         ("get", "/schedules"),

@@ -27,6 +27,8 @@ pub struct MemoryStore {
     /// a listing; changed only under the executions' lock.
     creation: Mutex<Creation>,
     schedules: Mutex<std::collections::BTreeMap<String, StoredSchedule>>,
+    /// Messages by execution and topic, in order, with their keys.
+    messages: Mutex<HashMap<(String, String), Vec<Message>>>,
 }
 
 /// Each execution's place in the order of creation, and the next place.
@@ -35,6 +37,9 @@ struct Creation {
     next: u64,
     places: HashMap<String, u64>,
 }
+
+/// A message kept for an execution: its idempotency key and value.
+type Message = (Option<String>, Vec<u8>);
 
 /// A secret's nonce and ciphertext.
 type Sealed = (Vec<u8>, Vec<u8>);
@@ -361,5 +366,22 @@ impl Store for MemoryStore {
 
     fn schedule_delete(&self, name: &str) -> Result<bool> {
         Ok(self.schedules.lock().unwrap_or_else(|p| p.into_inner()).remove(name).is_some())
+    }
+
+    fn message_put(&self, execution_id: &str, topic: &str, key: Option<&str>, value: &[u8]) -> Result<bool> {
+        let mut messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = messages.entry((execution_id.to_string(), topic.to_string())).or_default();
+        if key.is_some() && kept.iter().any(|(k, _)| k.as_deref() == key) {
+            return Ok(false);
+        }
+        kept.push((key.map(String::from), value.to_vec()));
+        Ok(true)
+    }
+
+    fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        let messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = messages.get(&(execution_id.to_string(), topic.to_string()));
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        Ok(kept.and_then(|kept| kept.get(index)).map(|(_, value)| value.clone()))
     }
 }

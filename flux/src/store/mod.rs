@@ -481,6 +481,29 @@ pub trait Store: Send + Sync + 'static {
         let _ = name;
         Ok(false)
     }
+
+    /// Keeps `value` as the next message on `topic` for execution `execution_id` (which need
+    /// not exist yet). With a `key`, a message of the same execution, topic and key that is kept
+    /// already makes this one a duplicate: nothing is kept, and `false` is returned. Messages of
+    /// one execution and topic are kept in the order they were stored.
+    ///
+    /// The default keeps no messages and refuses, naming the store.
+    fn message_put(&self, execution_id: &str, topic: &str, key: Option<&str>, value: &[u8]) -> Result<bool> {
+        let _ = (execution_id, topic, key, value);
+        Err(no_messages(&self.describe()))
+    }
+
+    /// The `index`-th message (from 0) kept on `topic` for `execution_id`, or `None` if fewer
+    /// are kept.
+    fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        let _ = (execution_id, topic, index);
+        Err(no_messages(&self.describe()))
+    }
+}
+
+/// The error of a store that keeps no messages.
+fn no_messages(store: &str) -> Error {
+    Error::new(ErrorKind::Config, format!("store `{store}` does not keep messages between workflows"))
 }
 
 /// The error of a store that keeps no schedules.

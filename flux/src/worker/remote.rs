@@ -278,6 +278,17 @@ impl Store for RemoteStore {
         self.route(writes, false)
     }
 
+    /// Messages are kept by the server; a worker cannot read them yet.
+    fn message_get(&self, execution_id: &str, topic: &str, _index: u64) -> Result<Option<Vec<u8>>> {
+        Err(Error::new(
+            ErrorKind::InvalidState,
+            format!(
+                "execution `{execution_id}` waits for a message on `{topic}`, but a workflow run by a remote worker \
+                 cannot receive messages yet: run it in the server's process (`Server::register`)"
+            ),
+        ))
+    }
+
     fn write_deferred(&self, writes: Vec<Write>) -> Commit {
         self.route(writes, true)
     }

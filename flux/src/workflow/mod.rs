@@ -130,7 +130,7 @@ impl<W: WorkflowDefinition> Workflow<W> {
         W::NAME
     }
 
-    fn engine(&self) -> Result<Engine> {
+    pub(crate) fn engine(&self) -> Result<Engine> {
         match &self.engine {
             Some(e) => Ok(e.clone()),
             None => Engine::global(),

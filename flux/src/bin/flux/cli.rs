@@ -299,6 +299,29 @@ pub enum WorkflowCommand {
         #[arg(long, value_enum, default_value_t = CancelMode::Async)]
         mode: CancelMode,
     },
+    /// Send a message to an execution (what its `flux::recv(TOPIC)` takes)
+    Send {
+        /// The workflow's name
+        name: String,
+        /// The execution
+        execution_id: String,
+        /// The topic
+        topic: String,
+        /// The message: JSON, or a bare word taken as a string
+        message: String,
+        /// An idempotency key: a message of the same key is delivered once
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+    },
+    /// Show the latest value an execution set under a key (`flux::set_event`)
+    Event {
+        /// The workflow's name
+        name: String,
+        /// The execution
+        execution_id: String,
+        /// The event's key
+        key: String,
+    },
 }
 
 /// How `run` and `resume` wait.

@@ -284,6 +284,40 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
             };
             show(format, status.map_err(failure)?.summary(), output::summary)
         }
+        WorkflowCommand::Send { name, execution_id, topic, message, key } => {
+            let workflow = client.workflow::<Value, Value>(name);
+            let message = parse_input(&message);
+            let delivered = match &key {
+                Some(key) => workflow.send_keyed(&execution_id, &topic, key, &message).await,
+                None => workflow.send(&execution_id, &topic, &message).await.map(|()| true),
+            }
+            .map_err(failure)?;
+            let answer = json!({ "execution_id": execution_id, "topic": topic, "delivered": delivered });
+            show(format, &answer, |_| {
+                if delivered {
+                    format!(
+                        "message on {} sent to {}\n",
+                        output::cell(&json!(topic)),
+                        output::cell(&json!(execution_id))
+                    )
+                } else {
+                    format!("a message of key {} was delivered already; not sent again\n", output::cell(&json!(key)))
+                }
+            })
+        }
+        WorkflowCommand::Event { name, execution_id, key } => {
+            let workflow = client.workflow::<Value, Value>(name);
+            let value: Option<Value> = workflow.get_event(&execution_id, &key).await.map_err(failure)?;
+            let answer = json!({ "execution_id": execution_id, "key": key, "set": value.is_some(), "value": value });
+            show(format, &answer, |_| match &value {
+                Some(value) => format!("{}\n", output::pretty(value)),
+                None => format!(
+                    "execution {} set no event {} yet\n",
+                    output::cell(&json!(execution_id)),
+                    output::cell(&json!(key))
+                ),
+            })
+        }
     }
 }
 

@@ -65,6 +65,7 @@ use crate::event::{Event, EventType, ExecutionState};
 mod claims;
 mod listing;
 mod log;
+mod messages;
 mod reads;
 mod schedules;
 mod states;
@@ -72,6 +73,7 @@ mod states;
 pub use claims::*;
 pub use listing::*;
 pub use log::*;
+pub use messages::*;
 pub use reads::*;
 pub use schedules::*;
 pub use states::*;
@@ -217,6 +219,7 @@ macro_rules! __flux_store_conformance_module {
                 a_batch_sees_its_own_deletions,
                 schedules_are_created_once_and_replaced_at_their_revision,
                 listings_filter_by_schedule,
+                messages_are_kept_in_order_by_topic_and_deduplicated_by_key,
             );
 
             $($more)*

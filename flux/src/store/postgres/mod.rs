@@ -369,6 +369,17 @@ impl Store for PostgresStore {
         self.read(move |r| async move { r.schedule_delete(&name).await })
     }
 
+    fn message_put(&self, execution_id: &str, topic: &str, key: Option<&str>, value: &[u8]) -> Result<bool> {
+        let (id, topic, key, value) =
+            (execution_id.to_string(), topic.to_string(), key.map(String::from), value.to_vec());
+        self.read(move |r| async move { r.message_put(&id, &topic, key.as_deref(), &value).await })
+    }
+
+    fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        let (id, topic) = (execution_id.to_string(), topic.to_string());
+        self.read(move |r| async move { r.message_get(&id, &topic, index).await })
+    }
+
     /// The changes of the other stores on this schema, through `LISTEN` on a connection of its
     /// own, opened on the first call (and again whenever it drops).
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {

@@ -319,6 +319,43 @@ impl Reader {
             .map_err(self.err("cannot remove a schedule from"))
     }
 
+    /// Keeps a message; `false` for a duplicate of its key. Inserted in a transaction holding
+    /// an advisory lock of the execution's topic, so that the messages of a topic commit in the
+    /// order of their ids (a reader never sees a later one before an earlier one).
+    pub(super) async fn message_put(
+        &self,
+        execution_id: &str,
+        topic: &str,
+        key: Option<&str>,
+        value: &[u8],
+    ) -> Result<bool> {
+        let err = self.err("cannot keep a message in");
+        // Two topics whose names hash alike only wait for each other.
+        let lock = format!("{execution_id}/{topic}");
+        let sql = "WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended($1, 0)))
+             INSERT INTO messages (execution_id, topic, key, value, created_at)
+             SELECT $2, $3, $4, $5, $6 FROM locked
+             ON CONFLICT (execution_id, topic, key) WHERE key IS NOT NULL DO NOTHING";
+        let now = to_micros(SystemTime::now());
+        let inserted =
+            self.client.execute(sql, &[&lock, &execution_id, &topic, &key, &value, &now]).await.map_err(&err)?;
+        Ok(inserted == 1)
+    }
+
+    pub(super) async fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        let err = self.err("cannot read a message from");
+        let offset = i64::try_from(index).unwrap_or(i64::MAX);
+        let row = self
+            .client
+            .query_opt(
+                "SELECT value FROM messages WHERE execution_id = $1 AND topic = $2 ORDER BY id LIMIT 1 OFFSET $3",
+                &[&execution_id, &topic, &offset],
+            )
+            .await
+            .map_err(&err)?;
+        row.map(|r| r.try_get(0)).transpose().map_err(&err)
+    }
+
     pub(super) async fn secret_remove(&self, name: &str) -> Result<bool> {
         self.client
             .execute("DELETE FROM secrets WHERE name = $1", &[&name])

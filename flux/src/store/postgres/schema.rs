@@ -11,7 +11,7 @@ use super::{describe_error, quote};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The version this code writes.
-pub(super) const SCHEMA_VERSION: i32 = 3;
+pub(super) const SCHEMA_VERSION: i32 = 4;
 
 /// Migration `n` takes a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -76,6 +76,17 @@ const MIGRATIONS: &[&str] = &[
         revision BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     );",
+    // 3 -> 4: messages sent to executions, in the order they were stored.
+    "CREATE TABLE messages (
+        id BIGSERIAL PRIMARY KEY,
+        execution_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        key TEXT,
+        value BYTEA NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX messages_of_topic ON messages (execution_id, topic, id);
+    CREATE UNIQUE INDEX messages_by_key ON messages (execution_id, topic, key) WHERE key IS NOT NULL;",
 ];
 
 /// Creates the schema if needed and brings it to [`SCHEMA_VERSION`], in one transaction that

@@ -192,6 +192,14 @@ impl Store for SqliteStore {
     fn schedule_delete(&self, name: &str) -> Result<bool> {
         self.with_reader(|conn| read::schedule_delete(conn, &self.path, name))
     }
+
+    fn message_put(&self, execution_id: &str, topic: &str, key: Option<&str>, value: &[u8]) -> Result<bool> {
+        self.with_reader(|conn| read::message_put(conn, &self.path, execution_id, topic, key, value))
+    }
+
+    fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        self.with_reader(|conn| read::message_get(conn, &self.path, execution_id, topic, index))
+    }
 }
 
 impl Drop for SqliteStore {

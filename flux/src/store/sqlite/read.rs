@@ -524,6 +524,41 @@ pub(super) fn schedule_delete(conn: &Connection, path: &Path, name: &str) -> Res
         .map_err(|e| sql_error(path, "cannot remove a schedule from", e))
 }
 
+/// Keeps a message; `false` for a duplicate of its key.
+pub(super) fn message_put(
+    conn: &Connection,
+    path: &Path,
+    execution_id: &str,
+    topic: &str,
+    key: Option<&str>,
+    value: &[u8],
+) -> Result<bool> {
+    conn.execute(
+        "INSERT INTO messages (execution_id, topic, key, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (execution_id, topic, key) WHERE key IS NOT NULL DO NOTHING",
+        params![execution_id, topic, key, value, to_micros(SystemTime::now())],
+    )
+    .map(|n| n == 1)
+    .map_err(|e| sql_error(path, "cannot keep a message in", e))
+}
+
+/// The `index`-th message of a topic.
+pub(super) fn message_get(
+    conn: &Connection,
+    path: &Path,
+    execution_id: &str,
+    topic: &str,
+    index: u64,
+) -> Result<Option<Vec<u8>>> {
+    conn.prepare_cached(
+        "SELECT value FROM messages WHERE execution_id = ?1 AND topic = ?2 ORDER BY id LIMIT 1 OFFSET ?3",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![execution_id, topic, i64::try_from(index).unwrap_or(i64::MAX)], |r| r.get(0)).optional()
+    })
+    .map_err(|e| sql_error(path, "cannot read a message from", e))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
 /// The schema version this build writes. Databases with a higher version are refused.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -169,6 +169,17 @@ const MIGRATIONS: &[&str] = &[
         revision INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 5 -> 6: messages sent to executions, in the order they were stored.
+    "CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        execution_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        key TEXT,
+        value BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX messages_of_topic ON messages (execution_id, topic, id);
+    CREATE UNIQUE INDEX messages_by_key ON messages (execution_id, topic, key) WHERE key IS NOT NULL;",
 ];
 
 /// Opens a connection to the file and switches it to WAL mode.
