@@ -232,7 +232,7 @@ fn mcp_server_example_prints_an_assistant_config_and_checks_itself() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("\"mcpServers\""), "{stdout}");
     assert!(stdout.contains("\"Authorization\": \"Bearer change-me-admin-token\""), "{stdout}");
-    assert!(stdout.contains("check: 23 tools, the workflow's own: order_book, order_book_async, resume_order_book, resume_order_book_async, status_order_book"), "{stdout}");
+    assert!(stdout.contains("check: 31 tools, the workflow's own: order_book, order_book_async, resume_order_book, resume_order_book_async, status_order_book"), "{stdout}");
     assert!(stdout.contains("check: order_book -> \"COMPLETED\" \"ordered 2 x \\\"Dune\\\"\""), "{stdout}");
     assert!(stdout.contains("check: done"), "{stdout}");
 }

@@ -307,3 +307,46 @@ async fn a_server_whose_encryption_key_differs_from_the_others_refuses_to_start(
     a.shutdown().await.expect("A stops");
     b.shutdown().await.expect("B stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_fire_each_instant_of_a_schedule_once() {
+    let Some(pg) = server() else { return };
+    let db = Database::new(&pg);
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let a = start_server(&db.url(), &tmp.path().join("a")).await;
+    let b = start_server(&db.url(), &tmp.path().join("b")).await;
+    let _worker = WorkerProcess::spawn(&b.url(), "w", tmp.path(), &[]);
+    let (api_a, api_b) = (api(&a.url()), api(&b.url()));
+    wait_catalog(&api_b, "three_steps").await;
+    wait_catalog(&api_a, "three_steps").await;
+    // Four instants a second apart, from two seconds from now; both servers fire schedules.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock").as_secs();
+    let at = |s: u64| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(s)).to_string();
+    let config = json!({"type": "interval", "interval_seconds": 1, "start_time": at(now + 2),
+                        "end_time": at(now + 5), "overlap": "allow"});
+    let created = api_a.create_schedule("three_steps", "ticks", config, json!("t")).await.expect("the schedule");
+    assert_eq!(created["status"], "active", "{created}");
+    wait_until("four completed fires", || async {
+        let history = api_b.schedule_history("ticks", 100, 0).await.expect("the history");
+        let entries = history["entries"].as_array().cloned().unwrap_or_default();
+        entries.iter().filter(|e| e["state"] == "COMPLETED").count() == 4
+    })
+    .await;
+    // A little longer than the last instant: no fire came twice, through either server.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let history = api_a.schedule_history("ticks", 100, 0).await.expect("the history");
+    let mut ids: Vec<String> = history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["execution_id"].as_str().unwrap().into())
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = (2..=5).map(|s| format!("ticks_{}", at(now + s))).collect();
+    assert_eq!(ids, expected, "{history}");
+    let schedule = api_b.schedule("ticks").await.expect("the schedule");
+    assert_eq!((&schedule["run_count"], &schedule["status"]), (&json!(4), &json!("ended")), "{schedule}");
+    drop(_worker);
+    a.shutdown().await.expect("A stops");
+    b.shutdown().await.expect("B stops");
+}
