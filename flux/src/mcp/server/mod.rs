@@ -4,7 +4,9 @@
 //! the names and parameters of the Python original: `list_workflows`, `get_workflow_details`,
 //! `execute_workflow_sync` / `_async`, `resume_workflow_sync` / `_async`,
 //! `get_execution_status`, `cancel_execution`, `list_executions`, `get_execution`,
-//! `list_workers`, `get_worker`, `health_check`; and, for each workflow of the catalog,
+//! `list_workers`, `get_worker`, `health_check`, the schedule tools (`create_schedule`,
+//! `list_schedules`, `get_schedule`, `update_schedule`, `pause_schedule`, `resume_schedule`,
+//! `delete_schedule`, `get_schedule_history`); and, for each workflow of the catalog,
 //! `{wf}`, `{wf}_async`, `resume_{wf}`, `resume_{wf}_async` and `status_{wf}`, whose run tools
 //! take typed parameters when the workflow's input derives `schemars::JsonSchema`.
 //!
