@@ -2,12 +2,13 @@
 //! queues with a concurrency and a rate, executions waiting in `SCHEDULED` and starting in the
 //! order they were submitted. The tasks measure what ran at once; time is Tokio's paused clock.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flux::prelude::*;
 use flux::{Engine, EventType, ExecutionFilter, ExecutionState, State};
+use tokio::sync::Semaphore;
 
 /// What the tasks saw: how many ran at once, the most at once, and the order and instants of
 /// their starts.
@@ -226,4 +227,100 @@ async fn max_concurrency_holds_on_a_multi_threaded_runtime_with_sqlite() {
     assert!(done.iter().all(|e| e.state() == ExecutionState::Completed));
     started_in_order(&done);
     assert_eq!(meter(&engine).most.load(Ordering::SeqCst), 2);
+}
+
+/// A process that queued an execution and died leaves it `SCHEDULED`, leased to it: once the
+/// lease has run out, `recover` elsewhere starts it (once).
+#[tokio::test]
+async fn a_queued_execution_whose_process_died_is_started_by_recover() {
+    use flux::store::{LeaseMode, Write};
+    let engine = Engine::in_memory().with_state(Meter::default());
+    let now = std::time::SystemTime::now();
+    let input: Arc<[u8]> = flux::value::to_msgpack(&7u32).unwrap().into();
+    let scheduled = |id: &str, owner: Option<&str>| {
+        let mut writes = vec![
+            Write::CreateExecution {
+                id: id.into(),
+                workflow_name: "unlimited".into(),
+                state: ExecutionState::Scheduled,
+                input: input.clone(),
+                parent_id: None,
+                version: 1,
+                time: now,
+            },
+            Write::Append {
+                execution_id: id.into(),
+                event: flux::Event::new(
+                    1,
+                    EventType::WorkflowScheduled,
+                    format!("unlimited_{id}"),
+                    "unlimited",
+                    input.clone(),
+                    now,
+                ),
+            },
+        ];
+        if let Some(owner) = owner {
+            writes.push(Write::lease(id, owner, now - Duration::from_secs(60), LeaseMode::Own));
+        }
+        writes
+    };
+    engine.store().write(scheduled("queued-by-the-dead", Some("dead-engine"))).await.unwrap();
+    // Scheduled by a server for its workers: no owner, left alone.
+    engine.store().write(scheduled("for-a-worker", None)).await.unwrap();
+    engine.register(unlimited);
+    let recovered = engine.recover().await.unwrap();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].execution_id, "queued-by-the-dead");
+    assert_eq!(recovered[0].outcome.as_ref().ok(), Some(&ExecutionState::Completed));
+    let done = unlimited.on(&engine).status("queued-by-the-dead").await.unwrap();
+    let types: Vec<EventType> = done.events().iter().map(|e| e.kind()).collect();
+    assert_eq!(
+        types,
+        [
+            EventType::WorkflowScheduled,
+            EventType::WorkflowStarted,
+            EventType::TaskStarted,
+            EventType::TaskCompleted,
+            EventType::WorkflowCompleted
+        ]
+    );
+    assert_eq!(unlimited.on(&engine).status("for-a-worker").await.unwrap().state(), ExecutionState::Scheduled);
+    assert!(engine.recover().await.unwrap().is_empty(), "a second recover started something");
+}
+
+/// While an execution waits in a live engine's queue its lease is renewed: another engine's
+/// `recover` leaves it to its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_execution_of_a_live_engine_is_left_to_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.db");
+    let gate = Arc::new(Semaphore::new(0));
+    let lease = Duration::from_millis(150);
+    let a = Engine::open(&path).unwrap().with_lease(lease).with_state(Meter::default()).with_state(Gate(gate.clone()));
+    a.queue("one").concurrency(1);
+    let first = gated_workflow.on(&a).enqueue("one", 1).await.unwrap();
+    let second = gated_workflow.on(&a).enqueue("one", 2).await.unwrap();
+    // Several leases long.
+    tokio::time::sleep(lease * 4).await;
+    let b = Engine::open(&path).unwrap().with_lease(lease).with_state(Meter::default()).with_state(Gate(gate.clone()));
+    b.register(gated_workflow);
+    assert!(b.recover().await.unwrap().is_empty(), "another engine took a queued execution");
+    gate.add_permits(2);
+    assert_eq!(first.await.unwrap().output(), Some(&1));
+    assert_eq!(second.await.unwrap().output(), Some(&2));
+}
+
+/// Opens when the test says so.
+struct Gate(Arc<Semaphore>);
+
+#[flux::task]
+async fn through_gate(n: u32, gate: State<Gate>) -> u32 {
+    gate.0.acquire().await.expect("the gate closed").forget();
+    n
+}
+
+#[flux::workflow]
+async fn gated_workflow(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    through_gate(*ctx.input()).await
 }

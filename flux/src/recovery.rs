@@ -148,7 +148,7 @@ impl Engine {
     /// them yet.
     async fn take_over_expired(&self) -> Result<Vec<TakenOver>> {
         let store = self.store().clone();
-        let states = [ExecutionState::Running, ExecutionState::Cancelling];
+        let states = [ExecutionState::Running, ExecutionState::Cancelling, ExecutionState::Scheduled];
         let rows = match tokio::task::spawn_blocking(move || store.list(&states)).await {
             Ok(rows) => rows?,
             Err(e) => return Err(Error::new(ErrorKind::Storage, format!("listing running executions failed: {e}"))),
@@ -157,6 +157,14 @@ impl Engine {
         let running: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let mut taken = Vec::new();
         for row in &rows {
+            // A scheduled execution is recovered only if an engine queued it (it has an owner
+            // and was never claimed) and it does not wait in this engine's queues; one a server
+            // scheduled waits for a worker.
+            if row.state == ExecutionState::Scheduled
+                && (row.owner.is_none() || row.claim_generation > 0 || self.is_queued(&row.id))
+            {
+                continue;
+            }
             let expired = row.lease_until.is_none_or(|until| until < now);
             let parent_runs = row.parent_id.as_deref().is_some_and(|p| running.contains(p));
             if row.worker.is_some() || !expired || parent_runs || self.local_run(&row.id).is_some() {
@@ -169,7 +177,10 @@ impl Engine {
                 );
                 continue;
             };
-            let take_over = self.lease_write(Arc::from(row.id.as_str()), LeaseMode::TakeOver);
+            // A queued execution cannot be taken over (it is not running): it is leased here, and
+            // of two engines starting it, one commits its `WORKFLOW_STARTED`.
+            let mode = if row.state == ExecutionState::Scheduled { LeaseMode::Own } else { LeaseMode::TakeOver };
+            let take_over = self.lease_write(Arc::from(row.id.as_str()), mode);
             match self.store().write(vec![take_over]).await {
                 Ok(()) => {}
                 // Another engine won it, or it moved on since the listing.

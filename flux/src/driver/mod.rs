@@ -181,7 +181,10 @@ pub(crate) async fn store_scheduled(engine: &Engine, definition: Definition, id:
         version: definition.version(),
         time: now,
     };
-    engine.store().write(vec![create, Write::Append { execution_id, event }]).await
+    // Leased to this engine while it waits here: once the lease runs out (the process is gone),
+    // `Engine::recover` elsewhere starts it.
+    let lease = engine.lease_write(execution_id.clone(), LeaseMode::Own);
+    engine.store().write(vec![create, Write::Append { execution_id, event }, lease]).await
 }
 
 /// A new random execution id (32 hexadecimal digits).
@@ -249,6 +252,8 @@ impl Claimed {
                     // Its cancellation was asked for while no process ran it (or the one that
                     // did is gone).
                     ExecutionState::Cancelling => Kind::FinishCancel { asked: cancelling_recorded(&stored.events) },
+                    // Queued by an engine that is gone, never started: started now.
+                    ExecutionState::Scheduled if stored.worker.is_none() && !started(&stored.events) => Kind::Queued,
                     _ => Kind::Continue,
                 };
                 Ok(ready(id, stored.parent_id, stored.input.into(), stored.events, kind))
@@ -446,6 +451,11 @@ impl Prepared {
         self.begin = Begin::Nothing;
         Ok(())
     }
+}
+
+/// Whether a log holds `WORKFLOW_STARTED`.
+fn started(events: &[Event]) -> bool {
+    events.iter().any(|e| e.kind() == EventType::WorkflowStarted)
 }
 
 /// Whether a log holds `WORKFLOW_CANCELLING` (looked for from its end).

@@ -62,6 +62,23 @@ impl Engine {
         self.renew_in_background();
     }
 
+    /// Keeps the lease of queued execution `id` renewed until [`Engine::unqueue`].
+    pub(crate) fn queued(&self, id: &Arc<str>) {
+        self.inner.queued.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+        self.renew_in_background();
+    }
+
+    /// Stops renewing the lease of queued execution `id` as a queued one (it started, or will
+    /// not).
+    pub(crate) fn unqueue(&self, id: &str) {
+        self.inner.queued.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Whether execution `id` waits in one of this engine's queues.
+    pub(crate) fn is_queued(&self, id: &str) -> bool {
+        self.inner.queued.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
     /// Starts the renewal task unless it runs already (it ends when nothing runs here).
     pub(crate) fn renew_in_background(&self) {
         if self.inner.renewing.swap(true, Ordering::SeqCst) {
@@ -110,15 +127,24 @@ async fn renew(inner: Weak<Inner>) {
         tokio::time::sleep(period).await;
         let Some(inner) = inner.upgrade() else { return };
         let engine = Engine { inner };
+        let queued: Vec<Arc<str>> =
+            engine.inner.queued.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         let runs: Vec<Arc<dyn LiveRun>> = {
             let running = engine.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-            if running.is_empty() {
+            if running.is_empty() && queued.is_empty() {
                 // Under the lock, so that a run claimed after this starts a new task.
                 engine.inner.renewing.store(false, Ordering::SeqCst);
                 return;
             }
             running.values().flatten().filter_map(Weak::upgrade).collect()
         };
+        for id in queued {
+            if let Err(e) = engine.store().write(vec![engine.lease_write(id.clone(), LeaseMode::Renew)]).await {
+                // Taken over (this engine stalled past its lease), or gone: starting it here
+                // will be refused if another engine started it.
+                tracing::debug!(execution_id = %id, error = %e, "the lease of a queued execution was not renewed");
+            }
+        }
         for run in runs {
             let id = run.execution_id();
             match engine.store().write(vec![engine.lease_write(id.clone(), LeaseMode::Renew)]).await {

@@ -90,6 +90,8 @@ struct Inner {
     queues: Mutex<queue::Queues>,
     /// Told of each message sent through this engine, for the receives waiting here.
     sent: tokio::sync::Notify,
+    /// The executions waiting in this engine's queues: their leases are renewed with the runs'.
+    queued: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 /// The executions claimed here, with their run once it exists.
@@ -222,6 +224,7 @@ impl Engine {
                 retention: std::sync::OnceLock::new(),
                 queues: Mutex::default(),
                 sent: tokio::sync::Notify::new(),
+                queued: Mutex::default(),
             }),
         }
     }

@@ -173,6 +173,8 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let id = driver::new_execution_id();
         let encoded = encode_input::<W>(&input)?;
         driver::store_scheduled(engine, definition::<W>(), &id, encoded).await?;
+        let queued: Arc<str> = Arc::from(id.as_str());
+        engine.queued(&queued);
         let own = W::MAX_CONCURRENCY.map(|n| engine.workflow_limiter(W::NAME, n));
         // The first line is entered now, so that executions start in the order submitted.
         let (first, then) = match (queue, own) {
@@ -183,6 +185,8 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let workflow = self.on(engine);
         let (engine, execution_id) = (engine.clone(), id.clone());
         let join = tokio::spawn(async move {
+            // However the wait ends, the lease is the run's (or nobody's) from then on.
+            let _unqueue = Unqueue(engine.clone(), queued);
             let closed = || Error::new(ErrorKind::InvalidState, "the engine's queue stopped");
             let first = first.turn().await.ok_or_else(closed)?;
             let then = match then {
@@ -357,6 +361,15 @@ impl<W: WorkflowDefinition> Workflow<W> {
         let stored = engine.load(id).await?.ok_or_else(|| engine.not_found(id))?;
         driver::check_workflow(&stored, W::NAME)?;
         to_execution::<W>(&engine, stored)
+    }
+}
+
+/// Stops renewing a queued execution's lease as a queued one when dropped.
+struct Unqueue(Engine, Arc<str>);
+
+impl Drop for Unqueue {
+    fn drop(&mut self) {
+        self.0.unqueue(&self.1);
     }
 }
 
