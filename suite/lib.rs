@@ -331,4 +331,22 @@ where
     fn secret_remove(&self, name: &str) -> flux::Result<bool> {
         self.inner.secret_remove(name)
     }
+    fn schedule_put(&self, schedule: &flux::store::StoredSchedule, expected: Option<u64>) -> flux::Result<u64> {
+        self.inner.schedule_put(schedule, expected)
+    }
+    fn schedule_get(&self, name: &str) -> flux::Result<Option<flux::store::StoredSchedule>> {
+        self.inner.schedule_get(name)
+    }
+    fn schedule_list(&self) -> flux::Result<Vec<flux::store::StoredSchedule>> {
+        self.inner.schedule_list()
+    }
+    fn schedule_delete(&self, name: &str) -> flux::Result<bool> {
+        self.inner.schedule_delete(name)
+    }
+    fn message_put(&self, execution_id: &str, topic: &str, key: Option<&str>, value: &[u8]) -> flux::Result<bool> {
+        self.inner.message_put(execution_id, topic, key, value)
+    }
+    fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> flux::Result<Option<Vec<u8>>> {
+        self.inner.message_get(execution_id, topic, index)
+    }
 }

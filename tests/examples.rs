@@ -113,6 +113,20 @@ fn builtins_and_subworkflow_examples_complete() {
 }
 
 #[test]
+fn queues_example_sends_twenty_emails_three_at_a_time_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("queues", dir.path());
+    assert!(out.contains("submitted 20; "), "{out}");
+    let sent: Vec<&str> = out.lines().filter(|l| l.starts_with("sent to user")).collect();
+    assert_eq!(sent.len(), 20, "{out}");
+    for (n, line) in sent.iter().enumerate() {
+        assert!(line.starts_with(&format!("sent to user{}@example.com ", n + 1)), "in order: {out}");
+        assert!(line.contains("COMPLETED"), "{out}");
+    }
+    assert!(out.contains("at most 3 at once (limit 3)"), "{out}");
+}
+
+#[test]
 fn messages_example_pays_one_checkout_once_and_expires_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let out = run("messages", dir.path());

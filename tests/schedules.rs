@@ -230,7 +230,9 @@ async fn buffer_one_keeps_one_fire_and_starts_it_when_the_previous_execution_end
 async fn after_ten_missed_intervals_a_schedule_fires_once_for_all_of_them() {
     let engine = Engine::in_memory();
     engine.schedule(quick, every_minute_from_t0(Overlap::Skip), 1).await.unwrap();
-    assert_eq!(engine.fire_schedules(at(0)).await.unwrap().len(), 1);
+    let first = engine.fire_schedules(at(0)).await.unwrap();
+    // Finished before the next fire, which `skip` would drop otherwise.
+    quick.on(&engine).wait(&first[0].execution_id).await.unwrap();
     // Down from 00:00:30 to 00:10:30: ten instants missed.
     assert_eq!(ids(&engine.fire_schedules(at(630)).await.unwrap()), ["quick_2030-01-01T00:10:00Z"]);
     assert!(engine.fire_schedules(at(631)).await.unwrap().is_empty());
