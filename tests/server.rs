@@ -1422,6 +1422,10 @@ async fn schedules_over_http_fire_on_a_worker_and_are_paused_resumed_changed_and
     assert!(id.starts_with("greeter_20") && id.len() == "greeter_".len() + 20, "{id}");
     let (_, run) = raw_get(&http, &format!("{url}/executions/{id}")).await;
     assert_eq!((&run["output"], &run["state"]), (&json!("Hello, Ann"), &json!("COMPLETED")), "{run}");
+    // The listing of executions filters by schedule too.
+    let listed = api.list_executions(flux::ExecutionFilter::new().schedule("greeter")).await.unwrap();
+    assert!(listed.executions.iter().any(|row| row.execution_id == id), "{:?}", listed.json());
+    assert_eq!(api.list_executions(flux::ExecutionFilter::new().schedule("other")).await.unwrap().total, 0);
 
     // Refusals, each with its reason.
     let (status, taken) = raw_post(&http, &format!("{url}/schedules"), &request).await;

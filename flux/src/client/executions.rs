@@ -44,6 +44,9 @@ pub(crate) fn query(filter: &ExecutionFilter) -> Vec<(&'static str, String)> {
     for parent in &filter.parents {
         pairs.push(("parent", parent.clone()));
     }
+    if let Some(schedule) = &filter.schedule {
+        pairs.push(("schedule", schedule.clone()));
+    }
     pairs.push(("limit", filter.limit.to_string()));
     if filter.offset != 0 {
         pairs.push(("offset", filter.offset.to_string()));

@@ -81,6 +81,13 @@ pub(crate) async fn fire_due(store: &Arc<dyn Store>, starter: &dyn Starter, now:
         };
         let next = match fire_one(store, starter, &stored.name, &stored.workflow_name, body, now_s, &mut turn).await {
             Ok(next) => next,
+            // A workflow no one here runs (yet): said once a minute, not every turn.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if now_s % 60 == 0 {
+                    tracing::warn!(schedule = %stored.name, error = %e, "a schedule cannot fire yet");
+                }
+                Some(now_s + 1)
+            }
             Err(e) => {
                 tracing::warn!(schedule = %stored.name, error = %e, "a schedule could not fire; trying again later");
                 Some(now_s + 1)

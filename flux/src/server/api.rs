@@ -371,6 +371,7 @@ fn execution_filter(pairs: &[(String, String)]) -> ApiResult<ExecutionFilter> {
             "created_before" => filter.created_before(time(key, value)?),
             "updated_before" => filter.updated_before(time(key, value)?),
             "parent" => filter.parent(value),
+            "schedule" => filter.schedule(value),
             "limit" => match value.trim().parse::<u32>() {
                 Ok(limit) if (1..=ExecutionFilter::MAX_LIMIT).contains(&limit) => filter.limit(limit),
                 _ => {
@@ -387,7 +388,7 @@ fn execution_filter(pairs: &[(String, String)]) -> ApiResult<ExecutionFilter> {
             other => {
                 return Err(invalid(format!(
                     "unknown query parameter `{other}` (expected workflow, state, created_after, created_before, \
-                     updated_before, parent, limit or offset)"
+                     updated_before, parent, schedule, limit or offset)"
                 )));
             }
         };
