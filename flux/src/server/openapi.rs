@@ -184,7 +184,17 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            ["created_after", "created_before", "limit", "offset", "parent", "state", "updated_before", "workflow"]
+            [
+                "created_after",
+                "created_before",
+                "limit",
+                "offset",
+                "parent",
+                "schedule",
+                "state",
+                "updated_before",
+                "workflow"
+            ]
         );
         let page = &doc["components"]["schemas"]["ExecutionPage"];
         assert_eq!(page["required"], serde_json::json!(["executions", "total", "limit", "offset"]));
