@@ -10,6 +10,15 @@ use flux::prelude::*;
 use flux::{Engine, EventType, ExecutionFilter, ExecutionState, State};
 use tokio::sync::Semaphore;
 
+/// The log of an execution that waited in a queue and ran one task.
+const QUEUED_RUN: [EventType; 5] = [
+    EventType::WorkflowScheduled,
+    EventType::WorkflowStarted,
+    EventType::TaskStarted,
+    EventType::TaskCompleted,
+    EventType::WorkflowCompleted,
+];
+
 /// What the tasks saw: how many ran at once, the most at once, and the order and instants of
 /// their starts.
 #[derive(Default)]
@@ -101,16 +110,7 @@ async fn a_limited_workflow_run_waits_for_room_and_its_log_shows_it_was_schedule
     let third = two_at_a_time.on(&engine).run(3).await.unwrap();
     assert_eq!(third.output(), Some(&3));
     let types: Vec<EventType> = third.events().iter().map(|e| e.kind()).collect();
-    assert_eq!(
-        types,
-        [
-            EventType::WorkflowScheduled,
-            EventType::WorkflowStarted,
-            EventType::TaskStarted,
-            EventType::TaskCompleted,
-            EventType::WorkflowCompleted
-        ]
-    );
+    assert_eq!(types, QUEUED_RUN);
     first.await.unwrap();
     second.await.unwrap();
     assert_eq!(meter(&engine).order(), [1, 2, 3]);
@@ -275,16 +275,7 @@ async fn a_queued_execution_whose_process_died_is_started_by_recover() {
     assert_eq!(recovered[0].outcome.as_ref().ok(), Some(&ExecutionState::Completed));
     let done = unlimited.on(&engine).status("queued-by-the-dead").await.unwrap();
     let types: Vec<EventType> = done.events().iter().map(|e| e.kind()).collect();
-    assert_eq!(
-        types,
-        [
-            EventType::WorkflowScheduled,
-            EventType::WorkflowStarted,
-            EventType::TaskStarted,
-            EventType::TaskCompleted,
-            EventType::WorkflowCompleted
-        ]
-    );
+    assert_eq!(types, QUEUED_RUN);
     assert_eq!(unlimited.on(&engine).status("for-a-worker").await.unwrap().state(), ExecutionState::Scheduled);
     assert!(engine.recover().await.unwrap().is_empty(), "a second recover started something");
 }

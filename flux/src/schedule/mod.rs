@@ -235,6 +235,11 @@ async fn off_thread<T: Send + 'static>(
     }
 }
 
+/// The error of a change that lost every race with other processes' changes.
+fn kept_changing(name: &str) -> Error {
+    Error::new(ErrorKind::Conflict, format!("schedule `{name}` kept changing under this change; try again"))
+}
+
 fn no_schedule(name: &str) -> Error {
     Error::new(ErrorKind::NotFound, format!("no schedule named `{name}`"))
 }
@@ -269,7 +274,7 @@ async fn modify(
             other => return other,
         }
     }
-    Err(Error::new(ErrorKind::Conflict, format!("schedule `{name}` kept changing under this change; try again")))
+    Err(kept_changing(name))
 }
 
 impl Engine {
@@ -340,7 +345,7 @@ impl Engine {
                 }
             }
         }
-        Err(Error::new(ErrorKind::Conflict, format!("schedule `{name}` kept changing under this change; try again")))
+        Err(kept_changing(name))
     }
 
     /// Creates schedule `name` of workflow `workflow_name` from `change` (which must hold the
