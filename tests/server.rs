@@ -1550,3 +1550,37 @@ async fn messages_and_events_over_http_reach_a_workflow_the_server_runs() {
     assert_eq!((status, &event["set"], &event["value"]), (StatusCode::OK, &json!(true), &json!("paid 2500")));
     shutdown(running).await;
 }
+
+#[tokio::test]
+async fn a_workflow_run_by_a_worker_receives_the_messages_sent_to_the_server() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(awaits_payment).run());
+    let api = api(&url);
+    wait_for_workflow(&api, "awaits_payment").await;
+    let workflow = api.workflow::<String, String>("awaits_payment");
+    let started = workflow.start(&"order 8".to_string()).await.unwrap();
+    let id = started.execution_id().to_string();
+    let deadline = Instant::now() + PATIENCE;
+    while workflow.get_event::<String>(&id, "status").await.unwrap().as_deref() != Some("waiting") {
+        assert!(Instant::now() < deadline, "the worker's run never said it waits");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workflow.send(&id, "payment", &4200).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let done = loop {
+        let (_, status) = status_of(&api, "awaits_payment", &id, false).await;
+        if state(&status) == "COMPLETED" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the worker's run never got its payment: {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(done["output"], "paid 4200", "{done}");
+    // Only the worker holding an execution reads its messages.
+    let http = raw();
+    let (status, _) = raw_get(&http, &format!("{url}/workers/w/messages/{id}/payment/0")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    worker.abort();
+    shutdown(running).await;
+}

@@ -47,6 +47,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/workers/{name}/claim/{execution_id}", post(claim))
         .route("/workers/{name}/checkpoint/{execution_id}", post(checkpoint))
         .route("/workers/{name}/progress/{execution_id}", post(progress))
+        .route("/workers/{name}/messages/{execution_id}/{topic}/{index}", get(message))
 }
 
 /// 1 to 200 characters, no whitespace or control characters.
@@ -656,4 +657,28 @@ async fn progress(
     s.hub.publish_items(&id, &items);
     super::cluster::share_progress(&s, &id, &items);
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `GET /workers/{name}/messages/{execution_id}/{topic}/{index}`: the `index`-th message on
+/// `topic` for an execution the worker holds, as MessagePack (`flux::recv` in a workflow the
+/// worker runs), or 204 when there is none yet.
+async fn message(
+    State(s): SharedState,
+    path: Result<Path<(String, String, String, u64)>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path((name, id, topic, index)) = path.map_err(path_error)?;
+    check_session(&s, &name, &headers)?;
+    let holds = lock(&s.claims).by_execution.get(&id).is_some_and(|c| c.worker == name);
+    if !holds {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("worker `{name}` does not hold execution `{id}`")));
+    }
+    let store = s.engine.store().clone();
+    let found = tokio::task::spawn_blocking(move || store.message_get(&id, &topic, index))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage task failed: {e}")))??;
+    Ok(match found {
+        Some(bytes) => ([(header::CONTENT_TYPE, protocol::MSGPACK)], bytes).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }

@@ -199,6 +199,7 @@ impl Worker {
             worker: name.clone(),
             session: Arc::new(Mutex::new(String::new())),
         };
+        store.set_server(endpoint.clone());
         let shared = Arc::new(Running {
             endpoint: endpoint.clone(),
             engine,

@@ -62,13 +62,20 @@ pub(crate) struct RemoteStore {
     local: Arc<dyn Store>,
     held: Mutex<HashMap<String, Held>>,
     outbox: mpsc::UnboundedSender<Outgoing>,
+    /// The server, for the messages of held executions (which it keeps).
+    server: std::sync::OnceLock<Endpoint>,
 }
 
 impl RemoteStore {
     /// A store over `local`, and the queue of checkpoints to send.
     pub(crate) fn new(local: Arc<dyn Store>) -> (RemoteStore, mpsc::UnboundedReceiver<Outgoing>) {
         let (outbox, rx) = mpsc::unbounded_channel();
-        (RemoteStore { local, held: Mutex::new(HashMap::new()), outbox }, rx)
+        (RemoteStore { local, held: Mutex::new(HashMap::new()), outbox, server: std::sync::OnceLock::new() }, rx)
+    }
+
+    /// Reads the messages of held executions from `server`.
+    pub(crate) fn set_server(&self, server: Endpoint) {
+        let _ = self.server.set(server);
     }
 
     /// The executions held, locked.
@@ -278,15 +285,23 @@ impl Store for RemoteStore {
         self.route(writes, false)
     }
 
-    /// Messages are kept by the server; a worker cannot read them yet.
-    fn message_get(&self, execution_id: &str, topic: &str, _index: u64) -> Result<Option<Vec<u8>>> {
-        Err(Error::new(
-            ErrorKind::InvalidState,
-            format!(
-                "execution `{execution_id}` waits for a message on `{topic}`, but a workflow run by a remote worker \
-                 cannot receive messages yet: run it in the server's process (`Server::register`)"
-            ),
-        ))
+    /// The messages of a held execution are the server's: asked for over HTTP (on the blocking
+    /// thread a receive reads them from); others are this worker's own.
+    fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        if !self.held().contains_key(execution_id) {
+            return self.local.message_get(execution_id, topic, index);
+        }
+        let Some(server) = self.server.get() else {
+            return Err(Error::new(ErrorKind::InvalidState, "the worker is not connected to a server"));
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::new(ErrorKind::InvalidState, "a worker reads messages from its server inside its runtime")
+        })?;
+        handle.block_on(server.message(execution_id, topic, index))
+    }
+
+    fn message_put(&self, execution_id: &str, topic: &str, key: Option<&str>, value: &[u8]) -> Result<bool> {
+        self.local.message_put(execution_id, topic, key, value)
     }
 
     fn write_deferred(&self, writes: Vec<Write>) -> Commit {
@@ -359,6 +374,34 @@ impl Endpoint {
     /// The current session token.
     pub(crate) fn session(&self) -> String {
         self.session.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The `index`-th message on `topic` for held execution `id`, from the server
+    /// (`GET /workers/{name}/messages/{id}/{topic}/{index}`): the MessagePack value, or `None`.
+    pub(crate) async fn message(&self, id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        let mut url = reqwest::Url::parse(&self.base)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("invalid server URL `{}`: {e}", self.base)))?;
+        url.path_segments_mut()
+            .map_err(|()| Error::new(ErrorKind::Config, format!("invalid server URL `{}`", self.base)))?
+            .pop_if_empty()
+            .extend(["workers", self.worker.as_str(), "messages", id, topic, &index.to_string()]);
+        let answer =
+            self.client.get(url).timeout(super::REQUEST_TIMEOUT).bearer_auth(self.session()).send().await.map_err(
+                |e| Error::new(ErrorKind::Unreachable, format!("reading a message of execution `{id}` failed: {e}")),
+            )?;
+        match answer.status() {
+            reqwest::StatusCode::NO_CONTENT => Ok(None),
+            status if status.is_success() => answer.bytes().await.map(|b| Some(b.to_vec())).map_err(|e| {
+                Error::new(ErrorKind::Unreachable, format!("reading a message of execution `{id}` failed: {e}"))
+            }),
+            status => {
+                let detail = detail_of(answer).await;
+                Err(Error::new(
+                    ErrorKind::Storage,
+                    format!("the server refused a message of execution `{id}` ({status}): {detail}"),
+                ))
+            }
+        }
     }
 
     /// Sends one checkpoint, retrying network failures and server errors for up to `patience`.
