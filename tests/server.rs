@@ -1584,3 +1584,31 @@ async fn a_workflow_run_by_a_worker_receives_the_messages_sent_to_the_server() {
     worker.abort();
     shutdown(running).await;
 }
+
+/// Declares a schedule: every second, with the input's default.
+#[flux::workflow(schedule = "* * * * * *")]
+async fn ticking(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    Ok(*ctx.input() + 1)
+}
+
+#[tokio::test]
+async fn a_schedule_a_workers_workflow_declares_is_created_by_the_server_and_fired_on_the_worker() {
+    let (_dir, engine) = engine_on_disk();
+    let (running, url) = bind(Server::new().engine(&engine)).await;
+    let worker = tokio::spawn(Worker::new(&url).name("w").bootstrap_token(BOOTSTRAP).register(ticking).run());
+    let api = api(&url);
+    wait_for_workflow(&api, "ticking").await;
+    let schedule = api.schedule("ticking").await.unwrap();
+    assert_eq!(
+        schedule["schedule_config"],
+        json!({"type": "cron", "cron_expression": "* * * * * *", "timezone": "UTC", "overlap": "skip"})
+    );
+    assert_eq!(schedule["input_data"], 0);
+    let http = raw();
+    let fire = first_completed_fire(&http, &url, "ticking").await;
+    let (_, run) = raw_get(&http, &format!("{url}/executions/{}", fire["execution_id"].as_str().unwrap())).await;
+    assert_eq!(run["output"], 1, "{run}");
+    api.pause_schedule("ticking").await.unwrap();
+    worker.abort();
+    shutdown(running).await;
+}

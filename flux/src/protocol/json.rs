@@ -1,10 +1,12 @@
 //! The JSON forms of what flux stores: any MessagePack value as JSON (for status answers and
 //! streams), a JSON input as the MessagePack flux stores, and times as RFC 3339.
 
+#[cfg(feature = "server")]
 use std::time::SystemTime;
 
 use serde_json::{Map, Number, Value};
 
+#[cfg(feature = "server")]
 use crate::error::Result;
 
 /// The JSON form of a MessagePack value. Binary strings become arrays of bytes, map keys that
@@ -124,12 +126,14 @@ fn read_map(cursor: &mut &[u8], n: usize, depth: usize) -> Option<Value> {
 }
 
 /// The canonical MessagePack form of a JSON value, as flux stores inputs.
+#[cfg(feature = "server")]
 pub(crate) fn json_to_msgpack(value: &Value) -> Result<Vec<u8>> {
     crate::value::to_msgpack(value)
 }
 
 /// A UTC time in RFC 3339 with microseconds (`2026-11-22T10:00:00.123456Z`); a time that
 /// format cannot show (after year 9999) is written as microseconds since the Unix epoch.
+#[cfg(feature = "server")]
 pub(crate) fn rfc3339(time: SystemTime) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();

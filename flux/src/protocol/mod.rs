@@ -11,7 +11,7 @@
 //! server and the worker and may change with them.
 
 mod api;
-#[cfg(feature = "server")]
+#[cfg(feature = "worker")]
 mod json;
 #[cfg(feature = "server")]
 mod summary;
@@ -20,14 +20,16 @@ mod worker;
 
 pub(crate) use self::api::is_resting;
 pub use self::api::{NewSecret, STREAM_ERROR, TASK_PROGRESS};
+#[cfg(feature = "worker")]
+pub(crate) use self::json::msgpack_to_json;
 #[cfg(feature = "server")]
-pub(crate) use self::json::{json_to_msgpack, msgpack_to_json, rfc3339};
+pub(crate) use self::json::{json_to_msgpack, rfc3339};
 #[cfg(feature = "server")]
 pub(crate) use self::summary::{Summary, state_after};
 #[cfg(feature = "worker")]
 pub(crate) use self::worker::{
-    Blob, Checkpoint, CheckpointAnswer, ClaimResponse, EXECUTION_CANCELLED, EXECUTION_RESUMED, EXECUTION_SCHEDULED,
-    Gpu, MSGPACK, Offer, Registered, Registration, Resources, WireEvent, WireWrite, WorkflowRef,
+    Blob, Checkpoint, CheckpointAnswer, ClaimResponse, DeclaredSchedule, EXECUTION_CANCELLED, EXECUTION_RESUMED,
+    EXECUTION_SCHEDULED, Gpu, MSGPACK, Offer, Registered, Registration, Resources, WireEvent, WireWrite, WorkflowRef,
 };
 #[cfg(feature = "server")]
 pub(crate) use self::worker::{ProgressReport, WireExecution};

@@ -247,6 +247,22 @@ pub(crate) struct WorkflowRef {
     pub(crate) name: String,
     #[serde(default = "first_version")]
     pub(crate) version: u32,
+    /// The schedule the workflow declares (`#[flux::workflow(schedule = "..")]`), which the
+    /// server creates (or brings up to date) when the worker registers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) schedule: Option<DeclaredSchedule>,
+}
+
+/// A schedule a worker's workflow declares.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct DeclaredSchedule {
+    /// The cron expression.
+    pub(crate) cron: String,
+    /// Its time zone.
+    pub(crate) timezone: String,
+    /// The input of each fire (JSON).
+    #[serde(default)]
+    pub(crate) input: serde_json::Value,
 }
 
 /// The version of a workflow registered without one.

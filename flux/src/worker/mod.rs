@@ -291,7 +291,18 @@ impl Worker {
             workflows: self
                 .workflows
                 .iter()
-                .map(|w| WorkflowRef { name: w.name().to_string(), version: w.version() })
+                .map(|w| WorkflowRef {
+                    name: w.name().to_string(),
+                    version: w.version(),
+                    schedule: w.declared_schedule().and_then(|(cron, timezone, input)| {
+                        let input = input.ok()?;
+                        Some(protocol::DeclaredSchedule {
+                            cron: cron.to_string(),
+                            timezone: timezone.to_string(),
+                            input: protocol::msgpack_to_json(&input),
+                        })
+                    }),
+                })
                 .collect(),
             resources: resources(),
             max_concurrency: Some(u32::try_from(self.max_concurrency).unwrap_or(u32::MAX)),
