@@ -62,6 +62,15 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     });
 }
 
+/// Creates (or brings up to date) the schedule a worker's workflow `workflow` declares, named
+/// after it.
+pub(super) async fn declare(s: &Shared, workflow: &str, declared: &protocol::DeclaredSchedule) -> crate::Result<()> {
+    let schedule = Schedule::cron(&declared.cron)?.timezone(&declared.timezone)?;
+    let input = protocol::json_to_msgpack(&declared.input)?;
+    let change = ScheduleChange::new().schedule(schedule).input(input);
+    s.engine.put_schedule(workflow, workflow, change).await.map(drop)
+}
+
 /// `/schedules` and what is under it.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()

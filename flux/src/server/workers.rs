@@ -121,7 +121,7 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
     // workflows are in the catalog.
     for w in &registration.workflows {
         let Some(declared) = &w.schedule else { continue };
-        if let Err(e) = declare_schedule(&s, &w.name, declared).await {
+        if let Err(e) = super::schedules::declare(&s, &w.name, declared).await {
             tracing::warn!(worker = %name, workflow = %w.name, error = %e, "a declared schedule could not be stored");
         }
     }
@@ -689,13 +689,4 @@ async fn message(
         Some(bytes) => ([(header::CONTENT_TYPE, protocol::MSGPACK)], bytes).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
-}
-
-/// Creates (or brings up to date) the schedule a worker's workflow `workflow` declares, named
-/// after it.
-async fn declare_schedule(s: &Shared, workflow: &str, declared: &protocol::DeclaredSchedule) -> crate::Result<()> {
-    let schedule = crate::schedule::Schedule::cron(&declared.cron)?.timezone(&declared.timezone)?;
-    let input = protocol::json_to_msgpack(&declared.input)?;
-    let change = crate::schedule::ScheduleChange::new().schedule(schedule).input(input);
-    s.engine.put_schedule(workflow, workflow, change).await.map(drop)
 }
