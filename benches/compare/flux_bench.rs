@@ -235,18 +235,23 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A server on `engine`, on an ephemeral loopback port, with the harness's tokens.
+async fn bind_server(engine: &Engine) -> flux::server::RunningServer {
+    flux::server::Server::new()
+        .engine(engine)
+        .bootstrap_token(TOKEN)
+        .admin_token("compare-admin-token")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| fail(e))
+}
+
 /// `executions` concurrent executions of `steps(n)` through a server and one worker process,
 /// each submitted with `run/sync`. Timed from the first submission to the last answer.
 async fn server(executions: u32, n: u32) -> Duration {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let engine = Engine::open(dir.path().join("flux.db")).unwrap_or_else(|e| fail(e));
-    let server = flux::server::Server::new()
-        .engine(&engine)
-        .bootstrap_token(TOKEN)
-        .admin_token("compare-admin-token")
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| fail(e));
+    let server = bind_server(&engine).await;
     let url = server.url();
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(e));
     let _worker = WorkerProcess(
@@ -394,13 +399,7 @@ mod postgres {
                 .encryption_key("5e1f0a9c3b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f")
                 .build()
                 .unwrap_or_else(|e| fail(e));
-            let server = flux::server::Server::new()
-                .engine(&engine)
-                .bootstrap_token(TOKEN)
-                .admin_token("compare-admin-token")
-                .bind("127.0.0.1:0")
-                .await
-                .unwrap_or_else(|e| fail(e));
+            let server = bind_server(&engine).await;
             let url = server.url();
             workers.push(WorkerProcess(
                 Command::new(&exe)

@@ -289,15 +289,14 @@ pub(crate) async fn send_encoded(
     if topic.is_empty() {
         return Err(Error::new(ErrorKind::InvalidInput, "a message's topic cannot be empty"));
     }
-    let state = engine.execution_state(id).await?.ok_or_else(|| engine.not_found(id))?;
-    if state.is_terminal() {
-        return Err(Error::new(
-            ErrorKind::InvalidState,
-            format!("execution `{id}` has finished ({state}): no one will receive a message"),
-        ));
-    }
     let stored = engine.load(id).await?.ok_or_else(|| engine.not_found(id))?;
     crate::driver::check_workflow(&stored, workflow)?;
+    if stored.state.is_terminal() {
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            format!("execution `{id}` has finished ({}): no one will receive a message", stored.state),
+        ));
+    }
     let (store, execution, topic_owned, key_owned) =
         (engine.store().clone(), id.to_string(), topic.to_string(), key.map(String::from));
     let kept = off_thread(move || store.message_put(&execution, &topic_owned, key_owned.as_deref(), &bytes)).await?;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use super::spec::{from_secs, to_secs};
-use super::{Body, FireRequest, Overlap, POLL, StartFuture, fire_id, modify, off_thread, still_going};
+use super::{Body, FireRequest, Overlap, POLL, StartFuture, fire_id, modify, off_thread};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Store;
@@ -141,7 +141,8 @@ async fn fire_one(
     let overlap = schedule.overlap_policy();
     if let Some(last) = body.last_execution.clone().filter(|_| overlap != Overlap::Allow) {
         let state = off_thread(store, move |store| store.state(&last)).await?;
-        if state.is_some_and(still_going) {
+        // Still going: not finished (a paused execution is still going).
+        if state.is_some_and(|state| !state.is_terminal()) {
             if overlap == Overlap::BufferOne {
                 // Kept until the previous execution ends; looked at again then.
                 return Ok(Some(now + 1));

@@ -240,10 +240,6 @@ fn kept_changing(name: &str) -> Error {
     Error::new(ErrorKind::Conflict, format!("schedule `{name}` kept changing under this change; try again"))
 }
 
-fn no_schedule(name: &str) -> Error {
-    Error::new(ErrorKind::NotFound, format!("no schedule named `{name}`"))
-}
-
 /// How many times a change of a schedule is tried again when another process changed it at the
 /// same moment.
 const RETRIES: usize = 20;
@@ -259,7 +255,7 @@ async fn modify(
     for _ in 0..RETRIES {
         let (name, change) = (name.to_string(), change.clone());
         let outcome = off_thread(store, move |store| {
-            let mut stored = store.schedule_get(&name)?.ok_or_else(|| no_schedule(&name))?;
+            let mut stored = store.schedule_get(&name)?.ok_or_else(|| crate::store::schedule_not_found(&name))?;
             let mut body = Body::decode(&stored)?;
             change(&mut body, to_secs(SystemTime::now()))?;
             stored.body = body.encode()?;
@@ -510,11 +506,6 @@ pub(crate) struct FireRequest<'a> {
     pub(crate) workflow: &'a str,
     pub(crate) execution_id: String,
     pub(crate) input: Vec<u8>,
-}
-
-/// The states an execution keeps going in, for the overlap of a schedule's fires.
-fn still_going(state: ExecutionState) -> bool {
-    !state.is_terminal()
 }
 
 /// A fire started or dropped, for [`fire`].

@@ -183,7 +183,7 @@ fn name_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no schedule named `{name}`"))
+    crate::store::schedule_not_found(name).into()
 }
 
 /// `GET /schedules/{name}`.

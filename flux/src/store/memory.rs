@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::rules::{self, Holder};
 use super::{Commit, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, StoredSchedule, Write};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::event::ExecutionState;
 
 /// A [`Store`] that keeps everything in memory, for tests.
@@ -343,9 +343,7 @@ impl Store for MemoryStore {
         let revision = match (schedules.get(&schedule.name), expected) {
             (None, None) => 1,
             (Some(_), None) => return Err(super::schedule_exists(&schedule.name)),
-            (None, Some(_)) => {
-                return Err(Error::new(ErrorKind::NotFound, format!("no schedule named `{}`", schedule.name)));
-            }
+            (None, Some(_)) => return Err(super::schedule_not_found(&schedule.name)),
             (Some(stored), Some(expected)) if stored.revision == expected => expected + 1,
             (Some(stored), Some(expected)) => {
                 return Err(super::schedule_moved(&schedule.name, expected, stored.revision));

@@ -516,6 +516,11 @@ pub(crate) fn schedule_exists(name: &str) -> Error {
     Error::new(ErrorKind::Conflict, format!("a schedule named `{name}` exists already"))
 }
 
+/// The error of a schedule that is not stored.
+pub(crate) fn schedule_not_found(name: &str) -> Error {
+    Error::new(ErrorKind::NotFound, format!("no schedule named `{name}`"))
+}
+
 /// The error of replacing a schedule that was changed since it was read.
 pub(crate) fn schedule_moved(name: &str, expected: u64, stored: u64) -> Error {
     Error::new(

@@ -287,7 +287,7 @@ impl Reader {
         }
         match self.schedule_get(&schedule.name).await? {
             Some(stored) => Err(crate::store::schedule_moved(&schedule.name, expected, stored.revision)),
-            None => Err(Error::new(ErrorKind::NotFound, format!("no schedule named `{}`", schedule.name))),
+            None => Err(crate::store::schedule_not_found(&schedule.name)),
         }
     }
 

@@ -481,7 +481,7 @@ pub(super) fn schedule_put(
     }
     match schedule_get(conn, path, &schedule.name)? {
         Some(stored) => Err(crate::store::schedule_moved(&schedule.name, expected, stored.revision)),
-        None => Err(Error::new(ErrorKind::NotFound, format!("no schedule named `{}`", schedule.name))),
+        None => Err(crate::store::schedule_not_found(&schedule.name)),
     }
 }
 
