@@ -5,12 +5,16 @@
 //! crash_steps replay <execution-id>               # continue a crashed execution
 //! crash_steps status <execution-id>               # print its state without running anything
 //! crash_steps recover [seconds]                    # continue what a dead process left running
+//! crash_steps send <execution-id> <topic> <number>  # send a message to a running execution
+//! crash_steps event <execution-id> <key>            # print what the execution set under key
 //! ```
 //!
 //! Every step writes `start <i>` to the file, then `done <i>` when it finishes. With
 //! `FLUX_SLOW_STEP=<i>` set, step `i` sleeps for a minute between the two lines: a test kills the
 //! process there. With `FLUX_INLINE_STEPS=1` the steps are inline steps (`flux::step`) named
-//! `inline_<i>` instead of calls of the task `step`. Data lives where the default engine puts it
+//! `inline_<i>` instead of calls of the task `step`. With `FLUX_RECV=1` the workflow first waits
+//! for a number on topic `bonus` (`flux::recv`) and outputs it before the steps' results, and
+//! says where it is under the event key `stage` (`flux::set_event`). Data lives where the default engine puts it
 //! (`FLUX_HOME`, default `.flux`).
 //! `FLUX_LEASE_MS` sets the engine's lease: how long after a process dies `recover` (which
 //! retries for up to `seconds`, default 0) can take its executions over.
@@ -54,12 +58,22 @@ async fn step(i: u32, file: String) -> Result<u32, std::io::Error> {
 async fn crash_steps(ctx: ExecutionContext<Job>) -> flux::Result<Vec<u32>> {
     let job = ctx.input().clone();
     let inline = std::env::var("FLUX_INLINE_STEPS").is_ok_and(|v| v == "1");
+    let receives = std::env::var("FLUX_RECV").is_ok_and(|v| v == "1");
     let mut out = Vec::new();
+    if receives {
+        flux::set_event("stage", "waiting for a bonus".to_string()).await?;
+        let bonus: u32 = flux::recv("bonus").await?;
+        flux::set_event("stage", format!("received bonus {bonus}")).await?;
+        out.push(bonus);
+    }
     for i in 1..=job.steps {
         out.push(match inline {
             true => flux::step(&format!("inline_{i}"), effects(i, job.file.clone())).await?,
             false => step(i, job.file.clone()).await?,
         });
+    }
+    if receives {
+        flux::set_event("stage", format!("done: {out:?}")).await?;
     }
     Ok(out)
 }
@@ -117,8 +131,36 @@ async fn main() -> std::process::ExitCode {
         }
         ["replay", id] => crash_steps.replay(id).await,
         ["status", id] => crash_steps.status(id).await,
+        ["send", id, topic, number] => {
+            let Ok(number) = number.parse::<u32>() else {
+                eprintln!("error: `{number}` is not a number");
+                return std::process::ExitCode::from(2);
+            };
+            return match crash_steps.send(id, topic, number).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        ["event", id, key] => {
+            return match crash_steps.get_event::<String>(id, key).await {
+                Ok(value) => {
+                    println!("{key}: {}", value.as_deref().unwrap_or("(not set)"));
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         _ => {
-            eprintln!("usage: crash_steps run <id> <file> [steps] | replay <id> | status <id> | recover [seconds]");
+            eprintln!(
+                "usage: crash_steps run <id> <file> [steps] | replay <id> | status <id> | recover [seconds] \
+                 | send <id> <topic> <number> | event <id> <key>"
+            );
             return std::process::ExitCode::from(2);
         }
     };

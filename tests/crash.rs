@@ -251,3 +251,78 @@ fn two_processes_share_one_database() {
         }
     }
 }
+
+/// What `crash_steps event <id> stage` prints, run as a process of its own.
+fn stage(home: &Path, place: &Place, id: &str) -> String {
+    run_ok(command(home, place).args(["event", id, "stage"])).trim().to_string()
+}
+
+/// Polls `read` (another process each time) until it gives `expected`.
+fn wait_for_output(expected: &str, mut read: impl FnMut() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = read();
+        if seen == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw `{expected}`; last: `{seen}`");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn killed_after_a_receive_the_replay_gets_the_same_message_and_no_other() {
+    for place in flux_suite::places() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let file = home.join("effects.txt");
+        let id = "receives";
+        let mut child = command(home, &place)
+            .args(["run", id, file.to_str().expect("utf-8 path"), "2"])
+            .env("FLUX_RECV", "1")
+            .env("FLUX_SLOW_STEP", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the example starts");
+
+        // Another process reads the event the running workflow set, then sends it its message.
+        wait_for_output("stage: waiting for a bonus", || stage(home, &place, id));
+        run_ok(command(home, &place).args(["send", id, "bonus", "7"]));
+        wait_for_output("stage: received bonus 7", || stage(home, &place, id));
+
+        // Step 1 has started (its TASK_STARTED stored); a second message waits, unreceived.
+        let engine = place.open();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let stored = engine.store().load(id).expect("load").expect("stored");
+            let step = |e: &&flux::Event| e.kind() == EventType::TaskStarted && e.name() == "step";
+            if lines(&file) == ["start 1"] && stored.events.iter().filter(step).count() == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "step 1 never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        run_ok(command(home, &place).args(["send", id, "bonus", "8"]));
+        child.kill().expect("SIGKILL");
+        assert!(!child.wait().expect("reaped").success(), "the process was killed, not finished");
+
+        // The replay answers the receive from the log: 7 again, not the 8 waiting behind it.
+        let stdout = run_ok(command(home, &place).env("FLUX_RECV", "1").args(["replay", id]));
+        assert!(stdout.contains("state: COMPLETED"), "{stdout}");
+        assert!(stdout.contains("output: [7, 10, 20]"), "{stdout}");
+        assert_eq!(lines(&file), ["start 1", "start 1", "done 1", "start 2", "done 2"]);
+        let stored = engine.store().load(id).expect("load").expect("stored");
+        let receives: Vec<_> = stored.events.iter().filter(|e| e.name() == "recv_bonus").map(|e| e.kind()).collect();
+        assert_eq!(receives, [EventType::TaskStarted, EventType::TaskCompleted], "one receive, recorded once");
+        let second = engine.store().message_get(id, "bonus", 1).expect("read").expect("kept");
+        assert_eq!(
+            flux::value::from_msgpack::<u32>(&second).expect("a number"),
+            8,
+            "the second message is still there"
+        );
+
+        // After completion, another process reads the final event.
+        assert_eq!(stage(home, &place, id), "stage: done: [7, 10, 20]");
+    }
+}
