@@ -252,9 +252,12 @@ fn two_processes_share_one_database() {
     }
 }
 
-/// What `crash_steps event <id> stage` prints, run as a process of its own.
+/// What `crash_steps event <id> stage` prints, run as a process of its own (its error, before
+/// the execution is stored).
 fn stage(home: &Path, place: &Place, id: &str) -> String {
-    run_ok(command(home, place).args(["event", id, "stage"])).trim().to_string()
+    let out = command(home, place).args(["event", id, "stage"]).output().expect("the example runs");
+    let text = if out.status.success() { out.stdout } else { out.stderr };
+    String::from_utf8_lossy(&text).trim().to_string()
 }
 
 /// Polls `read` (another process each time) until it gives `expected`.
