@@ -71,6 +71,7 @@ fn flux_command(dir: &Path, args: &[&str]) -> Command {
         .env("FLUX_DATABASE_URL", format!("sqlite://{}", dir.join("flux.db").display()))
         .env("FLUX_WORKERS__BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN)
         .env("FLUX_SECURITY__ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("FLUX_QUEUES__SINGLE__CONCURRENCY", "1")
         .env_remove("FLUX_CONFIG")
         .env_remove("FLUX_SERVER_HOST")
         .env_remove("FLUX_SERVER_PORT")
@@ -590,6 +591,41 @@ fn schedules_are_created_fire_on_the_worker_and_are_paused_resumed_shown_and_del
     let refused = flux.fails(&["schedule", "create", "hello_world", "--name", "bad", "--every", "soon"]);
     assert!(refused.contains("invalid --every `soon`"), "{refused}");
     flux.ok(&["schedule", "delete", "greet"]);
+}
+
+#[test]
+fn runs_submitted_to_a_configured_queue_wait_scheduled_and_run_one_at_a_time() {
+    // The server's configuration (FLUX_QUEUES__SINGLE__CONCURRENCY=1) gives queue `single` one
+    // place.
+    let flux = Flux::server_and_worker();
+    let submit = |input: &str| {
+        let args = ["workflow", "run", "countdown", input, "--queue", "single", "--mode", "async", "--format", "json"];
+        let submitted = flux.json(&args);
+        submitted["execution_id"].as_str().expect("an execution id").to_string()
+    };
+    let (first, second) = (submit("3"), submit("1"));
+    flux.wait_for_state("countdown", &first, "RUNNING");
+    let waiting = flux.json(&["execution", "list", "--state", "scheduled", "--format", "json"]);
+    let ids: Vec<&str> =
+        waiting["executions"].as_array().unwrap().iter().filter_map(|e| e["execution_id"].as_str()).collect();
+    assert_eq!(ids, [second.as_str()], "the second waits while the first runs: {waiting}");
+    let status = flux.ok(&["workflow", "status", "countdown", &second]);
+    assert!(status.contains("SCHEDULED"), "{status}");
+    let done = flux.wait_for_state("countdown", &second, "COMPLETED");
+    let first = flux.json(&["workflow", "status", "countdown", &first, "--detailed", "--format", "json"]);
+    let time = |summary: &Value, kind: &str| {
+        let events = summary["events"].as_array().expect("events");
+        let event = events.iter().find(|e| e["type"] == kind).unwrap_or_else(|| panic!("no {kind}: {summary}"));
+        humantime::parse_rfc3339(event["time"].as_str().expect("a time")).expect("an RFC 3339 time")
+    };
+    let second = flux.json(&["workflow", "status", "countdown", &second, "--detailed", "--format", "json"]);
+    assert_eq!(done["state"], "COMPLETED");
+    assert!(
+        time(&second, "WORKFLOW_STARTED") >= time(&first, "WORKFLOW_COMPLETED"),
+        "the second started before the first ended:\n{first}\n{second}"
+    );
+    let refused = flux.fails(&["workflow", "run", "countdown", "1", "--queue", "no/slash"]);
+    assert!(refused.contains("`no/slash` is not a queue name"), "{refused}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::driver::{self, Cancel, Launch};
-use crate::engine::{Engine, Recoverable};
+use crate::engine::{Engine, Limiter, Recoverable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 use crate::run::Subscription;
@@ -23,6 +23,9 @@ pub(crate) struct Started {
     pub(crate) execution_id: String,
     /// Its events as they are recorded, when asked for.
     pub(crate) events: Option<Subscription>,
+    /// Its events from its start on, when asked for and it waits in a queue: handed over once
+    /// it leaves the queue and starts (dropped if it never does).
+    pub(crate) queued_events: Option<tokio::sync::oneshot::Receiver<Subscription>>,
     /// Resolves with the state it stopped in (finished or paused), or the engine's error.
     pub(crate) done: tokio::task::JoinHandle<Result<ExecutionState>>,
 }
@@ -39,8 +42,19 @@ pub(crate) trait ErasedWorkflow: Recoverable {
     /// Checks that an encoded input fits the workflow's input type.
     fn check_input(&self, input: &[u8]) -> Result<()>;
 
-    /// Stores a new execution of the encoded `input` and runs it in the background.
-    fn start(&self, engine: &Engine, input: Vec<u8>, subscribe: bool) -> BoxFuture<'static, Result<Started>>;
+    /// How many of its executions may run at once ([`WorkflowDefinition::MAX_CONCURRENCY`]).
+    fn max_concurrency(&self) -> Option<usize>;
+
+    /// Stores a new execution of the encoded `input` and runs it in the background; through
+    /// `queue` (and the workflow's `max_concurrency`) when given: stored `SCHEDULED`, started
+    /// when its turn comes.
+    fn start(
+        &self,
+        engine: &Engine,
+        input: Vec<u8>,
+        subscribe: bool,
+        queue: Option<Arc<Limiter>>,
+    ) -> BoxFuture<'static, Result<Started>>;
 
     /// Resumes the paused execution `id` with the encoded `input`, in the background.
     fn resume(
@@ -137,6 +151,10 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
         W::input_schema()
     }
 
+    fn max_concurrency(&self) -> Option<usize> {
+        W::MAX_CONCURRENCY
+    }
+
     fn check_input(&self, input: &[u8]) -> Result<()> {
         value::from_msgpack::<W::Input>(input).map(drop).map_err(|e| {
             Error::new(
@@ -151,15 +169,32 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
         })
     }
 
-    fn start(&self, engine: &Engine, input: Vec<u8>, subscribe: bool) -> BoxFuture<'static, Result<Started>> {
+    fn start(
+        &self,
+        engine: &Engine,
+        input: Vec<u8>,
+        subscribe: bool,
+        queue: Option<Arc<Limiter>>,
+    ) -> BoxFuture<'static, Result<Started>> {
         let engine = engine.clone();
         Box::pin(async move {
             let execution_id = driver::new_execution_id();
+            if queue.is_some() || W::MAX_CONCURRENCY.is_some() {
+                workflow::decode_input::<W>(&execution_id, &input)?;
+                let (handed, queued_events) = tokio::sync::oneshot::channel();
+                let on_events = subscribe
+                    .then(|| Box::new(move |events| drop(handed.send(events))) as Box<dyn FnOnce(Subscription) + Send>);
+                let finish = |result: Result<crate::Execution<W::Input, W::Output>>| result.map(|e| e.state());
+                let id = execution_id.clone();
+                let done = workflow::submit::<W, _>(&engine, queue, id, input.into(), on_events, finish).await?;
+                let queued_events = subscribe.then_some(queued_events);
+                return Ok(Started { execution_id, events: None, queued_events, done });
+            }
             let input = workflow::decode_input::<W>(&execution_id, &input)?;
             let (mut prepared, input) = workflow::new_run::<W>(&engine, execution_id.clone(), input).await?;
             let events = subscribe.then(|| prepared.subscribe());
             prepared.begin().await?;
-            Ok(Started { execution_id, events, done: spawn::<W>(prepared, input) })
+            Ok(Started { execution_id, events, queued_events: None, done: spawn::<W>(prepared, input) })
         })
     }
 
@@ -176,7 +211,7 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
             let ready = driver::claim(&engine, definition::<W>(), launch)?.plan().await?.into_run()?;
             let (prepared, input) = workflow::prepare::<W>(ready, None)?;
             let events = subscribe.then(|| prepared.subscribe());
-            Ok(Started { execution_id: id, events, done: spawn::<W>(prepared, input) })
+            Ok(Started { execution_id: id, events, queued_events: None, done: spawn::<W>(prepared, input) })
         })
     }
 
@@ -204,7 +239,7 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
             let ready = driver::claim(&engine, definition::<W>(), launch)?.plan().await?.into_run()?;
             let (prepared, input) = workflow::prepare::<W>(ready, None)?;
             on_events(prepared.subscribe());
-            Ok(Started { execution_id, events: None, done: spawn::<W>(prepared, input) })
+            Ok(Started { execution_id, events: None, queued_events: None, done: spawn::<W>(prepared, input) })
         })
     }
 }

@@ -153,7 +153,7 @@ pub use builtins::{choice, now, patched, pause, pause_with, progress, randint, r
 #[cfg(feature = "client")]
 pub use client::Client;
 pub use compose::{AllResults, Parallel, parallel};
-pub use config::{AiConfig, Config, DatabaseLocation, McpConfig, McpTransport, WorkersConfig};
+pub use config::{AiConfig, Config, DatabaseLocation, McpConfig, McpTransport, QueueSettings, WorkersConfig};
 pub use context::ExecutionContext;
 pub use engine::{Engine, EngineBuilder, Queue, State};
 pub use error::{Error, ErrorKind, Result, TerminalError};

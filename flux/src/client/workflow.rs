@@ -36,6 +36,7 @@ pub struct RemoteWorkflow<I, O> {
     client: Client,
     name: String,
     detailed: bool,
+    queue: Option<String>,
     types: PhantomData<fn(&I) -> O>,
 }
 
@@ -45,6 +46,7 @@ impl<I, O> Clone for RemoteWorkflow<I, O> {
             client: self.client.clone(),
             name: self.name.clone(),
             detailed: self.detailed,
+            queue: self.queue.clone(),
             types: PhantomData,
         }
     }
@@ -56,6 +58,7 @@ impl<I, O> std::fmt::Debug for RemoteWorkflow<I, O> {
             .field("server", &self.client.url())
             .field("name", &self.name)
             .field("detailed", &self.detailed)
+            .field("queue", &self.queue)
             .finish()
     }
 }
@@ -81,7 +84,7 @@ impl Mode {
 impl<I, O> RemoteWorkflow<I, O> {
     /// The handle of workflow `name` on `client`'s server.
     pub(crate) fn new(client: Client, name: String) -> Self {
-        RemoteWorkflow { client, name, detailed: false, types: PhantomData }
+        RemoteWorkflow { client, name, detailed: false, queue: None, types: PhantomData }
     }
 
     /// The workflow's name.
@@ -97,18 +100,32 @@ impl<I, O> RemoteWorkflow<I, O> {
         self
     }
 
+    /// Runs started through this handle ([`RemoteWorkflow::run`], [`RemoteWorkflow::start`],
+    /// [`RemoteWorkflow::stream`]) go through the server's queue `queue` (`?queue=`): each is
+    /// stored `SCHEDULED` and starts when the queue has room (see [`crate::Queue`]). For
+    /// workflows the server runs itself; a name the server cannot take (1 to 100 ASCII letters,
+    /// digits, `_`, `-`, `.` or `:`) is refused.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
     /// `GET /workflows/{name}`: what the server knows of this workflow.
     pub async fn info(&self) -> Result<WorkflowInfo> {
         self.client.workflow_info(&self.name).await
     }
 
-    /// The URL `/workflows/{name}/{segments..}`, with `?detailed=true` when asked for.
+    /// The URL `/workflows/{name}/{segments..}`, with `?detailed=true` when asked for (and
+    /// the queue of a run).
     fn url(&self, segments: &[&str]) -> Result<reqwest::Url> {
         let mut path = vec!["workflows", self.name.as_str()];
         path.extend_from_slice(segments);
         let mut url = self.client.http().url(&path)?;
         if self.detailed {
             url.query_pairs_mut().append_pair("detailed", "true");
+        }
+        if let (Some(queue), Some(&"run")) = (&self.queue, segments.first()) {
+            url.query_pairs_mut().append_pair("queue", queue);
         }
         Ok(url)
     }
@@ -129,6 +146,13 @@ impl<I: Serialize, O: DeserializeOwned + Send + 'static> RemoteWorkflow<I, O> {
     /// [`RemoteWorkflow::resume`].
     pub async fn start(&self, input: &I) -> Result<ExecutionStatus<O>> {
         self.post(&["run", Mode::Async.as_str()], input).await
+    }
+
+    /// `POST /workflows/{name}/run/async?queue={queue}`: submits an execution to the server's
+    /// queue `queue` and answers at once, in state `SCHEDULED` while it waits for room
+    /// (shorthand for `.queue(queue).start(input)`; see [`RemoteWorkflow::queue`]).
+    pub async fn enqueue(&self, queue: &str, input: &I) -> Result<ExecutionStatus<O>> {
+        self.clone().queue(queue).start(input).await
     }
 
     /// `POST /workflows/{name}/run/stream`: runs an execution and hands out its changes of

@@ -30,6 +30,11 @@
 //! [flux.security]
 //! encryption_key = "..."                  # FLUX_SECURITY__ENCRYPTION_KEY (secrets at rest)
 //! admin_token = "..."                     # FLUX_SECURITY__ADMIN_TOKEN: guards /admin endpoints
+//!
+//! [flux.queues.emails]                    # a queue's limits (see `QueueSettings`)
+//! concurrency = 5                         # FLUX_QUEUES__EMAILS__CONCURRENCY
+//! rate = 100                              # FLUX_QUEUES__EMAILS__RATE: starts per `per`
+//! per = "1s"                              # FLUX_QUEUES__EMAILS__PER (default one second)
 //! ```
 //!
 //! `retention` deletes `COMPLETED`, `FAILED` and `CANCELLED` executions with their logs once
@@ -40,6 +45,7 @@
 //! Environment variables win over the file. Nested keys use `__` (`FLUX_SECURITY__ENCRYPTION_KEY`).
 //! The file is `flux.toml` in the working directory, or the one `FLUX_CONFIG` names.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,10 +56,12 @@ use crate::store::Durability;
 
 mod ai;
 mod mcp;
+mod queues;
 
 #[cfg_attr(not(feature = "ai"), allow(unused_imports))]
 pub use self::ai::{AiConfig, ProviderKind, ProviderSettings};
 pub use self::mcp::{McpConfig, McpTransport};
+pub use self::queues::QueueSettings;
 
 const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -113,6 +121,10 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `[flux.ai]`: the model providers of AI agents.
     pub ai: AiConfig,
+    /// `[flux.queues.<name>]`: the limits of named queues, by name: an engine made from this
+    /// configuration (and a server) gives its [`Engine::queue`](crate::Engine::queue) of that
+    /// name these limits.
+    pub queues: BTreeMap<String, QueueSettings>,
 }
 
 /// `[flux.workers]`: how workers find the server and how long their claims last.
@@ -172,6 +184,7 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             mcp: McpConfig::default(),
             ai: AiConfig::default(),
+            queues: BTreeMap::new(),
         }
     }
 }
@@ -194,6 +207,7 @@ impl std::fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("mcp", &self.mcp)
             .field("ai", &self.ai)
+            .field("queues", &self.queues)
             .finish()
     }
 }
@@ -261,6 +275,8 @@ struct FileSection {
     mcp: McpSection,
     #[serde(default)]
     ai: ai::AiSection,
+    #[serde(default)]
+    queues: BTreeMap<String, queues::QueueSection>,
 }
 
 #[derive(Default, Deserialize)]
@@ -333,15 +349,18 @@ impl Config {
                 return Err(Error::new(ErrorKind::Config, format!("cannot read `{}`: {e}", path.display())));
             }
         };
-        // Only flux's own variables are read, so that unrelated non-UTF-8 variables are harmless.
+        // Only flux's own variables are read, so that unrelated non-UTF-8 variables are harmless:
+        // the fixed keys, and those of the named sections (`FLUX_AI__PROVIDERS__<NAME>__..`,
+        // `FLUX_QUEUES__<NAME>__..`).
+        let ours =
+            |key: &str| ENV_KEYS.contains(&key) || key.starts_with("FLUX_AI__") || key.starts_with("FLUX_QUEUES__");
         let mut env = Vec::new();
-        for key in ENV_KEYS {
-            if let Some(value) = std::env::var_os(key) {
-                let value = value.into_string().map_err(|raw| {
-                    Error::new(ErrorKind::Config, format!("{key} is not valid UTF-8: {}", raw.to_string_lossy()))
-                })?;
-                env.push((key.to_string(), value));
-            }
+        for (key, value) in std::env::vars_os() {
+            let Some(key) = key.to_str().filter(|key| ours(key)) else { continue };
+            let value = value.into_string().map_err(|raw| {
+                Error::new(ErrorKind::Config, format!("{key} is not valid UTF-8: {}", raw.to_string_lossy()))
+            })?;
+            env.push((key.to_string(), value));
         }
         Config::from_sources(text.as_deref().map(|t| (path.as_path(), t)), env)
     }
@@ -397,6 +416,9 @@ impl Config {
                 "FLUX_MCP__TRANSPORT" => section.mcp.transport = Some(value),
                 _ if key.starts_with("FLUX_AI__") => {
                     section.ai.set_env(&key, value);
+                }
+                _ if key.starts_with("FLUX_QUEUES__") => {
+                    queues::set_env(&mut section.queues, &key, value)?;
                 }
                 _ => {}
             }
@@ -475,6 +497,7 @@ impl Config {
             workers,
             mcp,
             ai: section.ai.finish()?,
+            queues: queues::finish(section.queues)?,
         };
         config.database()?;
         Ok(config)

@@ -34,8 +34,8 @@ mod state;
 
 pub use builder::EngineBuilder;
 pub use manage::DELETE_BATCH;
-pub(crate) use queue::Limiter;
 pub use queue::Queue;
+pub(crate) use queue::{Limiter, Ticket, check_queue_name};
 pub use state::State;
 pub(crate) use state::States;
 
@@ -86,8 +86,10 @@ struct Inner {
     states: RwLock<States>,
     /// The background deletion of old finished executions, if the engine has a retention.
     retention: std::sync::OnceLock<manage::Retention>,
-    /// The queues, by name (and each limited workflow's, as `workflow:{name}`).
+    /// The queues, by name, and the limits of workflows and tasks with a `max_concurrency`.
     queues: Mutex<queue::Queues>,
+    /// The limits a queue gets when first used (`[flux.queues.<name>]`).
+    presets: Mutex<HashMap<String, crate::config::QueueSettings>>,
     /// Told of each message sent through this engine, for the receives waiting here.
     sent: tokio::sync::Notify,
     /// The executions waiting in this engine's queues: their leases are renewed with the runs'.
@@ -223,6 +225,7 @@ impl Engine {
                 states: RwLock::default(),
                 retention: std::sync::OnceLock::new(),
                 queues: Mutex::default(),
+                presets: Mutex::default(),
                 sent: tokio::sync::Notify::new(),
                 queued: Mutex::default(),
             }),
@@ -259,6 +262,8 @@ impl Engine {
         engine.inner.lease_ms.store(self.inner.lease_ms.load(Ordering::Relaxed), Ordering::Relaxed);
         let workflows = self.inner.workflows.read().unwrap_or_else(|p| p.into_inner()).clone();
         *engine.inner.workflows.write().unwrap_or_else(|p| p.into_inner()) = workflows;
+        let presets = self.inner.presets.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        *engine.inner.presets.lock().unwrap_or_else(|p| p.into_inner()) = presets;
         engine
     }
 
@@ -268,6 +273,15 @@ impl Engine {
 
     /// Builds the engine a configuration describes.
     pub fn from_config(config: &Config) -> Result<Engine> {
+        let engine = Engine::open_configured(config)?;
+        let mut presets = engine.inner.presets.lock().unwrap_or_else(|p| p.into_inner());
+        presets.extend(config.queues.iter().map(|(name, settings)| (name.clone(), *settings)));
+        drop(presets);
+        Ok(engine)
+    }
+
+    /// The engine of `config`'s database, home and keys.
+    fn open_configured(config: &Config) -> Result<Engine> {
         let mut builder = Engine::builder();
         if let Some(key) = &config.encryption_key {
             // Checked here, so that an error of `build` below is the database's.

@@ -15,8 +15,36 @@ use tokio::time::Instant;
 
 use super::Engine;
 
-/// The queues of an engine, by name.
-pub(crate) type Queues = HashMap<String, Arc<Limiter>>;
+/// The limiters of an engine: its named queues, and the `max_concurrency` of its workflows and
+/// tasks (kept apart, so that no queue name reaches a workflow's or task's limit).
+pub(crate) type Queues = HashMap<(Line, String), Arc<Limiter>>;
+
+/// What a limiter limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Line {
+    /// A named queue.
+    Queue,
+    /// A workflow's `max_concurrency`.
+    Workflow,
+    /// A task's `max_concurrency`.
+    Task,
+}
+
+/// The longest queue name.
+pub(crate) const QUEUE_NAME_LEN: usize = 100;
+
+/// Checks a queue name given from outside (HTTP, the CLI): 1 to [`QUEUE_NAME_LEN`] ASCII
+/// letters, digits, `_`, `-`, `.` or `:`.
+pub(crate) fn check_queue_name(name: &str) -> crate::Result<()> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    if name.is_empty() || name.len() > QUEUE_NAME_LEN || !name.chars().all(fits) {
+        return Err(crate::Error::new(
+            crate::ErrorKind::InvalidInput,
+            format!("`{name}` is not a queue name: 1 to {QUEUE_NAME_LEN} ASCII letters, digits, `_`, `-`, `.` or `:`"),
+        ));
+    }
+    Ok(())
+}
 
 /// A named queue of an engine: at most [`Queue::concurrency`] of the executions started
 /// through it run at once, and at most [`Queue::rate`] start per period; the others wait in
@@ -227,7 +255,8 @@ impl Ticket {
 }
 
 impl Engine {
-    /// The queue `name` of this engine, made (without limits) on first use. Its limits, set with
+    /// The queue `name` of this engine, made on first use (with the limits its configuration
+    /// gives it, `[flux.queues.<name>]`, else none). Its limits, set with
     /// [`Queue::concurrency`] and [`Queue::rate`], hold for the executions this engine starts
     /// through it ([`Workflow::enqueue`](crate::Workflow::enqueue)); needs a Tokio runtime.
     pub fn queue(&self, name: &str) -> Queue {
@@ -238,21 +267,32 @@ impl Engine {
     /// The limiter of queue `name`, made on first use.
     pub(crate) fn limiter(&self, name: &str) -> Arc<Limiter> {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
-        queues.entry(name.to_string()).or_insert_with(Limiter::start).clone()
+        let preset = || self.inner.presets.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
+        let limiter = queues.entry((Line::Queue, name.to_string())).or_insert_with(|| {
+            let limiter = Limiter::start();
+            if let Some(settings) = preset() {
+                limiter.set(|limits| {
+                    limits.concurrency = settings.concurrency.map(|n| n.max(1));
+                    limits.rate = settings.rate.map(|(n, per)| (n.max(1), per));
+                });
+            }
+            limiter
+        });
+        limiter.clone()
     }
 
     /// The limiter of workflow `name`'s `max_concurrency`, made with that limit on first use.
     pub(crate) fn workflow_limiter(&self, name: &str, max_concurrency: usize) -> Arc<Limiter> {
-        self.limiter_with(format!("workflow:{name}"), max_concurrency)
+        self.limiter_with((Line::Workflow, name.to_string()), max_concurrency)
     }
 
     /// The limiter of the attempts of task `name` (its `max_concurrency`), made with that limit
     /// on first use.
     pub(crate) fn task_limiter(&self, name: &str, max_concurrency: usize) -> Arc<Limiter> {
-        self.limiter_with(format!("task:{name}"), max_concurrency)
+        self.limiter_with((Line::Task, name.to_string()), max_concurrency)
     }
 
-    fn limiter_with(&self, key: String, max_concurrency: usize) -> Arc<Limiter> {
+    fn limiter_with(&self, key: (Line, String), max_concurrency: usize) -> Arc<Limiter> {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
         queues
             .entry(key)

@@ -251,6 +251,10 @@ pub(crate) struct WorkflowRef {
     /// server creates (or brings up to date) when the worker registers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) schedule: Option<DeclaredSchedule>,
+    /// How many of its executions may run at once (`#[flux::workflow(max_concurrency = n)]`):
+    /// the server offers the others once one stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_concurrency: Option<u32>,
 }
 
 /// A schedule a worker's workflow declares.

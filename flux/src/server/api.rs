@@ -139,30 +139,55 @@ async fn run(
     State(s): SharedState,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
+    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Path((name, mode)) = path.map_err(path_error)?;
     let mode = Mode::parse(&mode)?;
     let detailed = detailed(query.as_deref())?;
     let target = target(&s, &name).await?;
+    let Query(pairs) = pairs.map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid query string: {}", e.body_text()))
+    })?;
+    let queue = match pairs.iter().find(|(key, _)| key == "queue") {
+        Some((_, queue)) => {
+            crate::engine::check_queue_name(queue)?;
+            Some(queue.as_str())
+        }
+        None => None,
+    };
     let input = json_body(body)?;
     let encoded = protocol::json_to_msgpack(&input)?;
     match target {
         Target::Local(workflow) => {
             workflow.check_input(&encoded)?;
-            let started = workflow.start(&s.engine, encoded, mode == Mode::Stream).await?;
+            let queue = queue.map(|queue| s.engine.limiter(queue));
+            let started = workflow.start(&s.engine, encoded, mode == Mode::Stream, queue).await?;
             let id = started.execution_id.clone();
-            match (mode, started.events) {
-                (Mode::Stream, Some(events)) => {
+            let source = match (started.events, started.queued_events) {
+                (Some(events), _) => Some(Source::Run(events)),
+                (None, Some(later)) => Some(Source::Queued(later)),
+                (None, None) => None,
+            };
+            match (mode, source) {
+                (Mode::Stream, Some(source)) => {
+                    // A queued execution's log starts with its WORKFLOW_SCHEDULED, stored already.
+                    let (state, first) = match &source {
+                        Source::Queued(_) => {
+                            let stored = load_of(&s, &name, &id).await?;
+                            (stored.state, stored.events)
+                        }
+                        _ => (ExecutionState::Created, Vec::new()),
+                    };
                     let summary = Summary {
                         workflow_name: name,
                         execution_id: id,
                         input,
                         output: Value::Null,
-                        state: ExecutionState::Created,
+                        state,
                         events: detailed.then(Vec::new),
                     };
-                    Ok(sse(s.clone(), summary, Vec::new(), Source::Run(events)))
+                    Ok(sse(s.clone(), summary, first, source))
                 }
                 (Mode::Sync, _) => {
                     finished(&s, started.done).await?;
@@ -171,7 +196,10 @@ async fn run(
                 _ => summary_response(&s, &name, &id, detailed).await,
             }
         }
-        Target::Remote => dispatch::run_remote(&s, &name, input, encoded, mode, detailed).await,
+        Target::Remote => match super::queues::lines(&s, &name, queue) {
+            lines if lines.is_empty() => dispatch::run_remote(&s, &name, input, encoded, mode, detailed).await,
+            lines => super::queues::run_remote(&s, &name, lines, input, encoded, mode, detailed).await,
+        },
     }
 }
 

@@ -233,6 +233,7 @@ pub(crate) async fn learn_catalog(s: &Shared) {
             versions: BTreeSet::new(),
             in_process: false,
             workers: BTreeSet::new(),
+            max_concurrency: None,
         });
         entry.version = entry.version.max(version);
         entry.versions.insert(version);

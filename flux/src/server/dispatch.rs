@@ -53,7 +53,7 @@ pub(crate) fn pending_resume(events: &[Event]) -> Option<Vec<u8>> {
 
 /// Waits until the hub shows the execution finished or paused; returns the reason a worker
 /// refused a resume, if it did.
-async fn wait_resting(mut rx: HubReceiver) -> Option<String> {
+pub(crate) async fn wait_resting(mut rx: HubReceiver) -> Option<String> {
     while let Some(item) = rx.recv().await {
         match item {
             HubItem::Refused(reason) => return Some(reason),
@@ -67,7 +67,7 @@ async fn wait_resting(mut rx: HubReceiver) -> Option<String> {
 }
 
 /// Answers a run or resume of a remote execution in `mode`.
-async fn answer_remote(
+pub(crate) async fn answer_remote(
     s: &Arc<Shared>,
     initial: Summary,
     rx: Option<HubReceiver>,
@@ -89,6 +89,15 @@ async fn answer_remote(
 /// and offers it to them. An execution of this id that exists is refused
 /// ([`crate::ErrorKind::Conflict`]).
 pub(crate) async fn schedule_remote(s: &Shared, name: &str, id: &str, encoded: Vec<u8>) -> crate::Result<()> {
+    store_remote(s, name, id, encoded).await?;
+    lock(&s.pending).add(id, name, false);
+    s.wake.notify_one();
+    Ok(())
+}
+
+/// Stores a new execution `id` of workflow `name`, which workers run, in state `SCHEDULED`
+/// (not offered to them yet).
+pub(crate) async fn store_remote(s: &Shared, name: &str, id: &str, encoded: Vec<u8>) -> crate::Result<()> {
     let execution_id: Arc<str> = Arc::from(id);
     let encoded: Arc<[u8]> = encoded.into();
     let now = crate::event::now();
@@ -109,8 +118,6 @@ pub(crate) async fn schedule_remote(s: &Shared, name: &str, id: &str, encoded: V
     ];
     s.engine.store().write(writes).await?;
     s.hub.publish(id, std::slice::from_ref(&event));
-    lock(&s.pending).add(id, name, false);
-    s.wake.notify_one();
     Ok(())
 }
 
@@ -401,8 +408,9 @@ pub(crate) async fn find_scheduled(s: &Shared, since: Option<Instant>) -> crate:
     let (now, wall) = (Instant::now(), SystemTime::now());
     let mut pending = lock(&s.pending);
     let mut found = std::collections::HashSet::with_capacity(rows.len());
+    let held = lock(&s.held).clone();
     for row in rows {
-        if s.local.contains_key(row.workflow_name.as_str()) {
+        if s.local.contains_key(row.workflow_name.as_str()) || held.contains(&row.id) {
             continue;
         }
         if !pending.offers.contains_key(&row.id) {

@@ -23,6 +23,7 @@ mod state;
 mod respond;
 mod stream;
 mod dispatch;
+mod queues;
 mod cluster;
 mod api;
 mod roster;
@@ -278,6 +279,7 @@ impl Server {
             claims: Mutex::new(Claims::default()),
             claim_lock: tokio::sync::Mutex::new(()),
             pending: Mutex::new(Pending::default()),
+            held: Mutex::default(),
             hub: Hub::default(),
             bootstrap_token: auth::Token::new(&bootstrap_token),
             admin_token: auth::Token::new(&admin_token),

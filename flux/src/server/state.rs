@@ -27,12 +27,15 @@ pub(crate) struct CatalogEntry {
     pub(crate) in_process: bool,
     /// The workers that registered it.
     pub(crate) workers: BTreeSet<String>,
+    /// How many of its executions run at once, when its workers say (`max_concurrency`).
+    pub(crate) max_concurrency: Option<usize>,
 }
 
 impl CatalogEntry {
     /// A workflow the server runs in its own process, at `version`.
     pub(crate) fn in_process(version: u32) -> CatalogEntry {
-        CatalogEntry { version, versions: BTreeSet::from([version]), in_process: true, workers: BTreeSet::new() }
+        let versions = BTreeSet::from([version]);
+        CatalogEntry { version, versions, in_process: true, workers: BTreeSet::new(), max_concurrency: None }
     }
 }
 
@@ -52,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) claim_lock: tokio::sync::Mutex<()>,
     /// The executions waiting for a worker.
     pub(crate) pending: Mutex<Pending>,
+    /// The executions waiting in a queue of this server, not offered to workers yet.
+    pub(crate) held: Mutex<std::collections::HashSet<String>>,
     /// The events of remote executions, to their streams and waiting requests.
     pub(crate) hub: Hub,
     /// The token workers register with.

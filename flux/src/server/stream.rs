@@ -28,14 +28,20 @@ pub(crate) enum Source {
     Run(Subscription),
     /// The hub (remote executions).
     Hub(HubReceiver),
+    /// A run in this process waiting in a queue: its events once it starts.
+    Queued(tokio::sync::oneshot::Receiver<Subscription>),
 }
 
 impl Source {
     /// The next event, or `None` when the source ended.
     async fn next(&mut self) -> Option<HubItem> {
-        match self {
-            Source::Run(sub) => std::future::poll_fn(|cx| sub.poll_next(cx)).await.map(HubItem::Event),
-            Source::Hub(rx) => rx.recv().await,
+        loop {
+            match self {
+                Source::Run(sub) => return std::future::poll_fn(|cx| sub.poll_next(cx)).await.map(HubItem::Event),
+                Source::Hub(rx) => return rx.recv().await,
+                // Never started (cancelled while it waited): the stream ends with its state.
+                Source::Queued(later) => *self = Source::Run((&mut *later).await.ok()?),
+            }
         }
     }
 }

@@ -136,7 +136,9 @@ async fn register(State(s): SharedState, headers: HeaderMap, body: Result<Bytes,
                 versions: BTreeSet::new(),
                 in_process: false,
                 workers: BTreeSet::new(),
+                max_concurrency: None,
             });
+            entry.max_concurrency = w.max_concurrency.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
             entry.version = entry.version.max(w.version);
             entry.versions.insert(w.version);
             entry.workers.insert(name.clone());

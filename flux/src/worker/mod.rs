@@ -302,6 +302,7 @@ impl Worker {
                             input: protocol::msgpack_to_json(&input),
                         })
                     }),
+                    max_concurrency: w.max_concurrency().map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                 })
                 .collect(),
             resources: resources(),

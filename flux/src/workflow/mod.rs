@@ -162,54 +162,17 @@ impl<W: WorkflowDefinition> Workflow<W> {
         self.submit(&engine, Some(limiter), input).await
     }
 
-    /// Stores a new execution `SCHEDULED`, takes its places in line (the queue's, else the
-    /// workflow's), and runs it in the background once it has room in both.
+    /// Stores a new execution `SCHEDULED`, takes its places in line (the queue's, then the
+    /// workflow's own), and runs it in the background once it has room in both.
     async fn submit(
         &self,
         engine: &Engine,
         queue: Option<Arc<crate::engine::Limiter>>,
         input: W::Input,
     ) -> Result<ExecutionHandle<W>> {
-        let id = driver::new_execution_id();
-        let encoded = encode_input::<W>(&input)?;
-        driver::store_scheduled(engine, definition::<W>(), &id, encoded).await?;
-        let queued: Arc<str> = Arc::from(id.as_str());
-        engine.queued(&queued);
-        let own = W::MAX_CONCURRENCY.map(|n| engine.workflow_limiter(W::NAME, n));
-        // The first line is entered now, so that executions start in the order submitted.
-        let (first, then) = match (queue, own) {
-            (Some(queue), own) => (queue.enter(), own),
-            (None, Some(own)) => (own.enter(), None),
-            (None, None) => unreachable!("a submission without a limit"),
-        };
-        let workflow = self.on(engine);
-        let (engine, execution_id) = (engine.clone(), id.clone());
-        let join = tokio::spawn(async move {
-            // However the wait ends, the lease is the run's (or nobody's) from then on.
-            let _unqueue = Unqueue(engine.clone(), queued);
-            let closed = || Error::new(ErrorKind::InvalidState, "the engine's queue stopped");
-            let first = first.turn().await.ok_or_else(closed)?;
-            let then = match then {
-                Some(own) => Some(own.enter().turn().await.ok_or_else(closed)?),
-                None => None,
-            };
-            let launch = Launch::Queued { id: execution_id };
-            let plan = driver::claim(&engine, definition::<W>(), launch)?.plan().await?;
-            let (prepared, input) = match plan {
-                Plan::Stored(stored) => return to_execution::<W>(&engine, stored),
-                Plan::Run(ready) => {
-                    let (mut prepared, input) = prepare::<W>(ready, None)?;
-                    prepared.begin().await?;
-                    (prepared, input)
-                }
-            };
-            // Started: the next in line may start; the places are held until the run stops.
-            let places: Vec<_> = std::iter::once(first).chain(then).map(|admission| admission.permit()).collect();
-            let result = drive::<W>(prepared, input).await;
-            drop(places);
-            result
-        });
-        Ok(ExecutionHandle::new(id, workflow, join))
+        let (id, encoded) = (driver::new_execution_id(), encode_input::<W>(&input)?);
+        let join = submit::<W, _>(engine, queue, id.clone(), encoded, None, |result| result).await?;
+        Ok(ExecutionHandle::new(id, self.on(engine), join))
     }
 
     /// Starts a new execution in the background and returns at once (once the execution is
@@ -362,6 +325,71 @@ impl<W: WorkflowDefinition> Workflow<W> {
         driver::check_workflow(&stored, W::NAME)?;
         to_execution::<W>(&engine, stored)
     }
+}
+
+/// Stores execution `id` of `W` with the `encoded` input in state `SCHEDULED` and takes its
+/// places in line: in `queue` when given, then under `W`'s `max_concurrency`. A background task
+/// waits for its turn in each, starts it (handing its events to `on_events` first, when given),
+/// drives it, holding its places until it stops, and ends with `finish` of its result.
+/// Executions start in the order they were submitted: the first line is entered before this
+/// returns.
+pub(crate) async fn submit<W: WorkflowDefinition, T: Send + 'static>(
+    engine: &Engine,
+    queue: Option<Arc<crate::engine::Limiter>>,
+    id: String,
+    encoded: Arc<[u8]>,
+    on_events: Option<Box<dyn FnOnce(crate::run::Subscription) + Send>>,
+    finish: impl FnOnce(Result<ExecutionOf<W>>) -> Result<T> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<Result<T>>> {
+    driver::store_scheduled(engine, definition::<W>(), &id, encoded).await?;
+    let queued: Arc<str> = Arc::from(id.as_str());
+    engine.queued(&queued);
+    let own = W::MAX_CONCURRENCY.map(|n| engine.workflow_limiter(W::NAME, n));
+    let mut lines = queue.into_iter().chain(own);
+    let first = lines.next().map(|line| line.enter());
+    let then: Vec<_> = lines.collect();
+    let engine = engine.clone();
+    Ok(tokio::spawn(async move {
+        // However the wait ends, the lease is the run's (or nobody's) from then on.
+        let _unqueue = Unqueue(engine.clone(), queued);
+        finish(run_queued::<W>(&engine, id, first, then, on_events).await)
+    }))
+}
+
+/// Waits for the turn of queued execution `id` in each line (`first`, already entered, then
+/// `then`), starts it and drives it to its stop.
+async fn run_queued<W: WorkflowDefinition>(
+    engine: &Engine,
+    id: String,
+    first: Option<crate::engine::Ticket>,
+    then: Vec<Arc<crate::engine::Limiter>>,
+    on_events: Option<Box<dyn FnOnce(crate::run::Subscription) + Send>>,
+) -> Result<ExecutionOf<W>> {
+    let closed = || Error::new(ErrorKind::InvalidState, "the engine's queue stopped");
+    let mut places = Vec::with_capacity(1 + then.len());
+    if let Some(first) = first {
+        places.push(first.turn().await.ok_or_else(closed)?);
+    }
+    for line in then {
+        places.push(line.enter().turn().await.ok_or_else(closed)?);
+    }
+    let plan = driver::claim(engine, definition::<W>(), Launch::Queued { id })?.plan().await?;
+    let (prepared, input) = match plan {
+        Plan::Stored(stored) => return to_execution::<W>(engine, stored),
+        Plan::Run(ready) => {
+            let (mut prepared, input) = prepare::<W>(ready, None)?;
+            if let Some(on_events) = on_events {
+                on_events(prepared.subscribe());
+            }
+            prepared.begin().await?;
+            (prepared, input)
+        }
+    };
+    // Started: the next in line may start; the places are held until the run stops.
+    let places: Vec<_> = places.into_iter().map(|admission| admission.permit()).collect();
+    let result = drive::<W>(prepared, input).await;
+    drop(places);
+    result
 }
 
 /// Stops renewing a queued execution's lease as a queued one when dropped.

@@ -262,6 +262,10 @@ pub enum WorkflowCommand {
         /// Include the execution's events
         #[arg(long)]
         detailed: bool,
+        /// Submit it to this queue of the server: stored SCHEDULED, started when the queue has
+        /// room
+        #[arg(long)]
+        queue: Option<String>,
     },
     /// Resume a paused execution with an input (what its pause returns)
     Resume {
@@ -464,10 +468,10 @@ mod tests {
             .expect("parses");
         assert_eq!(cli.global.format, Format::Json);
         match cli.command {
-            Command::Workflow(WorkflowCommand::Run { name, input, mode, detailed }) => {
+            Command::Workflow(WorkflowCommand::Run { name, input, mode, detailed, queue }) => {
                 assert_eq!(
-                    (name.as_str(), input.as_str(), mode, detailed),
-                    ("hello_world", "World", RunMode::Sync, false)
+                    (name.as_str(), input.as_str(), mode, detailed, queue),
+                    ("hello_world", "World", RunMode::Sync, false, None)
                 );
             }
             other => panic!("unexpected {other:?}"),

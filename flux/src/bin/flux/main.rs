@@ -251,8 +251,11 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
                 None => format!("{}\n", output::pretty(workflow)),
             })
         }
-        WorkflowCommand::Run { name, input, mode, detailed } => {
-            let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
+        WorkflowCommand::Run { name, input, mode, detailed, queue } => {
+            let mut workflow = client.workflow::<Value, Value>(name).detailed(detailed);
+            if let Some(queue) = queue {
+                workflow = workflow.queue(queue);
+            }
             let input = parse_input(&input);
             let answer = match mode {
                 RunMode::Sync => Answer::Summary(Box::new(workflow.run(&input).await)),

@@ -1,0 +1,92 @@
+//! Queues of the executions workers run: a run submitted to a queue of the server
+//! (`?queue=`), or of a workflow whose workers declared a `max_concurrency`, is stored
+//! `SCHEDULED` at once and held back from the workers until the server's limiter of that queue
+//! (and of the workflow) gives it a place ([`crate::Queue`]: the server's engine's queues). It
+//! keeps its places until the hub shows it finished or paused.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::dispatch::{answer_remote, store_remote, wait_resting};
+use super::respond::{ApiResult, Mode, to_completion};
+use super::state::{Shared, lock};
+use crate::engine::{Limiter, Ticket};
+use crate::event::ExecutionState;
+use crate::protocol::Summary;
+
+/// The lines a new execution of remote workflow `name` waits in: queue `queue` when given,
+/// then the workflow's own limit when its workers declared one. Empty: it is offered at once.
+pub(crate) fn lines(s: &Shared, name: &str, queue: Option<&str>) -> Vec<Arc<Limiter>> {
+    let own = lock(&s.catalog).get(name).and_then(|entry| entry.max_concurrency);
+    let queue = queue.map(|queue| s.engine.limiter(queue));
+    queue.into_iter().chain(own.map(|n| s.engine.workflow_limiter(name, n))).collect()
+}
+
+/// Stores a new execution of remote workflow `name` `SCHEDULED`, enters it in `lines` (at least
+/// one), offers it to the workers once its turn comes, and answers in `mode`.
+pub(crate) async fn run_remote(
+    s: &Arc<Shared>,
+    name: &str,
+    lines: Vec<Arc<Limiter>>,
+    input: Value,
+    encoded: Vec<u8>,
+    mode: Mode,
+    detailed: bool,
+) -> ApiResult {
+    let id = crate::driver::new_execution_id();
+    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
+    lock(&s.held).insert(id.clone());
+    let (shared, stored, workflow) = (s.clone(), id.clone(), name.to_string());
+    let kept = to_completion(async move { Ok(store_remote(&shared, &workflow, &stored, encoded).await?) }).await;
+    if let Err(e) = kept {
+        lock(&s.held).remove(&id);
+        return Err(e);
+    }
+    let mut lines = lines.into_iter();
+    let first = lines.next().map(|line| line.enter());
+    tokio::spawn(hold(s.clone(), id.clone(), name.to_string(), first, lines.collect()));
+    let initial = Summary {
+        workflow_name: name.to_string(),
+        execution_id: id,
+        input,
+        output: Value::Null,
+        state: ExecutionState::Scheduled,
+        events: detailed.then(Vec::new),
+    };
+    answer_remote(s, initial, rx, mode, detailed).await
+}
+
+/// Waits for the turn of held execution `id` in each line, offers it to the workers (unless it
+/// was cancelled or deleted meanwhile) and keeps its places until it finished or paused.
+async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Option<Ticket>, then: Vec<Arc<Limiter>>) {
+    let mut places = Vec::with_capacity(1 + then.len());
+    if let Some(first) = first {
+        places.extend(first.turn().await);
+    }
+    for line in then {
+        places.extend(line.enter().turn().await);
+    }
+    let rx = s.hub.subscribe(&id, 0);
+    let waiting = {
+        let _serial = s.claim_lock.lock().await;
+        lock(&s.held).remove(&id);
+        let stored = s.engine.load(&id).await.ok().flatten();
+        let waiting = stored.is_some_and(|stored| stored.state == ExecutionState::Scheduled);
+        if waiting {
+            lock(&s.pending).add(&id, &workflow, false);
+        }
+        waiting
+    };
+    // Offered: the next in line may go; the places are held until it rests.
+    let places: Vec<_> = places.into_iter().map(|admission| admission.permit()).collect();
+    if waiting {
+        s.wake.notify_one();
+        let mut stop = s.shutdown.subscribe();
+        tokio::select! {
+            _ = wait_resting(rx) => {}
+            _ = stop.wait_for(|stopped| *stopped) => {}
+        }
+    }
+    drop(places);
+}
