@@ -349,4 +349,12 @@ where
     fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> flux::Result<Option<Vec<u8>>> {
         self.inner.message_get(execution_id, topic, index)
     }
+    fn admit(
+        &self,
+        execution_id: &str,
+        limits: &[flux::store::AdmissionLimit],
+        now: std::time::SystemTime,
+    ) -> flux::Result<flux::store::Admit> {
+        self.inner.admit(execution_id, limits, now)
+    }
 }

@@ -315,3 +315,86 @@ async fn through_gate(n: u32, gate: State<Gate>) -> u32 {
 async fn gated_workflow(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
     through_gate(*ctx.input()).await
 }
+
+/// A meter several engines share.
+#[derive(Clone, Default)]
+struct SharedMeter(Arc<Meter>);
+
+#[flux::task]
+async fn measured_across(n: u32, meter: State<SharedMeter>) -> u32 {
+    let meter = &meter.0;
+    let now = meter.now.fetch_add(1, Ordering::SeqCst) + 1;
+    meter.most.fetch_max(now, Ordering::SeqCst);
+    meter.starts.lock().unwrap().push((n, tokio::time::Instant::now()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    meter.now.fetch_sub(1, Ordering::SeqCst);
+    n
+}
+
+#[flux::workflow]
+async fn across_engines(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    measured_across(*ctx.input()).await
+}
+
+#[flux::workflow(max_concurrency = 2)]
+async fn two_across_engines(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    measured_across(*ctx.input()).await
+}
+
+/// Two engines on one database (a SQLite file, and PostgreSQL when the tests have one), each
+/// submitting ten executions: the store counts them together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_limit_holds_across_two_engines_on_one_database() {
+    for place in flux_suite::places() {
+        let meter = SharedMeter::default();
+        let engines = [place.open().with_state(meter.clone()), place.open().with_state(meter.clone())];
+        let mut handles = Vec::new();
+        for n in 0..20 {
+            let engine = &engines[n as usize % 2];
+            engine.queue("pair").concurrency(2);
+            handles.push(across_engines.on(engine).enqueue("pair", n).await.unwrap());
+        }
+        for handle in handles {
+            assert_eq!(handle.await.unwrap().state(), ExecutionState::Completed, "{place}");
+        }
+        assert_eq!(meter.0.most.load(Ordering::SeqCst), 2, "{place}: never more than two at once in all");
+
+        // A workflow's max_concurrency too.
+        let meter = SharedMeter::default();
+        let engines = [place.open().with_state(meter.clone()), place.open().with_state(meter.clone())];
+        let mut handles = Vec::new();
+        for n in 0..12 {
+            handles.push(two_across_engines.on(&engines[n as usize % 2]).start(n).await.unwrap());
+        }
+        for handle in handles {
+            assert_eq!(handle.await.unwrap().state(), ExecutionState::Completed, "{place}");
+        }
+        assert_eq!(meter.0.most.load(Ordering::SeqCst), 2, "{place}: max_concurrency across engines");
+    }
+}
+
+/// A rate across two engines: at most three starts per second in all (the starts are measured
+/// by the tasks, a little after each admission: 100 ms of slack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_rate_holds_across_two_engines_on_one_database() {
+    for place in flux_suite::places() {
+        let meter = SharedMeter::default();
+        let engines = [place.open().with_state(meter.clone()), place.open().with_state(meter.clone())];
+        for engine in &engines {
+            engine.queue("slow").rate(3, Duration::from_secs(1));
+        }
+        let mut handles = Vec::new();
+        for n in 0..8 {
+            handles.push(across_engines.on(&engines[n as usize % 2]).enqueue("slow", n).await.unwrap());
+        }
+        for handle in handles {
+            assert_eq!(handle.await.unwrap().state(), ExecutionState::Completed, "{place}");
+        }
+        let mut starts: Vec<_> = meter.0.starts.lock().unwrap().iter().map(|(_, at)| *at).collect();
+        starts.sort();
+        for window in starts.windows(4) {
+            let spread = window[3] - window[0];
+            assert!(spread >= Duration::from_millis(900), "{place}: four starts within {spread:?}");
+        }
+    }
+}

@@ -350,3 +350,82 @@ async fn two_servers_fire_each_instant_of_a_schedule_once() {
     a.shutdown().await.expect("A stops");
     b.shutdown().await.expect("B stops");
 }
+
+/// How many tasks run at once across the workers of both servers, and the most at once.
+#[derive(Default)]
+struct Meter {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[flux::task]
+async fn metered_step(n: u32, meter: flux::State<std::sync::Arc<Meter>>) -> u32 {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = meter.now.fetch_add(1, SeqCst) + 1;
+    meter.most.fetch_max(now, SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    meter.now.fetch_sub(1, SeqCst);
+    n
+}
+
+#[flux::workflow]
+async fn metered(ctx: flux::ExecutionContext<u32>) -> flux::Result<u32> {
+    metered_step(*ctx.input()).await
+}
+
+/// Two servers, each with queue `pair` (two at a time) and a worker of its own: runs submitted
+/// to the queue through both servers run two at a time in all, the database counting them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_two_servers_runs_their_workers_executions_two_at_a_time_in_all() {
+    let Some(pg) = server() else { return };
+    let db = Database::new(&pg);
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let meter = std::sync::Arc::new(Meter::default());
+    let mut servers = Vec::new();
+    let mut workers = Vec::new();
+    for name in ["a", "b"] {
+        let engine = flux::Engine::builder().postgres(db.url()).home(tmp.path().join(name)).encryption_key(KEY).build();
+        let engine = engine.expect("the database opens");
+        engine.queue("pair").concurrency(2);
+        let running = Server::new()
+            .engine(&engine)
+            .bootstrap_token(BOOTSTRAP)
+            .admin_token("servers-test-admin")
+            .bind("127.0.0.1:0")
+            .await
+            .expect("the server starts");
+        let worker = flux::worker::Worker::new(running.url())
+            .name(format!("w{name}"))
+            .bootstrap_token(BOOTSTRAP)
+            .register(metered)
+            .state(meter.clone())
+            .max_concurrency(8);
+        workers.push(tokio::spawn(worker.run()));
+        servers.push(running);
+    }
+    let apis: Vec<Client> = servers.iter().map(|s| api(&s.url())).collect();
+    for api in &apis {
+        wait_catalog(api, "metered").await;
+    }
+    let mut submitted = Vec::new();
+    for n in 0..12u32 {
+        let api = &apis[n as usize % 2];
+        let status = api.workflow::<u32, u32>("metered").enqueue("pair", &n).await.expect("submitted");
+        submitted.push((api.clone(), status.execution_id().to_string(), n));
+    }
+    for (api, id, n) in &submitted {
+        let remote = api.workflow::<u32, u32>("metered");
+        wait_until(&format!("execution {n} to complete"), || async {
+            remote.status(id).await.is_ok_and(|s| s.state() == flux::ExecutionState::Completed)
+        })
+        .await;
+        assert_eq!(remote.status(id).await.expect("its status").output(), Some(n));
+    }
+    assert_eq!(meter.most.load(std::sync::atomic::Ordering::SeqCst), 2, "two at a time through both servers");
+    for worker in workers {
+        worker.abort();
+    }
+    for running in servers {
+        running.shutdown().await.expect("the server stops");
+    }
+}

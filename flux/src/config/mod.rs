@@ -62,6 +62,8 @@ mod queues;
 pub use self::ai::{AiConfig, ProviderKind, ProviderSettings};
 pub use self::mcp::{McpConfig, McpTransport};
 pub use self::queues::QueueSettings;
+#[cfg(feature = "server")]
+pub(crate) use self::queues::check_queue_name;
 
 const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -676,40 +678,5 @@ mod tests {
         assert_eq!(c.mcp.server_url, "http://flux:8000");
         let err = Config::from_sources(None, env(&[("FLUX_MCP__TRANSPORT", "carrier-pigeon")])).unwrap_err();
         assert!(err.to_string().contains("unknown MCP transport `carrier-pigeon`"), "{err}");
-    }
-
-    #[test]
-    fn ai_providers_read_from_file_and_env() {
-        let file = "[flux.ai.providers.together]\nbase_url = \"https://api.together.xyz/v1/\"\napi_key_env = \"TOGETHER_API_KEY\"\n\n[flux.ai.providers.openai]\nbase_url = \"http://127.0.0.1:9/v1/\"\n";
-        let c = Config::from_sources(
-            Some((Path::new("flux.toml"), file)),
-            env(&[
-                ("FLUX_AI__PROVIDERS__LOCAL__BASE_URL", "http://127.0.0.1:1234/v1/"),
-                ("FLUX_AI__PROVIDERS__LOCAL__API_KEY_SECRET", "local"),
-            ]),
-        )
-        .unwrap();
-        let together = &c.ai.providers["together"];
-        assert_eq!(together.base_url.as_deref(), Some("https://api.together.xyz/v1/"));
-        assert_eq!(together.api_key_env.as_deref(), Some("TOGETHER_API_KEY"));
-        assert_eq!(c.ai.providers["local"].api_key_secret.as_deref(), Some("local"));
-        assert_eq!(c.ai.providers["openai"].kind, None);
-        let both = "[flux.ai.providers.x]\nbase_url = \"http://x/\"\napi_key_env = \"A\"\napi_key_secret = \"B\"\n";
-        let err = Config::from_sources(Some((Path::new("flux.toml"), both)), env(&[])).unwrap_err();
-        assert!(err.to_string().contains("set api_key_env or api_key_secret, not both"), "{err}");
-        let nowhere = "[flux.ai.providers.mystery]\napi_key_env = \"A\"\n";
-        let err = Config::from_sources(Some((Path::new("flux.toml"), nowhere)), env(&[])).unwrap_err();
-        assert!(
-            err.to_string().contains("flux.ai.providers.mystery: a provider flux does not know needs a base_url"),
-            "{err}"
-        );
-        let typo = "[flux.ai.providers.openai]\nbase_ur = \"http://x/\"\n";
-        let err = Config::from_sources(Some((Path::new("flux.toml"), typo)), env(&[])).unwrap_err();
-        assert!(err.to_string().contains("base_ur"), "{err}");
-        let kind = Config::from_sources(
-            None,
-            env(&[("FLUX_AI__PROVIDERS__X__KIND", "fax"), ("FLUX_AI__PROVIDERS__X__BASE_URL", "http://x/")]),
-        );
-        assert!(kind.unwrap_err().to_string().contains("unknown provider kind `fax`"));
     }
 }

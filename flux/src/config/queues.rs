@@ -18,6 +18,22 @@ use serde::Deserialize;
 use super::DurationValue;
 use crate::error::{Error, ErrorKind, Result};
 
+/// The longest queue name.
+pub(crate) const QUEUE_NAME_LEN: usize = 100;
+
+/// Checks a queue name given from outside (HTTP, the CLI): 1 to [`QUEUE_NAME_LEN`] ASCII
+/// letters, digits, `_`, `-`, `.` or `:`.
+pub(crate) fn check_queue_name(name: &str) -> crate::Result<()> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    if name.is_empty() || name.len() > QUEUE_NAME_LEN || !name.chars().all(fits) {
+        return Err(crate::Error::new(
+            crate::ErrorKind::InvalidInput,
+            format!("`{name}` is not a queue name: 1 to {QUEUE_NAME_LEN} ASCII letters, digits, `_`, `-`, `.` or `:`"),
+        ));
+    }
+    Ok(())
+}
+
 /// The limits of one queue: `[flux.queues.<name>]` (see [`crate::Queue`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -75,7 +91,7 @@ pub(super) fn set_env(queues: &mut BTreeMap<String, QueueSection>, key: &str, va
 pub(super) fn finish(queues: BTreeMap<String, QueueSection>) -> Result<BTreeMap<String, QueueSettings>> {
     let mut settings = BTreeMap::new();
     for (name, section) in queues {
-        crate::engine::check_queue_name(&name)
+        check_queue_name(&name)
             .map_err(|e| Error::new(ErrorKind::Config, format!("flux.queues.{name}: {}", e.message())))?;
         let zero = |what: &str| Error::new(ErrorKind::Config, format!("flux.queues.{name}.{what} must be at least 1"));
         if section.concurrency == Some(0) {

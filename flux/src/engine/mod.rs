@@ -35,7 +35,7 @@ mod state;
 pub use builder::EngineBuilder;
 pub use manage::DELETE_BATCH;
 pub use queue::Queue;
-pub(crate) use queue::{Limiter, Ticket, check_queue_name};
+pub(crate) use queue::{Limiter, Ticket};
 pub use state::State;
 pub(crate) use state::States;
 

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::Engine;
+use crate::store::{AdmissionLimit, Admit};
 
 /// The limiters of an engine: its named queues, and the `max_concurrency` of its workflows and
 /// tasks (kept apart, so that no queue name reaches a workflow's or task's limit).
@@ -28,22 +29,6 @@ pub(crate) enum Line {
     Workflow,
     /// A task's `max_concurrency`.
     Task,
-}
-
-/// The longest queue name.
-pub(crate) const QUEUE_NAME_LEN: usize = 100;
-
-/// Checks a queue name given from outside (HTTP, the CLI): 1 to [`QUEUE_NAME_LEN`] ASCII
-/// letters, digits, `_`, `-`, `.` or `:`.
-pub(crate) fn check_queue_name(name: &str) -> crate::Result<()> {
-    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
-    if name.is_empty() || name.len() > QUEUE_NAME_LEN || !name.chars().all(fits) {
-        return Err(crate::Error::new(
-            crate::ErrorKind::InvalidInput,
-            format!("`{name}` is not a queue name: 1 to {QUEUE_NAME_LEN} ASCII letters, digits, `_`, `-`, `.` or `:`"),
-        ));
-    }
-    Ok(())
 }
 
 /// A named queue of an engine: at most [`Queue::concurrency`] of the executions started
@@ -128,6 +113,9 @@ struct Counts {
 
 /// A queue's limits and its waiting line.
 pub(crate) struct Limiter {
+    /// Where the store counts its executions ([`Store::admit`](crate::store::Store::admit)):
+    /// `queue:{name}` or `workflow:{name}`; `None` for a task's limit, which each engine keeps.
+    scope: Option<String>,
     counts: Mutex<Counts>,
     /// Wakes the dispatcher: a place freed, or the limits changed.
     changed: Notify,
@@ -166,9 +154,9 @@ impl Drop for Permit {
 
 impl Limiter {
     /// A new queue and its dispatcher.
-    fn start() -> Arc<Limiter> {
+    fn start(scope: Option<String>) -> Arc<Limiter> {
         let (line, mut waiting) = mpsc::unbounded_channel::<oneshot::Sender<Admission>>();
-        let limiter = Arc::new(Limiter { counts: Mutex::default(), changed: Notify::new(), line });
+        let limiter = Arc::new(Limiter { scope, counts: Mutex::default(), changed: Notify::new(), line });
         let weak = Arc::downgrade(&limiter);
         tokio::spawn(async move {
             while let Some(asker) = waiting.recv().await {
@@ -185,6 +173,13 @@ impl Limiter {
             }
         });
         limiter
+    }
+
+    /// Its limits as the store checks them for every engine on it, if it has a scope there.
+    pub(crate) fn admission_limit(&self) -> Option<AdmissionLimit> {
+        let limits = self.lock().limits;
+        let scope = self.scope.clone()?;
+        Some(AdmissionLimit { scope, concurrency: limits.concurrency, rate: limits.rate })
     }
 
     fn lock(&self) -> MutexGuard<'_, Counts> {
@@ -269,7 +264,7 @@ impl Engine {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
         let preset = || self.inner.presets.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
         let limiter = queues.entry((Line::Queue, name.to_string())).or_insert_with(|| {
-            let limiter = Limiter::start();
+            let limiter = Limiter::start(Some(format!("queue:{name}")));
             if let Some(settings) = preset() {
                 limiter.set(|limits| {
                     limits.concurrency = settings.concurrency.map(|n| n.max(1));
@@ -283,24 +278,56 @@ impl Engine {
 
     /// The limiter of workflow `name`'s `max_concurrency`, made with that limit on first use.
     pub(crate) fn workflow_limiter(&self, name: &str, max_concurrency: usize) -> Arc<Limiter> {
-        self.limiter_with((Line::Workflow, name.to_string()), max_concurrency)
+        self.limiter_with((Line::Workflow, name.to_string()), Some(format!("workflow:{name}")), max_concurrency)
     }
 
     /// The limiter of the attempts of task `name` (its `max_concurrency`), made with that limit
     /// on first use.
     pub(crate) fn task_limiter(&self, name: &str, max_concurrency: usize) -> Arc<Limiter> {
-        self.limiter_with((Line::Task, name.to_string()), max_concurrency)
+        self.limiter_with((Line::Task, name.to_string()), None, max_concurrency)
     }
 
-    fn limiter_with(&self, key: (Line, String), max_concurrency: usize) -> Arc<Limiter> {
+    fn limiter_with(&self, key: (Line, String), scope: Option<String>, max_concurrency: usize) -> Arc<Limiter> {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
         queues
             .entry(key)
             .or_insert_with(|| {
-                let limiter = Limiter::start();
+                let limiter = Limiter::start(scope);
                 limiter.set(|limits| limits.concurrency = Some(max_concurrency.max(1)));
                 limiter
             })
             .clone()
+    }
+}
+
+/// The longest wait between two asks of the store for an admission.
+const ASK_AGAIN: Duration = Duration::from_millis(200);
+
+impl Engine {
+    /// Waits until the store admits execution `id` under the limits of `lines` that it counts
+    /// for every engine on it (see [`Store::admit`](crate::store::Store::admit)); at once when
+    /// none has a scope there, or the store leaves counting to each engine.
+    pub(crate) async fn admitted(&self, id: &str, lines: &[Arc<Limiter>]) -> crate::Result<()> {
+        let limits: Vec<AdmissionLimit> = lines.iter().filter_map(|line| line.admission_limit()).collect();
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let (store, execution, asked) = (self.store().clone(), id.to_string(), limits.clone());
+            let now = std::time::SystemTime::now();
+            let outcome =
+                tokio::task::spawn_blocking(move || store.admit(&execution, &asked, now)).await.map_err(|e| {
+                    crate::Error::new(crate::ErrorKind::Storage, format!("an admission's storage call failed: {e}"))
+                })??;
+            let retry_at = match outcome {
+                Admit::Yes => return Ok(()),
+                Admit::No { retry_at } => retry_at,
+            };
+            // A place frees when a run stops, here or in another process: ask again soon.
+            let until_rate = retry_at.and_then(|at| at.duration_since(now).ok());
+            tokio::time::sleep(until_rate.unwrap_or(pause).min(ASK_AGAIN)).await;
+            pause = (pause * 2).min(ASK_AGAIN);
+        }
     }
 }

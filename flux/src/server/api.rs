@@ -151,7 +151,7 @@ async fn run(
     })?;
     let queue = match pairs.iter().find(|(key, _)| key == "queue") {
         Some((_, queue)) => {
-            crate::engine::check_queue_name(queue)?;
+            crate::config::check_queue_name(queue)?;
             Some(queue.as_str())
         }
         None => None,

@@ -89,15 +89,16 @@ pub(crate) async fn answer_remote(
 /// and offers it to them. An execution of this id that exists is refused
 /// ([`crate::ErrorKind::Conflict`]).
 pub(crate) async fn schedule_remote(s: &Shared, name: &str, id: &str, encoded: Vec<u8>) -> crate::Result<()> {
-    store_remote(s, name, id, encoded).await?;
+    store_remote(s, name, id, encoded, false).await?;
     lock(&s.pending).add(id, name, false);
     s.wake.notify_one();
     Ok(())
 }
 
 /// Stores a new execution `id` of workflow `name`, which workers run, in state `SCHEDULED`
-/// (not offered to them yet).
-pub(crate) async fn store_remote(s: &Shared, name: &str, id: &str, encoded: Vec<u8>) -> crate::Result<()> {
+/// (not offered to them yet); `held` (in a queue of this server): leased to this server, so
+/// that other servers on the database leave it to this one while the lease is renewed.
+pub(crate) async fn store_remote(s: &Shared, name: &str, id: &str, encoded: Vec<u8>, held: bool) -> crate::Result<()> {
     let execution_id: Arc<str> = Arc::from(id);
     let encoded: Arc<[u8]> = encoded.into();
     let now = crate::event::now();
@@ -114,8 +115,12 @@ pub(crate) async fn store_remote(s: &Shared, name: &str, id: &str, encoded: Vec<
             version,
             time: now,
         },
-        Write::Append { execution_id, event: event.clone() },
+        Write::Append { execution_id: execution_id.clone(), event: event.clone() },
     ];
+    let writes = match held {
+        true => writes.into_iter().chain([s.engine.lease_write(execution_id, LeaseMode::Own)]).collect(),
+        false => writes,
+    };
     s.engine.store().write(writes).await?;
     s.hub.publish(id, std::slice::from_ref(&event));
     Ok(())
@@ -410,7 +415,10 @@ pub(crate) async fn find_scheduled(s: &Shared, since: Option<Instant>) -> crate:
     let mut found = std::collections::HashSet::with_capacity(rows.len());
     let held = lock(&s.held).clone();
     for row in rows {
-        if s.local.contains_key(row.workflow_name.as_str()) || held.contains(&row.id) {
+        // Waiting in a queue of this server, or of another one (leased to it while it waits).
+        let elsewhere = row.owner.as_deref().is_some_and(|o| o != s.engine.owner())
+            && row.lease_until.is_some_and(|until| until > wall);
+        if s.local.contains_key(row.workflow_name.as_str()) || held.contains(&row.id) || elsewhere {
             continue;
         }
         if !pending.offers.contains_key(&row.id) {

@@ -5,6 +5,7 @@
 //! keeps its places until the hub shows it finished or paused.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -14,6 +15,7 @@ use super::state::{Shared, lock};
 use crate::engine::{Limiter, Ticket};
 use crate::event::ExecutionState;
 use crate::protocol::Summary;
+use crate::store::{LeaseMode, Write};
 
 /// The lines a new execution of remote workflow `name` waits in: queue `queue` when given,
 /// then the workflow's own limit when its workers declared one. Empty: it is offered at once.
@@ -38,14 +40,15 @@ pub(crate) async fn run_remote(
     let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
     lock(&s.held).insert(id.clone());
     let (shared, stored, workflow) = (s.clone(), id.clone(), name.to_string());
-    let kept = to_completion(async move { Ok(store_remote(&shared, &workflow, &stored, encoded).await?) }).await;
+    let kept = to_completion(async move { Ok(store_remote(&shared, &workflow, &stored, encoded, true).await?) }).await;
     if let Err(e) = kept {
         lock(&s.held).remove(&id);
         return Err(e);
     }
-    let mut lines = lines.into_iter();
-    let first = lines.next().map(|line| line.enter());
-    tokio::spawn(hold(s.clone(), id.clone(), name.to_string(), first, lines.collect()));
+    // Its lease is renewed while it waits here.
+    s.engine.queued(&Arc::from(id.as_str()));
+    let first = lines.first().map(|line| line.enter());
+    tokio::spawn(hold(s.clone(), id.clone(), name.to_string(), first, lines));
     let initial = Summary {
         workflow_name: name.to_string(),
         execution_id: id,
@@ -57,16 +60,33 @@ pub(crate) async fn run_remote(
     answer_remote(s, initial, rx, mode, detailed).await
 }
 
-/// Waits for the turn of held execution `id` in each line, offers it to the workers (unless it
-/// was cancelled or deleted meanwhile) and keeps its places until it finished or paused.
-async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Option<Ticket>, then: Vec<Arc<Limiter>>) {
-    let mut places = Vec::with_capacity(1 + then.len());
+/// Waits for the turn of held execution `id` in each of `lines` (the first entered already:
+/// `first`) and for the store to admit it (with other servers on the database, they count the
+/// same executions), offers it to the workers (unless it was cancelled or deleted meanwhile)
+/// and keeps its places until it finished or paused.
+async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Option<Ticket>, lines: Vec<Arc<Limiter>>) {
+    let mut places = Vec::with_capacity(lines.len());
     if let Some(first) = first {
         places.extend(first.turn().await);
     }
-    for line in then {
+    for line in lines.iter().skip(1) {
         places.extend(line.enter().turn().await);
     }
+    let mut stop = s.shutdown.subscribe();
+    tokio::select! {
+        admitted = s.engine.admitted(&id, &lines) => {
+            if let Err(e) = admitted {
+                // Left SCHEDULED: offered without its queue once its lease runs out, by this
+                // server or another.
+                tracing::warn!(execution_id = %id, error = %e, "a queued execution could not be admitted");
+                lock(&s.held).remove(&id);
+                s.engine.unqueue(&id);
+                return;
+            }
+        }
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    }
+    s.engine.unqueue(&id);
     let rx = s.hub.subscribe(&id, 0);
     let waiting = {
         let _serial = s.claim_lock.lock().await;
@@ -74,6 +94,16 @@ async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Option<Ticket
         let stored = s.engine.load(&id).await.ok().flatten();
         let waiting = stored.is_some_and(|stored| stored.state == ExecutionState::Scheduled);
         if waiting {
+            // Its lease ends now: a worker of any server may take it.
+            let released = Write::Lease {
+                execution_id: Arc::from(id.as_str()),
+                owner: Arc::from(s.engine.owner()),
+                until: SystemTime::now(),
+                mode: LeaseMode::Renew,
+            };
+            if let Err(e) = s.engine.store().write(vec![released]).await {
+                tracing::debug!(execution_id = %id, error = %e, "the lease of a queued execution was not released");
+            }
             lock(&s.pending).add(&id, &workflow, false);
         }
         waiting
@@ -82,7 +112,6 @@ async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Option<Ticket
     let places: Vec<_> = places.into_iter().map(|admission| admission.permit()).collect();
     if waiting {
         s.wake.notify_one();
-        let mut stop = s.shutdown.subscribe();
         tokio::select! {
             _ = wait_resting(rx) => {}
             _ = stop.wait_for(|stopped| *stopped) => {}

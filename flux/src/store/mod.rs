@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, ExecutionState};
 
+mod admission;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 mod filter;
@@ -31,6 +32,9 @@ mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(inline)]
 pub use crate::__flux_store_conformance_tests as conformance_tests;
+pub use admission::{AdmissionLimit, Admit};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use admission::{Found, RESTING, rate_since};
 pub use filter::{ExecutionFilter, ExecutionPage, FIRE_TIME_LEN};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
@@ -498,6 +502,17 @@ pub trait Store: Send + Sync + 'static {
     fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
         let _ = (execution_id, topic, index);
         Err(no_messages(&self.describe()))
+    }
+
+    /// Admits execution `execution_id` under every one of `limits` at `now`, or under none: each
+    /// scope's count of the other executions admitted there that hold a place (not finished, not
+    /// paused) must be below its concurrency, and of those admitted within its rate's period
+    /// below its rate, judged under a lock every process on the store takes. Admitted before
+    /// under a scope counts as fitting it. The default admits everything: a store only one engine
+    /// uses ([`MemoryStore`]), whose engine counts for itself.
+    fn admit(&self, execution_id: &str, limits: &[AdmissionLimit], now: SystemTime) -> Result<Admit> {
+        let _ = (execution_id, limits, now);
+        Ok(Admit::Yes)
     }
 }
 

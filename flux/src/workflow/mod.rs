@@ -345,34 +345,36 @@ pub(crate) async fn submit<W: WorkflowDefinition, T: Send + 'static>(
     let queued: Arc<str> = Arc::from(id.as_str());
     engine.queued(&queued);
     let own = W::MAX_CONCURRENCY.map(|n| engine.workflow_limiter(W::NAME, n));
-    let mut lines = queue.into_iter().chain(own);
-    let first = lines.next().map(|line| line.enter());
-    let then: Vec<_> = lines.collect();
+    let lines: Vec<_> = queue.into_iter().chain(own).collect();
+    let first = lines.first().map(|line| line.enter());
     let engine = engine.clone();
     Ok(tokio::spawn(async move {
         // However the wait ends, the lease is the run's (or nobody's) from then on.
         let _unqueue = Unqueue(engine.clone(), queued);
-        finish(run_queued::<W>(&engine, id, first, then, on_events).await)
+        finish(run_queued::<W>(&engine, id, first, lines, on_events).await)
     }))
 }
 
-/// Waits for the turn of queued execution `id` in each line (`first`, already entered, then
-/// `then`), starts it and drives it to its stop.
+/// Waits for the turn of queued execution `id` in each of `lines` (the first entered already:
+/// `first`), then for the store to admit it under their limits (every engine on the store
+/// counts the same executions), starts it and drives it to its stop. Its places here are held
+/// meanwhile, so that the next in line waits behind it.
 async fn run_queued<W: WorkflowDefinition>(
     engine: &Engine,
     id: String,
     first: Option<crate::engine::Ticket>,
-    then: Vec<Arc<crate::engine::Limiter>>,
+    lines: Vec<Arc<crate::engine::Limiter>>,
     on_events: Option<Box<dyn FnOnce(crate::run::Subscription) + Send>>,
 ) -> Result<ExecutionOf<W>> {
     let closed = || Error::new(ErrorKind::InvalidState, "the engine's queue stopped");
-    let mut places = Vec::with_capacity(1 + then.len());
+    let mut places = Vec::with_capacity(lines.len());
     if let Some(first) = first {
         places.push(first.turn().await.ok_or_else(closed)?);
     }
-    for line in then {
+    for line in lines.iter().skip(1) {
         places.push(line.enter().turn().await.ok_or_else(closed)?);
     }
+    engine.admitted(&id, &lines).await?;
     let plan = driver::claim(engine, definition::<W>(), Launch::Queued { id })?.plan().await?;
     let (prepared, input) = match plan {
         Plan::Stored(stored) => return to_execution::<W>(engine, stored),

@@ -18,6 +18,7 @@
 //! of commits, never a part of one), `full` with it `on` (acknowledged once the database server
 //! flushed its write-ahead log: it survives the server's power loss too).
 
+mod admit;
 mod notice;
 mod pipeline;
 mod read;
@@ -32,8 +33,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::{
-    Change, Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, StoredSchedule,
-    Write,
+    AdmissionLimit, Admit, Change, Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store,
+    StoredExecution, StoredSchedule, Write,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
@@ -65,6 +66,8 @@ pub struct PostgresStore {
     config: Config,
     /// The changes other stores commit, once someone asked for them (see [`Store::changes`]).
     changes: std::sync::OnceLock<tokio::sync::broadcast::Sender<Change>>,
+    /// The connection admissions run their transactions on ([`Store::admit`]).
+    admissions: admit::Slot,
     /// Stops the store's runtime (and so its connections) when the store goes.
     _stop: StopOnDrop,
 }
@@ -186,6 +189,7 @@ impl PostgresStore {
             channel,
             config,
             changes: std::sync::OnceLock::new(),
+            admissions: admit::Slot::default(),
             _stop: StopOnDrop(Some(stop)),
         })
     }
@@ -378,6 +382,18 @@ impl Store for PostgresStore {
     fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
         let (id, topic) = (execution_id.to_string(), topic.to_string());
         self.read(move |r| async move { r.message_get(&id, &topic, index).await })
+    }
+
+    fn admit(&self, execution_id: &str, limits: &[AdmissionLimit], now: SystemTime) -> Result<Admit> {
+        let (slot, shown, id, limits) =
+            (self.admissions.clone(), self.shown.clone(), execution_id.to_string(), limits.to_vec());
+        let (config, schema) = (self.config.clone(), self.schema.clone());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let connect = connect(&config, &schema, &shown);
+            let _ = tx.send(admit::admit(&slot, connect, &shown, &id, &limits, now).await);
+        });
+        rx.recv().unwrap_or_else(|_| Err(self.stopped()))
     }
 
     /// The changes of the other stores on this schema, through `LISTEN` on a connection of its

@@ -11,7 +11,7 @@ use super::{describe_error, quote};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The version this code writes.
-pub(super) const SCHEMA_VERSION: i32 = 4;
+pub(super) const SCHEMA_VERSION: i32 = 5;
 
 /// Migration `n` takes a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -87,6 +87,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX messages_of_topic ON messages (execution_id, topic, id);
     CREATE UNIQUE INDEX messages_by_key ON messages (execution_id, topic, key) WHERE key IS NOT NULL;",
+    // 4 -> 5: the admissions of queues' executions, which every process on the database counts.
+    "CREATE TABLE admissions (
+        scope TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        admitted_at BIGINT NOT NULL,
+        PRIMARY KEY (scope, execution_id)
+    );
+    CREATE INDEX admissions_by_time ON admissions (scope, admitted_at);",
 ];
 
 /// Creates the schema if needed and brings it to [`SCHEMA_VERSION`], in one transaction that

@@ -28,11 +28,13 @@ use std::time::SystemTime;
 use rusqlite::{Connection, ErrorCode};
 
 use super::{
-    Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, StoredSchedule, Write,
+    AdmissionLimit, Admit, Commit, Durability, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution,
+    StoredSchedule, Write,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
+mod admit;
 mod apply;
 mod lone;
 mod read;
@@ -199,6 +201,10 @@ impl Store for SqliteStore {
 
     fn message_get(&self, execution_id: &str, topic: &str, index: u64) -> Result<Option<Vec<u8>>> {
         self.with_reader(|conn| read::message_get(conn, &self.path, execution_id, topic, index))
+    }
+
+    fn admit(&self, execution_id: &str, limits: &[AdmissionLimit], now: SystemTime) -> Result<Admit> {
+        self.with_reader(|conn| admit::admit(conn, &self.path, execution_id, limits, now))
     }
 }
 

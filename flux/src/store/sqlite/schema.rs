@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
 /// The schema version this build writes. Databases with a higher version are refused.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,6 +180,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX messages_of_topic ON messages (execution_id, topic, id);
     CREATE UNIQUE INDEX messages_by_key ON messages (execution_id, topic, key) WHERE key IS NOT NULL;",
+    // 6 -> 7: the admissions of queues' executions, which every process on the file counts.
+    "CREATE TABLE admissions (
+        scope TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        admitted_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, execution_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX admissions_by_time ON admissions (scope, admitted_at);",
 ];
 
 /// Opens a connection to the file and switches it to WAL mode.
