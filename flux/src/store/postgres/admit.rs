@@ -53,8 +53,8 @@ async fn transaction(
             .await?;
     }
     let forget = format!(
-        "DELETE FROM admissions WHERE scope = $1 AND admitted_at <= $2 AND execution_id NOT IN
-             (SELECT id FROM executions WHERE state NOT IN ({RESTING}))"
+        "DELETE FROM admissions WHERE scope = $1 AND admitted_at <= $2 AND NOT EXISTS
+             (SELECT 1 FROM executions e WHERE e.id = admissions.execution_id AND e.state NOT IN ({RESTING}))"
     );
     let count = format!(
         "SELECT

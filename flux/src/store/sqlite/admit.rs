@@ -23,13 +23,30 @@ pub(super) fn admit(
     now: SystemTime,
 ) -> Result<Admit> {
     let err = |e| sql_error(path, "cannot admit an execution in", e);
+    // An admission's commit need not reach the disk by itself: the execution's start, which the
+    // writer commits after it in the same log, carries it there (and one lost with a crash of
+    // the machine is asked for again). The connection's other writes keep their `FULL`.
+    conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(err)?;
+    let admitted = transaction(conn, path, execution_id, limits, now);
+    conn.execute_batch("PRAGMA synchronous = FULL").map_err(err)?;
+    admitted
+}
+
+fn transaction(
+    conn: &mut Connection,
+    path: &Path,
+    execution_id: &str,
+    limits: &[AdmissionLimit],
+    now: SystemTime,
+) -> Result<Admit> {
+    let err = |e| sql_error(path, "cannot admit an execution in", e);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
     for limit in limits {
         let since = to_micros(rate_since(limit, now));
         // Admissions that neither hold a place nor count toward the rate any more go.
         let forget = format!(
-            "DELETE FROM admissions WHERE scope = ?1 AND admitted_at <= ?2 AND execution_id NOT IN
-                 (SELECT id FROM executions WHERE state NOT IN ({RESTING}))"
+            "DELETE FROM admissions WHERE scope = ?1 AND admitted_at <= ?2 AND NOT EXISTS
+                 (SELECT 1 FROM executions e WHERE e.id = admissions.execution_id AND e.state NOT IN ({RESTING}))"
         );
         tx.prepare_cached(&forget).and_then(|mut stmt| stmt.execute(params![limit.scope, since])).map_err(err)?;
         let count = format!(
