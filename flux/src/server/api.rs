@@ -196,10 +196,10 @@ async fn run(
                 _ => summary_response(&s, &name, &id, detailed).await,
             }
         }
-        Target::Remote => match super::queues::lines(&s, &name, queue) {
-            lines if lines.is_empty() => dispatch::run_remote(&s, &name, input, encoded, mode, detailed).await,
-            lines => super::queues::run_remote(&s, &name, lines, input, encoded, mode, detailed).await,
-        },
+        Target::Remote => {
+            let lines = super::queues::lines(&s, &name, queue);
+            super::queues::run_remote(&s, &name, lines, input, encoded, mode, detailed).await
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
-use serde_json::Value;
 
 use super::hub::{HubItem, HubReceiver};
 use super::respond::{ApiError, ApiResult, Mode, summary_of, summary_response, to_completion, unless_shutdown};
@@ -124,31 +123,6 @@ pub(crate) async fn store_remote(s: &Shared, name: &str, id: &str, encoded: Vec<
     s.engine.store().write(writes).await?;
     s.hub.publish(id, std::slice::from_ref(&event));
     Ok(())
-}
-
-/// Schedules a new execution of a workflow that workers run.
-pub(crate) async fn run_remote(
-    s: &Arc<Shared>,
-    name: &str,
-    input: Value,
-    encoded: Vec<u8>,
-    mode: Mode,
-    detailed: bool,
-) -> ApiResult {
-    let id = crate::driver::new_execution_id();
-    let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
-    // Stored, then offered, on a task of its own (see `to_completion`).
-    let (shared, scheduled, workflow) = (s.clone(), id.clone(), name.to_string());
-    to_completion(async move { Ok(schedule_remote(&shared, &workflow, &scheduled, encoded).await?) }).await?;
-    let initial = Summary {
-        workflow_name: name.to_string(),
-        execution_id: id,
-        input,
-        output: Value::Null,
-        state: ExecutionState::Created,
-        events: detailed.then(Vec::new),
-    };
-    answer_remote(s, initial, rx, mode, detailed).await
 }
 
 /// Schedules the resume of a paused remote execution.

@@ -1,6 +1,6 @@
-//! Queues of the executions workers run: a run submitted to a queue of the server
-//! (`?queue=`), or of a workflow whose workers declared a `max_concurrency`, is stored
-//! `SCHEDULED` at once and held back from the workers until the server's limiter of that queue
+//! The runs of the executions workers run, asked for over HTTP: stored `SCHEDULED` and offered
+//! to the workers; one submitted to a queue of the server (`?queue=`), or of a workflow whose
+//! workers declared a `max_concurrency`, is held back from the workers until the server's limiter of that queue
 //! (and of the workflow) gives it a place ([`crate::Queue`]: the server's engine's queues). It
 //! keeps its places until the hub shows it finished or paused.
 
@@ -25,8 +25,9 @@ pub(crate) fn lines(s: &Shared, name: &str, queue: Option<&str>) -> Vec<Arc<Limi
     queue.into_iter().chain(own.map(|n| s.engine.workflow_limiter(name, n))).collect()
 }
 
-/// Stores a new execution of remote workflow `name` `SCHEDULED`, enters it in `lines` (at least
-/// one), offers it to the workers once its turn comes, and answers in `mode`.
+/// Stores a new execution of remote workflow `name` `SCHEDULED` and answers in `mode`; it is
+/// offered to the workers at once when `lines` is empty, else entered in `lines` and offered
+/// once its turn comes (leased to this server meanwhile).
 pub(crate) async fn run_remote(
     s: &Arc<Shared>,
     name: &str,
@@ -38,23 +39,38 @@ pub(crate) async fn run_remote(
 ) -> ApiResult {
     let id = crate::driver::new_execution_id();
     let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
-    lock(&s.held).insert(id.clone());
-    let (shared, stored, workflow) = (s.clone(), id.clone(), name.to_string());
-    let kept = to_completion(async move { Ok(store_remote(&shared, &workflow, &stored, encoded, true).await?) }).await;
-    if let Err(e) = kept {
-        lock(&s.held).remove(&id);
-        return Err(e);
+    let held = !lines.is_empty();
+    if held {
+        lock(&s.held).insert(id.clone());
     }
-    // Its lease is renewed while it waits here.
-    s.engine.queued(&Arc::from(id.as_str()));
-    let first = lines.first().map(|line| line.enter());
-    tokio::spawn(hold(s.clone(), id.clone(), name.to_string(), first, lines));
+    // Stored, then offered or entered in its lines, on a task of its own (see `to_completion`).
+    let (shared, workflow, execution) = (s.clone(), name.to_string(), id.clone());
+    to_completion(async move {
+        if let Err(e) = store_remote(&shared, &workflow, &execution, encoded, held).await {
+            lock(&shared.held).remove(&execution);
+            return Err(e.into());
+        }
+        match lines.first() {
+            None => {
+                lock(&shared.pending).add(&execution, &workflow, false);
+                shared.wake.notify_one();
+            }
+            Some(first) => {
+                // Its lease is renewed while it waits here.
+                shared.engine.queued(&Arc::from(execution.as_str()));
+                let first = first.enter();
+                tokio::spawn(hold(shared.clone(), execution, workflow, first, lines));
+            }
+        }
+        Ok(())
+    })
+    .await?;
     let initial = Summary {
         workflow_name: name.to_string(),
         execution_id: id,
         input,
         output: Value::Null,
-        state: ExecutionState::Scheduled,
+        state: ExecutionState::Created,
         events: detailed.then(Vec::new),
     };
     answer_remote(s, initial, rx, mode, detailed).await
@@ -64,11 +80,9 @@ pub(crate) async fn run_remote(
 /// `first`) and for the store to admit it (with other servers on the database, they count the
 /// same executions), offers it to the workers (unless it was cancelled or deleted meanwhile)
 /// and keeps its places until it finished or paused.
-async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Option<Ticket>, lines: Vec<Arc<Limiter>>) {
+async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Ticket, lines: Vec<Arc<Limiter>>) {
     let mut places = Vec::with_capacity(lines.len());
-    if let Some(first) = first {
-        places.extend(first.turn().await);
-    }
+    places.extend(first.turn().await);
     for line in lines.iter().skip(1) {
         places.extend(line.enter().turn().await);
     }
