@@ -175,9 +175,13 @@ impl Limiter {
         limiter
     }
 
-    /// Its limits as the store checks them for every engine on it, if it has a scope there.
+    /// Its limits as the store checks them for every engine on it, if it has a scope there and
+    /// a limit to check.
     pub(crate) fn admission_limit(&self) -> Option<AdmissionLimit> {
         let limits = self.lock().limits;
+        if limits.concurrency.is_none() && limits.rate.is_none() {
+            return None;
+        }
         let scope = self.scope.clone()?;
         Some(AdmissionLimit { scope, concurrency: limits.concurrency, rate: limits.rate })
     }
