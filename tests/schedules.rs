@@ -208,6 +208,32 @@ async fn allow_starts_a_fire_beside_the_previous_execution() {
     }
 }
 
+#[flux::workflow(max_concurrency = 1)]
+async fn held_alone(ctx: ExecutionContext<u32>) -> flux::Result<u32> {
+    wait_for_gate(*ctx.input()).await
+}
+
+#[tokio::test]
+async fn a_fire_of_a_limited_workflow_waits_in_scheduled_for_its_turn() {
+    let (engine, gate) = gated();
+    engine.schedule(held_alone, every_minute_from_t0(Overlap::Allow), 7).await.unwrap();
+    engine.fire_schedules(at(0)).await.unwrap();
+    assert_eq!(ids(&engine.fire_schedules(at(60)).await.unwrap()), ["held_alone_2030-01-01T00:01:00Z"]);
+    let second = "held_alone_2030-01-01T00:01:00Z";
+    // `max_concurrency = 1`: the second fire is stored, and waits while the first runs.
+    let state = |id: &'static str| {
+        let engine = engine.clone();
+        async move { engine.store().state(id).unwrap() }
+    };
+    assert_eq!(state(second).await, Some(ExecutionState::Scheduled));
+    gate.add_permits(2);
+    for id in ["held_alone_2030-01-01T00:00:00Z", second] {
+        assert_eq!(held_alone.on(&engine).wait(id).await.unwrap().state(), ExecutionState::Completed);
+    }
+    let log = engine.store().load(second).unwrap().unwrap();
+    assert_eq!(log.events[0].kind(), flux::EventType::WorkflowScheduled, "it waited in SCHEDULED");
+}
+
 #[tokio::test]
 async fn buffer_one_keeps_one_fire_and_starts_it_when_the_previous_execution_ends() {
     let (engine, gate) = gated();

@@ -120,6 +120,13 @@ impl<W: WorkflowDefinition> Recoverable for Erased<W> {
     fn start_new(&self, engine: &Engine, id: String, input: Vec<u8>) -> BoxFuture<'static, Result<crate::engine::Run>> {
         let engine = engine.clone();
         Box::pin(async move {
+            if W::MAX_CONCURRENCY.is_some() {
+                // Under the workflow's limit like its other runs: stored `SCHEDULED`, started
+                // when its turn comes.
+                workflow::decode_input::<W>(&id, &input)?;
+                let finish = |result: Result<crate::Execution<W::Input, W::Output>>| result.map(|e| e.state());
+                return workflow::submit::<W, _>(&engine, None, id, input.into(), None, finish).await;
+            }
             let input = workflow::decode_input::<W>(&id, &input)?;
             let (mut prepared, input) = workflow::new_run::<W>(&engine, id, input).await?;
             prepared.begin().await?;
