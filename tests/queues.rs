@@ -32,16 +32,21 @@ impl Meter {
     fn order(&self) -> Vec<u32> {
         self.starts.lock().unwrap().iter().map(|(n, _)| *n).collect()
     }
+
+    /// The work of task call `n`: counted while it runs for `pause`.
+    async fn measure(&self, n: u32, pause: Duration) -> u32 {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.starts.lock().unwrap().push((n, tokio::time::Instant::now()));
+        tokio::time::sleep(pause).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        n
+    }
 }
 
 #[flux::task]
 async fn measured(n: u32, meter: State<Meter>) -> u32 {
-    let now = meter.now.fetch_add(1, Ordering::SeqCst) + 1;
-    meter.most.fetch_max(now, Ordering::SeqCst);
-    meter.starts.lock().unwrap().push((n, tokio::time::Instant::now()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    meter.now.fetch_sub(1, Ordering::SeqCst);
-    n
+    meter.measure(n, Duration::from_millis(100)).await
 }
 
 #[flux::workflow(max_concurrency = 2)]
@@ -181,12 +186,7 @@ async fn an_execution_cancelled_while_it_waits_never_runs() {
 
 #[flux::task(max_concurrency = 2)]
 async fn limited_step(n: u32, meter: State<Meter>) -> u32 {
-    let now = meter.now.fetch_add(1, Ordering::SeqCst) + 1;
-    meter.most.fetch_max(now, Ordering::SeqCst);
-    meter.starts.lock().unwrap().push((n, tokio::time::Instant::now()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    meter.now.fetch_sub(1, Ordering::SeqCst);
-    n
+    meter.measure(n, Duration::from_millis(100)).await
 }
 
 #[flux::workflow]
@@ -322,13 +322,7 @@ struct SharedMeter(Arc<Meter>);
 
 #[flux::task]
 async fn measured_across(n: u32, meter: State<SharedMeter>) -> u32 {
-    let meter = &meter.0;
-    let now = meter.now.fetch_add(1, Ordering::SeqCst) + 1;
-    meter.most.fetch_max(now, Ordering::SeqCst);
-    meter.starts.lock().unwrap().push((n, tokio::time::Instant::now()));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    meter.now.fetch_sub(1, Ordering::SeqCst);
-    n
+    meter.0.measure(n, Duration::from_millis(50)).await
 }
 
 #[flux::workflow]

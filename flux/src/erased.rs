@@ -95,6 +95,20 @@ fn spawn<W: WorkflowDefinition>(
     tokio::spawn(async move { workflow::drive::<W>(prepared, input).await.map(|e| e.state()) })
 }
 
+/// Stores execution `id` of `W` with the encoded `input` in state `SCHEDULED` and runs it in
+/// the background once its turn comes in `queue` and under `W`'s `max_concurrency` (see
+/// [`workflow::submit`]), reduced to the state it stops in.
+async fn submit<W: WorkflowDefinition>(
+    engine: &Engine,
+    queue: Option<Arc<Limiter>>,
+    id: String,
+    input: Vec<u8>,
+    on_events: Option<Box<dyn FnOnce(Subscription) + Send>>,
+) -> Result<crate::engine::Run> {
+    workflow::decode_input::<W>(&id, &input)?;
+    workflow::submit::<W, _>(engine, queue, id, input.into(), on_events, |result| result.map(|e| e.state())).await
+}
+
 impl<W: WorkflowDefinition> Recoverable for Erased<W> {
     fn name(&self) -> &'static str {
         W::NAME
@@ -123,9 +137,7 @@ impl<W: WorkflowDefinition> Recoverable for Erased<W> {
             if W::MAX_CONCURRENCY.is_some() {
                 // Under the workflow's limit like its other runs: stored `SCHEDULED`, started
                 // when its turn comes.
-                workflow::decode_input::<W>(&id, &input)?;
-                let finish = |result: Result<crate::Execution<W::Input, W::Output>>| result.map(|e| e.state());
-                return workflow::submit::<W, _>(&engine, None, id, input.into(), None, finish).await;
+                return submit::<W>(&engine, None, id, input, None).await;
             }
             let input = workflow::decode_input::<W>(&id, &input)?;
             let (mut prepared, input) = workflow::new_run::<W>(&engine, id, input).await?;
@@ -187,13 +199,10 @@ impl<W: WorkflowDefinition> ErasedWorkflow for Erased<W> {
         Box::pin(async move {
             let execution_id = driver::new_execution_id();
             if queue.is_some() || W::MAX_CONCURRENCY.is_some() {
-                workflow::decode_input::<W>(&execution_id, &input)?;
                 let (handed, queued_events) = tokio::sync::oneshot::channel();
                 let on_events = subscribe
                     .then(|| Box::new(move |events| drop(handed.send(events))) as Box<dyn FnOnce(Subscription) + Send>);
-                let finish = |result: Result<crate::Execution<W::Input, W::Output>>| result.map(|e| e.state());
-                let id = execution_id.clone();
-                let done = workflow::submit::<W, _>(&engine, queue, id, input.into(), on_events, finish).await?;
+                let done = submit::<W>(&engine, queue, execution_id.clone(), input, on_events).await?;
                 let queued_events = subscribe.then_some(queued_events);
                 return Ok(Started { execution_id, events: None, queued_events, done });
             }

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::dispatch;
 use super::respond::{
-    ApiError, ApiResult, Mode, detailed, json_body, load_of, path_error, query_param, summary_of, summary_response,
-    unless_shutdown,
+    ApiError, ApiResult, Mode, detailed, detailed_value, json_body, load_of, path_error, query_param, summary_of,
+    summary_response, unless_shutdown,
 };
 use super::state::{CatalogEntry, Shared, SharedState, lock};
 use super::stream::{Source, sse};
@@ -138,24 +138,21 @@ async fn finished(
 async fn run(
     State(s): SharedState,
     path: Result<Path<(String, String)>, PathRejection>,
-    RawQuery(query): RawQuery,
-    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Path((name, mode)) = path.map_err(path_error)?;
     let mode = Mode::parse(&mode)?;
-    let detailed = detailed(query.as_deref())?;
-    let target = target(&s, &name).await?;
-    let Query(pairs) = pairs.map_err(|e| {
+    let Query(pairs) = query.map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid query string: {}", e.body_text()))
     })?;
-    let queue = match pairs.iter().find(|(key, _)| key == "queue") {
-        Some((_, queue)) => {
-            crate::config::check_queue_name(queue)?;
-            Some(queue.as_str())
-        }
-        None => None,
-    };
+    let param = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let detailed = detailed_value(param("detailed"))?;
+    let target = target(&s, &name).await?;
+    let queue = param("queue");
+    if let Some(queue) = queue {
+        crate::config::check_queue_name(queue)?;
+    }
     let input = json_body(body)?;
     let encoded = protocol::json_to_msgpack(&input)?;
     match target {

@@ -96,7 +96,7 @@ pub(crate) async fn schedule_remote(s: &Shared, name: &str, id: &str, encoded: V
 
 /// Stores a new execution `id` of workflow `name`, which workers run, in state `SCHEDULED`
 /// (not offered to them yet); `held` (in a queue of this server): leased to this server, so
-/// that other servers on the database leave it to this one while the lease is renewed.
+/// that no server offers it while the lease is renewed (see [`find_scheduled`]).
 pub(crate) async fn store_remote(s: &Shared, name: &str, id: &str, encoded: Vec<u8>, held: bool) -> crate::Result<()> {
     let execution_id: Arc<str> = Arc::from(id);
     let encoded: Arc<[u8]> = encoded.into();
@@ -387,12 +387,12 @@ pub(crate) async fn find_scheduled(s: &Shared, since: Option<Instant>) -> crate:
     let (now, wall) = (Instant::now(), SystemTime::now());
     let mut pending = lock(&s.pending);
     let mut found = std::collections::HashSet::with_capacity(rows.len());
-    let held = lock(&s.held).clone();
     for row in rows {
-        // Waiting in a queue of this server, or of another one (leased to it while it waits).
-        let elsewhere = row.owner.as_deref().is_some_and(|o| o != s.engine.owner())
-            && row.lease_until.is_some_and(|until| until > wall);
-        if s.local.contains_key(row.workflow_name.as_str()) || held.contains(&row.id) || elsewhere {
+        // Waiting in a queue of this server or another: leased to that server while it waits
+        // (a scheduled run has no other lease that has not run out: a take-back ends its
+        // claim's; a resume may follow a claim whose lease is still running, so it is not one).
+        let queued = row.state == ExecutionState::Scheduled && row.lease_until.is_some_and(|until| until > wall);
+        if s.local.contains_key(row.workflow_name.as_str()) || queued {
             continue;
         }
         if !pending.offers.contains_key(&row.id) {

@@ -279,7 +279,6 @@ impl Server {
             claims: Mutex::new(Claims::default()),
             claim_lock: tokio::sync::Mutex::new(()),
             pending: Mutex::new(Pending::default()),
-            held: Mutex::default(),
             hub: Hub::default(),
             bootstrap_token: auth::Token::new(&bootstrap_token),
             admin_token: auth::Token::new(&admin_token),

@@ -40,16 +40,10 @@ pub(crate) async fn run_remote(
     let id = crate::driver::new_execution_id();
     let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
     let held = !lines.is_empty();
-    if held {
-        lock(&s.held).insert(id.clone());
-    }
     // Stored, then offered or entered in its lines, on a task of its own (see `to_completion`).
     let (shared, workflow, execution) = (s.clone(), name.to_string(), id.clone());
     to_completion(async move {
-        if let Err(e) = store_remote(&shared, &workflow, &execution, encoded, held).await {
-            lock(&shared.held).remove(&execution);
-            return Err(e.into());
-        }
+        store_remote(&shared, &workflow, &execution, encoded, held).await?;
         match lines.first() {
             None => {
                 lock(&shared.pending).add(&execution, &workflow, false);
@@ -93,7 +87,6 @@ async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Ticket, lines
                 // Left SCHEDULED: offered without its queue once its lease runs out, by this
                 // server or another.
                 tracing::warn!(execution_id = %id, error = %e, "a queued execution could not be admitted");
-                lock(&s.held).remove(&id);
                 s.engine.unqueue(&id);
                 return;
             }
@@ -104,7 +97,6 @@ async fn hold(s: Arc<Shared>, id: String, workflow: String, first: Ticket, lines
     let rx = s.hub.subscribe(&id, 0);
     let waiting = {
         let _serial = s.claim_lock.lock().await;
-        lock(&s.held).remove(&id);
         let stored = s.engine.load(&id).await.ok().flatten();
         let waiting = stored.is_some_and(|stored| stored.state == ExecutionState::Scheduled);
         if waiting {

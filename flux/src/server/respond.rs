@@ -198,7 +198,12 @@ pub(crate) fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a s
 
 /// `?detailed=`: `true`/`True`/`1` or `false`/`False`/`0`.
 pub(crate) fn detailed(query: Option<&str>) -> ApiResult<bool> {
-    match query_param(query, "detailed") {
+    detailed_value(query_param(query, "detailed"))
+}
+
+/// The value of `?detailed=` (see [`detailed`]).
+pub(crate) fn detailed_value(value: Option<&str>) -> ApiResult<bool> {
+    match value {
         None => Ok(false),
         Some("true" | "True" | "1") => Ok(true),
         Some("false" | "False" | "0" | "") => Ok(false),

@@ -55,8 +55,6 @@ pub(crate) struct Shared {
     pub(crate) claim_lock: tokio::sync::Mutex<()>,
     /// The executions waiting for a worker.
     pub(crate) pending: Mutex<Pending>,
-    /// The executions waiting in a queue of this server, not offered to workers yet.
-    pub(crate) held: Mutex<std::collections::HashSet<String>>,
     /// The events of remote executions, to their streams and waiting requests.
     pub(crate) hub: Hub,
     /// The token workers register with.
