@@ -111,6 +111,7 @@ pub mod value;
 pub mod output;
 mod event;
 pub mod identity;
+mod metrics;
 // Storage and settings.
 pub mod store;
 pub mod secrets;

@@ -94,6 +94,8 @@ struct Inner {
     sent: tokio::sync::Notify,
     /// The executions waiting in this engine's queues: their leases are renewed with the runs'.
     queued: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// What it counts of the task attempts it sees (served at a server's `/metrics`).
+    metrics: crate::metrics::Metrics,
 }
 
 /// The executions claimed here, with their run once it exists.
@@ -228,6 +230,7 @@ impl Engine {
                 presets: Mutex::default(),
                 sent: tokio::sync::Notify::new(),
                 queued: Mutex::default(),
+                metrics: crate::metrics::Metrics::default(),
             }),
         }
     }
@@ -423,6 +426,11 @@ impl Engine {
         }
         running.insert(execution_id.to_string(), None);
         Ok(LocalClaim { running: self.inner.running.clone(), id: execution_id.to_string() })
+    }
+
+    /// What this engine counts of task attempts.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The run of `execution_id` going on in this engine, if any.

@@ -263,6 +263,27 @@ impl Engine {
         Queue { name: Arc::from(name), limiter }
     }
 
+    /// What waits and runs under each of this engine's limits now, ordered: `(kind, name,
+    /// waiting, running)`, the kind being `queue`, `workflow` or `task`.
+    #[cfg(feature = "server")]
+    pub(crate) fn queue_depths(&self) -> Vec<(&'static str, String, usize, usize)> {
+        let queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut depths: Vec<_> = queues
+            .iter()
+            .map(|((line, name), limiter)| {
+                let kind = match line {
+                    Line::Queue => "queue",
+                    Line::Workflow => "workflow",
+                    Line::Task => "task",
+                };
+                let counts = limiter.lock();
+                (kind, name.clone(), counts.waiting, counts.running)
+            })
+            .collect();
+        depths.sort();
+        depths
+    }
+
     /// The limiter of queue `name`, made on first use.
     pub(crate) fn limiter(&self, name: &str) -> Arc<Limiter> {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());

@@ -24,6 +24,7 @@ mod respond;
 mod stream;
 mod dispatch;
 mod queues;
+mod metrics;
 mod cluster;
 mod api;
 mod roster;
@@ -349,6 +350,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(roster::routes())
         .merge(schedules::routes())
         .merge(workers::routes())
+        .merge(metrics::routes())
         .fallback(respond::no_route)
         .method_not_allowed_fallback(respond::wrong_method)
         .layer(DefaultBodyLimit::max(limit))

@@ -48,6 +48,7 @@ mod tests {
         ("post", "/workers/{name}/checkpoint/{execution_id}"),
         ("post", "/workers/{name}/progress/{execution_id}"),
         ("get", "/workers/{name}/messages/{execution_id}/{topic}/{index}"),
+        ("get", "/metrics"),
         ("get", "/openapi.json"),
         ("get", "/docs"),
     ];

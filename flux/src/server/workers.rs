@@ -640,6 +640,7 @@ async fn store_checkpoint(
             }
         }
     }
+    super::metrics::observe(&s, &id, &items);
     s.hub.publish_items(&id, &items);
     Ok(seq)
 }

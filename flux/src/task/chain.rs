@@ -229,6 +229,7 @@ impl<T> Chain<'_, T> {
                     self.name,
                     guarded(self.task_id, options.timeout, attempt.start(&self.call)),
                 );
+                let began = std::time::Instant::now();
                 let outcome = self.run.or_cancelled(running).await;
                 drop(place);
                 let Some(outcome) = outcome else {
@@ -238,6 +239,7 @@ impl<T> Chain<'_, T> {
                     Ok(output) => self.encode_output(&output)?.map(|bytes| (output, bytes)),
                     Err(error) => Err(error),
                 };
+                self.run.engine().metrics().attempt(self.name, Some(began.elapsed()), outcome.is_err());
                 match outcome {
                     Ok((output, bytes)) => {
                         let step = (k > 0).then(|| {
