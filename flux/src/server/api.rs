@@ -362,7 +362,8 @@ async fn list_executions(
 }
 
 /// `GET /executions/{execution_id}`: an execution of any workflow, as stored now (the status
-/// of `GET /workflows/{name}/status/{execution_id}` for a caller that knows only the id).
+/// of `GET /workflows/{name}/status/{execution_id}` for a caller that knows only the id), with
+/// its version, parent, worker and times.
 async fn show_execution(
     State(s): SharedState,
     path: Result<Path<String>, PathRejection>,
@@ -371,7 +372,17 @@ async fn show_execution(
     let Path(id) = path.map_err(path_error)?;
     let detailed = detailed(query.as_deref())?;
     match s.engine.load(&id).await? {
-        Some(stored) => Ok(axum::Json(summary_of(&s, &stored, detailed).to_json()).into_response()),
+        Some(stored) => {
+            let mut answer = summary_of(&s, &stored, detailed).to_json();
+            if let Some(map) = answer.as_object_mut() {
+                map.insert("workflow_version".into(), json!(stored.version));
+                map.insert("parent_id".into(), json!(stored.parent_id));
+                map.insert("worker".into(), json!(stored.worker));
+                map.insert("created_at".into(), json!(protocol::rfc3339(stored.created_at)));
+                map.insert("updated_at".into(), json!(protocol::rfc3339(stored.updated_at)));
+            }
+            Ok(axum::Json(answer).into_response())
+        }
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`"))),
     }
 }
@@ -435,10 +446,11 @@ fn execution_row(row: &ExecutionRow) -> Value {
     })
 }
 
-/// 401 unless the request carries the admin token.
+/// 401 unless the request carries the admin token, or comes from a signed-in console page.
 pub(super) fn check_admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
     match super::auth::bearer(headers) {
         Some(token) if s.admin_token.matches(token) => Ok(()),
+        _ if super::auth::console_session(headers, &s.console_key, super::auth::unix_now()) => Ok(()),
         _ => Err(ApiError::unauthorized("admin token")),
     }
 }

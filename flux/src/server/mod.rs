@@ -30,6 +30,7 @@ mod api;
 mod roster;
 mod schedules;
 mod workers;
+mod console;
 #[cfg(feature = "mcp")]
 mod mount;
 
@@ -283,6 +284,7 @@ impl Server {
             hub: Hub::default(),
             bootstrap_token: auth::Token::new(&bootstrap_token),
             admin_token: auth::Token::new(&admin_token),
+            console_key: auth::SessionKey::new(&admin_token),
             lease_timeout: self.lease_timeout.unwrap_or(config.workers.lease_timeout),
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
@@ -342,15 +344,16 @@ impl Server {
     }
 }
 
-/// Every route of the server: the client and admin endpoints and the worker endpoints, with
-/// request bodies read within the limits of `[flux]` before any handler sees them.
+/// Every route of the server: the client and admin endpoints, the worker endpoints and the
+/// console, with request bodies read within the limits of `[flux]` before any handler sees them.
 fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.max_body_bytes;
-    api::routes()
-        .merge(roster::routes())
-        .merge(schedules::routes())
+    // The console's pages call the same API under `/ui/api`, where only a signed-in console is
+    // answered.
+    let api = || api::routes().merge(roster::routes()).merge(schedules::routes()).merge(metrics::routes());
+    api()
         .merge(workers::routes())
-        .merge(metrics::routes())
+        .merge(console::routes(&shared, api()))
         .fallback(respond::no_route)
         .method_not_allowed_fallback(respond::wrong_method)
         .layer(DefaultBodyLimit::max(limit))

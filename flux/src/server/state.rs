@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) bootstrap_token: Token,
     /// The token that guards `/admin`.
     pub(crate) admin_token: Token,
+    /// What the console's sessions are signed with (from the admin token).
+    pub(crate) console_key: super::auth::SessionKey,
     /// How long a claim lasts without news from its worker.
     pub(crate) lease_timeout: Duration,
     /// The largest request body (`flux.max_body_bytes`).
