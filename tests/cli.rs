@@ -373,6 +373,35 @@ fn workflows_run_show_their_status_pause_resume_cancel_and_stream() {
         "{streamed}"
     );
 
+    // stream, on a terminal (a pseudo-terminal made by Python's `pty`): the state lines, and a
+    // live line redrawn in place with the tasks done and running and the latest progress.
+    let inner = flux.command(&["workflow", "run", "countdown", "8", "--mode", "stream"]);
+    let mut command = Command::new("python3");
+    command.arg("-c").arg("import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)").arg(inner.get_program());
+    command.args(inner.get_args()).env("COLUMNS", "160").stdin(Stdio::null());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    if let Some(dir) = inner.get_current_dir() {
+        command.current_dir(dir);
+    }
+    let live = run_command(command);
+    assert!(live.status.success(), "{}\n{}", live.stdout, live.stderr);
+    let screen = live.stdout.replace("\r\n", "\n");
+    assert!(screen.contains("\r\x1b[2K"), "the line is redrawn in place: {screen:?}");
+    let redrawn: Vec<&str> = screen.split("\r\x1b[2K").map(str::trim_end).collect();
+    assert!(redrawn.iter().any(|l| l.contains(" countdown RUNNING  tasks: ")), "{screen:?}");
+    assert!(
+        redrawn.iter().any(|l| l.contains("count_step: ") && l.contains("/8") && !l.contains("tasks: 0 done")),
+        "the tasks done and the latest progress: {screen:?}"
+    );
+    let finished = redrawn.iter().find(|l| l.starts_with("countdown.execution.completed"));
+    assert!(finished.is_some_and(|l| l.contains("counted down from 8")), "{screen:?}");
+    assert!(screen.ends_with("\r\x1b[2K"), "the live line is cleared at the end: {screen:?}");
+
     // stream, as JSON lines, read as they arrive: progress comes while the countdown runs.
     let mut command = flux.command(&["workflow", "run", "countdown", "10", "--mode", "stream", "--format", "json"]);
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("flux starts");

@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use flux::prelude::*;
@@ -22,12 +21,19 @@ use serde_json::{Value, json};
 const ADMIN: &str = "console-admin-token";
 const BOOTSTRAP: &str = "console-bootstrap-token";
 
-static FLAKY: AtomicU32 = AtomicU32::new(0);
+/// The inputs `console_flaky` has seen in this process (the tests of this file run in parallel).
+static SEEN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-/// Fails its first attempt in this process.
+/// Fails its first attempt for each input.
 #[flux::task(retry_max_attempts = 2, retry_delay = 0)]
 async fn console_flaky(n: u32) -> flux::Result<u32> {
-    if FLAKY.fetch_add(1, Ordering::SeqCst) == 0 {
+    let first = {
+        let mut seen = SEEN.lock().unwrap();
+        let first = !seen.contains(&n);
+        seen.push(n);
+        first
+    };
+    if first {
         return Err(flux::Error::new(flux::ErrorKind::TaskFailed, "the first attempt fails"));
     }
     Ok(n + 1)

@@ -53,6 +53,7 @@ mod demo;
 mod error;
 mod mcp;
 mod output;
+mod progress;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
@@ -262,7 +263,7 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
                 RunMode::Async => Answer::Summary(Box::new(workflow.start(&input).await)),
                 RunMode::Stream => Answer::Stream(workflow.stream(&input).await),
             };
-            execute(&client, answer, format).await
+            execute(&client, answer, format, workflow.name()).await
         }
         WorkflowCommand::Resume { name, execution_id, input, mode, detailed } => {
             let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
@@ -272,7 +273,7 @@ async fn workflow(global: &GlobalOptions, command: WorkflowCommand) -> Result<()
                 RunMode::Async => Answer::Summary(Box::new(workflow.resume_async(&execution_id, &input).await)),
                 RunMode::Stream => Answer::Stream(workflow.resume_stream(&execution_id, &input).await),
             };
-            execute(&client, answer, format).await
+            execute(&client, answer, format, workflow.name()).await
         }
         WorkflowCommand::Status { name, execution_id, detailed } => {
             let workflow = client.workflow::<Value, Value>(name).detailed(detailed);
@@ -330,13 +331,17 @@ enum Answer {
     Stream(flux::Result<EventStream<Value>>),
 }
 
-/// Prints the summary of a run or resume, or each event of its stream as it arrives.
-async fn execute(client: &flux::Client, answer: Answer, format: Format) -> Result<(), CliError> {
+/// Prints the summary of a run or resume of `workflow`, or each event of its stream as it
+/// arrives: on a terminal (in table format) with a live line of its progress below them.
+async fn execute(client: &flux::Client, answer: Answer, format: Format, workflow: &str) -> Result<(), CliError> {
     let failure = |e: flux::Error| client::failure(client, e, false);
     let mut events = match answer {
         Answer::Summary(status) => return show(format, (*status).map_err(failure)?.summary(), output::summary),
         Answer::Stream(events) => events.map_err(failure)?,
     };
+    if format == Format::Table && std::io::stdout().is_terminal() {
+        return progress::show_live(client, workflow, events).await;
+    }
     while let Some(event) = events.next().await {
         let (name, data) = match event {
             Ok(StreamEvent::State(status)) => {
