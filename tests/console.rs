@@ -270,15 +270,30 @@ async fn serve(engine: &flux::Engine) -> RunningServer {
         .unwrap()
 }
 
-/// The session cookie the sign-in form sets.
-async fn sign_in(http: &reqwest::Client, url: &str) -> String {
-    let answer = http
+/// A sign-in with `token` (from `origin`, when given).
+fn login(http: &reqwest::Client, url: &str, token: &str, origin: Option<&str>) -> reqwest::RequestBuilder {
+    let request = http
         .post(format!("{url}/ui/login"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={ADMIN}"))
-        .send()
-        .await
-        .unwrap();
+        .body(format!("token={token}"));
+    match origin {
+        Some(origin) => request.header("origin", origin),
+        None => request,
+    }
+}
+
+/// A run of `console_steps` through the console's API, as a page of `origin` sends it.
+fn console_run(http: &reqwest::Client, url: &str, cookie: &str, origin: &str) -> reqwest::RequestBuilder {
+    http.post(format!("{url}/ui/api/workflows/console_steps/run/sync"))
+        .header("cookie", cookie)
+        .header("x-flux-console", "1")
+        .header("origin", origin)
+        .body("1")
+}
+
+/// The session cookie the sign-in form sets.
+async fn sign_in(http: &reqwest::Client, url: &str) -> String {
+    let answer = login(http, url, ADMIN, None).send().await.unwrap();
     assert_eq!(answer.status(), 303);
     assert_eq!(answer.headers()["location"], "../ui");
     let cookie = answer.headers()["set-cookie"].to_str().unwrap().to_string();
@@ -309,13 +324,7 @@ async fn without_a_session_the_pages_and_their_api_answer_nothing() {
     assert_eq!(engine.list_executions(flux::ExecutionFilter::new()).await.unwrap().total, 0, "nothing ran");
 
     // A wrong token is refused; a forged or foreign session cookie too.
-    let wrong = http
-        .post(format!("{url}/ui/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=guess")
-        .send()
-        .await
-        .unwrap();
+    let wrong = login(&http, &url, "guess", None).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
     let forged = format!("flux_console={}.{}", u64::MAX, "0".repeat(64));
@@ -335,35 +344,12 @@ async fn without_a_session_the_pages_and_their_api_answer_nothing() {
     assert_eq!(console("/ui/api/executions").header("x-flux-console", "1").send().await.unwrap().status(), 200);
     assert_eq!(console("/ui/api/workers").header("x-flux-console", "1").send().await.unwrap().status(), 200);
     assert_eq!(console("/ui/api/executions").send().await.unwrap().status(), 401, "no console header");
-    let cross = http
-        .post(format!("{url}/ui/api/workflows/console_steps/run/sync"))
-        .header("cookie", &cookie)
-        .header("x-flux-console", "1")
-        .header("origin", "http://attacker.example")
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let cross = console_run(&http, &url, &cookie, "http://attacker.example").send().await.unwrap();
     assert_eq!(cross.status(), 403);
-    let cross_login = http
-        .post(format!("{url}/ui/login"))
-        .header("origin", "http://attacker.example")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={ADMIN}"))
-        .send()
-        .await
-        .unwrap();
+    let cross_login = login(&http, &url, ADMIN, Some("http://attacker.example")).send().await.unwrap();
     assert_eq!(cross_login.status(), 403);
     assert_eq!(engine.list_executions(flux::ExecutionFilter::new()).await.unwrap().total, 0, "nothing ran");
-    let run = http
-        .post(format!("{url}/ui/api/workflows/console_steps/run/sync"))
-        .header("cookie", &cookie)
-        .header("x-flux-console", "1")
-        .header("origin", &url)
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let run = console_run(&http, &url, &cookie, &url).send().await.unwrap();
     assert_eq!(run.status(), 200);
     let logout = http.post(format!("{url}/ui/logout")).header("cookie", &cookie).send().await.unwrap();
     assert!(logout.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
