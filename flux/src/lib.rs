@@ -138,6 +138,8 @@ pub mod schedule;
 // Server mode: what crosses the network, the typed client, the server, and the worker.
 #[cfg(feature = "client")]
 pub mod protocol;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "mcp")]

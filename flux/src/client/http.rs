@@ -116,6 +116,11 @@ impl Http {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        // The trace of the caller's span continues on the server.
+        #[cfg(feature = "otel")]
+        if let Some(traceparent) = crate::otel::traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
         request
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use tracing::Instrument as _;
 
 use super::cancelled_workflow;
 use crate::error::{Error, Result};
@@ -44,10 +45,15 @@ async fn cancel_requested_in_store(run: &RunState) {
 /// Polls the body until it returns or is told to stop (pause, rejected resume); a cancelled body
 /// is given [`CANCEL_GRACE`] to record its cancellation.
 pub(super) async fn run_body<O>(run: &Arc<RunState>, body: BoxFuture<'static, Result<O>>) -> Ending<O> {
-    let body = run::scope(run.clone(), AssertUnwindSafe(body).catch_unwind());
+    let body = run::scope(run.clone(), AssertUnwindSafe(body).catch_unwind()).instrument(run.span.clone());
     let mut body = std::pin::pin!(body);
     let returned = |r: std::result::Result<Result<O>, Box<dyn std::any::Any + Send>>| {
-        Ending::Returned(r.unwrap_or_else(|panic| Err(Error::from_panic(panic))))
+        let result = r.unwrap_or_else(|panic| Err(Error::from_panic(panic)));
+        if let Err(e) = &result {
+            run.span.record("otel.status_code", "error");
+            tracing::info!(parent: &run.span, error = %e, "flux.workflow.failed");
+        }
+        Ending::Returned(result)
     };
     let watch = cancel_requested_in_store(run);
     let mut watch = std::pin::pin!(watch);

@@ -96,6 +96,8 @@ struct Inner {
     queued: Mutex<std::collections::HashSet<Arc<str>>>,
     /// What it counts of the task attempts it sees (served at a server's `/metrics`).
     metrics: crate::metrics::Metrics,
+    /// The name of the worker whose engine this is, if it is one (`flux.worker.name` of spans).
+    worker_name: std::sync::OnceLock<Arc<str>>,
 }
 
 /// The executions claimed here, with their run once it exists.
@@ -231,6 +233,7 @@ impl Engine {
                 sent: tokio::sync::Notify::new(),
                 queued: Mutex::default(),
                 metrics: crate::metrics::Metrics::default(),
+                worker_name: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -426,6 +429,17 @@ impl Engine {
         }
         running.insert(execution_id.to_string(), None);
         Ok(LocalClaim { running: self.inner.running.clone(), id: execution_id.to_string() })
+    }
+
+    /// Names this engine as worker `name`'s (set once).
+    #[cfg(feature = "worker")]
+    pub(crate) fn set_worker_name(&self, name: &str) {
+        let _ = self.inner.worker_name.set(Arc::from(name));
+    }
+
+    /// The name of the worker whose engine this is, if it is one.
+    pub(crate) fn worker_name(&self) -> Option<&str> {
+        self.inner.worker_name.get().map(|name| &**name)
     }
 
     /// What this engine counts of task attempts.

@@ -152,6 +152,9 @@ pub(crate) struct ClaimResponse {
     pub(crate) execution: WireExecution,
     /// The input of a resume that has not reached its pause yet (MessagePack).
     pub(crate) resume_input: Option<Blob>,
+    /// The W3C `traceparent` of the request that started the execution, if it carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) traceparent: Option<String>,
 }
 
 /// One change a worker sends in a checkpoint.

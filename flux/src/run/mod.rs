@@ -95,6 +95,10 @@ pub(crate) struct RunState {
     /// Values the layers above the core keep for the length of the run (an agent's working
     /// memory), by key: see [`RunState::kept`].
     locals: Mutex<Vec<(u64, Arc<dyn std::any::Any + Send + Sync>)>>,
+    /// The run's `flux.workflow.execute` span: the body runs in it, each task attempt is a
+    /// `flux.task.execute` span inside it. Its parent is the span current where the run was
+    /// prepared (a caller's, a server's request, a worker's claim).
+    pub(crate) span: tracing::Span,
 }
 
 impl RunState {
@@ -128,6 +132,16 @@ impl RunState {
         let order = index::Order::of(&events);
         let replaying = AtomicBool::new(order.waiting());
         let batched = engine.store().durability() == crate::store::Durability::Batched;
+        let span = tracing::info_span!(
+            "flux.workflow.execute",
+            flux.workflow.name = workflow_name,
+            flux.execution.id = execution_id,
+            flux.worker.name = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if let Some(worker) = engine.worker_name() {
+            span.record("flux.worker.name", worker);
+        }
         RunState {
             execution_id: Arc::from(execution_id),
             workflow_name: Arc::from(workflow_name),
@@ -157,6 +171,7 @@ impl RunState {
             batched,
             done: AtomicBool::new(false),
             done_notify: Notify::new(),
+            span,
         }
     }
 

@@ -22,6 +22,7 @@ mod openapi;
 mod state;
 mod respond;
 mod stream;
+mod trace;
 mod dispatch;
 mod queues;
 mod metrics;
@@ -294,6 +295,7 @@ impl Server {
                 request_timeout: config.request_timeout,
             },
             wake: Notify::new(),
+            traces: Mutex::default(),
             shared_store: changes.is_some(),
             shutdown,
         });
@@ -357,6 +359,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .fallback(respond::no_route)
         .method_not_allowed_fallback(respond::wrong_method)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(trace::continue_request))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), respond::read_body))
         .with_state(shared)
 }

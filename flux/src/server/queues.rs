@@ -38,6 +38,7 @@ pub(crate) async fn run_remote(
     detailed: bool,
 ) -> ApiResult {
     let id = crate::driver::new_execution_id();
+    super::trace::remember(s, &id);
     let rx = (mode != Mode::Async).then(|| s.hub.subscribe(&id, 0));
     let held = !lines.is_empty();
     // Stored, then offered or entered in its lines, on a task of its own (see `to_completion`).

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) http_limits: Limits,
     /// Wakes the dispatcher (new work, a worker connected).
     pub(crate) wake: Notify,
+    /// The W3C trace contexts of remote executions not claimed yet, by id (see `trace`).
+    pub(crate) traces: Mutex<HashMap<String, String>>,
     /// Whether other servers may share the store (it tells of their changes): executions
     /// are then also looked for in the store, not only where this server scheduled them.
     pub(crate) shared_store: bool,

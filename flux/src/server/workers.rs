@@ -371,7 +371,8 @@ async fn claim_execution(s: Arc<Shared>, name: String, id: String) -> ApiResult 
     stored.claim_generation = generation;
     stored.worker = Some(name);
     let resume_input = if resumed { pending_resume(&stored.events).map(protocol::Blob) } else { None };
-    msgpack_response(&ClaimResponse { generation, execution: WireExecution::from_stored(&stored), resume_input })
+    let (execution, traceparent) = (WireExecution::from_stored(&stored), super::trace::claimed(&s, &id));
+    msgpack_response(&ClaimResponse { generation, execution, resume_input, traceparent })
 }
 
 /// The lease this server stores with a claim it answers for: other servers on the database take

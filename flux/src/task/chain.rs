@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use super::{Call, Codec, Handlers, MAX_RETRY_DELAY, Step, TaskOptions};
 use crate::error::{Error, ErrorKind, Result};
@@ -192,6 +193,8 @@ impl<T> Chain<'_, T> {
         let resumed_failure = recorded.fallback_started || recorded.rollback_started || k > max;
         // The wait the last failure asked for (`Error::retry_after`), if longer than the options'.
         let mut asked: Option<Duration> = None;
+        // The span of the last attempt: a fallback or rollback that follows is an event of it.
+        let mut last = tracing::Span::none();
         let failure = if resumed_failure {
             self.recorded_failure(&recorded)
         } else {
@@ -224,11 +227,23 @@ impl<T> Chain<'_, T> {
                     }
                     None => None,
                 };
+                let span = tracing::info_span!(
+                    parent: &self.run.span,
+                    "flux.task.execute",
+                    flux.task.name = &**self.name,
+                    flux.task.id = &**self.task_id,
+                    flux.task.attempt = k + 1,
+                    flux.workflow.name = &*self.run.workflow_name,
+                    flux.execution.id = &*self.run.execution_id,
+                    otel.status_code = tracing::field::Empty,
+                );
+                last = span.clone();
                 let running = run::in_task(
                     self.task_id,
                     self.name,
                     guarded(self.task_id, options.timeout, attempt.start(&self.call)),
-                );
+                )
+                .instrument(span.clone());
                 let began = std::time::Instant::now();
                 let outcome = self.run.or_cancelled(running).await;
                 drop(place);
@@ -240,6 +255,10 @@ impl<T> Chain<'_, T> {
                     Err(error) => Err(error),
                 };
                 self.run.engine().metrics().attempt(self.name, Some(began.elapsed()), outcome.is_err());
+                if let Err(error) = &outcome {
+                    span.record("otel.status_code", "error");
+                    tracing::info!(parent: &span, error = %error, "flux.task.failed");
+                }
                 match outcome {
                     Ok((output, bytes)) => {
                         let step = (k > 0).then(|| {
@@ -255,6 +274,9 @@ impl<T> Chain<'_, T> {
                     Err(error) if error.is_terminal() => break error,
                     Err(error) => {
                         asked = error.retry_after();
+                        if max > 0 && k < max {
+                            tracing::info!(parent: &span, flux.task.next_attempt = k + 2, "flux.task.retry");
+                        }
                         if max > 0 {
                             let failed = RetryFailed { current_attempt: k, max_attempts: max, error };
                             self.defer_value(EventType::TaskRetryFailed, &failed)?;
@@ -274,8 +296,10 @@ impl<T> Chain<'_, T> {
             if !recorded.fallback_started {
                 self.defer_value(EventType::TaskFallbackStarted, &Failure { error: &failure })?;
             }
+            tracing::info!(parent: &last, "flux.task.fallback");
             let running =
-                run::in_task(self.task_id, self.name, guarded(self.task_id, None, fallback.start(&self.call)));
+                run::in_task(self.task_id, self.name, guarded(self.task_id, None, fallback.start(&self.call)))
+                    .instrument(last.clone());
             let Some(outcome) = self.run.or_cancelled(running).await else {
                 return self.cancelled(rollback.take()).await;
             };
@@ -305,6 +329,7 @@ impl<T> Chain<'_, T> {
             if !recorded.rollback_started {
                 self.defer_value(EventType::TaskRollbackStarted, &Failure { error: &failure })?;
             }
+            tracing::info!(parent: &last, "flux.task.rollback");
             step = Some(match guarded(self.task_id, None, rollback.start(&self.call)).await {
                 Ok(()) => (EventType::TaskRollbackCompleted, value::to_msgpack(&())?.into()),
                 Err(error) => {

@@ -185,6 +185,7 @@ impl Worker {
         let (store, outbox) = RemoteStore::new(local.store().clone());
         let store = Arc::new(store);
         let engine = local.with_store_sharing(store.clone());
+        engine.set_worker_name(&name);
         engine.add_states(&self.states);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -444,7 +445,14 @@ async fn claim_and_run(shared: &Running, workflow: Arc<dyn ErasedWorkflow>, id: 
     let store = shared.store.clone();
     let held = id.to_string();
     let on_events = Box::new(move |events| store.attach(&held, events));
-    let started = match workflow.run_claimed(&shared.engine, stored, claim.resume_input.map(|b| b.0), on_events).await {
+    // The run continues the trace of the request that started the execution, if it had one.
+    let span = tracing::info_span!("flux.worker.claim", flux.worker.name = %endpoint.worker, flux.execution.id = %id);
+    #[cfg(feature = "otel")]
+    if let Some(parent) = &claim.traceparent {
+        crate::otel::continue_trace(&span, parent);
+    }
+    let run = workflow.run_claimed(&shared.engine, stored, claim.resume_input.map(|b| b.0), on_events);
+    let started = match tracing::Instrument::instrument(run, span).await {
         Ok(started) => started,
         Err(e) if e.kind() != ErrorKind::Decode => {
             // Not runnable here now (an earlier run of it is still stopping): the claim lapses

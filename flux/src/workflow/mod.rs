@@ -348,11 +348,13 @@ pub(crate) async fn submit<W: WorkflowDefinition, T: Send + 'static>(
     let lines: Vec<_> = queue.into_iter().chain(own).collect();
     let first = lines.first().map(|line| line.enter());
     let engine = engine.clone();
-    Ok(tokio::spawn(async move {
+    // In the submitter's span: the run, prepared once its turn comes, is part of its trace.
+    let waiting = async move {
         // However the wait ends, the lease is the run's (or nobody's) from then on.
         let _unqueue = Unqueue(engine.clone(), queued);
         finish(run_queued::<W>(&engine, id, first, lines, on_events).await)
-    }))
+    };
+    Ok(tokio::spawn(tracing::Instrument::in_current_span(waiting)))
 }
 
 /// Waits for the turn of queued execution `id` in each of `lines` (the first entered already:
