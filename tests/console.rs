@@ -72,6 +72,11 @@ async fn console_remote(ctx: ExecutionContext<u32>) -> u32 {
     *ctx.input()
 }
 
+#[flux::workflow]
+async fn console_remote_slow(ctx: ExecutionContext<u64>) -> flux::Result<u64> {
+    console_wait(*ctx.input()).await
+}
+
 /// A small WebDriver client (the W3C protocol chromedriver speaks), over reqwest.
 struct Browser {
     http: reqwest::Client,
@@ -425,6 +430,8 @@ async fn the_console_runs_resumes_and_cancels_in_a_real_browser() {
     let slow = api.workflow::<u64, u64>("console_slow").start(&600).await.unwrap();
     browser.goto(&format!("{url}/ui#/executions/{}", slow.execution_id())).await;
     browser.wait_for("document.querySelector('.timeline .bar.running') !== null", "the running task").await;
+    // Its page follows it over the execution's stream (its status line says what came).
+    browser.wait_for("document.getElementById('status').textContent === 'live: RUNNING'", "the stream").await;
     browser.click("#cancel-button").await;
     browser.click("#cancel-button").await;
     browser.wait_for("document.querySelector('#state[data-state=CANCELLED]') !== null", "CANCELLED").await;
@@ -446,6 +453,68 @@ async fn the_console_runs_resumes_and_cancels_in_a_real_browser() {
     browser.wait_for("document.querySelector('[data-status=active]') !== null", "the resumed schedule").await;
 
     browser.close().await;
+    worker.abort();
+    running.shutdown().await.unwrap();
+}
+
+/// The events of an SSE answer: `(event, data)` pairs.
+fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_string();
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"))?.trim();
+            Some((event, serde_json::from_str(data).unwrap()))
+        })
+        .collect()
+}
+
+/// `GET /executions/{id}/stream` (the console's live view) follows a running execution to its
+/// end from its state now, answers a finished one with its state alone, and 404 for no such id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executions_stream_follows_it_from_now_to_its_end() {
+    let engine = flux::Engine::in_memory();
+    let running = serve(&engine).await;
+    let url = running.url();
+    let api = flux::Client::builder(&url).build().unwrap();
+    let http = reqwest::Client::new();
+
+    let started = api.workflow::<u64, u64>("console_slow").start(&1).await.unwrap();
+    let id = started.execution_id().to_string();
+    let answer = http.get(format!("{url}/executions/{id}/stream")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let events = sse_events(&answer.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["console_slow.execution.running", "console_slow.execution.completed"], "{events:?}");
+    assert_eq!(events[1].1["output"], json!(1));
+    assert_eq!(events[1].1["execution_id"], json!(id));
+
+    let finished = http.get(format!("{url}/executions/{id}/stream")).send().await.unwrap().text().await.unwrap();
+    let names: Vec<String> = sse_events(&finished).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, ["console_slow.execution.completed"]);
+    let missing = http.get(format!("{url}/executions/nope/stream")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // One a worker runs: followed through the server's hub.
+    let worker = Worker::new(&url).name("stream-worker").bootstrap_token(BOOTSTRAP).register(console_remote_slow).run();
+    let worker = tokio::spawn(worker);
+    let remote = api.workflow::<u64, u64>("console_remote_slow");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let started = loop {
+        match remote.start(&1).await {
+            Ok(started) => break started,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "the worker never registered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let id = started.execution_id();
+    let text = http.get(format!("{url}/executions/{id}/stream")).send().await.unwrap().text().await.unwrap();
+    let events = sse_events(&text);
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(names.contains(&"console_remote_slow.execution.running"), "{names:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last.0, "console_remote_slow.execution.completed", "{events:?}");
+    assert_eq!(last.1["output"], json!(1));
     worker.abort();
     running.shutdown().await.unwrap();
 }

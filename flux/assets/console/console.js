@@ -45,11 +45,15 @@ async function api(path, options = {}) {
   return data;
 }
 
-/** Reads an SSE answer of the API (fetch, since EventSource cannot POST), calling `onEvent`. */
-async function stream(path, body, onEvent) {
+/**
+ * Reads an SSE answer of the API, calling `onEvent` for each event: with fetch (EventSource
+ * can neither post nor send the console's header). Posts `body` when given; `signal` stops it.
+ */
+async function stream(path, body, onEvent, signal) {
+  const headers = { "X-Flux-Console": "1", "Accept": "text/event-stream" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch("ui/api" + path, {
-    method: "POST", credentials: "same-origin", body,
-    headers: { "X-Flux-Console": "1", "Content-Type": "application/json", "Accept": "text/event-stream" },
+    method: body === undefined ? "GET" : "POST", credentials: "same-origin", body, headers, signal,
   });
   if (!response.ok) {
     let detail = response.status + " " + response.statusText;
@@ -184,6 +188,7 @@ function readInput(textarea, schema) {
 // ---- views ---------------------------------------------------------------------------------
 
 let refresh = null; // the running view's timer
+let following = null; // the running view's stream, stopped when the view changes
 
 async function executionsView(query) {
   const view = document.getElementById("view");
@@ -453,11 +458,23 @@ async function executionView(id) {
     shownState = summary.state;
   }
   await reload();
-  // Live while it can still change.
+  if (TERMINAL.has(shownState)) return;
+  // Live while it can still change: each change of state and each progress report arrive over
+  // the execution's stream; its log (the timeline, the events) is read again every 2 s meanwhile.
+  const stop = new AbortController();
+  following = stop;
+  stream("/executions/" + encodeURIComponent(id) + "/stream", undefined, (event, data) => {
+    if (event === "task.progress" && data && data.name) {
+      status("live: " + data.name + " " + JSON.stringify(data.value));
+    } else if (data && data.state) {
+      if (data.state !== shownState) reload().catch((e) => status(e.message, true));
+      status("live: " + data.state);
+    }
+  }, stop.signal).then(() => reload(), () => {});
   refresh = setInterval(() => {
     if (TERMINAL.has(shownState)) return;
-    reload().then(() => status("live: updated " + new Date().toLocaleTimeString()), (e) => status(e.message, true));
-  }, 1000);
+    reload().catch((e) => status(e.message, true));
+  }, 2000);
 }
 
 async function workersView() {
@@ -509,6 +526,7 @@ async function schedulesView() {
 
 async function route() {
   if (refresh) { clearInterval(refresh); refresh = null; }
+  if (following) { following.abort(); following = null; }
   const hash = location.hash.replace(/^#/, "") || "/executions";
   const [path, query] = hash.split("?");
   const parts = path.split("/").filter(Boolean);

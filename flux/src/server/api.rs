@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/workflows/{name}/events/{execution_id}/{key}", get(get_event))
         .route("/executions", get(list_executions))
         .route("/executions/{execution_id}", get(show_execution))
+        .route("/executions/{execution_id}/stream", get(super::stream::watch))
         .route("/admin/secrets", get(list_secrets).post(set_secret))
         .route("/admin/secrets/{name}", get(get_secret).delete(remove_secret))
         .route("/openapi.json", get(openapi))

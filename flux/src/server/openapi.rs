@@ -28,6 +28,7 @@ mod tests {
         ("get", "/workflows/{name}/events/{execution_id}/{key}"),
         ("get", "/executions"),
         ("get", "/executions/{execution_id}"),
+        ("get", "/executions/{execution_id}/stream"),
         ("get", "/schedules"),
         ("post", "/schedules"),
         ("get", "/schedules/{name}"),

@@ -1,20 +1,24 @@
-//! The SSE answer of a run or resume in `stream` mode: a `{workflow}.execution.{state}` event
-//! for each change of state and `task.progress` for progress, from a run in this process or from
-//! the hub (remote executions), until the execution finishes or pauses.
+//! The SSE answer of a run or resume in `stream` mode, and of `GET /executions/{id}/stream` (an
+//! execution already started): a `{workflow}.execution.{state}` event for each change of state
+//! and `task.progress` for progress, from a run in this process or from the hub (remote
+//! executions), until the execution finishes or pauses.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use serde_json::json;
 
 use super::hub::{HubItem, HubReceiver};
-use super::respond::summary_of;
-use super::state::Shared;
+use super::respond::{ApiError, ApiResult, path_error, summary_of};
+use super::state::{Shared, SharedState};
 use crate::event::{Event, EventType, ExecutionState};
 use crate::protocol::{self, Summary};
 use crate::run::Subscription;
@@ -128,4 +132,32 @@ async fn next_sse(st: &mut StreamState) -> Option<SseEvent> {
 fn state_event(summary: &Summary) -> SseEvent {
     let name = format!("{}.execution.{}", summary.workflow_name, summary.state.as_str().to_ascii_lowercase());
     SseEvent::default().event(name).data(summary.to_json().to_string())
+}
+
+/// `GET /executions/{execution_id}/stream`: the SSE stream of an execution already started,
+/// wherever it runs: its state now, then each change of state and each progress report, until
+/// it finishes or pauses (a finished or paused one: its state, and the stream ends). 404 for an
+/// execution that is not stored.
+pub(crate) async fn watch(State(s): SharedState, path: Result<Path<String>, PathRejection>) -> ApiResult {
+    let Path(id) = path.map_err(path_error)?;
+    // Listen before reading, so that nothing between the two is missed.
+    let local = s.engine.local_run(&id).and_then(|run| {
+        let run: Arc<dyn std::any::Any + Send + Sync> = run;
+        run.downcast::<crate::run::RunState>().ok()
+    });
+    let local = local.map(|run| run.subscribe());
+    let stored = s.engine.load(&id).await?;
+    let stored = stored.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no execution `{id}`")))?;
+    let summary = summary_of(&s, &stored, false);
+    if protocol::is_resting(stored.state) {
+        let event = state_event(&summary);
+        return Ok(Sse::new(futures::stream::once(async move { Ok::<_, Infallible>(event) })).into_response());
+    }
+    let source = match local {
+        Some(subscription) => Source::Run(subscription),
+        None => Source::Hub(s.hub.subscribe(&id, stored.events.last().map_or(0, Event::seq))),
+    };
+    // The stream opens with the execution's state now: the last event that set it, again.
+    let current = stored.events.iter().rev().find(|e| protocol::state_after(e.kind()).is_some()).cloned();
+    Ok(sse(s.clone(), summary, current.into_iter().collect(), source))
 }
