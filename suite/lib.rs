@@ -29,6 +29,19 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Whether this is the first time `key` is asked about in this process: a task that fails its
+/// first attempt for each input asks with its input (the tests of a file share a process, so a
+/// counter of calls would let one test's call take another's failure).
+pub fn first_call(key: u32) -> bool {
+    static SEEN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.contains(&key) {
+        return false;
+    }
+    seen.push(key);
+    true
+}
+
 /// Sends the logs of a test process to standard error, filtered by `RUST_LOG` (default `info`).
 pub fn log_to_stderr() {
     tracing_subscriber::fmt()

@@ -17,19 +17,10 @@ use tracing::Instrument as _;
 
 const BOOTSTRAP: &str = "otel-bootstrap-token";
 
-/// The inputs `traced_flaky` has seen (the tests share a process).
-static SEEN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-
 /// Fails its first attempt for each input.
 #[flux::task(retry_max_attempts = 2, retry_delay = 0)]
 async fn traced_flaky(n: u32) -> flux::Result<u32> {
-    let first = {
-        let mut seen = SEEN.lock().unwrap();
-        let first = !seen.contains(&n);
-        seen.push(n);
-        first
-    };
-    if first {
+    if flux_suite::first_call(n) {
         return Err(flux::Error::new(flux::ErrorKind::TaskFailed, "the first attempt fails"));
     }
     Ok(n + 1)
