@@ -2,15 +2,17 @@
 //! a histogram of how long attempts took. A server serves them at `/metrics` (feature `server`),
 //! with counts read from its store.
 //!
-//! An engine counts the attempts it runs itself (timed around the task's body); a server also
-//! counts those its workers report, from the events of their checkpoints ([`Attempts`]). The
-//! counters start at zero with the process, as Prometheus counters do.
+//! An engine counts the attempts it runs itself (timed around the task's body) once a server
+//! serves it ([`Metrics::enable`]: an engine nobody reads the counters of pays one atomic load
+//! per attempt); a server also counts those its workers report, from the events of their
+//! checkpoints ([`Attempts`]). The counters start at zero with the process, as Prometheus
+//! counters do.
 
 // Without a server, attempts are counted and never read.
 #![cfg_attr(not(feature = "server"), allow(dead_code))]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -47,6 +49,9 @@ pub(crate) struct Histogram {
 /// An engine's counters.
 #[derive(Default)]
 pub(crate) struct Metrics {
+    /// Whether attempts are counted: from when a server serves the engine's metrics, so that an
+    /// engine nobody reads the counters of does not time its attempts.
+    enabled: AtomicBool,
     tasks: Mutex<HashMap<Arc<str>, TaskCounts>>,
     buckets: [AtomicU64; BUCKETS.len() + 1],
     count: AtomicU64,
@@ -60,6 +65,16 @@ pub(crate) struct Metrics {
 type OpenAttempt = (Arc<str>, Arc<str>);
 
 impl Metrics {
+    /// Starts counting.
+    pub(crate) fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether attempts are counted.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
     /// Counts an attempt of `task` that ended (`failed` or not) after `took` (`None`: not timed).
     pub(crate) fn attempt(&self, task: &str, took: Option<Duration>, failed: bool) {
         {

@@ -266,6 +266,8 @@ impl Server {
             None => Engine::from_config(&config)?,
         };
         engine.add_states(&self.states);
+        // `/metrics` reads what the engine counts of its task attempts from now on.
+        engine.metrics().enable();
         let (bootstrap_token, generated_bootstrap) =
             token_or_generated(self.bootstrap_token.or(config.workers.bootstrap_token.clone()))?;
         let (admin_token, generated_admin) = token_or_generated(self.admin_token.or(config.admin_token.clone()))?;

@@ -244,7 +244,8 @@ impl<T> Chain<'_, T> {
                     guarded(self.task_id, options.timeout, attempt.start(&self.call)),
                 )
                 .instrument(span.clone());
-                let began = std::time::Instant::now();
+                let metrics = self.run.engine().metrics();
+                let began = metrics.enabled().then(std::time::Instant::now);
                 let outcome = self.run.or_cancelled(running).await;
                 drop(place);
                 let Some(outcome) = outcome else {
@@ -254,7 +255,9 @@ impl<T> Chain<'_, T> {
                     Ok(output) => self.encode_output(&output)?.map(|bytes| (output, bytes)),
                     Err(error) => Err(error),
                 };
-                self.run.engine().metrics().attempt(self.name, Some(began.elapsed()), outcome.is_err());
+                if let Some(began) = began {
+                    metrics.attempt(self.name, Some(began.elapsed()), outcome.is_err());
+                }
                 if let Err(error) = &outcome {
                     span.record("otel.status_code", "error");
                     tracing::info!(parent: &span, error = %error, "flux.task.failed");
