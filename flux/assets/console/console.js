@@ -368,7 +368,7 @@ function timeline(summary, children) {
   const nested = (children || []).map((child) => h("div", { class: "nested" },
     h("div", {}, "Sub-workflow ", h("a", { href: "#/executions/" + encodeURIComponent(child.execution_id) }, child.workflow_name + " " + child.execution_id), " ", stateBadge(child.state)),
     child.events ? timeline(child, []) : null));
-  return h("div", { class: "timeline", id: summary === null ? undefined : "timeline-" + summary.execution_id }, lanes, nested);
+  return h("div", { class: "timeline", "data-execution": summary.execution_id }, lanes, nested);
 }
 
 function errorView(error) {
