@@ -411,6 +411,7 @@ async fn the_console_runs_resumes_and_cancels_in_a_real_browser() {
     browser.goto(&format!("{url}/ui#/executions/{}", paused.execution_id())).await;
     browser.wait_for("document.querySelector('#state[data-state=PAUSED]') !== null", "the paused execution").await;
     assert_eq!(browser.text("#pause-name").await, "approve the order");
+    assert_eq!(browser.count(".timeline .bar.paused").await, 1, "the pause ends its bar");
     browser.screenshot("paused").await;
     browser.type_into("#resume-input", "\"approved\"").await;
     browser.click("#resume-button").await;

@@ -331,6 +331,7 @@ function attemptsOf(events, end) {
       case "TASK_COMPLETED": case "TASK_RETRY_COMPLETED": close(event, "ok"); break;
       case "TASK_RETRY_FAILED": case "TASK_FAILED": close(event, "failed"); break;
       case "TASK_CANCELLED": close(event, "failed"); break;
+      case "TASK_PAUSED": close(event, "paused"); break;
       case "TASK_FALLBACK_STARTED": close(event, "failed"); open(event, "fallback", 0); break;
       case "TASK_FALLBACK_COMPLETED": close(event, "ok"); break;
       case "TASK_FALLBACK_FAILED": close(event, "failed"); break;
@@ -354,7 +355,7 @@ function timeline(summary, children) {
   const span = Math.max(end - start, 1);
   const lanes = bars.map((bar) => {
     const el = h("div", {
-      class: "bar " + bar.kind + (bar.outcome === "failed" ? " failed" : bar.outcome === "running" ? " running" : ""),
+      class: "bar " + bar.kind + (bar.outcome === "ok" ? "" : " " + bar.outcome),
       "data-task": bar.task, "data-kind": bar.kind, "data-outcome": bar.outcome,
       title: bar.task + " " + bar.kind + (bar.number ? " " + bar.number : "") + ": " + bar.outcome + ", " + (bar.end - bar.start) + " ms",
     });
