@@ -277,9 +277,6 @@ impl<T> Chain<'_, T> {
                     Err(error) if error.is_terminal() => break error,
                     Err(error) => {
                         asked = error.retry_after();
-                        if max > 0 && k < max {
-                            tracing::info!(parent: &span, flux.task.next_attempt = k + 2, "flux.task.retry");
-                        }
                         if max > 0 {
                             let failed = RetryFailed { current_attempt: k, max_attempts: max, error };
                             self.defer_value(EventType::TaskRetryFailed, &failed)?;
@@ -289,6 +286,7 @@ impl<T> Chain<'_, T> {
                         } else {
                             break error;
                         }
+                        tracing::info!(parent: &span, flux.task.next_attempt = k + 2, "flux.task.retry");
                         k += 1;
                     }
                 }
