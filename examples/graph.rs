@@ -96,7 +96,6 @@ async fn shipping(ctx: ExecutionContext<u32>) -> flux::Result<String> {
 
 #[tokio::main]
 async fn main() -> flux::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let order = match std::env::args().nth(1) {
         Some(arg) => arg.parse().map_err(|e| flux::Error::new(flux::ErrorKind::Config, format!("order id: {e}")))?,
         None => 7,

@@ -23,7 +23,6 @@ async fn hello_world(ctx: ExecutionContext<String>) -> flux::Result<String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [flag, id] if flag == "--replay" => hello_world.replay(id).await,

@@ -19,13 +19,18 @@ pub fn kinds(events: &[Event]) -> Vec<EventType> {
     events.iter().map(Event::kind).collect()
 }
 
-/// The path of a compiled example of this package (`cargo test` builds examples next to the
-/// test binaries: `target/<profile>/examples/<name>`).
+/// The path of a compiled example of this package or of `examples/Cargo.toml` (`cargo test
+/// --workspace` builds every package's examples next to the test binaries:
+/// `target/<profile>/examples/<name>`).
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("test binaries live in target/<profile>/deps");
     let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "example `{name}` is not built at {}; run the tests with cargo test", path.display());
+    assert!(
+        path.exists(),
+        "example `{name}` is not built at {}; run the tests with cargo test --workspace",
+        path.display()
+    );
     path
 }
 

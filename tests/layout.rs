@@ -185,12 +185,14 @@ fn listed(manifest: &str, dir: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every file in `tests/` and `examples/` is a target of the suite package (or, for the CLI
-/// tests, of `flux` itself): with target discovery off, a file nobody lists is never built.
+/// Every file in `tests/` and `examples/` is a target of the suite package, of the examples'
+/// package (`examples/Cargo.toml`, whose paths are relative to `examples/`) or, for the CLI
+/// tests, of `flux` itself: with target discovery off, a file nobody lists is never built.
 #[test]
 fn every_test_and_example_is_built() {
     let root = root();
-    let manifests = read(&root.join("suite/Cargo.toml")) + &read(&root.join("flux/Cargo.toml"));
+    let examples = read(&root.join("examples/Cargo.toml")).replace("path = \"", "path = \"examples/");
+    let manifests = read(&root.join("suite/Cargo.toml")) + &read(&root.join("flux/Cargo.toml")) + &examples;
     for dir in ["tests", "examples", "benches"] {
         let targets = listed(&manifests, dir);
         let missing: Vec<String> = std::fs::read_dir(root.join(dir))

@@ -198,7 +198,7 @@ fn check_signature(sig: &Signature, which: Macro, errors: &mut Errors) {
     if let Some(c) = &sig.constness {
         errors.add(c.span(), format!("a {what} cannot be a `const fn`"));
     }
-    if let Some(u) = &sig.unsafety {
+    if let syn::Safety::Unsafe(u) = &sig.safety {
         errors.add(u.span(), format!("a {what} cannot be `unsafe`"));
     }
     if let Some(abi) = &sig.abi {

@@ -34,8 +34,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
-use chacha20poly1305::{AeadCore, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Store;
@@ -132,16 +132,16 @@ impl Keyring {
         let key: [u8; 32] = match source {
             KeySource::Configured(key) => *key,
             KeySource::File(path) => key_file(path)?,
-            KeySource::Ephemeral => XChaCha20Poly1305::generate_key(&mut OsRng).into(),
+            KeySource::Ephemeral => random()?,
         };
         Ok(Keyring { cipher: XChaCha20Poly1305::new(&key.into()) })
     }
 
     fn encrypt(&self, name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>)> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let nonce: [u8; 24] = random()?;
         let sealed = self
             .cipher
-            .encrypt(&nonce, Payload { msg: value.as_bytes(), aad: name.as_bytes() })
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: value.as_bytes(), aad: name.as_bytes() })
             .map_err(|_| Error::new(ErrorKind::Storage, format!("secret `{name}` could not be encrypted")))?;
         Ok((nonce.to_vec(), sealed))
     }
@@ -164,6 +164,14 @@ impl Keyring {
     }
 }
 
+/// `N` bytes from the operating system's random source, for a key or a nonce.
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::new(ErrorKind::Storage, format!("no random bytes for a secret's key or nonce: {e}")))?;
+    Ok(bytes)
+}
+
 /// Reads the key file at `path`, creating it (mode 0600) with a random key if it is missing.
 ///
 /// A new file is written under a temporary name and published with a hard link, which fails if
@@ -181,7 +189,7 @@ fn key_file(path: &Path) -> Result<[u8; 32]> {
         Error::new(ErrorKind::Config, format!("cannot {what} key file `{}`: {e}", path.display()))
     };
     std::fs::create_dir_all(dir).map_err(|e| io("create the directory of the", e))?;
-    let key: [u8; 32] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
+    let key: [u8; 32] = random()?;
     let tmp = dir.join(format!(".{KEY_FILE}.{}.{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
