@@ -10,6 +10,10 @@
 //! flux_bench server-concurrent 50 100                 50 concurrent executions of 100 tasks (tasks/s)
 //! flux_bench raw 1000 normal|full|normal-batch100     rusqlite alone: single-row commits (the limit)
 //! flux_bench raw 1000 normal-step|full-step           rusqlite alone: a step's two rows per commit
+//! flux_bench raw 1000 normal-row|full-row             rusqlite alone: a step as one row per commit
+//! flux_bench populate DB 1000000 100000              a file of N stored executions, that many paused
+//! flux_bench startup DB                               a server on that file: time until it answers,
+//!                                                     and its RSS then
 //! flux_bench pg-raw 1000 default|full                  tokio-postgres alone: single-row commits
 //! flux_bench pg-sequential 1000 default|full           `sequential` on the PostgreSQL store
 //! flux_bench pg-servers 3 50 100                       50 concurrent executions of 100 tasks through
@@ -97,6 +101,16 @@ fn main() {
             let took = rt.block_on(in_process(&engine, workload, n));
             report(workload, u64::from(n), label, took);
         }
+        "populate" => {
+            let path = arg(1).unwrap_or_else(|| fail("populate needs the database's path"));
+            let (n, paused) = (number(2, 1_000_000), number(3, 100_000));
+            report("populate", u64::from(n), "default", rt.block_on(scale::populate(path.as_ref(), n, paused)));
+        }
+        "startup" => {
+            let path = arg(1).unwrap_or_else(|| fail("startup needs the database's path"));
+            let took = rt.block_on(scale::startup(path.as_ref()));
+            report("startup", 1, "default", took);
+        }
         #[cfg(feature = "postgres")]
         "pg-raw" | "pg-sequential" | "pg-servers" => postgres::run(&rt, workload, &args[1..]),
         other => fail(format!("unknown workload `{other}`")),
@@ -168,9 +182,12 @@ fn raw(n: u32, mode: &str) -> Duration {
         "normal" => ("NORMAL", 1),
         "full" => ("FULL", 1),
         "normal-batch100" => ("NORMAL", 100),
-        "normal-step" => ("NORMAL", 0),
-        "full-step" => ("FULL", 0),
-        other => fail(format!("unknown raw mode `{other}` (normal, full, normal-batch100, normal-step or full-step)")),
+        "normal-step" | "normal-row" => ("NORMAL", 0),
+        "full-step" | "full-row" => ("FULL", 0),
+        other => fail(format!(
+            "unknown raw mode `{other}` (normal, full, normal-batch100, normal-step, full-step, normal-row or \
+             full-row)"
+        )),
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let conn = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap_or_else(|e| fail(e));
@@ -178,14 +195,15 @@ fn raw(n: u32, mode: &str) -> Duration {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};
          CREATE TABLE events (execution INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
              source_id TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, time INTEGER NOT NULL,
+             next_type TEXT, next_value BLOB, next_time INTEGER,
              PRIMARY KEY (execution, seq)) WITHOUT ROWID;"
     ))
     .unwrap_or_else(|e| fail(e));
     if per_transaction == 0 {
-        return raw_steps(&conn, n);
+        return raw_steps(&conn, n, mode.split_once('-').map_or("", |(_, shape)| shape));
     }
     let mut insert = conn
-        .prepare("INSERT INTO events VALUES (1, ?1, 'TASK_COMPLETED', 'step_4f2c9d1e', 'step', ?2, ?3)")
+        .prepare("INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES (1, ?1, 'TASK_COMPLETED', 'step_4f2c9d1e', 'step', ?2, ?3)")
         .unwrap_or_else(|e| fail(e));
     // Prepared once, like the insert, so that the loop pays for the commit and nothing else.
     let mut begin = conn.prepare("BEGIN IMMEDIATE").unwrap_or_else(|e| fail(e));
@@ -203,17 +221,23 @@ fn raw(n: u32, mode: &str) -> Duration {
     started.elapsed()
 }
 
-/// `n` commits of a sequential step's two rows (see [`raw`]).
-fn raw_steps(conn: &rusqlite::Connection, n: u32) -> Duration {
+/// `n` commits of a sequential step (see [`raw`]): its two rows (`step`), or one row holding
+/// both events (`row`, the way flux stores a step).
+fn raw_steps(conn: &rusqlite::Connection, n: u32, shape: &str) -> Duration {
     // A task id of flux's length (name, `_`, 16 hex digits), its arguments `[i]` and its output
     // `i` as MessagePack, and times in microseconds since 1970.
-    let mut insert = conn
-        .prepare(
+    let sql = match shape {
+        "row" => {
             "INSERT INTO events VALUES
+                 (1, ?1, 'TASK_STARTED', 'step_4f2c9d1e0a1b2c3d', 'step', ?2, ?3, 'TASK_COMPLETED', ?4, ?5)"
+        }
+        _ => {
+            "INSERT INTO events (execution, seq, type, source_id, name, value, time) VALUES
                  (1, ?1, 'TASK_STARTED', 'step_4f2c9d1e0a1b2c3d', 'step', ?2, ?3),
-                 (1, ?1 + 1, 'TASK_COMPLETED', 'step_4f2c9d1e0a1b2c3d', 'step', ?4, ?5)",
-        )
-        .unwrap_or_else(|e| fail(e));
+                 (1, ?1 + 1, 'TASK_COMPLETED', 'step_4f2c9d1e0a1b2c3d', 'step', ?4, ?5)"
+        }
+    };
+    let mut insert = conn.prepare(sql).unwrap_or_else(|e| fail(e));
     let epoch = 1_765_000_000_000_000i64;
     let started = Instant::now();
     for step in 0..i64::from(n) {
@@ -280,6 +304,87 @@ async fn worker(url: &str) {
     let worker = flux::worker::Worker::new(url).name(name).bootstrap_token(TOKEN).max_concurrency(256).register(steps);
     if let Err(e) = worker.run().await {
         fail(e);
+    }
+}
+
+/// Many stored executions: a file of them, and a server starting on it.
+mod scale {
+    use super::*;
+
+    /// A paused execution: one task, then a pause for approval.
+    #[flux::workflow]
+    async fn approval(ctx: ExecutionContext<u32>) -> flux::Result<u64> {
+        let first = flux_suite::step(*ctx.input()).await?;
+        let approved: bool = flux::pause("approval").await?;
+        Ok(u64::from(first) + u64::from(approved))
+    }
+
+    /// Makes `path` hold `n` executions, `paused` of them paused and the others completed: one
+    /// of each is run by an engine, and the rest are copies of their rows under new ids (made
+    /// by SQL, which takes seconds where running them would take minutes). Timed: the copies.
+    pub(super) async fn populate(path: &std::path::Path, n: u32, paused: u32) -> Duration {
+        let engine = Engine::open(path).unwrap_or_else(|e| fail(e));
+        check(steps.on(&engine).run_with_id("completed-0", 10).await.map(drop));
+        let pause = approval.on(&engine).run_with_id("paused-0", 3).await.unwrap_or_else(|e| fail(e));
+        if !pause.is_paused() {
+            fail("the approval workflow did not pause");
+        }
+        drop(engine);
+        let mut conn = rusqlite::Connection::open(path).unwrap_or_else(|e| fail(e));
+        let started = Instant::now();
+        let tx = conn.transaction().unwrap_or_else(|e| fail(e));
+        for (model, count) in [("completed-0", n.saturating_sub(paused)), ("paused-0", paused.min(n))] {
+            let prefix = model.trim_end_matches("-0");
+            let columns = "workflow_name, workflow_version, state, input, output, parent_id, worker, \
+                           claim_generation, created_at, updated_at, owner, lease_until";
+            let mut execution = tx
+                .prepare(&format!(
+                    "INSERT INTO executions (id, {columns}) SELECT ?1, {columns} FROM executions WHERE id = ?2"
+                ))
+                .unwrap_or_else(|e| fail(e));
+            let mut events = tx
+                .prepare(
+                    "INSERT INTO events (execution, seq, type, source_id, name, value, time, next_type, next_value,
+                                         next_time)
+                     SELECT ?1, seq, type, source_id, name, value, time, next_type, next_value, next_time
+                     FROM events WHERE execution = (SELECT pk FROM executions WHERE id = ?2)",
+                )
+                .unwrap_or_else(|e| fail(e));
+            for i in 1..count {
+                execution.execute(rusqlite::params![format!("{prefix}-{i}"), model]).unwrap_or_else(|e| fail(e));
+                events.execute(rusqlite::params![tx.last_insert_rowid(), model]).unwrap_or_else(|e| fail(e));
+            }
+        }
+        tx.commit().unwrap_or_else(|e| fail(e));
+        started.elapsed()
+    }
+
+    fn check(result: flux::Result<()>) {
+        result.unwrap_or_else(|e| fail(e));
+    }
+
+    /// Opens the engine on `path` and starts a server on it, timed until its first answer (to
+    /// `GET /openapi.json`). The reported peak RSS is the process's over its first seconds.
+    pub(super) async fn startup(path: &std::path::Path) -> Duration {
+        let started = Instant::now();
+        let engine = Engine::open(path).unwrap_or_else(|e| fail(e));
+        let server = bind_server(&engine).await;
+        let answer = reqwest::get(format!("{}/openapi.json", server.url())).await.unwrap_or_else(|e| fail(e));
+        if !answer.status().is_success() {
+            fail(format!("the server answered {}", answer.status()));
+        }
+        let took = started.elapsed();
+        // Then what a running server does on its own for a while (recovery, schedules, queues),
+        // and a scrape of `/metrics`, which counts the executions by state: the peak RSS
+        // reported covers them.
+        let scrape = Instant::now();
+        let metrics = reqwest::get(format!("{}/metrics", server.url())).await.unwrap_or_else(|e| fail(e));
+        let text = metrics.text().await.unwrap_or_else(|e| fail(e));
+        let paused = text.lines().find(|l| l.starts_with("flux_executions{state=\"PAUSED\"}")).unwrap_or("none");
+        eprintln!("GET /metrics answered in {:.1} ms ({paused})", scrape.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.shutdown().await.unwrap_or_else(|e| fail(e));
+        took
     }
 }
 

@@ -34,7 +34,8 @@
 //!     let conn = rusqlite::Connection::open(&path).unwrap();
 //!     let key: i64 = conn.query_row("SELECT pk FROM executions WHERE id = ?1", [id], |r| r.get(0)).unwrap();
 //!     conn.execute(
-//!         "UPDATE events SET seq = ?2 WHERE execution = ?1
+//!         // A last row holding two events (a step) keeps them: the log then ends after its seq.
+//!         "UPDATE events SET seq = ?2 - (next_type IS NOT NULL) WHERE execution = ?1
 //!          AND seq = (SELECT max(seq) FROM events WHERE execution = ?1)",
 //!         [key, i64::try_from(seq).unwrap()],
 //!     )

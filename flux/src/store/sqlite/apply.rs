@@ -10,7 +10,7 @@ use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, params
 use super::seqs::{LastSeqs, LogEnd};
 use super::sql_error;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, ExecutionState, from_micros, to_micros};
+use crate::event::{Event, EventType, ExecutionState, from_micros, to_micros};
 use crate::store::rules::{self, Holder};
 use crate::store::{LeaseMode, Write};
 
@@ -34,6 +34,30 @@ pub(super) fn describe_write_error(path: &Path, e: WriteError) -> Error {
         WriteError::Sql(e) => sql_error(path, "cannot write to database", e),
         WriteError::Rejected(e) => e,
     }
+}
+
+/// The one `INSERT` of a sequential step: a task's `TASK_STARTED` and its `TASK_COMPLETED`,
+/// which share the execution, the task id and the name, as one row (schema 8): the started
+/// event's columns, and the completed event's type, value and time in `next_*`.
+///
+/// A second writer of the log is still refused by the primary key alone. Every writer appends at
+/// the seq after the end it knows, and that end is always the end of a row: one it wrote or read
+/// as the last. If the stored log has gone on past that end, its next row starts at exactly that
+/// seq, whatever it holds, so the insert meets its key. (For an insert to slip into the middle of
+/// a two-event row, a writer would have to know an end inside that row, which no row ends at.)
+pub(super) const STEP_INSERT: &str =
+    "INSERT INTO events (execution, seq, type, source_id, name, value, time, next_type, \
+                           next_value, next_time)
+     VALUES (?1, ?2, 'TASK_STARTED', ?3, ?4, ?5, ?6, 'TASK_COMPLETED', ?7, ?8)";
+
+/// Whether two events of one log are a sequential step, the shape [`STEP_INSERT`] stores: a
+/// task's start, then its result at the next seq.
+pub(super) fn is_step(first: &Event, second: &Event) -> bool {
+    first.kind == EventType::TaskStarted
+        && second.kind == EventType::TaskCompleted
+        && first.seq.checked_add(1) == Some(second.seq)
+        && first.source_id == second.source_id
+        && first.name == second.name
 }
 
 /// Applies `writes` in one transaction: all of them, or none.
@@ -70,15 +94,28 @@ fn apply<'a>(
     seqs: &mut LastSeqs,
     writes: impl IntoIterator<Item = &'a Write>,
 ) -> std::result::Result<(), WriteError> {
-    let mut batch = Batch { conn, seqs, append: None };
-    for w in writes {
+    let mut batch = Batch { conn, seqs, append: None, step: None };
+    let mut writes = writes.into_iter().peekable();
+    while let Some(w) = writes.next() {
         match w {
             Write::CreateExecution { id, workflow_name, state, input, parent_id, version, time } => {
                 let new =
                     NewRow { workflow_name, version: *version, state: *state, input, parent_id: parent_id.as_deref() };
                 batch.create(id, new, *time)?;
             }
-            Write::Append { execution_id, event } => batch.append(execution_id, event)?,
+            Write::Append { execution_id, event } => {
+                // A task's start and its result, one after the other: one row (see `lone`).
+                let result = match writes.peek() {
+                    Some(Write::Append { execution_id: of, event: next })
+                        if of == execution_id && is_step(event, next) =>
+                    {
+                        writes.next();
+                        Some(next)
+                    }
+                    _ => None,
+                };
+                batch.append(execution_id, event, result)?;
+            }
             Write::DeleteExecution { execution_id } => batch.delete(execution_id)?,
             Write::CachePut { key, task_name, value, expires_at } => {
                 batch.cache_put(key, task_name, value, *expires_at)?;
@@ -116,6 +153,8 @@ struct Batch<'c, 's> {
     /// The statement of an append, taken from the statement cache once per transaction rather
     /// than once per event.
     append: Option<CachedStatement<'c>>,
+    /// The same, of a step's two events in one row.
+    step: Option<CachedStatement<'c>>,
 }
 
 impl Batch<'_, '_> {
@@ -140,7 +179,13 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
-    fn append(&mut self, execution_id: &Arc<str>, event: &Event) -> std::result::Result<(), WriteError> {
+    /// Appends `event`, and `result` in the same row if it is given (a step: see [`is_step`]).
+    fn append(
+        &mut self,
+        execution_id: &Arc<str>,
+        event: &Event,
+        result: Option<&Event>,
+    ) -> std::result::Result<(), WriteError> {
         // The event must follow the stored log exactly: no gap, no second writer's event in
         // between.
         let end = match self.seqs.last(self.conn, execution_id)? {
@@ -156,22 +201,42 @@ impl Batch<'_, '_> {
         };
         let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
         let conn = self.conn;
-        let stmt = match &mut self.append {
-            Some(stmt) => stmt,
-            None => self.append.insert(conn.prepare_cached(
-                "INSERT INTO events (execution, seq, type, source_id, name, value, time)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?),
+        let inserted = match result {
+            None => {
+                let stmt = match &mut self.append {
+                    Some(stmt) => stmt,
+                    None => self.append.insert(conn.prepare_cached(
+                        "INSERT INTO events (execution, seq, type, source_id, name, value, time)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?),
+                };
+                stmt.execute(params![
+                    end.key,
+                    seq,
+                    event.kind.as_str(),
+                    &*event.source_id,
+                    &*event.name,
+                    &*event.value,
+                    to_micros(event.time)
+                ])
+            }
+            Some(result) => {
+                let stmt = match &mut self.step {
+                    Some(stmt) => stmt,
+                    None => self.step.insert(conn.prepare_cached(STEP_INSERT)?),
+                };
+                stmt.execute(params![
+                    end.key,
+                    seq,
+                    &*event.source_id,
+                    &*event.name,
+                    &*event.value,
+                    to_micros(event.time),
+                    &*result.value,
+                    to_micros(result.time)
+                ])
+            }
         };
-        let inserted = stmt.execute(params![
-            end.key,
-            seq,
-            event.kind.as_str(),
-            &*event.source_id,
-            &*event.name,
-            &*event.value,
-            to_micros(event.time)
-        ]);
         if let Err(e) = inserted {
             if e.sqlite_error_code() != Some(ErrorCode::ConstraintViolation) {
                 return Err(WriteError::Sql(e));
@@ -181,7 +246,8 @@ impl Batch<'_, '_> {
             let stored = self.seqs.stored_last(self.conn, execution_id)?;
             return Err(refused_append(execution_id, event.seq, stored));
         }
-        self.seqs.wrote(execution_id, LogEnd { key: end.key, seq });
+        let last = result.map_or(seq, |r| i64::try_from(r.seq).unwrap_or(i64::MAX));
+        self.seqs.wrote(execution_id, LogEnd { key: end.key, seq: last });
         Ok(())
     }
 

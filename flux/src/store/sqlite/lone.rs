@@ -1,14 +1,14 @@
 //! A group of a few appends, each following the end of its log as the writer remembers it,
 //! stored by one `INSERT` outside an explicit transaction; a task's step (its `TASK_STARTED` and
-//! `TASK_COMPLETED`) by a statement of its own.
+//! `TASK_COMPLETED`) as one row, by a statement of its own.
 
 use std::sync::Arc;
 
 use rusqlite::{Connection, ErrorCode};
 
-use super::apply::WriteError;
+use super::apply::{STEP_INSERT, WriteError, is_step};
 use super::seqs::{LastSeqs, LogEnd};
-use crate::event::{Event, EventType, to_micros};
+use crate::event::{Event, to_micros};
 use crate::store::Write;
 use crate::store::rules;
 
@@ -71,7 +71,9 @@ pub(super) fn insert_alone<'a>(
         return None;
     }
     let inserted = match rows {
-        [Some(started), Some(ended), None, None] if is_step(&started, &ended) => insert_step(conn, &started, &ended),
+        [Some(started), Some(ended), None, None] if started.0 == ended.0 && is_step(started.1, ended.1) => {
+            insert_step(conn, &started, &ended)
+        }
         _ => insert_rows(conn, &rows[..n]),
     };
     match inserted {
@@ -93,24 +95,6 @@ pub(super) fn insert_alone<'a>(
 
 /// An append of [`insert_alone`]: the execution, the event and the log's end once it is stored.
 type LoneRow<'a> = (&'a Arc<str>, &'a Event, LogEnd);
-
-/// The one `INSERT` of a sequential step: a task's `TASK_STARTED` and its `TASK_COMPLETED`,
-/// which share the execution, the task id and the name. Those are bound once and the event types
-/// are part of the statement: eight parameters instead of fourteen.
-const STEP_INSERT: &str = "INSERT INTO events (execution, seq, type, source_id, name, value, time)
-     VALUES (?1, ?2, 'TASK_STARTED', ?3, ?4, ?5, ?6), (?1, ?2 + 1, 'TASK_COMPLETED', ?3, ?4, ?7, ?8)";
-
-/// Whether two rows are a sequential step, the shape [`STEP_INSERT`] stores.
-fn is_step(started: &LoneRow<'_>, ended: &LoneRow<'_>) -> bool {
-    let ((id, first, a), (other_id, second, b)) = (started, ended);
-    first.kind == EventType::TaskStarted
-        && second.kind == EventType::TaskCompleted
-        && id == other_id
-        && a.key == b.key
-        && a.seq.checked_add(1) == Some(b.seq)
-        && first.source_id == second.source_id
-        && first.name == second.name
-}
 
 fn insert_step(conn: &Connection, started: &LoneRow<'_>, ended: &LoneRow<'_>) -> rusqlite::Result<usize> {
     let ((_, first, at), (_, second, _)) = (started, ended);
@@ -218,5 +202,51 @@ mod tests {
         }
         let events = store.load("a").unwrap().unwrap().events;
         assert_eq!(&events[1..], pairs.concat());
+        // The step is one row (its seq the started event's), the other pairs two rows each.
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        let rows: Vec<(i64, Option<String>)> = conn
+            .prepare("SELECT seq, next_type FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let completed = Some("TASK_COMPLETED".to_string());
+        assert_eq!(rows, [(1, None), (2, completed), (4, None), (5, None), (6, None), (7, None), (8, None), (9, None)]);
+    }
+
+    /// A writer whose memory of a log is stale meets a step another process stored as one row:
+    /// its append is refused by the row's key, never stored inside the step.
+    #[tokio::test]
+    async fn a_stale_writer_is_refused_by_a_step_stored_as_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        let b = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        a.write(vec![create("x"), append("x", 1)]).await.unwrap();
+        let now = SystemTime::now();
+        let step = |seq, id: &str| {
+            [EventType::TaskStarted, EventType::TaskCompleted]
+                .into_iter()
+                .enumerate()
+                .map(|(i, kind)| Write::Append {
+                    execution_id: "x".into(),
+                    event: Event::new(seq + i as u64, kind, id, "t", &b"\x90"[..], now),
+                })
+                .collect::<Vec<_>>()
+        };
+        // b stores #2 and #3 as one row; a still remembers the log ending at #1.
+        b.write(step(2, "t_b")).await.unwrap();
+        for (writes, what) in [(vec![append("x", 2)], "one event"), (step(2, "t_a"), "a step")] {
+            let err = a.write(writes).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidState, "{what}: {err}");
+            assert!(err.to_string().contains("its last event is #3"), "{what}: {err}");
+        }
+        let seqs = |id| {
+            a.load(id).unwrap().unwrap().events.iter().map(|e| (e.seq(), e.source_id().to_string())).collect::<Vec<_>>()
+        };
+        assert_eq!(seqs("x"), [(1, "t_1".to_string()), (2, "t_b".to_string()), (3, "t_b".to_string())]);
+        // Having read the stored end, a goes on after b's step, as one row again.
+        a.write(step(4, "t_a")).await.unwrap();
+        assert_eq!(seqs("x").iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     }
 }

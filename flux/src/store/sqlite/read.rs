@@ -181,16 +181,25 @@ fn read_execution(conn: &Connection, path: &Path, execution_id: &str) -> Result<
     Ok(Some((stored, key)))
 }
 
+/// The last seq of the log of the execution whose key is `?1`: its last row's, or the one after
+/// it if that row holds two events (one backward seek on the primary key). A damaged row at the
+/// largest seq counts as ending there (the log's reader then names it).
+const LAST_SEQ: &str = "SELECT seq + (next_type IS NOT NULL AND seq < 9223372036854775807) FROM events
+                        WHERE execution = ?1 ORDER BY seq DESC LIMIT 1";
+
 /// The log of the execution whose key is `key`, in order.
 fn read_log(conn: &Connection, path: &Path, execution_id: &str, key: i64) -> Result<Vec<Event>> {
     let err = |e| sql_error(path, "cannot read from database", e);
     // Seqs run 1, 2, 3... without a gap: the last one is the number of events.
     let count: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM events WHERE execution = ?1 ORDER BY seq DESC LIMIT 1")
+        .prepare_cached(LAST_SEQ)
         .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
         .map_err(err)?;
     let mut stmt = conn
-        .prepare_cached("SELECT seq, type, source_id, name, value, time FROM events WHERE execution = ?1 ORDER BY seq")
+        .prepare_cached(
+            "SELECT seq, type, source_id, name, value, time, next_type, next_value, next_time FROM events
+             WHERE execution = ?1 ORDER BY seq",
+        )
         .map_err(err)?;
     let mut rows = stmt.query([key]).map_err(err)?;
     let mut log = LogReader {
@@ -223,7 +232,8 @@ struct LogReader {
 }
 
 impl LogReader {
-    /// Decodes one row of the log and adds its event.
+    /// Decodes one row of the log and adds its event, or its two events (a row with `next_*`
+    /// columns: the second is at the next seq, of the same source id and name).
     fn push(&mut self, r: &rusqlite::Row<'_>, path: &Path, execution_id: &str) -> Result<()> {
         let err = |e| sql_error(path, "cannot read from database", e);
         let seq: i64 = r.get(0).map_err(err)?;
@@ -234,12 +244,13 @@ impl LogReader {
             _ => Err(corrupt("a text column holds another type")),
         };
         let text = |t| utf8(t).ok_or_else(|| corrupt("text is not UTF-8"));
+        let parse = |t| text(t)?.parse().map_err(|e: Error| corrupt(e.message()));
         let (kind_bytes, source_bytes, name_bytes) = (bytes(1)?, bytes(2)?, bytes(3)?);
         let (kind, source_id, name) = match &self.last {
             Some((kind, source_id, name)) => (
                 match kind.as_str().as_bytes() == kind_bytes {
                     true => *kind,
-                    false => text(kind_bytes)?.parse().map_err(|e: Error| corrupt(e.message()))?,
+                    false => parse(kind_bytes)?,
                 },
                 match source_id.as_bytes() == source_bytes {
                     true => source_id.clone(),
@@ -250,30 +261,48 @@ impl LogReader {
                     false => self.strings.get(text(name_bytes)?),
                 },
             ),
-            None => (
-                text(kind_bytes)?.parse().map_err(|e: Error| corrupt(e.message()))?,
-                Arc::from(text(source_bytes)?),
-                self.strings.get(text(name_bytes)?),
-            ),
+            None => (parse(kind_bytes)?, Arc::from(text(source_bytes)?), self.strings.get(text(name_bytes)?)),
         };
-        self.last = Some((kind, source_id.clone(), name.clone()));
-        let value = match r.get_ref(4).map_err(err)? {
+        let value = self.value(r.get_ref(4).map_err(err)?).ok_or_else(|| corrupt("its value is not a blob"))?;
+        let time: i64 = r.get(5).map_err(err)?;
+        let seq = u64::try_from(seq).unwrap_or(0);
+        let second = match r.get_ref(6).map_err(err)? {
+            rusqlite::types::ValueRef::Null => None,
+            rusqlite::types::ValueRef::Text(t) => Some(match t == EventType::TaskCompleted.as_str().as_bytes() {
+                true => EventType::TaskCompleted,
+                false => parse(t)?,
+            }),
+            _ => return Err(corrupt("a text column holds another type")),
+        };
+        let event = Event { seq, kind, source_id, name, value, time: from_micros(time) };
+        let Some(next_kind) = second else {
+            self.last = Some((kind, event.source_id.clone(), event.name.clone()));
+            self.events.push(event);
+            return Ok(());
+        };
+        let next_seq =
+            seq.checked_add(1).filter(|s| i64::try_from(*s).is_ok()).ok_or_else(|| corrupt("no seq follows it"))?;
+        let (source_id, name) = (event.source_id.clone(), event.name.clone());
+        self.events.push(event);
+        let value = self
+            .value(r.get_ref(7).map_err(err)?)
+            .ok_or_else(|| corrupt("the value of the event after it is not a blob"))?;
+        let time: i64 =
+            r.get::<_, Option<i64>>(8).map_err(err)?.ok_or_else(|| corrupt("the event after it has no time"))?;
+        self.last = Some((next_kind, source_id.clone(), name.clone()));
+        self.events.push(Event { seq: next_seq, kind: next_kind, source_id, name, value, time: from_micros(time) });
+        Ok(())
+    }
+
+    /// The value of the event about to be pushed, from its column; `None` if that is not a blob.
+    fn value(&mut self, column: rusqlite::types::ValueRef<'_>) -> Option<Value> {
+        match column {
             rusqlite::types::ValueRef::Blob(b) => {
                 let index = self.events.len();
-                self.values.add(&mut self.events, index, b)
+                Some(self.values.add(&mut self.events, index, b))
             }
-            _ => return Err(corrupt("its value is not a blob")),
-        };
-        let time: i64 = r.get(5).map_err(err)?;
-        self.events.push(Event {
-            seq: u64::try_from(seq).unwrap_or(0),
-            kind,
-            source_id,
-            name,
-            value,
-            time: from_micros(time),
-        });
-        Ok(())
+            _ => None,
+        }
     }
 }
 

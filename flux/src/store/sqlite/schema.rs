@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::Durability;
 
 /// The schema version this build writes. Databases with a higher version are refused.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -188,6 +188,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, execution_id)
     ) WITHOUT ROWID;
     CREATE INDEX admissions_by_time ON admissions (scope, admitted_at);",
+    // 7 -> 8: a row of the log may hold two events: a task's `TASK_STARTED` (its own columns)
+    // and, at the next seq, the result committed with it (`next_type`, `next_value`,
+    // `next_time`; same source id and name). A sequential step is then one row, one insert into
+    // the primary key, instead of two. Rows stored before hold one event each (the new columns
+    // are NULL), and are read as before; the view shows every event on a line of its own.
+    "ALTER TABLE events ADD COLUMN next_type TEXT;
+    ALTER TABLE events ADD COLUMN next_value BLOB;
+    ALTER TABLE events ADD COLUMN next_time INTEGER;
+    DROP VIEW execution_events;
+    CREATE VIEW execution_events AS
+        SELECT x.id AS execution_id, e.seq, e.type, e.source_id, e.name, e.value, e.time
+        FROM events e JOIN executions x ON x.pk = e.execution
+        UNION ALL
+        SELECT x.id, e.seq + 1, e.next_type, e.source_id, e.name, e.next_value, e.next_time
+        FROM events e JOIN executions x ON x.pk = e.execution
+        WHERE e.next_type IS NOT NULL;",
 ];
 
 /// Opens a connection to the file and switches it to WAL mode.
@@ -323,7 +339,7 @@ mod tests {
     use super::super::testing::{append, create};
     use super::{MIGRATIONS, SCHEMA_VERSION};
     use crate::error::ErrorKind;
-    use crate::event::{Event, ExecutionState, to_micros};
+    use crate::event::{Event, EventType, ExecutionState, to_micros};
     use crate::store::{Durability, Store, Write};
 
     #[test]
@@ -558,5 +574,123 @@ mod tests {
         let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
         let rows: i64 = conn.query_row("SELECT count(*) FROM schedules", [], |r| r.get(0)).unwrap();
         assert_eq!((version, rows), (4, 2));
+    }
+
+    /// A database as flux wrote it at schema version 7: a running execution whose step (a
+    /// task's start and result) is two rows, as every event was one row then.
+    fn version_7_database(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        for sql in &MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE flux_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+             INSERT INTO flux_schema VALUES (1, 7);
+             INSERT INTO executions (pk, id, workflow_name, state, input, created_at, updated_at)
+                 VALUES (3, 'run', 'wf', 'RUNNING', x'c0', 1, 2);
+             INSERT INTO events VALUES (3, 1, 'WORKFLOW_STARTED', 'wf_run', 'wf', x'c0', 10);
+             INSERT INTO events VALUES (3, 2, 'TASK_STARTED', 't_1', 't', x'9101', 11);
+             INSERT INTO events VALUES (3, 3, 'TASK_COMPLETED', 't_1', 't', x'01', 12);",
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_7_database_is_migrated_and_goes_on_with_a_step_as_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v7.db");
+        version_7_database(&path);
+        let store = SqliteStore::open(&path, Durability::Default).unwrap();
+        let before = store.load("run").unwrap().unwrap().events;
+        assert_eq!(
+            summary(&before),
+            [
+                (1, "WORKFLOW_STARTED", "wf_run", &[0xc0][..], 10),
+                (2, "TASK_STARTED", "t_1", &[0x91, 0x01][..], 11),
+                (3, "TASK_COMPLETED", "t_1", &[0x01][..], 12),
+            ]
+        );
+        let at = |micros| std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros);
+        let step = [
+            Event::new(4, EventType::TaskStarted, "t_2", "t", &[0x91, 0x02][..], at(13)),
+            Event::new(5, EventType::TaskCompleted, "t_2", "t", &[0x02][..], at(14)),
+        ];
+        store
+            .write(step.iter().map(|e| Write::Append { execution_id: "run".into(), event: e.clone() }).collect())
+            .await
+            .unwrap();
+        store.write(vec![append("run", 6)]).await.unwrap();
+        let after = store.load("run").unwrap().unwrap().events;
+        assert_eq!(&after[..3], &before[..]);
+        assert_eq!(&after[3..5], &step[..]);
+        assert_eq!(after.iter().map(Event::seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        drop(store);
+
+        // On disk: the old rows as they were, the new step in one row, and the view shows every
+        // event on a line of its own.
+        let conn = Connection::open(&path).unwrap();
+        let rows: Vec<(i64, String, Option<String>)> = conn
+            .prepare("SELECT seq, type, next_type FROM events WHERE execution = 3 ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let row = |seq, kind: &str, next: Option<&str>| (seq, kind.to_string(), next.map(str::to_string));
+        assert_eq!(
+            rows,
+            [
+                row(1, "WORKFLOW_STARTED", None),
+                row(2, "TASK_STARTED", None),
+                row(3, "TASK_COMPLETED", None),
+                row(4, "TASK_STARTED", Some("TASK_COMPLETED")),
+                row(6, "TASK_STARTED", None),
+            ]
+        );
+        let shown: Vec<(i64, String, Vec<u8>, i64)> = conn
+            .prepare("SELECT seq, type, value, time FROM execution_events WHERE execution_id = 'run' ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(shown.len(), 6);
+        assert_eq!(shown[3], (4, "TASK_STARTED".to_string(), vec![0x91, 0x02], 13));
+        assert_eq!(shown[4], (5, "TASK_COMPLETED".to_string(), vec![0x02], 14));
+        let version: i64 = conn.query_row("SELECT version FROM flux_schema", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A row holding two events whose second is damaged is refused by name, never half read.
+    #[tokio::test]
+    async fn a_damaged_second_event_of_a_row_is_refused_by_name() {
+        let damage = [
+            ("next_time = NULL", "the event after it has no time"),
+            ("next_value = 'text'", "the value of the event after it is not a blob"),
+            ("next_type = 'NO_SUCH_EVENT'", "NO_SUCH_EVENT"),
+            ("next_type = x'00'", "a text column holds another type"),
+            ("seq = 9223372036854775807", "no seq follows it"),
+        ];
+        for (change, named) in damage {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.db");
+            let store = SqliteStore::open(&path, Durability::Default).unwrap();
+            let now = std::time::SystemTime::now();
+            let step = [
+                Event::new(2, EventType::TaskStarted, "t_2", "t", &[0x90][..], now),
+                Event::new(3, EventType::TaskCompleted, "t_2", "t", &[0xc0][..], now),
+            ];
+            store.write(vec![create("x"), append("x", 1)]).await.unwrap();
+            store
+                .write(step.iter().map(|e| Write::Append { execution_id: "x".into(), event: e.clone() }).collect())
+                .await
+                .unwrap();
+            Connection::open(&path).unwrap().execute(&format!("UPDATE events SET {change} WHERE seq = 2"), []).unwrap();
+            let err = store.load("x").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{change}: {err}");
+            assert!(err.to_string().contains(named), "{change}: {err}");
+            assert!(err.to_string().contains("execution `x`"), "{change}: {err}");
+        }
     }
 }
