@@ -163,6 +163,37 @@ async fn max_concurrency_bounds_the_calls_running_at_once() {
     assert!((1..=3).contains(&peak), "peak concurrency {peak}");
 }
 
+static WIDE_RUNNING: AtomicU32 = AtomicU32::new(0);
+static WIDE_PEAK: AtomicU32 = AtomicU32::new(0);
+
+#[flux::task]
+async fn counted_wide(x: u32) -> u32 {
+    let now = WIDE_RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    WIDE_PEAK.fetch_max(now, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    WIDE_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    x
+}
+
+#[flux::workflow]
+async fn wide_map(ctx: ExecutionContext<u32>) -> flux::Result<Vec<u32>> {
+    counted_wide::map(0..*ctx.input()).await
+}
+
+/// A map of many items runs 1,024 calls at a time by default (so that a map of a million
+/// items does not hold a million calls), and still returns every output in item order.
+#[tokio::test]
+async fn a_map_runs_at_most_1024_calls_at_once_by_default() {
+    let engine = Engine::in_memory();
+    let execution = wide_map.on(&engine).run(3000).await.unwrap();
+    assert_eq!(execution.output(), Some(&(0..3000).collect::<Vec<_>>()));
+    let peak = WIDE_PEAK.load(Ordering::SeqCst);
+    assert!((100..=1024).contains(&peak), "peak concurrency {peak}");
+    let calls = execution.events().iter().filter(|e| e.name() == "counted_wide" && e.kind() == TaskCompleted).count();
+    assert_eq!(calls, 3000);
+}
+
 #[flux::task]
 async fn double(x: u32) -> Result<u32, std::io::Error> {
     if x == 3 { Err(std::io::Error::other("three is not doubled")) } else { Ok(x * 2) }

@@ -279,8 +279,9 @@ fn map_fn(def: &TaskDef, rec_tys: &[&Type]) -> TokenStream {
     let items_ty = format_ident!("__FluxItems", span = Span::mixed_site());
     quote! {
         /// Calls the task once per item, concurrently, and returns the outputs in item
-        /// order (a failure cancels the calls still running and is returned). Bound the
-        /// concurrency with `.max_concurrency(n)`; `.all_results()` returns every outcome.
+        /// order (every item runs; the first failure in item order is returned). At most
+        /// 1,024 calls run at once, the items taken from their iterator as places free up;
+        /// `.max_concurrency(n)` sets another bound, `.all_results()` returns every outcome.
         /// Inside a workflow the group is a task named `map` wrapping the calls.
         pub fn map<#items_ty>(#items: #items_ty) -> ::flux::Parallel<
             impl ::core::iter::Iterator<Item = impl ::core::future::Future<Output = ::flux::Result<#out_ty>>>,

@@ -103,7 +103,8 @@ where
 ///
 /// (`task::map(items)` is the same group with one call per item, except that a failed item
 /// does not cancel the others: every item runs, then the first failure in item order is
-/// returned.)
+/// returned; and that at most 1,024 calls run at once unless `max_concurrency` says otherwise,
+/// the items taken from their iterator as places free up.)
 ///
 /// Await it for the outputs in the order given. The first failure (in time) cancels the calls
 /// still running and is returned; [`Parallel::all_results`] returns every slot as a `Result`
@@ -170,8 +171,20 @@ pub fn map<I>(task: &'static str, calls: I) -> Parallel<I::IntoIter>
 where
     I: IntoIterator,
 {
-    Parallel { name: "map", label: Some(task), calls: calls.into_iter(), max_concurrency: usize::MAX, fail_fast: false }
+    Parallel {
+        name: "map",
+        label: Some(task),
+        calls: calls.into_iter(),
+        max_concurrency: MAP_CONCURRENCY,
+        fail_fast: false,
+    }
 }
+
+/// How many calls of a `task::map` run at once unless [`Parallel::max_concurrency`] says
+/// otherwise. The items are taken from their iterator as places free up, so a map of a million
+/// items holds a thousand calls, not a million (each call's future, and its item, live only
+/// while it runs).
+pub(crate) const MAP_CONCURRENCY: usize = 1024;
 
 impl<I, F, T> IntoFuture for Parallel<I>
 where
