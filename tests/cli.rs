@@ -632,7 +632,9 @@ fn runs_submitted_to_a_configured_queue_wait_scheduled_and_run_one_at_a_time() {
         let submitted = flux.json(&args);
         submitted["execution_id"].as_str().expect("an execution id").to_string()
     };
-    let (first, second) = (submit("3"), submit("1"));
+    // The first runs for about 3 s (30 steps of ~100 ms): long enough for the commands below,
+    // each a process of its own, to see the second waiting even on a loaded machine.
+    let (first, second) = (submit("30"), submit("1"));
     flux.wait_for_state("countdown", &first, "RUNNING");
     let waiting = flux.json(&["execution", "list", "--state", "scheduled", "--format", "json"]);
     let ids: Vec<&str> =
