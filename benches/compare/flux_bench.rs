@@ -6,6 +6,8 @@
 //! flux_bench map 1000 [durability]                    task::map over N items
 //! flux_bench parallel 100 [durability]                flux::parallel of N calls
 //! flux_bench replay 1000 [durability]                 replay of a crashed execution with N tasks recorded
+//! flux_bench replay-raw 1000                          rusqlite alone: reading that log's rows and
+//!                                                     decoding their values (the limit of replay)
 //! flux_bench server 100                               N tasks through a server and one worker process
 //! flux_bench server-concurrent 50 100                 50 concurrent executions of 100 tasks (tasks/s)
 //! flux_bench raw 1000 normal|full|normal-batch100     rusqlite alone: single-row commits (the limit)
@@ -92,6 +94,13 @@ fn main() {
             let took = rt.block_on(server(executions, n));
             report("server-concurrent", u64::from(executions) * u64::from(n), "default", took);
         }
+        "replay-raw" => {
+            let n = number(1, 1000);
+            let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+            let path = dir.path().join("flux.db");
+            let engine = Engine::open(&path).unwrap_or_else(|e| fail(e));
+            report("replay-raw", u64::from(n), "default", rt.block_on(replay_raw(&engine, &path, n)));
+        }
         "sequential" | "map" | "parallel" | "replay" => {
             let n = number(1, 1000);
             let label = arg(2).unwrap_or("default");
@@ -148,6 +157,50 @@ async fn in_process(engine: &Engine, workload: &str, n: u32) -> Duration {
         _ => check(parallel_steps.on(engine).run(n).await),
     }
     started.elapsed()
+}
+
+/// The limit of `replay`: the same log (a crashed execution of `n` steps, stored by the engine
+/// in its file), read by rusqlite alone with one prepared query, every row's values decoded into
+/// what the workflow gets (the input `u32`, each call's arguments `(u32,)` and output `u32`).
+/// Nothing else a replay does (the workflow's body, task ids, the index of the log) is done.
+async fn replay_raw(engine: &Engine, path: &std::path::Path, n: u32) -> Duration {
+    crashed_steps("crashed-0", n).commit(engine).await;
+    let conn = rusqlite::Connection::open(path).unwrap_or_else(|e| fail(e));
+    let mut query = conn
+        .prepare(
+            "SELECT type, value, next_type, next_value FROM events
+             WHERE execution = (SELECT pk FROM executions WHERE id = ?1) ORDER BY seq",
+        )
+        .unwrap_or_else(|e| fail(e));
+    let decode = |kind: &str, value: &[u8], sum: &mut u64| match kind {
+        "TASK_STARTED" => {
+            let (arg,): (u32,) = flux::value::from_msgpack(value).unwrap_or_else(|e| fail(e));
+            *sum += u64::from(arg);
+        }
+        "TASK_COMPLETED" | "WORKFLOW_STARTED" => {
+            let output: u32 = flux::value::from_msgpack(value).unwrap_or_else(|e| fail(e));
+            *sum += u64::from(output);
+        }
+        other => fail(format!("unexpected event {other}")),
+    };
+    let _profiled = Profiled::start();
+    let started = Instant::now();
+    let mut sum = 0u64;
+    let mut rows = query.query(["crashed-0"]).unwrap_or_else(|e| fail(e));
+    while let Some(row) = rows.next().unwrap_or_else(|e| fail(e)) {
+        let text = |i| row.get_ref(i).ok().and_then(|v| v.as_str().ok()).unwrap_or("");
+        let blob = |i| row.get_ref(i).ok().and_then(|v| v.as_blob().ok()).unwrap_or(&[]);
+        decode(text(0), blob(1), &mut sum);
+        if let Some(kind) = row.get_ref(2).ok().and_then(|v| v.as_str().ok()) {
+            decode(kind, blob(3), &mut sum);
+        }
+    }
+    let took = started.elapsed();
+    // Each argument and each output once, and the input.
+    if sum != 2 * steps_sum(n) + u64::from(n) {
+        fail(format!("replay-raw read a sum of {sum}"));
+    }
+    took
 }
 
 /// Limits a profile to the timed part: with `FLUX_BENCH_PERF_CTL` naming the control FIFO of
