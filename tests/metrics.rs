@@ -154,6 +154,20 @@ async fn metrics_move_as_executions_run_here_and_on_workers() {
     assert_eq!(bounds.len(), 15, "{bounds:?}");
     assert!(bounds.windows(2).all(|w| w[0].1 <= w[1].1), "{bounds:?}");
 
+    // Checkpoints of executions running at once travel together: fewer requests than
+    // checkpoints (each execution sends several).
+    let before = Metrics::scrape(&http, &url).await;
+    assert!(before.get("flux_checkpoints_total{}") >= 2.0, "the two runs above sent checkpoints");
+    let runs = futures::future::join_all((0..20).map(|_| remote.run(&5))).await;
+    assert!(runs.into_iter().all(|run| run.unwrap().output() == Some(&5)));
+    let after = Metrics::scrape(&http, &url).await;
+    let sent = |m: &Metrics, name: &str| m.get(name) - before.get(name);
+    let (checkpoints, requests) =
+        (sent(&after, "flux_checkpoints_total{}"), sent(&after, "flux_checkpoint_requests_total{}"));
+    assert!(checkpoints >= 20.0, "{checkpoints} checkpoints for 20 executions");
+    assert!(requests < checkpoints, "{checkpoints} checkpoints in {requests} requests");
+    eprintln!("20 executions at once: {checkpoints} checkpoints in {requests} requests");
+
     worker.abort();
     running.shutdown().await.unwrap();
 }

@@ -1058,6 +1058,133 @@ async fn a_checkpoint_after_a_cancellation_is_stored_and_answered_with_it() {
     server.shutdown().await.expect("the server stops");
 }
 
+/// The checkpoints of several executions in one batch.
+#[derive(Debug, Serialize)]
+struct Batch {
+    items: Vec<Batched>,
+}
+
+#[derive(Debug, Serialize)]
+struct Batched {
+    execution_id: String,
+    generation: u64,
+    writes: Vec<WireWrite>,
+}
+
+/// One outcome of a batch.
+#[derive(Debug, Deserialize, PartialEq)]
+struct Outcome {
+    status: u16,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    cancelling: bool,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+impl HandWorker<'_> {
+    /// `POST /workers/{name}/checkpoints` with a MessagePack body: the status, and the outcomes
+    /// (MessagePack) or the error (JSON).
+    async fn checkpoints(&self, batch: &Batch) -> (StatusCode, Result<Vec<Outcome>, Value>) {
+        let body = flux::value::to_msgpack(batch).expect("the batch encodes");
+        let request = self
+            .client
+            .post(format!("{}/workers/{}/checkpoints", self.url, self.name))
+            .bearer_auth(&self.session)
+            .header("content-type", "application/msgpack")
+            .body(body);
+        let response = tokio::time::timeout(DEADLINE, request.send()).await.expect("an answer").expect("sent");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("the answer is read");
+        if status != StatusCode::OK {
+            return (status, Err(serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            items: Vec<Outcome>,
+        }
+        let answer: Answer = flux::value::from_msgpack(&bytes).expect("a MessagePack answer");
+        (status, Ok(answer.items))
+    }
+}
+
+/// A batch stores each execution's checkpoint as if it had come alone: the current ones
+/// stored, a stale one refused with 409 beside them (and nothing of it stored), a resend
+/// answered as stored; a batch naming one execution twice, or too many, is refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_checkpoints_stores_each_as_if_alone() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let server = start_server(&tmp.path().join("flux.db"), "127.0.0.1:0").await;
+    let url = server.url();
+    let client = client();
+    let api = api(&url);
+    let worker = HandWorker::register(&client, &url, "hand-batch").await;
+    let (a, claim_a) = claimed_by_hand(&worker).await;
+    let (b, claim_b) = claimed_by_hand(&worker).await;
+    let (c, claim_c) = claimed_by_hand(&worker).await;
+    let started = |id: &str, generation| Batched {
+        execution_id: id.to_string(),
+        generation,
+        writes: vec![
+            WireWrite::Append { event: started_event(id, 3) },
+            WireWrite::SetState { state: "RUNNING".into(), output: None, time: micros_now() },
+        ],
+    };
+    let batch = Batch {
+        items: vec![
+            started(&a, claim_a.generation),
+            started(&b, claim_b.generation + 7),
+            started(&c, claim_c.generation),
+        ],
+    };
+    let (code, outcomes) = worker.checkpoints(&batch).await;
+    assert_eq!(code, StatusCode::OK);
+    let outcomes = outcomes.expect("outcomes");
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes[0], Outcome { status: 200, seq: 3, cancelling: false, detail: None });
+    assert_eq!(outcomes[2], Outcome { status: 200, seq: 3, cancelling: false, detail: None });
+    assert_eq!(outcomes[1].status, 409, "{outcomes:?}");
+    let detail = outcomes[1].detail.as_deref().expect("a detail");
+    assert!(detail.contains(&format!("execution `{b}`")), "{detail}");
+    for id in [&a, &c] {
+        let stored = status(&api, "three_steps", id).await;
+        assert_eq!(stored["state"], "RUNNING", "{stored:#}");
+        assert_eq!(types(&stored), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED", "WORKFLOW_STARTED"]);
+    }
+    let b_stored = status(&api, "three_steps", &b).await;
+    assert_eq!(types(&b_stored), ["WORKFLOW_SCHEDULED", "WORKFLOW_CLAIMED"], "the stale checkpoint changed nothing");
+
+    // The same batch again, its answer lost: stored already, acknowledged, nothing written twice.
+    let before = status(&api, "three_steps", &a).await;
+    let (code, again) = worker.checkpoints(&batch).await;
+    assert_eq!(code, StatusCode::OK);
+    let again = again.expect("outcomes");
+    assert_eq!((again[0].status, again[0].seq, again[2].seq), (200, 3, 3), "{again:?}");
+    assert_eq!(status(&api, "three_steps", &a).await, before, "a resend changed the log");
+
+    // Refused whole, nothing stored: one execution twice, more than 1,024, no session.
+    let twice = Batch { items: vec![started(&b, claim_b.generation), started(&b, claim_b.generation)] };
+    let (code, body) = worker.checkpoints(&twice).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body:?}");
+    let body = body.expect_err("an error");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("two checkpoints")), "{body}");
+    let many = Batch {
+        items: (0..1025)
+            .map(|i| Batched { execution_id: format!("x{i}"), generation: 1, writes: Vec::new() })
+            .collect(),
+    };
+    let (code, body) = worker.checkpoints(&many).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body:?}");
+    assert!(body.expect_err("an error")["detail"].as_str().is_some_and(|d| d.contains("at most 1024")));
+    let anonymous = HandWorker { session: "not-a-session".into(), ..worker };
+    let (code, _) = anonymous.checkpoints(&Batch { items: vec![started(&b, claim_b.generation)] }).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&api, "three_steps", &b).await, b_stored, "a refused batch changed nothing");
+
+    server.shutdown().await.expect("the server stops");
+}
+
 /// A cancellation asked for while the holder's connection is down: every answer to its
 /// heartbeats says so, and its next connection starts with `execution_cancelled` for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,8 +28,9 @@ pub(crate) use self::json::{json_to_msgpack, rfc3339};
 pub(crate) use self::summary::{Summary, state_after};
 #[cfg(feature = "worker")]
 pub(crate) use self::worker::{
-    Blob, Checkpoint, CheckpointAnswer, ClaimResponse, DeclaredSchedule, EXECUTION_CANCELLED, EXECUTION_RESUMED,
-    EXECUTION_SCHEDULED, Gpu, MSGPACK, Offer, Registered, Registration, Resources, WireEvent, WireWrite, WorkflowRef,
+    BatchAnswer, BatchOutcome, BatchedCheckpoint, Blob, Checkpoint, CheckpointAnswer, CheckpointBatch, ClaimResponse,
+    DeclaredSchedule, EXECUTION_CANCELLED, EXECUTION_RESUMED, EXECUTION_SCHEDULED, Gpu, MAX_BATCH, MSGPACK, Offer,
+    Registered, Registration, Resources, WireEvent, WireWrite, WorkflowRef,
 };
 #[cfg(feature = "server")]
 pub(crate) use self::worker::{ProgressReport, WireExecution};

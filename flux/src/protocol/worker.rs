@@ -333,6 +333,56 @@ pub(crate) struct CheckpointAnswer {
     pub(crate) cancelling: bool,
 }
 
+/// The most checkpoints one batch (`POST /workers/{name}/checkpoints`) holds.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// `POST /workers/{name}/checkpoints`: the checkpoints of several executions, at most one each.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct CheckpointBatch {
+    pub(crate) items: Vec<BatchedCheckpoint>,
+}
+
+/// One execution's checkpoint in a batch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct BatchedCheckpoint {
+    pub(crate) execution_id: String,
+    pub(crate) generation: u64,
+    pub(crate) writes: Vec<WireWrite>,
+}
+
+/// The answer to a batch: one outcome per checkpoint, in the order sent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct BatchAnswer {
+    pub(crate) items: Vec<BatchOutcome>,
+}
+
+/// What became of one checkpoint of a batch: the HTTP status it would have had alone (200
+/// stored, 409 the claim is over, ...), and the answer or the reason.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct BatchOutcome {
+    pub(crate) status: u16,
+    #[serde(default)]
+    pub(crate) seq: u64,
+    #[serde(default)]
+    pub(crate) cancelling: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) detail: Option<String>,
+}
+
+impl BatchOutcome {
+    /// A checkpoint stored (or found stored already).
+    #[cfg(feature = "server")]
+    pub(crate) fn stored(answer: CheckpointAnswer) -> BatchOutcome {
+        BatchOutcome { status: 200, seq: answer.seq, cancelling: answer.cancelling, detail: None }
+    }
+
+    /// A checkpoint refused with `status`, for `detail`.
+    #[cfg(feature = "server")]
+    pub(crate) fn refused(status: u16, detail: String) -> BatchOutcome {
+        BatchOutcome { status, seq: 0, cancelling: false, detail: Some(detail) }
+    }
+}
+
 /// `POST /workers/{name}/progress/{id}`.
 #[cfg(feature = "server")]
 #[derive(Clone, Debug, Serialize, Deserialize)]

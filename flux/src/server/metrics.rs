@@ -8,7 +8,10 @@
 //! - `flux_task_attempt_duration_seconds` (histogram): how long those attempts took;
 //! - `flux_queue_waiting{kind,name}` and `flux_queue_running{kind,name}` (gauges): executions
 //!   waiting for their turn and running under each queue and `max_concurrency` of this server;
-//! - `flux_workers_registered` and `flux_workers_connected` (gauges).
+//! - `flux_workers_registered` and `flux_workers_connected` (gauges);
+//! - `flux_checkpoints_total` and `flux_checkpoint_requests_total` (counters): the checkpoints
+//!   workers sent this server, and the requests that carried them (a worker sends the
+//!   checkpoints of several executions in one request).
 //!
 //! Like `GET /executions`, it needs no token: it tells counts and names of workflows' tasks and
 //! queues, never inputs, outputs or secrets.
@@ -95,6 +98,11 @@ async fn metrics(State(s): SharedState) -> ApiResult {
     sample(&mut out, "flux_workers_registered", &[], registered as u64);
     family(&mut out, "flux_workers_connected", "gauge", "Workers connected to this server now.");
     sample(&mut out, "flux_workers_connected", &[], connected as u64);
+    let [checkpoints, requests] = &s.checkpoints;
+    family(&mut out, "flux_checkpoints_total", "counter", "Checkpoints workers sent this server.");
+    sample(&mut out, "flux_checkpoints_total", &[], checkpoints.load(std::sync::atomic::Ordering::Relaxed));
+    family(&mut out, "flux_checkpoint_requests_total", "counter", "Requests that carried those checkpoints.");
+    sample(&mut out, "flux_checkpoint_requests_total", &[], requests.load(std::sync::atomic::Ordering::Relaxed));
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out).into_response())
 }
 

@@ -31,6 +31,7 @@ mod api;
 mod roster;
 mod schedules;
 mod workers;
+mod checkpoints;
 mod console;
 #[cfg(feature = "mcp")]
 mod mount;
@@ -298,6 +299,7 @@ impl Server {
             },
             wake: Notify::new(),
             traces: Mutex::default(),
+            checkpoints: Default::default(),
             shared_store: changes.is_some(),
             shutdown,
         });
@@ -357,6 +359,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let api = || api::routes().merge(roster::routes()).merge(schedules::routes()).merge(metrics::routes());
     api()
         .merge(workers::routes())
+        .merge(checkpoints::routes())
         .merge(console::routes(&shared, api()))
         .fallback(respond::no_route)
         .method_not_allowed_fallback(respond::wrong_method)

@@ -47,6 +47,7 @@ mod tests {
         ("get", "/workers/{name}/connect"),
         ("post", "/workers/{name}/claim/{execution_id}"),
         ("post", "/workers/{name}/checkpoint/{execution_id}"),
+        ("post", "/workers/{name}/checkpoints"),
         ("post", "/workers/{name}/progress/{execution_id}"),
         ("get", "/workers/{name}/messages/{execution_id}/{topic}/{index}"),
         ("get", "/metrics"),

@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// The W3C trace contexts of remote executions not claimed yet, by id (see `trace`).
     pub(crate) traces: Mutex<HashMap<String, String>>,
+    /// Checkpoints received from workers, and the requests that carried them (one each, or a
+    /// batch): `GET /metrics` shows both.
+    pub(crate) checkpoints: [std::sync::atomic::AtomicU64; 2],
     /// Whether other servers may share the store (it tells of their changes): executions
     /// are then also looked for in the store, not only where this server scheduled them.
     pub(crate) shared_store: bool,

@@ -199,6 +199,7 @@ impl Worker {
             base: self.server_url.clone(),
             worker: name.clone(),
             session: Arc::new(Mutex::new(String::new())),
+            singly: Arc::default(),
         };
         store.set_server(endpoint.clone());
         let shared = Arc::new(Running {

@@ -4,6 +4,7 @@
 //! local store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventType, ExecutionState};
-use crate::protocol::{self, Checkpoint, WireWrite};
+use crate::protocol::{self, BatchAnswer, BatchOutcome, BatchedCheckpoint, Checkpoint, CheckpointBatch, WireWrite};
 use crate::run::Subscription;
 use crate::store::{Commit, CommitSender, ExecutionFilter, ExecutionPage, ExecutionRow, Store, StoredExecution, Write};
 
@@ -363,6 +364,8 @@ pub(crate) struct Endpoint {
     pub(crate) base: String,
     pub(crate) worker: String,
     pub(crate) session: Arc<Mutex<String>>,
+    /// The server has no batch endpoint: every checkpoint goes alone.
+    pub(crate) singly: Arc<AtomicBool>,
 }
 
 impl Endpoint {
@@ -412,12 +415,71 @@ impl Endpoint {
         patience: Duration,
     ) -> Result<protocol::CheckpointAnswer> {
         let body = crate::value::to_msgpack(checkpoint)?;
+        let what = format!("a checkpoint of execution `{id}`");
+        let r = self.post_retrying(&self.url("checkpoint", id), body, patience, &what).await?;
+        match r.status() {
+            status if status.is_success() => Ok(r.json().await.unwrap_or_default()),
+            reqwest::StatusCode::CONFLICT => Err(Error::new(ErrorKind::Conflict, detail_of(r).await)),
+            _ => {
+                Err(Error::new(ErrorKind::Storage, format!("the server refused a checkpoint: {}", detail_of(r).await)))
+            }
+        }
+    }
+
+    /// Sends the checkpoints of several executions in one request (`POST
+    /// /workers/{name}/checkpoints`), retrying as [`Endpoint::checkpoint`] does; one outcome per
+    /// checkpoint, in order. `None` if the server has no such endpoint (a server older than this
+    /// worker): then the checkpoints go one by one.
+    pub(crate) async fn checkpoints(
+        &self,
+        batch: &CheckpointBatch,
+        patience: Duration,
+    ) -> Result<Option<Vec<BatchOutcome>>> {
+        let body = crate::value::to_msgpack(batch)?;
+        let url = format!("{}/workers/{}/checkpoints", self.base, self.worker);
+        let what = format!("{} checkpoints", batch.items.len());
+        let r = self.post_retrying(&url, body, patience, &what).await?;
+        match r.status() {
+            reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::METHOD_NOT_ALLOWED => return Ok(None),
+            status if status.is_success() => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Storage,
+                    format!("the server refused {what}: {}", detail_of(r).await),
+                ));
+            }
+        }
+        let bytes = r
+            .bytes()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Storage, format!("the answer to {what} was cut off: {e}")))?;
+        let answer: BatchAnswer = crate::value::from_msgpack(&bytes)
+            .map_err(|e| Error::new(ErrorKind::Storage, format!("the answer to {what} cannot be read: {e}")))?;
+        if answer.items.len() != batch.items.len() {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!("the server answered {} outcomes to {what}", answer.items.len()),
+            ));
+        }
+        Ok(Some(answer.items))
+    }
+
+    /// Posts `body` (MessagePack) to `url`, again after network failures, server errors and a
+    /// forgotten session (a restarted server: the worker registers again meanwhile), for up to
+    /// `patience`; any other answer is returned.
+    async fn post_retrying(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        patience: Duration,
+        what: &str,
+    ) -> Result<reqwest::Response> {
         let deadline = tokio::time::Instant::now() + patience;
         let mut delay = Duration::from_millis(50);
         loop {
             let sent = self
                 .client
-                .post(self.url("checkpoint", id))
+                .post(url)
                 .timeout(super::REQUEST_TIMEOUT)
                 .bearer_auth(self.session())
                 .header(reqwest::header::CONTENT_TYPE, protocol::MSGPACK)
@@ -425,27 +487,14 @@ impl Endpoint {
                 .send()
                 .await;
             let retry = match sent {
-                Ok(r) if r.status().is_success() => return Ok(r.json().await.unwrap_or_default()),
-                Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
-                    return Err(Error::new(ErrorKind::Conflict, detail_of(r).await));
-                }
                 Ok(r) if r.status().is_server_error() || r.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                    // A restarted server forgets sessions: the worker registers again meanwhile.
                     detail_of(r).await
                 }
-                Ok(r) => {
-                    return Err(Error::new(
-                        ErrorKind::Storage,
-                        format!("the server refused a checkpoint: {}", detail_of(r).await),
-                    ));
-                }
+                Ok(r) => return Ok(r),
                 Err(e) => e.to_string(),
             };
             if tokio::time::Instant::now() + delay > deadline {
-                return Err(Error::new(
-                    ErrorKind::Storage,
-                    format!("cannot send a checkpoint of execution `{id}` to {}: {retry}", self.base),
-                ));
+                return Err(Error::new(ErrorKind::Storage, format!("cannot send {what} to {}: {retry}", self.base)));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
@@ -473,7 +522,8 @@ struct Group {
 }
 
 /// Sends queued writes as checkpoints until the store is dropped: everything queued while a
-/// checkpoint is on its way goes in the next one, one request per execution at a time.
+/// checkpoint is on its way goes in the next one, the checkpoints of several executions in one
+/// request.
 pub(crate) async fn uploader(
     endpoint: Endpoint,
     store: Arc<RemoteStore>,
@@ -501,18 +551,89 @@ pub(crate) async fn uploader(
                 }),
             }
         }
-        let sends = groups.into_iter().map(|Group { id, generation, writes, dones }| {
-            let (endpoint, store) = (endpoint.clone(), store.clone());
-            async move {
-                let result = endpoint.checkpoint(&id, &Checkpoint { generation, writes }, patience).await;
-                if result.as_ref().is_ok_and(|answer| answer.cancelling) {
-                    store.mark_cancelling(&id);
-                }
-                for done in dones {
-                    done.send(result.clone().map(drop));
-                }
+        if groups.len() > 1 && !endpoint.singly.load(Ordering::Relaxed) {
+            // Several executions: one request for up to `MAX_BATCH` of them.
+            let mut rest = groups;
+            let mut chunks = Vec::new();
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(protocol::MAX_BATCH));
+                chunks.push(std::mem::replace(&mut rest, tail));
             }
-        });
-        futures::future::join_all(sends).await;
+            let sends = chunks.into_iter().map(|chunk| send_batch(&endpoint, &store, chunk, patience));
+            futures::future::join_all(sends).await;
+        } else {
+            let sends = groups.into_iter().map(|group| send_one(&endpoint, &store, group, patience));
+            futures::future::join_all(sends).await;
+        }
     }
+}
+
+/// Sends one execution's checkpoint alone, and completes its commits with the outcome.
+async fn send_one(endpoint: &Endpoint, store: &RemoteStore, group: Group, patience: Duration) {
+    let Group { id, generation, writes, dones } = group;
+    let result = endpoint.checkpoint(&id, &Checkpoint { generation, writes }, patience).await;
+    if result.as_ref().is_ok_and(|answer| answer.cancelling) {
+        store.mark_cancelling(&id);
+    }
+    for done in dones {
+        done.send(result.clone().map(drop));
+    }
+}
+
+/// Sends the checkpoints of several executions in one request, and completes each one's commits
+/// with its outcome. One the server could not store for now (a server error) goes again alone,
+/// with the retries of [`Endpoint::checkpoint`] (a resend of what was stored is answered as
+/// stored); all go alone from then on if the server has no batch endpoint.
+async fn send_batch(endpoint: &Endpoint, store: &RemoteStore, mut groups: Vec<Group>, patience: Duration) {
+    // The writes travel in the batch; each group keeps its commits, and gets its writes back if
+    // it has to go again alone.
+    let items = groups
+        .iter_mut()
+        .map(|g| BatchedCheckpoint {
+            execution_id: g.id.to_string(),
+            generation: g.generation,
+            writes: std::mem::take(&mut g.writes),
+        })
+        .collect();
+    let mut batch = CheckpointBatch { items };
+    let sent = endpoint.checkpoints(&batch, patience).await;
+    for (group, item) in groups.iter_mut().zip(&mut batch.items) {
+        group.writes = std::mem::take(&mut item.writes);
+    }
+    let outcomes = match sent {
+        Ok(Some(outcomes)) => outcomes,
+        Ok(None) => {
+            endpoint.singly.store(true, Ordering::Relaxed);
+            futures::future::join_all(groups.into_iter().map(|g| send_one(endpoint, store, g, patience))).await;
+            return;
+        }
+        Err(e) => {
+            for done in groups.into_iter().flat_map(|g| g.dones) {
+                done.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let mut again = Vec::new();
+    for (group, outcome) in groups.into_iter().zip(outcomes) {
+        let result = match outcome.status {
+            200..=299 => Ok(protocol::CheckpointAnswer { seq: outcome.seq, cancelling: outcome.cancelling }),
+            409 => Err(Error::new(ErrorKind::Conflict, outcome.detail.unwrap_or_default())),
+            401 | 500.. => {
+                again.push(group);
+                continue;
+            }
+            status => Err(Error::new(
+                ErrorKind::Storage,
+                format!("the server refused a checkpoint: {} (HTTP {status})", outcome.detail.unwrap_or_default()),
+            )),
+        };
+        if result.as_ref().is_ok_and(|answer| answer.cancelling) {
+            store.mark_cancelling(&group.id);
+        }
+        for done in group.dones {
+            done.send(result.clone().map(drop));
+        }
+    }
+    futures::future::join_all(again.into_iter().map(|g| send_one(endpoint, store, g, patience))).await;
 }
