@@ -10,6 +10,9 @@
 //!                                                     decoding their values (the limit of replay)
 //! flux_bench server 100                               N tasks through a server and one worker process
 //! flux_bench server-concurrent 50 100                 50 concurrent executions of 100 tasks (tasks/s)
+//! flux_bench http-raw 100                             N loopback HTTP round trips of a step's
+//!                                                     checkpoint and its answer (the limit of
+//!                                                     `server`)
 //! flux_bench raw 1000 normal|full|normal-batch100     rusqlite alone: single-row commits (the limit)
 //! flux_bench raw 1000 normal-step|full-step           rusqlite alone: a step's two rows per commit
 //! flux_bench raw 1000 normal-row|full-row             rusqlite alone: a step as one row per commit
@@ -83,6 +86,10 @@ fn main() {
             let n = number(1, 1000);
             let mode = arg(2).unwrap_or("normal");
             report("raw", u64::from(n), mode, raw(n, mode));
+        }
+        "http-raw" => {
+            let n = number(1, 100);
+            report("http-raw", u64::from(n), "default", rt.block_on(http_raw(n)));
         }
         "server" => {
             let n = number(1, 100);
@@ -347,6 +354,88 @@ async fn server(executions: u32, n: u32) -> Duration {
     futures::future::join_all(runs).await;
     let took = started.elapsed();
     server.shutdown().await.unwrap_or_else(|e| fail(e));
+    took
+}
+
+/// The limit of [`server`]: `n` round trips, one after the other, over one loopback HTTP/1.1
+/// connection to an axum server (the HTTP stack of flux's), each sending what a worker sends for
+/// one step of `steps` (its checkpoint: `TASK_STARTED` and `TASK_COMPLETED`, MessagePack, the
+/// same size) and getting a checkpoint's answer back. Nothing is decoded or stored.
+async fn http_raw(n: u32) -> Duration {
+    use axum::routing::post;
+
+    #[derive(serde::Serialize)]
+    struct Event {
+        seq: u64,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        source_id: &'static str,
+        name: &'static str,
+        #[serde(with = "bytes")]
+        value: Vec<u8>,
+        time: i64,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    enum Write {
+        Append { event: Event },
+    }
+    #[derive(serde::Serialize)]
+    struct Checkpoint {
+        generation: u64,
+        writes: Vec<Write>,
+    }
+    mod bytes {
+        pub(super) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+    }
+    let event = |seq, kind, value: Vec<u8>| Event {
+        seq,
+        kind,
+        source_id: "step_4f2c9d1e0a1b2c3d",
+        name: "step",
+        value,
+        time: 1_765_000_000_000_000,
+    };
+    let body = flux::value::to_msgpack(&Checkpoint {
+        generation: 1,
+        writes: vec![
+            Write::Append { event: event(7, "TASK_STARTED", vec![0x91, 0x05]) },
+            Write::Append { event: event(8, "TASK_COMPLETED", vec![0x05]) },
+        ],
+    })
+    .unwrap_or_else(|e| fail(e));
+    let app = axum::Router::new().route(
+        "/workers/w/checkpoint/e",
+        post(|body: axum::body::Bytes| async move {
+            std::hint::black_box(body);
+            axum::Json(serde_json::json!({"seq": 8, "cancelling": false}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| fail(e));
+    let url = format!("http://{}/workers/w/checkpoint/e", listener.local_addr().unwrap_or_else(|e| fail(e)));
+    let served = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let round_trip = || async {
+        let answer = client
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/msgpack")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| fail(e));
+        let answer: serde_json::Value = answer.json().await.unwrap_or_else(|e| fail(e));
+        std::hint::black_box(answer);
+    };
+    round_trip().await;
+    let started = Instant::now();
+    for _ in 0..n {
+        round_trip().await;
+    }
+    let took = started.elapsed();
+    served.abort();
     took
 }
 
