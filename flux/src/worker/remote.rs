@@ -637,3 +637,6 @@ async fn send_batch(endpoint: &Endpoint, store: &RemoteStore, mut groups: Vec<Gr
     }
     futures::future::join_all(again.into_iter().map(|g| send_one(endpoint, store, g, patience))).await;
 }
+
+#[cfg(all(test, feature = "server"))]
+mod tests;
