@@ -1067,8 +1067,7 @@ struct Batch {
 #[derive(Debug, Serialize)]
 struct Batched {
     execution_id: String,
-    generation: u64,
-    writes: Vec<WireWrite>,
+    checkpoint: Checkpoint,
 }
 
 /// One outcome of a batch.
@@ -1125,11 +1124,13 @@ async fn a_batch_of_checkpoints_stores_each_as_if_alone() {
     let (c, claim_c) = claimed_by_hand(&worker).await;
     let started = |id: &str, generation| Batched {
         execution_id: id.to_string(),
-        generation,
-        writes: vec![
-            WireWrite::Append { event: started_event(id, 3) },
-            WireWrite::SetState { state: "RUNNING".into(), output: None, time: micros_now() },
-        ],
+        checkpoint: Checkpoint {
+            generation,
+            writes: vec![
+                WireWrite::Append { event: started_event(id, 3) },
+                WireWrite::SetState { state: "RUNNING".into(), output: None, time: micros_now() },
+            ],
+        },
     };
     let batch = Batch {
         items: vec![
@@ -1171,7 +1172,10 @@ async fn a_batch_of_checkpoints_stores_each_as_if_alone() {
     assert!(body["detail"].as_str().is_some_and(|d| d.contains("two checkpoints")), "{body}");
     let many = Batch {
         items: (0..1025)
-            .map(|i| Batched { execution_id: format!("x{i}"), generation: 1, writes: Vec::new() })
+            .map(|i| Batched {
+                execution_id: format!("x{i}"),
+                checkpoint: Checkpoint { generation: 1, writes: Vec::new() },
+            })
             .collect(),
     };
     let (code, body) = worker.checkpoints(&many).await;

@@ -346,8 +346,7 @@ pub(crate) struct CheckpointBatch {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct BatchedCheckpoint {
     pub(crate) execution_id: String,
-    pub(crate) generation: u64,
-    pub(crate) writes: Vec<WireWrite>,
+    pub(crate) checkpoint: Checkpoint,
 }
 
 /// The answer to a batch: one outcome per checkpoint, in the order sent.

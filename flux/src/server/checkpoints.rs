@@ -89,10 +89,7 @@ async fn checkpoints(
         ));
     }
     counted(&s, batch.items.len());
-    let stores = batch.items.into_iter().map(|item| {
-        let checkpoint = Checkpoint { generation: item.generation, writes: item.writes };
-        store_one(&s, name.clone(), item.execution_id, checkpoint)
-    });
+    let stores = batch.items.into_iter().map(|item| store_one(&s, name.clone(), item.execution_id, item.checkpoint));
     let items = futures::future::join_all(stores)
         .await
         .into_iter()
@@ -107,8 +104,8 @@ async fn checkpoints(
 
 /// Counts a request carrying `n` checkpoints (see `GET /metrics`).
 fn counted(s: &Shared, n: usize) {
-    s.checkpoints[0].fetch_add(n as u64, Ordering::Relaxed);
-    s.checkpoints[1].fetch_add(1, Ordering::Relaxed);
+    s.checkpoints.received.fetch_add(n as u64, Ordering::Relaxed);
+    s.checkpoints.requests.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Stores checkpoint `checkpoint` of worker `name` for execution `id`.

@@ -98,9 +98,9 @@ async fn metrics(State(s): SharedState) -> ApiResult {
     sample(&mut out, "flux_workers_registered", &[], registered as u64);
     family(&mut out, "flux_workers_connected", "gauge", "Workers connected to this server now.");
     sample(&mut out, "flux_workers_connected", &[], connected as u64);
-    let [checkpoints, requests] = &s.checkpoints;
+    let (received, requests) = (&s.checkpoints.received, &s.checkpoints.requests);
     family(&mut out, "flux_checkpoints_total", "counter", "Checkpoints workers sent this server.");
-    sample(&mut out, "flux_checkpoints_total", &[], checkpoints.load(std::sync::atomic::Ordering::Relaxed));
+    sample(&mut out, "flux_checkpoints_total", &[], received.load(std::sync::atomic::Ordering::Relaxed));
     family(&mut out, "flux_checkpoint_requests_total", "counter", "Requests that carried those checkpoints.");
     sample(&mut out, "flux_checkpoint_requests_total", &[], requests.load(std::sync::atomic::Ordering::Relaxed));
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out).into_response())

@@ -40,6 +40,14 @@ impl CatalogEntry {
 }
 
 /// What every request handler shares.
+/// What `GET /metrics` tells of checkpoints: those workers sent, and the requests that carried
+/// them (one each, or a batch).
+#[derive(Default)]
+pub(crate) struct CheckpointCounts {
+    pub(crate) received: std::sync::atomic::AtomicU64,
+    pub(crate) requests: std::sync::atomic::AtomicU64,
+}
+
 pub(crate) struct Shared {
     /// Where executions are stored.
     pub(crate) engine: Engine,
@@ -75,9 +83,8 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// The W3C trace contexts of remote executions not claimed yet, by id (see `trace`).
     pub(crate) traces: Mutex<HashMap<String, String>>,
-    /// Checkpoints received from workers, and the requests that carried them (one each, or a
-    /// batch): `GET /metrics` shows both.
-    pub(crate) checkpoints: [std::sync::atomic::AtomicU64; 2],
+    /// Checkpoints received from workers, and the requests that carried them.
+    pub(crate) checkpoints: CheckpointCounts,
     /// Whether other servers may share the store (it tells of their changes): executions
     /// are then also looked for in the store, not only where this server scheduled them.
     pub(crate) shared_store: bool,

@@ -553,12 +553,13 @@ pub(crate) async fn uploader(
         }
         if groups.len() > 1 && !endpoint.singly.load(Ordering::Relaxed) {
             // Several executions: one request for up to `MAX_BATCH` of them.
-            let mut rest = groups;
             let mut chunks = Vec::new();
-            while !rest.is_empty() {
-                let tail = rest.split_off(rest.len().min(protocol::MAX_BATCH));
+            let mut rest = groups;
+            while rest.len() > protocol::MAX_BATCH {
+                let tail = rest.split_off(protocol::MAX_BATCH);
                 chunks.push(std::mem::replace(&mut rest, tail));
             }
+            chunks.push(rest);
             let sends = chunks.into_iter().map(|chunk| send_batch(&endpoint, &store, chunk, patience));
             futures::future::join_all(sends).await;
         } else {
@@ -572,8 +573,14 @@ pub(crate) async fn uploader(
 async fn send_one(endpoint: &Endpoint, store: &RemoteStore, group: Group, patience: Duration) {
     let Group { id, generation, writes, dones } = group;
     let result = endpoint.checkpoint(&id, &Checkpoint { generation, writes }, patience).await;
+    settle(store, &id, dones, result);
+}
+
+/// Completes the commits of execution `id`'s checkpoint with its outcome, and tells the run a
+/// cancellation is waiting if the answer says so.
+fn settle(store: &RemoteStore, id: &str, dones: Vec<CommitSender>, result: Result<protocol::CheckpointAnswer>) {
     if result.as_ref().is_ok_and(|answer| answer.cancelling) {
-        store.mark_cancelling(&id);
+        store.mark_cancelling(id);
     }
     for done in dones {
         done.send(result.clone().map(drop));
@@ -591,14 +598,13 @@ async fn send_batch(endpoint: &Endpoint, store: &RemoteStore, mut groups: Vec<Gr
         .iter_mut()
         .map(|g| BatchedCheckpoint {
             execution_id: g.id.to_string(),
-            generation: g.generation,
-            writes: std::mem::take(&mut g.writes),
+            checkpoint: Checkpoint { generation: g.generation, writes: std::mem::take(&mut g.writes) },
         })
         .collect();
     let mut batch = CheckpointBatch { items };
     let sent = endpoint.checkpoints(&batch, patience).await;
     for (group, item) in groups.iter_mut().zip(&mut batch.items) {
-        group.writes = std::mem::take(&mut item.writes);
+        group.writes = std::mem::take(&mut item.checkpoint.writes);
     }
     let outcomes = match sent {
         Ok(Some(outcomes)) => outcomes,
@@ -628,12 +634,7 @@ async fn send_batch(endpoint: &Endpoint, store: &RemoteStore, mut groups: Vec<Gr
                 format!("the server refused a checkpoint: {} (HTTP {status})", outcome.detail.unwrap_or_default()),
             )),
         };
-        if result.as_ref().is_ok_and(|answer| answer.cancelling) {
-            store.mark_cancelling(&group.id);
-        }
-        for done in group.dones {
-            done.send(result.clone().map(drop));
-        }
+        settle(store, &group.id, group.dones, result);
     }
     futures::future::join_all(again.into_iter().map(|g| send_one(endpoint, store, g, patience))).await;
 }

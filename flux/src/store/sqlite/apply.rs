@@ -444,8 +444,45 @@ mod tests {
     use super::super::SqliteStore;
     use super::super::testing::{append, create};
     use crate::error::ErrorKind;
-    use crate::event::ExecutionState;
+    use crate::event::{Event, EventType, ExecutionState};
     use crate::store::{Durability, Store, Write};
+
+    /// In a transaction too (a new execution and its log in one batch, as a fork or a replay's
+    /// fixture writes it), a task's start followed by its result is one row; a start followed by
+    /// anything else stays a row of its own.
+    #[tokio::test]
+    async fn a_step_in_a_transaction_is_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db"), Durability::Default).unwrap();
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_765_000_000_000_000);
+        let event = |seq, kind, id: &str| Write::Append {
+            execution_id: "a".into(),
+            event: Event::new(seq, kind, id, "t", &b"\x90"[..], now),
+        };
+        let writes = vec![
+            create("a"),
+            event(1, EventType::WorkflowStarted, "wf_a"),
+            event(2, EventType::TaskStarted, "t_2"),
+            event(3, EventType::TaskCompleted, "t_2"),
+            event(4, EventType::TaskStarted, "t_4"),
+            event(5, EventType::TaskFailed, "t_4"),
+        ];
+        let expected: Vec<Event> = writes
+            .iter()
+            .filter_map(|w| if let Write::Append { event, .. } = w { Some(event.clone()) } else { None })
+            .collect();
+        store.write(writes).await.unwrap();
+        assert_eq!(store.load("a").unwrap().unwrap().events, expected);
+        let rows: Vec<(i64, Option<String>)> = Connection::open(store.path())
+            .unwrap()
+            .prepare("SELECT seq, next_type FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, [(1, None), (2, Some("TASK_COMPLETED".to_string())), (4, None), (5, None)]);
+    }
 
     #[tokio::test]
     async fn events_must_follow_the_stored_log() {

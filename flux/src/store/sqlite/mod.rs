@@ -34,6 +34,15 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::ExecutionState;
 
+/// The last seq a row of `events` holds: its own, or the next one if it holds two events (a
+/// damaged row at the largest seq counts as ending there; reading the log then names it). The
+/// log's end is this of its last row.
+macro_rules! row_end {
+    () => {
+        "seq + (next_type IS NOT NULL AND seq < 9223372036854775807)"
+    };
+}
+
 mod admit;
 mod apply;
 mod lone;

@@ -181,11 +181,9 @@ fn read_execution(conn: &Connection, path: &Path, execution_id: &str) -> Result<
     Ok(Some((stored, key)))
 }
 
-/// The last seq of the log of the execution whose key is `?1`: its last row's, or the one after
-/// it if that row holds two events (one backward seek on the primary key). A damaged row at the
-/// largest seq counts as ending there (the log's reader then names it).
-const LAST_SEQ: &str = "SELECT seq + (next_type IS NOT NULL AND seq < 9223372036854775807) FROM events
-                        WHERE execution = ?1 ORDER BY seq DESC LIMIT 1";
+/// The last seq of the log of the execution whose key is `?1` (one backward seek on the primary
+/// key).
+const LAST_SEQ: &str = concat!("SELECT ", row_end!(), " FROM events WHERE execution = ?1 ORDER BY seq DESC LIMIT 1");
 
 /// The log of the execution whose key is `key`, in order.
 fn read_log(conn: &Connection, path: &Path, execution_id: &str, key: i64) -> Result<Vec<Event>> {

@@ -40,11 +40,12 @@ impl LastSeqs {
     /// The end of the stored log (one lookup of the key, one backward seek on the events' primary
     /// key); `None` if there is no such execution.
     pub(super) fn stored_last(&self, conn: &Connection, execution_id: &str) -> rusqlite::Result<Option<LogEnd>> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT x.pk, (SELECT seq + (next_type IS NOT NULL AND seq < 9223372036854775807) FROM events WHERE execution = x.pk
-                           ORDER BY seq DESC LIMIT 1)
-             FROM executions x WHERE x.id = ?1",
-        )?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT x.pk, (SELECT ",
+            row_end!(),
+            " FROM events WHERE execution = x.pk ORDER BY seq DESC LIMIT 1)
+                 FROM executions x WHERE x.id = ?1"
+        ))?;
         stmt.query_row([execution_id], |r| Ok(LogEnd { key: r.get(0)?, seq: r.get::<_, Option<i64>>(1)?.unwrap_or(0) }))
             .optional()
     }
